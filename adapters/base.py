@@ -1,0 +1,60 @@
+"""The port every delivery adapter implements, and what it is given and returns."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from marshmallow import Schema
+
+
+@dataclass(frozen=True)
+class OutboundEnvelope:
+    """A signed envelope ready to leave: the JWS text is sent exactly as signed."""
+
+    envelope_id: str
+    event_id: str
+    to_authority: str
+    jws: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the receiving side said; ``detail`` goes to the audit, so it never holds secrets."""
+
+    detail: str
+
+
+class DeliveryFailed(Exception):
+    """The envelope did not arrive. ``retryable`` says whether trying again may succeed."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+class Adapter(ABC):
+    """One configured way of delivering to one authority.
+
+    ``settings_schema`` validates the public part of the configuration and ``secrets_schema`` the
+    secret part (tokens, passwords), which the store keeps encrypted and never shows again.
+    """
+
+    type_name: ClassVar[str]
+    settings_schema: ClassVar[type[Schema]]
+    secrets_schema: ClassVar[type[Schema]]
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, settings: dict[str, Any], secrets: dict[str, Any]) -> Adapter:
+        """Build from configuration already validated by the two schemas."""
+
+    @abstractmethod
+    def deliver(self, envelope: OutboundEnvelope) -> Receipt:
+        """Deliver once; raise ``DeliveryFailed`` when the envelope did not arrive."""
+
+    def close(self) -> None:  # noqa: B027 - most adapters hold nothing to release
+        """Release connections; the relay calls this when it replaces or stops the adapter."""

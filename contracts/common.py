@@ -1,0 +1,66 @@
+"""Building blocks shared by several contracts: bounded text, organisation codes, lawful basis."""
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from contracts.vocabulary import ARTICLE_6_BASES, ARTICLE_9_CONDITIONS, SPECIAL_CATEGORIES
+
+ORG_CODE_PATTERN = r"^[A-Z][A-Z0-9]{2,15}$"
+
+# Upper bounds keep a single event small enough to hold, sign and forward in memory; they are
+# generous for prose written by practitioners.
+SHORT_TEXT = 200
+LONG_TEXT = 8000
+MAX_LIST = 50
+
+
+def short_text(**kwargs) -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=SHORT_TEXT), **kwargs)
+
+
+def long_text(**kwargs) -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=LONG_TEXT), **kwargs)
+
+
+def org_code(**kwargs) -> fields.String:
+    """An organisation code: an ONS GSS code for local authorities, or an admin-assigned code."""
+    return fields.String(validate=validate.Regexp(ORG_CODE_PATTERN), **kwargs)
+
+
+def one_of(choices, **kwargs) -> fields.String:
+    return fields.String(validate=validate.OneOf(choices), **kwargs)
+
+
+def unique_list(inner: fields.Field, *, min_items: int = 0, **kwargs) -> fields.List:
+    def no_repeats(values):
+        if len(set(values)) != len(values):
+            raise ValidationError("Items must not repeat.")
+
+    return fields.List(
+        inner,
+        validate=[validate.Length(min=min_items, max=MAX_LIST), no_repeats],
+        **kwargs,
+    )
+
+
+class LawfulBasisSchema(Schema):
+    article_6 = one_of(ARTICLE_6_BASES, required=True)
+    article_9 = one_of(ARTICLE_9_CONDITIONS)
+    dpa_2018_schedule_1_condition = short_text()
+
+    @validates_schema
+    def article_9_comes_with_schedule_1(self, data, **kwargs):
+        if ("article_9" in data) != ("dpa_2018_schedule_1_condition" in data):
+            raise ValidationError(
+                "article_9 and dpa_2018_schedule_1_condition are given together or not at all."
+            )
+
+
+def require_special_category_basis(categories, lawful_basis) -> None:
+    """Special category data may be shared only with an Art. 9 condition on the basis."""
+    special = sorted(set(categories) & SPECIAL_CATEGORIES)
+    if special and "article_9" not in (lawful_basis or {}):
+        raise ValidationError(
+            f"lawful_basis needs article_9 and dpa_2018_schedule_1_condition to cover "
+            f"special category data: {', '.join(special)}.",
+            field_name="lawful_basis",
+        )

@@ -1,0 +1,46 @@
+"""The fixed vocabularies that events, ISPs and judgements share.
+
+Every section of a CAF case is exactly one data category, named by its key in ``case``; that is
+what lets an ISP or a judgement say precisely what may leave the sending authority, and lets
+minimisation drop a whole section without knowing its inner fields. ``contracts/README.md``
+documents each term; a term is never renamed, only added.
+"""
+
+EVENT_TYPE = "caf.case-transfer.requested"
+EVENT_DATASCHEMA = "urn:caf-relay:schema:case-transfer-requested:1"
+
+# Order matters: it is the order categories are listed in envelopes and reports.
+DATA_CATEGORIES: tuple[str, ...] = (
+    "child_identity",
+    "child_contact",
+    "family_members",
+    "development_of_child",
+    "parents_and_carers",
+    "family_and_environment",
+    "education",
+    "plan",
+    "lead_professional",
+)
+
+# Categories that carry special category data (UK GDPR Art. 9): sharing them needs an Art. 9
+# condition and a DPA 2018 Schedule 1 condition on the basis, not only an Art. 6 basis.
+SPECIAL_CATEGORIES: frozenset[str] = frozenset({"development_of_child"})
+
+SHARING_MODES: tuple[str, ...] = ("routine", "ad_hoc")
+
+PURPOSES: tuple[str, ...] = (
+    "continuity_of_early_help",
+    "safeguarding",
+    "school_admission",
+)
+
+DECISIONS: tuple[str, ...] = ("share", "not_share")
+
+CONSENT_STATUSES: tuple[str, ...] = ("obtained", "not_sought", "refused_overridden")
+
+ARTICLE_6_BASES: tuple[str, ...] = tuple(f"6(1)({c})" for c in "abcdef")
+ARTICLE_9_CONDITIONS: tuple[str, ...] = tuple(f"9(2)({c})" for c in "abcdefghij")
+
+ISP_STATUSES: tuple[str, ...] = ("draft", "active", "suspended", "retired")
+
+BASIS_KINDS: tuple[str, ...] = ("isp", "judgement")

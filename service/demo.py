@@ -1,0 +1,112 @@
+"""``caf-relay demo``: the whole job on the embedded default, with what happened to each example.
+
+It sets up the 33 authorities, the example pan-London CAF ISP and a directory adapter per
+receiving authority under the output folder, publishes the example events on the in-process
+queue, and checks the signature of every envelope that arrived.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from service.bootstrap import build_services
+from service.config import Settings
+from service.embedded import InProcessQueue
+from service.signing import VerificationError, verify
+
+EXAMPLES = files("contracts") / "examples"
+DEMO_ISP = "isp-pan-london-caf.json"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    example: str
+    route: str
+    outcome: str
+    signature: str
+
+
+def example_events() -> dict[str, bytes]:
+    return {
+        entry.name: entry.read_bytes()
+        for entry in sorted(EXAMPLES.iterdir(), key=lambda e: e.name)
+        if entry.name.startswith("event-")
+    }
+
+
+def run_demo(out_dir: Path, echo: Callable[[str], None]) -> list[DemoResult]:
+    out_dir = out_dir.resolve()
+    for stale in out_dir.glob("caf-relay.sqlite3*"):
+        stale.unlink()
+    settings = Settings.from_env({"CAF_RELAY_INSTANCE_DIR": str(out_dir)})
+    services = build_services(settings)
+    try:
+        store = services.store
+        store.initialise()
+        store.add_isp(json.loads((EXAMPLES / DEMO_ISP).read_text()))
+        events = {name: json.loads(body) for name, body in example_events().items()}
+        for event in events.values():
+            code = event["data"]["to_authority"]
+            store.set_adapter(code, "directory", {"path": str(out_dir / "inbox" / code)}, {})
+        jwks = services.keyring.jwks()
+        (out_dir / "jwks.json").write_text(json.dumps(jwks, indent=2) + "\n")
+
+        queue = InProcessQueue(services.relay, services.deliverer, store)
+        for body in example_events().values():
+            queue.publish(body)
+        queue.drain()
+
+        names = store.authorities()
+        results = []
+        for name, event in events.items():
+            view = store.transfer_view(event["id"])
+            route = f"{names[view['from_authority']]} -> {names[view['to_authority']]}"
+            results.append(DemoResult(name, route, _outcome(view), _signature(view, out_dir, jwks)))
+    finally:
+        services.close()
+    echo(f"caf-relay demo: embedded default (SQLite + in-process queue) in {out_dir}")
+    for r in results:
+        echo(f"\n{r.example}\n  {r.route}\n  {r.outcome}\n  {r.signature}")
+    echo(
+        f"\nDelivered envelopes are in {out_dir / 'inbox'}; check one with\n"
+        f"  caf-relay verify {out_dir / 'inbox'}/<authority>/<envelope id>.json "
+        f"--jwks {out_dir / 'jwks.json'}"
+    )
+    return results
+
+
+def _outcome(view: dict) -> str:
+    decision, state = view["decision"], view["state"]
+    categories = next((e["detail"] for e in view["timeline"] if e["action"] == "minimised"), None)
+    if state == "delivered":
+        if "isp" in decision:
+            basis = f"ISP {decision['isp']['id']} v{decision['isp']['version']}"
+        else:
+            practitioner = decision["judgement"]["practitioner"]
+            basis = f"judgement of {practitioner['name']} ({practitioner['role']})"
+        withheld = ", ".join(categories["withheld"]) or "nothing"
+        return f"DELIVERED with {basis}; withheld: {withheld}"
+    if state == "awaiting_judgement":
+        return f"PARKED awaiting judgement: {decision['reason']}"
+    if state == "withheld":
+        return f"WITHHELD by judgement: {decision['reason']}"
+    detail = view["deliveries"][-1]["detail"] if view["deliveries"] else decision["reason"]
+    return f"{state.upper()}: {detail}"
+
+
+def _signature(view: dict, out_dir: Path, jwks: dict) -> str:
+    if view["state"] != "delivered":
+        return "nothing sent, nothing signed"
+    envelope = view["envelope"]
+    path = out_dir / "inbox" / view["to_authority"] / f"{envelope['envelope_id']}.json"
+    try:
+        header, payload = verify(path.read_bytes(), jwks)
+    except (OSError, VerificationError) as exc:
+        return f"SIGNATURE DOES NOT VERIFY: {exc}"
+    if payload["envelope_id"] != envelope["envelope_id"]:
+        return "SIGNATURE VERIFIES but the envelope id does not match the file name"
+    return f"signature verifies ({header['alg']}, kid {header['kid'][:12]}...)"

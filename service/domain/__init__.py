@@ -1,0 +1,1 @@
+"""The rules of sharing, as pure functions over plain dataclasses: no I/O, no frameworks."""

@@ -1,0 +1,112 @@
+"""Decides on what basis a transfer may be shared: an ISP, a practitioner judgement, or neither.
+
+The rules come from the London CAF Protocol, Annex 5, and the guidance it quotes:
+- a routine flow between parties to an applicable ISP is shared under that ISP;
+- the lack of an ISP is never a reason not to share: it needs a practitioner judgement instead;
+- an ISP does not replace professional judgement, so ad hoc sharing always needs a judgement,
+  and a judgement attached to a transfer is its basis even where an ISP would also apply;
+- a judgement not to share is recorded and honoured: nothing is forwarded;
+- with neither an applicable ISP nor a usable judgement the transfer waits (parked), never dropped.
+Every ISP looked at is recorded with the reason it did or did not apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from service.domain.model import (
+    BasisDecision,
+    IspConsidered,
+    IspFinding,
+    IspTerms,
+    Outcome,
+    TransferRequest,
+)
+
+
+def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:
+    """Why ``isp`` does or does not cover ``request`` on day ``on`` (expiry day inclusive)."""
+    if isp.status == "suspended":
+        return IspFinding.SUSPENDED
+    if isp.status != "active":
+        return IspFinding.NOT_ACTIVE
+    if on < isp.effective_from:
+        return IspFinding.NOT_YET_EFFECTIVE
+    if isp.expires_on is not None and on > isp.expires_on:
+        return IspFinding.EXPIRED
+    if not {request.from_authority, request.to_authority} <= isp.parties:
+        return IspFinding.NOT_A_PARTY
+    if request.flow not in isp.flows:
+        return IspFinding.FLOW_NOT_COVERED
+    if request.purpose not in isp.purposes:
+        return IspFinding.PURPOSE_NOT_COVERED
+    if request.mode != "routine":
+        return IspFinding.AD_HOC_MODE
+    return IspFinding.APPLICABLE
+
+
+def _precedence(isp: IspTerms) -> tuple[int, int, str]:
+    """Most specific agreement first (fewest parties), then the newest version; id breaks ties."""
+    return (len(isp.parties), -isp.version, isp.id)
+
+
+def decide_basis(request: TransferRequest, isps: Iterable[IspTerms], on: date) -> BasisDecision:
+    findings = [(isp, assess_isp(isp, request, on)) for isp in isps]
+    applicable = sorted(
+        (isp for isp, finding in findings if finding is IspFinding.APPLICABLE), key=_precedence
+    )
+    chosen = applicable[0] if applicable else None
+    considered = tuple(
+        IspConsidered(
+            isp.id,
+            isp.version,
+            IspFinding.OUTRANKED if finding is IspFinding.APPLICABLE and isp != chosen else finding,
+        )
+        for isp, finding in sorted(findings, key=lambda pair: (pair[0].id, pair[0].version))
+    )
+
+    judgement = request.judgement
+    if judgement is not None:
+        if judgement.decision == "not_share":
+            return BasisDecision(
+                Outcome.WITHHOLD,
+                "A practitioner decided not to share.",
+                considered,
+                judgement=judgement,
+            )
+        if request.to_authority not in judgement.recipients:
+            return BasisDecision(
+                Outcome.AWAIT_JUDGEMENT,
+                f"The judgement does not name {request.to_authority} as a recipient.",
+                considered,
+            )
+        if judgement.purpose != request.purpose:
+            return BasisDecision(
+                Outcome.AWAIT_JUDGEMENT,
+                f"The judgement was made for {judgement.purpose}, not {request.purpose}.",
+                considered,
+            )
+        return BasisDecision(
+            Outcome.SHARE_UNDER_JUDGEMENT,
+            "Shared on a practitioner's recorded judgement.",
+            considered,
+            judgement=judgement,
+            permitted_categories=judgement.data_categories,
+        )
+
+    if chosen is not None:
+        return BasisDecision(
+            Outcome.SHARE_UNDER_ISP,
+            f"Routine flow under ISP {chosen.id} v{chosen.version}.",
+            considered,
+            isp=chosen,
+            permitted_categories=chosen.data_categories,
+        )
+
+    reason = (
+        "Ad hoc sharing needs a practitioner judgement; an ISP does not replace it."
+        if request.mode == "ad_hoc"
+        else "No applicable ISP; a practitioner judgement is needed to share."
+    )
+    return BasisDecision(Outcome.AWAIT_JUDGEMENT, reason, considered)

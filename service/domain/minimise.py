@@ -1,0 +1,28 @@
+"""Keeps only the case sections the basis permits: necessary and proportionate sharing.
+
+Each top-level key of a case is one data category, so minimising is keeping or dropping whole
+sections; the categories dropped are listed, so the receiver and the audit both see what was
+held back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.vocabulary import DATA_CATEGORIES
+
+
+@dataclass(frozen=True)
+class Minimised:
+    case: dict[str, Any]
+    shared: tuple[str, ...]
+    withheld: tuple[str, ...]
+
+
+def minimise(case: Mapping[str, Any], permitted: frozenset[str]) -> Minimised:
+    present = [category for category in DATA_CATEGORIES if category in case]
+    shared = tuple(category for category in present if category in permitted)
+    withheld = tuple(category for category in present if category not in permitted)
+    return Minimised({category: case[category] for category in shared}, shared, withheld)

@@ -1,0 +1,161 @@
+"""The facts the sharing rules reason about, lifted out of contracts and storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from contracts.reference import expand_parties
+
+
+@dataclass(frozen=True)
+class IspTerms:
+    """What an ISP agrees, with party groups already expanded to organisation codes."""
+
+    id: str
+    version: int
+    title: str
+    status: str
+    parties: frozenset[str]
+    flows: frozenset[str]
+    purposes: frozenset[str]
+    data_categories: frozenset[str]
+    effective_from: date
+    expires_on: date | None
+    document_sha256: str
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A practitioner's recorded decision; ``record`` is the full record as received."""
+
+    decision: str
+    purpose: str
+    data_categories: frozenset[str]
+    recipients: frozenset[str]
+    record: dict[str, Any] = field(compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """One requested transfer, reduced to what the basis decision needs."""
+
+    event_id: str
+    flow: str
+    from_authority: str
+    to_authority: str
+    mode: str
+    purpose: str
+    categories_present: frozenset[str]
+    judgement: Judgement | None
+
+
+class IspFinding(StrEnum):
+    """Why an ISP was, or was not, the basis for a transfer; stable codes for the audit."""
+
+    APPLICABLE = "applicable"
+    NOT_ACTIVE = "not_active"
+    SUSPENDED = "suspended"
+    NOT_YET_EFFECTIVE = "not_yet_effective"
+    EXPIRED = "expired"
+    NOT_A_PARTY = "not_a_party"
+    FLOW_NOT_COVERED = "flow_not_covered"
+    PURPOSE_NOT_COVERED = "purpose_not_covered"
+    AD_HOC_MODE = "ad_hoc_mode"
+    OUTRANKED = "outranked"
+
+
+@dataclass(frozen=True)
+class IspConsidered:
+    isp_id: str
+    version: int
+    finding: IspFinding
+
+
+class Outcome(StrEnum):
+    SHARE_UNDER_ISP = "share_under_isp"
+    SHARE_UNDER_JUDGEMENT = "share_under_judgement"
+    AWAIT_JUDGEMENT = "await_judgement"
+    WITHHOLD = "withhold"
+
+
+@dataclass(frozen=True)
+class BasisDecision:
+    """The decision and its reasons, recorded whether or not anything is shared."""
+
+    outcome: Outcome
+    reason: str
+    considered: tuple[IspConsidered, ...]
+    isp: IspTerms | None = None
+    judgement: Judgement | None = None
+    permitted_categories: frozenset[str] = frozenset()
+
+    @property
+    def shares(self) -> bool:
+        return self.outcome in (Outcome.SHARE_UNDER_ISP, Outcome.SHARE_UNDER_JUDGEMENT)
+
+
+def isp_terms(document: dict[str, Any]) -> IspTerms:
+    """Lift a stored ISP (its published JSON form) into the terms the rules reason about."""
+    expires = document.get("expires_on")
+    return IspTerms(
+        id=document["id"],
+        version=document["version"],
+        title=document["title"],
+        status=document["status"],
+        parties=expand_parties(document["parties"]),
+        flows=frozenset(document["flows"]),
+        purposes=frozenset(document["purposes"]),
+        data_categories=frozenset(document["data_categories"]),
+        effective_from=date.fromisoformat(document["effective_from"]),
+        expires_on=date.fromisoformat(expires) if expires else None,
+        document_sha256=document["document"]["sha256"],
+    )
+
+
+def transfer_request(event: dict[str, Any]) -> TransferRequest:
+    """Lift a validated case-transfer event (its JSON form) into a request to decide on."""
+    data = event["data"]
+    sharing = data["sharing"]
+    record = sharing.get("judgement")
+    judgement = (
+        Judgement(
+            decision=record["decision"],
+            purpose=record["purpose"],
+            data_categories=frozenset(record["data_categories"]),
+            recipients=frozenset(record["recipients"]),
+            record=record,
+        )
+        if record
+        else None
+    )
+    return TransferRequest(
+        event_id=event["id"],
+        flow=event["type"],
+        from_authority=data["from_authority"],
+        to_authority=data["to_authority"],
+        mode=sharing["mode"],
+        purpose=sharing["purpose"],
+        categories_present=frozenset(data["case"]),
+        judgement=judgement,
+    )
+
+
+def decision_record(decision: BasisDecision) -> dict[str, Any]:
+    """The decision as recorded: outcome, reasons, every ISP considered, and the basis itself."""
+    record: dict[str, Any] = {
+        "outcome": decision.outcome.value,
+        "reason": decision.reason,
+        "considered": [
+            {"isp_id": c.isp_id, "version": c.version, "finding": c.finding.value}
+            for c in decision.considered
+        ],
+        "permitted_categories": sorted(decision.permitted_categories),
+    }
+    if decision.isp is not None:
+        record["isp"] = {"id": decision.isp.id, "version": decision.isp.version}
+    if decision.judgement is not None:
+        record["judgement"] = decision.judgement.record
+    return record

@@ -1,0 +1,49 @@
+"""The embedded default: an in-process queue in place of RabbitMQ, for one-command runs.
+
+It runs the same relay and delivery steps as the AMQP worker; rejected input is kept in the
+store's dead-letter table with its reason, as ``caf.dead`` keeps it on a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from service.delivery import Deliverer
+from service.relay import Relay
+from service.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class InProcessQueue:
+    def __init__(self, relay: Relay, deliverer: Deliverer, store: Store) -> None:
+        self._relay = relay
+        self._deliverer = deliverer
+        self._store = store
+        self._queue: queue.Queue[bytes] = queue.Queue()
+        self._thread = threading.Thread(target=self._consume, name="embedded-queue", daemon=True)
+        self._thread.start()
+
+    def publish(self, body: bytes) -> None:
+        self._queue.put(body)
+
+    def drain(self) -> None:
+        """Wait until everything published so far has been processed and delivered."""
+        self._queue.join()
+
+    def _consume(self) -> None:
+        while True:
+            body = self._queue.get()
+            try:
+                received = self._relay.receive(body)
+                if received.rejection is not None:
+                    self._store.add_dead_letter(body, received.reason)
+                elif received.needs_delivery:
+                    self._deliverer.deliver(received.event_id)
+            except Exception:
+                log.exception("embedded queue: processing failed; message kept as dead letter")
+                self._store.add_dead_letter(body, "Processing failed; see the service log.")
+            finally:
+                self._queue.task_done()

@@ -1,0 +1,222 @@
+"""The service layer for one inbound event: validate, decide, minimise, sign, store.
+
+Every entrypoint (the AMQP worker, the embedded queue, ``POST /api/v1/events``) hands raw bytes
+to ``Relay.receive`` and gets back what happened; none of them repeats a step. Delivery is a
+separate step (``service.delivery``) that starts only once the outcome is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from marshmallow import ValidationError
+
+from contracts.event import CaseTransferEventSchema
+from service.domain.basis import decide_basis
+from service.domain.envelope import Organisation, build_envelope
+from service.domain.minimise import minimise
+from service.domain.model import BasisDecision, Outcome, decision_record, transfer_request
+from service.signing import KeyRing
+from service.store.store import AuditEntry, DuplicateEvent, NewTransfer, SignedEnvelope, Store
+
+Clock = Callable[[], datetime]
+
+STATE_BY_OUTCOME = {
+    Outcome.SHARE_UNDER_ISP: "signed",
+    Outcome.SHARE_UNDER_JUDGEMENT: "signed",
+    Outcome.AWAIT_JUDGEMENT: "awaiting_judgement",
+    Outcome.WITHHOLD: "withheld",
+}
+
+
+class Rejection(StrEnum):
+    """Why input was refused; each maps to a dead-letter reason and an HTTP status."""
+
+    OVERSIZED = "oversized"
+    NOT_JSON = "not_json"
+    CONTRACT = "contract_violation"
+    UNKNOWN_AUTHORITY = "unknown_authority"
+
+
+@dataclass(frozen=True)
+class Received:
+    """What became of one inbound message."""
+
+    event_id: str | None
+    state: str | None = None
+    duplicate: bool = False
+    rejection: Rejection | None = None
+    reason: str = ""
+    errors: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_delivery(self) -> bool:
+        return self.state == "signed" and not self.duplicate
+
+
+class Relay:
+    def __init__(
+        self,
+        store: Store,
+        keyring: KeyRing,
+        *,
+        max_event_bytes: int,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._max_event_bytes = max_event_bytes
+        self._clock = clock
+        self._schema = CaseTransferEventSchema()
+
+    def receive(self, body: bytes) -> Received:
+        """Take one event through every step up to a stored outcome; never raises on bad input."""
+        names = self._store.authorities()
+        parsed = self._parse(body, names)
+        if isinstance(parsed, Received):
+            self._store.record_audit(
+                parsed.event_id,
+                "rejected",
+                {"rejection": parsed.rejection.value, "reason": parsed.reason},
+            )
+            return parsed
+        event = parsed
+        if self._store.has_transfer(event["id"]):
+            return self._duplicate(event["id"])
+
+        received_at = self._clock()
+        decision = decide_basis(
+            transfer_request(event), self._store.isp_terms(), received_at.date()
+        )
+        state = STATE_BY_OUTCOME[decision.outcome]
+        audit = [
+            AuditEntry("received", _received_detail(event)),
+            AuditEntry("basis_decided", _decision_summary(decision)),
+        ]
+        envelope = None
+        if decision.shares:
+            envelope, minimised_audit = self._seal(event, decision, received_at, names)
+            audit += minimised_audit
+        else:
+            audit.append(AuditEntry(state, {"reason": decision.reason}))
+        try:
+            self._store.add_transfer(
+                NewTransfer(event, state, decision_record(decision), received_at, envelope, audit)
+            )
+        except DuplicateEvent:
+            return self._duplicate(event["id"])
+        return Received(event["id"], state=state, reason=decision.reason)
+
+    def _parse(self, body: bytes, names: dict[str, str]) -> dict[str, Any] | Received:
+        if len(body) > self._max_event_bytes:
+            return Received(
+                None,
+                rejection=Rejection.OVERSIZED,
+                reason=f"Event is {len(body)} bytes; the limit is {self._max_event_bytes}.",
+            )
+        try:
+            document = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return Received(None, rejection=Rejection.NOT_JSON, reason=f"Not JSON: {exc}")
+        event_id = _event_id(document)
+        try:
+            self._schema.load(document)
+        except ValidationError as exc:
+            return Received(
+                event_id,
+                rejection=Rejection.CONTRACT,
+                reason=f"Does not match the case-transfer contract: {_summary(exc.messages)}",
+                errors=exc.messages if isinstance(exc.messages, dict) else {"_": exc.messages},
+            )
+        data = document["data"]
+        unknown = [
+            code for code in (data["from_authority"], data["to_authority"]) if code not in names
+        ]
+        if unknown:
+            return Received(
+                event_id,
+                rejection=Rejection.UNKNOWN_AUTHORITY,
+                reason=f"Unknown authority: {', '.join(unknown)}.",
+            )
+        return document
+
+    def _seal(
+        self, event: dict[str, Any], decision: BasisDecision, now: datetime, names: dict[str, str]
+    ) -> tuple[SignedEnvelope, list[AuditEntry]]:
+        data = event["data"]
+        minimised = minimise(data["case"], decision.permitted_categories)
+        envelope_id = str(uuid.uuid4())
+        payload = build_envelope(
+            envelope_id=envelope_id,
+            issued_at=now,
+            event=event,
+            decision=decision,
+            minimised=minimised,
+            sender=Organisation(data["from_authority"], names[data["from_authority"]]),
+            recipient=Organisation(data["to_authority"], names[data["to_authority"]]),
+        )
+        jws = self._keyring.sign(payload)
+        sha256 = hashlib.sha256(jws.encode()).hexdigest()
+        signed = SignedEnvelope(envelope_id, self._keyring.kid, jws, sha256, now)
+        return signed, [
+            AuditEntry(
+                "minimised",
+                {"shared": list(minimised.shared), "withheld": list(minimised.withheld)},
+            ),
+            AuditEntry(
+                "signed", {"envelope_id": envelope_id, "kid": self._keyring.kid, "sha256": sha256}
+            ),
+        ]
+
+    def _duplicate(self, event_id: str) -> Received:
+        self._store.record_audit(event_id, "duplicate", {"reason": "Event id already received."})
+        return Received(event_id, duplicate=True, reason="Event id already received.")
+
+
+def _event_id(document: Any) -> str | None:
+    """The id of a rejected event, if it has a usable one, so its rejection can be found."""
+    if isinstance(document, dict) and isinstance(document.get("id"), str):
+        return document["id"][:128] or None
+    return None
+
+
+def _summary(messages: Any, limit: int = 500) -> str:
+    text = json.dumps(messages, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _received_detail(event: dict[str, Any]) -> dict[str, Any]:
+    data = event["data"]
+    return {
+        "source": event["source"],
+        "case_reference": event["subject"],
+        "from_authority": data["from_authority"],
+        "to_authority": data["to_authority"],
+        "mode": data["sharing"]["mode"],
+        "purpose": data["sharing"]["purpose"],
+        "categories_present": sorted(data["case"]),
+    }
+
+
+def _decision_summary(decision: BasisDecision) -> dict[str, Any]:
+    """The decision for the audit: who decided and on what basis, without free-text prose."""
+    summary = decision_record(decision)
+    judgement = summary.pop("judgement", None)
+    if judgement is not None:
+        summary["judgement"] = {
+            "practitioner": judgement["practitioner"],
+            "decided_at": judgement["decided_at"],
+            "decision": judgement["decision"],
+            "consent": judgement["consent"]["status"],
+            "lawful_basis": judgement["lawful_basis"],
+            "data_categories": judgement["data_categories"],
+            "recipients": judgement["recipients"],
+        }
+    return summary

@@ -1,0 +1,50 @@
+"""Encrypts adapter secrets at rest with Fernet; several keys allow rotation.
+
+The first key encrypts; every key decrypts, so an operator rotates by putting a new key in
+front and dropping the old one once everything stored has been rewritten. Ciphertext never
+leaves the store and plaintext never reaches a log or an API response.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class SecretsKeyError(ValueError):
+    """No usable key, or stored secrets that none of the configured keys can open."""
+
+
+class SecretBox:
+    def __init__(self, keys: list[str]) -> None:
+        if not keys:
+            raise SecretsKeyError("At least one Fernet key is needed to encrypt adapter secrets.")
+        try:
+            self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
+        except ValueError as exc:
+            raise SecretsKeyError(f"A secrets key is not a valid Fernet key: {exc}") from exc
+
+    @classmethod
+    def from_file(cls, path: Path, *, create: bool = False) -> SecretBox:
+        """Keys from a file, one a line; with ``create``, a new file with one key if absent."""
+        if not path.exists() and create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(Fernet.generate_key().decode() + "\n")
+        return cls([line.strip() for line in path.read_text().splitlines() if line.strip()])
+
+    def seal(self, secrets: dict[str, Any]) -> str:
+        return self._fernet.encrypt(json.dumps(secrets).encode()).decode()
+
+    def open(self, token: str) -> dict[str, Any]:
+        try:
+            return json.loads(self._fernet.decrypt(token.encode()))
+        except InvalidToken as exc:
+            raise SecretsKeyError(
+                "Stored adapter secrets cannot be decrypted with the configured keys."
+            ) from exc

@@ -1,0 +1,96 @@
+"""Signs envelopes as JWS (JSON serialization, Ed25519) and publishes the public keys.
+
+The private key is read once at start-up and never leaves the process; receivers verify with the
+JWKS served at ``/.well-known/jwks.json``, matched by ``kid`` (the key's RFC 7638 thumbprint), so
+a rotated key can later be published beside the old one.
+
+Envelopes are signed with ``alg: EdDSA``, which every JOSE library with OKP keys verifies;
+RFC 9864's newer name ``Ed25519`` denotes the same signature and is accepted when verifying.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, OKPKey
+from joserfc.util import to_bytes
+
+from contracts.envelope import ENVELOPE_JWS_TYP
+
+SIGNING_ALG = "EdDSA"
+ACCEPTED_ALGS = ("EdDSA", "Ed25519")
+_REGISTRY = jws.JWSRegistry(algorithms=list(ACCEPTED_ALGS))
+
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc")
+
+
+class VerificationError(Exception):
+    """The JWS is malformed, signed by an unknown key, or its signature does not verify."""
+
+
+def canonical_json(document: Any) -> bytes:
+    """One byte encoding per document, so equal payloads sign and digest identically."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class KeyRing:
+    """The service's signing key and every public key receivers may need to verify with."""
+
+    def __init__(self, signing_key: OKPKey) -> None:
+        self._signing_key = signing_key
+        self.kid = signing_key.thumbprint()
+        public = signing_key.as_dict(private=False)
+        self._jwks = {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": SIGNING_ALG}]}
+
+    @classmethod
+    def from_file(cls, path: Path, *, create: bool = False) -> KeyRing:
+        """Load a PEM (PKCS#8) or JWK Ed25519 private key; with ``create``, make one if absent."""
+        if not path.exists():
+            if not create:
+                raise FileNotFoundError(f"Signing key file {path} does not exist.")
+            write_new_key(path)
+        data = path.read_bytes()
+        try:
+            key = OKPKey.import_key(json.loads(data) if data.lstrip().startswith(b"{") else data)
+        except (JoseError, ValueError) as exc:
+            raise ValueError(f"{path} does not hold an Ed25519 private key: {exc}") from exc
+        if key.curve_name != "Ed25519" or not key.is_private:
+            raise ValueError(f"{path} does not hold an Ed25519 private key.")
+        return cls(key)
+
+    def jwks(self) -> dict[str, Any]:
+        return self._jwks
+
+    def sign(self, payload: dict[str, Any]) -> str:
+        """The JWS, flattened JSON serialization, as the text that is sent and stored."""
+        header = {"alg": SIGNING_ALG, "kid": self.kid, "typ": ENVELOPE_JWS_TYP}
+        signed = jws.serialize_json(
+            {"protected": header}, canonical_json(payload), self._signing_key, registry=_REGISTRY
+        )
+        return json.dumps(signed, separators=(",", ":"))
+
+
+def write_new_key(path: Path) -> None:
+    """Create a new Ed25519 private key as PEM, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = OKPKey.generate_key("Ed25519").as_pem(private=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+
+
+def verify(jws_text: str | bytes, jwks: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check a JWS against a JWKS; return (protected header, payload) or raise."""
+    try:
+        document = json.loads(jws_text)
+        keys = KeySet.import_key_set(jwks)
+        result = jws.deserialize_json(document, keys, registry=_REGISTRY)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise VerificationError(f"Signature does not verify: {exc}") from exc
+    return result.headers(), json.loads(to_bytes(result.payload))

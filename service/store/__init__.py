@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, Alembic migrations and the one class the service talks to."""

@@ -1,0 +1,399 @@
+"""The one object the service layer stores and reads through; each method is one transaction.
+
+Writes that must not be separated (a transfer, its signed envelope and their audit records) are
+committed together, before the inbound message is acknowledged, so a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.base import OutboundEnvelope
+from adapters.registry import validate_config
+from contracts.reference import LONDON_AUTHORITIES
+from service.domain.model import IspTerms, isp_terms
+from service.secrets import SecretBox
+from service.store import tables as t
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DuplicateEvent(Exception):
+    """A transfer with this event id is already stored."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    action: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SignedEnvelope:
+    envelope_id: str
+    kid: str
+    jws: str
+    sha256: str
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
+class NewTransfer:
+    """Everything decided about one inbound event, to be stored at once."""
+
+    event: dict[str, Any]
+    state: str
+    decision: dict[str, Any]
+    received_at: datetime
+    envelope: SignedEnvelope | None
+    audit: Sequence[AuditEntry]
+
+
+@dataclass(frozen=True)
+class AdapterSetting:
+    authority: str
+    adapter_type: str
+    settings: dict[str, Any]
+    secrets: dict[str, Any]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    event_id: str
+    envelope_id: str
+    adapter_type: str | None
+    succeeded: bool
+    retryable: bool
+    detail: str
+    duration_ms: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _engine(url: str) -> sa.Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record) -> None:
+        # WAL lets the web app read while the worker writes; foreign keys are off by default.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+class Store:
+    def __init__(self, url: str, secret_box: SecretBox) -> None:
+        self.url = url
+        self._engine = _engine(url)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._box = secret_box
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- schema and reference data ------------------------------------------------------------
+
+    def initialise(self) -> None:
+        """Migrate to the newest schema and seed the London authorities; safe to repeat."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self._engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        with self._transaction() as session:
+            known = set(session.scalars(sa.select(t.Authority.code)))
+            session.add_all(
+                t.Authority(code=code, name=name, kind="local_authority")
+                for code, name in LONDON_AUTHORITIES.items()
+                if code not in known
+            )
+
+    def ping(self) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    def authorities(self) -> dict[str, str]:
+        with self._transaction() as session:
+            rows = session.execute(sa.select(t.Authority.code, t.Authority.name))
+            return {code: name for code, name in rows}
+
+    # -- ISPs ---------------------------------------------------------------------------------
+
+    def add_isp(self, document: dict[str, Any]) -> None:
+        """Record one version of an ISP, given in its published JSON form (already validated)."""
+        with self._transaction() as session:
+            session.add(
+                t.Isp(
+                    isp_id=document["id"],
+                    version=document["version"],
+                    status=document["status"],
+                    document=document,
+                    recorded_at=_now(),
+                )
+            )
+            session.add(
+                _audit(
+                    None, "isp_recorded", {"isp_id": document["id"], "version": document["version"]}
+                )
+            )
+
+    def isp_terms(self) -> list[IspTerms]:
+        with self._transaction() as session:
+            return [isp_terms(doc) for doc in session.scalars(sa.select(t.Isp.document))]
+
+    # -- adapters -----------------------------------------------------------------------------
+
+    def set_adapter(
+        self, authority: str, adapter_type: str, settings: dict[str, Any], secrets: dict[str, Any]
+    ) -> None:
+        """Validate and store an authority's adapter; secrets are sealed before they are written."""
+        settings, secrets = validate_config(adapter_type, settings, secrets)
+        with self._transaction() as session:
+            session.merge(
+                t.AdapterConfig(
+                    authority_code=authority,
+                    adapter_type=adapter_type,
+                    settings=settings,
+                    secrets_sealed=self._box.seal(secrets),
+                    updated_at=_now(),
+                )
+            )
+            session.add(
+                _audit(None, "adapter_set", {"authority": authority, "adapter_type": adapter_type})
+            )
+
+    def adapter_setting(self, authority: str) -> AdapterSetting | None:
+        with self._transaction() as session:
+            row = session.get(t.AdapterConfig, authority)
+            if row is None:
+                return None
+            return AdapterSetting(
+                authority=authority,
+                adapter_type=row.adapter_type,
+                settings=row.settings,
+                secrets=self._box.open(row.secrets_sealed),
+                updated_at=row.updated_at,
+            )
+
+    # -- transfers ----------------------------------------------------------------------------
+
+    def has_transfer(self, event_id: str) -> bool:
+        with self._transaction() as session:
+            return session.get(t.Transfer, event_id) is not None
+
+    def add_transfer(self, new: NewTransfer) -> None:
+        """Store a transfer with its envelope and audit; raise DuplicateEvent if the id exists."""
+        event, data = new.event, new.event["data"]
+        try:
+            with self._transaction() as session:
+                session.add(
+                    t.Transfer(
+                        event_id=event["id"],
+                        case_reference=event["subject"],
+                        from_authority=data["from_authority"],
+                        to_authority=data["to_authority"],
+                        mode=data["sharing"]["mode"],
+                        purpose=data["sharing"]["purpose"],
+                        state=new.state,
+                        decision=new.decision,
+                        event=event,
+                        received_at=new.received_at,
+                        updated_at=new.received_at,
+                    )
+                )
+                session.flush()
+                if new.envelope is not None:
+                    envelope = new.envelope
+                    session.add(
+                        t.Envelope(
+                            envelope_id=envelope.envelope_id,
+                            event_id=event["id"],
+                            kid=envelope.kid,
+                            jws=envelope.jws,
+                            sha256=envelope.sha256,
+                            issued_at=envelope.issued_at,
+                        )
+                    )
+                session.add_all(_audit(event["id"], e.action, e.detail) for e in new.audit)
+        except IntegrityError as exc:
+            if self.has_transfer(event["id"]):
+                raise DuplicateEvent(event["id"]) from exc
+            raise
+
+    def record_audit(self, event_id: str | None, action: str, detail: dict[str, Any]) -> None:
+        with self._transaction() as session:
+            session.add(_audit(event_id, action, detail))
+
+    def add_dead_letter(self, body: bytes, reason: str) -> None:
+        with self._transaction() as session:
+            session.add(t.DeadLetter(received_at=_now(), reason=reason, body=body))
+
+    def dead_letters(self) -> list[tuple[str, bytes]]:
+        with self._transaction() as session:
+            rows = session.execute(
+                sa.select(t.DeadLetter.reason, t.DeadLetter.body).order_by(t.DeadLetter.id)
+            )
+            return [tuple(row) for row in rows]
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def outbound(self, event_id: str) -> OutboundEnvelope | None:
+        with self._transaction() as session:
+            row = session.execute(
+                sa.select(t.Envelope, t.Transfer.to_authority)
+                .join(t.Transfer, t.Transfer.event_id == t.Envelope.event_id)
+                .where(t.Envelope.event_id == event_id)
+            ).first()
+            if row is None:
+                return None
+            envelope, to_authority = row
+            return OutboundEnvelope(
+                envelope_id=envelope.envelope_id,
+                event_id=event_id,
+                to_authority=to_authority,
+                jws=envelope.jws,
+                sha256=envelope.sha256,
+            )
+
+    def awaiting_delivery(self) -> list[str]:
+        """Event ids signed but not yet delivered, oldest first: the relay's outbox."""
+        with self._transaction() as session:
+            return list(
+                session.scalars(
+                    sa.select(t.Transfer.event_id)
+                    .where(t.Transfer.state == "signed")
+                    .order_by(t.Transfer.received_at)
+                )
+            )
+
+    def record_delivery(self, record: DeliveryRecord) -> None:
+        now = _now()
+        state = "delivered" if record.succeeded else "failed"
+        with self._transaction() as session:
+            session.add(
+                t.DeliveryAttempt(
+                    envelope_id=record.envelope_id,
+                    attempted_at=now,
+                    adapter_type=record.adapter_type,
+                    succeeded=record.succeeded,
+                    retryable=record.retryable,
+                    detail=record.detail,
+                    duration_ms=record.duration_ms,
+                )
+            )
+            session.execute(
+                sa.update(t.Transfer)
+                .where(t.Transfer.event_id == record.event_id)
+                .values(state=state, updated_at=now)
+            )
+            session.add(
+                _audit(
+                    record.event_id,
+                    state,
+                    {
+                        "envelope_id": record.envelope_id,
+                        "adapter_type": record.adapter_type,
+                        "retryable": record.retryable,
+                        "detail": record.detail,
+                    },
+                )
+            )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def transfer_view(self, event_id: str) -> dict[str, Any] | None:
+        """A transfer as its sender sees it: state, basis, categories, deliveries; no case data."""
+        with self._transaction() as session:
+            transfer = session.get(t.Transfer, event_id)
+            if transfer is None:
+                return None
+            envelope = session.scalar(sa.select(t.Envelope).where(t.Envelope.event_id == event_id))
+            attempts = (
+                session.scalars(
+                    sa.select(t.DeliveryAttempt)
+                    .where(t.DeliveryAttempt.envelope_id == envelope.envelope_id)
+                    .order_by(t.DeliveryAttempt.id)
+                ).all()
+                if envelope
+                else []
+            )
+            timeline = session.scalars(
+                sa.select(t.AuditRecord)
+                .where(t.AuditRecord.event_id == event_id)
+                .order_by(t.AuditRecord.id)
+            ).all()
+            return {
+                "event_id": transfer.event_id,
+                "case_reference": transfer.case_reference,
+                "from_authority": transfer.from_authority,
+                "to_authority": transfer.to_authority,
+                "mode": transfer.mode,
+                "purpose": transfer.purpose,
+                "state": transfer.state,
+                "decision": transfer.decision,
+                "received_at": _iso(transfer.received_at),
+                "updated_at": _iso(transfer.updated_at),
+                "envelope": None
+                if envelope is None
+                else {
+                    "envelope_id": envelope.envelope_id,
+                    "kid": envelope.kid,
+                    "sha256": envelope.sha256,
+                    "issued_at": _iso(envelope.issued_at),
+                },
+                "deliveries": [
+                    {
+                        "attempted_at": _iso(a.attempted_at),
+                        "adapter_type": a.adapter_type,
+                        "succeeded": a.succeeded,
+                        "retryable": a.retryable,
+                        "detail": a.detail,
+                        "duration_ms": a.duration_ms,
+                    }
+                    for a in attempts
+                ],
+                "timeline": [
+                    {"at": _iso(r.recorded_at), "action": r.action, "detail": r.detail}
+                    for r in timeline
+                ],
+            }
+
+    def audit_actions(self, event_id: str | None = None) -> list[tuple[str | None, str, dict]]:
+        with self._transaction() as session:
+            query = sa.select(t.AuditRecord).order_by(t.AuditRecord.id)
+            if event_id is not None:
+                query = query.where(t.AuditRecord.event_id == event_id)
+            return [(r.event_id, r.action, r.detail) for r in session.scalars(query)]
+
+
+def _audit(event_id: str | None, action: str, detail: dict[str, Any]) -> t.AuditRecord:
+    return t.AuditRecord(recorded_at=_now(), event_id=event_id, action=action, detail=detail)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,112 @@
+"""Fixtures for the real services: a RabbitMQ vhost and a database of this test session's own.
+
+Each session gets a fresh vhost and (on PostgreSQL) a fresh database, so parallel runs on one
+machine, CI's and a developer's, never see each other's messages or rows. The database under
+test is chosen by CAF_RELAY_TEST_DATABASE_URL: unset means a SQLite file, a postgresql URL means
+that server (the tests create and drop a database of their own there).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
+
+from contracts.reference import LONDON_AUTHORITIES
+from service.bootstrap import Services, build_services
+from service.config import Settings
+from service.secrets import SecretBox
+from service.store import tables
+from service.store.store import Store
+
+BROKER_HOST = os.environ.get("CAF_RELAY_TEST_BROKER_HOST", "127.0.0.1")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> Iterator[str]:
+    """An AMQP URL for a vhost that exists only for this test session."""
+    vhost = f"caf-test-{uuid.uuid4().hex[:12]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://guest:guest@{BROKER_HOST}:5672/{quote(vhost, safe='')}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    """A URL for an empty database that exists only for this test session."""
+    server_url = os.environ.get("CAF_RELAY_TEST_DATABASE_URL", "")
+    if not server_url.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'caf-relay.sqlite3'}"
+        return
+    name = f"caf_relay_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+API_TOKEN = "test-api-token-3f9c"
+# Decisions are made on this day, whatever day the tests run, so ISP dates stay meaningful.
+TEST_DAY = datetime(2026, 11, 24, tzinfo=UTC)
+
+
+def test_clock() -> datetime:
+    return TEST_DAY + timedelta(seconds=time.monotonic())
+
+
+@pytest.fixture(scope="session")
+def migrated_database(database_url) -> str:
+    store = Store(database_url, SecretBox([Fernet.generate_key().decode()]))
+    store.initialise()
+    store.close()
+    return database_url
+
+
+@pytest.fixture
+def services(migrated_database, tmp_path) -> Iterator[Services]:
+    """The relay's parts on the session database, emptied of everything but the authorities."""
+    engine = sa.create_engine(migrated_database)
+    with engine.begin() as conn:
+        for table in reversed(tables.Base.metadata.sorted_tables):
+            if table.name != "authorities":
+                conn.execute(table.delete())
+        conn.execute(
+            tables.Authority.__table__.delete().where(
+                tables.Authority.code.not_in(list(LONDON_AUTHORITIES))
+            )
+        )
+    engine.dispose()
+    settings = Settings.from_env(
+        {
+            "CAF_RELAY_INSTANCE_DIR": str(tmp_path / "instance"),
+            "CAF_RELAY_DATABASE_URL": migrated_database,
+            "CAF_RELAY_API_TOKEN": API_TOKEN,
+            "CAF_RELAY_SECRETS_KEYS": Fernet.generate_key().decode(),
+        }
+    )
+    built = build_services(settings, clock=test_clock)
+    try:
+        yield built
+    finally:
+        built.close()

@@ -1,0 +1,137 @@
+"""One event through validate -> decide -> minimise -> sign -> store, as the audit records it."""
+
+import json
+
+import pytest
+from jwcrypto import jwk, jws
+
+from service.relay import Rejection
+from tests.support import examples
+
+
+@pytest.fixture
+def relay(services):
+    services.store.add_isp(examples.pan_london_isp())
+    return services.relay
+
+
+def _actions(services, event_id):
+    return [action for _, action, _ in services.store.audit_actions(event_id)]
+
+
+def _envelope_payload(services, event_id):
+    """The stored envelope, verified with jwcrypto against the published JWKS."""
+    jws_text = services.store.outbound(event_id).jws
+    token = jws.JWS()
+    token.deserialize(jws_text)
+    token.verify(jwk.JWKSet.from_json(json.dumps(services.keyring.jwks())))
+    return json.loads(token.payload)
+
+
+def test_a_routine_transfer_between_isp_parties_is_signed_under_the_isp(services, relay):
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    received = relay.receive(examples.encode(event))
+    assert (received.state, received.rejection, received.needs_delivery) == ("signed", None, True)
+    payload = _envelope_payload(services, event["id"])
+    assert payload["basis"]["kind"] == "isp"
+    assert payload["basis"]["isp"]["id"] == "pan-london-caf"
+    assert payload["data_categories"]["withheld"] == ["family_and_environment"]
+    assert "family_and_environment" not in payload["event"]["data"]["case"]
+    assert payload["to"] == {"code": "E09000019", "name": "Islington"}
+    assert _actions(services, event["id"]) == ["received", "basis_decided", "minimised", "signed"]
+
+
+def test_an_ad_hoc_transfer_is_signed_under_its_judgement_with_the_full_record(services, relay):
+    event = examples.event(examples.AD_HOC_WITH_JUDGEMENT)
+    assert relay.receive(examples.encode(event)).state == "signed"
+    payload = _envelope_payload(services, event["id"])
+    assert payload["basis"] == {
+        "kind": "judgement",
+        "judgement": event["data"]["sharing"]["judgement"],
+    }
+    assert payload["data_categories"]["shared"] == [
+        "child_identity",
+        "child_contact",
+        "plan",
+        "lead_professional",
+    ]
+    decided = dict(services.store.audit_actions(event["id"])[1][2])
+    assert decided["considered"] == [
+        {"isp_id": "pan-london-caf", "version": 1, "finding": "purpose_not_covered"}
+    ]
+    assert decided["judgement"]["consent"] == "not_sought"
+
+
+def test_a_transfer_with_no_basis_is_parked_not_rejected(services, relay):
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+    received = relay.receive(examples.encode(event))
+    assert (received.state, received.rejection) == ("awaiting_judgement", None)
+    assert services.store.outbound(event["id"]) is None
+    view = services.store.transfer_view(event["id"])
+    assert view["decision"]["outcome"] == "await_judgement"
+    assert _actions(services, event["id"]) == ["received", "basis_decided", "awaiting_judgement"]
+
+
+def test_a_judgement_not_to_share_is_recorded_and_nothing_is_signed(services, relay):
+    event = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
+    assert relay.receive(examples.encode(event)).state == "withheld"
+    assert services.store.outbound(event["id"]) is None
+    view = services.store.transfer_view(event["id"])
+    assert view["decision"]["judgement"]["reasons"]["necessity"].startswith("The receiving")
+
+
+def test_the_same_event_id_twice_is_a_duplicate_and_stored_once(services, relay):
+    body = examples.encode(examples.event(examples.ROUTINE_WITH_ISP))
+    assert relay.receive(body).duplicate is False
+    again = relay.receive(body)
+    assert again.duplicate is True and again.needs_delivery is False
+
+
+def _with_unknown_field(document):
+    document["data"]["case"]["child_identity"]["favourite_colour"] = "blue"
+    return document
+
+
+@pytest.mark.parametrize(
+    ("body", "rejection", "reason"),
+    [
+        (b"{not json", Rejection.NOT_JSON, "Not JSON"),
+        (b"\xff\xfe", Rejection.NOT_JSON, "Not JSON"),
+        (b"[]", Rejection.CONTRACT, "case-transfer contract"),
+        (
+            examples.encode(_with_unknown_field(examples.event(examples.ROUTINE_WITH_ISP))),
+            Rejection.CONTRACT,
+            "favourite_colour",
+        ),
+        (
+            examples.encode(
+                examples.event(
+                    examples.ROUTINE_WITH_ISP,
+                    data={
+                        **examples.load(examples.ROUTINE_WITH_ISP)["data"],
+                        "to_authority": "E09000099",
+                    },
+                )
+            ),
+            Rejection.UNKNOWN_AUTHORITY,
+            "E09000099",
+        ),
+        (b" " * 300_000, Rejection.OVERSIZED, "limit is 262144"),
+    ],
+    ids=[
+        "not-json",
+        "not-utf8",
+        "not-an-object",
+        "unknown-field",
+        "unknown-authority",
+        "oversized",
+    ],
+)
+def test_bad_input_is_refused_with_a_reason_that_is_audited(
+    services, relay, body, rejection, reason
+):
+    received = relay.receive(body)
+    assert received.rejection is rejection
+    assert reason in received.reason
+    audited = [d for _, action, d in services.store.audit_actions() if action == "rejected"]
+    assert audited == [{"rejection": rejection.value, "reason": received.reason}]

@@ -1,0 +1,55 @@
+"""The store on a real database: schema from migrations, atomic intake, secrets sealed at rest."""
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from service.store.store import DuplicateEvent, NewTransfer
+from service.store.tables import Base
+from tests.conftest import test_clock
+from tests.support import examples
+
+
+def test_migrations_create_exactly_the_schema_the_code_uses(migrated_database):
+    engine = sa.create_engine(migrated_database)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_initialise_is_repeatable_and_seeds_the_33_london_authorities(services):
+    services.store.initialise()
+    authorities = services.store.authorities()
+    assert len(authorities) == 33
+    assert authorities["E09000012"] == "Hackney"
+    assert authorities["E09000001"] == "City of London"
+
+
+def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_database):
+    token = "s3cret-bearer-token-for-islington"
+    services.store.set_adapter(
+        "E09000019", "https", {"url": "https://islington.example/caf"}, {"bearer_token": token}
+    )
+    engine = sa.create_engine(migrated_database)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT * FROM adapter_configs")).all()
+        audit = conn.execute(sa.text("SELECT detail FROM audit_records")).all()
+    engine.dispose()
+    assert token not in repr(rows) and token not in repr(audit)
+    assert services.store.adapter_setting("E09000019").secrets == {"bearer_token": token}
+
+
+def test_a_second_transfer_with_the_same_event_id_is_refused_as_a_duplicate(services):
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+    new = NewTransfer(event, "awaiting_judgement", {"outcome": "x"}, test_clock(), None, [])
+    services.store.add_transfer(new)
+    try:
+        services.store.add_transfer(new)
+    except DuplicateEvent as exc:
+        assert str(exc) == event["id"]
+    else:
+        raise AssertionError("the duplicate was stored")
+    view = services.store.transfer_view(event["id"])
+    assert view["state"] == "awaiting_judgement"
+    assert view["received_at"].endswith("Z")

@@ -1,0 +1,101 @@
+"""The HTTP API as a case system without AMQP uses it."""
+
+import json
+
+import pytest
+from jwcrypto import jwk, jws
+
+from service.web import create_app
+from tests.conftest import API_TOKEN
+from tests.support import examples
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture
+def client(services, tmp_path):
+    services.store.add_isp(examples.pan_london_isp())
+    services.store.set_adapter("E09000019", "directory", {"path": str(tmp_path / "islington")}, {})
+    return create_app(services).test_client()
+
+
+def test_an_event_posted_over_http_is_delivered_and_its_envelope_verifies(client, tmp_path):
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    response = client.post("/api/v1/events", data=examples.encode(event), headers=AUTH)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["state"] == "delivered"
+    assert body["decision"]["isp"] == {"id": "pan-london-caf", "version": 1}
+    [delivered] = (tmp_path / "islington").glob("*.json")
+    assert delivered.name == f"{body['envelope']['envelope_id']}.json"
+    token = jws.JWS()
+    token.deserialize(delivered.read_text())
+    token.verify(jwk.JWKSet.from_json(client.get("/.well-known/jwks.json").get_data(as_text=True)))
+    assert json.loads(token.payload)["event_id"] == event["id"]
+
+
+def test_posting_the_same_event_again_says_it_is_a_duplicate(client):
+    body = examples.encode(examples.event(examples.ROUTINE_WITH_ISP))
+    client.post("/api/v1/events", data=body, headers=AUTH)
+    again = client.post("/api/v1/events", data=body, headers=AUTH)
+    assert again.status_code == 200
+    assert again.get_json()["duplicate"] is True
+    assert len(again.get_json()["deliveries"]) == 1
+
+
+def test_a_parked_transfer_is_visible_to_its_sender_with_the_reason(client):
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+    client.post("/api/v1/events", data=examples.encode(event), headers=AUTH)
+    response = client.get(f"/api/v1/transfers/{event['id']}", headers=AUTH)
+    assert response.status_code == 200
+    view = response.get_json()
+    assert view["state"] == "awaiting_judgement"
+    assert "judgement" in view["decision"]["reason"]
+    assert view["decision"]["considered"] == [
+        {"isp_id": "pan-london-caf", "version": 1, "finding": "purpose_not_covered"}
+    ]
+    assert "Okafor" not in response.get_data(as_text=True), "no child's data in the status view"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "rejection"),
+    [
+        (b"{", 400, "not_json"),
+        (examples.encode({"specversion": "1.0"}), 422, "contract_violation"),
+        (b"x" * 300_000, 413, None),
+    ],
+    ids=["malformed", "contract", "oversized"],
+)
+def test_bad_input_gets_a_clear_problem_response(client, body, status, rejection):
+    response = client.post("/api/v1/events", data=body, headers=AUTH)
+    assert response.status_code == status
+    assert response.content_type == "application/problem+json"
+    problem = response.get_json()
+    assert problem["detail"]
+    if rejection:
+        assert problem["rejection"] == rejection
+    if rejection == "contract_violation":
+        assert problem["errors"]["id"] == ["Missing data for required field."]
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_TOKEN}]
+)
+def test_the_api_refuses_calls_without_the_token(client, headers):
+    for method, path in (("post", "/api/v1/events"), ("get", "/api/v1/transfers/x")):
+        response = getattr(client, method)(path, headers=headers, data=b"{}")
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_unknown_transfer_is_a_404_with_a_message(client):
+    response = client.get("/api/v1/transfers/no-such-event", headers=AUTH)
+    assert response.status_code == 404
+    assert "no-such-event" in response.get_json()["detail"]
+
+
+def test_public_keys_and_health_need_no_token(client, services):
+    keys = client.get("/.well-known/jwks.json")
+    assert keys.status_code == 200
+    assert keys.get_json()["keys"][0]["kid"] == services.keyring.kid
+    assert client.get("/healthz").get_json() == {"status": "ok"}

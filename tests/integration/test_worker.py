@@ -1,0 +1,82 @@
+"""The worker on the real RabbitMQ: bad input is dead-lettered with a reason and blocks nothing."""
+
+import json
+
+import pytest
+
+from service.worker import DEAD_QUEUE, REASON_HEADER
+from tests.support import examples
+from tests.support.amqp import publish, reset_topology, running_worker, take, wait_until
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def inbox(services, broker_url, tmp_path):
+    """Every London authority receives into a folder of its own under tmp_path."""
+    reset_topology(broker_url)
+    services.store.add_isp(examples.pan_london_isp())
+    for code in services.store.authorities():
+        services.store.set_adapter(code, "directory", {"path": str(tmp_path / code)}, {})
+    return tmp_path
+
+
+def _delivered(inbox, authority):
+    return sorted((inbox / authority).glob("*.json")) if (inbox / authority).exists() else []
+
+
+def test_bad_input_of_each_kind_is_dead_lettered_and_the_next_event_still_arrives(
+    services, broker_url, inbox
+):
+    unknown_field = examples.event(examples.ROUTINE_WITH_ISP, id="bad-unknown-field", colour="red")
+    unknown_authority = examples.event(examples.ROUTINE_WITH_ISP, id="bad-authority")
+    unknown_authority["data"]["to_authority"] = "E09000099"
+    bad = {
+        b"this is not json": "not_json",
+        examples.encode(unknown_field): "contract_violation",
+        examples.encode(unknown_authority): "unknown_authority",
+        b'{"padding": "' + b"x" * 300_000 + b'"}': "oversized",
+    }
+    valid = examples.event(examples.ROUTINE_WITH_ISP, id="valid-after-bad-input")
+
+    with running_worker(broker_url, services):
+        publish(broker_url, *bad, examples.encode(valid))
+        delivered = wait_until(lambda: _delivered(inbox, "E09000019"))
+        dead = take(broker_url, DEAD_QUEUE, len(bad))
+
+    assert len(delivered) == 1
+    assert json.loads(delivered[0].read_text())["payload"]
+    assert services.store.transfer_view(valid["id"])["state"] == "delivered"
+    by_body = {body: properties.headers for properties, body in dead}
+    assert set(by_body) == set(bad)
+    for body, rejection in bad.items():
+        assert by_body[body]["x-caf-rejection"] == rejection
+        assert by_body[body][REASON_HEADER]
+    assert "colour" in by_body[examples.encode(unknown_field)][REASON_HEADER]
+    assert "E09000099" in by_body[examples.encode(unknown_authority)][REASON_HEADER]
+    rejected = [d["rejection"] for _, a, d in services.store.audit_actions() if a == "rejected"]
+    assert sorted(rejected) == sorted(bad.values())
+
+
+def test_the_same_event_published_twice_is_delivered_once(services, broker_url, inbox):
+    event = examples.event(examples.ROUTINE_WITH_ISP, id="published-twice")
+    with running_worker(broker_url, services):
+        publish(broker_url, examples.encode(event), examples.encode(event))
+        wait_until(
+            lambda: "duplicate" in [a for _, a, _ in services.store.audit_actions(event["id"])]
+        )
+    assert len(_delivered(inbox, "E09000019")) == 1
+    assert len(services.store.transfer_view(event["id"])["deliveries"]) == 1
+
+
+def test_parked_and_withheld_transfers_are_stored_and_nothing_is_sent(services, broker_url, inbox):
+    parked = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+    withheld = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
+    with running_worker(broker_url, services):
+        publish(broker_url, examples.encode(parked), examples.encode(withheld))
+        wait_until(lambda: services.store.has_transfer(withheld["id"]))
+        wait_until(lambda: services.store.has_transfer(parked["id"]))
+    assert services.store.transfer_view(parked["id"])["state"] == "awaiting_judgement"
+    assert services.store.transfer_view(withheld["id"])["state"] == "withheld"
+    assert _delivered(inbox, "E09000030") == [] and _delivered(inbox, "E09000010") == []
+    assert take(broker_url, DEAD_QUEUE, 1, timeout=0.5) == []

@@ -1,0 +1,87 @@
+"""Real-broker helpers: run the worker in a thread, publish with pika, read a queue back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pika
+
+from contracts.vocabulary import EVENT_TYPE
+from service.bootstrap import Services
+from service.worker import DEAD_QUEUE, EVENTS_EXCHANGE, TRANSFERS_QUEUE, Worker, declare_topology
+
+
+def reset_topology(broker_url: str) -> None:
+    """Declare the relay's topology and empty its queues, so a test starts from nothing."""
+    with _channel(broker_url) as channel:
+        declare_topology(channel)
+        for queue in (TRANSFERS_QUEUE, DEAD_QUEUE):
+            channel.queue_purge(queue)
+
+
+@contextmanager
+def _channel(broker_url: str) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        yield connection.channel()
+    finally:
+        connection.close()
+
+
+@contextmanager
+def running_worker(broker_url: str, services: Services) -> Iterator[Worker]:
+    worker = Worker(broker_url, services.relay, services.deliverer, prefetch=16)
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    if not worker.ready.wait(15):
+        raise RuntimeError("the worker did not start consuming")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(15)
+
+
+def publish(broker_url: str, *bodies: bytes, routing_key: str = EVENT_TYPE) -> None:
+    """Publish persistently with publisher confirms, as a case system would."""
+    with _channel(broker_url) as channel:
+        channel.confirm_delivery()
+        for body in bodies:
+            channel.basic_publish(
+                EVENTS_EXCHANGE,
+                routing_key,
+                body,
+                pika.BasicProperties(
+                    content_type="application/cloudevents+json",
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                ),
+                mandatory=True,
+            )
+
+
+def take(broker_url: str, queue: str, count: int, timeout: float = 20.0) -> list[tuple]:
+    """Wait for ``count`` messages on ``queue`` and return (properties, body) for each."""
+    taken: list[tuple] = []
+    deadline = time.monotonic() + timeout
+    with _channel(broker_url) as channel:
+        while len(taken) < count and time.monotonic() < deadline:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                time.sleep(0.05)
+            else:
+                taken.append((properties, body))
+    return taken
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; return it, or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"gave up after {timeout}s waiting for {predicate}")

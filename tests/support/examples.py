@@ -1,0 +1,40 @@
+"""The published example events and ISP, as the tests' shared fixtures of record."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
+
+ROUTINE_WITH_ISP = "event-routine-with-isp.json"
+AD_HOC_WITH_JUDGEMENT = "event-ad-hoc-with-judgement.json"
+ROUTINE_WITHOUT_BASIS = "event-routine-without-basis.json"
+JUDGEMENT_NOT_TO_SHARE = "event-judgement-not-to-share.json"
+ALL_EVENTS = (
+    ROUTINE_WITH_ISP,
+    AD_HOC_WITH_JUDGEMENT,
+    ROUTINE_WITHOUT_BASIS,
+    JUDGEMENT_NOT_TO_SHARE,
+)
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES / name).read_text())
+
+
+def pan_london_isp() -> dict[str, Any]:
+    return load("isp-pan-london-caf.json")
+
+
+def event(name: str, **changes: Any) -> dict[str, Any]:
+    """An example event, copied, with top-level attributes replaced (e.g. a fresh id)."""
+    document = copy.deepcopy(load(name))
+    document.update(changes)
+    return document
+
+
+def encode(document: Any) -> bytes:
+    return json.dumps(document).encode()

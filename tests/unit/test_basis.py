@@ -1,0 +1,171 @@
+"""The sharing rules of DESIGN.md, decided for one transfer at a time."""
+
+from dataclasses import replace
+from datetime import date
+
+import pytest
+
+from contracts.reference import LONDON_AUTHORITIES
+from service.domain.basis import assess_isp, decide_basis
+from service.domain.model import IspFinding, IspTerms, Judgement, Outcome, TransferRequest
+
+HACKNEY, ISLINGTON, CAMDEN = "E09000012", "E09000019", "E09000007"
+TODAY = date(2026, 11, 24)
+FLOW = "caf.case-transfer.requested"
+
+PAN_LONDON = IspTerms(
+    id="pan-london-caf",
+    version=1,
+    title="Pan-London",
+    status="active",
+    parties=frozenset(LONDON_AUTHORITIES),
+    flows=frozenset({FLOW}),
+    purposes=frozenset({"continuity_of_early_help"}),
+    data_categories=frozenset({"child_identity", "plan"}),
+    effective_from=date(2026, 4, 1),
+    expires_on=date(2029, 3, 31),
+    document_sha256="0" * 64,
+)
+BILATERAL = replace(
+    PAN_LONDON,
+    id="hackney-islington",
+    parties=frozenset({HACKNEY, ISLINGTON}),
+    data_categories=frozenset({"child_identity", "plan", "education"}),
+)
+REQUEST = TransferRequest(
+    event_id="e1",
+    flow=FLOW,
+    from_authority=HACKNEY,
+    to_authority=ISLINGTON,
+    mode="routine",
+    purpose="continuity_of_early_help",
+    categories_present=frozenset({"child_identity", "plan", "education"}),
+    judgement=None,
+)
+
+
+def judgement(decision="share", recipients=(ISLINGTON,), purpose="continuity_of_early_help"):
+    return Judgement(
+        decision=decision,
+        purpose=purpose,
+        data_categories=frozenset({"child_identity"}) if decision == "share" else frozenset(),
+        recipients=frozenset(recipients),
+        record={"decision": decision},
+    )
+
+
+def test_routine_flow_between_isp_parties_is_shared_under_the_isp():
+    decision = decide_basis(REQUEST, [PAN_LONDON], TODAY)
+    assert decision.outcome is Outcome.SHARE_UNDER_ISP
+    assert decision.isp == PAN_LONDON
+    assert decision.permitted_categories == PAN_LONDON.data_categories
+    assert [c.finding for c in decision.considered] == [IspFinding.APPLICABLE]
+
+
+def test_no_isp_is_never_a_rejection_the_transfer_waits_for_a_judgement():
+    decision = decide_basis(REQUEST, [], TODAY)
+    assert decision.outcome is Outcome.AWAIT_JUDGEMENT
+    assert "judgement" in decision.reason
+    assert decision.permitted_categories == frozenset()
+
+
+def test_ad_hoc_sharing_needs_a_judgement_even_between_isp_parties():
+    decision = decide_basis(replace(REQUEST, mode="ad_hoc"), [PAN_LONDON], TODAY)
+    assert decision.outcome is Outcome.AWAIT_JUDGEMENT
+    assert [c.finding for c in decision.considered] == [IspFinding.AD_HOC_MODE]
+
+
+def test_ad_hoc_sharing_with_a_judgement_is_shared_under_the_judgement():
+    request = replace(REQUEST, mode="ad_hoc", judgement=judgement())
+    decision = decide_basis(request, [PAN_LONDON], TODAY)
+    assert decision.outcome is Outcome.SHARE_UNDER_JUDGEMENT
+    assert decision.permitted_categories == frozenset({"child_identity"})
+    assert decision.isp is None
+
+
+def test_an_attached_judgement_is_the_basis_even_where_an_isp_applies():
+    decision = decide_basis(replace(REQUEST, judgement=judgement()), [PAN_LONDON], TODAY)
+    assert decision.outcome is Outcome.SHARE_UNDER_JUDGEMENT
+    assert decision.considered[0].finding is IspFinding.APPLICABLE
+
+
+def test_a_judgement_not_to_share_withholds_even_under_an_isp():
+    request = replace(REQUEST, judgement=judgement("not_share"))
+    decision = decide_basis(request, [PAN_LONDON], TODAY)
+    assert decision.outcome is Outcome.WITHHOLD
+    assert not decision.shares
+    assert decision.judgement == request.judgement
+
+
+def test_a_judgement_for_another_recipient_does_not_cover_this_transfer():
+    request = replace(REQUEST, mode="ad_hoc", judgement=judgement(recipients=(CAMDEN,)))
+    decision = decide_basis(request, [], TODAY)
+    assert decision.outcome is Outcome.AWAIT_JUDGEMENT
+    assert ISLINGTON in decision.reason
+
+
+def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
+    request = replace(REQUEST, mode="ad_hoc", judgement=judgement(purpose="safeguarding"))
+    decision = decide_basis(request, [], TODAY)
+    assert decision.outcome is Outcome.AWAIT_JUDGEMENT
+    assert "safeguarding" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("isp", "request_", "on", "finding"),
+    [
+        (replace(PAN_LONDON, status="suspended"), REQUEST, TODAY, IspFinding.SUSPENDED),
+        (replace(PAN_LONDON, status="draft"), REQUEST, TODAY, IspFinding.NOT_ACTIVE),
+        (PAN_LONDON, REQUEST, date(2026, 3, 31), IspFinding.NOT_YET_EFFECTIVE),
+        (PAN_LONDON, REQUEST, date(2029, 4, 1), IspFinding.EXPIRED),
+        (PAN_LONDON, REQUEST, date(2029, 3, 31), IspFinding.APPLICABLE),
+        (BILATERAL, replace(REQUEST, to_authority=CAMDEN), TODAY, IspFinding.NOT_A_PARTY),
+        (replace(PAN_LONDON, flows=frozenset()), REQUEST, TODAY, IspFinding.FLOW_NOT_COVERED),
+        (
+            PAN_LONDON,
+            replace(REQUEST, purpose="safeguarding"),
+            TODAY,
+            IspFinding.PURPOSE_NOT_COVERED,
+        ),
+    ],
+    ids=[
+        "suspended",
+        "draft",
+        "before-effective",
+        "day-after-expiry",
+        "expiry-day-inclusive",
+        "not-a-party",
+        "flow",
+        "purpose",
+    ],
+)
+def test_each_reason_an_isp_does_or_does_not_apply(isp, request_, on, finding):
+    assert assess_isp(isp, request_, on) is finding
+
+
+def test_an_expired_isp_is_recorded_and_the_transfer_waits():
+    decision = decide_basis(REQUEST, [PAN_LONDON], date(2030, 1, 1))
+    assert decision.outcome is Outcome.AWAIT_JUDGEMENT
+    assert decision.considered[0].finding is IspFinding.EXPIRED
+
+
+def test_the_most_specific_isp_wins_and_the_other_is_recorded_as_outranked():
+    for order in ([PAN_LONDON, BILATERAL], [BILATERAL, PAN_LONDON]):
+        decision = decide_basis(REQUEST, order, TODAY)
+        assert decision.isp == BILATERAL
+        findings = {(c.isp_id, c.finding) for c in decision.considered}
+        assert findings == {
+            ("hackney-islington", IspFinding.APPLICABLE),
+            ("pan-london-caf", IspFinding.OUTRANKED),
+        }
+
+
+def test_between_versions_of_equal_reach_the_newest_wins():
+    newer = replace(PAN_LONDON, version=2, data_categories=frozenset({"child_identity"}))
+    for order in ([PAN_LONDON, newer], [newer, PAN_LONDON]):
+        decision = decide_basis(REQUEST, order, TODAY)
+        assert decision.isp == newer
+        assert [(c.version, c.finding) for c in decision.considered] == [
+            (1, IspFinding.OUTRANKED),
+            (2, IspFinding.APPLICABLE),
+        ]

@@ -1,0 +1,81 @@
+"""Envelopes are signed so that any standard JOSE library verifies them, and forgeries fail."""
+
+import base64
+import json
+import stat
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from jwcrypto import jwk, jws
+
+from service.signing import KeyRing, VerificationError, verify
+
+
+@pytest.fixture
+def keyring(tmp_path):
+    return KeyRing.from_file(tmp_path / "signing-key.pem", create=True)
+
+
+def test_jwcrypto_verifies_what_the_relay_signs(keyring):
+    signed = keyring.sign({"envelope_id": "e", "n": 1})
+    token = jws.JWS()
+    token.deserialize(signed)
+    token.verify(jwk.JWK(**keyring.jwks()["keys"][0]))
+    assert json.loads(token.payload) == {"envelope_id": "e", "n": 1}
+    assert token.jose_header["kid"] == keyring.kid
+    assert token.jose_header["alg"] == "EdDSA"
+
+
+def test_a_changed_payload_does_not_verify(keyring):
+    signed = json.loads(keyring.sign({"to": "E09000019"}))
+    forged = base64.urlsafe_b64encode(b'{"to":"E09000001"}').rstrip(b"=").decode()
+    with pytest.raises(VerificationError):
+        verify(json.dumps({**signed, "payload": forged}), keyring.jwks())
+
+
+def test_a_signature_by_another_key_with_the_same_kid_does_not_verify(keyring, tmp_path):
+    other = KeyRing.from_file(tmp_path / "other.pem", create=True)
+    signed = json.loads(other.sign({"a": 1}))
+    header = {"alg": "EdDSA", "kid": keyring.kid}
+    protected = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    with pytest.raises(VerificationError):
+        verify(json.dumps({**signed, "protected": protected}), keyring.jwks())
+
+
+def test_the_generated_key_is_reused_and_readable_by_its_owner_only(tmp_path):
+    path = tmp_path / "signing-key.pem"
+    first = KeyRing.from_file(path, create=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert KeyRing.from_file(path).kid == first.kid
+
+
+def test_a_pkcs8_pem_from_another_tool_is_accepted(tmp_path):
+    path = tmp_path / "key.pem"
+    path.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    keyring = KeyRing.from_file(path)
+    assert verify(keyring.sign({"a": 1}), keyring.jwks())[1] == {"a": 1}
+
+
+def test_a_key_that_is_not_ed25519_is_refused(tmp_path):
+    path = tmp_path / "ec.pem"
+    path.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(ValueError):
+        KeyRing.from_file(path)
+
+
+def test_a_missing_configured_key_is_an_error_not_a_new_key(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        KeyRing.from_file(tmp_path / "absent.pem")
