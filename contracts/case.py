@@ -7,7 +7,7 @@ the CAF form: development of the child; parents and carers; family and environme
 
 from marshmallow import Schema, fields, validate
 
-from contracts.common import MAX_LIST, long_text, short_text
+from contracts.common import MAX_LIST, Pattern, StrictBoolean, StrictFloat, long_text, short_text
 
 
 class AddressSchema(Schema):
@@ -20,8 +20,8 @@ class ChildIdentitySchema(Schema):
     family_name = short_text(required=True)
     date_of_birth = fields.Date(required=True)
     sex = fields.String(validate=validate.OneOf(["female", "male", "not_known", "not_stated"]))
-    nhs_number = fields.String(validate=validate.Regexp(r"^\d{10}$"))
-    unique_pupil_number = fields.String(validate=validate.Regexp(r"^[A-Z]\d{11}[0-9A-Z]$"))
+    nhs_number = fields.String(validate=Pattern(r"^\d{10}$"))
+    unique_pupil_number = fields.String(validate=Pattern(r"^[A-Z]\d{11}[0-9A-Z]$"))
 
 
 class ChildContactSchema(Schema):
@@ -33,8 +33,8 @@ class ChildContactSchema(Schema):
 class FamilyMemberSchema(Schema):
     name = short_text(required=True)
     relationship = short_text(required=True)
-    parental_responsibility = fields.Boolean(required=True)
-    lives_with_child = fields.Boolean(required=True)
+    parental_responsibility = StrictBoolean(required=True)
+    lives_with_child = StrictBoolean(required=True)
     contact = short_text()
 
 
@@ -68,8 +68,8 @@ class FamilyAndEnvironmentSchema(Schema):
 
 class EducationSchema(Schema):
     school_name = short_text(required=True)
-    school_urn = fields.String(validate=validate.Regexp(r"^\d{6}$"))
-    attendance_percent = fields.Float(validate=validate.Range(min=0, max=100))
+    school_urn = fields.String(validate=Pattern(r"^\d{6}$"))
+    attendance_percent = StrictFloat(validate=validate.Range(min=0, max=100))
     special_educational_needs = short_text()
     notes = long_text()
 

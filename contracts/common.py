@@ -13,6 +13,19 @@ LONG_TEXT = 8000
 MAX_LIST = 50
 
 
+class Pattern(validate.Regexp):
+    """A pattern the whole value must match.
+
+    Plain ``Regexp`` uses ``re.match``, whose ``$`` also matches before a final newline, so
+    "E09000028\n" would pass here and then fail every receiver's JSON Schema check.
+    """
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 def short_text(**kwargs) -> fields.String:
     return fields.String(validate=validate.Length(min=1, max=SHORT_TEXT), **kwargs)
 
@@ -23,23 +36,46 @@ def long_text(**kwargs) -> fields.String:
 
 def org_code(**kwargs) -> fields.String:
     """An organisation code: an ONS GSS code for local authorities, or an admin-assigned code."""
-    return fields.String(validate=validate.Regexp(ORG_CODE_PATTERN), **kwargs)
+    return fields.String(validate=Pattern(ORG_CODE_PATTERN), **kwargs)
 
 
 def one_of(choices, **kwargs) -> fields.String:
     return fields.String(validate=validate.OneOf(choices), **kwargs)
 
 
-def unique_list(inner: fields.Field, *, min_items: int = 0, **kwargs) -> fields.List:
-    def no_repeats(values):
-        if len(set(values)) != len(values):
-            raise ValidationError("Items must not repeat.")
+def no_repeats(values) -> None:
+    if len(set(values)) != len(values):
+        raise ValidationError("Items must not repeat.")
 
+
+def unique_list(inner: fields.Field, *, min_items: int = 0, **kwargs) -> fields.List:
     return fields.List(
         inner,
         validate=[validate.Length(min=min_items, max=MAX_LIST), no_repeats],
         **kwargs,
     )
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON ``true`` or ``false``, nothing that merely looks like one.
+
+    The relay forwards an event as it was received, not as marshmallow converted it, so a
+    tolerated ``"yes"`` or ``1`` would reach the receiver and break the published contract.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class StrictFloat(fields.Float):
+    """A JSON number, not a numeric string (see ``StrictBoolean`` for why)."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
 
 
 class LawfulBasisSchema(Schema):

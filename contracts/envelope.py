@@ -7,7 +7,7 @@ auditor why it was lawful to receive.
 
 from marshmallow import Schema, fields, validate
 
-from contracts.common import one_of, org_code, short_text, unique_list
+from contracts.common import Pattern, one_of, org_code, short_text, unique_list
 from contracts.event import ForwardedCaseTransferEventSchema
 from contracts.judgement import JudgementSchema
 from contracts.vocabulary import BASIS_KINDS, DATA_CATEGORIES, PURPOSES
@@ -25,7 +25,7 @@ class IspReferenceSchema(Schema):
     id = fields.String(required=True)
     version = fields.Integer(required=True, strict=True)
     title = short_text(required=True)
-    document_sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    document_sha256 = fields.String(required=True, validate=Pattern(r"^[0-9a-f]{64}$"))
 
 
 class BasisSchema(Schema):

@@ -7,6 +7,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from contracts.common import (
     ORG_CODE_PATTERN,
     LawfulBasisSchema,
+    Pattern,
     long_text,
     one_of,
     require_special_category_basis,
@@ -31,20 +32,20 @@ class RetentionSchema(Schema):
 
 class DocumentSchema(Schema):
     reference = fields.String(required=True, validate=validate.Length(min=1, max=512))
-    sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    sha256 = fields.String(required=True, validate=Pattern(r"^[0-9a-f]{64}$"))
 
 
 ORG_CODE = re.compile(ORG_CODE_PATTERN)
 
 
 def _party(value: str) -> None:
-    if value not in PARTY_GROUPS and not ORG_CODE.match(value):
+    if value not in PARTY_GROUPS and not ORG_CODE.fullmatch(value):
         groups = ", ".join(sorted(PARTY_GROUPS))
         raise ValidationError(f"Not an organisation code or a known group ({groups}).")
 
 
 class IspSchema(Schema):
-    id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{2,63}$"))
+    id = fields.String(required=True, validate=Pattern(r"^[a-z0-9][a-z0-9-]{2,63}$"))
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     title = short_text(required=True)
     status = one_of(ISP_STATUSES, required=True)

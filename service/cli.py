@@ -24,6 +24,8 @@ def _services() -> Services:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # pika narrates every connection step at INFO; its warnings and errors are what operators need.
+    logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))
     return build_services(settings)
 
 
@@ -170,10 +172,15 @@ def adapter_set(authority: str, adapter_type: str, settings_json: str, secrets_f
 @click.option("--jwks", "jwks_source", required=True, help="A JWKS file, or its https URL.")
 def verify_command(envelope: Path, jwks_source: str) -> None:
     """Verify a signed envelope against the relay's published keys."""
-    if jwks_source.startswith(("https://", "http://")):
-        jwks = requests.get(jwks_source, timeout=10).json()
-    else:
-        jwks = json.loads(Path(jwks_source).read_text())
+    try:
+        if jwks_source.startswith(("https://", "http://")):
+            response = requests.get(jwks_source, timeout=10)
+            response.raise_for_status()
+            jwks = response.json()
+        else:
+            jwks = json.loads(Path(jwks_source).read_text())
+    except (OSError, ValueError, requests.RequestException) as exc:
+        raise click.ClickException(f"Cannot read the JWKS from {jwks_source}: {exc}") from exc
     try:
         header, payload = verify(envelope.read_bytes(), jwks)
     except VerificationError as exc:

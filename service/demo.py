@@ -20,6 +20,13 @@ from service.signing import VerificationError, verify
 
 EXAMPLES = files("contracts") / "examples"
 DEMO_ISP = "isp-pan-london-caf.json"
+# One example of each outcome, in the order the README explains them.
+DEMO_EVENTS = (
+    "event-routine-with-isp.json",
+    "event-ad-hoc-with-judgement.json",
+    "event-routine-without-basis.json",
+    "event-judgement-not-to-share.json",
+)
 
 
 @dataclass(frozen=True)
@@ -31,11 +38,7 @@ class DemoResult:
 
 
 def example_events() -> dict[str, bytes]:
-    return {
-        entry.name: entry.read_bytes()
-        for entry in sorted(EXAMPLES.iterdir(), key=lambda e: e.name)
-        if entry.name.startswith("event-")
-    }
+    return {name: (EXAMPLES / name).read_bytes() for name in DEMO_EVENTS}
 
 
 def run_demo(out_dir: Path, echo: Callable[[str], None]) -> list[DemoResult]:
@@ -86,16 +89,21 @@ def _outcome(view: dict) -> str:
         if "isp" in decision:
             basis = f"ISP {decision['isp']['id']} v{decision['isp']['version']}"
         else:
-            practitioner = decision["judgement"]["practitioner"]
-            basis = f"judgement of {practitioner['name']} ({practitioner['role']})"
+            basis = _judgement_by(decision["judgement"])
         withheld = ", ".join(categories["withheld"]) or "nothing"
         return f"DELIVERED with {basis}; withheld: {withheld}"
     if state == "awaiting_judgement":
         return f"PARKED awaiting judgement: {decision['reason']}"
     if state == "withheld":
-        return f"WITHHELD by judgement: {decision['reason']}"
+        judgement = decision["judgement"]
+        return f"WITHHELD by {_judgement_by(judgement)}: {judgement['reasons']['necessity']}"
     detail = view["deliveries"][-1]["detail"] if view["deliveries"] else decision["reason"]
     return f"{state.upper()}: {detail}"
+
+
+def _judgement_by(judgement: dict) -> str:
+    practitioner = judgement["practitioner"]
+    return f"judgement of {practitioner['name']} ({practitioner['role']})"
 
 
 def _signature(view: dict, out_dir: Path, jwks: dict) -> str:

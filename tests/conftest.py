@@ -71,7 +71,7 @@ API_TOKEN = "test-api-token-3f9c"
 TEST_DAY = datetime(2026, 11, 24, tzinfo=UTC)
 
 
-def test_clock() -> datetime:
+def fixed_clock() -> datetime:
     return TEST_DAY + timedelta(seconds=time.monotonic())
 
 
@@ -105,7 +105,7 @@ def services(migrated_database, tmp_path) -> Iterator[Services]:
             "CAF_RELAY_SECRETS_KEYS": Fernet.generate_key().decode(),
         }
     )
-    built = build_services(settings, clock=test_clock)
+    built = build_services(settings, clock=fixed_clock)
     try:
         yield built
     finally:

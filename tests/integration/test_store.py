@@ -6,7 +6,7 @@ from alembic.migration import MigrationContext
 
 from service.store.store import DuplicateEvent, NewTransfer
 from service.store.tables import Base
-from tests.conftest import test_clock
+from tests.conftest import fixed_clock
 from tests.support import examples
 
 
@@ -42,7 +42,7 @@ def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_datab
 
 def test_a_second_transfer_with_the_same_event_id_is_refused_as_a_duplicate(services):
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
-    new = NewTransfer(event, "awaiting_judgement", {"outcome": "x"}, test_clock(), None, [])
+    new = NewTransfer(event, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [])
     services.store.add_transfer(new)
     try:
         services.store.add_transfer(new)

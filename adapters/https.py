@@ -1,0 +1,106 @@
+"""Delivers by HTTPS POST of the JWS to a borough's endpoint, with a bearer token.
+
+TLS verification cannot be switched off: a borough with a private CA gives its bundle instead.
+Whether a failure is worth retrying follows HTTP's meaning: timeouts, 408, 425, 429 and 5xx may
+pass; any other 4xx, or a certificate the relay cannot trust, will not without someone acting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from marshmallow import Schema, fields, validate
+
+from adapters.base import Adapter, DeliveryFailed, OutboundEnvelope, Receipt
+
+JOSE_JSON = "application/jose+json"
+ENVELOPE_ID_HEADER = "X-Caf-Envelope-Id"
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+class HttpsSettingsSchema(Schema):
+    url = fields.Url(
+        required=True,
+        schemes={"https"},
+        require_tld=False,
+        validate=validate.Length(max=2048),
+        error_messages={"invalid": "Must be an https:// URL."},
+        metadata={"description": "The borough's endpoint; https only."},
+    )
+    connect_timeout_seconds = fields.Float(
+        load_default=5.0, validate=validate.Range(min=0.1, max=60)
+    )
+    read_timeout_seconds = fields.Float(
+        load_default=30.0, validate=validate.Range(min=0.1, max=300)
+    )
+    ca_bundle = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=1024),
+        metadata={"description": "PEM file of CAs to trust instead of the system's."},
+    )
+
+
+class HttpsSecretsSchema(Schema):
+    bearer_token = fields.String(required=True, validate=validate.Length(min=16, max=4096))
+
+
+class HttpsAdapter(Adapter):
+    type_name = "https"
+    settings_schema = HttpsSettingsSchema
+    secrets_schema = HttpsSecretsSchema
+
+    def __init__(
+        self, url: str, token: str, timeout: tuple[float, float], verify: str | bool
+    ) -> None:
+        self._url = url
+        self._timeout = timeout
+        # Given per request: a Session's own ``verify`` loses to REQUESTS_CA_BUNDLE in the env.
+        self._verify = verify
+        self._session = requests.Session()
+        self._session.headers.update(
+            {"Authorization": f"Bearer {token}", "Content-Type": JOSE_JSON}
+        )
+
+    @classmethod
+    def from_config(cls, settings: dict[str, Any], secrets: dict[str, Any]) -> HttpsAdapter:
+        return cls(
+            settings["url"],
+            secrets["bearer_token"],
+            (settings["connect_timeout_seconds"], settings["read_timeout_seconds"]),
+            settings["ca_bundle"] or True,
+        )
+
+    def deliver(self, envelope: OutboundEnvelope) -> Receipt:
+        try:
+            response = self._session.post(
+                self._url,
+                data=envelope.jws.encode("utf-8"),
+                headers={ENVELOPE_ID_HEADER: envelope.envelope_id},
+                timeout=self._timeout,
+                verify=self._verify,
+                allow_redirects=False,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise DeliveryFailed(
+                f"TLS verification of {self._url} failed: {_first_line(exc)}", retryable=False
+            ) from exc
+        except requests.RequestException as exc:
+            raise DeliveryFailed(
+                f"{type(exc).__name__} posting to {self._url}: {_first_line(exc)}", retryable=True
+            ) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return Receipt(f"HTTP {status} from {self._url}")
+        retryable = status in RETRYABLE_STATUS or status >= 500
+        raise DeliveryFailed(
+            f"HTTP {status} {response.reason} from {self._url}", retryable=retryable
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

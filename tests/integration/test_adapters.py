@@ -1,0 +1,233 @@
+"""The three built-in adapters against real receivers: a TLS server, RabbitMQ, a folder."""
+
+import subprocess
+import uuid
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import pika
+import pytest
+
+from adapters.base import DeliveryFailed, OutboundEnvelope
+from adapters.registry import AdapterConfigError, adapter_types, build_adapter
+from service.signing import KeyRing, verify
+from tests.support.https_receiver import HttpsReceiver
+
+TOKEN = "islington-inbox-token-7d1e"
+
+
+@pytest.fixture
+def keyring(tmp_path):
+    return KeyRing.from_file(tmp_path / "signing-key.pem", create=True)
+
+
+@pytest.fixture
+def envelope(keyring):
+    envelope_id = str(uuid.uuid4())
+    jws = keyring.sign({"envelope_id": envelope_id, "note": "adapter test"})
+    return OutboundEnvelope(envelope_id, "event-1", "E09000019", jws, "0" * 64)
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    with HttpsReceiver(tmp_path / "tls") as running:
+        yield running
+
+
+def _https(receiver, **settings):
+    return build_adapter(
+        "https",
+        {"url": receiver.url, "ca_bundle": str(receiver.ca_bundle), **settings},
+        {"bearer_token": TOKEN},
+    )
+
+
+def test_the_three_built_in_adapters_are_found_by_entry_point():
+    assert {"https", "amqp", "directory"} <= set(adapter_types())
+
+
+def test_an_unknown_adapter_type_names_the_installed_ones():
+    with pytest.raises(AdapterConfigError, match="Unknown adapter type 'sftp'.*directory"):
+        build_adapter("sftp", {}, {})
+
+
+def test_https_posts_the_signed_envelope_as_jose_json_with_the_bearer_token(
+    receiver, envelope, keyring
+):
+    receipt = _https(receiver).deliver(envelope)
+
+    (request,) = receiver.wait_for(1)
+    assert request.path == "/caf/inbox"
+    assert request.headers["Content-Type"] == "application/jose+json"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["X-Caf-Envelope-Id"] == envelope.envelope_id
+    _, payload = verify(request.body, keyring.jwks())
+    assert payload["envelope_id"] == envelope.envelope_id
+    assert "HTTP 202" in receipt.detail and TOKEN not in receipt.detail
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(503, True), (429, True), (400, False), (401, False)]
+)
+def test_https_failures_say_whether_a_retry_can_help(receiver, envelope, status, retryable):
+    receiver.respond_with(status)
+    with pytest.raises(DeliveryFailed) as failed:
+        _https(receiver).deliver(envelope)
+    assert failed.value.retryable is retryable
+    assert f"HTTP {status}" in failed.value.reason and TOKEN not in failed.value.reason
+
+
+def test_https_refuses_a_server_it_cannot_verify_and_sends_nothing(receiver, envelope):
+    adapter = build_adapter("https", {"url": receiver.url}, {"bearer_token": TOKEN})
+    with pytest.raises(DeliveryFailed, match="TLS verification") as failed:
+        adapter.deliver(envelope)
+    assert failed.value.retryable is False
+    assert receiver.requests == []
+
+
+def test_https_to_a_closed_port_is_a_retryable_failure(envelope):
+    adapter = build_adapter(
+        "https",
+        {"url": "https://127.0.0.1:9/caf", "connect_timeout_seconds": 1},
+        {"bearer_token": TOKEN},
+    )
+    with pytest.raises(DeliveryFailed, match="ConnectionError") as failed:
+        adapter.deliver(envelope)
+    assert failed.value.retryable is True
+
+
+def test_https_configuration_errors_name_the_field():
+    with pytest.raises(AdapterConfigError) as invalid:
+        build_adapter("https", {"url": "http://plain.example/caf"}, {"bearer_token": "short"})
+    assert invalid.value.errors == {
+        "settings": {"url": ["Must be an https:// URL."]},
+        "secrets": {"bearer_token": ["Length must be between 16 and 4096."]},
+    }
+
+
+@dataclass
+class BoroughBroker:
+    """An exchange and queue standing in for a borough's own broker, in the test vhost."""
+
+    broker_url: str
+    exchange: str
+    queue: str
+
+    @property
+    def settings(self) -> dict:
+        parts = urlsplit(self.broker_url)
+        url = f"amqp://{parts.hostname}:{parts.port}{parts.path}"
+        return {"url": url, "exchange": self.exchange, "routing_key": "caf.inbox"}
+
+    @property
+    def vhost(self) -> str:
+        return unquote(urlsplit(self.broker_url).path.lstrip("/"))
+
+    def channel(self):
+        return pika.BlockingConnection(pika.URLParameters(self.broker_url)).channel()
+
+    def received(self) -> list[tuple]:
+        channel = self.channel()
+        messages = []
+        while (message := channel.basic_get(self.queue, auto_ack=True))[0] is not None:
+            messages.append(message[1:])
+        channel.connection.close()
+        return messages
+
+
+@pytest.fixture
+def borough_broker(broker_url):
+    borough = BoroughBroker(
+        broker_url, f"borough-{uuid.uuid4().hex[:8]}", f"inbox-{uuid.uuid4().hex[:8]}"
+    )
+    channel = borough.channel()
+    channel.exchange_declare(borough.exchange, "direct", durable=True)
+    channel.queue_declare(borough.queue, durable=True)
+    channel.queue_bind(borough.queue, borough.exchange, "caf.inbox")
+    channel.connection.close()
+    yield borough
+    channel = borough.channel()
+    channel.queue_delete(borough.queue)
+    channel.exchange_delete(borough.exchange)
+    channel.connection.close()
+
+
+GUEST = {"username": "guest", "password": "guest"}
+
+
+def test_amqp_publishes_the_envelope_persistently_and_is_confirmed(
+    borough_broker, envelope, keyring
+):
+    adapter = build_adapter("amqp", borough_broker.settings, GUEST)
+    try:
+        receipt = adapter.deliver(envelope)
+    finally:
+        adapter.close()
+
+    ((properties, body),) = borough_broker.received()
+    assert properties.content_type == "application/jose+json"
+    assert properties.delivery_mode == 2
+    assert properties.message_id == envelope.envelope_id
+    assert properties.headers == {"x-caf-event-id": envelope.event_id}
+    assert verify(body, keyring.jwks())[1]["envelope_id"] == envelope.envelope_id
+    assert "confirmed" in receipt.detail
+
+
+def test_amqp_reports_an_envelope_no_queue_would_take(borough_broker, envelope):
+    adapter = build_adapter("amqp", {**borough_broker.settings, "routing_key": "nowhere"}, GUEST)
+    try:
+        with pytest.raises(DeliveryFailed, match="routed nothing"):
+            adapter.deliver(envelope)
+    finally:
+        adapter.close()
+
+
+def test_amqp_reconnects_once_when_the_broker_dropped_its_connection(borough_broker, envelope):
+    adapter = build_adapter("amqp", borough_broker.settings, GUEST)
+    try:
+        adapter.deliver(envelope)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_all_connections", "-p", borough_broker.vhost, "test"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        adapter.deliver(envelope)
+    finally:
+        adapter.close()
+    assert len(borough_broker.received()) == 2
+
+
+def test_amqp_with_wrong_credentials_is_a_retryable_failure(borough_broker, envelope):
+    adapter = build_adapter("amqp", borough_broker.settings, {**GUEST, "password": "wrong"})
+    with pytest.raises(DeliveryFailed, match="unreachable") as failed:
+        adapter.deliver(envelope)
+    assert failed.value.retryable is True and "wrong" not in failed.value.reason
+
+
+def test_amqp_refuses_credentials_in_the_url():
+    with pytest.raises(AdapterConfigError) as invalid:
+        build_adapter(
+            "amqp",
+            {"url": "amqp://guest:guest@127.0.0.1/", "exchange": "x", "routing_key": "k"},
+            {"username": "guest", "password": "guest"},
+        )
+    assert invalid.value.errors["settings"]["url"] == [
+        "Must not hold credentials; give them as secrets."
+    ]
+
+
+def test_directory_writes_the_envelope_whole_under_its_id(tmp_path, envelope, keyring):
+    inbox = tmp_path / "inbox" / "islington"
+    build_adapter("directory", {"path": str(inbox)}, {}).deliver(envelope)
+
+    assert [p.name for p in inbox.iterdir()] == [f"{envelope.envelope_id}.json"]
+    written = (inbox / f"{envelope.envelope_id}.json").read_text()
+    assert verify(written, keyring.jwks())[1]["envelope_id"] == envelope.envelope_id
+
+
+def test_directory_that_cannot_be_written_is_a_failure_with_the_path(tmp_path, envelope):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(DeliveryFailed, match="not-a-folder"):
+        build_adapter("directory", {"path": str(blocker)}, {}).deliver(envelope)

@@ -1,0 +1,139 @@
+"""A receiving authority's HTTPS endpoint: a real TLS server on localhost with its own CA.
+
+The CA and server certificate are made fresh with ``cryptography`` for each server, so the
+https adapter is tested with verification on, exactly as in production, trusting only that CA.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(subject, issuer, public_key, signing_key, *, ca: bool, names=()):
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def _pem_key(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+class HttpsReceiver:
+    """Records every POST and answers with the statuses queued by ``respond_with`` (then 202)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_cert = _certificate(
+            _name("caf-relay test CA"),
+            _name("caf-relay test CA"),
+            ca_key.public_key(),
+            ca_key,
+            ca=True,
+        )
+        server_key = ec.generate_private_key(ec.SECP256R1())
+        server_cert = _certificate(
+            _name("localhost"),
+            ca_cert.subject,
+            server_key.public_key(),
+            ca_key,
+            ca=False,
+            names=(x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
+        )
+        self.ca_bundle = folder / "ca.pem"
+        self.ca_bundle.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+        (folder / "server.pem").write_bytes(
+            server_cert.public_bytes(serialization.Encoding.PEM) + _pem_key(server_key)
+        )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(folder / "server.pem")
+
+        self.requests: list[ReceivedRequest] = []
+        self._statuses: list[int] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self._server.server_address[1]}/caf/inbox"
+
+    def respond_with(self, *statuses: int) -> None:
+        with self._lock:
+            self._statuses.extend(statuses)
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[ReceivedRequest]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.requests) >= count:
+                    return list(self.requests)
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+
+    def __enter__(self) -> HttpsReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def _handler(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    receiver.requests.append(ReceivedRequest(self.path, dict(self.headers), body))
+                    status = receiver._statuses.pop(0) if receiver._statuses else 202
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args) -> None:
+                """Keep the test output quiet."""
+
+        return Handler
