@@ -5,10 +5,11 @@ and withheld, and carries the minimised event, so the receiver can both act on i
 auditor why it was lawful to receive.
 """
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from contracts.common import Pattern, one_of, org_code, short_text, unique_list
 from contracts.event import ForwardedCaseTransferEventSchema
+from contracts.isp import ISP_ID_PATTERN
 from contracts.judgement import JudgementSchema
 from contracts.vocabulary import BASIS_KINDS, DATA_CATEGORIES, PURPOSES
 
@@ -22,7 +23,7 @@ class OrganisationSchema(Schema):
 
 
 class IspReferenceSchema(Schema):
-    id = fields.String(required=True)
+    id = fields.String(required=True, validate=Pattern(ISP_ID_PATTERN))
     version = fields.Integer(required=True, strict=True)
     title = short_text(required=True)
     document_sha256 = fields.String(required=True, validate=Pattern(r"^[0-9a-f]{64}$"))
@@ -32,6 +33,16 @@ class BasisSchema(Schema):
     kind = one_of(BASIS_KINDS, required=True)
     isp = fields.Nested(IspReferenceSchema)
     judgement = fields.Nested(JudgementSchema)
+
+    @validates_schema
+    def carries_its_kind(self, data, **kwargs) -> None:
+        """The basis holds exactly the record its kind names: an ISP reference or a judgement."""
+        kind = data.get("kind")
+        for other in BASIS_KINDS:
+            if other == kind and other not in data:
+                raise ValidationError(f"A basis of kind {kind} carries its {kind}.", other)
+            if other != kind and other in data:
+                raise ValidationError(f"A basis of kind {kind} carries no {other}.", other)
 
 
 class DataCategoriesSchema(Schema):

@@ -38,7 +38,7 @@ from marshmallow import Schema, fields
 from marshmallow.decorators import VALIDATES_SCHEMA
 
 from contracts.common import ORG_CODE_PATTERN, LawfulBasisSchema, no_repeats
-from contracts.envelope import EnvelopeSchema
+from contracts.envelope import BasisSchema, EnvelopeSchema
 from contracts.event import (
     CaseTransferDataSchema,
     CaseTransferEventSchema,
@@ -47,7 +47,13 @@ from contracts.event import (
 from contracts.isp import IspSchema, _party
 from contracts.judgement import ConsentSchema, JudgementSchema
 from contracts.reference import PARTY_GROUPS
-from contracts.vocabulary import DATA_CATEGORIES, EVENT_DATASCHEMA, EVENT_TYPE, SPECIAL_CATEGORIES
+from contracts.vocabulary import (
+    BASIS_KINDS,
+    DATA_CATEGORIES,
+    EVENT_DATASCHEMA,
+    EVENT_TYPE,
+    SPECIAL_CATEGORIES,
+)
 
 PUBLISHED = Path(__file__).resolve().parent / "published"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -185,6 +191,20 @@ RULES: dict[tuple[type[Schema], str], Rule] = {
             },
         ),
         "expires_on, when given, is not before effective_from.",
+    ),
+    (BasisSchema, "carries_its_kind"): Rule(
+        tuple(
+            {
+                "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+                "then": {
+                    "required": [kind],
+                    "not": {
+                        "anyOf": [{"required": [other]} for other in BASIS_KINDS if other != kind]
+                    },
+                },
+            }
+            for kind in BASIS_KINDS
+        )
     ),
     (CaseTransferDataSchema, "names_two_authorities"): Rule(
         not_expressible="to_authority differs from from_authority."

@@ -36,6 +36,7 @@ class DocumentSchema(Schema):
 
 
 ORG_CODE = re.compile(ORG_CODE_PATTERN)
+ISP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,63}$"
 
 
 def _party(value: str) -> None:
@@ -45,7 +46,7 @@ def _party(value: str) -> None:
 
 
 class IspSchema(Schema):
-    id = fields.String(required=True, validate=Pattern(r"^[a-z0-9][a-z0-9-]{2,63}$"))
+    id = fields.String(required=True, validate=Pattern(ISP_ID_PATTERN))
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     title = short_text(required=True)
     status = one_of(ISP_STATUSES, required=True)

@@ -8,6 +8,7 @@ queue, and checks the signature of every envelope that arrived.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -43,8 +44,10 @@ def example_events() -> dict[str, bytes]:
 
 def run_demo(out_dir: Path, echo: Callable[[str], None]) -> list[DemoResult]:
     out_dir = out_dir.resolve()
+    # Each run starts from nothing but the keys, so what it prints is all that happened.
     for stale in out_dir.glob("caf-relay.sqlite3*"):
         stale.unlink()
+    shutil.rmtree(out_dir / "inbox", ignore_errors=True)
     settings = Settings.from_env({"CAF_RELAY_INSTANCE_DIR": str(out_dir)})
     services = build_services(settings)
     try:

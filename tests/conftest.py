@@ -13,7 +13,9 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -47,12 +49,12 @@ def broker_url() -> Iterator[str]:
         _rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> Iterator[str]:
-    """A URL for an empty database that exists only for this test session."""
+@contextmanager
+def fresh_database(folder: Path) -> Iterator[str]:
+    """A URL for a new, empty database on the server under test, dropped afterwards."""
     server_url = os.environ.get("CAF_RELAY_TEST_DATABASE_URL", "")
     if not server_url.startswith("postgresql"):
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'caf-relay.sqlite3'}"
+        yield f"sqlite:///{folder / f'caf-relay-{uuid.uuid4().hex[:8]}.sqlite3'}"
         return
     name = f"caf_relay_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
@@ -64,6 +66,13 @@ def database_url(tmp_path_factory) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    """A database that exists only for this test session."""
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 API_TOKEN = "test-api-token-3f9c"

@@ -29,6 +29,10 @@ from service.store import tables as t
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+# Any fixed number; the processes of one deployment agree on it to migrate one at a time.
+MIGRATION_LOCK_ID = 0x_CAF_0001
+
+
 class DuplicateEvent(Exception):
     """A transfer with this event id is already stored."""
 
@@ -119,19 +123,26 @@ class Store:
     # -- schema and reference data ------------------------------------------------------------
 
     def initialise(self) -> None:
-        """Migrate to the newest schema and seed the London authorities; safe to repeat."""
+        """Migrate to the newest schema and seed the London authorities; safe to repeat.
+
+        Every process calls this at start-up (web workers, relay workers), so on PostgreSQL
+        they queue on an advisory lock and only the first does any work.
+        """
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-        with self._transaction() as session:
-            known = set(session.scalars(sa.select(t.Authority.code)))
-            session.add_all(
-                t.Authority(code=code, name=name, kind="local_authority")
+            known = set(connection.scalars(sa.select(t.Authority.code)))
+            missing = [
+                {"code": code, "name": name, "kind": "local_authority"}
                 for code, name in LONDON_AUTHORITIES.items()
                 if code not in known
-            )
+            ]
+            if missing:
+                connection.execute(sa.insert(t.Authority), missing)
 
     def ping(self) -> None:
         with self._engine.connect() as connection:

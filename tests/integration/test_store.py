@@ -1,12 +1,16 @@
 """The store on a real database: schema from migrations, atomic intake, secrets sealed at rest."""
 
+from concurrent.futures import ProcessPoolExecutor
+
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from cryptography.fernet import Fernet
 
-from service.store.store import DuplicateEvent, NewTransfer
+from service.secrets import SecretBox
+from service.store.store import DuplicateEvent, NewTransfer, Store
 from service.store.tables import Base
-from tests.conftest import fixed_clock
+from tests.conftest import fixed_clock, fresh_database
 from tests.support import examples
 
 
@@ -24,6 +28,21 @@ def test_initialise_is_repeatable_and_seeds_the_33_london_authorities(services):
     assert len(authorities) == 33
     assert authorities["E09000012"] == "Hackney"
     assert authorities["E09000001"] == "City of London"
+
+
+def _start_up(database_url: str) -> int:
+    """What each process (web worker, relay worker) does first; returns the authorities seen."""
+    store = Store(database_url, SecretBox([Fernet.generate_key().decode()]))
+    try:
+        store.initialise()
+        return len(store.authorities())
+    finally:
+        store.close()
+
+
+def test_processes_starting_together_on_an_empty_database_all_come_up(tmp_path):
+    with fresh_database(tmp_path) as url, ProcessPoolExecutor(4) as processes:
+        assert list(processes.map(_start_up, [url] * 4)) == [33] * 4
 
 
 def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_database):

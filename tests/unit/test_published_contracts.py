@@ -324,15 +324,15 @@ def test_the_one_event_rule_json_schema_cannot_state_is_still_enforced():
 # --- what caf-relay emits ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [examples.ROUTINE_WITH_ISP, examples.AD_HOC_WITH_JUDGEMENT])
-def test_the_envelope_the_relay_builds_matches_the_published_envelope_schema(name):
+def built_envelope(name: str) -> dict[str, Any]:
+    """The envelope the relay's domain code builds for a sharing example."""
     event = examples.load(name)
     data = event["data"]
     decision = decide_basis(
         transfer_request(event), [isp_terms(examples.pan_london_isp())], date(2026, 11, 20)
     )
     assert decision.shares
-    payload = build_envelope(
+    return build_envelope(
         envelope_id="0b7d7e4e-6a57-4a37-9d55-4f0a3c3c2f10",
         issued_at=datetime(2026, 11, 20, 10, 16, tzinfo=UTC),
         event=event,
@@ -341,11 +341,38 @@ def test_the_envelope_the_relay_builds_matches_the_published_envelope_schema(nam
         sender=Organisation(data["from_authority"], "Sender"),
         recipient=Organisation(data["to_authority"], "Recipient"),
     )
+
+
+@pytest.mark.parametrize("name", [examples.ROUTINE_WITH_ISP, examples.AD_HOC_WITH_JUDGEMENT])
+def test_the_envelope_the_relay_builds_matches_the_published_envelope_schema(name):
+    payload = built_envelope(name)
     assert json_errors("envelope.schema.json", payload) == []
     assert marshmallow_errors(EnvelopeSchema(), payload) is None
     payload["data_categories"]["shared"].append("health_records")
     assert json_errors("envelope.schema.json", payload)
     assert marshmallow_errors(EnvelopeSchema(), payload)
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        (examples.ROUTINE_WITH_ISP, lambda basis: basis.pop("isp")),
+        (examples.ROUTINE_WITH_ISP, lambda basis: basis.update(kind="judgement")),
+        (examples.AD_HOC_WITH_JUDGEMENT, lambda basis: basis.update(kind="isp")),
+        (
+            examples.AD_HOC_WITH_JUDGEMENT,
+            lambda basis: basis.update(
+                isp=built_envelope(examples.ROUTINE_WITH_ISP)["basis"]["isp"]
+            ),
+        ),
+    ],
+    ids=["isp-without-reference", "isp-called-judgement", "judgement-called-isp", "both-records"],
+)
+def test_an_envelope_basis_must_carry_exactly_the_record_its_kind_names(name, change):
+    payload = built_envelope(name)
+    change(payload["basis"])
+    assert json_errors("envelope.schema.json", payload)
+    assert "basis" in marshmallow_errors(EnvelopeSchema(), payload)
 
 
 # --- AsyncAPI ------------------------------------------------------------------------------------
