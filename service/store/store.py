@@ -91,16 +91,26 @@ def _now() -> datetime:
 def _engine(url: str) -> sa.Engine:
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    # The driver's own transaction handling is switched off (isolation_level=None) so that every
+    # transaction, DDL included, is a real one that starts with BEGIN IMMEDIATE: processes then
+    # queue for the write lock up front instead of failing half-way (SQLAlchemy's pysqlite recipe).
+    engine = sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None}
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record) -> None:
-        # WAL lets the web app read while the worker writes; foreign keys are off by default.
+        # WAL lets the web app read while the worker writes; FULL makes each commit survive a
+        # power cut, not only a crash, since a message is acknowledged once it is committed.
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -125,8 +135,8 @@ class Store:
     def initialise(self) -> None:
         """Migrate to the newest schema and seed the London authorities; safe to repeat.
 
-        Every process calls this at start-up (web workers, relay workers), so on PostgreSQL
-        they queue on an advisory lock and only the first does any work.
+        Every process calls this at start-up (web workers, relay workers), so they queue (an
+        advisory lock on PostgreSQL, the write lock on SQLite) and only the first does any work.
         """
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
