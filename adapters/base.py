@@ -22,9 +22,14 @@ class OutboundEnvelope:
 
 @dataclass(frozen=True)
 class Receipt:
-    """What the receiving side said; ``detail`` goes to the audit, so it never holds secrets."""
+    """What the receiving side said; ``detail`` goes to the audit, so it never holds secrets.
+
+    ``signed`` is a receipt the recipient signed (a JWS naming the envelope id and digest), when
+    it returned one; the relay checks it against the recipient's registered keys.
+    """
 
     detail: str
+    signed: str | None = None
 
 
 class DeliveryFailed(Exception):

@@ -3,6 +3,8 @@
 TLS verification cannot be switched off: a borough with a private CA gives its bundle instead.
 Whether a failure is worth retrying follows HTTP's meaning: timeouts, 408, 425, 429 and 5xx may
 pass; any other 4xx, or a certificate the relay cannot trust, will not without someone acting.
+A recipient may answer with a signed receipt (``application/jose+json``), handed on for the
+relay to check against the recipient's registered keys.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from adapters.base import Adapter, DeliveryFailed, OutboundEnvelope, Receipt
 JOSE_JSON = "application/jose+json"
 ENVELOPE_ID_HEADER = "X-Caf-Envelope-Id"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+MAX_RECEIPT_BYTES = 64 * 1024
 
 
 class HttpsSettingsSchema(Schema):
@@ -92,7 +95,7 @@ class HttpsAdapter(Adapter):
             ) from exc
         status = response.status_code
         if 200 <= status < 300:
-            return Receipt(f"HTTP {status} from {self._url}")
+            return Receipt(f"HTTP {status} from {self._url}", signed=_signed_receipt(response))
         retryable = status in RETRYABLE_STATUS or status >= 500
         raise DeliveryFailed(
             f"HTTP {status} {response.reason} from {self._url}", retryable=retryable
@@ -100,6 +103,14 @@ class HttpsAdapter(Adapter):
 
     def close(self) -> None:
         self._session.close()
+
+
+def _signed_receipt(response: requests.Response) -> str | None:
+    """The body, when the recipient answered with a signed receipt (a JWS) of sensible size."""
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media_type != JOSE_JSON or len(response.content) > MAX_RECEIPT_BYTES:
+        return None
+    return response.content.decode("utf-8", errors="replace")
 
 
 def _first_line(exc: Exception) -> str:

@@ -59,8 +59,6 @@ PUBLISHED = Path(__file__).resolve().parent / "published"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_FILE = "asyncapi.json"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
-# The worker sets this header inline (service/worker.py); a unit test holds the two together.
-REJECTION_HEADER = "x-caf-rejection"
 AMQP_BINDING_VERSION = "0.3.0"
 
 
@@ -395,9 +393,9 @@ def asyncapi() -> dict[str, Any]:
                     f"Rejected input, byte for byte as received: caf-relay publishes it to the "
                     f"durable fanout exchange {worker.DEAD_EXCHANGE}, keeping the original routing "
                     f"key, content type, message id and headers, and adds {worker.REASON_HEADER} "
-                    f"and {REJECTION_HEADER}. The broker also dead-letters here a message that "
-                    f"exceeded the delivery limit on {worker.TRANSFERS_QUEUE}; that one carries "
-                    "the broker's x-death header instead."
+                    f"and {worker.REJECTION_HEADER}. A message whose processing failed on each of "
+                    f"{worker.DELIVERY_LIMIT} deliveries comes here too, with rejection "
+                    f"{worker.PROCESSING_FAILED} and the last error as the reason."
                 ),
                 "servers": amqp_server,
                 "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
@@ -461,9 +459,10 @@ def asyncapi() -> dict[str, Any]:
                                 "type": "string",
                                 "description": "Why the message was refused, for a person.",
                             },
-                            REJECTION_HEADER: {
+                            worker.REJECTION_HEADER: {
                                 "type": "string",
-                                "enum": [rejection.value for rejection in Rejection],
+                                "enum": [rejection.value for rejection in Rejection]
+                                + [worker.PROCESSING_FAILED],
                                 "description": "Why the message was refused, as a stable code.",
                             },
                         },

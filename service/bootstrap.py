@@ -10,11 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from service.audit import Audit
 from service.config import Settings
 from service.delivery import AdapterCache, Deliverer
+from service.delivery_loop import DeliveryLoop
+from service.domain.child_keys import ChildKeys
 from service.relay import Relay
+from service.retention import Retention
 from service.signing import KeyRing
 from service.store.store import Store
+from service.subject_access import SubjectAccess
 
 
 @dataclass
@@ -25,6 +30,22 @@ class Services:
     relay: Relay
     deliverer: Deliverer
     adapters: AdapterCache
+    clock: Callable[[], datetime]
+    child_keys: ChildKeys
+    audit: Audit
+    subject_access: SubjectAccess
+    retention: Retention
+
+    def delivery_loop(self) -> DeliveryLoop:
+        """A loop delivering from the outbox, as configured; the caller runs and stops it."""
+        return DeliveryLoop(
+            self.store,
+            self.deliverer,
+            worker=self.settings.worker_name,
+            threads=self.settings.delivery_threads,
+            per_recipient=self.settings.delivery_per_recipient,
+            clock=self.clock,
+        )
 
     def close(self) -> None:
         self.adapters.close()
@@ -37,12 +58,28 @@ def build_services(
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.database_url, settings.secret_box())
     keyring = settings.keyring()
+    child_keys = settings.child_keys()
     adapters = AdapterCache()
     return Services(
         settings=settings,
         store=store,
         keyring=keyring,
-        relay=Relay(store, keyring, max_event_bytes=settings.max_event_bytes, clock=clock),
-        deliverer=Deliverer(store, adapters),
+        relay=Relay(
+            store,
+            keyring,
+            child_keys=child_keys,
+            max_event_bytes=settings.max_event_bytes,
+            clock=clock,
+        ),
+        deliverer=Deliverer(
+            store, adapters, retry=settings.retry, lease=settings.delivery_lease, clock=clock
+        ),
         adapters=adapters,
+        clock=clock,
+        child_keys=child_keys,
+        audit=Audit(store.audit, keyring, clock),
+        subject_access=SubjectAccess(store.audit_search, child_keys, clock),
+        retention=Retention(
+            store.payloads, judgement_days=settings.judgement_retention_days, clock=clock
+        ),
     )

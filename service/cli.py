@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
-import requests
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from marshmallow import ValidationError
 
 from adapters.registry import AdapterConfigError
 from contracts.isp import IspSchema
-from service.bootstrap import Services, build_services
-from service.config import Settings
+from service.bootstrap import Services
+from service.cli_audit import audit, retention
+from service.cli_common import load_services as _services
+from service.cli_common import read_jwks
 from service.signing import VerificationError, verify, write_new_key
-
-
-def _services() -> Services:
-    settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # pika narrates every connection step at INFO; its warnings and errors are what operators need.
-    logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))
-    return build_services(settings)
 
 
 @click.group()
 def main() -> None:
     """caf-relay: moves CAF case transfers between authorities, lawfully based and signed."""
+
+
+main.add_command(audit)
+main.add_command(retention)
 
 
 @main.command()
@@ -64,17 +61,44 @@ def worker() -> None:
             "(caf-relay serve) or through the embedded queue (caf-relay demo)."
         )
     services.store.initialise()
+    delivery = services.delivery_loop()
     consumer = Worker(
         services.settings.broker_url,
         services.relay,
-        services.deliverer,
-        services.settings.prefetch,
+        prefetch=services.settings.prefetch,
+        on_stored=delivery.wake,
     )
+    _until_signalled(services, delivery, main_loop=consumer)
+
+
+@main.command()
+def deliver() -> None:
+    """Deliver from the outbox only (the worker does this too); needs no broker."""
+    services = _services()
+    services.store.initialise()
+    delivery = services.delivery_loop()
+    _until_signalled(services, delivery, main_loop=delivery)
+
+
+def _until_signalled(services: Services, delivery, main_loop) -> None:
+    """Run ``main_loop`` here and the delivery loop beside it, until SIGTERM or SIGINT."""
+
+    def stop(*_) -> None:
+        main_loop.stop()
+        delivery.stop()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: consumer.stop())
+        signal.signal(signum, stop)
+    beside = None
+    if main_loop is not delivery:
+        beside = threading.Thread(target=delivery.run, name="delivery", daemon=True)
+        beside.start()
     try:
-        consumer.run()
+        main_loop.run()
     finally:
+        stop()
+        if beside is not None:
+            beside.join()
         services.close()
 
 
@@ -82,12 +106,20 @@ def worker() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 def serve(host: str, port: int) -> None:
-    """Serve the HTTP API with Flask's server (use gunicorn in production, see docker/)."""
+    """Serve the HTTP API with Flask's server, delivering from the outbox beside it.
+
+    For trying out; in production run gunicorn and `caf-relay worker` or `caf-relay deliver`.
+    """
     from service.web import create_app
 
     services = _services()
     services.store.initialise()
-    create_app(services).run(host=host, port=port)
+    delivery = services.delivery_loop()
+    threading.Thread(target=delivery.run, name="delivery", daemon=True).start()
+    try:
+        create_app(services).run(host=host, port=port)
+    finally:
+        delivery.stop()
 
 
 @main.group()
@@ -153,17 +185,68 @@ def adapter() -> None:
     type=click.File("r"),
     help="A JSON file with the secrets (tokens, passwords); '-' reads standard input.",
 )
-def adapter_set(authority: str, adapter_type: str, settings_json: str, secrets_file) -> None:
+@click.option(
+    "--retry",
+    "retry_json",
+    default=None,
+    help='Retry overrides as JSON, e.g. {"max_attempts": 20, "max_age_seconds": 86400}.',
+)
+def adapter_set(
+    authority: str, adapter_type: str, settings_json: str, secrets_file, retry_json: str | None
+) -> None:
     """Configure how AUTHORITY receives envelopes; secrets are stored encrypted."""
     services = _services()
     if authority not in services.store.authorities():
         raise click.UsageError(f"Unknown authority {authority}.")
     secrets = json.load(secrets_file) if secrets_file else {}
+    retry = json.loads(retry_json) if retry_json else None
     try:
-        services.store.set_adapter(authority, adapter_type, json.loads(settings_json), secrets)
+        services.store.set_adapter(
+            authority, adapter_type, json.loads(settings_json), secrets, retry
+        )
     except AdapterConfigError as exc:
         raise click.ClickException(f"{exc} {json.dumps(exc.errors)}") from exc
     click.echo(f"{authority} now receives through the {adapter_type} adapter.")
+    services.close()
+
+
+@main.group()
+def authority() -> None:
+    """Authorities."""
+
+
+@authority.command("keys")
+@click.argument("code")
+@click.argument("jwks_file", type=click.File("r"))
+def authority_keys(code: str, jwks_file) -> None:
+    """Register the public keys (a JWKS file) CODE signs its delivery receipts with."""
+    try:
+        jwks = KeySet.import_key_set(json.load(jwks_file)).as_dict(private=False)
+    except (ValueError, JoseError) as exc:
+        raise click.ClickException(f"Not a usable JWKS: {exc}") from exc
+    services = _services()
+    if code not in services.store.authorities():
+        raise click.UsageError(f"Unknown authority {code}.")
+    services.store.set_authority_keys(code, jwks)
+    click.echo(f"{code}: {len(jwks['keys'])} receipt key(s) registered.")
+    services.close()
+
+
+@main.group()
+def transfer() -> None:
+    """Transfers."""
+
+
+@transfer.command("redeliver")
+@click.argument("event_id")
+def transfer_redeliver(event_id: str) -> None:
+    """Put a failed transfer back in the outbox, to be delivered again with the same envelope."""
+    services = _services()
+    if not services.store.outbox.redeliver(event_id, services.clock(), requested_by="cli"):
+        view = services.store.transfer_view(event_id)
+        state = view["state"] if view else "unknown"
+        raise click.ClickException(f"{event_id} is {state}; only a failed transfer is redelivered.")
+    click.echo(f"{event_id} is back in the outbox.")
     services.close()
 
 
@@ -172,15 +255,7 @@ def adapter_set(authority: str, adapter_type: str, settings_json: str, secrets_f
 @click.option("--jwks", "jwks_source", required=True, help="A JWKS file, or its https URL.")
 def verify_command(envelope: Path, jwks_source: str) -> None:
     """Verify a signed envelope against the relay's published keys."""
-    try:
-        if jwks_source.startswith(("https://", "http://")):
-            response = requests.get(jwks_source, timeout=10)
-            response.raise_for_status()
-            jwks = response.json()
-        else:
-            jwks = json.loads(Path(jwks_source).read_text())
-    except (OSError, ValueError, requests.RequestException) as exc:
-        raise click.ClickException(f"Cannot read the JWKS from {jwks_source}: {exc}") from exc
+    jwks = read_jwks(jwks_source)
     try:
         header, payload = verify(envelope.read_bytes(), jwks)
     except VerificationError as exc:

@@ -7,14 +7,21 @@ and a signing key and secrets key generated into the instance folder on first ru
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from service import retry_settings
+from service.domain.child_keys import ChildKeys
+from service.domain.retry import RetryPolicy
 from service.secrets import SecretBox
 from service.signing import KeyRing
 
 PREFIX = "CAF_RELAY_"
+MIN_AUDIT_KEY_LENGTH = 32
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,13 @@ class Settings:
     max_event_bytes: int
     prefetch: int
     log_level: str
+    worker_name: str
+    delivery_threads: int
+    delivery_per_recipient: int
+    delivery_lease: timedelta
+    retry: RetryPolicy
+    audit_key: str | None
+    judgement_retention_days: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +62,21 @@ class Settings:
             max_event_bytes=_positive_int(get("MAX_EVENT_BYTES", "262144"), "MAX_EVENT_BYTES"),
             prefetch=_positive_int(get("PREFETCH", "32"), "PREFETCH"),
             log_level=get("LOG_LEVEL", "INFO").upper(),
+            worker_name=get("WORKER_NAME", socket.gethostname()),
+            delivery_threads=_positive_int(get("DELIVERY_THREADS", "8"), "DELIVERY_THREADS"),
+            delivery_per_recipient=_positive_int(
+                get("DELIVERY_PER_RECIPIENT", "2"), "DELIVERY_PER_RECIPIENT"
+            ),
+            delivery_lease=timedelta(
+                seconds=_positive_int(
+                    get("DELIVERY_LEASE_SECONDS", "120"), "DELIVERY_LEASE_SECONDS"
+                )
+            ),
+            retry=retry_settings.from_environment(get),
+            audit_key=get("AUDIT_KEY"),
+            judgement_retention_days=_positive_int(
+                get("JUDGEMENT_RETENTION_DAYS", "365"), "JUDGEMENT_RETENTION_DAYS"
+            ),
         )
 
     def keyring(self) -> KeyRing:
@@ -59,6 +88,39 @@ class Settings:
         if self.secrets_keys:
             return SecretBox(list(self.secrets_keys))
         return SecretBox.from_file(self.instance_dir / "secrets.key", create=True)
+
+    def child_keys(self) -> ChildKeys:
+        """The audit's child-key maker; its key is generated into the instance folder if unset.
+
+        Every process of a deployment must use the same key, or searches by child miss records.
+        """
+        if self.audit_key:
+            if len(self.audit_key) < MIN_AUDIT_KEY_LENGTH:
+                raise ValueError(
+                    f"{PREFIX}AUDIT_KEY must be at least {MIN_AUDIT_KEY_LENGTH} characters."
+                )
+            return ChildKeys(self.audit_key.encode())
+        return ChildKeys(_key_file(self.instance_dir / "audit.key").encode())
+
+
+def _key_file(path: Path) -> str:
+    """A random key kept in ``path`` (owner-readable only), made by whichever process is first.
+
+    The key is written to a private file first and then linked into place, so a process
+    starting at the same moment reads either no file or the whole key, never half of one.
+    """
+    if not path.exists():
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process was first; its key is the one
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
 
 
 def _positive_int(value: str, name: str) -> int:

@@ -1,23 +1,32 @@
-"""Hands a stored, signed envelope to the receiving authority's adapter and records the attempt.
+"""Delivers one claimed outbox item through the recipient's adapter and records what happened.
 
 Adapters are built once per authority and configuration and reused, so a connection to a
 borough's broker or HTTPS endpoint is not reopened for every envelope. A broken configuration or
-an adapter that raises is recorded as a failed attempt with its reason; it never stops the relay.
+an adapter that raises is a failed attempt with its reason, retried under the retry policy; it
+never stops the relay.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from adapters.base import Adapter, DeliveryFailed
 from adapters.registry import AdapterConfigError, build_adapter
+from service import retry_settings
+from service.domain.retry import RetryPolicy, after_failure
+from service.receipts import check_receipt
 from service.secrets import SecretsKeyError
-from service.store.store import DeliveryRecord, Store
+from service.store.outbox import Attempt, Claimed
+from service.store.store import Store
 
 log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
 
 
 class AdapterCache:
@@ -49,17 +58,28 @@ class AdapterCache:
 
 
 class Deliverer:
-    def __init__(self, store: Store, adapters: AdapterCache) -> None:
+    def __init__(
+        self,
+        store: Store,
+        adapters: AdapterCache,
+        *,
+        retry: RetryPolicy,
+        lease: timedelta,
+        clock: Clock,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self._store = store
         self._adapters = adapters
+        self._retry = retry
+        self.lease = lease
+        self._clock = clock
+        self._jitter = jitter
 
-    def deliver(self, event_id: str) -> DeliveryRecord | None:
-        """Try once to deliver the envelope of ``event_id``; None if it has no envelope."""
-        envelope = self._store.outbound(event_id)
-        if envelope is None:
-            return None
-        adapter_type = None
-        started = time.monotonic()
+    def deliver(self, claimed: Claimed) -> str:
+        """Try once; record the attempt and what follows. Returns delivered, retry or failed."""
+        envelope = claimed.envelope
+        attempted_at, started = self._clock(), time.monotonic()
+        adapter_type, receipt = None, None
         try:
             adapter_type, adapter = self._adapters.get(self._store, envelope.to_authority)
             receipt = adapter.deliver(envelope)
@@ -69,28 +89,60 @@ class Deliverer:
         except DeliveryFailed as exc:
             succeeded, retryable, detail = False, exc.retryable, exc.reason
         except Exception as exc:  # an adapter's bug must not stop the relay
-            log.exception("adapter raised", extra={"event_id": event_id})
+            log.exception("adapter raised", extra={"event_id": envelope.event_id})
             succeeded, retryable, detail = False, True, f"Adapter error: {type(exc).__name__}"
-        record = DeliveryRecord(
-            event_id=event_id,
-            envelope_id=envelope.envelope_id,
+        signed_receipt = receipt.signed if receipt is not None else None
+        attempt = Attempt(
+            attempted_at=attempted_at,
             adapter_type=adapter_type,
             succeeded=succeeded,
             retryable=retryable,
             detail=detail,
             duration_ms=round((time.monotonic() - started) * 1000),
+            receipt=signed_receipt,
         )
-        self._store.record_delivery(record)
+        if succeeded:
+            checked = None
+            if signed_receipt is not None:
+                keys = self._store.authority_keys(envelope.to_authority)
+                checked = check_receipt(signed_receipt, keys, envelope)
+            self._store.outbox.delivered(claimed, attempt, checked)
+            outcome = "delivered"
+        else:
+            next_step = after_failure(
+                retry_settings.policy(self._retry, claimed.retry),
+                attempts=claimed.attempts_before + 1,
+                enqueued_at=claimed.enqueued_at,
+                now=self._clock(),
+                retryable=retryable,
+                random=self._jitter,
+            )
+            if next_step.retry_at is not None:
+                self._store.outbox.retry_later(claimed, attempt, next_step.retry_at)
+                outcome = "retry"
+            else:
+                self._store.outbox.failed(claimed, attempt, next_step.gave_up)
+                outcome = "failed"
         log.info(
-            "delivery %s",
-            "succeeded" if succeeded else "failed",
-            extra={"event_id": event_id, "adapter_type": adapter_type, "detail": detail},
+            "delivery %s: %s",
+            outcome,
+            detail,
+            extra={"event_id": envelope.event_id, "adapter_type": adapter_type},
         )
-        return record
+        return outcome
 
-    def deliver_outstanding(self) -> int:
-        """Deliver whatever is signed but not yet attempted, e.g. after a crash; return how many."""
-        pending = self._store.awaiting_delivery()
-        for event_id in pending:
-            self.deliver(event_id)
-        return len(pending)
+    def deliver_due(self, worker: str) -> int:
+        """Deliver, one at a time, whatever is due now; for the embedded queue and for tests."""
+        count = 0
+        while claimed := self._store.outbox.claim(
+            worker=worker,
+            now=self._clock(),
+            lease=self.lease,
+            limit=32,
+            per_recipient=32,
+            in_flight={},
+        ):
+            for item in claimed:
+                self.deliver(item)
+                count += 1
+        return count

@@ -1,7 +1,7 @@
 """The embedded default: an in-process queue in place of RabbitMQ, for one-command runs.
 
-It runs the same relay and delivery steps as the AMQP worker; rejected input is kept in the
-store's dead-letter table with its reason, as ``caf.dead`` keeps it on a broker.
+It runs the same relay as the AMQP worker and delivers from the same outbox; rejected input is
+kept in the store's dead-letter table with its reason, as ``caf.dead`` keeps it on a broker.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from service.relay import Relay
 from service.store.store import Store
 
 log = logging.getLogger(__name__)
+
+WORKER_NAME = "embedded"
 
 
 class InProcessQueue:
@@ -30,8 +32,9 @@ class InProcessQueue:
         self._queue.put(body)
 
     def drain(self) -> None:
-        """Wait until everything published so far has been processed and delivered."""
+        """Wait until everything published so far is processed, then deliver what is due."""
         self._queue.join()
+        self._deliverer.deliver_due(WORKER_NAME)
 
     def _consume(self) -> None:
         while True:
@@ -40,8 +43,6 @@ class InProcessQueue:
                 received = self._relay.receive(body)
                 if received.rejection is not None:
                     self._store.add_dead_letter(body, received.reason)
-                elif received.needs_delivery:
-                    self._deliverer.deliver(received.event_id)
             except Exception:
                 log.exception("embedded queue: processing failed; message kept as dead letter")
                 self._store.add_dead_letter(body, "Processing failed; see the service log.")

@@ -20,6 +20,7 @@ from marshmallow import ValidationError
 
 from contracts.event import CaseTransferEventSchema
 from service.domain.basis import decide_basis
+from service.domain.child_keys import ChildKeys
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
 from service.domain.model import BasisDecision, Outcome, decision_record, transfer_request
@@ -67,11 +68,13 @@ class Relay:
         store: Store,
         keyring: KeyRing,
         *,
+        child_keys: ChildKeys,
         max_event_bytes: int,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._keyring = keyring
+        self._child_keys = child_keys
         self._max_event_bytes = max_event_bytes
         self._clock = clock
         self._schema = CaseTransferEventSchema()
@@ -97,7 +100,7 @@ class Relay:
         )
         state = STATE_BY_OUTCOME[decision.outcome]
         audit = [
-            AuditEntry("received", _received_detail(event)),
+            AuditEntry("received", _received_detail(event, self._child_keys)),
             AuditEntry("basis_decided", _decision_summary(decision)),
         ]
         envelope = None
@@ -125,6 +128,16 @@ class Relay:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return Received(None, rejection=Rejection.NOT_JSON, reason=f"Not JSON: {exc}")
+        except RecursionError:
+            return Received(
+                None, rejection=Rejection.NOT_JSON, reason="Not JSON we accept: nested too deeply."
+            )
+        if not _encodable(document):
+            return Received(
+                None,
+                rejection=Rejection.NOT_JSON,
+                reason="Not JSON we accept: a string holds an unpaired UTF-16 surrogate escape.",
+            )
         event_id = _event_id(document)
         try:
             self._schema.load(document)
@@ -180,6 +193,15 @@ class Relay:
         return Received(event_id, duplicate=True, reason="Event id already received.")
 
 
+def _encodable(document: Any) -> bool:
+    """Whether every string survives UTF-8, as signing and PostgreSQL need ("\\ud800" fails)."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _event_id(document: Any) -> str | None:
     """The id of a rejected event, if it has a usable one, so its rejection can be found."""
     if isinstance(document, dict) and isinstance(document.get("id"), str):
@@ -192,7 +214,8 @@ def _summary(messages: Any, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _received_detail(event: dict[str, Any]) -> dict[str, Any]:
+def _received_detail(event: dict[str, Any], child_keys: ChildKeys) -> dict[str, Any]:
+    """The arrival, findable by child through keyed hashes of the child's identifiers only."""
     data = event["data"]
     return {
         "source": event["source"],
@@ -202,6 +225,7 @@ def _received_detail(event: dict[str, Any]) -> dict[str, Any]:
         "mode": data["sharing"]["mode"],
         "purpose": data["sharing"]["purpose"],
         "categories_present": sorted(data["case"]),
+        "child_keys": child_keys.of_case(data["case"]["child_identity"]),
     }
 
 

@@ -22,6 +22,7 @@ from joserfc.jwk import KeySet, OKPKey
 from joserfc.util import to_bytes
 
 from contracts.envelope import ENVELOPE_JWS_TYP
+from service.domain.canonical import canonical_json
 
 SIGNING_ALG = "EdDSA"
 ACCEPTED_ALGS = ("EdDSA", "Ed25519")
@@ -32,11 +33,6 @@ warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc
 
 class VerificationError(Exception):
     """The JWS is malformed, signed by an unknown key, or its signature does not verify."""
-
-
-def canonical_json(document: Any) -> bytes:
-    """One byte encoding per document, so equal payloads sign and digest identically."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class KeyRing:
@@ -67,9 +63,13 @@ class KeyRing:
     def jwks(self) -> dict[str, Any]:
         return self._jwks
 
-    def sign(self, payload: dict[str, Any]) -> str:
-        """The JWS, flattened JSON serialization, as the text that is sent and stored."""
-        header = {"alg": SIGNING_ALG, "kid": self.kid, "typ": ENVELOPE_JWS_TYP}
+    def sign(self, payload: dict[str, Any], typ: str = ENVELOPE_JWS_TYP) -> str:
+        """The JWS, flattened JSON serialization, as the text that is sent and stored.
+
+        ``typ`` says what is signed (an envelope, an audit checkpoint), so a verifier cannot be
+        handed one in place of the other.
+        """
+        header = {"alg": SIGNING_ALG, "kid": self.kid, "typ": typ}
         signed = jws.serialize_json(
             {"protected": header}, canonical_json(payload), self._signing_key, registry=_REGISTRY
         )

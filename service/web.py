@@ -1,7 +1,8 @@
 """The HTTP entrypoint: events in for case systems without AMQP, transfer status, public keys.
 
-``POST /api/v1/events`` runs the same relay as the worker and then delivers at once, so the
-caller learns the final state in the response. Every ``/api`` call needs the bearer token.
+``POST /api/v1/events`` runs the same relay as the worker: the response says what was decided,
+and delivery follows from the outbox (``caf-relay worker`` or ``caf-relay deliver``). Every
+``/api`` call needs the bearer token.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from service.bootstrap import Services, build_services
 from service.config import Settings
 from service.relay import Rejection
+from service.web_audit import audit_api
 
 STATUS_BY_REJECTION = {
     Rejection.OVERSIZED: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -55,8 +57,12 @@ def create_app(services: Services | None = None) -> Flask:
 
     app.add_url_rule("/api/v1/events", view_func=post_event, methods=["POST"])
     app.add_url_rule("/api/v1/transfers/<path:event_id>", view_func=get_transfer)
+    app.add_url_rule(
+        "/api/v1/transfers/<path:event_id>/redeliver", view_func=redeliver, methods=["POST"]
+    )
     app.add_url_rule("/.well-known/jwks.json", view_func=jwks)
     app.add_url_rule("/healthz", view_func=healthz)
+    app.register_blueprint(audit_api)
     return app
 
 
@@ -82,8 +88,6 @@ def post_event() -> Response:
             rejection=received.rejection.value,
             errors=received.errors,
         )
-    if received.needs_delivery:
-        services.deliverer.deliver(received.event_id)
     view = services.store.transfer_view(received.event_id)
     status = HTTPStatus.OK if received.duplicate else HTTPStatus.ACCEPTED
     return jsonify({**view, "duplicate": received.duplicate}), status
@@ -94,6 +98,15 @@ def get_transfer(event_id: str) -> Response:
     if view is None:
         return _problem(HTTPStatus.NOT_FOUND, f"No transfer with event id {event_id!r}.")
     return jsonify(view)
+
+
+def redeliver(event_id: str) -> Response:
+    store = _services().store
+    if store.transfer_view(event_id) is None:
+        return _problem(HTTPStatus.NOT_FOUND, f"No transfer with event id {event_id!r}.")
+    if not store.outbox.redeliver(event_id, _services().clock(), requested_by="api"):
+        return _problem(HTTPStatus.CONFLICT, "Only a failed transfer can be redelivered.")
+    return jsonify(store.transfer_view(event_id)), HTTPStatus.ACCEPTED
 
 
 def jwks() -> Response:

@@ -159,3 +159,10 @@ def decision_record(decision: BasisDecision) -> dict[str, Any]:
     if decision.judgement is not None:
         record["judgement"] = decision.judgement.record
     return record
+
+
+def basis_kind(record: dict[str, Any]) -> str:
+    """What a recorded decision rests on: ``isp``, ``judgement`` or ``none`` (parked)."""
+    if "isp" in record:
+        return "isp"
+    return "judgement" if "judgement" in record else "none"

@@ -16,21 +16,31 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.exc import IntegrityError
+from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import OutboundEnvelope
-from adapters.registry import validate_config
+from adapters.registry import AdapterConfigError, validate_config
 from contracts.reference import LONDON_AUTHORITIES
 from service.domain.model import IspTerms, isp_terms
+from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox
 from service.store import tables as t
+from service.store.audit_log import AuditLog, chain_on_flush
+from service.store.audit_search import AuditSearch
+from service.store.outbox import Outbox, new_item
+from service.store.payloads import Payloads
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 # Any fixed number; the processes of one deployment agree on it to migrate one at a time.
 MIGRATION_LOCK_ID = 0x_CAF_0001
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or was busy; the same call may succeed later."""
 
 
 class DuplicateEvent(Exception):
@@ -73,17 +83,6 @@ class AdapterSetting:
     updated_at: datetime
 
 
-@dataclass(frozen=True)
-class DeliveryRecord:
-    event_id: str
-    envelope_id: str
-    adapter_type: str | None
-    succeeded: bool
-    retryable: bool
-    detail: str
-    duration_ms: int
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -120,12 +119,24 @@ class Store:
         self.url = url
         self._engine = _engine(url)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        chain_on_flush(self._sessions)
         self._box = secret_box
+        self.outbox = Outbox(self._transaction, _append_audit)
+        self.audit = AuditLog(self._transaction, self._engine)
+        self.audit_search = AuditSearch(self._transaction)
+        self.payloads = Payloads(self._transaction)
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable(f"The database is unavailable: {exc.orig or exc}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable(f"The database connection was lost: {exc.orig}") from exc
+            raise
 
     def close(self) -> None:
         self._engine.dispose()
@@ -190,10 +201,22 @@ class Store:
     # -- adapters -----------------------------------------------------------------------------
 
     def set_adapter(
-        self, authority: str, adapter_type: str, settings: dict[str, Any], secrets: dict[str, Any]
+        self,
+        authority: str,
+        adapter_type: str,
+        settings: dict[str, Any],
+        secrets: dict[str, Any],
+        retry: dict[str, Any] | None = None,
     ) -> None:
-        """Validate and store an authority's adapter; secrets are sealed before they are written."""
+        """Validate and store an authority's adapter; secrets are sealed before they are written.
+
+        ``retry`` overrides the service's default retry policy for this authority only.
+        """
         settings, secrets = validate_config(adapter_type, settings, secrets)
+        try:
+            retry = RetrySettingsSchema().load(retry) if retry else None
+        except ValidationError as exc:
+            raise AdapterConfigError("Invalid retry settings.", {"retry": exc.messages}) from exc
         with self._transaction() as session:
             session.merge(
                 t.AdapterConfig(
@@ -201,12 +224,29 @@ class Store:
                     adapter_type=adapter_type,
                     settings=settings,
                     secrets_sealed=self._box.seal(secrets),
+                    retry=retry,
                     updated_at=_now(),
                 )
             )
             session.add(
                 _audit(None, "adapter_set", {"authority": authority, "adapter_type": adapter_type})
             )
+
+    def set_authority_keys(self, authority: str, jwks: dict[str, Any]) -> None:
+        """Register the public keys an authority signs its delivery receipts with."""
+        with self._transaction() as session:
+            row = session.get(t.Authority, authority)
+            if row is None:
+                raise KeyError(authority)
+            row.jwks = jwks
+            kids = [key.get("kid") for key in jwks.get("keys", [])]
+            _append_audit(
+                session, None, "authority_keys_set", {"authority": authority, "kids": kids}
+            )
+
+    def authority_keys(self, authority: str) -> dict[str, Any] | None:
+        with self._transaction() as session:
+            return session.scalar(sa.select(t.Authority.jwks).where(t.Authority.code == authority))
 
     def adapter_setting(self, authority: str) -> AdapterSetting | None:
         with self._transaction() as session:
@@ -232,21 +272,20 @@ class Store:
         event, data = new.event, new.event["data"]
         try:
             with self._transaction() as session:
-                session.add(
-                    t.Transfer(
-                        event_id=event["id"],
-                        case_reference=event["subject"],
-                        from_authority=data["from_authority"],
-                        to_authority=data["to_authority"],
-                        mode=data["sharing"]["mode"],
-                        purpose=data["sharing"]["purpose"],
-                        state=new.state,
-                        decision=new.decision,
-                        event=event,
-                        received_at=new.received_at,
-                        updated_at=new.received_at,
-                    )
+                transfer = t.Transfer(
+                    event_id=event["id"],
+                    case_reference=event["subject"],
+                    from_authority=data["from_authority"],
+                    to_authority=data["to_authority"],
+                    mode=data["sharing"]["mode"],
+                    purpose=data["sharing"]["purpose"],
+                    state=new.state,
+                    decision=new.decision,
+                    event=event,
+                    received_at=new.received_at,
+                    updated_at=new.received_at,
                 )
+                session.add(transfer)
                 session.flush()
                 if new.envelope is not None:
                     envelope = new.envelope
@@ -260,6 +299,7 @@ class Store:
                             issued_at=envelope.issued_at,
                         )
                     )
+                    session.add(new_item(transfer, new.received_at))
                 session.add_all(_audit(event["id"], e.action, e.detail) for e in new.audit)
         except IntegrityError as exc:
             if self.has_transfer(event["id"]):
@@ -301,50 +341,6 @@ class Store:
                 sha256=envelope.sha256,
             )
 
-    def awaiting_delivery(self) -> list[str]:
-        """Event ids signed but not yet delivered, oldest first: the relay's outbox."""
-        with self._transaction() as session:
-            return list(
-                session.scalars(
-                    sa.select(t.Transfer.event_id)
-                    .where(t.Transfer.state == "signed")
-                    .order_by(t.Transfer.received_at)
-                )
-            )
-
-    def record_delivery(self, record: DeliveryRecord) -> None:
-        now = _now()
-        state = "delivered" if record.succeeded else "failed"
-        with self._transaction() as session:
-            session.add(
-                t.DeliveryAttempt(
-                    envelope_id=record.envelope_id,
-                    attempted_at=now,
-                    adapter_type=record.adapter_type,
-                    succeeded=record.succeeded,
-                    retryable=record.retryable,
-                    detail=record.detail,
-                    duration_ms=record.duration_ms,
-                )
-            )
-            session.execute(
-                sa.update(t.Transfer)
-                .where(t.Transfer.event_id == record.event_id)
-                .values(state=state, updated_at=now)
-            )
-            session.add(
-                _audit(
-                    record.event_id,
-                    state,
-                    {
-                        "envelope_id": record.envelope_id,
-                        "adapter_type": record.adapter_type,
-                        "retryable": record.retryable,
-                        "detail": record.detail,
-                    },
-                )
-            )
-
     # -- reading ------------------------------------------------------------------------------
 
     def transfer_view(self, event_id: str) -> dict[str, Any] | None:
@@ -363,10 +359,13 @@ class Store:
                 if envelope
                 else []
             )
+            waiting = session.scalar(
+                sa.select(t.OutboxItem).where(t.OutboxItem.event_id == event_id)
+            )
             timeline = session.scalars(
                 sa.select(t.AuditRecord)
                 .where(t.AuditRecord.event_id == event_id)
-                .order_by(t.AuditRecord.id)
+                .order_by(t.AuditRecord.seq)
             ).all()
             return {
                 "event_id": transfer.event_id,
@@ -395,9 +394,17 @@ class Store:
                         "retryable": a.retryable,
                         "detail": a.detail,
                         "duration_ms": a.duration_ms,
+                        "receipt": a.receipt,
                     }
                     for a in attempts
                 ],
+                "outbox": None
+                if waiting is None
+                else {
+                    "attempts": waiting.attempts,
+                    "next_attempt_at": _iso(waiting.next_attempt_at),
+                    "enqueued_at": _iso(waiting.enqueued_at),
+                },
                 "timeline": [
                     {"at": _iso(r.recorded_at), "action": r.action, "detail": r.detail}
                     for r in timeline
@@ -406,7 +413,7 @@ class Store:
 
     def audit_actions(self, event_id: str | None = None) -> list[tuple[str | None, str, dict]]:
         with self._transaction() as session:
-            query = sa.select(t.AuditRecord).order_by(t.AuditRecord.id)
+            query = sa.select(t.AuditRecord).order_by(t.AuditRecord.seq)
             if event_id is not None:
                 query = query.where(t.AuditRecord.event_id == event_id)
             return [(r.event_id, r.action, r.detail) for r in session.scalars(query)]
@@ -414,6 +421,12 @@ class Store:
 
 def _audit(event_id: str | None, action: str, detail: dict[str, Any]) -> t.AuditRecord:
     return t.AuditRecord(recorded_at=_now(), event_id=event_id, action=action, detail=detail)
+
+
+def _append_audit(
+    session: Session, event_id: str | None, action: str, detail: dict[str, Any]
+) -> None:
+    session.add(_audit(event_id, action, detail))
 
 
 def _iso(moment: datetime) -> str:

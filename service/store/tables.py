@@ -38,6 +38,8 @@ class Authority(Base):
     code: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     kind: Mapped[str] = mapped_column(sa.String(32), default="local_authority")
+    # Public keys the authority signs delivery receipts with (a JWKS); none until registered.
+    jwks: Mapped[dict[str, Any] | None]
 
 
 class AdapterConfig(Base):
@@ -46,6 +48,8 @@ class AdapterConfig(Base):
     adapter_type: Mapped[str] = mapped_column(sa.String(64))
     settings: Mapped[dict[str, Any]]
     secrets_sealed: Mapped[str] = mapped_column(sa.Text)
+    # Overrides of the default retry policy for this authority's deliveries (see config.py).
+    retry: Mapped[dict[str, Any] | None]
     updated_at: Mapped[datetime]
 
 
@@ -73,6 +77,8 @@ class Transfer(Base):
     event: Mapped[dict[str, Any]]
     received_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Set when retention removed the case data from ``event`` and the envelope's JWS.
+    payload_purged_at: Mapped[datetime | None]
 
 
 class Envelope(Base):
@@ -80,7 +86,7 @@ class Envelope(Base):
     envelope_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     event_id: Mapped[str] = mapped_column(sa.ForeignKey("transfers.event_id"), unique=True)
     kid: Mapped[str] = mapped_column(sa.String(64))
-    jws: Mapped[str] = mapped_column(sa.Text)
+    jws: Mapped[str | None] = mapped_column(sa.Text)  # None once retention purged it
     sha256: Mapped[str] = mapped_column(sa.String(64))
     issued_at: Mapped[datetime]
 
@@ -95,17 +101,86 @@ class DeliveryAttempt(Base):
     retryable: Mapped[bool]
     detail: Mapped[str] = mapped_column(sa.Text)
     duration_ms: Mapped[int]
+    receipt: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class OutboxItem(Base):
+    """A signed envelope still to be delivered; the row goes once it is delivered or failed.
+
+    ``id`` is the order of receipt: an item waits while an earlier one for the same recipient
+    and case is still here, so a case's transfers reach a recipient in order. A delivery worker
+    claims an item until ``claimed_until``; after that another may take it over.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_stream", "to_authority", "case_reference", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.ForeignKey("transfers.event_id"), unique=True)
+    to_authority: Mapped[str] = mapped_column(sa.String(16))
+    case_reference: Mapped[str] = mapped_column(sa.String(200))
+    enqueued_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int]
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(128))
+    claimed_until: Mapped[datetime | None]
 
 
 class AuditRecord(Base):
-    """What happened and why; never the child's data, so it can be kept after payloads go."""
+    """What happened and why; never the child's data, so it can be kept after payloads go.
+
+    ``seq``, ``prev_hash`` and ``hash`` chain the records (``service.domain.audit_chain``); they
+    are filled in when the record is flushed (``service.store.audit_log``), so code only adds
+    the record to its session, in the transaction of the change it records.
+    """
 
     __tablename__ = "audit_records"
     id: Mapped[int] = mapped_column(primary_key=True)
-    recorded_at: Mapped[datetime]
+    seq: Mapped[int] = mapped_column(sa.BigInteger, index=True, unique=True)
+    recorded_at: Mapped[datetime] = mapped_column(index=True)
     event_id: Mapped[str | None] = mapped_column(sa.String(128), index=True)
     action: Mapped[str] = mapped_column(sa.String(32))
     detail: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditChainHead(Base):
+    """The newest record's seq and hash: one row, locked by every append to serialise them."""
+
+    __tablename__ = "audit_chain_head"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed statement (JWS) that the chain's record ``seq`` has ``hash``."""
+
+    __tablename__ = "audit_checkpoints"
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(sa.String(64))
+    signed_at: Mapped[datetime]
+    kid: Mapped[str] = mapped_column(sa.String(64))
+    jws: Mapped[str] = mapped_column(sa.Text)
+
+
+class AuditSubject(Base):
+    """The audit's search index of transfers, derived from their chained audit records."""
+
+    __tablename__ = "audit_subjects"
+    event_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    case_reference: Mapped[str] = mapped_column(sa.String(200), index=True)
+    from_authority: Mapped[str] = mapped_column(sa.String(16), index=True)
+    to_authority: Mapped[str] = mapped_column(sa.String(16), index=True)
+    basis_kind: Mapped[str | None] = mapped_column(sa.String(16), index=True)
+
+
+class AuditChildKey(Base):
+    """A keyed hash (HMAC) of one of a transfer's child identifiers; never the identifier."""
+
+    __tablename__ = "audit_child_keys"
+    child_key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
 
 
 class DeadLetter(Base):

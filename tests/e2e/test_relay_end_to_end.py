@@ -9,12 +9,7 @@ against the JWKS the relay's web app publishes.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pika
@@ -23,14 +18,13 @@ from jwcrypto import jwk, jws
 
 from contracts.vocabulary import DATA_CATEGORIES
 from service.web import create_app
-from service.worker import TRANSFERS_QUEUE
 from tests.support import examples
 from tests.support.amqp import publish, reset_topology, wait_until
 from tests.support.https_receiver import HttpsReceiver
+from tests.support.processes import RelayProcess
 
 pytestmark = pytest.mark.broker
 
-CAF_RELAY = str(Path(sys.executable).with_name("caf-relay"))
 BOROUGH_EXCHANGE = "borough.caf-inbox"
 
 # What each example's receiving authority gets: (code, basis kind) or None for nothing.
@@ -45,35 +39,14 @@ Received = dict[str, list[bytes]]  # authority code -> bodies that arrived there
 
 
 @pytest.fixture
-def relay_process(services, broker_url) -> Iterator[subprocess.Popen]:
+def relay_process(services, broker_url) -> Iterator[RelayProcess]:
     """`caf-relay worker` on the test database and vhost, consuming once this yields."""
     reset_topology(broker_url)
-    settings = services.settings
-    env = {
-        **os.environ,
-        "CAF_RELAY_INSTANCE_DIR": str(settings.instance_dir),
-        "CAF_RELAY_DATABASE_URL": settings.database_url,
-        "CAF_RELAY_BROKER_URL": broker_url,
-        "CAF_RELAY_SECRETS_KEYS": ",".join(settings.secrets_keys),
-    }
-    process = subprocess.Popen([CAF_RELAY, "worker"], env=env)
+    relay = RelayProcess(services, broker_url).start()
     try:
-        wait_until(lambda: _consumers(broker_url) == 1 or process.poll() is not None)
-        assert process.poll() is None, "the worker exited before consuming"
-        yield process
+        yield relay
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0
-
-
-def _consumers(broker_url: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    try:
-        return (
-            connection.channel().queue_declare(TRANSFERS_QUEUE, passive=True).method.consumer_count
-        )
-    finally:
-        connection.close()
+        assert relay.stop() == 0
 
 
 @pytest.fixture

@@ -117,6 +117,12 @@ def _with_unknown_field(document):
             "E09000099",
         ),
         (b" " * 300_000, Rejection.OVERSIZED, "limit is 262144"),
+        (b"[" * 100_000, Rejection.NOT_JSON, "nested too deeply"),
+        (
+            examples.encode(examples.event(examples.ROUTINE_WITH_ISP, subject="\ud800")),
+            Rejection.NOT_JSON,
+            "unpaired UTF-16 surrogate",
+        ),
     ],
     ids=[
         "not-json",
@@ -125,6 +131,8 @@ def _with_unknown_field(document):
         "unknown-field",
         "unknown-authority",
         "oversized",
+        "nested-too-deeply",
+        "lone-surrogate",
     ],
 )
 def test_bad_input_is_refused_with_a_reason_that_is_audited(

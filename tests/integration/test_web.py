@@ -19,13 +19,20 @@ def client(services, tmp_path):
     return create_app(services).test_client()
 
 
-def test_an_event_posted_over_http_is_delivered_and_its_envelope_verifies(client, tmp_path):
+def test_an_event_posted_over_http_is_signed_then_delivered_from_the_outbox(
+    services, client, tmp_path
+):
     event = examples.event(examples.ROUTINE_WITH_ISP)
     response = client.post("/api/v1/events", data=examples.encode(event), headers=AUTH)
     assert response.status_code == 202
     body = response.get_json()
-    assert body["state"] == "delivered"
+    assert body["state"] == "signed"
+    assert body["outbox"]["attempts"] == 0
     assert body["decision"]["isp"] == {"id": "pan-london-caf", "version": 1}
+
+    assert services.deliverer.deliver_due("test") == 1
+    after = client.get(f"/api/v1/transfers/{event['id']}", headers=AUTH).get_json()
+    assert after["state"] == "delivered" and after["outbox"] is None
     [delivered] = (tmp_path / "islington").glob("*.json")
     assert delivered.name == f"{body['envelope']['envelope_id']}.json"
     token = jws.JWS()
@@ -34,13 +41,16 @@ def test_an_event_posted_over_http_is_delivered_and_its_envelope_verifies(client
     assert json.loads(token.payload)["event_id"] == event["id"]
 
 
-def test_posting_the_same_event_again_says_it_is_a_duplicate(client):
+def test_posting_the_same_event_again_says_it_is_a_duplicate_and_it_is_sent_once(
+    services, client, tmp_path
+):
     body = examples.encode(examples.event(examples.ROUTINE_WITH_ISP))
     client.post("/api/v1/events", data=body, headers=AUTH)
     again = client.post("/api/v1/events", data=body, headers=AUTH)
     assert again.status_code == 200
     assert again.get_json()["duplicate"] is True
-    assert len(again.get_json()["deliveries"]) == 1
+    assert services.deliverer.deliver_due("test") == 1
+    assert len(list((tmp_path / "islington").glob("*.json"))) == 1
 
 
 def test_a_parked_transfer_is_visible_to_its_sender_with_the_reason(client):

@@ -7,6 +7,7 @@ import pytest
 from service.worker import DEAD_QUEUE, REASON_HEADER
 from tests.support import examples
 from tests.support.amqp import publish, reset_topology, running_worker, take, wait_until
+from tests.support.crashing import CrashesOn
 
 pytestmark = pytest.mark.broker
 
@@ -80,3 +81,25 @@ def test_parked_and_withheld_transfers_are_stored_and_nothing_is_sent(services, 
     assert services.store.transfer_view(withheld["id"])["state"] == "withheld"
     assert _delivered(inbox, "E09000030") == [] and _delivered(inbox, "E09000010") == []
     assert take(broker_url, DEAD_QUEUE, 1, timeout=0.5) == []
+
+
+def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_limit(
+    services, broker_url, inbox
+):
+    poison = examples.event(examples.ROUTINE_WITH_ISP, id="poison-message")
+    valid = examples.event(examples.ROUTINE_WITH_ISP, id="valid-after-poison")
+    relay = CrashesOn(services.relay, b"poison-message")
+
+    with running_worker(broker_url, services, relay=relay):
+        publish(broker_url, examples.encode(poison), examples.encode(valid))
+        ((properties, body),) = take(broker_url, DEAD_QUEUE, 1)
+        wait_until(lambda: _delivered(inbox, "E09000019"))
+
+    assert body == examples.encode(poison)
+    assert properties.headers["x-caf-rejection"] == "processing_failed"
+    assert properties.headers[REASON_HEADER] == (
+        "Processing failed on each of 5 deliveries; last: "
+        "RuntimeError('cannot process this message')"
+    )
+    assert relay.attempts == 5
+    assert services.store.transfer_view(valid["id"])["state"] == "delivered"

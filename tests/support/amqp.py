@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pika
+import pika.exceptions
 
 from contracts.vocabulary import EVENT_TYPE
 from service.bootstrap import Services
@@ -32,17 +33,25 @@ def _channel(broker_url: str) -> Iterator[pika.adapters.blocking_connection.Bloc
 
 
 @contextmanager
-def running_worker(broker_url: str, services: Services) -> Iterator[Worker]:
-    worker = Worker(broker_url, services.relay, services.deliverer, prefetch=16)
-    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
-    thread.start()
+def running_worker(broker_url: str, services: Services, relay=None) -> Iterator[Worker]:
+    """The worker and its delivery loop in threads, as `caf-relay worker` runs them."""
+    delivery = services.delivery_loop()
+    worker = Worker(broker_url, relay or services.relay, prefetch=16, on_stored=delivery.wake)
+    threads = [
+        threading.Thread(target=delivery.run, name="test-delivery", daemon=True),
+        threading.Thread(target=worker.run, name="test-worker", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
     if not worker.ready.wait(15):
         raise RuntimeError("the worker did not start consuming")
     try:
         yield worker
     finally:
         worker.stop()
-        thread.join(15)
+        delivery.stop()
+        for thread in threads:
+            thread.join(15)
 
 
 def publish(broker_url: str, *bodies: bytes, routing_key: str = EVENT_TYPE) -> None:
@@ -60,6 +69,34 @@ def publish(broker_url: str, *bodies: bytes, routing_key: str = EVENT_TYPE) -> N
                 ),
                 mandatory=True,
             )
+
+
+def publish_resiliently(broker_url: str, bodies: list[bytes]) -> int:
+    """Publish each body until the broker confirms it, riding out a broker restart.
+
+    As a careful case system does: a body whose confirm was lost with the connection is sent
+    again, so the relay may see it twice and must drop the duplicate. Returns how many resends.
+    """
+    resent, index, connection = 0, 0, None
+    while index < len(bodies):
+        try:
+            if connection is None or connection.is_closed:
+                connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+                channel = connection.channel()
+                channel.confirm_delivery()
+            channel.basic_publish(
+                EVENTS_EXCHANGE,
+                EVENT_TYPE,
+                bodies[index],
+                pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+                mandatory=True,
+            )
+            index += 1
+        except pika.exceptions.AMQPError:
+            connection, resent = None, resent + 1
+            time.sleep(0.5)
+    connection.close()
+    return resent
 
 
 def take(broker_url: str, queue: str, count: int, timeout: float = 20.0) -> list[tuple]:

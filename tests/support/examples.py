@@ -38,3 +38,10 @@ def event(name: str, **changes: Any) -> dict[str, Any]:
 
 def encode(document: Any) -> bytes:
     return json.dumps(document).encode()
+
+
+def routine(event_id: str, *, case: str = "CAF-HK-2026-0001", to: str = "E09000019") -> dict:
+    """A routine transfer under the pan-London ISP, for the given case and recipient."""
+    document = event(ROUTINE_WITH_ISP, id=event_id, subject=case)
+    document["data"]["to_authority"] = to
+    return document

@@ -6,11 +6,14 @@ https adapter is tested with verification on, exactly as in production, trusting
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +29,18 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.time)  # wall clock, to compare with stored times
+
+    @property
+    def authority(self) -> str:
+        """The last path segment: tests give each authority a URL of its own."""
+        return self.path.rsplit("/", 1)[1]
+
+    @property
+    def envelope(self) -> dict:
+        """The envelope's payload, read without verifying (the tests that care verify)."""
+        encoded = json.loads(self.body)["payload"]
+        return json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
 
 
 def _name(common_name: str) -> x509.Name:
@@ -57,8 +72,15 @@ def _pem_key(key) -> bytes:
     )
 
 
+Answer = Callable[["ReceivedRequest"], tuple[int, dict[str, str], bytes]]
+
+
 class HttpsReceiver:
-    """Records every POST and answers with the statuses queued by ``respond_with`` (then 202)."""
+    """Records every POST and answers it.
+
+    The answer is the next status queued by ``respond_with``, else what the ``answer`` function
+    returns (status, headers, body), else 202 with no body.
+    """
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -88,6 +110,7 @@ class HttpsReceiver:
         context.load_cert_chain(folder / "server.pem")
 
         self.requests: list[ReceivedRequest] = []
+        self.answer: Answer | None = None
         self._statuses: list[int] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -126,12 +149,22 @@ class HttpsReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                request = ReceivedRequest(self.path, dict(self.headers), body)
                 with receiver._lock:
-                    receiver.requests.append(ReceivedRequest(self.path, dict(self.headers), body))
-                    status = receiver._statuses.pop(0) if receiver._statuses else 202
+                    receiver.requests.append(request)
+                    queued = receiver._statuses.pop(0) if receiver._statuses else None
+                if queued is not None:
+                    status, headers, reply = queued, {}, b""
+                elif receiver.answer is not None:
+                    status, headers, reply = receiver.answer(request)
+                else:
+                    status, headers, reply = 202, {}, b""
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
+                self.wfile.write(reply)
 
             def log_message(self, format: str, *args) -> None:
                 """Keep the test output quiet."""

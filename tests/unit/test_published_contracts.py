@@ -11,10 +11,8 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from types import SimpleNamespace
 from typing import Any
 
-import pika
 import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
@@ -31,7 +29,7 @@ from service.domain.basis import decide_basis
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
 from service.domain.model import isp_terms, transfer_request
-from service.relay import Received, Rejection
+from service.relay import Rejection
 from tests.support import examples
 
 PUBLISHED = export.PUBLISHED
@@ -416,28 +414,10 @@ def test_asyncapi_describes_the_topology_the_worker_declares():
 def test_asyncapi_dead_letter_headers_are_the_ones_the_worker_sends():
     headers = published("asyncapi.json")["components"]["messages"]["deadLetter"]["headers"]
     documented = headers["properties"]
-    assert documented[export.REJECTION_HEADER]["enum"] == [r.value for r in Rejection]
-
-    class FakeRelay:
-        def receive(self, body):
-            return Received(None, rejection=Rejection.NOT_JSON, reason="Not JSON: x")
-
-    sent = []
-    channel = SimpleNamespace(
-        basic_publish=lambda exchange, key, body, properties: sent.append((exchange, properties)),
-        basic_ack=lambda tag: None,
-    )
-    consumer = worker.Worker("amqp://guest:guest@localhost/", FakeRelay(), None, prefetch=1)
-    consumer._on_message(
-        channel,
-        SimpleNamespace(delivery_tag=1, routing_key=EVENT_TYPE),
-        pika.BasicProperties(content_type="application/cloudevents+json", headers={}),
-        b"not json",
-    )
-    [(exchange, properties)] = sent
-    assert exchange == worker.DEAD_EXCHANGE
-    assert set(properties.headers) == set(documented)
-    assert properties.headers[export.REJECTION_HEADER] == Rejection.NOT_JSON.value
+    assert set(documented) == {worker.REASON_HEADER, worker.REJECTION_HEADER}
+    assert documented[worker.REJECTION_HEADER]["enum"] == [r.value for r in Rejection] + [
+        worker.PROCESSING_FAILED
+    ]
 
 
 def test_only_the_exporter_needs_apispec():

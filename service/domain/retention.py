@@ -1,0 +1,49 @@
+"""How long the relay keeps a delivered transfer's payload, and what purging it leaves.
+
+A transfer shared under an ISP is kept for that ISP version's retention period; one shared on a
+practitioner's judgement (no agreement sets a period) for the configured default. The period
+runs from delivery. Purging takes out only the case data; who sent what to whom, when and on
+what basis stays, in the transfer and in the audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from service.domain.model import basis_kind
+
+
+@dataclass(frozen=True)
+class RetentionPeriod:
+    days: int
+    source: str  # what set the period, for the audit
+
+
+def retention_period(
+    decision: Mapping[str, Any],
+    isp_days: Mapping[tuple[str, int], int],
+    judgement_days: int,
+) -> RetentionPeriod | None:
+    """The period for a transfer with this recorded decision; None if nothing sets one."""
+    kind = basis_kind(decision)
+    if kind == "judgement":
+        return RetentionPeriod(judgement_days, "judgement default")
+    if kind == "isp":
+        isp = decision["isp"]
+        days = isp_days.get((isp["id"], isp["version"]))
+        if days is not None:
+            return RetentionPeriod(days, f"ISP {isp['id']} v{isp['version']}")
+    return None
+
+
+def purge_due(delivered_at: datetime, period: RetentionPeriod, now: datetime) -> bool:
+    return now >= delivered_at + timedelta(days=period.days)
+
+
+def without_case(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored event with its case data gone and its envelope attributes kept."""
+    data = {key: value for key, value in event["data"].items() if key != "case"}
+    return {**event, "data": data}

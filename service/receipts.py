@@ -1,0 +1,34 @@
+"""Checks a recipient's signed receipt: proof that it holds exactly the envelope that was sent.
+
+A receipt is a JWS (JSON serialization, Ed25519, like the envelope) whose payload names the
+envelope id and the SHA-256 of the envelope text as sent. It is checked against the keys the
+recipient registered (``caf-relay authority keys``); the result goes to the audit either way,
+because a delivery the receiver acknowledged over HTTP stands even if its receipt does not verify.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.base import OutboundEnvelope
+from service.signing import VerificationError, verify
+
+
+def check_receipt(
+    receipt: str, keys: dict[str, Any] | None, envelope: OutboundEnvelope
+) -> dict[str, Any]:
+    """The audit detail for ``receipt``: whether it verified, and if not, why not."""
+    if not keys:
+        return {"verified": False, "reason": f"{envelope.to_authority} has no receipt keys"}
+    try:
+        header, payload = verify(receipt, keys)
+    except VerificationError as exc:
+        return {"verified": False, "reason": str(exc)}
+    if not isinstance(payload, dict):
+        return {"verified": False, "reason": "The receipt's payload is not a JSON object."}
+    if (payload.get("envelope_id"), payload.get("sha256")) != (
+        envelope.envelope_id,
+        envelope.sha256,
+    ):
+        return {"verified": False, "reason": "The receipt is for another envelope or content."}
+    return {"verified": True, "kid": header.get("kid"), "received_at": payload.get("received_at")}

@@ -1,0 +1,49 @@
+"""Retention runs: purge the payloads of delivered transfers whose retention period is over.
+
+Each purge is one transaction that also appends a ``payload_purged`` audit record, so the audit
+shows what was removed, when and under which period, and the chain stays whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from service.domain.audit_chain import timestamp
+from service.domain.retention import purge_due, retention_period
+from service.store.payloads import Payloads
+
+
+@dataclass(frozen=True)
+class Purged:
+    event_id: str
+    period_days: int
+    source: str
+
+
+class Retention:
+    def __init__(
+        self, payloads: Payloads, *, judgement_days: int, clock: Callable[[], datetime]
+    ) -> None:
+        self._payloads = payloads
+        self._judgement_days = judgement_days
+        self._clock = clock
+
+    def run(self) -> list[Purged]:
+        now = self._clock()
+        isp_days = self._payloads.isp_retention_days()
+        purged = []
+        for held in self._payloads.held_for_delivered():
+            period = retention_period(held.decision, isp_days, self._judgement_days)
+            if period is None or not purge_due(held.delivered_at, period, now):
+                continue
+            detail = {
+                "delivered_at": timestamp(held.delivered_at),
+                "retention_days": period.days,
+                "period_set_by": period.source,
+                "removed": ["case data", "signed envelope"],
+            }
+            if self._payloads.purge(held.event_id, now, detail):
+                purged.append(Purged(held.event_id, period.days, period.source))
+        return purged

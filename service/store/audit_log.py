@@ -1,0 +1,139 @@
+"""Appends audit records to the hash chain, and reads the chain back with its anchors.
+
+Appending is not a call to make: every ``AuditRecord`` added to a store session is chained when
+the session flushes, inside the transaction of the change it records, so there is no record
+without its change and no change without its record. The flush locks the chain head row
+(``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every store transaction already holds the
+write lock from ``BEGIN IMMEDIATE``), gives the new records the next seqs and hashes in the
+order they were added, moves the head on and indexes the records for search. Appends from any
+number of processes therefore queue on the head, and the chain never forks.
+
+The head is the most contended lock, so it should be taken last and held briefly: add a
+transaction's audit records after its other changes, and let them flush at commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.domain.audit_chain import GENESIS, Anchor, ChainRecord, record_hash
+from service.store import tables as t
+from service.store.audit_index import index_records
+
+Transaction = Callable[[], AbstractContextManager[Session]]
+HEAD_ID = 1
+
+
+def chain_on_flush(sessions: sessionmaker) -> None:
+    """Make every session of ``sessions`` chain the audit records it flushes."""
+    sa.event.listen(sessions, "before_flush", _chain_new_records)
+
+
+def _chain_new_records(session: Session, _context, _instances) -> None:
+    new = sorted(
+        (obj for obj in session.new if isinstance(obj, t.AuditRecord)),
+        key=lambda obj: sa.inspect(obj).insert_order,
+    )
+    if not new:
+        return
+    seq, prev = _lock_head(session)
+    for record in new:
+        seq += 1
+        record.seq, record.prev_hash = seq, prev
+        record.hash = prev = record_hash(
+            seq, record.recorded_at, record.event_id, record.action, record.detail, prev
+        )
+    session.execute(
+        sa.update(t.AuditChainHead).where(t.AuditChainHead.id == HEAD_ID).values(seq=seq, hash=prev)
+    )
+    index_records(session, [(r.event_id, r.action, r.detail) for r in new])
+
+
+def _lock_head(session: Session) -> tuple[int, str]:
+    """The head's (seq, hash), locked until commit; an empty log's head is made on first use.
+
+    The migration makes the head row; it is made here only when the row is missing, as after
+    the tables were emptied. Were it deleted under a non-empty log, the next append would reuse
+    seq 1 and fail on the unique seq, so appends stop instead of forking the chain.
+    """
+    select_head = (
+        sa.select(t.AuditChainHead.seq, t.AuditChainHead.hash)
+        .where(t.AuditChainHead.id == HEAD_ID)
+        .with_for_update()
+    )
+    row = session.execute(select_head).first()
+    if row is None:
+        _insert_if_absent(session, t.AuditChainHead, {"id": HEAD_ID, "seq": 0, "hash": GENESIS})
+        row = session.execute(select_head).one()
+    return row.seq, row.hash
+
+
+def _insert_if_absent(session: Session, table: type[t.Base], values: dict) -> None:
+    """Insert a row unless one with its primary key exists (another process may race us)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    seq: int
+    hash: str
+    signed_at: datetime
+    kid: str
+    jws: str
+
+
+class ChainSnapshot:
+    """The records, head and checkpoints as of one moment, for one verification."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        head = session.execute(
+            sa.select(t.AuditChainHead.seq, t.AuditChainHead.hash).where(
+                t.AuditChainHead.id == HEAD_ID
+            )
+        ).first()
+        self.head = None if head is None else Anchor(head.seq, head.hash, "the chain head")
+        self.checkpoints = [
+            StoredCheckpoint(c.seq, c.hash, c.signed_at, c.kid, c.jws)
+            for c in session.scalars(sa.select(t.AuditCheckpoint).order_by(t.AuditCheckpoint.seq))
+        ]
+
+    def records(self) -> Iterator[ChainRecord]:
+        r = t.AuditRecord
+        rows = self._session.execute(
+            sa.select(r.seq, r.recorded_at, r.event_id, r.action, r.detail, r.prev_hash, r.hash)
+            .order_by(r.seq)
+            .execution_options(yield_per=2000)
+        )
+        for row in rows:
+            yield ChainRecord(*row)
+
+
+class AuditLog:
+    def __init__(self, transaction: Transaction, engine: sa.Engine) -> None:
+        self._transaction = transaction
+        self._engine = engine
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ChainSnapshot]:
+        """One consistent read of the chain (REPEATABLE READ on PostgreSQL) while appends go on."""
+        with self._engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection = connection.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            with Session(connection) as session, session.begin():
+                yield ChainSnapshot(session)
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        """Keep a signed checkpoint; the first one signed for a seq stays."""
+        with self._transaction() as session:
+            _insert_if_absent(session, t.AuditCheckpoint, vars(checkpoint))

@@ -1,0 +1,122 @@
+"""Finds audit records, and a child's transfers, through the audit's search index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from service.domain.audit_chain import timestamp
+from service.store import tables as t
+from service.store.audit_log import Transaction
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters that all apply; ``authority`` matches either end of a transfer."""
+
+    case_reference: str | None = None
+    child_key: str | None = None
+    authority: str | None = None
+    basis_kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: int = 0
+    page_size: int = 50
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    records: list[dict[str, Any]]
+    next_after: int | None  # pass as ``after`` for the next page; None on the last page
+
+
+def _transfers_of_child(child_key: str) -> sa.Select:
+    return sa.select(t.AuditChildKey.event_id).where(t.AuditChildKey.child_key == child_key)
+
+
+class AuditSearch:
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    def search(self, query: AuditQuery) -> AuditPage:
+        record, subject = t.AuditRecord, t.AuditSubject
+        statement = sa.select(record).where(record.seq > query.after)
+        if query.case_reference or query.authority or query.basis_kind:
+            statement = statement.join(subject, subject.event_id == record.event_id)
+        if query.case_reference:
+            statement = statement.where(subject.case_reference == query.case_reference)
+        if query.authority:
+            statement = statement.where(
+                sa.or_(
+                    subject.from_authority == query.authority,
+                    subject.to_authority == query.authority,
+                )
+            )
+        if query.basis_kind:
+            statement = statement.where(subject.basis_kind == query.basis_kind)
+        if query.child_key:
+            statement = statement.where(record.event_id.in_(_transfers_of_child(query.child_key)))
+        if query.since:
+            statement = statement.where(record.recorded_at >= query.since)
+        if query.until:
+            statement = statement.where(record.recorded_at < query.until)
+        with self._transaction() as session:
+            rows = session.scalars(statement.order_by(record.seq).limit(query.page_size + 1)).all()
+        page = rows[: query.page_size]
+        return AuditPage(
+            records=[_record(r) for r in page],
+            next_after=page[-1].seq if len(rows) > query.page_size else None,
+        )
+
+    def child_transfers(self, child_key: str) -> list[dict[str, Any]]:
+        """Every transfer whose child has ``child_key``, oldest first, with its audit records.
+
+        Only transfers indexed under that key are read, so nothing of another child is.
+        """
+        with self._transaction() as session:
+            transfers = session.scalars(
+                sa.select(t.Transfer)
+                .where(t.Transfer.event_id.in_(_transfers_of_child(child_key)))
+                .order_by(t.Transfer.received_at, t.Transfer.event_id)
+            ).all()
+            ids = [transfer.event_id for transfer in transfers]
+            records = session.scalars(
+                sa.select(t.AuditRecord)
+                .where(t.AuditRecord.event_id.in_(ids))
+                .order_by(t.AuditRecord.seq)
+            ).all()
+            names = dict(session.execute(sa.select(t.Authority.code, t.Authority.name)).all())
+        by_event: dict[str, list[dict[str, Any]]] = {event_id: [] for event_id in ids}
+        for r in records:
+            by_event[r.event_id].append(_record(r))
+        return [
+            {
+                "event_id": transfer.event_id,
+                "case_reference": transfer.case_reference,
+                "from": {"code": transfer.from_authority, "name": names[transfer.from_authority]},
+                "to": {"code": transfer.to_authority, "name": names[transfer.to_authority]},
+                "purpose": transfer.purpose,
+                "mode": transfer.mode,
+                "state": transfer.state,
+                "received_at": timestamp(transfer.received_at),
+                "decision": transfer.decision,
+                "payload_purged_at": transfer.payload_purged_at
+                and timestamp(transfer.payload_purged_at),
+                "audit": by_event[transfer.event_id],
+            }
+            for transfer in transfers
+        ]
+
+
+def _record(record: t.AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "recorded_at": timestamp(record.recorded_at),
+        "event_id": record.event_id,
+        "action": record.action,
+        "detail": record.detail,
+        "hash": record.hash,
+    }

@@ -1,0 +1,247 @@
+"""The outbox: signed envelopes waiting for delivery, claimed by delivery workers in order.
+
+An envelope enters the outbox in the same transaction as its transfer (``Store.add_transfer``),
+before the inbound message is acknowledged, so nothing signed can be lost between intake and
+delivery. Delivery workers claim due items for a lease; one that dies mid-delivery leaves its
+items to be claimed again when the lease runs out (or at once, when it restarts under the same
+name), and the recipient gets the same envelope id again, so it can discard the duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, aliased
+
+from adapters.base import OutboundEnvelope
+from service.store import tables as t
+
+Transaction = Callable[[], AbstractContextManager[Session]]
+AppendAudit = Callable[[Session, str | None, str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An outbox item one delivery worker holds until its lease ends."""
+
+    item_id: int
+    envelope: OutboundEnvelope
+    attempts_before: int
+    enqueued_at: datetime
+    retry: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at delivery, as the delivery worker saw it."""
+
+    attempted_at: datetime
+    adapter_type: str | None
+    succeeded: bool
+    retryable: bool
+    detail: str
+    duration_ms: int
+    receipt: str | None = None
+
+
+class Outbox:
+    def __init__(self, transaction: Transaction, append_audit: AppendAudit) -> None:
+        self._transaction = transaction
+        self._append_audit = append_audit
+
+    def claim(
+        self,
+        *,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        per_recipient: int,
+        in_flight: Mapping[str, int],
+    ) -> list[Claimed]:
+        """Claim up to ``limit`` due items, at most ``per_recipient`` in flight per authority.
+
+        An item is due when its time has come, nobody holds a live lease on it, and no earlier
+        item for the same recipient and case is still waiting. The claim is a conditional update,
+        so two workers racing for one item cannot both win it.
+        """
+        item, earlier = t.OutboxItem, aliased(t.OutboxItem)
+        waiting_behind = (
+            sa.exists()
+            .where(earlier.to_authority == item.to_authority)
+            .where(earlier.case_reference == item.case_reference)
+            .where(earlier.id < item.id)
+        )
+        with self._transaction() as session:
+            candidates = session.execute(
+                sa.select(item.id, item.to_authority)
+                .where(item.next_attempt_at <= now)
+                .where(sa.or_(item.claimed_until.is_(None), item.claimed_until < now))
+                .where(~waiting_behind)
+                .order_by(item.id)
+                .limit(limit * 4)
+            ).all()
+            chosen, taken = [], dict(in_flight)
+            for item_id, recipient in candidates:
+                if len(chosen) < limit and taken.get(recipient, 0) < per_recipient:
+                    chosen.append(item_id)
+                    taken[recipient] = taken.get(recipient, 0) + 1
+            if not chosen:
+                return []
+            session.execute(
+                sa.update(item)
+                .where(item.id.in_(chosen))
+                .where(sa.or_(item.claimed_until.is_(None), item.claimed_until < now))
+                .values(claimed_by=worker, claimed_until=now + lease)
+                .execution_options(synchronize_session=False)
+            )
+        return self._claimed_by(worker, chosen)
+
+    def _claimed_by(self, worker: str, item_ids: list[int]) -> list[Claimed]:
+        item = t.OutboxItem
+        with self._transaction() as session:
+            rows = session.execute(
+                sa.select(item, t.Envelope, t.AdapterConfig.retry)
+                .join(t.Envelope, t.Envelope.event_id == item.event_id)
+                .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
+                .where(item.id.in_(item_ids))
+                .where(item.claimed_by == worker)
+                .order_by(item.id)
+            ).all()
+            return [
+                Claimed(
+                    item_id=row.id,
+                    envelope=OutboundEnvelope(
+                        envelope_id=envelope.envelope_id,
+                        event_id=row.event_id,
+                        to_authority=row.to_authority,
+                        jws=envelope.jws,
+                        sha256=envelope.sha256,
+                    ),
+                    attempts_before=row.attempts,
+                    enqueued_at=row.enqueued_at,
+                    retry=retry,
+                )
+                for row, envelope, retry in rows
+            ]
+
+    def release(self, worker: str) -> int:
+        """Give up every lease ``worker`` holds: a restarted worker's claims are stale."""
+        with self._transaction() as session:
+            result = session.execute(
+                sa.update(t.OutboxItem)
+                .where(t.OutboxItem.claimed_by == worker)
+                .values(claimed_by=None, claimed_until=None)
+            )
+            return result.rowcount
+
+    def next_due(self) -> datetime | None:
+        """When the earliest waiting item becomes due, to know how long a worker may sleep."""
+        with self._transaction() as session:
+            return session.scalar(sa.select(sa.func.min(t.OutboxItem.next_attempt_at)))
+
+    def pending(self) -> int:
+        with self._transaction() as session:
+            return session.scalar(sa.select(sa.func.count()).select_from(t.OutboxItem))
+
+    def delivered(self, claimed: Claimed, attempt: Attempt, receipt_audit: dict | None) -> None:
+        """Record the successful attempt and take the item out of the outbox."""
+        with self._recording(claimed, attempt) as session:
+            session.execute(sa.delete(t.OutboxItem).where(t.OutboxItem.id == claimed.item_id))
+            self._set_state(session, claimed, "delivered", attempt.attempted_at)
+            self._append_audit(
+                session, claimed.envelope.event_id, "delivered", _attempt_detail(claimed, attempt)
+            )
+            if receipt_audit is not None:
+                self._append_audit(session, claimed.envelope.event_id, "receipt", receipt_audit)
+
+    def retry_later(self, claimed: Claimed, attempt: Attempt, retry_at: datetime) -> None:
+        """Record the failed attempt and put the item back, due again at ``retry_at``."""
+        with self._recording(claimed, attempt) as session:
+            session.execute(
+                sa.update(t.OutboxItem)
+                .where(t.OutboxItem.id == claimed.item_id)
+                .values(
+                    attempts=claimed.attempts_before + 1,
+                    next_attempt_at=retry_at,
+                    claimed_by=None,
+                    claimed_until=None,
+                )
+            )
+            detail = _attempt_detail(claimed, attempt) | {"retry_at": _iso(retry_at)}
+            self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
+
+    def failed(self, claimed: Claimed, attempt: Attempt, gave_up: str) -> None:
+        """Record the last failed attempt; the transfer is failed until someone redelivers it."""
+        with self._recording(claimed, attempt) as session:
+            session.execute(sa.delete(t.OutboxItem).where(t.OutboxItem.id == claimed.item_id))
+            self._set_state(session, claimed, "failed", attempt.attempted_at)
+            detail = _attempt_detail(claimed, attempt) | {"gave_up": gave_up}
+            self._append_audit(session, claimed.envelope.event_id, "failed", detail)
+
+    def redeliver(self, event_id: str, now: datetime, requested_by: str) -> bool:
+        """Put a failed transfer's envelope back in the outbox; False if it is not failed."""
+        with self._transaction() as session:
+            transfer = session.get(t.Transfer, event_id, with_for_update=True)
+            if transfer is None or transfer.state != "failed":
+                return False
+            session.add(new_item(transfer, now))
+            transfer.state, transfer.updated_at = "signed", now
+            self._append_audit(session, event_id, "redelivery", {"requested_by": requested_by})
+            return True
+
+    @contextmanager
+    def _recording(self, claimed: Claimed, attempt: Attempt) -> Iterator[Session]:
+        """A transaction that starts by storing the attempt, whatever its outcome."""
+        with self._transaction() as session:
+            session.add(
+                t.DeliveryAttempt(
+                    envelope_id=claimed.envelope.envelope_id,
+                    attempted_at=attempt.attempted_at,
+                    adapter_type=attempt.adapter_type,
+                    succeeded=attempt.succeeded,
+                    retryable=attempt.retryable,
+                    detail=attempt.detail,
+                    duration_ms=attempt.duration_ms,
+                    receipt=attempt.receipt,
+                )
+            )
+            yield session
+
+    @staticmethod
+    def _set_state(session: Session, claimed: Claimed, state: str, at: datetime) -> None:
+        session.execute(
+            sa.update(t.Transfer)
+            .where(t.Transfer.event_id == claimed.envelope.event_id)
+            .values(state=state, updated_at=at)
+        )
+
+
+def new_item(transfer: t.Transfer, now: datetime) -> t.OutboxItem:
+    """A transfer's envelope, due for delivery now."""
+    return t.OutboxItem(
+        event_id=transfer.event_id,
+        to_authority=transfer.to_authority,
+        case_reference=transfer.case_reference,
+        enqueued_at=now,
+        next_attempt_at=now,
+        attempts=0,
+    )
+
+
+def _attempt_detail(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
+    return {
+        "envelope_id": claimed.envelope.envelope_id,
+        "attempt": claimed.attempts_before + 1,
+        "adapter_type": attempt.adapter_type,
+        "detail": attempt.detail,
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,66 @@
+"""The stored payloads of delivered transfers, as retention sees them: what is held, and purging.
+
+A payload is the case data in the stored event and the signed envelope (the JWS carries the
+minimised case). Purging removes both and keeps everything else: the transfer's parties, basis
+decision and state, the envelope's id and digest, the delivery attempts and the audit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from service.domain.retention import without_case
+from service.store import tables as t
+from service.store.audit_log import Transaction
+
+
+@dataclass(frozen=True)
+class HeldPayload:
+    event_id: str
+    delivered_at: datetime
+    decision: dict[str, Any]
+
+
+class Payloads:
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    def held_for_delivered(self) -> list[HeldPayload]:
+        """Delivered transfers whose payload is still held, oldest delivery first."""
+        with self._transaction() as session:
+            rows = session.execute(
+                sa.select(t.Transfer.event_id, t.Transfer.updated_at, t.Transfer.decision)
+                .where(t.Transfer.state == "delivered")
+                .where(t.Transfer.payload_purged_at.is_(None))
+                .order_by(t.Transfer.updated_at)
+            ).all()
+            return [HeldPayload(*row) for row in rows]
+
+    def isp_retention_days(self) -> dict[tuple[str, int], int]:
+        """Each recorded ISP version's retention period, in days."""
+        with self._transaction() as session:
+            documents = session.scalars(sa.select(t.Isp.document))
+            return {
+                (doc["id"], doc["version"]): doc["retention"]["period_days"] for doc in documents
+            }
+
+    def purge(self, event_id: str, at: datetime, audit_detail: dict[str, Any]) -> bool:
+        """Remove one delivered transfer's payload and audit it; False if there is none to purge."""
+        with self._transaction() as session:
+            transfer = session.get(t.Transfer, event_id, with_for_update=True)
+            if transfer is None or transfer.state != "delivered" or transfer.payload_purged_at:
+                return False
+            transfer.event, transfer.payload_purged_at = without_case(transfer.event), at
+            session.execute(
+                sa.update(t.Envelope).where(t.Envelope.event_id == event_id).values(jws=None)
+            )
+            session.add(
+                t.AuditRecord(
+                    recorded_at=at, event_id=event_id, action="payload_purged", detail=audit_detail
+                )
+            )
+            return True

@@ -1,0 +1,104 @@
+"""Subject access export: what the relay did with one child's record, for the child or family.
+
+For every transfer of that child: who sent it to whom and when, on what basis (the ISP, or the
+practitioner's judgement record in full), which data categories went and which were withheld,
+and whether it was delivered. The transfers are found through the audit's child keys, so the
+export holds that child's transfers and nothing of any other child; it holds no case data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from service.domain.audit_chain import timestamp
+from service.domain.child_keys import IDENTIFIER_FIELDS, ChildKeys, IdentifierError, identifier_from
+from service.domain.model import basis_kind
+from service.store.audit_search import AuditSearch
+
+DELIVERY_BY_STATE = {
+    "delivered": "delivered",
+    "failed": "delivery failed",
+    "signed": "waiting for delivery",
+    "awaiting_judgement": "not sent: waiting for a practitioner's judgement",
+    "withheld": "not sent: a practitioner decided not to share",
+}
+
+_templates = Environment(
+    loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html"])
+)
+
+
+class SubjectAccess:
+    def __init__(
+        self, search: AuditSearch, child_keys: ChildKeys, clock: Callable[[], datetime]
+    ) -> None:
+        self._search = search
+        self._child_keys = child_keys
+        self._clock = clock
+
+    def export(self, params: Mapping[str, str | None]) -> dict[str, Any]:
+        """The export for the child the parameters name (see ``identifier_from``)."""
+        identifier = identifier_from(params)
+        if identifier is None:
+            raise IdentifierError(
+                "Name the child: nhs_number, unique_pupil_number, or given_name, family_name "
+                "and date_of_birth."
+            )
+        transfers = self._search.child_transfers(self._child_keys.key(identifier))
+        return {
+            "generated_at": timestamp(self._clock()),
+            "child": {name: params[name] for name in IDENTIFIER_FIELDS if params.get(name)},
+            "transfers": [_transfer(t) for t in transfers],
+        }
+
+
+def render_html(export: dict[str, Any]) -> str:
+    """A readable page of the export, laid out for printing."""
+    return _templates.get_template("subject_access.html").render(export=export)
+
+
+def _transfer(stored: dict[str, Any]) -> dict[str, Any]:
+    actions = {r["action"]: r for r in stored["audit"]}  # the latest of each action
+    received = actions.get("received", {}).get("detail", {})
+    minimised = actions.get("minimised", {}).get("detail")
+    delivered = actions.get("delivered")
+    decision = stored["decision"]
+    return {
+        "event_id": stored["event_id"],
+        "case_reference": stored["case_reference"],
+        "from": stored["from"],
+        "to": stored["to"],
+        "purpose": stored["purpose"],
+        "mode": stored["mode"],
+        "received_at": stored["received_at"],
+        "basis": _basis(decision),
+        "decision": decision["reason"],
+        "categories": {
+            "shared": minimised["shared"] if minimised else [],
+            "withheld": minimised["withheld"]
+            if minimised
+            else received.get("categories_present", []),
+        },
+        "delivery": {
+            "outcome": DELIVERY_BY_STATE.get(stored["state"], stored["state"]),
+            "delivered_at": delivered["recorded_at"] if delivered else None,
+        },
+        "payload_purged_at": stored["payload_purged_at"],
+        "history": [
+            {"seq": r["seq"], "at": r["recorded_at"], "action": r["action"]}
+            for r in stored["audit"]
+        ],
+    }
+
+
+def _basis(decision: dict[str, Any]) -> dict[str, Any]:
+    kind = basis_kind(decision)
+    if kind == "isp":
+        return {"kind": kind, "isp": decision["isp"]}
+    if kind == "judgement":
+        return {"kind": kind, "judgement": decision["judgement"]}
+    return {"kind": kind}

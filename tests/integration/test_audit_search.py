@@ -1,0 +1,108 @@
+"""Searching the audit by case, child, authority, basis and time, a page at a time; the child's
+identifiers are findable but never stored in clear."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from service.audit import audit_query
+from tests.support import examples
+from tests.support.children import child, transfer_of
+
+HACKNEY, ISLINGTON, LAMBETH = "E09000012", "E09000019", "E09000022"
+
+
+@pytest.fixture
+def populated(services):
+    """Six children sent Hackney -> Islington under the ISP; child 2 also sent ad hoc by Lambeth."""
+    services.store.add_isp(examples.pan_london_isp())
+    for n in range(6):
+        event = transfer_of(examples.ROUTINE_WITH_ISP, f"isp-{n}", child(n))
+        assert services.relay.receive(examples.encode(event)).state == "signed"
+    event = transfer_of(examples.AD_HOC_WITH_JUDGEMENT, "adhoc-2", child(2), case="CAF-LAM-2")
+    assert services.relay.receive(examples.encode(event)).state == "signed"
+    return services
+
+
+def _search(services, **params):
+    return services.store.audit_search.search(audit_query(params, services.child_keys))
+
+
+def _events(page) -> set[str]:
+    return {r["event_id"] for r in page.records}
+
+
+def test_search_by_child_finds_each_of_its_transfers_and_no_other(populated):
+    by_nhs = _search(populated, nhs_number=child(2)["nhs_number"])
+    assert _events(by_nhs) == {"isp-2", "adhoc-2"}
+    assert [r["seq"] for r in by_nhs.records] == sorted(r["seq"] for r in by_nhs.records)
+    identity = child(2)
+    by_name = _search(
+        populated,
+        given_name=identity["given_name"].upper(),
+        family_name=identity["family_name"],
+        date_of_birth=identity["date_of_birth"],
+    )
+    assert by_name.records == by_nhs.records
+    assert _events(_search(populated, unique_pupil_number=child(4)["unique_pupil_number"])) == {
+        "isp-4"
+    }
+
+
+def test_search_by_case_authority_and_basis(populated):
+    assert _events(_search(populated, case_reference="CAF-isp-3")) == {"isp-3"}
+    assert _events(_search(populated, authority=LAMBETH)) == {"adhoc-2"}
+    assert len(_events(_search(populated, authority=ISLINGTON, page_size="500"))) == 6
+    assert _events(_search(populated, basis="judgement")) == {"adhoc-2"}
+    assert _events(_search(populated, basis="isp", authority=HACKNEY, page_size="500")) == {
+        f"isp-{n}" for n in range(6)
+    }
+
+
+def test_search_by_time_range(populated):
+    now = datetime.now(UTC)
+    assert _search(populated, since=(now - timedelta(hours=1)).isoformat()).records
+    assert not _search(populated, since=(now + timedelta(hours=1)).isoformat()).records
+    assert not _search(populated, until=(now - timedelta(hours=1)).isoformat()).records
+
+
+def test_pages_follow_on_from_each_other_without_gaps_or_repeats(populated):
+    everything = _search(populated, page_size="500").records
+    seen, after = [], "0"
+    while True:
+        page = _search(populated, page_size="4", after=after)
+        assert len(page.records) <= 4
+        seen += page.records
+        if page.next_after is None:
+            break
+        after = str(page.next_after)
+    assert seen == everything and len(everything) == 1 + 7 * 4
+
+
+def test_nonsense_parameters_are_refused_with_a_reason(populated):
+    for params, message in [
+        ({"basis": "hunch"}, "basis"),
+        ({"page_size": "0"}, "page_size"),
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2026-11-24T10:00"}, "time zone"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            audit_query(params, populated.child_keys)
+
+
+def test_no_audit_table_holds_a_childs_identifier_in_clear(populated):
+    identity = child(2)
+    engine = sa.create_engine(populated.store.url)
+    with engine.connect() as conn:
+        dumped = repr(
+            [
+                conn.execute(sa.text(f"SELECT * FROM {table}")).all()
+                for table in ("audit_records", "audit_subjects", "audit_child_keys")
+            ]
+        )
+    engine.dispose()
+    for value in (identity["nhs_number"], identity["unique_pupil_number"]):
+        assert value not in dumped
+    assert identity["family_name"] not in dumped and identity["date_of_birth"] not in dumped
+    assert populated.child_keys.of_case(identity)[0] in dumped

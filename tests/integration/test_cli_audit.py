@@ -1,0 +1,105 @@
+"""``caf-relay audit ...`` and ``caf-relay retention run`` on the database under test."""
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from service.cli import main
+from tests.support import examples
+
+
+@pytest.fixture
+def run(services):
+    """Runs a caf-relay command with the test services' settings, as an operator would."""
+    services.store.add_isp(examples.pan_london_isp())
+    for name in examples.ALL_EVENTS:
+        services.relay.receive(examples.encode(examples.event(name)))
+    settings = services.settings
+    env = {
+        "CAF_RELAY_INSTANCE_DIR": str(settings.instance_dir),
+        "CAF_RELAY_DATABASE_URL": settings.database_url,
+        "CAF_RELAY_SECRETS_KEYS": ",".join(settings.secrets_keys),
+    }
+    return lambda *args: CliRunner().invoke(main, list(args), env=env)
+
+
+def _tamper(services, sql: str) -> None:
+    engine = sa.create_engine(services.store.url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql))
+    engine.dispose()
+
+
+def test_verify_says_the_chain_is_intact_and_checkpoints_it(run):
+    result = run("audit", "verify")
+    assert result.exit_code == 0, result.output
+    assert "Audit chain intact: 15 records, head seq 15" in result.output
+    assert "Signed a checkpoint of record 15." in result.output
+    again = run("audit", "verify", "--json")
+    assert json.loads(again.output)["checkpoints"]["checked"] == 1
+
+
+def test_verify_exits_1_naming_the_first_bad_record(services, run):
+    _tamper(services, "UPDATE audit_records SET action = 'delivered' WHERE seq = 5")
+    result = run("audit", "verify")
+    assert result.exit_code == 1
+    assert "Audit chain BROKEN at record 5: edited." in result.output
+    assert "Signed a checkpoint" not in result.output
+    assert run("audit", "checkpoint").exit_code == 1
+
+
+def test_a_checkpoint_kept_elsewhere_still_catches_a_rewrite_that_removed_the_stored_ones(
+    services, run, tmp_path
+):
+    kept = tmp_path / "checkpoint.jws"
+    assert run("audit", "checkpoint", "--out", str(kept)).exit_code == 0
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(services.keyring.jwks()))
+    _tamper(services, "DELETE FROM audit_checkpoints")
+    _tamper(services, "DELETE FROM audit_records WHERE seq >= 14")
+    _tamper(
+        services,
+        "UPDATE audit_chain_head SET seq = 13, hash = (SELECT hash FROM "
+        "audit_records WHERE seq = 13)",
+    )
+    assert run("audit", "verify", "--no-checkpoint").exit_code == 0  # nothing left to tell
+    result = run("audit", "verify", "--checkpoint", str(kept), "--jwks", str(jwks))
+    assert result.exit_code == 1
+    assert "BROKEN at record 14: deleted" in result.output
+
+
+def test_search_prints_a_table_or_json(run):
+    table = run("audit", "search", "--nhs-number", "9434765919", "--basis", "judgement")
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert len(lines) == 7 and "basis_decided" in lines[1]
+    page = json.loads(
+        run("audit", "search", "--case-reference", "CAF-HAC-2026-00417", "--json").output
+    )
+    assert [r["action"] for r in page["records"]] == [
+        "received",
+        "basis_decided",
+        "minimised",
+        "signed",
+    ]
+    refused = run("audit", "search", "--since", "last week")
+    assert refused.exit_code == 2 and "since" in refused.output
+
+
+def test_subject_access_writes_a_printable_page(run, tmp_path):
+    page = tmp_path / "export.html"
+    result = run("audit", "subject-access", "--nhs-number", "943 476 5919", "--html", str(page))
+    assert result.exit_code == 0, result.output
+    assert "4 transfers written" in result.output
+    assert page.read_text().count("<section>") == 4
+    export = json.loads(run("audit", "subject-access", "--upn", "H801200001001").output)
+    assert len(export["transfers"]) == 4
+    assert run("audit", "subject-access").exit_code == 2
+
+
+def test_retention_run_reports_what_it_purged(run):
+    result = run("retention", "run")
+    assert result.exit_code == 0, result.output
+    assert "0 payloads purged." in result.output  # nothing delivered yet

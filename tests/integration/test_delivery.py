@@ -1,0 +1,237 @@
+"""Delivery from the outbox to a real HTTPS endpoint: retries, giving up, redelivery, receipts,
+order within a case, and recipients that do not hold each other up."""
+
+import hashlib
+import json
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from service.delivery import Deliverer
+from service.delivery_loop import DeliveryLoop
+from service.domain.retry import RetryPolicy
+from service.signing import KeyRing
+from service.web import create_app
+from tests.conftest import API_TOKEN
+from tests.support import examples
+from tests.support.amqp import wait_until
+from tests.support.https_receiver import HttpsReceiver
+
+ISLINGTON, CAMDEN = "E09000019", "E09000007"
+
+
+@pytest.fixture
+def receiver(services, tmp_path):
+    services.store.add_isp(examples.pan_london_isp())
+    with HttpsReceiver(tmp_path / "tls") as running:
+        for code in (ISLINGTON, CAMDEN):
+            services.store.set_adapter(
+                code,
+                "https",
+                {"url": f"{running.url}/{code}", "ca_bundle": str(running.ca_bundle)},
+                {"bearer_token": "a-token-of-sixteen-or-more"},
+            )
+        yield running
+
+
+def _deliverer(services, **policy) -> Deliverer:
+    """A deliverer whose retries fall due at once (no jitter), so tests need not wait."""
+    return Deliverer(
+        services.store,
+        services.adapters,
+        retry=RetryPolicy(**{"max_attempts": 3, "base_delay": timedelta(seconds=1), **policy}),
+        lease=timedelta(minutes=1),
+        clock=services.clock,
+        jitter=lambda: 0.0,
+    )
+
+
+def _send(services, event_id, *, case="CAF-HK-2026-0001", to=ISLINGTON) -> str:
+    event = examples.routine(event_id, case=case, to=to)
+    assert services.relay.receive(examples.encode(event)).state == "signed"
+    return event_id
+
+
+def _event_ids(requests) -> list[str]:
+    return [r.envelope["event_id"] for r in requests]
+
+
+def _actions(services, event_id):
+    return [action for _, action, _ in services.store.audit_actions(event_id)]
+
+
+def test_a_failed_attempt_is_retried_with_the_same_envelope_until_it_arrives(services, receiver):
+    event_id = _send(services, "retried")
+    receiver.respond_with(503, 503)
+
+    assert _deliverer(services).deliver_due("test") == 3
+
+    assert [r.headers["X-Caf-Envelope-Id"] for r in receiver.requests] == [
+        services.store.transfer_view(event_id)["envelope"]["envelope_id"]
+    ] * 3
+    view = services.store.transfer_view(event_id)
+    assert view["state"] == "delivered" and view["outbox"] is None
+    assert [d["succeeded"] for d in view["deliveries"]] == [False, False, True]
+    assert "HTTP 503" in view["deliveries"][0]["detail"]
+    assert _actions(services, event_id)[-3:] == ["delivery_failed", "delivery_failed", "delivered"]
+
+
+def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(services, receiver):
+    event_id = _send(services, "gives-up")
+    receiver.respond_with(503, 503, 503)
+
+    _deliverer(services).deliver_due("test")
+
+    view = services.store.transfer_view(event_id)
+    assert view["state"] == "failed" and view["outbox"] is None
+    failed = services.store.audit_actions(event_id)[-1]
+    assert failed[1] == "failed" and failed[2]["gave_up"] == "3 attempts made, the most allowed"
+
+    client = create_app(services).test_client()
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    response = client.post(f"/api/v1/transfers/{event_id}/redeliver", headers=auth)
+    assert response.status_code == 202 and response.get_json()["state"] == "signed"
+    assert _deliverer(services).deliver_due("test") == 1
+    assert services.store.transfer_view(event_id)["state"] == "delivered"
+    again = client.post(f"/api/v1/transfers/{event_id}/redeliver", headers=auth)
+    assert again.status_code == 409
+
+
+def test_a_refusal_no_retry_can_fix_fails_at_once(services, receiver):
+    event_id = _send(services, "refused")
+    receiver.respond_with(400)
+    assert _deliverer(services).deliver_due("test") == 1
+    assert services.store.transfer_view(event_id)["state"] == "failed"
+    assert len(receiver.requests) == 1
+
+
+@pytest.fixture
+def borough_key(tmp_path):
+    return KeyRing.from_file(tmp_path / "islington-receipts.pem", create=True)
+
+
+def _signing_receipts(keyring: KeyRing):
+    def answer(request):
+        receipt = {
+            "envelope_id": request.headers["X-Caf-Envelope-Id"],
+            "sha256": hashlib.sha256(request.body).hexdigest(),
+            "received_at": "2026-11-24T10:00:00Z",
+        }
+        return 200, {"Content-Type": "application/jose+json"}, keyring.sign(receipt).encode()
+
+    return answer
+
+
+def test_a_signed_receipt_is_verified_against_the_recipients_keys_and_stored(
+    services, receiver, borough_key
+):
+    services.store.set_authority_keys(ISLINGTON, borough_key.jwks())
+    receiver.answer = _signing_receipts(borough_key)
+    event_id = _send(services, "with-receipt")
+
+    _deliverer(services).deliver_due("test")
+
+    view = services.store.transfer_view(event_id)
+    assert view["state"] == "delivered"
+    assert json.loads(view["deliveries"][0]["receipt"])["payload"]
+    receipt = services.store.audit_actions(event_id)[-1]
+    assert receipt[1:] == (
+        "receipt",
+        {"verified": True, "kid": borough_key.kid, "received_at": "2026-11-24T10:00:00Z"},
+    )
+
+
+def test_a_receipt_signed_by_another_key_is_recorded_as_not_verified(
+    services, receiver, borough_key, tmp_path
+):
+    services.store.set_authority_keys(ISLINGTON, borough_key.jwks())
+    receiver.answer = _signing_receipts(KeyRing.from_file(tmp_path / "forger.pem", create=True))
+    event_id = _send(services, "forged-receipt")
+
+    _deliverer(services).deliver_due("test")
+
+    _, action, detail = services.store.audit_actions(event_id)[-1]
+    assert action == "receipt" and detail["verified"] is False
+    assert "does not verify" in detail["reason"]
+
+
+def test_a_case_reaches_its_recipient_in_order_while_other_cases_go_ahead(services, receiver):
+    first, second, third = (_send(services, f"case-a-{n}", case="CASE-A") for n in (1, 2, 3))
+    other = _send(services, "case-b-1", case="CASE-B")
+    failures, accepted = {first: 2}, []
+
+    def answer(request):
+        event_id = request.envelope["event_id"]
+        if failures.get(event_id):
+            failures[event_id] -= 1
+            return 503, {}, b""
+        accepted.append(event_id)
+        return 202, {}, b""
+
+    receiver.answer = answer
+    _deliverer(services, max_attempts=5).deliver_due("test")
+
+    assert [e for e in accepted if e.startswith("case-a")] == [first, second, third]
+    assert accepted.index(other) < accepted.index(first), "case B waited for case A"
+
+
+def test_a_recipient_that_hangs_does_not_hold_up_another(services, receiver):
+    slow = [_send(services, f"to-islington-{n}", case=f"I-{n}") for n in range(4)]
+    fast = [_send(services, f"to-camden-{n}", case=f"C-{n}", to=CAMDEN) for n in range(4)]
+    release = threading.Event()
+    finished: list[str] = []
+
+    def answer(request):
+        if request.path.endswith(ISLINGTON):
+            release.wait(10)
+        finished.append(request.envelope["event_id"])
+        return 202, {}, b""
+
+    receiver.answer = answer
+    loop = services.delivery_loop()
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not set(fast) <= set(finished) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert set(fast) <= set(finished), "Camden's deliveries waited for Islington's"
+        assert not set(slow) & set(finished)
+        release.set()
+        receiver.wait_for(len(slow) + len(fast))
+        wait_until(
+            lambda: {services.store.transfer_view(e)["state"] for e in slow} == {"delivered"}
+        )
+    finally:
+        release.set()
+        loop.stop()
+        thread.join(15)
+
+
+def test_two_delivery_workers_never_send_the_same_envelope_twice(services, receiver):
+    sent = [_send(services, f"shared-{n}", case=f"S-{n}") for n in range(60)]
+    loops = [
+        DeliveryLoop(
+            services.store,
+            services.deliverer,
+            worker=f"worker-{n}",
+            threads=4,
+            per_recipient=4,
+            clock=services.clock,
+        )
+        for n in (1, 2)
+    ]
+    threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
+    for thread in threads:
+        thread.start()
+    try:
+        receiver.wait_for(len(sent), timeout=30)
+        time.sleep(0.3)
+    finally:
+        for loop in loops:
+            loop.stop()
+        for thread in threads:
+            thread.join(15)
+    assert sorted(_event_ids(receiver.requests)) == sorted(sent)

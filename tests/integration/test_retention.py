@@ -1,0 +1,90 @@
+"""Retention runs: payloads of delivered transfers go once their period is over, the metadata
+stays, each purge is audited and the chain still verifies."""
+
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from service.retention import Retention
+from service.store.tables import Envelope, Transfer
+from tests.support import examples
+
+ISLINGTON, SOUTHWARK = "E09000019", "E09000028"
+JUDGEMENT_DAYS = 30
+ISP_DAYS = 2555  # the example ISP's retention period
+ROUTINE = examples.event(examples.ROUTINE_WITH_ISP)["id"]
+AD_HOC = examples.event(examples.AD_HOC_WITH_JUDGEMENT)["id"]
+PARKED = examples.event(examples.ROUTINE_WITHOUT_BASIS)["id"]
+
+
+@pytest.fixture
+def delivered(services, tmp_path):
+    """One transfer delivered under the ISP, one on a judgement, and one parked."""
+    services.store.add_isp(examples.pan_london_isp())
+    for code in (ISLINGTON, SOUTHWARK):
+        services.store.set_adapter(code, "directory", {"path": str(tmp_path / code)}, {})
+    for name in (examples.ROUTINE_WITH_ISP, examples.AD_HOC_WITH_JUDGEMENT):
+        services.relay.receive(examples.encode(examples.event(name)))
+    services.relay.receive(examples.encode(examples.event(examples.ROUTINE_WITHOUT_BASIS)))
+    assert services.deliverer.deliver_due("test") == 2
+    return services
+
+
+def _run(services, days_later: int) -> list[str]:
+    delivered_at = max(
+        services.store.transfer_view(e)["deliveries"][-1]["attempted_at"] for e in (ROUTINE, AD_HOC)
+    )
+    moment = datetime.fromisoformat(delivered_at) + timedelta(days=days_later)
+    retention = Retention(
+        services.store.payloads, judgement_days=JUDGEMENT_DAYS, clock=lambda: moment
+    )
+    return [purged.event_id for purged in retention.run()]
+
+
+def _payload(services, event_id: str) -> tuple[dict, str | None]:
+    """The stored event and envelope JWS, read straight from the tables."""
+    engine = sa.create_engine(services.store.url)
+    with engine.connect() as conn:
+        event = conn.scalar(sa.select(Transfer.event).where(Transfer.event_id == event_id))
+        jws = conn.scalar(sa.select(Envelope.jws).where(Envelope.event_id == event_id))
+    engine.dispose()
+    return event, jws
+
+
+def test_nothing_is_purged_before_its_period_ends(delivered):
+    assert _run(delivered, JUDGEMENT_DAYS - 1) == []
+    event, jws = _payload(delivered, AD_HOC)
+    assert "case" in event["data"] and jws
+
+
+def test_a_judgement_based_payload_goes_after_the_default_and_an_isp_one_after_the_isps(delivered):
+    assert _run(delivered, JUDGEMENT_DAYS) == [AD_HOC]
+    assert _run(delivered, ISP_DAYS - 1) == []
+    assert _run(delivered, ISP_DAYS) == [ROUTINE]
+    assert _run(delivered, ISP_DAYS * 2) == []  # each payload is purged once
+    for event_id in (ROUTINE, AD_HOC):
+        event, jws = _payload(delivered, event_id)
+        assert "case" not in event["data"] and jws is None
+        assert "Amara" not in repr(event) and "9434765919" not in repr(event)
+    parked, _ = _payload(delivered, PARKED)
+    assert "case" in parked["data"]  # not delivered: still waiting for a judgement
+
+
+def test_the_metadata_stays_each_purge_is_audited_and_the_chain_verifies(delivered):
+    _run(delivered, ISP_DAYS)
+    view = delivered.store.transfer_view(AD_HOC)
+    assert view["state"] == "delivered"
+    assert view["decision"]["judgement"]["practitioner"]["name"] == "Jo Reid"
+    assert view["envelope"]["sha256"] and view["deliveries"][-1]["succeeded"]
+    [purge] = [d for _, a, d in delivered.store.audit_actions(AD_HOC) if a == "payload_purged"]
+    assert purge["retention_days"] == JUDGEMENT_DAYS
+    assert purge["period_set_by"] == "judgement default"
+    [purge] = [d for _, a, d in delivered.store.audit_actions(ROUTINE) if a == "payload_purged"]
+    assert purge["period_set_by"] == "ISP pan-london-caf v1"
+
+    report = delivered.audit.verify()
+    assert report.intact
+    export = delivered.subject_access.export({"nhs_number": "9434765919"})
+    purged = {t["event_id"]: t["payload_purged_at"] for t in export["transfers"]}
+    assert purged[ROUTINE] and purged[AD_HOC] and purged[PARKED] is None

@@ -1,0 +1,118 @@
+"""Subject access: in a store holding many children, one child's export lists exactly that
+child's transfers, with basis, parties, dates, categories and delivery, and nothing of others."""
+
+import json
+
+import pytest
+
+from service.domain.child_keys import IdentifierError
+from service.subject_access import render_html
+from tests.support import examples
+from tests.support.children import child, transfer_of
+
+ISLINGTON, SOUTHWARK = "E09000019", "E09000028"
+CHILDREN = 40
+ASKED = 7  # the child whose export is asked for
+
+
+@pytest.fixture
+def many_children(services, tmp_path):
+    """40 children sent under the ISP; the asked-for child also has an ad hoc transfer on a
+    judgement, one parked for want of a basis, and one a practitioner decided not to share."""
+    services.store.add_isp(examples.pan_london_isp())
+    for code in (ISLINGTON, SOUTHWARK):
+        services.store.set_adapter(code, "directory", {"path": str(tmp_path / code)}, {})
+    for n in range(CHILDREN):
+        event = transfer_of(examples.ROUTINE_WITH_ISP, f"routine-{n}", child(n))
+        services.relay.receive(examples.encode(event))
+    for template, event_id in [
+        (examples.AD_HOC_WITH_JUDGEMENT, "adhoc"),
+        (examples.ROUTINE_WITHOUT_BASIS, "parked"),
+        (examples.JUDGEMENT_NOT_TO_SHARE, "withheld"),
+    ]:
+        for n in (ASKED, ASKED + 1):
+            event = transfer_of(template, f"{event_id}-{n}", child(n))
+            services.relay.receive(examples.encode(event))
+    services.deliverer.deliver_due("test")
+    return services
+
+
+def _export(services, n: int = ASKED, **params):
+    return services.subject_access.export(params or {"nhs_number": child(n)["nhs_number"]})
+
+
+def test_the_export_lists_exactly_the_childs_transfers(many_children):
+    export = _export(many_children)
+    assert [t["event_id"] for t in export["transfers"]] == [
+        f"routine-{ASKED}",
+        f"adhoc-{ASKED}",
+        f"parked-{ASKED}",
+        f"withheld-{ASKED}",
+    ]
+    text = json.dumps(export)
+    for n in range(CHILDREN):
+        if n != ASKED:
+            assert f'routine-{n}"' not in text and f'CAF-routine-{n}"' not in text
+    assert f'-{ASKED + 1}"' not in text
+
+
+def test_the_export_says_on_what_basis_to_whom_and_what_went(many_children):
+    routine, adhoc, parked, withheld = _export(many_children)["transfers"]
+
+    assert routine["basis"] == {"kind": "isp", "isp": {"id": "pan-london-caf", "version": 1}}
+    assert (routine["from"]["name"], routine["to"]["name"]) == ("Hackney", "Islington")
+    assert "family_and_environment" in routine["categories"]["withheld"]
+    assert "child_identity" in routine["categories"]["shared"]
+    assert routine["delivery"]["outcome"] == "delivered" and routine["delivery"]["delivered_at"]
+
+    judgement = adhoc["basis"]["judgement"]
+    assert adhoc["basis"]["kind"] == "judgement"
+    assert judgement["practitioner"]["name"] == "Jo Reid"
+    assert judgement["reasons"]["necessity"].startswith("The family has moved")
+    assert adhoc["to"]["code"] == SOUTHWARK and adhoc["delivery"]["outcome"] == "delivered"
+    assert set(adhoc["categories"]["shared"]) == {
+        "child_identity",
+        "child_contact",
+        "plan",
+        "lead_professional",
+    }
+
+    assert parked["basis"] == {"kind": "none"} and parked["categories"]["shared"] == []
+    assert parked["delivery"]["outcome"].startswith("not sent: waiting")
+    assert withheld["basis"]["judgement"]["decision"] == "not_share"
+    assert withheld["delivery"]["outcome"] == "not sent: a practitioner decided not to share"
+    assert "child_identity" in withheld["categories"]["withheld"]
+    assert [h["action"] for h in routine["history"]][:2] == ["received", "basis_decided"]
+
+
+def test_the_child_can_be_named_by_upn_or_by_name_and_birth_date(many_children):
+    identity = child(ASKED)
+    by_nhs = _export(many_children)["transfers"]
+    by_upn = _export(many_children, unique_pupil_number=identity["unique_pupil_number"])
+    by_name = _export(
+        many_children,
+        given_name=identity["given_name"],
+        family_name=identity["family_name"],
+        date_of_birth=identity["date_of_birth"],
+    )
+    assert by_upn["transfers"] == by_nhs == by_name["transfers"]
+
+
+def test_a_child_the_relay_never_saw_has_an_empty_export(many_children):
+    assert _export(many_children, nhs_number="1111111111")["transfers"] == []
+
+
+def test_an_export_must_name_a_child(many_children):
+    with pytest.raises(IdentifierError, match="Name the child"):
+        many_children.subject_access.export({})
+
+
+def test_the_printable_page_shows_the_transfers_and_escapes_what_it_quotes(many_children):
+    export = _export(many_children)
+    export["transfers"][1]["basis"]["judgement"]["reasons"]["necessity"] = "<script>x</script>"
+    page = render_html(export)
+    assert page.count("<section>") == 4
+    assert "Hackney to Islington" in page and "pan-london-caf, version 1" in page
+    assert "Jo Reid" in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    assert "<script>" not in page
+    assert child(ASKED + 1)["nhs_number"] not in page

@@ -1,0 +1,62 @@
+"""`caf-relay worker` as its own process, configured only by its environment, as deployed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pika
+
+from service.bootstrap import Services
+from service.worker import TRANSFERS_QUEUE
+from tests.support.amqp import wait_until
+
+CAF_RELAY = str(Path(sys.executable).with_name("caf-relay"))
+
+
+class RelayProcess:
+    """Starts, kills and stops one worker process on the test's database and vhost."""
+
+    def __init__(self, services: Services, broker_url: str, **settings: str) -> None:
+        self._broker_url = broker_url
+        self._env = {
+            **os.environ,
+            "CAF_RELAY_INSTANCE_DIR": str(services.settings.instance_dir),
+            "CAF_RELAY_DATABASE_URL": services.settings.database_url,
+            "CAF_RELAY_BROKER_URL": broker_url,
+            "CAF_RELAY_SECRETS_KEYS": ",".join(services.settings.secrets_keys),
+            "CAF_RELAY_WORKER_NAME": "test-worker",
+            **{f"CAF_RELAY_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RelayProcess:
+        self.process = subprocess.Popen([CAF_RELAY, "worker"], env=self._env)
+        wait_until(lambda: consumers(self._broker_url) == 1 or self.process.poll() is not None)
+        assert self.process.poll() is None, "the worker exited before consuming"
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no acknowledgement, as a crash or an OOM kill."""
+        self.process.kill()
+        self.process.wait(20)
+        wait_until(lambda: consumers(self._broker_url) == 0)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+
+def consumers(broker_url: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        declared = connection.channel().queue_declare(TRANSFERS_QUEUE, passive=True)
+        return declared.method.consumer_count
+    finally:
+        connection.close()

@@ -1,0 +1,42 @@
+"""Retention rules: whose period applies, when it ends, and what purging leaves of an event."""
+
+from datetime import UTC, datetime, timedelta
+
+from service.domain.retention import purge_due, retention_period, without_case
+from tests.support import examples
+
+ISP_DECISION = {"outcome": "share_under_isp", "isp": {"id": "pan-london-caf", "version": 1}}
+JUDGEMENT_DECISION = {"outcome": "share_under_judgement", "judgement": {"decision": "share"}}
+ISP_DAYS = {("pan-london-caf", 1): 2555}
+
+
+def test_a_transfer_under_an_isp_is_kept_for_that_isp_versions_period():
+    period = retention_period(ISP_DECISION, ISP_DAYS, judgement_days=90)
+    assert (period.days, period.source) == (2555, "ISP pan-london-caf v1")
+
+
+def test_a_transfer_on_a_judgement_is_kept_for_the_configured_default():
+    period = retention_period(JUDGEMENT_DECISION, ISP_DAYS, judgement_days=90)
+    assert (period.days, period.source) == (90, "judgement default")
+
+
+def test_nothing_sets_a_period_for_an_unknown_isp_so_nothing_is_purged():
+    unknown = {"outcome": "share_under_isp", "isp": {"id": "gone", "version": 3}}
+    assert retention_period(unknown, ISP_DAYS, judgement_days=90) is None
+
+
+def test_the_period_runs_from_delivery_and_ends_on_its_last_moment():
+    delivered = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    period = retention_period(JUDGEMENT_DECISION, ISP_DAYS, judgement_days=90)
+    end = delivered + timedelta(days=90)
+    assert not purge_due(delivered, period, end - timedelta(seconds=1))
+    assert purge_due(delivered, period, end)
+
+
+def test_purging_takes_the_case_and_keeps_who_sent_what_to_whom():
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    purged = without_case(event)
+    assert "case" not in purged["data"] and "case" in event["data"]
+    assert purged["id"] == event["id"] and purged["subject"] == event["subject"]
+    assert purged["data"]["to_authority"] == event["data"]["to_authority"]
+    assert "Amara" not in repr(purged) and "9434765919" not in repr(purged)
