@@ -75,6 +75,9 @@ class AmqpAdapter(Adapter):
     def from_config(cls, settings: dict[str, Any], secrets: dict[str, Any]) -> AmqpAdapter:
         parameters = pika.URLParameters(settings["url"])
         parameters.credentials = pika.PlainCredentials(secrets["username"], secrets["password"])
+        # Bound every wait, so one attempt ends within the relay's delivery lease.
+        parameters.socket_timeout = 10
+        parameters.blocked_connection_timeout = 30
         return cls(
             parameters, settings["exchange"], settings["routing_key"], settings["declare_exchange"]
         )

@@ -23,6 +23,8 @@ MAX_RECEIPT_BYTES = 64 * 1024
 
 
 class HttpsSettingsSchema(Schema):
+    """Timeouts are capped so one attempt always ends within the relay's delivery lease."""
+
     url = fields.Url(
         required=True,
         schemes={"https"},
@@ -32,11 +34,9 @@ class HttpsSettingsSchema(Schema):
         metadata={"description": "The borough's endpoint; https only."},
     )
     connect_timeout_seconds = fields.Float(
-        load_default=5.0, validate=validate.Range(min=0.1, max=60)
+        load_default=5.0, validate=validate.Range(min=0.1, max=30)
     )
-    read_timeout_seconds = fields.Float(
-        load_default=30.0, validate=validate.Range(min=0.1, max=300)
-    )
+    read_timeout_seconds = fields.Float(load_default=30.0, validate=validate.Range(min=0.1, max=60))
     ca_bundle = fields.String(
         load_default=None,
         allow_none=True,

@@ -26,12 +26,16 @@ class Pattern(validate.Regexp):
         return value
 
 
+# Text must say something: a name or a reason of spaces only is as good as none.
+NOT_BLANK = validate.Regexp(r"^\s*\S", error="Must not be blank.")
+
+
 def short_text(**kwargs) -> fields.String:
-    return fields.String(validate=validate.Length(min=1, max=SHORT_TEXT), **kwargs)
+    return fields.String(validate=[validate.Length(min=1, max=SHORT_TEXT), NOT_BLANK], **kwargs)
 
 
 def long_text(**kwargs) -> fields.String:
-    return fields.String(validate=validate.Length(min=1, max=LONG_TEXT), **kwargs)
+    return fields.String(validate=[validate.Length(min=1, max=LONG_TEXT), NOT_BLANK], **kwargs)
 
 
 def org_code(**kwargs) -> fields.String:

@@ -91,7 +91,15 @@ def _until_signalled(services: Services, delivery, main_loop) -> None:
         signal.signal(signum, stop)
     beside = None
     if main_loop is not delivery:
-        beside = threading.Thread(target=delivery.run, name="delivery", daemon=True)
+
+        def deliver_or_stop_all() -> None:
+            # A worker that takes events in but can no longer deliver must not go on unseen.
+            try:
+                delivery.run()
+            finally:
+                main_loop.stop()
+
+        beside = threading.Thread(target=deliver_or_stop_all, name="delivery", daemon=True)
         beside.start()
     try:
         main_loop.run()

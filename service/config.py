@@ -67,11 +67,7 @@ class Settings:
             delivery_per_recipient=_positive_int(
                 get("DELIVERY_PER_RECIPIENT", "2"), "DELIVERY_PER_RECIPIENT"
             ),
-            delivery_lease=timedelta(
-                seconds=_positive_int(
-                    get("DELIVERY_LEASE_SECONDS", "120"), "DELIVERY_LEASE_SECONDS"
-                )
-            ),
+            delivery_lease=_lease(get("DELIVERY_LEASE_SECONDS", "120")),
             retry=retry_settings.from_environment(get),
             audit_key=get("AUDIT_KEY"),
             judgement_retention_days=_positive_int(
@@ -121,6 +117,22 @@ def _key_file(path: Path) -> str:
         finally:
             draft.unlink()
     return path.read_text().strip()
+
+
+# The longest one delivery attempt can take with the built-in adapters' capped timeouts
+# (https: 30 s to connect + 60 s to read).
+LONGEST_ATTEMPT_SECONDS = 90
+
+
+def _lease(value: str) -> timedelta:
+    """A claim must outlast any attempt, or a second worker would send while the first still is."""
+    seconds = _positive_int(value, "DELIVERY_LEASE_SECONDS")
+    if seconds <= LONGEST_ATTEMPT_SECONDS:
+        raise ValueError(
+            f"{PREFIX}DELIVERY_LEASE_SECONDS must be more than {LONGEST_ATTEMPT_SECONDS}, the"
+            f" longest a delivery attempt can take; not {value!r}."
+        )
+    return timedelta(seconds=seconds)
 
 
 def _positive_int(value: str, name: str) -> int:

@@ -54,22 +54,32 @@ class DeliveryLoop:
         self._wake.set()
 
     def run(self) -> None:
-        released = self._store.outbox.release(self._worker)
-        if released:
-            log.info("took back %d deliveries this worker held before it restarted", released)
+        """Deliver until ``stop()``. No error ends the loop: it waits and tries again."""
+        released = False
         with ThreadPoolExecutor(self._threads, thread_name_prefix="deliver") as pool:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
+                    if not released:
+                        self._take_back_claims()
+                        released = True
                     claimed = self._claim()
                     wait = 0.0 if claimed else self._until_due()
                 except StoreUnavailable as exc:
                     log.warning("outbox unreachable, trying again shortly: %s", exc)
                     claimed, wait = [], self._idle_poll
+                except Exception:
+                    log.exception("delivery loop error; trying again shortly")
+                    claimed, wait = [], self._idle_poll
                 for item in claimed:
                     pool.submit(self._deliver, item)
                 if wait:
                     self._wake.wait(wait)
+
+    def _take_back_claims(self) -> None:
+        released = self._store.outbox.release(self._worker)
+        if released:
+            log.info("took back %d deliveries this worker held before it restarted", released)
 
     def _claim(self) -> list[Claimed]:
         with self._lock:

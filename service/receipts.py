@@ -31,4 +31,11 @@ def check_receipt(
         envelope.sha256,
     ):
         return {"verified": False, "reason": "The receipt is for another envelope or content."}
-    return {"verified": True, "kid": header.get("kid"), "received_at": payload.get("received_at")}
+    received_at = payload.get("received_at")
+    # Only text goes into the audit from outside: a number could be re-formatted by PostgreSQL's
+    # JSONB and so break the audit record's hash.
+    return {
+        "verified": True,
+        "kid": str(header.get("kid")),
+        "received_at": received_at if isinstance(received_at, str) else None,
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,11 +133,10 @@ class Relay:
             return Received(
                 None, rejection=Rejection.NOT_JSON, reason="Not JSON we accept: nested too deeply."
             )
-        if not _encodable(document):
+        unstorable = _unstorable(document)
+        if unstorable:
             return Received(
-                None,
-                rejection=Rejection.NOT_JSON,
-                reason="Not JSON we accept: a string holds an unpaired UTF-16 surrogate escape.",
+                None, rejection=Rejection.NOT_JSON, reason=f"Not JSON we accept: {unstorable}"
             )
         event_id = _event_id(document)
         try:
@@ -193,13 +193,24 @@ class Relay:
         return Received(event_id, duplicate=True, reason="Event id already received.")
 
 
-def _encodable(document: Any) -> bool:
-    """Whether every string survives UTF-8, as signing and PostgreSQL need ("\\ud800" fails)."""
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _unstorable(document: Any) -> str | None:
+    """Why valid JSON could still not be signed or stored, if it could not.
+
+    Signing needs UTF-8, which an unpaired surrogate escape ("\\ud800") cannot be; PostgreSQL's
+    JSONB refuses the NUL character ("\\u0000"). Either would otherwise fail later, on every
+    delivery of the message, as if it were a bug.
+    """
+    text = json.dumps(document, ensure_ascii=False)
     try:
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return "a string holds an unpaired UTF-16 surrogate escape."
+    if _NUL_ESCAPE.search(text):
+        return "a string holds the NUL character."
+    return None
 
 
 def _event_id(document: Any) -> str | None:

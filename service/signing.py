@@ -91,6 +91,7 @@ def verify(jws_text: str | bytes, jwks: dict[str, Any]) -> tuple[dict[str, Any],
         document = json.loads(jws_text)
         keys = KeySet.import_key_set(jwks)
         result = jws.deserialize_json(document, keys, registry=_REGISTRY)
+        payload = json.loads(to_bytes(result.payload))
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise VerificationError(f"Signature does not verify: {exc}") from exc
-    return result.headers(), json.loads(to_bytes(result.payload))
+    return result.headers(), payload

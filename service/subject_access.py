@@ -43,10 +43,11 @@ class SubjectAccess:
     def export(self, params: Mapping[str, str | None]) -> dict[str, Any]:
         """The export for the child the parameters name (see ``identifier_from``)."""
         identifier = identifier_from(params)
-        if identifier is None:
+        if identifier is None or identifier.kind == "name_and_birth_date":
+            # Two children can share a name and a birthday; an export must be one child's only.
             raise IdentifierError(
-                "Name the child: nhs_number, unique_pupil_number, or given_name, family_name "
-                "and date_of_birth."
+                "Name the child by nhs_number or unique_pupil_number: a name and date of birth "
+                "can match more than one child."
             )
         transfers = self._search.child_transfers(self._child_keys.key(identifier))
         return {

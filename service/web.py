@@ -11,10 +11,12 @@ import hmac
 from http import HTTPStatus
 
 from flask import Flask, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from service.bootstrap import Services, build_services
 from service.config import Settings
+from service.metrics import registry_for
 from service.relay import Rejection
 from service.web_audit import audit_api
 
@@ -62,6 +64,8 @@ def create_app(services: Services | None = None) -> Flask:
     )
     app.add_url_rule("/.well-known/jwks.json", view_func=jwks)
     app.add_url_rule("/healthz", view_func=healthz)
+    registry = registry_for(services.store, services.clock)
+    app.add_url_rule("/metrics", "metrics", lambda: _metrics(registry))
     app.register_blueprint(audit_api)
     return app
 
@@ -118,3 +122,8 @@ def jwks() -> Response:
 
 def healthz() -> Response:
     return jsonify({"status": "ok"})
+
+
+def _metrics(registry) -> Response:
+    """Counts only, no personal data; like /healthz it needs no token, for the scraper."""
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -121,3 +121,12 @@ class ChildKeys:
 
     def of_case(self, child_identity: Mapping[str, Any]) -> list[str]:
         return sorted(self.key(i) for i in identifiers_of(child_identity))
+
+
+def without_child_keys(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """An audit record's detail as people are shown it.
+
+    The keyed hashes stay in the store: whoever held them could link one child's transfers
+    across boroughs without knowing who the child is.
+    """
+    return {name: value for name, value in detail.items() if name != "child_keys"}

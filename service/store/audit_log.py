@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +29,8 @@ from service.store import tables as t
 from service.store.audit_index import index_records
 
 Transaction = Callable[[], AbstractContextManager[Session]]
+# Adds an audit record to the session: (session, event id, action, detail).
+AppendAudit = Callable[[Session, str | None, str, dict[str, Any]], None]
 HEAD_ID = 1
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from service.domain.audit_chain import timestamp
+from service.domain.child_keys import without_child_keys
 from service.store import tables as t
 from service.store.audit_log import Transaction
 
@@ -117,6 +118,6 @@ def _record(record: t.AuditRecord) -> dict[str, Any]:
         "recorded_at": timestamp(record.recorded_at),
         "event_id": record.event_id,
         "action": record.action,
-        "detail": record.detail,
+        "detail": without_child_keys(record.detail),
         "hash": record.hash,
     }

@@ -9,8 +9,8 @@ name), and the recipient gets the same envelope id again, so it can discard the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from adapters.base import OutboundEnvelope
 from service.store import tables as t
-
-Transaction = Callable[[], AbstractContextManager[Session]]
-AppendAudit = Callable[[Session, str | None, str, dict[str, Any]], None]
+from service.store.audit_log import AppendAudit, Transaction
 
 
 @dataclass(frozen=True)
@@ -34,6 +32,8 @@ class Claimed:
     attempts_before: int
     enqueued_at: datetime
     retry: dict[str, Any] | None
+    worker: str
+    claimed_until: datetime  # with ``worker``, tells this claim from a later one on the item
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,30 @@ class Outbox:
             .where(earlier.case_reference == item.case_reference)
             .where(earlier.id < item.id)
         )
+        capped = [code for code, count in in_flight.items() if count >= per_recipient]
+        # Rank due items within each recipient, so a recipient with a long backlog cannot fill
+        # the candidates and hide another recipient's items behind its own.
+        due = (
+            sa.select(
+                item.id,
+                item.to_authority,
+                sa.func.row_number()
+                .over(partition_by=item.to_authority, order_by=item.id)
+                .label("place"),
+            )
+            .where(item.next_attempt_at <= now)
+            .where(sa.or_(item.claimed_until.is_(None), item.claimed_until < now))
+            .where(~waiting_behind)
+            .where(item.to_authority.not_in(capped))
+            .subquery()
+        )
+        until = now + lease
         with self._transaction() as session:
             candidates = session.execute(
-                sa.select(item.id, item.to_authority)
-                .where(item.next_attempt_at <= now)
-                .where(sa.or_(item.claimed_until.is_(None), item.claimed_until < now))
-                .where(~waiting_behind)
-                .order_by(item.id)
-                .limit(limit * 4)
+                sa.select(due.c.id, due.c.to_authority)
+                .where(due.c.place <= per_recipient)
+                .order_by(due.c.id)
+                .limit(limit * per_recipient)
             ).all()
             chosen, taken = [], dict(in_flight)
             for item_id, recipient in candidates:
@@ -97,12 +113,12 @@ class Outbox:
                 sa.update(item)
                 .where(item.id.in_(chosen))
                 .where(sa.or_(item.claimed_until.is_(None), item.claimed_until < now))
-                .values(claimed_by=worker, claimed_until=now + lease)
+                .values(claimed_by=worker, claimed_until=until)
                 .execution_options(synchronize_session=False)
             )
-        return self._claimed_by(worker, chosen)
+        return self._claimed_by(worker, until, chosen)
 
-    def _claimed_by(self, worker: str, item_ids: list[int]) -> list[Claimed]:
+    def _claimed_by(self, worker: str, until: datetime, item_ids: list[int]) -> list[Claimed]:
         item = t.OutboxItem
         with self._transaction() as session:
             rows = session.execute(
@@ -111,6 +127,7 @@ class Outbox:
                 .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
                 .where(item.id.in_(item_ids))
                 .where(item.claimed_by == worker)
+                .where(item.claimed_until == until)
                 .order_by(item.id)
             ).all()
             return [
@@ -126,6 +143,8 @@ class Outbox:
                     attempts_before=row.attempts,
                     enqueued_at=row.enqueued_at,
                     retry=retry,
+                    worker=worker,
+                    claimed_until=until,
                 )
                 for row, envelope, retry in rows
             ]
@@ -145,12 +164,20 @@ class Outbox:
         with self._transaction() as session:
             return session.scalar(sa.select(sa.func.min(t.OutboxItem.next_attempt_at)))
 
-    def pending(self) -> int:
+    def summary(self) -> tuple[int, datetime | None]:
+        """How many items wait, and since when the oldest has."""
         with self._transaction() as session:
-            return session.scalar(sa.select(sa.func.count()).select_from(t.OutboxItem))
+            count, oldest = session.execute(
+                sa.select(sa.func.count(), sa.func.min(t.OutboxItem.enqueued_at))
+            ).one()
+            return count, oldest
 
     def delivered(self, claimed: Claimed, attempt: Attempt, receipt_audit: dict | None) -> None:
-        """Record the successful attempt and take the item out of the outbox."""
+        """Record the successful attempt and take the item out of the outbox.
+
+        This holds even if the claim ran out meanwhile: the envelope has arrived, whoever else
+        is sending it again.
+        """
         with self._recording(claimed, attempt) as session:
             session.execute(sa.delete(t.OutboxItem).where(t.OutboxItem.id == claimed.item_id))
             self._set_state(session, claimed, "delivered", attempt.attempted_at)
@@ -161,27 +188,37 @@ class Outbox:
                 self._append_audit(session, claimed.envelope.event_id, "receipt", receipt_audit)
 
     def retry_later(self, claimed: Claimed, attempt: Attempt, retry_at: datetime) -> None:
-        """Record the failed attempt and put the item back, due again at ``retry_at``."""
+        """Record the failed attempt and put the item back, due again at ``retry_at``.
+
+        If the claim ran out meanwhile and another worker holds the item, only the attempt is
+        recorded: the item's schedule is the new holder's to keep.
+        """
         with self._recording(claimed, attempt) as session:
-            session.execute(
+            held = session.execute(
                 sa.update(t.OutboxItem)
-                .where(t.OutboxItem.id == claimed.item_id)
+                .where(_still_held(claimed))
                 .values(
-                    attempts=claimed.attempts_before + 1,
+                    attempts=t.OutboxItem.attempts + 1,
                     next_attempt_at=retry_at,
                     claimed_by=None,
                     claimed_until=None,
                 )
-            )
-            detail = _attempt_detail(claimed, attempt) | {"retry_at": _iso(retry_at)}
+            ).rowcount
+            detail = _attempt_detail(claimed, attempt)
+            detail |= {"retry_at": _iso(retry_at)} if held else {"claim_lost": True}
             self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
 
     def failed(self, claimed: Claimed, attempt: Attempt, gave_up: str) -> None:
         """Record the last failed attempt; the transfer is failed until someone redelivers it."""
         with self._recording(claimed, attempt) as session:
-            session.execute(sa.delete(t.OutboxItem).where(t.OutboxItem.id == claimed.item_id))
+            held = session.execute(sa.delete(t.OutboxItem).where(_still_held(claimed))).rowcount
+            detail = _attempt_detail(claimed, attempt)
+            if not held:
+                detail |= {"claim_lost": True}
+                self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
+                return
             self._set_state(session, claimed, "failed", attempt.attempted_at)
-            detail = _attempt_detail(claimed, attempt) | {"gave_up": gave_up}
+            detail |= {"gave_up": gave_up}
             self._append_audit(session, claimed.envelope.event_id, "failed", detail)
 
     def redeliver(self, event_id: str, now: datetime, requested_by: str) -> bool:
@@ -220,6 +257,16 @@ class Outbox:
             .where(t.Transfer.event_id == claimed.envelope.event_id)
             .values(state=state, updated_at=at)
         )
+
+
+def _still_held(claimed: Claimed) -> sa.ColumnElement[bool]:
+    """The item is still under this very claim (not released, retaken or finished)."""
+    item = t.OutboxItem
+    return sa.and_(
+        item.id == claimed.item_id,
+        item.claimed_by == claimed.worker,
+        item.claimed_until == claimed.claimed_until,
+    )
 
 
 def new_item(transfer: t.Transfer, now: datetime) -> t.OutboxItem:

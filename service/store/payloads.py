@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from service.domain.retention import without_case
 from service.store import tables as t
-from service.store.audit_log import Transaction
+from service.store.audit_log import AppendAudit, Transaction
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,9 @@ class HeldPayload:
 
 
 class Payloads:
-    def __init__(self, transaction: Transaction) -> None:
+    def __init__(self, transaction: Transaction, append_audit: AppendAudit) -> None:
         self._transaction = transaction
+        self._append_audit = append_audit
 
     def held_for_delivered(self) -> list[HeldPayload]:
         """Delivered transfers whose payload is still held, oldest delivery first."""
@@ -58,9 +59,5 @@ class Payloads:
             session.execute(
                 sa.update(t.Envelope).where(t.Envelope.event_id == event_id).values(jws=None)
             )
-            session.add(
-                t.AuditRecord(
-                    recorded_at=at, event_id=event_id, action="payload_purged", detail=audit_detail
-                )
-            )
+            self._append_audit(session, event_id, "payload_purged", audit_detail)
             return True

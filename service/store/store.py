@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.base import OutboundEnvelope
 from adapters.registry import AdapterConfigError, validate_config
 from contracts.reference import LONDON_AUTHORITIES
+from service.domain.child_keys import without_child_keys
 from service.domain.model import IspTerms, isp_terms
 from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox
@@ -88,13 +89,23 @@ def _now() -> datetime:
 
 
 def _engine(url: str) -> sa.Engine:
+    # hide_parameters: a failing statement's values are a child's data; they stay out of logs.
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        # A database host that stops answering must fail a call within the broker's heartbeat,
+        # so that a held message is not lost with the AMQP connection.
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
+        )
     # The driver's own transaction handling is switched off (isolation_level=None) so that every
     # transaction, DDL included, is a real one that starts with BEGIN IMMEDIATE: processes then
     # queue for the write lock up front instead of failing half-way (SQLAlchemy's pysqlite recipe).
     engine = sa.create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None}
+        url,
+        hide_parameters=True,
+        connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
     )
 
     @sa.event.listens_for(engine, "connect")
@@ -124,7 +135,7 @@ class Store:
         self.outbox = Outbox(self._transaction, _append_audit)
         self.audit = AuditLog(self._transaction, self._engine)
         self.audit_search = AuditSearch(self._transaction)
-        self.payloads = Payloads(self._transaction)
+        self.payloads = Payloads(self._transaction, _append_audit)
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
@@ -343,6 +354,13 @@ class Store:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def transfer_counts(self) -> dict[str, int]:
+        with self._transaction() as session:
+            rows = session.execute(
+                sa.select(t.Transfer.state, sa.func.count()).group_by(t.Transfer.state)
+            )
+            return {state: count for state, count in rows}
+
     def transfer_view(self, event_id: str) -> dict[str, Any] | None:
         """A transfer as its sender sees it: state, basis, categories, deliveries; no case data."""
         with self._transaction() as session:
@@ -406,7 +424,11 @@ class Store:
                     "enqueued_at": _iso(waiting.enqueued_at),
                 },
                 "timeline": [
-                    {"at": _iso(r.recorded_at), "action": r.action, "detail": r.detail}
+                    {
+                        "at": _iso(r.recorded_at),
+                        "action": r.action,
+                        "detail": without_child_keys(r.detail),
+                    }
                     for r in timeline
                 ],
             }

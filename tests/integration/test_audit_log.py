@@ -2,23 +2,17 @@
 found at the right record; appends from many processes keep one chain; an append is part of the
 transaction of the change it records."""
 
-import json
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from cryptography.fernet import Fernet
 
-from service.audit import Audit
 from service.domain.audit_chain import Damage, record_hash
 from service.secrets import SecretBox
-from service.signing import KeyRing
-from service.store.audit_search import AuditQuery
-from service.store.store import MIGRATIONS, AuditEntry, DuplicateEvent, NewTransfer, Store
+from service.store.store import AuditEntry, DuplicateEvent, NewTransfer, Store
 from service.store.tables import AuditRecord
-from tests.conftest import fixed_clock, fresh_database
+from tests.conftest import fixed_clock
 from tests.support import examples
 
 records = AuditRecord.__table__
@@ -197,55 +191,3 @@ def test_the_records_of_a_change_that_fails_go_with_it_and_leave_no_gap(services
     assert [action for _, action, _ in services.store.audit_actions()] == ["stored", "after"]
     report = services.audit.verify()
     assert report.intact and report.verification.head_seq == 2
-
-
-def test_records_written_before_the_chain_existed_are_chained_by_the_migration(tmp_path):
-    with fresh_database(tmp_path) as url:
-        engine = sa.create_engine(url)
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
-            conn.execute(
-                sa.text(
-                    "INSERT INTO audit_records (recorded_at, event_id, action, detail) "
-                    "VALUES (:at, :event, :action, :detail)"
-                ),
-                [
-                    {
-                        "at": "2026-11-01 09:00:00",
-                        "event": None,
-                        "action": "isp_recorded",
-                        "detail": json.dumps({"isp_id": "pan-london-caf", "version": 1}),
-                    },
-                    {
-                        "at": "2026-11-02 09:00:00",
-                        "event": "e-1",
-                        "action": "received",
-                        "detail": json.dumps(OLD_RECEIVED),
-                    },
-                    {
-                        "at": "2026-11-02 09:00:01",
-                        "event": "e-1",
-                        "action": "basis_decided",
-                        "detail": json.dumps({"outcome": "share_under_isp", "isp": {"id": "x"}}),
-                    },
-                ],
-            )
-        engine.dispose()
-        store = Store(url, SecretBox([Fernet.generate_key().decode()]))
-        try:
-            store.initialise()
-            store.record_audit(None, "after_upgrade", {})
-            audit = Audit(
-                store.audit, KeyRing.from_file(tmp_path / "key.pem", create=True), fixed_clock
-            )
-            report = audit.verify()
-            found = store.audit_search.search(
-                AuditQuery(case_reference="CAF-OLD-1", basis_kind="isp")
-            )
-        finally:
-            store.close()
-    assert report.intact and report.verification.records == 4
-    assert [r["action"] for r in found.records] == ["received", "basis_decided"]

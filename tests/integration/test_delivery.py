@@ -178,7 +178,8 @@ def test_a_case_reaches_its_recipient_in_order_while_other_cases_go_ahead(servic
 
 
 def test_a_recipient_that_hangs_does_not_hold_up_another(services, receiver):
-    slow = [_send(services, f"to-islington-{n}", case=f"I-{n}") for n in range(4)]
+    # More waiting for the hanging recipient than a claim looks at, all received first.
+    slow = [_send(services, f"to-islington-{n}", case=f"I-{n}") for n in range(40)]
     fast = [_send(services, f"to-camden-{n}", case=f"C-{n}", to=CAMDEN) for n in range(4)]
     release = threading.Event()
     finished: list[str] = []
@@ -210,6 +211,27 @@ def test_a_recipient_that_hangs_does_not_hold_up_another(services, receiver):
         thread.join(15)
 
 
+def test_a_worker_whose_claim_ran_out_does_not_undo_the_new_holders_work(services, receiver):
+    event_id = _send(services, "stale-claim")
+    outbox, lease = services.store.outbox, timedelta(minutes=2)
+    start = services.clock()
+    (stale,) = outbox.claim(
+        worker="slow", now=start, lease=lease, limit=1, per_recipient=1, in_flight={}
+    )
+    (fresh,) = outbox.claim(
+        worker="quick", now=start + lease * 2, lease=lease, limit=1, per_recipient=1, in_flight={}
+    )
+    deliverer = _deliverer(services)
+
+    assert deliverer.deliver(fresh) == "delivered"
+    receiver.respond_with(400)
+    assert deliverer.deliver(stale) == "failed"
+
+    assert services.store.transfer_view(event_id)["state"] == "delivered"
+    *_, (_, action, detail) = services.store.audit_actions(event_id)
+    assert (action, detail["claim_lost"]) == ("delivery_failed", True)
+
+
 def test_two_delivery_workers_never_send_the_same_envelope_twice(services, receiver):
     sent = [_send(services, f"shared-{n}", case=f"S-{n}") for n in range(60)]
     loops = [
@@ -235,3 +257,28 @@ def test_two_delivery_workers_never_send_the_same_envelope_twice(services, recei
         for thread in threads:
             thread.join(15)
     assert sorted(_event_ids(receiver.requests)) == sorted(sent)
+
+
+def test_metrics_show_failed_transfers_and_how_long_the_outbox_has_waited(services, receiver):
+    _send(services, "metric-failed")
+    _send(services, "metric-waiting", case="CASE-W")
+    receiver.respond_with(400)
+    _deliverer(services).deliver(
+        services.store.outbox.claim(
+            worker="test",
+            now=services.clock(),
+            lease=timedelta(minutes=2),
+            limit=1,
+            per_recipient=1,
+            in_flight={},
+        )[0]
+    )
+
+    metrics = create_app(services).test_client().get("/metrics").get_data(as_text=True)
+    assert 'caf_relay_transfers{state="failed"} 1.0' in metrics
+    assert 'caf_relay_transfers{state="signed"} 1.0' in metrics
+    assert "caf_relay_outbox_pending 1.0" in metrics
+    oldest = next(
+        line for line in metrics.splitlines() if line.startswith("caf_relay_outbox_oldest_seconds")
+    )
+    assert float(oldest.split()[1]) >= 0

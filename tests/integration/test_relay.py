@@ -123,6 +123,11 @@ def _with_unknown_field(document):
             Rejection.NOT_JSON,
             "unpaired UTF-16 surrogate",
         ),
+        (
+            examples.encode(examples.event(examples.ROUTINE_WITH_ISP, subject="CAF\u0000")),
+            Rejection.NOT_JSON,
+            "NUL character",
+        ),
     ],
     ids=[
         "not-json",
@@ -133,6 +138,7 @@ def _with_unknown_field(document):
         "oversized",
         "nested-too-deeply",
         "lone-surrogate",
+        "nul-character",
     ],
 )
 def test_bad_input_is_refused_with_a_reason_that_is_audited(

@@ -85,17 +85,23 @@ def test_the_export_says_on_what_basis_to_whom_and_what_went(many_children):
     assert [h["action"] for h in routine["history"]][:2] == ["received", "basis_decided"]
 
 
-def test_the_child_can_be_named_by_upn_or_by_name_and_birth_date(many_children):
+def test_the_child_can_be_named_by_upn_as_well_as_nhs_number(many_children):
     identity = child(ASKED)
     by_nhs = _export(many_children)["transfers"]
     by_upn = _export(many_children, unique_pupil_number=identity["unique_pupil_number"])
-    by_name = _export(
-        many_children,
-        given_name=identity["given_name"],
-        family_name=identity["family_name"],
-        date_of_birth=identity["date_of_birth"],
-    )
-    assert by_upn["transfers"] == by_nhs == by_name["transfers"]
+    assert by_upn["transfers"] == by_nhs
+
+
+def test_a_name_and_birth_date_is_not_enough_for_an_export(many_children):
+    identity = child(ASKED)
+    with pytest.raises(IdentifierError, match="can match more than one child"):
+        many_children.subject_access.export(
+            {
+                "given_name": identity["given_name"],
+                "family_name": identity["family_name"],
+                "date_of_birth": identity["date_of_birth"],
+            }
+        )
 
 
 def test_a_child_the_relay_never_saw_has_an_empty_export(many_children):

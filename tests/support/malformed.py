@@ -82,6 +82,18 @@ def _oversized(valid: dict, rng: random.Random) -> bytes:
     return examples.encode(valid)
 
 
+def _unstorable_text(valid: dict, rng: random.Random) -> bytes:
+    """Valid JSON the relay could not sign or store: a NUL, or an unpaired surrogate."""
+    valid["subject"] = rng.choice(["CAF\u0000-1", "CAF-\ud800"])
+    return examples.encode(valid)
+
+
+def _blank_name(valid: dict, rng: random.Random) -> bytes:
+    identity = valid["data"]["case"]["child_identity"]
+    identity[rng.choice(["given_name", "family_name"])] = " " * rng.randrange(1, 5)
+    return examples.encode(valid)
+
+
 def _nested_too_deeply(_: dict, rng: random.Random) -> bytes:
     depth = rng.randrange(50_000, 100_000)
     return b"[" * depth + b"]" * depth
@@ -97,6 +109,8 @@ MUTATIONS: list[Callable[[dict, random.Random], bytes]] = [
     _unknown_authority,
     _oversized,
     _nested_too_deeply,
+    _unstorable_text,
+    _blank_name,
 ]
 
 

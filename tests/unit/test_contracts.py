@@ -153,7 +153,15 @@ def test_sizes_are_bounded_at_the_stated_limit(path, at_limit, past_limit):
 
 def test_empty_text_is_refused():
     assert refused(routine() | {"subject": ""}) == {
-        "subject": ["Length must be between 1 and 200."]
+        "subject": ["Length must be between 1 and 200.", "Must not be blank."]
+    }
+
+
+def test_text_of_spaces_only_is_refused():
+    document = routine()
+    document["data"]["case"]["child_identity"]["given_name"] = "   "
+    assert refused(document) == {
+        "data": {"case": {"child_identity": {"given_name": ["Must not be blank."]}}}
     }
 
 
