@@ -20,7 +20,7 @@ from contracts.vocabulary import DATA_CATEGORIES
 from service.web import create_app
 from tests.support import examples
 from tests.support.amqp import publish, reset_topology, wait_until
-from tests.support.https_receiver import HttpsReceiver
+from tests.support.https_receiver import HttpsReceiver, bearer_token_for, receive_everything_at
 from tests.support.processes import RelayProcess
 
 pytestmark = pytest.mark.broker
@@ -53,19 +53,13 @@ def relay_process(services, broker_url) -> Iterator[RelayProcess]:
 def via_https(services, tmp_path) -> Iterator[Callable[[], Received]]:
     """Every London authority receives over HTTPS at its own path on one real TLS server."""
     with HttpsReceiver(tmp_path / "tls") as receiver:
-        for code in services.store.authorities():
-            services.store.set_adapter(
-                code,
-                "https",
-                {"url": f"{receiver.url}/{code}", "ca_bundle": str(receiver.ca_bundle)},
-                {"bearer_token": f"token-for-{code}-0123456789"},
-            )
+        receive_everything_at(services.store, receiver)
 
         def received() -> Received:
             got: Received = {}
             for request in receiver.requests:
                 code = request.path.rsplit("/", 1)[1]
-                assert request.headers["Authorization"] == f"Bearer token-for-{code}-0123456789"
+                assert request.headers["Authorization"] == f"Bearer {bearer_token_for(code)}"
                 assert request.headers["Content-Type"] == "application/jose+json"
                 got.setdefault(code, []).append(request.body)
             return got

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import examples
 from tests.support.amqp import reset_topology
-from tests.support.https_receiver import HttpsReceiver, ReceivedRequest
+from tests.support.https_receiver import HttpsReceiver, ReceivedRequest, receive_everything_at
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -25,13 +25,7 @@ def receiver(services, broker_url, tmp_path) -> Iterator[HttpsReceiver]:
     reset_topology(broker_url)
     services.store.add_isp(examples.pan_london_isp())
     with HttpsReceiver(tmp_path / "tls") as running:
-        for code in services.store.authorities():
-            services.store.set_adapter(
-                code,
-                "https",
-                {"url": f"{running.url}/{code}", "ca_bundle": str(running.ca_bundle)},
-                {"bearer_token": f"token-for-{code}-0123456789"},
-            )
+        receive_everything_at(services.store, running)
         yield running
 
 

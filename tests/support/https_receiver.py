@@ -170,3 +170,18 @@ class HttpsReceiver:
                 """Keep the test output quiet."""
 
         return Handler
+
+
+def bearer_token_for(code: str) -> str:
+    return f"token-for-{code}-0123456789"
+
+
+def receive_everything_at(store, receiver: HttpsReceiver) -> None:
+    """Point every authority's https adapter at ``receiver``, each at a path of its own."""
+    for code in store.authorities():
+        store.set_adapter(
+            code,
+            "https",
+            {"url": f"{receiver.url}/{code}", "ca_bundle": str(receiver.ca_bundle)},
+            {"bearer_token": bearer_token_for(code)},
+        )
