@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import requests
@@ -24,8 +25,17 @@ def load_services() -> Services:
     return build_services(settings)
 
 
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
 def read_jwks(source: str) -> dict[str, Any]:
-    """A JWKS from a file or an http(s) URL, or a ClickException saying why not."""
+    """A JWKS from a file or an https URL, or a ClickException saying why not.
+
+    Plain http only to this machine: keys fetched over the network unprotected could be
+    anyone's, and would make a forged envelope or checkpoint look genuine.
+    """
+    if source.startswith("http://") and urlsplit(source).hostname not in LOCAL_HOSTS:
+        raise click.ClickException(f"Fetch the JWKS over https, not {source}.")
     try:
         if source.startswith(("https://", "http://")):
             response = requests.get(source, timeout=10)

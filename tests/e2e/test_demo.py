@@ -74,3 +74,7 @@ def test_verify_accepts_a_delivered_envelope_and_refuses_an_altered_one(tmp_path
     missing = _run("verify", str(envelope), "--jwks", str(tmp_path / "nowhere.json"))
     assert missing.returncode == 1
     assert "Cannot read the JWKS" in missing.stderr
+
+    unprotected = _run("verify", str(envelope), "--jwks", "http://relay.example/jwks.json")
+    assert unprotected.returncode == 1
+    assert "Fetch the JWKS over https" in unprotected.stderr
