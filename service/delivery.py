@@ -33,26 +33,28 @@ class AdapterCache:
     """One live adapter per authority, rebuilt when its stored configuration changes."""
 
     def __init__(self) -> None:
-        self._adapters: dict[str, tuple[datetime, Adapter]] = {}
+        self._adapters: dict[str, tuple[datetime, str, Adapter]] = {}
         self._lock = threading.Lock()
 
     def get(self, store: Store, authority: str) -> tuple[str, Adapter]:
-        setting = store.adapter_setting(authority)
-        if setting is None:
-            raise AdapterConfigError(f"No adapter is configured for {authority}.")
+        """The authority's adapter; its secrets are decrypted only when its setting changed."""
+        updated_at = store.adapter_updated_at(authority)
         with self._lock:
             cached = self._adapters.get(authority)
-            if cached is not None and cached[0] == setting.updated_at:
-                return setting.adapter_type, cached[1]
+            if cached is not None and updated_at is not None and cached[0] == updated_at:
+                return cached[1], cached[2]
+            setting = store.adapter_setting(authority)
+            if setting is None:
+                raise AdapterConfigError(f"No adapter is configured for {authority}.")
             if cached is not None:
-                cached[1].close()
+                cached[2].close()
             adapter = build_adapter(setting.adapter_type, setting.settings, setting.secrets)
-            self._adapters[authority] = (setting.updated_at, adapter)
+            self._adapters[authority] = (setting.updated_at, setting.adapter_type, adapter)
             return setting.adapter_type, adapter
 
     def close(self) -> None:
         with self._lock:
-            for _, adapter in self._adapters.values():
+            for _, _, adapter in self._adapters.values():
                 adapter.close()
             self._adapters.clear()
 

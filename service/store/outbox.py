@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased
 from adapters.base import OutboundEnvelope
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
+from service.store.isotime import iso
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ class Outbox:
                 )
             ).rowcount
             detail = _attempt_detail(claimed, attempt)
-            detail |= {"retry_at": _iso(retry_at)} if held else {"claim_lost": True}
+            detail |= {"retry_at": iso(retry_at)} if held else {"claim_lost": True}
             self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
 
     def failed(self, claimed: Claimed, attempt: Attempt, gave_up: str) -> None:
@@ -288,7 +289,3 @@ def _attempt_detail(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
         "adapter_type": attempt.adapter_type,
         "detail": attempt.detail,
     }
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

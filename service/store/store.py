@@ -30,6 +30,7 @@ from service.secrets import SecretBox
 from service.store import tables as t
 from service.store.audit_log import AuditLog, chain_on_flush
 from service.store.audit_search import AuditSearch
+from service.store.isotime import iso
 from service.store.outbox import Outbox, new_item
 from service.store.payloads import Payloads
 
@@ -259,6 +260,15 @@ class Store:
         with self._transaction() as session:
             return session.scalar(sa.select(t.Authority.jwks).where(t.Authority.code == authority))
 
+    def adapter_updated_at(self, authority: str) -> datetime | None:
+        """When the authority's adapter was last set: enough to tell a cached one is current."""
+        with self._transaction() as session:
+            return session.scalar(
+                sa.select(t.AdapterConfig.updated_at).where(
+                    t.AdapterConfig.authority_code == authority
+                )
+            )
+
     def adapter_setting(self, authority: str) -> AdapterSetting | None:
         with self._transaction() as session:
             row = session.get(t.AdapterConfig, authority)
@@ -394,19 +404,19 @@ class Store:
                 "purpose": transfer.purpose,
                 "state": transfer.state,
                 "decision": transfer.decision,
-                "received_at": _iso(transfer.received_at),
-                "updated_at": _iso(transfer.updated_at),
+                "received_at": iso(transfer.received_at),
+                "updated_at": iso(transfer.updated_at),
                 "envelope": None
                 if envelope is None
                 else {
                     "envelope_id": envelope.envelope_id,
                     "kid": envelope.kid,
                     "sha256": envelope.sha256,
-                    "issued_at": _iso(envelope.issued_at),
+                    "issued_at": iso(envelope.issued_at),
                 },
                 "deliveries": [
                     {
-                        "attempted_at": _iso(a.attempted_at),
+                        "attempted_at": iso(a.attempted_at),
                         "adapter_type": a.adapter_type,
                         "succeeded": a.succeeded,
                         "retryable": a.retryable,
@@ -420,12 +430,12 @@ class Store:
                 if waiting is None
                 else {
                     "attempts": waiting.attempts,
-                    "next_attempt_at": _iso(waiting.next_attempt_at),
-                    "enqueued_at": _iso(waiting.enqueued_at),
+                    "next_attempt_at": iso(waiting.next_attempt_at),
+                    "enqueued_at": iso(waiting.enqueued_at),
                 },
                 "timeline": [
                     {
-                        "at": _iso(r.recorded_at),
+                        "at": iso(r.recorded_at),
                         "action": r.action,
                         "detail": without_child_keys(r.detail),
                     }
@@ -449,7 +459,3 @@ def _append_audit(
     session: Session, event_id: str | None, action: str, detail: dict[str, Any]
 ) -> None:
     session.add(_audit(event_id, action, detail))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

@@ -10,7 +10,12 @@ import pytest
 
 from tests.support import examples
 from tests.support.amqp import reset_topology
-from tests.support.https_receiver import HttpsReceiver, ReceivedRequest, receive_everything_at
+from tests.support.https_receiver import (
+    HttpsReceiver,
+    ReceivedRequest,
+    event_ids,
+    receive_everything_at,
+)
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -39,10 +44,6 @@ def report(capsys) -> Callable[..., None]:
             print(f"\n[faults] {drill}: {shown}")
 
     return emit
-
-
-def event_ids(requests: list[ReceivedRequest]) -> list[str]:
-    return [request.envelope["event_id"] for request in requests]
 
 
 def duplicates(requests: list[ReceivedRequest]) -> int:

@@ -8,10 +8,10 @@ import random
 import time
 
 from service.worker import DEAD_QUEUE, REASON_HEADER, REJECTION_HEADER
-from tests.faults.conftest import event_ids
 from tests.support import examples, malformed
 from tests.support.amqp import publish, running_worker, take, wait_until
 from tests.support.crashing import CrashesOn
+from tests.support.https_receiver import event_ids
 
 MALFORMED = 1000
 VALID_EVERY = 10

@@ -4,9 +4,10 @@ import subprocess
 import threading
 import time
 
-from tests.faults.conftest import duplicates, event_ids
+from tests.faults.conftest import duplicates
 from tests.support import examples
 from tests.support.amqp import publish_resiliently, wait_until
+from tests.support.https_receiver import event_ids
 from tests.support.processes import RelayProcess
 
 EVENTS = 1000

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE
-from tests.faults.conftest import event_ids
 from tests.support import examples
 from tests.support.amqp import publish, take, wait_until
+from tests.support.https_receiver import event_ids
 from tests.support.processes import RelayProcess
 
 BEFORE, DURING = 20, 50

@@ -4,9 +4,10 @@ import random
 import threading
 import time
 
-from tests.faults.conftest import duplicates, event_ids, first_arrivals_in_order
+from tests.faults.conftest import duplicates, first_arrivals_in_order
 from tests.support import examples
 from tests.support.amqp import publish_resiliently, wait_until
+from tests.support.https_receiver import event_ids
 from tests.support.processes import RelayProcess
 
 EVENTS = 2000

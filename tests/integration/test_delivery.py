@@ -17,7 +17,7 @@ from service.web import create_app
 from tests.conftest import API_TOKEN
 from tests.support import examples
 from tests.support.amqp import wait_until
-from tests.support.https_receiver import HttpsReceiver
+from tests.support.https_receiver import HttpsReceiver, event_ids
 
 ISLINGTON, CAMDEN = "E09000019", "E09000007"
 
@@ -52,10 +52,6 @@ def _send(services, event_id, *, case="CAF-HK-2026-0001", to=ISLINGTON) -> str:
     event = examples.routine(event_id, case=case, to=to)
     assert services.relay.receive(examples.encode(event)).state == "signed"
     return event_id
-
-
-def _event_ids(requests) -> list[str]:
-    return [r.envelope["event_id"] for r in requests]
 
 
 def _actions(services, event_id):
@@ -256,7 +252,7 @@ def test_two_delivery_workers_never_send_the_same_envelope_twice(services, recei
             loop.stop()
         for thread in threads:
             thread.join(15)
-    assert sorted(_event_ids(receiver.requests)) == sorted(sent)
+    assert sorted(event_ids(receiver.requests)) == sorted(sent)
 
 
 def test_metrics_show_failed_transfers_and_how_long_the_outbox_has_waited(services, receiver):

@@ -185,3 +185,8 @@ def receive_everything_at(store, receiver: HttpsReceiver) -> None:
             {"url": f"{receiver.url}/{code}", "ca_bundle": str(receiver.ca_bundle)},
             {"bearer_token": bearer_token_for(code)},
         )
+
+
+def event_ids(requests: list[ReceivedRequest]) -> list[str]:
+    """The event id of each request's envelope, in the order they arrived."""
+    return [request.envelope["event_id"] for request in requests]
