@@ -17,6 +17,7 @@ from service.delivery_loop import DeliveryLoop
 from service.domain.child_keys import ChildKeys
 from service.relay import Relay
 from service.retention import Retention
+from service.senders import BrokerSenders
 from service.signing import KeyRing
 from service.store.store import Store
 from service.subject_access import SubjectAccess
@@ -35,6 +36,7 @@ class Services:
     audit: Audit
     subject_access: SubjectAccess
     retention: Retention
+    senders: BrokerSenders
 
     def delivery_loop(self) -> DeliveryLoop:
         """A loop delivering from the outbox, as configured; the caller runs and stops it."""
@@ -82,4 +84,5 @@ def build_services(
         retention=Retention(
             store.payloads, judgement_days=settings.judgement_retention_days, clock=clock
         ),
+        senders=BrokerSenders(store.access, settings.trusted_broker_users),
     )

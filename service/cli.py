@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
 from pathlib import Path
 
 import click
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
-from marshmallow import ValidationError
 
-from adapters.registry import AdapterConfigError
-from contracts.isp import IspSchema
 from service.bootstrap import Services
 from service.cli_audit import audit, retention
+from service.cli_authorities import adapter, authority
 from service.cli_common import load_services as _services
 from service.cli_common import read_jwks
+from service.cli_isps import isp
+from service.cli_tokens import token
+from service.cli_transfers import transfer
 from service.signing import VerificationError, verify, write_new_key
 
 
@@ -27,8 +25,8 @@ def main() -> None:
     """caf-relay: moves CAF case transfers between authorities, lawfully based and signed."""
 
 
-main.add_command(audit)
-main.add_command(retention)
+for group in (audit, retention, authority, adapter, isp, transfer, token):
+    main.add_command(group)
 
 
 @main.command()
@@ -65,6 +63,7 @@ def worker() -> None:
     consumer = Worker(
         services.settings.broker_url,
         services.relay,
+        senders=services.senders,
         prefetch=services.settings.prefetch,
         on_stored=delivery.wake,
     )
@@ -157,105 +156,6 @@ def keys_generate(path: Path) -> None:
         raise click.UsageError(f"{path} exists; refusing to overwrite a signing key.")
     write_new_key(path)
     click.echo(f"Wrote a new Ed25519 signing key to {path}")
-
-
-@main.group()
-def isp() -> None:
-    """Information Sharing Protocols."""
-
-
-@isp.command("add")
-@click.argument("file", type=click.File("r"))
-def isp_add(file) -> None:
-    """Validate an ISP (JSON, see contracts/README.md) and add it to the register."""
-    document = json.load(file)
-    try:
-        IspSchema().load(document)
-    except ValidationError as exc:
-        raise click.ClickException(f"Not a valid ISP: {json.dumps(exc.messages)}") from exc
-    services = _services()
-    services.store.add_isp(document)
-    click.echo(f"Added ISP {document['id']} v{document['version']}")
-    services.close()
-
-
-@main.group()
-def adapter() -> None:
-    """Receiving authorities' delivery adapters."""
-
-
-@adapter.command("set")
-@click.argument("authority")
-@click.argument("adapter_type")
-@click.option("--settings", "settings_json", default="{}", help="Settings as a JSON object.")
-@click.option(
-    "--secrets-file",
-    type=click.File("r"),
-    help="A JSON file with the secrets (tokens, passwords); '-' reads standard input.",
-)
-@click.option(
-    "--retry",
-    "retry_json",
-    default=None,
-    help='Retry overrides as JSON, e.g. {"max_attempts": 20, "max_age_seconds": 86400}.',
-)
-def adapter_set(
-    authority: str, adapter_type: str, settings_json: str, secrets_file, retry_json: str | None
-) -> None:
-    """Configure how AUTHORITY receives envelopes; secrets are stored encrypted."""
-    services = _services()
-    if authority not in services.store.authorities():
-        raise click.UsageError(f"Unknown authority {authority}.")
-    secrets = json.load(secrets_file) if secrets_file else {}
-    retry = json.loads(retry_json) if retry_json else None
-    try:
-        services.store.set_adapter(
-            authority, adapter_type, json.loads(settings_json), secrets, retry
-        )
-    except AdapterConfigError as exc:
-        raise click.ClickException(f"{exc} {json.dumps(exc.errors)}") from exc
-    click.echo(f"{authority} now receives through the {adapter_type} adapter.")
-    services.close()
-
-
-@main.group()
-def authority() -> None:
-    """Authorities."""
-
-
-@authority.command("keys")
-@click.argument("code")
-@click.argument("jwks_file", type=click.File("r"))
-def authority_keys(code: str, jwks_file) -> None:
-    """Register the public keys (a JWKS file) CODE signs its delivery receipts with."""
-    try:
-        jwks = KeySet.import_key_set(json.load(jwks_file)).as_dict(private=False)
-    except (ValueError, JoseError) as exc:
-        raise click.ClickException(f"Not a usable JWKS: {exc}") from exc
-    services = _services()
-    if code not in services.store.authorities():
-        raise click.UsageError(f"Unknown authority {code}.")
-    services.store.set_authority_keys(code, jwks)
-    click.echo(f"{code}: {len(jwks['keys'])} receipt key(s) registered.")
-    services.close()
-
-
-@main.group()
-def transfer() -> None:
-    """Transfers."""
-
-
-@transfer.command("redeliver")
-@click.argument("event_id")
-def transfer_redeliver(event_id: str) -> None:
-    """Put a failed transfer back in the outbox, to be delivered again with the same envelope."""
-    services = _services()
-    if not services.store.outbox.redeliver(event_id, services.clock(), requested_by="cli"):
-        view = services.store.transfer_view(event_id)
-        state = view["state"] if view else "unknown"
-        raise click.ClickException(f"{event_id} is {state}; only a failed transfer is redelivered.")
-    click.echo(f"{event_id} is back in the outbox.")
-    services.close()
 
 
 @main.command("verify")

@@ -44,3 +44,15 @@ def read_jwks(source: str) -> dict[str, Any]:
         return json.loads(Path(source).read_text())
     except (OSError, ValueError, requests.RequestException) as exc:
         raise click.ClickException(f"Cannot read the JWKS from {source}: {exc}") from exc
+
+
+def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
+    """Print rows as JSON (for scripts) or as an aligned table (for people)."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

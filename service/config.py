@@ -31,7 +31,7 @@ class Settings:
     broker_url: str | None
     signing_key_file: Path
     secrets_keys: tuple[str, ...]
-    api_token: str | None
+    trusted_broker_users: tuple[str, ...]
     max_event_bytes: int
     prefetch: int
     log_level: str
@@ -58,7 +58,9 @@ class Settings:
             broker_url=get("BROKER_URL"),
             signing_key_file=Path(get("SIGNING_KEY_FILE", str(instance / "signing-key.pem"))),
             secrets_keys=tuple(k.strip() for k in (get("SECRETS_KEYS") or "").split(",") if k),
-            api_token=get("API_TOKEN"),
+            trusted_broker_users=tuple(
+                u.strip() for u in (get("TRUSTED_BROKER_USERS") or "").split(",") if u.strip()
+            ),
             max_event_bytes=_positive_int(get("MAX_EVENT_BYTES", "262144"), "MAX_EVENT_BYTES"),
             prefetch=_positive_int(get("PREFETCH", "32"), "PREFETCH"),
             log_level=get("LOG_LEVEL", "INFO").upper(),

@@ -11,7 +11,7 @@ import queue
 import threading
 
 from service.delivery import Deliverer
-from service.relay import Relay
+from service.relay import EMBEDDED, Relay
 from service.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class InProcessQueue:
         while True:
             body = self._queue.get()
             try:
-                received = self._relay.receive(body)
+                received = self._relay.receive(body, sender=EMBEDDED)
                 if received.rejection is not None:
                     self._store.add_dead_letter(body, received.reason)
             except Exception:

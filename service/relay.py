@@ -45,6 +45,26 @@ class Rejection(StrEnum):
     NOT_JSON = "not_json"
     CONTRACT = "contract_violation"
     UNKNOWN_AUTHORITY = "unknown_authority"
+    FORGED_SENDER = "forged_sender"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who handed an event in, as its transport vouched for them (a token, a broker user).
+
+    ``authority`` is the one authority they may send for; ``any_authority`` marks a sender
+    trusted to send for every authority (the embedded queue, an integration hub).
+    """
+
+    description: str
+    authority: str | None = None
+    any_authority: bool = False
+
+    def may_send_for(self, authority: str) -> bool:
+        return self.any_authority or self.authority == authority
+
+
+EMBEDDED = Sender("the embedded queue", any_authority=True)
 
 
 @dataclass(frozen=True)
@@ -80,10 +100,10 @@ class Relay:
         self._clock = clock
         self._schema = CaseTransferEventSchema()
 
-    def receive(self, body: bytes) -> Received:
+    def receive(self, body: bytes, *, sender: Sender) -> Received:
         """Take one event through every step up to a stored outcome; never raises on bad input."""
         names = self._store.authorities()
-        parsed = self._parse(body, names)
+        parsed = self._parse(body, names, sender)
         if isinstance(parsed, Received):
             self._store.record_audit(
                 parsed.event_id,
@@ -118,7 +138,9 @@ class Relay:
             return self._duplicate(event["id"])
         return Received(event["id"], state=state, reason=decision.reason)
 
-    def _parse(self, body: bytes, names: dict[str, str]) -> dict[str, Any] | Received:
+    def _parse(
+        self, body: bytes, names: dict[str, str], sender: Sender
+    ) -> dict[str, Any] | Received:
         if len(body) > self._max_event_bytes:
             return Received(
                 None,
@@ -157,6 +179,13 @@ class Relay:
                 event_id,
                 rejection=Rejection.UNKNOWN_AUTHORITY,
                 reason=f"Unknown authority: {', '.join(unknown)}.",
+            )
+        if not sender.may_send_for(data["from_authority"]):
+            return Received(
+                event_id,
+                rejection=Rejection.FORGED_SENDER,
+                reason=f"{sender.description} may not send for {data['from_authority']}"
+                f" (it sends for {sender.authority or 'no authority'}).",
             )
         return document
 

@@ -19,7 +19,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from service.relay import Relay
+from service.relay import Relay, Sender
 from service.store.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,13 @@ class Worker:
         broker_url: str,
         relay: Relay,
         *,
+        senders: Callable[[str | None], Sender],
         prefetch: int,
         on_stored: Callable[[], None] = lambda: None,
     ) -> None:
         self._parameters = pika.URLParameters(broker_url)
         self._relay = relay
+        self._senders = senders
         self._prefetch = prefetch
         self._on_stored = on_stored
         self._connection: pika.BlockingConnection | None = None
@@ -123,7 +125,7 @@ class Worker:
 
     def _on_message(self, channel: BlockingChannel, method, properties, body: bytes) -> None:
         try:
-            received = self._receive_holding(body)
+            received = self._receive_holding(body, properties.user_id)
         except _Stopping:
             return  # not acknowledged: the broker gives it to the next consumer
         except Exception as exc:
@@ -138,12 +140,12 @@ class Worker:
         if received.needs_delivery:
             self._on_stored()
 
-    def _receive_holding(self, body: bytes):
+    def _receive_holding(self, body: bytes, user_id: str | None):
         """Run the relay, waiting out a database outage while keeping the broker connection."""
         wait = 0.5
         while True:
             try:
-                return self._relay.receive(body)
+                return self._relay.receive(body, sender=self._senders(user_id))
             except StoreUnavailable as exc:
                 if self._stopping.is_set():
                     raise _Stopping from exc

@@ -75,7 +75,6 @@ def database_url(tmp_path_factory) -> Iterator[str]:
         yield url
 
 
-API_TOKEN = "test-api-token-3f9c"
 # Decisions are made on this day, whatever day the tests run, so ISP dates stay meaningful.
 TEST_DAY = datetime(2026, 11, 24, tzinfo=UTC)
 
@@ -110,7 +109,8 @@ def services(migrated_database, tmp_path) -> Iterator[Services]:
         {
             "CAF_RELAY_INSTANCE_DIR": str(tmp_path / "instance"),
             "CAF_RELAY_DATABASE_URL": migrated_database,
-            "CAF_RELAY_API_TOKEN": API_TOKEN,
+            # The tests publish as the broker's guest account, for every authority.
+            "CAF_RELAY_TRUSTED_BROKER_USERS": "guest",
             "CAF_RELAY_SECRETS_KEYS": Fernet.generate_key().decode(),
         }
     )

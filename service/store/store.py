@@ -28,6 +28,7 @@ from service.domain.model import IspTerms, isp_terms
 from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox
 from service.store import tables as t
+from service.store.access import Access
 from service.store.audit_log import AuditLog, chain_on_flush
 from service.store.audit_search import AuditSearch
 from service.store.isotime import iso
@@ -137,6 +138,7 @@ class Store:
         self.audit = AuditLog(self._transaction, self._engine)
         self.audit_search = AuditSearch(self._transaction)
         self.payloads = Payloads(self._transaction, _append_audit)
+        self.access = Access(self._transaction, _append_audit)
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:

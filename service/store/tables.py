@@ -191,3 +191,25 @@ class DeadLetter(Base):
     received_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(sa.Text)
     body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
+class ApiToken(Base):
+    """An API token: only its SHA-256 digest is kept (``service.access``)."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (sa.UniqueConstraint("digest", name="uq_api_tokens_digest"),)
+    token_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    authority_code: Mapped[str | None] = mapped_column(sa.ForeignKey("authorities.code"))
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class BrokerPublisher(Base):
+    """A RabbitMQ user (the broker-checked ``user_id`` property) that publishes for an authority."""
+
+    __tablename__ = "broker_publishers"
+    broker_user: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    authority_code: Mapped[str] = mapped_column(sa.ForeignKey("authorities.code"))

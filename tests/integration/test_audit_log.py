@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from service.domain.audit_chain import Damage, record_hash
+from service.relay import EMBEDDED
 from service.secrets import SecretBox
 from service.store.store import AuditEntry, DuplicateEvent, NewTransfer, Store
 from service.store.tables import AuditRecord
@@ -27,7 +28,7 @@ def _populate(services) -> int:
     """An ISP and the four example transfers: 15 audit records. Returns how many."""
     services.store.add_isp(examples.pan_london_isp())
     for name in examples.ALL_EVENTS:
-        services.relay.receive(examples.encode(examples.event(name)))
+        services.relay.receive(examples.encode(examples.event(name)), sender=EMBEDDED)
     return len(services.store.audit_actions())
 
 

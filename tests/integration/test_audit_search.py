@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.audit import audit_query
+from service.relay import EMBEDDED
 from tests.support import examples
 from tests.support.children import child, transfer_of
 
@@ -19,9 +20,9 @@ def populated(services):
     services.store.add_isp(examples.pan_london_isp())
     for n in range(6):
         event = transfer_of(examples.ROUTINE_WITH_ISP, f"isp-{n}", child(n))
-        assert services.relay.receive(examples.encode(event)).state == "signed"
+        assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
     event = transfer_of(examples.AD_HOC_WITH_JUDGEMENT, "adhoc-2", child(2), case="CAF-LAM-2")
-    assert services.relay.receive(examples.encode(event)).state == "signed"
+    assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
     return services
 
 

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from service.cli import main
+from service.relay import EMBEDDED
 from tests.support import examples
 
 
@@ -15,7 +16,7 @@ def run(services):
     """Runs a caf-relay command with the test services' settings, as an operator would."""
     services.store.add_isp(examples.pan_london_isp())
     for name in examples.ALL_EVENTS:
-        services.relay.receive(examples.encode(examples.event(name)))
+        services.relay.receive(examples.encode(examples.event(name)), sender=EMBEDDED)
     settings = services.settings
     env = {
         "CAF_RELAY_INSTANCE_DIR": str(settings.instance_dir),

@@ -12,12 +12,13 @@ import pytest
 from service.delivery import Deliverer
 from service.delivery_loop import DeliveryLoop
 from service.domain.retry import RetryPolicy
+from service.relay import EMBEDDED
 from service.signing import KeyRing
 from service.web import create_app
-from tests.conftest import API_TOKEN
 from tests.support import examples
 from tests.support.amqp import wait_until
 from tests.support.https_receiver import HttpsReceiver, event_ids
+from tests.support.tokens import bearer
 
 ISLINGTON, CAMDEN = "E09000019", "E09000007"
 
@@ -50,7 +51,7 @@ def _deliverer(services, **policy) -> Deliverer:
 
 def _send(services, event_id, *, case="CAF-HK-2026-0001", to=ISLINGTON) -> str:
     event = examples.routine(event_id, case=case, to=to)
-    assert services.relay.receive(examples.encode(event)).state == "signed"
+    assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
     return event_id
 
 
@@ -86,7 +87,7 @@ def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(se
     assert failed[1] == "failed" and failed[2]["gave_up"] == "3 attempts made, the most allowed"
 
     client = create_app(services).test_client()
-    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    auth = bearer(services, "admin", ISLINGTON)
     response = client.post(f"/api/v1/transfers/{event_id}/redeliver", headers=auth)
     assert response.status_code == 202 and response.get_json()["state"] == "signed"
     assert _deliverer(services).deliver_due("test") == 1
@@ -270,7 +271,10 @@ def test_metrics_show_failed_transfers_and_how_long_the_outbox_has_waited(servic
         )[0]
     )
 
-    metrics = create_app(services).test_client().get("/metrics").get_data(as_text=True)
+    client = create_app(services).test_client()
+    metrics = client.get("/metrics", headers=bearer(services, "auditor", ISLINGTON)).get_data(
+        as_text=True
+    )
     assert 'caf_relay_transfers{state="failed"} 1.0' in metrics
     assert 'caf_relay_transfers{state="signed"} 1.0' in metrics
     assert "caf_relay_outbox_pending 1.0" in metrics

@@ -5,7 +5,7 @@ import json
 import pytest
 from jwcrypto import jwk, jws
 
-from service.relay import Rejection
+from service.relay import EMBEDDED, Rejection
 from tests.support import examples
 
 
@@ -30,7 +30,7 @@ def _envelope_payload(services, event_id):
 
 def test_a_routine_transfer_between_isp_parties_is_signed_under_the_isp(services, relay):
     event = examples.event(examples.ROUTINE_WITH_ISP)
-    received = relay.receive(examples.encode(event))
+    received = relay.receive(examples.encode(event), sender=EMBEDDED)
     assert (received.state, received.rejection, received.needs_delivery) == ("signed", None, True)
     payload = _envelope_payload(services, event["id"])
     assert payload["basis"]["kind"] == "isp"
@@ -43,7 +43,7 @@ def test_a_routine_transfer_between_isp_parties_is_signed_under_the_isp(services
 
 def test_an_ad_hoc_transfer_is_signed_under_its_judgement_with_the_full_record(services, relay):
     event = examples.event(examples.AD_HOC_WITH_JUDGEMENT)
-    assert relay.receive(examples.encode(event)).state == "signed"
+    assert relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
     payload = _envelope_payload(services, event["id"])
     assert payload["basis"] == {
         "kind": "judgement",
@@ -64,7 +64,7 @@ def test_an_ad_hoc_transfer_is_signed_under_its_judgement_with_the_full_record(s
 
 def test_a_transfer_with_no_basis_is_parked_not_rejected(services, relay):
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
-    received = relay.receive(examples.encode(event))
+    received = relay.receive(examples.encode(event), sender=EMBEDDED)
     assert (received.state, received.rejection) == ("awaiting_judgement", None)
     assert services.store.outbound(event["id"]) is None
     view = services.store.transfer_view(event["id"])
@@ -74,7 +74,7 @@ def test_a_transfer_with_no_basis_is_parked_not_rejected(services, relay):
 
 def test_a_judgement_not_to_share_is_recorded_and_nothing_is_signed(services, relay):
     event = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
-    assert relay.receive(examples.encode(event)).state == "withheld"
+    assert relay.receive(examples.encode(event), sender=EMBEDDED).state == "withheld"
     assert services.store.outbound(event["id"]) is None
     view = services.store.transfer_view(event["id"])
     assert view["decision"]["judgement"]["reasons"]["necessity"].startswith("The receiving")
@@ -82,8 +82,8 @@ def test_a_judgement_not_to_share_is_recorded_and_nothing_is_signed(services, re
 
 def test_the_same_event_id_twice_is_a_duplicate_and_stored_once(services, relay):
     body = examples.encode(examples.event(examples.ROUTINE_WITH_ISP))
-    assert relay.receive(body).duplicate is False
-    again = relay.receive(body)
+    assert relay.receive(body, sender=EMBEDDED).duplicate is False
+    again = relay.receive(body, sender=EMBEDDED)
     assert again.duplicate is True and again.needs_delivery is False
 
 
@@ -144,7 +144,7 @@ def _with_unknown_field(document):
 def test_bad_input_is_refused_with_a_reason_that_is_audited(
     services, relay, body, rejection, reason
 ):
-    received = relay.receive(body)
+    received = relay.receive(body, sender=EMBEDDED)
     assert received.rejection is rejection
     assert reason in received.reason
     audited = [d for _, action, d in services.store.audit_actions() if action == "rejected"]

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from service.relay import EMBEDDED
 from service.retention import Retention
 from service.store.tables import Envelope, Transfer
 from tests.support import examples
@@ -25,8 +26,10 @@ def delivered(services, tmp_path):
     for code in (ISLINGTON, SOUTHWARK):
         services.store.set_adapter(code, "directory", {"path": str(tmp_path / code)}, {})
     for name in (examples.ROUTINE_WITH_ISP, examples.AD_HOC_WITH_JUDGEMENT):
-        services.relay.receive(examples.encode(examples.event(name)))
-    services.relay.receive(examples.encode(examples.event(examples.ROUTINE_WITHOUT_BASIS)))
+        services.relay.receive(examples.encode(examples.event(name)), sender=EMBEDDED)
+    services.relay.receive(
+        examples.encode(examples.event(examples.ROUTINE_WITHOUT_BASIS)), sender=EMBEDDED
+    )
     assert services.deliverer.deliver_due("test") == 2
     return services
 

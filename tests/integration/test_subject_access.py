@@ -6,6 +6,7 @@ import json
 import pytest
 
 from service.domain.child_keys import IdentifierError
+from service.relay import EMBEDDED
 from service.subject_access import render_html
 from tests.support import examples
 from tests.support.children import child, transfer_of
@@ -24,7 +25,7 @@ def many_children(services, tmp_path):
         services.store.set_adapter(code, "directory", {"path": str(tmp_path / code)}, {})
     for n in range(CHILDREN):
         event = transfer_of(examples.ROUTINE_WITH_ISP, f"routine-{n}", child(n))
-        services.relay.receive(examples.encode(event))
+        services.relay.receive(examples.encode(event), sender=EMBEDDED)
     for template, event_id in [
         (examples.AD_HOC_WITH_JUDGEMENT, "adhoc"),
         (examples.ROUTINE_WITHOUT_BASIS, "parked"),
@@ -32,7 +33,7 @@ def many_children(services, tmp_path):
     ]:
         for n in (ASKED, ASKED + 1):
             event = transfer_of(template, f"{event_id}-{n}", child(n))
-            services.relay.receive(examples.encode(event))
+            services.relay.receive(examples.encode(event), sender=EMBEDDED)
     services.deliverer.deliver_due("test")
     return services
 

@@ -6,10 +6,16 @@ import pytest
 from jwcrypto import jwk, jws
 
 from service.web import create_app
-from tests.conftest import API_TOKEN
 from tests.support import examples
+from tests.support.tokens import bearer
 
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+HACKNEY, HAVERING = "E09000012", "E09000025"
+
+
+@pytest.fixture
+def auth(services):
+    """A Hackney case system's token: the sender of the routine example events."""
+    return bearer(services, "publisher", HACKNEY)
 
 
 @pytest.fixture
@@ -20,10 +26,10 @@ def client(services, tmp_path):
 
 
 def test_an_event_posted_over_http_is_signed_then_delivered_from_the_outbox(
-    services, client, tmp_path
+    auth, services, client, tmp_path
 ):
     event = examples.event(examples.ROUTINE_WITH_ISP)
-    response = client.post("/api/v1/events", data=examples.encode(event), headers=AUTH)
+    response = client.post("/api/v1/events", data=examples.encode(event), headers=auth)
     assert response.status_code == 202
     body = response.get_json()
     assert body["state"] == "signed"
@@ -31,7 +37,7 @@ def test_an_event_posted_over_http_is_signed_then_delivered_from_the_outbox(
     assert body["decision"]["isp"] == {"id": "pan-london-caf", "version": 1}
 
     assert services.deliverer.deliver_due("test") == 1
-    after = client.get(f"/api/v1/transfers/{event['id']}", headers=AUTH).get_json()
+    after = client.get(f"/api/v1/transfers/{event['id']}", headers=auth).get_json()
     assert after["state"] == "delivered" and after["outbox"] is None
     [delivered] = (tmp_path / "islington").glob("*.json")
     assert delivered.name == f"{body['envelope']['envelope_id']}.json"
@@ -42,21 +48,22 @@ def test_an_event_posted_over_http_is_signed_then_delivered_from_the_outbox(
 
 
 def test_posting_the_same_event_again_says_it_is_a_duplicate_and_it_is_sent_once(
-    services, client, tmp_path
+    auth, services, client, tmp_path
 ):
     body = examples.encode(examples.event(examples.ROUTINE_WITH_ISP))
-    client.post("/api/v1/events", data=body, headers=AUTH)
-    again = client.post("/api/v1/events", data=body, headers=AUTH)
+    client.post("/api/v1/events", data=body, headers=auth)
+    again = client.post("/api/v1/events", data=body, headers=auth)
     assert again.status_code == 200
     assert again.get_json()["duplicate"] is True
     assert services.deliverer.deliver_due("test") == 1
     assert len(list((tmp_path / "islington").glob("*.json"))) == 1
 
 
-def test_a_parked_transfer_is_visible_to_its_sender_with_the_reason(client):
+def test_a_parked_transfer_is_visible_to_its_sender_with_the_reason(auth, services, client):
+    auth = bearer(services, "publisher", HAVERING)
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
-    client.post("/api/v1/events", data=examples.encode(event), headers=AUTH)
-    response = client.get(f"/api/v1/transfers/{event['id']}", headers=AUTH)
+    client.post("/api/v1/events", data=examples.encode(event), headers=auth)
+    response = client.get(f"/api/v1/transfers/{event['id']}", headers=auth)
     assert response.status_code == 200
     view = response.get_json()
     assert view["state"] == "awaiting_judgement"
@@ -76,8 +83,8 @@ def test_a_parked_transfer_is_visible_to_its_sender_with_the_reason(client):
     ],
     ids=["malformed", "contract", "oversized"],
 )
-def test_bad_input_gets_a_clear_problem_response(client, body, status, rejection):
-    response = client.post("/api/v1/events", data=body, headers=AUTH)
+def test_bad_input_gets_a_clear_problem_response(auth, client, body, status, rejection):
+    response = client.post("/api/v1/events", data=body, headers=auth)
     assert response.status_code == status
     assert response.content_type == "application/problem+json"
     problem = response.get_json()
@@ -89,7 +96,9 @@ def test_bad_input_gets_a_clear_problem_response(client, body, status, rejection
 
 
 @pytest.mark.parametrize(
-    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_TOKEN}]
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "cafr_not_a_bearer"}],
+    ids=["none", "unknown", "no-scheme"],
 )
 def test_the_api_refuses_calls_without_the_token(client, headers):
     for method, path in (("post", "/api/v1/events"), ("get", "/api/v1/transfers/x")):
@@ -98,8 +107,8 @@ def test_the_api_refuses_calls_without_the_token(client, headers):
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_unknown_transfer_is_a_404_with_a_message(client):
-    response = client.get("/api/v1/transfers/no-such-event", headers=AUTH)
+def test_unknown_transfer_is_a_404_with_a_message(auth, client):
+    response = client.get("/api/v1/transfers/no-such-event", headers=auth)
     assert response.status_code == 404
     assert "no-such-event" in response.get_json()["detail"]
 

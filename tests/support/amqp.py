@@ -15,6 +15,11 @@ from service.bootstrap import Services
 from service.worker import DEAD_QUEUE, EVENTS_EXCHANGE, TRANSFERS_QUEUE, Worker, declare_topology
 
 
+def broker_user(broker_url: str) -> str:
+    """The account the URL logs in as: the ``user_id`` the broker lets its messages carry."""
+    return pika.URLParameters(broker_url).credentials.username
+
+
 def reset_topology(broker_url: str) -> None:
     """Declare the relay's topology and empty its queues, so a test starts from nothing."""
     with _channel(broker_url) as channel:
@@ -33,10 +38,18 @@ def _channel(broker_url: str) -> Iterator[pika.adapters.blocking_connection.Bloc
 
 
 @contextmanager
-def running_worker(broker_url: str, services: Services, relay=None) -> Iterator[Worker]:
+def running_worker(
+    broker_url: str, services: Services, relay=None, senders=None
+) -> Iterator[Worker]:
     """The worker and its delivery loop in threads, as `caf-relay worker` runs them."""
     delivery = services.delivery_loop()
-    worker = Worker(broker_url, relay or services.relay, prefetch=16, on_stored=delivery.wake)
+    worker = Worker(
+        broker_url,
+        relay or services.relay,
+        senders=senders or services.senders,
+        prefetch=16,
+        on_stored=delivery.wake,
+    )
     threads = [
         threading.Thread(target=delivery.run, name="test-delivery", daemon=True),
         threading.Thread(target=worker.run, name="test-worker", daemon=True),
@@ -66,6 +79,7 @@ def publish(broker_url: str, *bodies: bytes, routing_key: str = EVENT_TYPE) -> N
                 pika.BasicProperties(
                     content_type="application/cloudevents+json",
                     delivery_mode=pika.DeliveryMode.Persistent,
+                    user_id=broker_user(broker_url),
                 ),
                 mandatory=True,
             )
@@ -88,7 +102,9 @@ def publish_resiliently(broker_url: str, bodies: list[bytes]) -> int:
                 EVENTS_EXCHANGE,
                 EVENT_TYPE,
                 bodies[index],
-                pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+                pika.BasicProperties(
+                    delivery_mode=pika.DeliveryMode.Persistent, user_id=broker_user(broker_url)
+                ),
                 mandatory=True,
             )
             index += 1

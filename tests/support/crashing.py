@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.relay import Received, Relay
+from service.relay import Received, Relay, Sender
 
 
 class CrashesOn:
@@ -12,8 +12,8 @@ class CrashesOn:
         self._relay, self._marker = relay, marker
         self.attempts = 0
 
-    def receive(self, body: bytes) -> Received:
+    def receive(self, body: bytes, *, sender: Sender) -> Received:
         if self._marker in body:
             self.attempts += 1
             raise RuntimeError("cannot process this message")
-        return self._relay.receive(body)
+        return self._relay.receive(body, sender=sender)

@@ -29,6 +29,7 @@ class RelayProcess:
             "CAF_RELAY_BROKER_URL": broker_url,
             "CAF_RELAY_SECRETS_KEYS": ",".join(services.settings.secrets_keys),
             "CAF_RELAY_WORKER_NAME": "test-worker",
+            "CAF_RELAY_TRUSTED_BROKER_USERS": ",".join(services.settings.trusted_broker_users),
             **{f"CAF_RELAY_{name.upper()}": value for name, value in settings.items()},
         }
         self.process: subprocess.Popen | None = None

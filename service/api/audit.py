@@ -1,26 +1,30 @@
 """The audit API for auditors and subject access: search, chain verification, child's export.
 
-Behind the same bearer token as the rest of ``/api``; a bad parameter is a 400 problem.
+A bad parameter is a 400 problem.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
+from flask_smorest import Blueprint
 from werkzeug.exceptions import BadRequest
 
+from service.access import Role
+from service.api.guard import allow
 from service.audit import audit_query
-from service.bootstrap import Services
 from service.subject_access import render_html
 
-audit_api = Blueprint("audit_api", __name__)
+blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The audit trail.")
 
 
-def _services() -> Services:
+def _services():
     return current_app.extensions["caf_relay"]
 
 
-@audit_api.get("/api/v1/audit")
+@blp.route("/audit")
+@allow(Role.AUDITOR)
 def search() -> Response:
+    """Search the audit records."""
     services = _services()
     try:
         query = audit_query(request.args, services.child_keys)
@@ -30,18 +34,20 @@ def search() -> Response:
     following = (
         None
         if page.next_after is None
-        else url_for("audit_api.search", **{**request.args, "after": page.next_after})
+        else url_for("audit.search", **{**request.args, "after": page.next_after})
     )
     return jsonify({"records": page.records, "next_after": page.next_after, "next": following})
 
 
-@audit_api.get("/api/v1/audit/verify")
+@blp.route("/audit/verify")
+@allow(Role.AUDITOR)
 def verify() -> Response:
     """Walk the chain now; 200 either way, with ``intact`` and the first bad record if any."""
     return jsonify(_services().audit.verify().as_dict())
 
 
-@audit_api.get("/api/v1/subject-access")
+@blp.route("/subject-access")
+@allow(Role.AUDITOR)
 def subject_access() -> Response:
     """One child's export: JSON, or a printable page for ``Accept: text/html``."""
     try:

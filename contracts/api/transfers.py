@@ -1,0 +1,63 @@
+"""A transfer as the API shows it: state, basis, categories, deliveries, timeline; no case data."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+TIMESTAMP = {"format": "date-time"}
+
+
+class EnvelopeSummarySchema(Schema):
+    envelope_id = fields.String(required=True)
+    kid = fields.String(required=True)
+    sha256 = fields.String(required=True)
+    issued_at = fields.String(required=True, metadata=TIMESTAMP)
+
+
+class DeliveryAttemptSchema(Schema):
+    attempted_at = fields.String(required=True, metadata=TIMESTAMP)
+    adapter_type = fields.String(allow_none=True)
+    succeeded = fields.Boolean(required=True)
+    retryable = fields.Boolean(required=True)
+    detail = fields.String(required=True)
+    duration_ms = fields.Integer(required=True)
+    receipt = fields.String(allow_none=True)
+
+
+class OutboxStateSchema(Schema):
+    attempts = fields.Integer(required=True)
+    next_attempt_at = fields.String(required=True, metadata=TIMESTAMP)
+    enqueued_at = fields.String(required=True, metadata=TIMESTAMP)
+
+
+class TimelineEntrySchema(Schema):
+    at = fields.String(required=True, metadata=TIMESTAMP)
+    action = fields.String(required=True)
+    detail = fields.Dict(required=True)
+
+
+class TransferViewSchema(Schema):
+    event_id = fields.String(required=True)
+    case_reference = fields.String(required=True)
+    from_authority = fields.String(required=True)
+    to_authority = fields.String(required=True)
+    mode = fields.String(required=True)
+    purpose = fields.String(required=True)
+    state = fields.String(
+        required=True,
+        metadata={
+            "enum": ["awaiting_judgement", "withheld", "signed", "delivered", "failed"],
+            "description": "awaiting_judgement: parked until a practitioner records a judgement.",
+        },
+    )
+    decision = fields.Dict(
+        required=True,
+        metadata={"description": "The basis decided, the ISPs considered and why, the reason."},
+    )
+    received_at = fields.String(required=True, metadata=TIMESTAMP)
+    updated_at = fields.String(required=True, metadata=TIMESTAMP)
+    envelope = fields.Nested(EnvelopeSummarySchema, allow_none=True, required=True)
+    deliveries = fields.List(fields.Nested(DeliveryAttemptSchema), required=True)
+    outbox = fields.Nested(OutboxStateSchema, allow_none=True, required=True)
+    timeline = fields.List(fields.Nested(TimelineEntrySchema), required=True)
+    duplicate = fields.Boolean(metadata={"description": "Only on POST /events: seen before."})

@@ -1,0 +1,61 @@
+"""``POST /api/v1/events``: the relay for case systems without AMQP.
+
+The same ``Relay.receive`` as the worker's: the response says what was decided, and delivery
+follows from the outbox. A publisher may send only events from its own authority.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from flask import current_app, request
+from flask_smorest import Blueprint, abort
+
+from contracts.api.transfers import TransferViewSchema
+from contracts.event import CaseTransferEventSchema
+from service.access import Role
+from service.api.guard import allow, principal, refuse
+from service.relay import Rejection, Sender
+
+blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Case-transfer events in.")
+
+STATUS_BY_REJECTION = {
+    Rejection.OVERSIZED: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    Rejection.NOT_JSON: HTTPStatus.BAD_REQUEST,
+    Rejection.CONTRACT: HTTPStatus.UNPROCESSABLE_ENTITY,
+    Rejection.UNKNOWN_AUTHORITY: HTTPStatus.UNPROCESSABLE_ENTITY,
+    Rejection.FORGED_SENDER: HTTPStatus.FORBIDDEN,
+}
+
+
+@blp.route("/events", methods=["POST"])
+@allow(Role.PUBLISHER)
+@blp.doc(
+    requestBody={
+        "required": True,
+        "content": {
+            "application/cloudevents+json": {"schema": CaseTransferEventSchema},
+            "application/json": {"schema": CaseTransferEventSchema},
+        },
+    }
+)
+@blp.response(HTTPStatus.ACCEPTED, TransferViewSchema, description="Stored and decided.")
+@blp.alt_response(HTTPStatus.OK, schema=TransferViewSchema, description="Already received.")
+def post_event():
+    """Send one case-transfer event (a CloudEvent, structured JSON mode)."""
+    caller = principal()
+    services = current_app.extensions["caf_relay"]
+    sender = Sender(f"Token {caller.token_id} ({caller.name})", authority=caller.authority)
+    received = services.relay.receive(request.get_data(cache=False), sender=sender)
+    if received.rejection is Rejection.FORGED_SENDER:
+        refuse(HTTPStatus.FORBIDDEN, received.reason)
+    if received.rejection is not None:
+        abort(
+            STATUS_BY_REJECTION[received.rejection],
+            message=received.reason,
+            errors=received.errors,
+            rejection=received.rejection.value,
+        )
+    view = services.store.transfer_view(received.event_id)
+    status = HTTPStatus.OK if received.duplicate else HTTPStatus.ACCEPTED
+    return {**view, "duplicate": received.duplicate}, status

@@ -1,0 +1,98 @@
+"""Authentication and authorisation for every ``/api`` call, and the audit of each refusal.
+
+A request's bearer token is looked up (by digest) before any view runs; no token or an unknown
+one is a 401. Each view then declares the roles it admits with ``@allow(...)``, and checks the
+authority it touches with ``require_authority(...)``; a caller outside either gets a 403. Every
+401 and 403 is written to the audit trail with who asked for what, never with the token.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from flask import current_app, g, request
+from flask_smorest import abort
+
+from service.access import Principal, Role
+
+ROLES_ATTRIBUTE = "_caf_roles"
+GUARDED_PATHS = frozenset({"/metrics"})  # besides everything under /api/
+
+
+def _services():
+    return current_app.extensions["caf_relay"]
+
+
+def authenticate() -> None:
+    """Resolve the caller of a guarded request into ``g.principal``, or refuse with a 401."""
+    if not (request.path.startswith("/api/") or request.path in GUARDED_PATHS):
+        return
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    caller = None
+    if scheme.lower() == "bearer" and secret.strip():
+        caller = _services().store.access.principal(secret.strip())
+    if caller is None:
+        refuse(HTTPStatus.UNAUTHORIZED, "A valid bearer token is required.")
+    g.principal = caller
+
+
+def principal() -> Principal:
+    return g.principal
+
+
+def allow(*roles: Role) -> Callable:
+    """Admit only callers with one of ``roles`` to the decorated view (a global admin too)."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            caller = principal()
+            if not (caller.role in roles or caller.is_global_admin):
+                refuse(
+                    HTTPStatus.FORBIDDEN,
+                    f"A {caller.role.value} token may not do this; it needs the role "
+                    f"{' or '.join(r.value for r in roles)}.",
+                )
+            return view(*args, **kwargs)
+
+        setattr(guarded, ROLES_ATTRIBUTE, roles)
+        names = ", ".join(r.value for r in roles)
+        guarded.__doc__ = f"{(view.__doc__ or '').strip()}\n\nRoles: {names} (and a global admin)."
+        return guarded
+
+    return decorate
+
+
+def require_authority(*authorities: str) -> None:
+    """Refuse unless the caller acts for one of ``authorities``."""
+    caller = principal()
+    if not caller.acts_for(*authorities):
+        refuse(
+            HTTPStatus.FORBIDDEN,
+            f"This token acts for {caller.authority}, not for {' or '.join(authorities)}.",
+        )
+
+
+def require_global_admin() -> None:
+    if not principal().is_global_admin:
+        refuse(HTTPStatus.FORBIDDEN, "Only a global admin (a token with no authority) may do this.")
+
+
+def refuse(status: HTTPStatus, detail: str) -> None:
+    """Audit the refusal, then abort the request with it."""
+    caller = g.get("principal")
+    _services().store.record_audit(
+        None,
+        "access_refused",
+        {
+            "status": status.value,
+            "method": request.method,
+            "path": request.path,
+            "reason": detail,
+            "caller": caller.describe() if caller else None,
+        },
+    )
+    abort(status, message=detail)

@@ -1,0 +1,56 @@
+"""flask-smorest, made to answer every error as ``application/problem+json`` and document it so."""
+
+from __future__ import annotations
+
+import http
+from http import HTTPStatus
+
+from flask import Response, jsonify
+from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+from werkzeug.exceptions import HTTPException
+
+from contracts.api.problem import ProblemSchema
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+def problem(status: HTTPStatus, detail: str, **extra) -> Response:
+    body = {"status": status.value, "title": status.phrase, "detail": detail, **extra}
+    response = jsonify(body)
+    response.status_code = status.value
+    response.content_type = PROBLEM_TYPE
+    return response
+
+
+class ProblemApi(Api):
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        """Errors from webargs (bad parameters, bad bodies) keep their field-level messages."""
+        data = getattr(error, "data", None) or {}
+        extra = {}
+        errors = data.get("errors") or data.get("messages")
+        if errors:
+            # webargs nests messages by location ("json", "query"); the body's are the usual case.
+            extra["errors"] = errors.get("json", errors) if isinstance(errors, dict) else errors
+        if data.get("rejection"):
+            extra["rejection"] = data["rejection"]
+        detail = data.get("message") or error.description or error.name
+        response = problem(HTTPStatus(error.code or 500), detail, **extra)
+        response.headers.update(data.get("headers", {}))
+        if error.code == HTTPStatus.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="caf-relay"'
+        return response
+
+    def _register_responses(self) -> None:
+        """As flask-smorest's, but documents error bodies as problem+json, which they are."""
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_TYPE)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)

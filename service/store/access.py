@@ -1,0 +1,143 @@
+"""API tokens and broker publishers: who the service lets in, as the store keeps them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from service.access import Principal, Role, check_scope, new_token, token_digest
+from service.store import tables as t
+from service.store.audit_log import AppendAudit, Transaction
+from service.store.isotime import iso
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token_id: str
+    secret: str  # shown once, to the one who made it; never stored
+
+
+class UnknownAuthority(KeyError):
+    """An authority code the service does not know."""
+
+
+class Access:
+    def __init__(self, transaction: Transaction, append_audit: AppendAudit) -> None:
+        self._transaction = transaction
+        self._append_audit = append_audit
+
+    def create_token(
+        self, *, name: str, role: Role, authority: str | None, now: datetime, by: Principal
+    ) -> IssuedToken:
+        check_scope(role, authority)
+        token_id, secret, digest = new_token()
+        with self._transaction() as session:
+            if authority is not None and session.get(t.Authority, authority) is None:
+                raise UnknownAuthority(authority)
+            session.add(
+                t.ApiToken(
+                    token_id=token_id,
+                    name=name,
+                    role=role.value,
+                    authority_code=authority,
+                    digest=digest,
+                    created_at=now,
+                )
+            )
+            self._append_audit(
+                session,
+                None,
+                "token_created",
+                {
+                    "token_id": token_id,
+                    "role": role.value,
+                    "authority": authority,
+                    "by": by.describe(),
+                },
+            )
+        return IssuedToken(token_id, secret)
+
+    def principal(self, secret: str) -> Principal | None:
+        """The caller a presented token stands for; None if it is unknown or revoked."""
+        with self._transaction() as session:
+            row = session.scalar(
+                sa.select(t.ApiToken).where(
+                    t.ApiToken.digest == token_digest(secret), t.ApiToken.revoked_at.is_(None)
+                )
+            )
+            if row is None:
+                return None
+            return Principal(row.name, Role(row.role), row.authority_code, row.token_id)
+
+    def tokens(self) -> list[dict]:
+        with self._transaction() as session:
+            rows = session.scalars(sa.select(t.ApiToken).order_by(t.ApiToken.created_at))
+            return [
+                {
+                    "token_id": row.token_id,
+                    "name": row.name,
+                    "role": row.role,
+                    "authority": row.authority_code,
+                    "created_at": iso(row.created_at),
+                    "revoked_at": iso(row.revoked_at) if row.revoked_at else None,
+                }
+                for row in rows
+            ]
+
+    def revoke_token(self, token_id: str, *, now: datetime, by: Principal) -> bool:
+        """Revoke a token at once; False if there is no such live token."""
+        with self._transaction() as session:
+            row = session.get(t.ApiToken, token_id)
+            if row is None or row.revoked_at is not None:
+                return False
+            row.revoked_at = now
+            self._append_audit(
+                session, None, "token_revoked", {"token_id": token_id, "by": by.describe()}
+            )
+            return True
+
+    # -- broker publishers ---------------------------------------------------------------------
+
+    def broker_publisher(self, broker_user: str) -> str | None:
+        """The authority a RabbitMQ user publishes for, if it was registered."""
+        with self._transaction() as session:
+            return session.scalar(
+                sa.select(t.BrokerPublisher.authority_code).where(
+                    t.BrokerPublisher.broker_user == broker_user
+                )
+            )
+
+    def set_broker_publisher(self, broker_user: str, authority: str, *, by: Principal) -> None:
+        with self._transaction() as session:
+            if session.get(t.Authority, authority) is None:
+                raise UnknownAuthority(authority)
+            session.merge(t.BrokerPublisher(broker_user=broker_user, authority_code=authority))
+            self._append_audit(
+                session,
+                None,
+                "broker_publisher_set",
+                {"broker_user": broker_user, "authority": authority, "by": by.describe()},
+            )
+
+    def remove_broker_publisher(self, broker_user: str, *, by: Principal) -> bool:
+        with self._transaction() as session:
+            row = session.get(t.BrokerPublisher, broker_user)
+            if row is None:
+                return False
+            session.delete(row)
+            self._append_audit(
+                session,
+                None,
+                "broker_publisher_removed",
+                {"broker_user": broker_user, "authority": row.authority_code, "by": by.describe()},
+            )
+            return True
+
+    def broker_publishers(self, authority: str | None = None) -> dict[str, str]:
+        with self._transaction() as session:
+            query = sa.select(t.BrokerPublisher.broker_user, t.BrokerPublisher.authority_code)
+            if authority is not None:
+                query = query.where(t.BrokerPublisher.authority_code == authority)
+            return dict(session.execute(query.order_by(t.BrokerPublisher.broker_user)).all())

@@ -1,0 +1,18 @@
+"""API tokens for tests: a real token of each role, made through the store as an admin would."""
+
+from __future__ import annotations
+
+from service.access import OPERATOR, Role
+from service.bootstrap import Services
+
+
+def bearer(services: Services, role: Role | str, authority: str | None = None) -> dict[str, str]:
+    """Authorization headers for a new token with ``role`` acting for ``authority``."""
+    issued = services.store.access.create_token(
+        name=f"test {role} {authority or 'global'}",
+        role=Role(role),
+        authority=authority,
+        now=services.clock(),
+        by=OPERATOR,
+    )
+    return {"Authorization": f"Bearer {issued.secret}"}
