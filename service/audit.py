@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.api.audit import BASIS_KINDS
 from service.domain.audit_chain import Anchor, Verification, timestamp, verify_chain
 from service.domain.child_keys import ChildKeys, identifier_from
 from service.signing import KeyRing, VerificationError, verify
@@ -21,7 +22,6 @@ from service.store.audit_log import AuditLog, StoredCheckpoint
 from service.store.audit_search import AuditQuery
 
 CHECKPOINT_TYP = "caf-audit-checkpoint+jws"
-BASIS_KINDS = ("isp", "judgement", "none")
 MAX_PAGE_SIZE = 500
 
 
@@ -125,8 +125,8 @@ def _anchor(text: str, jwks: dict[str, Any], name: str, errors: list[str]) -> An
     return Anchor(checkpoint.seq, checkpoint.hash, f"the checkpoint signed at {checkpoint.at}")
 
 
-def audit_query(params: Mapping[str, str | None], child_keys: ChildKeys) -> AuditQuery:
-    """The search that request parameters (API query string, CLI options) describe.
+def audit_query(params: Mapping[str, Any], child_keys: ChildKeys) -> AuditQuery:
+    """The search that request parameters (an API request, CLI options) describe.
 
     Raises ValueError, with a message for the caller, for a parameter that makes no sense.
     """
@@ -161,9 +161,9 @@ def _moment(params: Mapping[str, str | None], name: str) -> datetime | None:
     return moment.replace(tzinfo=UTC)  # a date: from midnight UTC
 
 
-def _number(params: Mapping[str, str | None], name: str, default: int, *, minimum: int) -> int:
+def _number(params: Mapping[str, object], name: str, default: int, *, minimum: int) -> int:
     text = params.get(name)
-    if not text:
+    if text is None or text == "":
         return default
     try:
         number = int(text)

@@ -15,6 +15,7 @@ from service.config import Settings
 from service.delivery import AdapterCache, Deliverer
 from service.delivery_loop import DeliveryLoop
 from service.domain.child_keys import ChildKeys
+from service.judgements import Judgements
 from service.relay import Relay
 from service.retention import Retention
 from service.senders import BrokerSenders
@@ -37,10 +38,14 @@ class Services:
     subject_access: SubjectAccess
     retention: Retention
     senders: BrokerSenders
+    judgements: Judgements
 
     def delivery_loop(self) -> DeliveryLoop:
-        """A loop delivering from the outbox, as configured; the caller runs and stops it."""
-        return DeliveryLoop(
+        """A loop delivering from the outbox, as configured; the caller runs and stops it.
+
+        A judgement recorded in this process wakes it, as a stored event wakes it at intake.
+        """
+        loop = DeliveryLoop(
             self.store,
             self.deliverer,
             worker=self.settings.worker_name,
@@ -48,6 +53,8 @@ class Services:
             per_recipient=self.settings.delivery_per_recipient,
             clock=self.clock,
         )
+        self.judgements.wake_on_signed(loop.wake)
+        return loop
 
     def close(self) -> None:
         self.adapters.close()
@@ -62,17 +69,14 @@ def build_services(
     keyring = settings.keyring()
     child_keys = settings.child_keys()
     adapters = AdapterCache()
+    relay = Relay(
+        store, keyring, child_keys=child_keys, max_event_bytes=settings.max_event_bytes, clock=clock
+    )
     return Services(
         settings=settings,
         store=store,
         keyring=keyring,
-        relay=Relay(
-            store,
-            keyring,
-            child_keys=child_keys,
-            max_event_bytes=settings.max_event_bytes,
-            clock=clock,
-        ),
+        relay=relay,
         deliverer=Deliverer(
             store, adapters, retry=settings.retry, lease=settings.delivery_lease, clock=clock
         ),
@@ -85,4 +89,5 @@ def build_services(
             store.payloads, judgement_days=settings.judgement_retention_days, clock=clock
         ),
         senders=BrokerSenders(store.access, settings.trusted_broker_users),
+        judgements=Judgements(store, relay, clock),
     )

@@ -11,12 +11,12 @@ import click
 
 from service.bootstrap import Services
 from service.cli_audit import audit, retention
-from service.cli_authorities import adapter, authority
+from service.cli_authorities import adapter, authority, secrets
 from service.cli_common import load_services as _services
 from service.cli_common import read_jwks
 from service.cli_isps import isp
 from service.cli_tokens import token
-from service.cli_transfers import transfer
+from service.cli_transfers import judgement, transfer
 from service.signing import VerificationError, verify, write_new_key
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     """caf-relay: moves CAF case transfers between authorities, lawfully based and signed."""
 
 
-for group in (audit, retention, authority, adapter, isp, transfer, token):
+for group in (audit, retention, authority, adapter, secrets, isp, transfer, judgement, token):
     main.add_command(group)
 
 

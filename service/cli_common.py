@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,15 +12,12 @@ import requests
 
 from service.bootstrap import Services, build_services
 from service.config import Settings
+from service.logs import configure_logging
 
 
 def load_services() -> Services:
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # pika narrates every connection step at INFO; its warnings and errors are what operators need.
-    logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(settings.log_level, settings.log_format)
     return build_services(settings)
 
 

@@ -1,15 +1,90 @@
-"""``caf-relay transfer ...``: transfers and the actions on them."""
+"""``caf-relay transfer ...`` and ``caf-relay judgement ...``: transfers and decisions on them.
+
+The operator acts as a global admin (``OPERATOR``) through the same service layer as the API.
+"""
 
 from __future__ import annotations
 
-import click
+import json
+from datetime import UTC, datetime
+from typing import Any
 
+import click
+import yaml
+
+from contracts.api.transfers import MAX_PAGE, TRANSFER_STATES
+from service.access import OPERATOR
+from service.cli_common import emit
 from service.cli_common import load_services as _services
+from service.judgements import JudgementRefused
+from service.store.transfers import TransferQuery
+
+LISTED_COLUMNS = ["event_id", "state", "basis", "from_authority", "to_authority", "received_at"]
+TIMELINE_COLUMNS = ["at", "action", "detail"]
 
 
 @click.group()
 def transfer() -> None:
     """Transfers."""
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time given at the command line, read as UTC unless it names its zone."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+@transfer.command("list")
+@click.option("--state", type=click.Choice(TRANSFER_STATES))
+@click.option("--authority", help="Only transfers from or to this authority.")
+@click.option("--since", type=click.DateTime(), help="Received at or after (UTC).")
+@click.option("--until", type=click.DateTime(), help="Received before (UTC).")
+@click.option("--after", help="The event id the previous page ended with.")
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def transfer_list(as_json: bool, since, until, **filters: Any) -> None:
+    """Transfers, oldest received first, one page at a time; never case data."""
+    services = _services()
+    try:
+        page = services.store.transfers.page(
+            TransferQuery(since=_utc(since), until=_utc(until), **filters)
+        )
+    finally:
+        services.close()
+    emit(page.transfers, as_json, LISTED_COLUMNS)
+    if page.next_after is not None:
+        click.echo(f"More: --after {page.next_after}", err=True)
+
+
+@transfer.command("show")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def transfer_show(event_id: str, as_json: bool) -> None:
+    """One transfer: its state, basis, deliveries and timeline."""
+    services = _services()
+    try:
+        view = services.store.transfer_view(event_id)
+    finally:
+        services.close()
+    if view is None:
+        raise click.ClickException(f"No transfer with event id {event_id!r}.")
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+    envelope = view["envelope"]
+    click.echo(
+        f"{view['event_id']}  {view['case_reference']}\n"
+        f"  {view['from_authority']} -> {view['to_authority']}, {view['mode']}, "
+        f"{view['purpose']}\n"
+        f"  state: {view['state']} ({view['decision']['reason']})\n"
+        f"  envelope: {envelope['envelope_id'] if envelope else 'none'}"
+    )
+    timeline = [
+        {**entry, "detail": json.dumps(entry["detail"], sort_keys=True)}
+        for entry in view["timeline"]
+    ]
+    emit(timeline, False, TIMELINE_COLUMNS)
 
 
 @transfer.command("redeliver")
@@ -23,3 +98,34 @@ def transfer_redeliver(event_id: str) -> None:
         raise click.ClickException(f"{event_id} is {state}; only a failed transfer is redelivered.")
     click.echo(f"{event_id} is back in the outbox.")
     services.close()
+
+
+@click.group()
+def judgement() -> None:
+    """Practitioner judgements for parked transfers."""
+
+
+@judgement.command("record")
+@click.argument("event_id")
+@click.argument("file", type=click.File("r"))
+def judgement_record(event_id: str, file) -> None:
+    """Record the judgement in FILE (JSON or YAML) for the parked transfer EVENT_ID.
+
+    share sends the transfer on, signed, on this judgement; not_share withholds it.
+    """
+    try:
+        document = yaml.safe_load(file)
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{file.name} is neither JSON nor YAML: {exc}") from exc
+    services = _services()
+    try:
+        state = services.judgements.record(event_id, document, by=OPERATOR)
+        view = services.store.transfer_view(event_id)
+    except JudgementRefused as refused:
+        errors = f"\n{json.dumps(refused.errors, indent=2)}" if refused.errors else ""
+        raise click.ClickException(f"{refused.reason}{errors}") from refused
+    finally:
+        services.close()
+    click.echo(f"{event_id} is {state}: {view['decision']['reason']}")
+    if state == "signed":
+        click.echo("It is in the outbox; a running worker or `caf-relay deliver` sends it.")

@@ -17,6 +17,7 @@ from pathlib import Path
 from service import retry_settings
 from service.domain.child_keys import ChildKeys
 from service.domain.retry import RetryPolicy
+from service.logs import FORMATS
 from service.secrets import SecretBox
 from service.signing import KeyRing
 
@@ -35,6 +36,7 @@ class Settings:
     max_event_bytes: int
     prefetch: int
     log_level: str
+    log_format: str
     worker_name: str
     delivery_threads: int
     delivery_per_recipient: int
@@ -64,6 +66,7 @@ class Settings:
             max_event_bytes=_positive_int(get("MAX_EVENT_BYTES", "262144"), "MAX_EVENT_BYTES"),
             prefetch=_positive_int(get("PREFETCH", "32"), "PREFETCH"),
             log_level=get("LOG_LEVEL", "INFO").upper(),
+            log_format=_choice(get("LOG_FORMAT", "json"), "LOG_FORMAT", FORMATS),
             worker_name=get("WORKER_NAME", socket.gethostname()),
             delivery_threads=_positive_int(get("DELIVERY_THREADS", "8"), "DELIVERY_THREADS"),
             delivery_per_recipient=_positive_int(
@@ -135,6 +138,12 @@ def _lease(value: str) -> timedelta:
             f" longest a delivery attempt can take; not {value!r}."
         )
     return timedelta(seconds=seconds)
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{PREFIX}{name} is one of {', '.join(choices)}, not {value!r}.")
+    return value
 
 
 def _positive_int(value: str, name: str) -> int:

@@ -19,6 +19,7 @@ from adapters.base import Adapter, DeliveryFailed
 from adapters.registry import AdapterConfigError, build_adapter
 from service import retry_settings
 from service.domain.retry import RetryPolicy, after_failure
+from service.logs import own_log_context, set_event_id
 from service.receipts import check_receipt
 from service.secrets import SecretsKeyError
 from service.store.outbox import Attempt, Claimed
@@ -77,9 +78,11 @@ class Deliverer:
         self._clock = clock
         self._jitter = jitter
 
+    @own_log_context
     def deliver(self, claimed: Claimed) -> str:
         """Try once; record the attempt and what follows. Returns delivered, retry or failed."""
         envelope = claimed.envelope
+        set_event_id(envelope.event_id)
         attempted_at, started = self._clock(), time.monotonic()
         adapter_type, receipt = None, None
         try:

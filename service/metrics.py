@@ -1,9 +1,32 @@
-"""Prometheus metrics read from the store at scrape time, so every process tells the same truth.
+"""Prometheus metrics read from the store (and the broker) at scrape time.
 
-Counts of transfers by state and the outbox's depth and oldest item come from the database, not
-from counters in one process, so they are right however many workers run and across restarts.
-Alert on ``caf_relay_transfers{state="failed"} > 0`` (someone must redeliver) and on a growing
-``caf_relay_outbox_oldest_seconds`` (a recipient has been unreachable for that long).
+Why at scrape time, and not counters kept in each process: events are taken in by several
+worker processes and delivered by whichever claims them, so a counter in one process sees only
+its share, starts again at zero when that process restarts, and would need a metrics port per
+process for Prometheus to add them up. Everything measured here is already written to the
+database in the transaction that does it (transfers and their decisions, each delivery attempt
+with its time and duration, each rejection in the audit), so any web process can answer for
+the whole deployment, the numbers survive restarts and two scrapes of two processes agree.
+The cost is a few aggregate queries per scrape, growing with the rows kept; scrape every
+30 seconds or more. Delivery latency is a histogram built the same way, from each envelope's
+signing (when it entered the outbox) to the end of the attempt that delivered it.
+
+Metrics:
+- ``caf_relay_transfers{state}``: transfers by outcome (awaiting_judgement, withheld, signed,
+  delivered, failed); ``caf_relay_transfers_by_basis{basis}``: by isp, judgement or none;
+- ``caf_relay_events_rejected_total{rejection}``: inbound events refused, by reason;
+- ``caf_relay_delivery_latency_seconds``: histogram of enqueue-to-delivered times;
+- ``caf_relay_delivery_failures_total{adapter_type,authority}``: failed delivery attempts
+  (``adapter_type`` "none" when the recipient had no usable adapter);
+- ``caf_relay_outbox_pending`` and ``caf_relay_outbox_oldest_seconds``: the delivery queue and
+  how long its oldest envelope has waited (queue lag);
+- with a broker configured, ``caf_relay_broker_up`` and ``caf_relay_broker_queue_messages{queue}``
+  (messages ready in caf.transfers, i.e. not yet taken in, and in caf.dead).
+
+Alert on ``caf_relay_transfers{state="failed"} > 0`` (someone must redeliver), on a growing
+``caf_relay_outbox_oldest_seconds`` (a recipient has been unreachable for that long), on a
+growing ``caf_relay_broker_queue_messages{queue="caf.transfers"}`` (intake is falling behind)
+and on ``caf_relay_broker_up == 0``.
 """
 
 from __future__ import annotations
@@ -11,25 +34,84 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from service.audit import BASIS_KINDS
+from service.readiness import broker_queues
 from service.store.store import Store
 
 STATES = ("awaiting_judgement", "withheld", "signed", "delivered", "failed")
+# Seconds; from a delivery made at once to one that waited out a recipient's day-long outage.
+LATENCY_BOUNDS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 
 
 class StoreCollector(Collector):
-    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, store: Store, clock: Callable[[], datetime], broker_url: str | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._broker_url = broker_url
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
+        yield from self._transfers()
+        yield self._latency()
+        failures = CounterMetricFamily(
+            "caf_relay_delivery_failures",
+            "Failed delivery attempts, by adapter type and receiving authority.",
+            labels=["adapter_type", "authority"],
+        )
+        for row in self._store.operations.delivery_failures():
+            failures.add_metric([row.adapter_type or "none", row.authority], row.failures)
+        yield failures
+        yield from self._outbox()
+        if self._broker_url:
+            yield from self._broker(self._broker_url)
+
+    def _transfers(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily("caf_relay_transfers", "Transfers by state.", labels=["state"])
         counts = self._store.transfer_counts()
         for state in STATES:
             by_state.add_metric([state], counts.get(state, 0))
         yield by_state
+        by_basis = GaugeMetricFamily(
+            "caf_relay_transfers_by_basis",
+            "Transfers by what their decision rests on: an ISP, a judgement, or none yet.",
+            labels=["basis"],
+        )
+        counts = self._store.operations.transfers_by_basis()
+        for kind in BASIS_KINDS:
+            by_basis.add_metric([kind], counts.get(kind, 0))
+        yield by_basis
+        rejected = CounterMetricFamily(
+            "caf_relay_events_rejected", "Inbound events refused, by reason.", labels=["rejection"]
+        )
+        for rejection, count in sorted(self._store.operations.rejections().items()):
+            rejected.add_metric([rejection], count)
+        yield rejected
+
+    def _latency(self) -> HistogramMetricFamily:
+        latencies = self._store.operations.delivery_latencies(LATENCY_BOUNDS)
+        return HistogramMetricFamily(
+            "caf_relay_delivery_latency_seconds",
+            "From entering the outbox to delivered.",
+            buckets=[
+                *(
+                    (str(float(b)), n)
+                    for b, n in zip(LATENCY_BOUNDS, latencies.within, strict=True)
+                ),
+                ("+Inf", latencies.count),
+            ],
+            sum_value=latencies.total_seconds,
+        )
+
+    def _outbox(self) -> Iterator[Metric]:
         pending, oldest = self._store.outbox.summary()
         yield GaugeMetricFamily(
             "caf_relay_outbox_pending", "Signed envelopes waiting for delivery.", value=pending
@@ -41,8 +123,26 @@ class StoreCollector(Collector):
             value=max(age, 0.0),
         )
 
+    @staticmethod
+    def _broker(broker_url: str) -> Iterator[Metric]:
+        try:
+            queues = broker_queues(broker_url)
+        except Exception:  # an unreachable broker is a metric, not a failed scrape
+            queues = None
+        up = 0 if queues is None else 1
+        yield GaugeMetricFamily("caf_relay_broker_up", "1 if the broker answered.", value=up)
+        depth = GaugeMetricFamily(
+            "caf_relay_broker_queue_messages", "Messages ready in a queue.", labels=["queue"]
+        )
+        for queue, messages in (queues or {}).items():
+            if messages is not None:
+                depth.add_metric([queue], messages)
+        yield depth
 
-def registry_for(store: Store, clock: Callable[[], datetime]) -> CollectorRegistry:
+
+def registry_for(
+    store: Store, clock: Callable[[], datetime], broker_url: str | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store, clock))
+    registry.register(StoreCollector(store, clock, broker_url))
     return registry

@@ -83,6 +83,15 @@ class Received:
         return self.state == "signed" and not self.duplicate
 
 
+@dataclass(frozen=True)
+class Concluded:
+    """A basis decision carried out: the transfer's state, its signed envelope, their audit."""
+
+    state: str
+    envelope: SignedEnvelope | None
+    audit: list[AuditEntry]
+
+
 class Relay:
     def __init__(
         self,
@@ -119,24 +128,37 @@ class Relay:
         decision = decide_basis(
             transfer_request(event), self._store.isp_terms(), received_at.date()
         )
-        state = STATE_BY_OUTCOME[decision.outcome]
-        audit = [
-            AuditEntry("received", _received_detail(event, self._child_keys)),
-            AuditEntry("basis_decided", _decision_summary(decision)),
-        ]
-        envelope = None
-        if decision.shares:
-            envelope, minimised_audit = self._seal(event, decision, received_at, names)
-            audit += minimised_audit
-        else:
-            audit.append(AuditEntry(state, {"reason": decision.reason}))
+        concluded = self.conclude(event, decision, received_at, names)
+        audit = [AuditEntry("received", _received_detail(event, self._child_keys))]
         try:
             self._store.add_transfer(
-                NewTransfer(event, state, decision_record(decision), received_at, envelope, audit)
+                NewTransfer(
+                    event,
+                    concluded.state,
+                    decision_record(decision),
+                    received_at,
+                    concluded.envelope,
+                    audit + concluded.audit,
+                )
             )
         except DuplicateEvent:
             return self._duplicate(event["id"])
-        return Received(event["id"], state=state, reason=decision.reason)
+        return Received(event["id"], state=concluded.state, reason=decision.reason)
+
+    def conclude(
+        self, event: dict[str, Any], decision: BasisDecision, now: datetime, names: dict[str, str]
+    ) -> Concluded:
+        """What ``decision`` comes to for ``event``: its state, envelope if shared, and audit.
+
+        Intake and a practitioner's later judgement (``service.judgements``) both end here, so a
+        transfer is minimised, signed and audited the same way whenever its basis was decided.
+        """
+        state = STATE_BY_OUTCOME[decision.outcome]
+        audit = [AuditEntry("basis_decided", _decision_summary(decision))]
+        if not decision.shares:
+            return Concluded(state, None, [*audit, AuditEntry(state, {"reason": decision.reason})])
+        envelope, sealed = self._seal(event, decision, now, names)
+        return Concluded(state, envelope, audit + sealed)
 
     def _parse(
         self, body: bytes, names: dict[str, str], sender: Sender
@@ -155,10 +177,10 @@ class Relay:
             return Received(
                 None, rejection=Rejection.NOT_JSON, reason="Not JSON we accept: nested too deeply."
             )
-        unstorable = _unstorable(document)
-        if unstorable:
+        why_unstorable = unstorable(document)
+        if why_unstorable:
             return Received(
-                None, rejection=Rejection.NOT_JSON, reason=f"Not JSON we accept: {unstorable}"
+                None, rejection=Rejection.NOT_JSON, reason=f"Not JSON we accept: {why_unstorable}"
             )
         event_id = _event_id(document)
         try:
@@ -225,7 +247,7 @@ class Relay:
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _unstorable(document: Any) -> str | None:
+def unstorable(document: Any) -> str | None:
     """Why valid JSON could still not be signed or stored, if it could not.
 
     Signing needs UTF-8, which an unpaired surrogate escape ("\\ud800") cannot be; PostgreSQL's
@@ -274,13 +296,18 @@ def _decision_summary(decision: BasisDecision) -> dict[str, Any]:
     summary = decision_record(decision)
     judgement = summary.pop("judgement", None)
     if judgement is not None:
-        summary["judgement"] = {
-            "practitioner": judgement["practitioner"],
-            "decided_at": judgement["decided_at"],
-            "decision": judgement["decision"],
-            "consent": judgement["consent"]["status"],
-            "lawful_basis": judgement["lawful_basis"],
-            "data_categories": judgement["data_categories"],
-            "recipients": judgement["recipients"],
-        }
+        summary["judgement"] = judgement_summary(judgement)
     return summary
+
+
+def judgement_summary(judgement: dict[str, Any]) -> dict[str, Any]:
+    """A judgement record for the audit: who decided what, when and on what basis; no prose."""
+    return {
+        "practitioner": judgement["practitioner"],
+        "decided_at": judgement["decided_at"],
+        "decision": judgement["decision"],
+        "consent": judgement["consent"]["status"],
+        "lawful_basis": judgement["lawful_basis"],
+        "data_categories": judgement["data_categories"],
+        "recipients": judgement["recipients"],
+    }

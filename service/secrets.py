@@ -14,6 +14,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+UNREADABLE = "Stored adapter secrets cannot be decrypted with the configured keys."
+
 
 class SecretsKeyError(ValueError):
     """No usable key, or stored secrets that none of the configured keys can open."""
@@ -41,10 +43,15 @@ class SecretBox:
     def seal(self, secrets: dict[str, Any]) -> str:
         return self._fernet.encrypt(json.dumps(secrets).encode()).decode()
 
+    def rotate(self, token: str) -> str:
+        """The same secrets sealed again under the first key, without exposing them."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken as exc:
+            raise SecretsKeyError(UNREADABLE) from exc
+
     def open(self, token: str) -> dict[str, Any]:
         try:
             return json.loads(self._fernet.decrypt(token.encode()))
         except InvalidToken as exc:
-            raise SecretsKeyError(
-                "Stored adapter secrets cannot be decrypted with the configured keys."
-            ) from exc
+            raise SecretsKeyError(UNREADABLE) from exc

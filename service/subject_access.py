@@ -40,8 +40,13 @@ class SubjectAccess:
         self._child_keys = child_keys
         self._clock = clock
 
-    def export(self, params: Mapping[str, str | None]) -> dict[str, Any]:
-        """The export for the child the parameters name (see ``identifier_from``)."""
+    def export(
+        self, params: Mapping[str, str | None], authority: str | None = None
+    ) -> dict[str, Any]:
+        """The export for the child the parameters name (see ``identifier_from``).
+
+        With ``authority`` (an auditor's), only the transfers that authority sent or received.
+        """
         identifier = identifier_from(params)
         if identifier is None or identifier.kind == "name_and_birth_date":
             # Two children can share a name and a birthday; an export must be one child's only.
@@ -49,7 +54,11 @@ class SubjectAccess:
                 "Name the child by nhs_number or unique_pupil_number: a name and date of birth "
                 "can match more than one child."
             )
-        transfers = self._search.child_transfers(self._child_keys.key(identifier))
+        transfers = [
+            transfer
+            for transfer in self._search.child_transfers(self._child_keys.key(identifier))
+            if authority is None or authority in (transfer["from"]["code"], transfer["to"]["code"])
+        ]
         return {
             "generated_at": timestamp(self._clock()),
             "child": {name: params[name] for name in IDENTIFIER_FIELDS if params.get(name)},

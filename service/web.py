@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from flask import Flask, Response, current_app, jsonify
 
-from service.api import audit, events, operations, transfers
+from service.api import audit, authorities, events, isps, operations, transfers
 from service.api.guard import authenticate
 from service.api.problems import ProblemApi
-from service.bootstrap import Services, build_services
-from service.config import Settings
+from service.bootstrap import Services
+from service.cli_common import load_services
 
-API_BLUEPRINTS = (events.blp, transfers.blp, audit.blp)
+API_BLUEPRINTS = (events.blp, transfers.blp, audit.blp, authorities.blp, isps.blp)
 
 
 def create_app(services: Services | None = None) -> Flask:
     """The Flask app; with no ``services`` given they are built from the environment."""
     if services is None:
-        services = build_services(Settings.from_env())
+        services = load_services()  # and its logging, as in every other process
         services.store.initialise()
     app = Flask(__name__)
     app.config.update(

@@ -19,6 +19,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from service.logs import own_log_context, set_event_id
 from service.relay import Relay, Sender
 from service.store.store import StoreUnavailable
 
@@ -123,6 +124,7 @@ class Worker:
             if self._connection.is_open:
                 self._connection.close()
 
+    @own_log_context
     def _on_message(self, channel: BlockingChannel, method, properties, body: bytes) -> None:
         try:
             received = self._receive_holding(body, properties.user_id)
@@ -131,6 +133,7 @@ class Worker:
         except Exception as exc:
             self._processing_failed(channel, method, properties, body, exc)
             return
+        set_event_id(received.event_id)
         if received.rejection is not None:
             self._dead_letter(
                 channel, method, properties, body, received.reason, received.rejection

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from datetime import UTC
+
+from marshmallow import Schema, fields, validate
 
 TIMESTAMP = {"format": "date-time"}
+TRANSFER_STATES = ("awaiting_judgement", "withheld", "signed", "delivered", "failed")
+MAX_PAGE = 500
 
 
 class EnvelopeSummarySchema(Schema):
@@ -46,7 +50,7 @@ class TransferViewSchema(Schema):
     state = fields.String(
         required=True,
         metadata={
-            "enum": ["awaiting_judgement", "withheld", "signed", "delivered", "failed"],
+            "enum": list(TRANSFER_STATES),
             "description": "awaiting_judgement: parked until a practitioner records a judgement.",
         },
     )
@@ -61,3 +65,53 @@ class TransferViewSchema(Schema):
     outbox = fields.Nested(OutboxStateSchema, allow_none=True, required=True)
     timeline = fields.List(fields.Nested(TimelineEntrySchema), required=True)
     duplicate = fields.Boolean(metadata={"description": "Only on POST /events: seen before."})
+
+
+class TransferListQuerySchema(Schema):
+    state = fields.String(
+        validate=validate.OneOf(TRANSFER_STATES), metadata={"description": "Only in this state."}
+    )
+    authority = fields.String(
+        metadata={"description": "Only transfers from or to this authority (a GSS code)."}
+    )
+    since = fields.AwareDateTime(
+        default_timezone=UTC, metadata={"description": "Received at or after (UTC if no zone)."}
+    )
+    until = fields.AwareDateTime(
+        default_timezone=UTC, metadata={"description": "Received before (UTC if no zone)."}
+    )
+    after = fields.String(
+        metadata={"description": "The next_after of the previous page: the page after it."}
+    )
+    limit = fields.Integer(
+        load_default=50,
+        validate=validate.Range(min=1, max=MAX_PAGE),
+        metadata={"description": f"Transfers per page, at most {MAX_PAGE}."},
+    )
+
+
+class TransferSummarySchema(Schema):
+    event_id = fields.String(required=True)
+    case_reference = fields.String(required=True)
+    from_authority = fields.String(required=True)
+    to_authority = fields.String(required=True)
+    mode = fields.String(required=True)
+    purpose = fields.String(required=True)
+    state = fields.String(required=True, metadata={"enum": list(TRANSFER_STATES)})
+    basis = fields.String(
+        required=True,
+        metadata={"enum": ["isp", "judgement", "none"], "description": "What it was decided on."},
+    )
+    reason = fields.String(required=True, metadata={"description": "Why it is in its state."})
+    received_at = fields.String(required=True, metadata=TIMESTAMP)
+    updated_at = fields.String(required=True, metadata=TIMESTAMP)
+
+
+class TransferPageSchema(Schema):
+    transfers = fields.List(fields.Nested(TransferSummarySchema), required=True)
+    next_after = fields.String(
+        allow_none=True, required=True, metadata={"description": "None on the last page."}
+    )
+    next = fields.String(
+        allow_none=True, required=True, metadata={"description": "The next page's URL, if any."}
+    )

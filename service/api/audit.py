@@ -1,59 +1,107 @@
-"""The audit API for auditors and subject access: search, chain verification, child's export.
+"""The audit API for auditors and subject access: search, chain verification, a child's export.
 
-A bad parameter is a 400 problem.
+An auditor reads its own authority's part of the trail: searches and exports hold only
+transfers its authority sent or received, and asking for another authority's is refused. A
+global admin reads everything. Verifying the chain is of the whole chain, since one missing or
+altered record anywhere breaks it; the answer carries no transfer's details.
+
+A child is named only in a ``POST`` body, never in a URL (see ``contracts.api.audit``). A bad
+parameter is a 400 problem saying which.
 """
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request, url_for
-from flask_smorest import Blueprint
-from werkzeug.exceptions import BadRequest
+from http import HTTPStatus
+from typing import Any
 
+from flask import Response, current_app, request, url_for
+from flask_smorest import Blueprint, abort
+from marshmallow import RAISE
+
+from contracts.api.audit import (
+    AuditFiltersSchema,
+    AuditPageSchema,
+    AuditSearchSchema,
+    ChildSchema,
+    SubjectAccessSchema,
+    VerificationSchema,
+)
 from service.access import Role
-from service.api.guard import allow
+from service.api.guard import allow, principal, require_authority
 from service.audit import audit_query
 from service.subject_access import render_html
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The audit trail.")
+PRINTABLE_OR_JSON = {
+    "description": "The export, as JSON or (for Accept: text/html) a printable page.",
+    "content": {
+        "application/json": {"schema": SubjectAccessSchema},
+        "text/html": {"schema": {"type": "string"}},
+    },
+}
 
 
 def _services():
     return current_app.extensions["caf_relay"]
 
 
-@blp.route("/audit")
-@allow(Role.AUDITOR)
-def search() -> Response:
-    """Search the audit records."""
+def _search(params: dict[str, Any]) -> dict[str, Any]:
+    """One page of the records the caller may read that ``params`` select."""
+    if params.get("authority"):
+        require_authority(params["authority"])
+    else:
+        params["authority"] = principal().authority  # None, for a global admin: every record
     services = _services()
     try:
-        query = audit_query(request.args, services.child_keys)
+        query = audit_query(params, services.child_keys)
     except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
+        abort(HTTPStatus.BAD_REQUEST, message=str(exc))
     page = services.store.audit_search.search(query)
-    following = (
-        None
-        if page.next_after is None
-        else url_for("audit.search", **{**request.args, "after": page.next_after})
-    )
-    return jsonify({"records": page.records, "next_after": page.next_after, "next": following})
+    return {"records": page.records, "next_after": page.next_after}
+
+
+@blp.route("/audit")
+@allow(Role.AUDITOR)
+@blp.arguments(AuditFiltersSchema, location="query", unknown=RAISE)
+@blp.response(HTTPStatus.OK, AuditPageSchema)
+def search(filters: dict[str, Any]):
+    """Search the audit records by case, authority, basis and time; to search by child,
+    ``POST /api/v1/audit/search``."""
+    page = _search(dict(filters))
+    following = None
+    if page["next_after"] is not None:
+        following = url_for("audit.search", **{**request.args, "after": page["next_after"]})
+    return {**page, "next": following}
+
+
+@blp.route("/audit/search", methods=["POST"])
+@allow(Role.AUDITOR)
+@blp.arguments(AuditSearchSchema)
+@blp.response(HTTPStatus.OK, AuditPageSchema)
+def search_by_body(search: dict[str, Any]):
+    """Search the audit records, by child too; for the next page send ``after: next_after``."""
+    return _search(search)
 
 
 @blp.route("/audit/verify")
 @allow(Role.AUDITOR)
-def verify() -> Response:
-    """Walk the chain now; 200 either way, with ``intact`` and the first bad record if any."""
-    return jsonify(_services().audit.verify().as_dict())
+@blp.response(HTTPStatus.OK, VerificationSchema)
+def verify():
+    """Walk the whole chain now; 200 either way, with ``intact`` and the first bad record."""
+    return _services().audit.verify().as_dict()
 
 
-@blp.route("/subject-access")
+@blp.route("/subject-access", methods=["POST"])
 @allow(Role.AUDITOR)
-def subject_access() -> Response:
+@blp.arguments(ChildSchema)
+@blp.response(HTTPStatus.OK, SubjectAccessSchema)
+@blp.doc(responses={"200": PRINTABLE_OR_JSON})
+def subject_access(child: dict[str, Any]):
     """One child's export: JSON, or a printable page for ``Accept: text/html``."""
     try:
-        export = _services().subject_access.export(request.args)
+        export = _services().subject_access.export(child, authority=principal().authority)
     except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
+        abort(HTTPStatus.BAD_REQUEST, message=str(exc))
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         return Response(render_html(export), mimetype="text/html")
-    return jsonify(export)
+    return export

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.access import Role
 from service.api.guard import allow
 from service.metrics import registry_for
+from service.readiness import check_broker, check_database
 
 blp = Blueprint("operations", __name__)
 
@@ -15,7 +18,9 @@ blp = Blueprint("operations", __name__)
 @blp.record_once
 def _build_registry(state) -> None:
     services = state.app.extensions["caf_relay"]
-    state.app.extensions["caf_relay_metrics"] = registry_for(services.store, services.clock)
+    state.app.extensions["caf_relay_metrics"] = registry_for(
+        services.store, services.clock, services.settings.broker_url
+    )
 
 
 @blp.get("/metrics")
@@ -30,3 +35,19 @@ def metrics() -> Response:
 def healthz() -> Response:
     """The process is up; ``/readyz`` says whether it can do its work."""
     return jsonify({"status": "ok"})
+
+
+@blp.get("/readyz")
+def readyz() -> tuple[Response, HTTPStatus]:
+    """200 when the database (and the broker, if one is configured) answer; else 503 saying
+    which check failed and why. Open like ``/healthz``: it says nothing but that."""
+    services = current_app.extensions["caf_relay"]
+    checks = {"database": check_database(services.store)}
+    if services.settings.broker_url:
+        checks["broker"] = check_broker(services.settings.broker_url)
+    ready = all(check.ok for check in checks.values())
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "checks": {name: check.as_dict() for name, check in checks.items()},
+    }
+    return jsonify(body), HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE

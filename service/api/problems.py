@@ -33,7 +33,9 @@ class ProblemApi(Api):
         errors = data.get("errors") or data.get("messages")
         if errors:
             # webargs nests messages by location ("json", "query"); the body's are the usual case.
-            extra["errors"] = errors.get("json", errors) if isinstance(errors, dict) else errors
+            errors = errors.get("json", errors) if isinstance(errors, dict) else errors
+            # A whole-body error ("Invalid JSON body.") goes under marshmallow's own key for one.
+            extra["errors"] = errors if isinstance(errors, dict) else {"_schema": errors}
         if data.get("rejection"):
             extra["rejection"] = data["rejection"]
         detail = data.get("message") or error.description or error.name

@@ -5,16 +5,32 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from flask import current_app
+from flask import current_app, request, url_for
 from flask_smorest import Blueprint, abort
 
-from contracts.api.transfers import TransferViewSchema
+from contracts.api.transfers import (
+    TransferListQuerySchema,
+    TransferPageSchema,
+    TransferViewSchema,
+)
+from contracts.judgement import JudgementSchema
 from service.access import Role
-from service.api.guard import allow, principal, require_authority
+from service.api.guard import allow, principal, refuse, require_authority
+from service.judgements import JudgementRefused, Refusal
+from service.store.transfers import TransferQuery
 
 blp = Blueprint(
     "transfers", __name__, url_prefix="/api/v1", description="Transfers and their timelines."
 )
+
+
+STATUS_BY_REFUSAL = {
+    Refusal.UNKNOWN_TRANSFER: HTTPStatus.NOT_FOUND,
+    Refusal.NOT_PERMITTED: HTTPStatus.FORBIDDEN,
+    Refusal.NOT_PARKED: HTTPStatus.CONFLICT,
+    Refusal.INVALID: HTTPStatus.UNPROCESSABLE_ENTITY,
+    Refusal.NO_BASIS: HTTPStatus.UNPROCESSABLE_ENTITY,
+}
 
 
 def _services():
@@ -28,6 +44,25 @@ def visible_transfer(event_id: str) -> dict[str, Any]:
         abort(HTTPStatus.NOT_FOUND, message=f"No transfer with event id {event_id!r}.")
     require_authority(view["from_authority"], view["to_authority"])
     return view
+
+
+@blp.route("/transfers")
+@allow(Role.ADMIN, Role.PUBLISHER, Role.PRACTITIONER, Role.AUDITOR)
+@blp.arguments(TransferListQuerySchema, location="query", as_kwargs=True)
+@blp.response(HTTPStatus.OK, TransferPageSchema)
+def list_transfers(authority: str | None = None, **filters: Any):
+    """Transfers, oldest received first; a caller with an authority sees only its own."""
+    if authority is not None:
+        require_authority(authority)
+    page = _services().store.transfers.page(
+        TransferQuery(authority=authority or principal().authority, **filters)
+    )
+    following = None
+    if page.next_after is not None:
+        following = url_for(
+            "transfers.list_transfers", **{**request.args, "after": page.next_after}
+        )
+    return {"transfers": page.transfers, "next_after": page.next_after, "next": following}
 
 
 @blp.route("/transfers/<path:event_id>")
@@ -49,4 +84,31 @@ def redeliver(event_id: str):
         event_id, services.clock(), requested_by=principal().name
     ):
         abort(HTTPStatus.CONFLICT, message="Only a failed transfer can be redelivered.")
+    return services.store.transfer_view(event_id)
+
+
+@blp.route("/transfers/<path:event_id>/judgement", methods=["POST"])
+@allow(Role.PRACTITIONER)
+@blp.doc(
+    requestBody={
+        "required": True,
+        "content": {"application/json": {"schema": JudgementSchema}},
+        "description": "The practitioner-judgement record (contracts/judgement.py).",
+    }
+)
+@blp.response(HTTPStatus.OK, TransferViewSchema, description="Decided: signed or withheld.")
+def record_judgement(event_id: str):
+    """Record a judgement for a parked transfer: share sends it on, not_share withholds it.
+
+    Only a practitioner of the sending authority may decide. A judgement that gives no basis
+    (another recipient, another purpose) is refused with why, and the transfer stays parked.
+    """
+    services = _services()
+    document = request.get_json(silent=True)
+    try:
+        services.judgements.record(event_id, document, by=principal())
+    except JudgementRefused as refused:
+        if refused.refusal is Refusal.NOT_PERMITTED:
+            refuse(HTTPStatus.FORBIDDEN, refused.reason)
+        abort(STATUS_BY_REFUSAL[refused.refusal], message=refused.reason, errors=refused.errors)
     return services.store.transfer_view(event_id)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
@@ -22,6 +22,9 @@ from adapters.base import OutboundEnvelope
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 from service.store.isotime import iso
+
+if TYPE_CHECKING:
+    from service.store.store import SignedEnvelope
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,21 @@ def _still_held(claimed: Claimed) -> sa.ColumnElement[bool]:
         item.claimed_by == claimed.worker,
         item.claimed_until == claimed.claimed_until,
     )
+
+
+def stage_delivery(session: Session, transfer: t.Transfer, envelope: SignedEnvelope) -> None:
+    """Keep a transfer's signed envelope and put it in the outbox, due now, in ``session``."""
+    session.add(
+        t.Envelope(
+            envelope_id=envelope.envelope_id,
+            event_id=transfer.event_id,
+            kid=envelope.kid,
+            jws=envelope.jws,
+            sha256=envelope.sha256,
+            issued_at=envelope.issued_at,
+        )
+    )
+    session.add(new_item(transfer, envelope.issued_at))
 
 
 def new_item(transfer: t.Transfer, now: datetime) -> t.OutboxItem:

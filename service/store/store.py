@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.base import OutboundEnvelope
 from adapters.registry import AdapterConfigError, validate_config
 from contracts.reference import LONDON_AUTHORITIES
+from service.access import OPERATOR, Principal
 from service.domain.child_keys import without_child_keys
-from service.domain.model import IspTerms, isp_terms
+from service.domain.model import IspTerms
 from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox
 from service.store import tables as t
@@ -32,8 +33,12 @@ from service.store.access import Access
 from service.store.audit_log import AuditLog, chain_on_flush
 from service.store.audit_search import AuditSearch
 from service.store.isotime import iso
-from service.store.outbox import Outbox, new_item
+from service.store.isps import IspChange, Isps
+from service.store.operations import OperationsCounts
+from service.store.organisations import Organisations
+from service.store.outbox import Outbox, stage_delivery
 from service.store.payloads import Payloads
+from service.store.transfers import Transfers
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -139,6 +144,10 @@ class Store:
         self.audit_search = AuditSearch(self._transaction)
         self.payloads = Payloads(self._transaction, _append_audit)
         self.access = Access(self._transaction, _append_audit)
+        self.isps = Isps(self._transaction, _append_audit)
+        self.operations = OperationsCounts(self._transaction)
+        self.organisations = Organisations(self._transaction, _append_audit, secret_box)
+        self.transfers = Transfers(self._transaction, _append_audit)
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
@@ -191,26 +200,15 @@ class Store:
     # -- ISPs ---------------------------------------------------------------------------------
 
     def add_isp(self, document: dict[str, Any]) -> None:
-        """Record one version of an ISP, given in its published JSON form (already validated)."""
-        with self._transaction() as session:
-            session.add(
-                t.Isp(
-                    isp_id=document["id"],
-                    version=document["version"],
-                    status=document["status"],
-                    document=document,
-                    recorded_at=_now(),
-                )
-            )
-            session.add(
-                _audit(
-                    None, "isp_recorded", {"isp_id": document["id"], "version": document["version"]}
-                )
-            )
+        """Create an ISP (validated, in its JSON form) as the operator: how tests and demos seed.
+
+        Admins go through ``service.isps``, which checks who may write; see ``self.isps``.
+        """
+        self.isps.record([IspChange(document, "isp_created")], now=_now(), by=OPERATOR)
 
     def isp_terms(self) -> list[IspTerms]:
-        with self._transaction() as session:
-            return [isp_terms(doc) for doc in session.scalars(sa.select(t.Isp.document))]
+        """The newest version of each ISP: what transfers are decided on."""
+        return self.isps.terms()
 
     # -- adapters -----------------------------------------------------------------------------
 
@@ -221,10 +219,13 @@ class Store:
         settings: dict[str, Any],
         secrets: dict[str, Any],
         retry: dict[str, Any] | None = None,
+        *,
+        by: Principal | None = None,
     ) -> None:
         """Validate and store an authority's adapter; secrets are sealed before they are written.
 
-        ``retry`` overrides the service's default retry policy for this authority only.
+        ``retry`` overrides the service's default retry policy for this authority only; ``by`` is
+        who set it, for the audit (None for set-up code such as the demo's).
         """
         settings, secrets = validate_config(adapter_type, settings, secrets)
         try:
@@ -242,9 +243,9 @@ class Store:
                     updated_at=_now(),
                 )
             )
-            session.add(
-                _audit(None, "adapter_set", {"authority": authority, "adapter_type": adapter_type})
-            )
+            detail = {"authority": authority, "adapter_type": adapter_type}
+            detail.update(secrets=sorted(secrets), by=by and by.describe())
+            session.add(_audit(None, "adapter_set", detail))
 
     def set_authority_keys(self, authority: str, jwks: dict[str, Any]) -> None:
         """Register the public keys an authority signs its delivery receipts with."""
@@ -311,18 +312,7 @@ class Store:
                 session.add(transfer)
                 session.flush()
                 if new.envelope is not None:
-                    envelope = new.envelope
-                    session.add(
-                        t.Envelope(
-                            envelope_id=envelope.envelope_id,
-                            event_id=event["id"],
-                            kid=envelope.kid,
-                            jws=envelope.jws,
-                            sha256=envelope.sha256,
-                            issued_at=envelope.issued_at,
-                        )
-                    )
-                    session.add(new_item(transfer, new.received_at))
+                    stage_delivery(session, transfer, new.envelope)
                 session.add_all(_audit(event["id"], e.action, e.detail) for e in new.audit)
         except IntegrityError as exc:
             if self.has_transfer(event["id"]):

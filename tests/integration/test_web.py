@@ -9,7 +9,7 @@ from service.web import create_app
 from tests.support import examples
 from tests.support.tokens import bearer
 
-HACKNEY, HAVERING = "E09000012", "E09000025"
+HACKNEY, NEWHAM = "E09000012", "E09000025"
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_posting_the_same_event_again_says_it_is_a_duplicate_and_it_is_sent_once
 
 
 def test_a_parked_transfer_is_visible_to_its_sender_with_the_reason(auth, services, client):
-    auth = bearer(services, "publisher", HAVERING)
+    auth = bearer(services, "publisher", NEWHAM)
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
     client.post("/api/v1/events", data=examples.encode(event), headers=auth)
     response = client.get(f"/api/v1/transfers/{event['id']}", headers=auth)
@@ -118,3 +118,23 @@ def test_public_keys_and_health_need_no_token(client, services):
     assert keys.status_code == 200
     assert keys.get_json()["keys"][0]["kid"] == services.keyring.kid
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_a_publisher_may_send_only_from_its_own_authority(services, client, auth):
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS)  # from Havering
+    response = client.post("/api/v1/events", data=examples.encode(event), headers=auth)
+    assert response.status_code == 403
+    assert "may not send for E09000025" in response.get_json()["detail"]
+    assert services.store.transfer_view(event["id"]) is None
+    refusals = [d for _, a, d in services.store.audit_actions() if a == "access_refused"]
+    assert refusals[-1]["path"] == "/api/v1/events"
+    assert refusals[-1]["caller"]["authority"] == HACKNEY
+
+
+def test_a_global_admin_cannot_publish_for_an_authority(services, client):
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    response = client.post(
+        "/api/v1/events", data=examples.encode(event), headers=bearer(services, "admin")
+    )
+    assert response.status_code == 403
+    assert services.store.transfer_view(event["id"]) is None

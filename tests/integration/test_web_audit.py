@@ -9,6 +9,8 @@ from tests.support import examples
 from tests.support.children import child, transfer_of
 from tests.support.tokens import bearer
 
+HACKNEY, ISLINGTON, HAVERING, CAMDEN = "E09000012", "E09000019", "E09000025", "E09000007"
+
 
 @pytest.fixture
 def auth(services):
@@ -17,27 +19,43 @@ def auth(services):
 
 @pytest.fixture
 def client(services):
+    """Hackney sent Islington three children's cases; Havering's case of child 1 is parked."""
     services.store.add_isp(examples.pan_london_isp())
     for n in range(3):
         event = transfer_of(examples.ROUTINE_WITH_ISP, f"web-{n}", child(n))
         services.relay.receive(examples.encode(event), sender=EMBEDDED)
+    parked = transfer_of(examples.ROUTINE_WITHOUT_BASIS, "web-parked", child(1))
+    assert services.relay.receive(examples.encode(parked), sender=EMBEDDED).state == (
+        "awaiting_judgement"
+    )
     return create_app(services).test_client()
 
 
+def _child_search(n: int, **filters):
+    return {"nhs_number": child(n)["nhs_number"], **filters}
+
+
 @pytest.mark.parametrize(
-    "path", ["/api/v1/audit", "/api/v1/audit/verify", "/api/v1/subject-access?nhs_number=1"]
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/audit", None),
+        ("POST", "/api/v1/audit/search", {}),
+        ("GET", "/api/v1/audit/verify", None),
+        ("POST", "/api/v1/subject-access", {"nhs_number": "9000000001"}),
+    ],
 )
-def test_the_audit_api_needs_the_token(client, path):
-    response = client.get(path)
+def test_the_audit_api_needs_the_token(client, method, path, body):
+    response = client.open(path, method=method, json=body)
     assert response.status_code == 401
     assert response.content_type == "application/problem+json"
-    assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    wrong = client.open(path, method=method, json=body, headers={"Authorization": "Bearer x"})
+    assert wrong.status_code == 401
 
 
 def test_verify_reports_an_intact_chain_then_the_first_bad_record(auth, services, client):
     body = client.get("/api/v1/audit/verify", headers=auth).get_json()
-    # 3 transfers of 4 records each, the ISP recorded, the auditor's token created.
-    assert body["intact"] is True and body["records"] == 14
+    # 3 signed transfers of 4 records each, a parked one of 3, the ISP, the admin's token.
+    assert body["intact"] is True and body["records"] == 17
     assert body["first_bad_record"] is None
 
     engine = sa.create_engine(services.store.url)
@@ -50,28 +68,107 @@ def test_verify_reports_an_intact_chain_then_the_first_bad_record(auth, services
     assert body["first_bad_record"]["damage"] == "deleted"
 
 
-def test_search_pages_through_a_childs_records_by_link(auth, client):
-    query = f"nhs_number={child(1)['nhs_number']}&page_size=3"
-    first = client.get(f"/api/v1/audit?{query}", headers=auth).get_json()
+def test_an_auditor_verifies_the_whole_chain(services, client):
+    auditor = bearer(services, "auditor", CAMDEN)
+    body = client.get("/api/v1/audit/verify", headers=auditor).get_json()
+    assert body["intact"] is True and body["records"] == 17
+
+
+def test_a_search_by_child_is_a_post_paged_by_the_cursor(auth, client):
+    url = "/api/v1/audit/search"
+    first = client.post(url, json=_child_search(1, page_size=3), headers=auth).get_json()
     assert [r["action"] for r in first["records"]] == ["received", "basis_decided", "minimised"]
     assert {r["event_id"] for r in first["records"]} == {"web-1"}
-    second = client.get(first["next"], headers=auth).get_json()
+    following = _child_search(1, page_size=3, after=first["next_after"])
+    second = client.post(url, json=following, headers=auth).get_json()
+    assert [(r["event_id"], r["action"]) for r in second["records"]] == [
+        ("web-1", "signed"),
+        ("web-parked", "received"),
+        ("web-parked", "basis_decided"),
+    ]
+
+
+def test_a_child_named_in_a_url_is_refused_naming_the_field(auth, client):
+    response = client.get(f"/api/v1/audit?nhs_number={child(1)['nhs_number']}", headers=auth)
+    assert response.status_code == 422
+    assert response.get_json()["errors"]["query"] == {"nhs_number": ["Unknown field."]}
+
+
+def test_plain_filters_still_work_in_the_query_string_with_a_next_link(auth, client):
+    first = client.get("/api/v1/audit?case_reference=CAF-web-2&page_size=3", headers=auth)
+    body = first.get_json()
+    assert [r["action"] for r in body["records"]] == ["received", "basis_decided", "minimised"]
+    second = client.get(body["next"], headers=auth).get_json()
     assert [r["action"] for r in second["records"]] == ["signed"]
-    assert second["next"] is None
+    assert second["next"] is None and second["next_after"] is None
 
 
 def test_a_bad_search_parameter_is_a_400_saying_which(auth, client):
     response = client.get("/api/v1/audit?basis=hunch", headers=auth)
     assert response.status_code == 400
     assert "basis" in response.get_json()["detail"]
+    response = client.post("/api/v1/audit/search", json={"since": "Tuesday"}, headers=auth)
+    assert response.status_code == 400
+    assert "since" in response.get_json()["detail"]
+
+
+def test_an_auditor_reads_only_its_own_authoritys_transfers(services, client):
+    islington = bearer(services, "auditor", ISLINGTON)
+    body = client.post(
+        "/api/v1/audit/search", json={"page_size": 500}, headers=islington
+    ).get_json()
+    assert {r["event_id"] for r in body["records"]} == {"web-0", "web-1", "web-2"}
+
+    havering = bearer(services, "auditor", HAVERING)
+    body = client.post("/api/v1/audit/search", json=_child_search(1), headers=havering).get_json()
+    assert {r["event_id"] for r in body["records"]} == {"web-parked"}
+
+
+def test_a_global_admin_reads_every_record(auth, client):
+    body = client.get("/api/v1/audit?page_size=500", headers=auth).get_json()
+    assert {r["event_id"] for r in body["records"]} == {
+        None,  # the ISP recorded, the token created
+        "web-0",
+        "web-1",
+        "web-2",
+        "web-parked",
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/api/v1/audit"), ("POST", "/api/v1/audit/search")]
+)
+def test_an_auditor_asking_for_another_authority_is_refused_and_audited(
+    services, client, method, path
+):
+    islington = bearer(services, "auditor", ISLINGTON)
+    if method == "GET":
+        response = client.get(f"{path}?authority={HAVERING}", headers=islington)
+    else:
+        response = client.post(path, json={"authority": HAVERING}, headers=islington)
+    assert response.status_code == 403
+    assert HAVERING in response.get_json()["detail"]
+    refused = [d for _, action, d in services.store.audit_actions() if action == "access_refused"]
+    assert refused[-1]["path"] == path
+    assert refused[-1]["caller"]["authority"] == ISLINGTON
 
 
 def test_subject_access_is_json_or_a_printable_page(auth, client):
-    url = f"/api/v1/subject-access?nhs_number={child(2)['nhs_number']}"
-    body = client.get(url, headers=auth).get_json()
-    assert [t["event_id"] for t in body["transfers"]] == ["web-2"]
-    page = client.get(url, headers={**auth, "Accept": "text/html"})
+    url, body = "/api/v1/subject-access", {"nhs_number": child(2)["nhs_number"]}
+    export = client.post(url, json=body, headers=auth).get_json()
+    assert [t["event_id"] for t in export["transfers"]] == ["web-2"]
+    page = client.post(url, json=body, headers={**auth, "Accept": "text/html"})
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert "Hackney to Islington" in page.get_data(as_text=True)
-    missing = client.get("/api/v1/subject-access", headers=auth)
+    missing = client.post(url, json={}, headers=auth)
     assert missing.status_code == 400 and "Name the child" in missing.get_json()["detail"]
+
+
+def test_an_auditors_subject_access_holds_only_its_authoritys_transfers(auth, services, client):
+    url, body = "/api/v1/subject-access", {"nhs_number": child(1)["nhs_number"]}
+    everything = client.post(url, json=body, headers=auth).get_json()
+    assert [t["event_id"] for t in everything["transfers"]] == ["web-1", "web-parked"]
+    islington = client.post(url, json=body, headers=bearer(services, "auditor", ISLINGTON))
+    assert [t["event_id"] for t in islington.get_json()["transfers"]] == ["web-1"]
+    camden = client.post(url, json=body, headers=bearer(services, "auditor", CAMDEN))
+    assert camden.get_json()["transfers"] == []

@@ -67,8 +67,14 @@ def running_worker(
             thread.join(15)
 
 
-def publish(broker_url: str, *bodies: bytes, routing_key: str = EVENT_TYPE) -> None:
-    """Publish persistently with publisher confirms, as a case system would."""
+def publish(
+    broker_url: str, *bodies: bytes, routing_key: str = EVENT_TYPE, with_user_id: bool = True
+) -> None:
+    """Publish persistently with publisher confirms, as a case system would.
+
+    Messages carry the login as ``user_id`` (the broker checks it), unless ``with_user_id`` is
+    False, as from a case system that does not say who it is.
+    """
     with _channel(broker_url) as channel:
         channel.confirm_delivery()
         for body in bodies:
@@ -79,7 +85,7 @@ def publish(broker_url: str, *bodies: bytes, routing_key: str = EVENT_TYPE) -> N
                 pika.BasicProperties(
                     content_type="application/cloudevents+json",
                     delivery_mode=pika.DeliveryMode.Persistent,
-                    user_id=broker_user(broker_url),
+                    user_id=broker_user(broker_url) if with_user_id else None,
                 ),
                 mandatory=True,
             )

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import pika
 
@@ -34,8 +35,9 @@ class RelayProcess:
         }
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> RelayProcess:
-        self.process = subprocess.Popen([CAF_RELAY, "worker"], env=self._env)
+    def start(self, stderr: IO | None = None) -> RelayProcess:
+        """Start consuming; the process logs to ``stderr`` if given, else to the test's."""
+        self.process = subprocess.Popen([CAF_RELAY, "worker"], env=self._env, stderr=stderr)
         wait_until(lambda: consumers(self._broker_url) == 1 or self.process.poll() is not None)
         assert self.process.poll() is None, "the worker exited before consuming"
         return self

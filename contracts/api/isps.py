@@ -1,0 +1,81 @@
+"""The ISP register as the API shows it; a request to create or amend is the ISP itself."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+from contracts.common import long_text, one_of, org_code
+from contracts.vocabulary import EVENT_TYPE, ISP_STATUSES, PURPOSES
+
+TIMESTAMP = {"format": "date-time"}
+DAY = {"format": "date"}
+
+
+class IspSummarySchema(Schema):
+    isp_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    title = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": list(ISP_STATUSES)})
+    parties = fields.List(fields.String(), required=True)
+    effective_from = fields.String(required=True, metadata=DAY)
+    expires_on = fields.String(required=True, allow_none=True, metadata=DAY)
+    recorded_at = fields.String(required=True, metadata=TIMESTAMP)
+
+
+class IspVersionSchema(IspSummarySchema):
+    document = fields.Dict(
+        required=True,
+        metadata={"description": "The version as recorded (contracts/published/isp.schema.json)."},
+    )
+
+
+class IspHistorySchema(Schema):
+    isp_id = fields.String(required=True)
+    current = fields.Nested(IspSummarySchema, required=True)
+    versions = fields.List(fields.Nested(IspVersionSchema), required=True)
+
+
+class ImportedIspSchema(IspSummarySchema):
+    change = fields.String(required=True, metadata={"enum": ["created", "amended"]})
+
+
+class SuspendSchema(Schema):
+    reason = long_text(
+        required=True, metadata={"description": "Why it is suspended; kept in the audit trail."}
+    )
+
+
+class ApplicableQuerySchema(Schema):
+    from_authority = org_code(required=True)
+    to_authority = org_code(required=True)
+    flow = one_of([EVENT_TYPE], load_default=EVENT_TYPE)
+    purpose = one_of(PURPOSES, required=True)
+    on = fields.Date(metadata={"description": "The day to decide for; today if left out."})
+
+
+class IspReferenceSchema(Schema):
+    isp_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+
+
+class IspConsideredSchema(IspReferenceSchema):
+    title = fields.String(required=True)
+    status = fields.String(required=True)
+    finding = fields.String(required=True)
+    reason = fields.String(required=True)
+
+
+class ApplicabilitySchema(Schema):
+    from_authority = fields.String(required=True)
+    to_authority = fields.String(required=True)
+    flow = fields.String(required=True)
+    purpose = fields.String(required=True)
+    on = fields.String(required=True, metadata=DAY)
+    basis = fields.Nested(
+        IspReferenceSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The ISP a routine transfer would be shared under, if any."},
+    )
+    reason = fields.String(required=True)
+    considered = fields.List(fields.Nested(IspConsideredSchema), required=True)

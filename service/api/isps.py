@@ -1,0 +1,158 @@
+"""The ISP register: read by anyone, kept by admins of its parties (rules in ``service.isps``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
+
+from flask import current_app, request
+from flask_smorest import Blueprint, abort
+
+from contracts.api.isps import (
+    ApplicabilitySchema,
+    ApplicableQuerySchema,
+    ImportedIspSchema,
+    IspHistorySchema,
+    IspSummarySchema,
+    SuspendSchema,
+)
+from contracts.isp import IspSchema
+from service import isps
+from service.access import Role
+from service.api.guard import allow, principal, refuse
+
+blp = Blueprint(
+    "isps", __name__, url_prefix="/api/v1", description="The register of sharing protocols."
+)
+
+ANY_ROLE = (Role.ADMIN, Role.PUBLISHER, Role.PRACTITIONER, Role.AUDITOR)
+ONE_OR_MANY = {"oneOf": [IspSchema, {"type": "array", "items": IspSchema}]}
+IMPORT_BODY = {
+    "required": True,
+    "description": "One ISP or a list of them, as a file upload or as the body itself.",
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        "application/yaml": {"schema": ONE_OR_MANY},
+        "application/json": {"schema": ONE_OR_MANY},
+    },
+}
+
+
+def _services():
+    return current_app.extensions["caf_relay"]
+
+
+@contextmanager
+def _register_errors() -> Iterator[None]:
+    """The register's refusals as problems; a caller who is not a party is audited."""
+    try:
+        yield
+    except isps.NotAParty as exc:
+        refuse(HTTPStatus.FORBIDDEN, str(exc))
+    except isps.UnknownIsp as exc:
+        abort(HTTPStatus.NOT_FOUND, message=str(exc))
+    except isps.InvalidIsp as exc:
+        abort(HTTPStatus.UNPROCESSABLE_ENTITY, message=str(exc), errors=exc.errors)
+    except isps.IspConflict as exc:
+        abort(HTTPStatus.CONFLICT, message=str(exc), errors=exc.errors)
+
+
+@blp.route("/isps")
+@allow(*ANY_ROLE)
+@blp.response(HTTPStatus.OK, IspSummarySchema(many=True))
+def list_isps():
+    """The newest version of every ISP, with its status."""
+    return isps.register(_services().store)
+
+
+@blp.route("/isps", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.arguments(IspSchema)
+@blp.response(HTTPStatus.CREATED, IspSummarySchema)
+def create_isp(document):
+    """Add a new ISP, at version 1; an admin of one of its parties may."""
+    services = _services()
+    with _register_errors():
+        return isps.create(services.store, document, by=principal(), now=services.clock())
+
+
+@blp.route("/isps/import", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.doc(requestBody=IMPORT_BODY)
+@blp.response(HTTPStatus.CREATED, ImportedIspSchema(many=True))
+def import_isps():
+    """Import ISPs from a JSON or YAML file: new ISPs or next versions; all of them or none."""
+    upload = request.files.get("file")
+    if upload is not None:
+        data, name = upload.read(), upload.filename or "upload"
+        file_format = isps.file_format(upload.filename, upload.mimetype)
+    else:
+        data, name = request.get_data(), "request body"
+        file_format = isps.file_format(None, request.mimetype)
+    if file_format is None:
+        abort(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            message="Send JSON or YAML: a file named *.json, *.yaml or *.yml, or a body of type "
+            "application/json or application/yaml.",
+        )
+    services = _services()
+    with _register_errors():
+        return isps.import_isps(
+            services.store,
+            data,
+            file_format,
+            source=name,
+            by=principal(),
+            now=services.clock(),
+        )
+
+
+@blp.route("/isps/applicable")
+@allow(*ANY_ROLE)
+@blp.arguments(ApplicableQuerySchema, location="query")
+@blp.response(HTTPStatus.OK, ApplicabilitySchema)
+def applicable(query):
+    """Which ISPs a routine transfer from one authority to another rests on, and why."""
+    services = _services()
+    on = query.pop("on", None) or services.clock().date()
+    return isps.applicable(services.store, on=on, **query)
+
+
+@blp.route("/isps/<isp_id>")
+@allow(*ANY_ROLE)
+@blp.response(HTTPStatus.OK, IspHistorySchema)
+def show_isp(isp_id: str):
+    """One ISP with every version ever recorded."""
+    with _register_errors():
+        return isps.history(_services().store, isp_id)
+
+
+@blp.route("/isps/<isp_id>/versions", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.arguments(IspSchema)
+@blp.response(HTTPStatus.CREATED, IspSummarySchema)
+def amend_isp(document, isp_id: str):
+    """Amend an ISP: record its next version; an admin of a party to the current one may."""
+    services = _services()
+    with _register_errors():
+        return isps.amend(services.store, isp_id, document, by=principal(), now=services.clock())
+
+
+@blp.route("/isps/<isp_id>/suspend", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.arguments(SuspendSchema)
+@blp.response(HTTPStatus.CREATED, IspSummarySchema)
+def suspend_isp(body, isp_id: str):
+    """Suspend an active ISP: a new, suspended version; no transfer is shared under it."""
+    services = _services()
+    with _register_errors():
+        return isps.suspend(
+            services.store, isp_id, body["reason"], by=principal(), now=services.clock()
+        )

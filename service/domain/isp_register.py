@@ -1,0 +1,115 @@
+"""The ISP register's rules: how versions follow one another, who may add one, what applies.
+
+An ISP is never edited: every change (an amendment, a suspension) is a new version, so that a
+transfer recorded as shared "under ISP x v2" keeps pointing at the agreement it rested on.
+Only the newest version of an ISP counts for decisions. Kept pure so the store can enforce the
+order inside its transaction and the service layer can check it before writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from contracts.reference import expand_parties
+from service.domain.basis import decide_basis
+from service.domain.model import BasisDecision, IspFinding, IspTerms, TransferRequest
+
+SUSPENDED = "suspended"
+
+# What each finding means to someone asking whether an ISP applies; one line each.
+FINDING_REASONS: dict[IspFinding, str] = {
+    IspFinding.APPLICABLE: "Applies: a routine transfer like this one is shared under it.",
+    IspFinding.OUTRANKED: "Applies, but another takes precedence (the one with fewest parties).",
+    IspFinding.NOT_ACTIVE: "Not active (a draft, or retired).",
+    IspFinding.SUSPENDED: "Suspended: no transfer is shared under it.",
+    IspFinding.NOT_YET_EFFECTIVE: "Not yet in effect on that date.",
+    IspFinding.EXPIRED: "Expired before that date.",
+    IspFinding.NOT_A_PARTY: "The two authorities are not both parties to it.",
+    IspFinding.FLOW_NOT_COVERED: "It does not cover that flow.",
+    IspFinding.PURPOSE_NOT_COVERED: "It does not cover that purpose.",
+    IspFinding.AD_HOC_MODE: "Ad hoc sharing needs a practitioner judgement, ISP or not.",
+}
+
+
+class VersionOutOfOrder(Exception):
+    """A version that is not the next one of its ISP; ``errors`` by position, field-level."""
+
+    def __init__(self, message: str, errors: dict[int, dict[str, list[str]]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    document: dict[str, Any]  # the version to record, in its published JSON form
+    previous: dict[str, Any] | None  # the version it follows; None for a new ISP
+
+
+def new_versions(
+    latest: Mapping[str, dict[str, Any]], documents: Sequence[dict[str, Any]]
+) -> list[NewVersion]:
+    """Pair each document with the version it follows; each must be the next of its ISP.
+
+    ``latest`` is the newest recorded version of each ISP. Documents of one ISP follow each
+    other in the order given, so one file may carry an ISP's whole history.
+    """
+    newest = dict(latest)
+    planned, errors = [], {}
+    for index, document in enumerate(documents):
+        previous = newest.get(document["id"])
+        expected = previous["version"] + 1 if previous else 1
+        if document["version"] != expected:
+            said = (
+                f"ISP {document['id']} is at version {previous['version']}"
+                if previous
+                else f"ISP {document['id']} is new"
+            )
+            errors[index] = {"version": [f"{said}, so the next version is {expected}."]}
+        planned.append(NewVersion(document, previous))
+        newest[document["id"]] = document
+    if errors:
+        raise VersionOutOfOrder("Each ISP version must follow the one before.", errors)
+    return planned
+
+
+def writers(version: NewVersion) -> frozenset[str]:
+    """The authorities whose admins may record ``version``.
+
+    The parties to the version it follows: a party may amend itself out, a stranger may not
+    amend itself in. A new ISP has nothing to follow, so its own parties may create it.
+    """
+    return expand_parties((version.previous or version.document)["parties"])
+
+
+def suspension(current: dict[str, Any]) -> dict[str, Any]:
+    """The version that suspends ``current``: the same terms, the next version, suspended."""
+    return {**current, "version": current["version"] + 1, "status": SUSPENDED}
+
+
+def applicability(
+    isps: Iterable[IspTerms],
+    *,
+    from_authority: str,
+    to_authority: str,
+    flow: str,
+    purpose: str,
+    on: date,
+) -> BasisDecision:
+    """What the relay would decide for a routine transfer with no judgement attached.
+
+    The very decision a transfer gets (``decide_basis``), so the answer cannot drift from it.
+    """
+    request = TransferRequest(
+        event_id="",
+        flow=flow,
+        from_authority=from_authority,
+        to_authority=to_authority,
+        mode="routine",
+        purpose=purpose,
+        categories_present=frozenset(),
+        judgement=None,
+    )
+    return decide_basis(request, isps, on)

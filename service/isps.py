@@ -1,0 +1,281 @@
+"""The ISP register's actions: one implementation, called by the API and the CLI alike.
+
+Who may write: a global admin, or an admin of an authority that is a party to the ISP (to the
+new ISP when it is created; to the current version when it is amended or suspended). Anyone may
+read the register and ask what applies. Every write is audited with who made it.
+
+Suspending records a new version with status "suspended" rather than changing the status of
+the current one: a version, once recorded, is what transfers were shared under, and rewriting
+it would make the record say they rested on a suspended agreement. The new version counts for
+every later decision, since only the newest version of an ISP does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import PurePath
+from typing import Any
+
+import yaml
+from marshmallow import ValidationError
+
+from contracts.isp import IspSchema
+from service.access import Principal, Role
+from service.domain.isp_register import (
+    FINDING_REASONS,
+    VersionOutOfOrder,
+    applicability,
+    new_versions,
+    suspension,
+    writers,
+)
+from service.store.isotime import iso
+from service.store.isps import IspChange, RecordedIsp
+from service.store.store import Store
+
+PARSERS = {"json": json.loads, "yaml": yaml.safe_load}
+FORMAT_BY_MEDIA_TYPE = {
+    "application/json": "json",
+    "application/yaml": "yaml",
+    "application/x-yaml": "yaml",
+    "text/yaml": "yaml",
+}
+FORMAT_BY_SUFFIX = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+
+
+class InvalidIsp(ValueError):
+    """The input is not a valid ISP (or list of them); ``errors`` says where, field by field."""
+
+    def __init__(self, message: str, errors: dict[Any, Any]) -> None:
+        super().__init__(message)
+        self.errors = _text_keys(errors)
+
+
+class IspConflict(Exception):
+    """The change does not fit the register as it stands (an id taken, a version not next)."""
+
+    def __init__(self, message: str, errors: dict[Any, Any] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class UnknownIsp(LookupError):
+    def __init__(self, isp_id: str) -> None:
+        super().__init__(f"No ISP {isp_id!r} in the register.")
+
+
+class NotAParty(PermissionError):
+    """The caller may not change this ISP: not an admin of one of its parties."""
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def create(store: Store, document: Any, *, by: Principal, now: datetime) -> dict[str, Any]:
+    """Add a new ISP at version 1; its id must not be in the register yet."""
+    isp = validated(document)
+    if store.isps.latest([isp["id"]]):
+        raise IspConflict(f"ISP {isp['id']} exists already; amend it with a new version.")
+    _record(store, [isp], by=by, now=now)
+    return summary(RecordedIsp(isp, now))
+
+
+def amend(
+    store: Store, isp_id: str, document: Any, *, by: Principal, now: datetime
+) -> dict[str, Any]:
+    """Record the next version of ``isp_id``; the versions before it stay as they were."""
+    _current(store, isp_id)
+    isp = validated(document)
+    if isp["id"] != isp_id:
+        raise InvalidIsp("Not a version of this ISP.", {"id": [f"An amendment keeps {isp_id}."]})
+    _record(store, [isp], by=by, now=now)
+    return summary(RecordedIsp(isp, now))
+
+
+def suspend(
+    store: Store, isp_id: str, reason: str, *, by: Principal, now: datetime
+) -> dict[str, Any]:
+    """Suspend an active ISP by recording a suspended version of it (see the module's note)."""
+    current = _current(store, isp_id).document
+    if current["status"] != "active":
+        raise IspConflict(
+            f"ISP {isp_id} v{current['version']} is {current['status']}; "
+            "only an active ISP can be suspended."
+        )
+    suspended = suspension(current)
+    _record(store, [suspended], by=by, now=now, action="isp_suspended", reason=reason)
+    return summary(RecordedIsp(suspended, now))
+
+
+def import_isps(
+    store: Store, data: bytes, file_format: str, *, source: str, by: Principal, now: datetime
+) -> list[dict[str, Any]]:
+    """Record every ISP in a JSON or YAML file (one ISP or a list), or none if any is wrong.
+
+    Each is a new ISP at version 1 or the next version of one in the register; errors are
+    given by position in the file, field by field.
+    """
+    parsed = parse(data, file_format)
+    documents = parsed if isinstance(parsed, list) else [parsed]
+    if not documents:
+        raise InvalidIsp("No ISPs to import.", {"file": ["The file holds an empty list."]})
+    schema = IspSchema(many=True)
+    try:
+        isps = schema.dump(schema.load(documents))
+    except ValidationError as exc:
+        raise InvalidIsp("Not valid ISPs; nothing was imported.", exc.messages) from exc
+    _record(store, isps, by=by, now=now, by_position=True, source=source)
+    return [
+        {**summary(RecordedIsp(isp, now)), "change": _action(isp).removeprefix("isp_")}
+        for isp in isps
+    ]
+
+
+def parse(data: bytes, file_format: str) -> Any:
+    """The content of a JSON or YAML file, or InvalidIsp saying why it cannot be read."""
+    try:
+        return PARSERS[file_format](data)
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+        raise InvalidIsp(f"Not readable as {file_format}.", {"file": [str(exc)]}) from exc
+
+
+def file_format(name: str | None, media_type: str | None) -> str | None:
+    """``json`` or ``yaml`` from a file's media type or, failing that, its name."""
+    by_type = FORMAT_BY_MEDIA_TYPE.get((media_type or "").split(";")[0].strip().lower())
+    return by_type or FORMAT_BY_SUFFIX.get(PurePath(name or "").suffix.lower())
+
+
+def validated(document: Any) -> dict[str, Any]:
+    """The ISP in its published JSON form, or InvalidIsp with field-level errors."""
+    schema = IspSchema()
+    try:
+        return schema.dump(schema.load(document))
+    except ValidationError as exc:
+        raise InvalidIsp("Not a valid ISP.", exc.messages) from exc
+
+
+def _record(
+    store: Store,
+    isps: Sequence[dict[str, Any]],
+    *,
+    by: Principal,
+    now: datetime,
+    action: str | None = None,
+    by_position: bool = False,
+    **note: str,
+) -> None:
+    """Check who may write and that the versions follow on, then record them with ``note``.
+
+    Errors name a document by its position in a file (``by_position``), else the one document.
+    """
+    latest = store.isps.latest({isp["id"] for isp in isps})
+    try:
+        planned = new_versions({i: r.document for i, r in latest.items()}, isps)
+        for version in planned:
+            if not (by.role is Role.ADMIN and by.acts_for(*writers(version))):
+                which = "its current version" if version.previous else "it"
+                raise NotAParty(
+                    f"A {by.role.value} of {by.authority} may not change ISP "
+                    f"{version.document['id']}: only an admin of a party to {which} may."
+                )
+        store.isps.record(
+            [IspChange(isp, action or _action(isp), note) for isp in isps], now=now, by=by
+        )
+    except VersionOutOfOrder as exc:
+        errors = exc.errors if by_position else exc.errors.get(0)
+        raise IspConflict(str(exc), errors or None) from exc
+
+
+def _text_keys(errors: Any) -> Any:
+    """Errors with every key a string: a YAML file may have used numbers or dates as keys."""
+    if isinstance(errors, dict):
+        return {str(key): _text_keys(value) for key, value in errors.items()}
+    return errors
+
+
+def _action(isp: dict[str, Any]) -> str:
+    return "isp_created" if isp["version"] == 1 else "isp_amended"
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def register(store: Store) -> list[dict[str, Any]]:
+    """The newest version of every ISP, with its status."""
+    return [summary(recorded) for recorded in store.isps.latest().values()]
+
+
+def history(store: Store, isp_id: str) -> dict[str, Any]:
+    """One ISP with every version ever recorded, oldest first."""
+    versions = store.isps.versions(isp_id)
+    if not versions:
+        raise UnknownIsp(isp_id)
+    return {
+        "isp_id": isp_id,
+        "current": summary(versions[-1]),
+        "versions": [{**summary(v), "document": v.document} for v in versions],
+    }
+
+
+def applicable(
+    store: Store, *, from_authority: str, to_authority: str, flow: str, purpose: str, on: date
+) -> dict[str, Any]:
+    """Which ISPs a routine transfer from A to B for ``flow`` and ``purpose`` on ``on`` rests on.
+
+    Every ISP in the register is listed with its finding and the reason, as a transfer's
+    decision records them.
+    """
+    terms = {(isp.id, isp.version): isp for isp in store.isps.terms()}
+    decision = applicability(
+        terms.values(),
+        from_authority=from_authority,
+        to_authority=to_authority,
+        flow=flow,
+        purpose=purpose,
+        on=on,
+    )
+    return {
+        "from_authority": from_authority,
+        "to_authority": to_authority,
+        "flow": flow,
+        "purpose": purpose,
+        "on": on.isoformat(),
+        "basis": (
+            {"isp_id": decision.isp.id, "version": decision.isp.version} if decision.isp else None
+        ),
+        "reason": decision.reason,
+        "considered": [
+            {
+                "isp_id": c.isp_id,
+                "version": c.version,
+                "title": terms[c.isp_id, c.version].title,
+                "status": terms[c.isp_id, c.version].status,
+                "finding": c.finding.value,
+                "reason": FINDING_REASONS[c.finding],
+            }
+            for c in decision.considered
+        ],
+    }
+
+
+def summary(recorded: RecordedIsp) -> dict[str, Any]:
+    document = recorded.document
+    return {
+        "isp_id": document["id"],
+        "version": document["version"],
+        "title": document["title"],
+        "status": document["status"],
+        "parties": document["parties"],
+        "effective_from": document["effective_from"],
+        "expires_on": document.get("expires_on"),
+        "recorded_at": iso(recorded.recorded_at),
+    }
+
+
+def _current(store: Store, isp_id: str) -> RecordedIsp:
+    recorded = store.isps.latest([isp_id]).get(isp_id)
+    if recorded is None:
+        raise UnknownIsp(isp_id)
+    return recorded

@@ -1,0 +1,97 @@
+"""Logging for every process: one JSON object a line, each naming the event it is about.
+
+A line has ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, ``event_id`` when the
+line is about one event, ``adapter_type`` when a delivery line names one, and ``exception``
+(the traceback) when there is one. Log shippers read it as it is; ``CAF_RELAY_LOG_FORMAT=text``
+gives the same fields as plain lines for a person at a terminal.
+
+The event id travels in a context variable, so every line logged while one event is handled
+carries it, from whichever module, without passing it around: the code that handles one event
+runs in a context of its own (``own_log_context``) and names the event once it knows it
+(``set_event_id``). The context ends with that call, so no later line on the thread inherits it.
+
+No personal data: messages say what happened and why (ids, states, counts, reasons), never an
+event's body or a child's details. Only the fields above are written, so an ``extra=`` passed
+by some call cannot add a field that carries more.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+FORMATS = ("json", "text")
+EVENT_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
+_EXTRAS = ("event_id", "adapter_type")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def own_log_context(handle: F) -> F:
+    """Run ``handle`` in a copy of the current context: an event id it sets ends with it."""
+
+    @functools.wraps(handle)
+    def isolated(*args: Any, **kwargs: Any) -> Any:
+        return contextvars.copy_context().run(handle, *args, **kwargs)
+
+    return isolated  # type: ignore[return-value]
+
+
+def set_event_id(event_id: str | None) -> None:
+    """Name the event being handled, for every line logged from here to the context's end."""
+    EVENT_ID.set(event_id)
+
+
+class EventIdFilter(logging.Filter):
+    """Gives each record the current event id, unless the call named one itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "event_id", None) is None:
+            record.event_id = EVENT_ID.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in _EXTRAS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        named = [f"{n}={getattr(record, n)}" for n in _EXTRAS if getattr(record, n, None)]
+        text = super().formatMessage(record)
+        return f"{text} [{' '.join(named)}]" if named else text
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Log to stderr in ``log_format``; leaves logging alone if the process already set it up.
+
+    (A test runner, or an embedding application, has its own handlers; they are kept.)
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(EventIdFilter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    logging.basicConfig(level=level, handlers=[handler])
+    # pika narrates every connection step at INFO; its warnings and errors are what operators need.
+    logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -1,0 +1,87 @@
+"""Whether this process can do its work now: the database answers and, if it uses one, the broker.
+
+``/readyz`` reports each check with the reason it failed, for the operator reading it; a reason
+names the error, never a URL's password (it is masked wherever it would appear). The broker is
+probed with a fresh connection and short timeouts, so a broker that hangs makes the check fail
+in seconds rather than hold the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import pika
+import pika.exceptions
+
+from service.store.store import Store
+from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE
+
+PROBE_TIMEOUT_SECONDS = 3
+QUEUES = (TRANSFERS_QUEUE, DEAD_QUEUE)
+_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*):[^@\s]*@")
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"status": "ok" if self.ok else "failed", "detail": self.detail}
+
+
+def check_database(store: Store) -> Check:
+    try:
+        store.ping()
+    except Exception as exc:  # whatever stops the database answering makes this not ready
+        return Check(False, _reason(exc, store.url))
+    return Check(True, "The database answers.")
+
+
+def check_broker(broker_url: str) -> Check:
+    try:
+        broker_queues(broker_url)
+    except Exception as exc:  # any failure to reach the broker makes this not ready
+        return Check(False, _reason(exc, broker_url))
+    return Check(True, "The broker accepts connections.")
+
+
+def broker_queues(broker_url: str) -> dict[str, int | None]:
+    """Messages ready in each of the relay's queues (None for one not declared yet).
+
+    Raises whatever pika raises when the broker cannot be reached or refuses the login.
+    """
+    parameters = pika.URLParameters(broker_url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = PROBE_TIMEOUT_SECONDS
+    parameters.stack_timeout = PROBE_TIMEOUT_SECONDS
+    parameters.blocked_connection_timeout = PROBE_TIMEOUT_SECONDS
+    connection = pika.BlockingConnection(parameters)
+    try:
+        return {queue: _ready_messages(connection, queue) for queue in QUEUES}
+    finally:
+        connection.close()
+
+
+def _ready_messages(connection: pika.BlockingConnection, queue: str) -> int | None:
+    channel = connection.channel()
+    try:
+        return channel.queue_declare(queue, passive=True).method.message_count
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:  # the worker declares it when it first starts
+            return None
+        raise
+    finally:
+        if channel.is_open:
+            channel.close()
+
+
+def _reason(exc: Exception, url: str) -> str:
+    """The error, for a person, with the URL's password masked wherever it would appear."""
+    text = _URL_PASSWORD.sub(r"\1:***@", f"{type(exc).__name__}: {exc}")
+    password = urlsplit(url).password
+    if password:
+        text = text.replace(password, "***").replace(unquote(password), "***")
+    return text[:500]

@@ -1,0 +1,161 @@
+"""Transfers as lists to page through, and a parked transfer settled by a practitioner.
+
+The list shows what each transfer is and where it stands, never case data, so it can be shown to
+either of its two authorities. Settling a parked transfer is one transaction that re-checks it is
+still parked, so two practitioners deciding at once cannot both decide it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from service.domain.model import basis_kind
+from service.store import tables as t
+from service.store.audit_log import AppendAudit, Transaction
+from service.store.isotime import iso
+from service.store.outbox import stage_delivery
+
+if TYPE_CHECKING:
+    from service.store.store import AuditEntry, SignedEnvelope
+
+AWAITING_JUDGEMENT = "awaiting_judgement"
+# What a listing reads: never ``event``, which holds the case.
+LISTED = (
+    "event_id",
+    "case_reference",
+    "from_authority",
+    "to_authority",
+    "mode",
+    "purpose",
+    "state",
+    "decision",
+    "received_at",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True)
+class TransferQuery:
+    """Filters that all apply; ``authority`` matches either end; ``after`` is an event id."""
+
+    state: str | None = None
+    authority: str | None = None
+    since: datetime | None = None  # received at or after
+    until: datetime | None = None  # received before
+    after: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class TransferPage:
+    transfers: list[dict[str, Any]]
+    next_after: str | None  # pass as ``after`` for the next page; None on the last page
+
+
+@dataclass(frozen=True)
+class ToJudge:
+    """A transfer as a judgement needs it: its parties, its state and the event as received."""
+
+    event_id: str
+    from_authority: str
+    to_authority: str
+    state: str
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a judgement made of a parked transfer, to be stored at once."""
+
+    event: dict[str, Any]  # with the judgement attached
+    state: str
+    decision: dict[str, Any]
+    envelope: SignedEnvelope | None
+    audit: Sequence[AuditEntry]
+    at: datetime
+
+
+class Transfers:
+    def __init__(self, transaction: Transaction, append_audit: AppendAudit) -> None:
+        self._transaction = transaction
+        self._append_audit = append_audit
+
+    def page(self, query: TransferQuery) -> TransferPage:
+        """One page of transfers, oldest received first (so parked ones queue in order)."""
+        transfer = t.Transfer
+        statement = sa.select(*(getattr(transfer, column) for column in LISTED))
+        if query.state:
+            statement = statement.where(transfer.state == query.state)
+        if query.authority:
+            statement = statement.where(
+                sa.or_(
+                    transfer.from_authority == query.authority,
+                    transfer.to_authority == query.authority,
+                )
+            )
+        if query.since:
+            statement = statement.where(transfer.received_at >= query.since)
+        if query.until:
+            statement = statement.where(transfer.received_at < query.until)
+        if query.after:
+            cursor = (
+                sa.select(transfer.received_at)
+                .where(transfer.event_id == query.after)
+                .scalar_subquery()
+            )
+            statement = statement.where(
+                sa.or_(
+                    transfer.received_at > cursor,
+                    sa.and_(transfer.received_at == cursor, transfer.event_id > query.after),
+                )
+            )
+        statement = statement.order_by(transfer.received_at, transfer.event_id)
+        with self._transaction() as session:
+            rows = session.execute(statement.limit(query.limit + 1)).all()
+        listed = [_summary(row) for row in rows[: query.limit]]
+        following = listed[-1]["event_id"] if len(rows) > query.limit else None
+        return TransferPage(listed, following)
+
+    def to_judge(self, event_id: str) -> ToJudge | None:
+        with self._transaction() as session:
+            row = session.get(t.Transfer, event_id)
+            if row is None:
+                return None
+            return ToJudge(row.event_id, row.from_authority, row.to_authority, row.state, row.event)
+
+    def settle(self, event_id: str, settlement: Settlement) -> bool:
+        """Store a judgement's outcome if the transfer is still parked; False if it is not.
+
+        The row is locked first, so of two judgements recorded at once the second sees the
+        first's state and changes nothing.
+        """
+        with self._transaction() as session:
+            transfer = session.get(t.Transfer, event_id, with_for_update=True)
+            if transfer is None or transfer.state != AWAITING_JUDGEMENT:
+                return False
+            transfer.event = settlement.event
+            transfer.state = settlement.state
+            transfer.decision = settlement.decision
+            transfer.updated_at = settlement.at
+            if settlement.envelope is not None:
+                stage_delivery(session, transfer, settlement.envelope)
+            for entry in settlement.audit:
+                self._append_audit(session, event_id, entry.action, entry.detail)
+            return True
+
+
+def _summary(row: sa.Row) -> dict[str, Any]:
+    listed = row._asdict()
+    decision = listed.pop("decision")
+    return {
+        **listed,
+        "basis": basis_kind(decision),
+        "reason": decision["reason"],
+        "received_at": iso(row.received_at),
+        "updated_at": iso(row.updated_at),
+    }

@@ -1,0 +1,144 @@
+"""Operations against the real broker: readiness, the broker's queues in the metrics, and the
+worker's JSON log lines, each naming its event and none holding a child's details."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+
+import pytest
+from cryptography.fernet import Fernet
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.secrets import SecretBox
+from service.store.store import Store
+from service.web import create_app
+from service.worker import TRANSFERS_QUEUE
+from tests.support import examples
+from tests.support.amqp import publish, reset_topology, wait_until
+from tests.support.children import child, transfer_of
+from tests.support.processes import RelayProcess
+from tests.support.tokens import bearer
+
+pytestmark = pytest.mark.broker
+
+ISLINGTON, CAMDEN = "E09000019", "E09000007"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _with(services, **settings):
+    return dataclasses.replace(
+        services, settings=dataclasses.replace(services.settings, **settings)
+    )
+
+
+def test_ready_when_the_database_and_the_broker_answer(services, broker_url):
+    response = create_app(_with(services, broker_url=broker_url)).test_client().get("/readyz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ready"
+    assert {name: check["status"] for name, check in body["checks"].items()} == {
+        "database": "ok",
+        "broker": "ok",
+    }
+
+
+def test_without_a_broker_configured_only_the_database_is_checked(services):
+    body = create_app(services).test_client().get("/readyz").get_json()
+    assert body["status"] == "ready" and list(body["checks"]) == ["database"]
+
+
+def test_not_ready_when_the_broker_is_unreachable_saying_why_without_the_password(services):
+    url = f"amqp://relay:broker-secret-9@127.0.0.1:{_closed_port()}/caf"
+    response = create_app(_with(services, broker_url=url)).test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "not_ready"
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["broker"]["status"] == "failed"
+    assert "AMQPConnectionError" in body["checks"]["broker"]["detail"]
+    assert "broker-secret-9" not in response.get_data(as_text=True)
+
+
+def test_not_ready_when_the_database_is_unreachable_saying_why_without_the_password(services):
+    url = f"postgresql+psycopg://relay:db-secret-7@127.0.0.1:{_closed_port()}/caf"
+    down = Store(url, SecretBox([Fernet.generate_key().decode()]))
+    try:
+        response = (
+            create_app(dataclasses.replace(services, store=down)).test_client().get("/readyz")
+        )
+    finally:
+        down.close()
+    assert response.status_code == 503
+    check = response.get_json()["checks"]["database"]
+    assert check["status"] == "failed" and "OperationalError" in check["detail"]
+    assert "db-secret-7" not in response.get_data(as_text=True)
+
+
+def test_metrics_show_events_waiting_in_the_broker(services, broker_url):
+    reset_topology(broker_url)
+    publish(broker_url, *(examples.encode(examples.routine(f"waiting-{n}")) for n in range(3)))
+    wait_until(lambda: _scrape(services, broker_url).get(("caf_relay_broker_up",)) == 1.0)
+    metrics = _scrape(services, broker_url)
+    assert metrics[("caf_relay_broker_queue_messages", ("queue", TRANSFERS_QUEUE))] == 3
+    assert metrics[("caf_relay_broker_queue_messages", ("queue", "caf.dead"))] == 0
+
+    down = f"amqp://guest:guest@127.0.0.1:{_closed_port()}/"
+    assert _scrape(services, down)[("caf_relay_broker_up",)] == 0
+
+
+def _scrape(services, broker_url) -> dict[tuple, float]:
+    app = create_app(_with(services, broker_url=broker_url))
+    text = app.test_client().get("/metrics", headers=bearer(services, "admin")).get_data(True)
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_worker_logs_json_lines_naming_each_event_and_no_child(services, broker_url, tmp_path):
+    services.store.add_isp(examples.pan_london_isp())
+    services.store.set_adapter(ISLINGTON, "directory", {"path": str(tmp_path / "inbox")}, {})
+    (tmp_path / "inbox").mkdir()
+    children = [child(n) for n in (11, 12, 13)]
+    delivered = transfer_of(examples.ROUTINE_WITH_ISP, "log-delivered", children[0])
+    no_adapter = transfer_of(examples.ROUTINE_WITH_ISP, "log-no-adapter", children[1])
+    no_adapter["data"]["to_authority"] = CAMDEN
+    refused = transfer_of(examples.ROUTINE_WITH_ISP, "log-refused", children[2])
+    refused["data"]["sharing"]["mode"] = "sideways"
+    log_file = tmp_path / "worker.log"
+
+    def _view(event_id):
+        return services.store.transfer_view(event_id) or {}
+
+    reset_topology(broker_url)
+    with log_file.open("wb") as stderr:
+        relay = RelayProcess(services, broker_url).start(stderr=stderr)
+        try:
+            publish(broker_url, *(examples.encode(e) for e in (delivered, no_adapter, refused)))
+            wait_until(lambda: _view("log-delivered").get("state") == "delivered")
+            wait_until(lambda: _view("log-no-adapter").get("deliveries"))
+        finally:
+            assert relay.stop() == 0
+
+    text = log_file.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    about = {}
+    for line in lines:
+        about.setdefault(line.get("event_id"), []).append(line["message"])
+    assert any(m.startswith("delivery delivered") for m in about["log-delivered"])
+    assert any("No adapter is configured" in m for m in about["log-no-adapter"])
+    assert any(m.startswith("dead-lettered") for m in about["log-refused"])
+    delivery_lines = [line for line in lines if line["logger"] == "service.delivery"]
+    assert delivery_lines and all(line.get("event_id") for line in delivery_lines)
+    for identity in children:
+        for field in ("given_name", "family_name", "nhs_number", "unique_pupil_number"):
+            assert identity[field] not in text

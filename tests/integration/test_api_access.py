@@ -1,0 +1,196 @@
+"""Every API endpoint refuses a caller with no token, with the wrong role, or acting for another
+authority, and writes each refusal to the audit trail.
+
+``SAMPLES`` holds one concrete request per endpoint; a test fails when an endpoint exists that
+the table does not cover, so a new endpoint cannot ship unguarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from service.access import Role
+from service.api.guard import ROLES_ATTRIBUTE
+from service.relay import EMBEDDED
+from service.web import create_app
+from tests.support import examples, judgements
+from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
+from tests.support.tokens import bearer
+
+HACKNEY, ISLINGTON, CAMDEN = "E09000012", "E09000019", "E09000007"
+GLOBAL = "global"  # only a global admin may call it
+SIGNED = "t-signed"  # a transfer from Hackney to Islington
+PARKED = "t-parked"  # a transfer from Newham to Tower Hamlets, awaiting judgement
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    owner: str | None = None  # the authority (or GLOBAL) the call acts on; None: not scoped
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+
+ADAPTER = "/api/v1/authorities/E09000019/adapter"
+SAMPLES: dict[tuple[str, str], Sample] = {
+    ("POST", "/api/v1/events"): Sample(
+        "/api/v1/events", owner=HACKNEY, json=examples.event(examples.ROUTINE_WITH_ISP)
+    ),
+    ("GET", "/api/v1/transfers"): Sample(
+        "/api/v1/transfers", HACKNEY, query={"authority": HACKNEY}
+    ),
+    ("GET", "/api/v1/transfers/<path:event_id>"): Sample(f"/api/v1/transfers/{SIGNED}", HACKNEY),
+    ("POST", "/api/v1/transfers/<path:event_id>/redeliver"): Sample(
+        f"/api/v1/transfers/{SIGNED}/redeliver", ISLINGTON
+    ),
+    ("POST", "/api/v1/transfers/<path:event_id>/judgement"): Sample(
+        f"/api/v1/transfers/{PARKED}/judgement", NEWHAM, json=judgements.share()
+    ),
+    ("GET", "/api/v1/authorities"): Sample("/api/v1/authorities"),
+    ("POST", "/api/v1/authorities"): Sample(
+        "/api/v1/authorities",
+        GLOBAL,
+        json={"code": "RF4", "name": "Barking, Havering and Redbridge NHS Trust", "kind": "health"},
+    ),
+    ("GET", "/api/v1/authorities/<code>"): Sample(f"/api/v1/authorities/{ISLINGTON}"),
+    ("PATCH", "/api/v1/authorities/<code>"): Sample(
+        f"/api/v1/authorities/{ISLINGTON}", ISLINGTON, json={"jwks": None}
+    ),
+    ("GET", "/api/v1/authorities/<code>/adapter"): Sample(ADAPTER, ISLINGTON),
+    ("PUT", "/api/v1/authorities/<code>/adapter"): Sample(
+        ADAPTER, ISLINGTON, json={"type": "directory", "settings": {"path": "/tmp/caf-inbox"}}
+    ),
+    ("DELETE", "/api/v1/authorities/<code>/adapter"): Sample(ADAPTER, ISLINGTON),
+    ("POST", "/api/v1/authorities/<code>/adapter/test"): Sample(f"{ADAPTER}/test", ISLINGTON),
+    ("PUT", "/api/v1/authorities/<code>/publishers/<broker_user>"): Sample(
+        f"/api/v1/authorities/{ISLINGTON}/publishers/islington-cms", ISLINGTON
+    ),
+    ("DELETE", "/api/v1/authorities/<code>/publishers/<broker_user>"): Sample(
+        f"/api/v1/authorities/{ISLINGTON}/publishers/islington-cms", ISLINGTON
+    ),
+    ("GET", "/api/v1/isps"): Sample("/api/v1/isps"),
+    ("POST", "/api/v1/isps"): Sample("/api/v1/isps", NEWHAM, json=bilateral(id="other-isp")),
+    ("GET", "/api/v1/isps/<isp_id>"): Sample("/api/v1/isps/newham-tower-hamlets"),
+    ("POST", "/api/v1/isps/<isp_id>/versions"): Sample(
+        "/api/v1/isps/newham-tower-hamlets/versions", NEWHAM, json=bilateral(version=2)
+    ),
+    ("POST", "/api/v1/isps/<isp_id>/suspend"): Sample(
+        "/api/v1/isps/newham-tower-hamlets/suspend", NEWHAM, json={"reason": "Under review."}
+    ),
+    ("POST", "/api/v1/isps/import"): Sample(
+        "/api/v1/isps/import", NEWHAM, json=bilateral(id="imported-isp")
+    ),
+    ("GET", "/api/v1/isps/applicable"): Sample(
+        "/api/v1/isps/applicable",
+        query={
+            "from_authority": NEWHAM,
+            "to_authority": TOWER_HAMLETS,
+            "purpose": "safeguarding",
+            "flow": "caf.case-transfer.requested",
+            "on": "2026-11-24",
+        },
+    ),
+    ("GET", "/api/v1/audit"): Sample("/api/v1/audit", ISLINGTON, query={"authority": ISLINGTON}),
+    ("POST", "/api/v1/audit/search"): Sample(
+        "/api/v1/audit/search", ISLINGTON, json={"authority": ISLINGTON}
+    ),
+    ("GET", "/api/v1/audit/verify"): Sample("/api/v1/audit/verify"),
+    ("POST", "/api/v1/subject-access"): Sample(
+        "/api/v1/subject-access", json={"nhs_number": "9434765919"}
+    ),
+    ("GET", "/metrics"): Sample("/metrics"),
+}
+
+
+@pytest.fixture
+def app(services):
+    services.store.add_isp(examples.pan_london_isp())
+    services.store.add_isp(bilateral(status="active", purposes=["early_help"]))
+    for name, event_id in (
+        (examples.ROUTINE_WITH_ISP, SIGNED),
+        (examples.ROUTINE_WITHOUT_BASIS, PARKED),
+    ):
+        event = examples.event(name, id=event_id)
+        services.relay.receive(examples.encode(event), sender=EMBEDDED)
+    return create_app(services)
+
+
+def _guarded_rules(app) -> dict[tuple[str, str], str]:
+    return {
+        (method, rule.rule): rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/") or rule.rule == "/metrics"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+
+
+def _roles(app, key) -> tuple[Role, ...]:
+    return getattr(app.view_functions[_guarded_rules(app)[key]], ROLES_ATTRIBUTE)
+
+
+def _call(client, key, headers):
+    sample = SAMPLES[key]
+    return client.open(
+        sample.path,
+        method=key[0],
+        json=sample.json,
+        query_string=sample.query,
+        headers={**sample.headers, **headers},
+    )
+
+
+def _last_refusal(services) -> dict[str, Any]:
+    return [d for _, a, d in services.store.audit_actions() if a == "access_refused"][-1]
+
+
+def test_every_guarded_endpoint_is_covered_here_and_declares_its_roles(app):
+    assert set(_guarded_rules(app)) == set(SAMPLES)
+    for key in SAMPLES:
+        assert _roles(app, key), f"{key} admits no role"
+
+
+@pytest.mark.parametrize("key", list(SAMPLES), ids=" ".join)
+def test_no_token_is_refused_and_audited(services, app, key):
+    for headers in ({}, {"Authorization": "Bearer cafr_unknown"}):
+        response = _call(app.test_client(), key, headers)
+        assert response.status_code == 401, response.get_data(as_text=True)
+        refusal = _last_refusal(services)
+        assert refusal["path"] == SAMPLES[key].path and refusal["caller"] is None
+
+
+@pytest.mark.parametrize("key", list(SAMPLES), ids=" ".join)
+def test_a_token_of_the_wrong_role_is_refused_and_audited(services, app, key):
+    allowed = _roles(app, key)
+    wrong = [role for role in Role if role not in allowed]
+    if not wrong:
+        pytest.skip("every role may call it")
+    owner = SAMPLES[key].owner
+    authority = owner if owner not in (None, GLOBAL) else HACKNEY
+    for role in wrong:
+        response = _call(app.test_client(), key, bearer(services, role, authority))
+        assert response.status_code == 403, (role, response.get_data(as_text=True))
+        refusal = _last_refusal(services)
+        assert refusal["caller"]["role"] == role.value and refusal["status"] == 403
+
+
+SCOPED = [key for key, sample in SAMPLES.items() if sample.owner is not None]
+
+
+@pytest.mark.parametrize("key", SCOPED, ids=" ".join)
+def test_a_token_for_another_authority_is_refused_and_audited_and_the_right_one_is_not(
+    services, app, key
+):
+    owner = SAMPLES[key].owner
+    role = _roles(app, key)[0]
+    other = bearer(services, role, CAMDEN)
+    response = _call(app.test_client(), key, other)
+    assert response.status_code == 403, response.get_data(as_text=True)
+    refusal = _last_refusal(services)
+    assert refusal["caller"]["authority"] == CAMDEN and refusal["path"] == SAMPLES[key].path
+
+    own = bearer(services, "admin") if owner == GLOBAL else bearer(services, role, owner)
+    assert _call(app.test_client(), key, own).status_code not in (401, 403)

@@ -1,0 +1,262 @@
+"""The ISP register over the API: kept by its parties' admins, read by anyone, audited."""
+
+import io
+import json
+
+import pytest
+
+from service.web import create_app
+from tests.support import examples
+from tests.support.isps import NEWHAM, TOWER_HAMLETS, YAML, bilateral
+from tests.support.tokens import bearer
+
+CAMDEN = "E09000007"
+ISP = "/api/v1/isps/newham-tower-hamlets"
+
+
+@pytest.fixture
+def client(services):
+    return create_app(services).test_client()
+
+
+@pytest.fixture
+def newham_admin(services):
+    return bearer(services, "admin", NEWHAM)
+
+
+def _audited(services, action):
+    return [detail for _, a, detail in services.store.audit_actions() if a == action]
+
+
+def test_a_party_admin_creates_an_isp_everyone_reads_it_and_the_audit_says_who(
+    services, client, newham_admin
+):
+    created = client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["isp_id"] == "newham-tower-hamlets"
+
+    practitioner = bearer(services, "practitioner", CAMDEN)
+    [listed] = client.get("/api/v1/isps", headers=practitioner).get_json()
+    assert (listed["version"], listed["status"], listed["parties"]) == (
+        1,
+        "active",
+        [NEWHAM, TOWER_HAMLETS],
+    )
+    shown = client.get(ISP, headers=practitioner).get_json()
+    assert [v["document"] for v in shown["versions"]] == [bilateral()]
+
+    [audit] = _audited(services, "isp_created")
+    assert audit["isp_id"] == "newham-tower-hamlets" and audit["version"] == 1
+    assert audit["by"]["authority"] == NEWHAM and audit["by"]["role"] == "admin"
+
+
+def test_an_admin_of_no_party_and_a_non_admin_are_refused_and_audited(services, client):
+    for role, authority in (("admin", CAMDEN), ("practitioner", NEWHAM)):
+        refused = client.post(
+            "/api/v1/isps", json=bilateral(), headers=bearer(services, role, authority)
+        )
+        assert refused.status_code == 403
+        assert refused.content_type == "application/problem+json"
+        refusal = _audited(services, "access_refused")[-1]
+        assert refusal["caller"]["authority"] == authority and refusal["path"] == "/api/v1/isps"
+    assert client.post("/api/v1/isps", json=bilateral()).status_code == 401
+    assert services.store.isps.latest() == {}
+
+
+def test_an_invalid_isp_gets_field_level_errors_and_a_taken_id_a_conflict(
+    services, client, newham_admin
+):
+    invalid = bilateral(parties=[NEWHAM, "nowhere"], title="")
+    refused = client.post("/api/v1/isps", json=invalid, headers=newham_admin)
+    assert refused.status_code == 422
+    errors = refused.get_json()["errors"]
+    assert set(errors) == {"parties", "title"}
+
+    assert client.post("/api/v1/isps", json=bilateral(), headers=newham_admin).status_code == 201
+    again = client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    assert again.status_code == 409
+    assert "exists already" in again.get_json()["detail"]
+    later = client.post(
+        "/api/v1/isps", json=bilateral(id="another-isp", version=2), headers=newham_admin
+    )
+    assert later.status_code == 409
+    assert later.get_json()["errors"] == {
+        "version": ["ISP another-isp is new, so the next version is 1."]
+    }
+
+
+def test_an_amendment_is_a_new_version_and_the_old_one_is_kept_as_it_was(
+    services, client, newham_admin
+):
+    client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    widened = bilateral(version=2, parties=[NEWHAM, TOWER_HAMLETS, CAMDEN])
+
+    by_camden = client.post(
+        f"{ISP}/versions", json=widened, headers=bearer(services, "admin", CAMDEN)
+    )
+    assert by_camden.status_code == 403, "a stranger may not amend itself in"
+    stale = client.post(f"{ISP}/versions", json=bilateral(), headers=newham_admin)
+    assert stale.status_code == 409
+    renamed = client.post(
+        f"{ISP}/versions", json=bilateral(id="other", version=2), headers=newham_admin
+    )
+    assert renamed.status_code == 422 and "id" in renamed.get_json()["errors"]
+
+    amended = client.post(f"{ISP}/versions", json=widened, headers=newham_admin)
+    assert amended.status_code == 201 and amended.get_json()["version"] == 2
+    versions = client.get(ISP, headers=newham_admin).get_json()["versions"]
+    assert [v["document"] for v in versions] == [bilateral(), widened]
+    assert _audited(services, "isp_amended")[0]["version"] == 2
+    assert (
+        client.post(
+            "/api/v1/isps/no-such-isp/versions",
+            json=bilateral(id="no-such-isp"),
+            headers=newham_admin,
+        ).status_code
+        == 404
+    )
+
+
+def test_a_suspended_isp_no_longer_applies_and_the_reason_is_audited(
+    services, client, newham_admin
+):
+    services.store.add_isp(examples.pan_london_isp())
+    client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    auditor = bearer(services, "auditor", CAMDEN)
+    query = (
+        f"/api/v1/isps/applicable?from_authority={NEWHAM}&to_authority={TOWER_HAMLETS}"
+        "&purpose=safeguarding&on=2026-12-01"
+    )
+    before = client.get(query, headers=auditor).get_json()
+    assert before["basis"] == {"isp_id": "newham-tower-hamlets", "version": 1}
+    assert [(c["isp_id"], c["finding"]) for c in before["considered"]] == [
+        ("newham-tower-hamlets", "applicable"),
+        ("pan-london-caf", "purpose_not_covered"),
+    ]
+
+    suspended = client.post(
+        f"{ISP}/suspend", json={"reason": "Under review after a breach."}, headers=newham_admin
+    )
+    assert suspended.status_code == 201
+    assert (suspended.get_json()["version"], suspended.get_json()["status"]) == (2, "suspended")
+
+    after = client.get(query, headers=auditor).get_json()
+    assert after["basis"] is None
+    assert "judgement" in after["reason"]
+    assert after["considered"][0] == {
+        "isp_id": "newham-tower-hamlets",
+        "version": 2,
+        "title": "Newham and Tower Hamlets safeguarding ISP",
+        "status": "suspended",
+        "finding": "suspended",
+        "reason": "Suspended: no transfer is shared under it.",
+    }
+    [audit] = _audited(services, "isp_suspended")
+    assert audit["reason"] == "Under review after a breach." and audit["by"]["authority"] == NEWHAM
+
+    twice = client.post(f"{ISP}/suspend", json={"reason": "Again."}, headers=newham_admin)
+    assert twice.status_code == 409 and "only an active ISP" in twice.get_json()["detail"]
+    assert client.post(f"{ISP}/suspend", json={}, headers=newham_admin).status_code == 422
+
+
+def test_the_applicability_query_checks_its_parameters(services, client):
+    bad = client.get(
+        "/api/v1/isps/applicable?from_authority=hackney&purpose=gossip",
+        headers=bearer(services, "publisher", NEWHAM),
+    )
+    assert bad.status_code == 422
+    assert set(bad.get_json()["errors"]["query"]) == {"from_authority", "to_authority", "purpose"}
+
+
+def test_a_yaml_file_upload_is_imported(services, client, newham_admin):
+    upload = client.post(
+        "/api/v1/isps/import",
+        data={"file": (io.BytesIO(YAML.encode()), "register.yaml")},
+        headers=newham_admin,
+    )
+    assert upload.status_code == 201, upload.get_json()
+    assert [(i["isp_id"], i["version"], i["change"]) for i in upload.get_json()] == [
+        ("newham-tower-hamlets", 1, "created")
+    ]
+    [audit] = _audited(services, "isp_created")
+    assert audit["source"] == "register.yaml"
+    [terms] = services.store.isp_terms()
+    assert terms.purposes == {"safeguarding"}
+
+
+def test_an_import_is_all_or_nothing_with_errors_by_position(services, client):
+    admin = bearer(services, "admin")
+    documents = [bilateral(), bilateral(version=2, title="Amended"), bilateral(id="x", status="?")]
+    refused = client.post(
+        "/api/v1/isps/import",
+        data=json.dumps(documents),
+        content_type="application/json",
+        headers=admin,
+    )
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"] == {
+        "2": {
+            "id": ["String does not match expected pattern."],
+            "status": ["Must be one of: draft, active, suspended, retired."],
+        }
+    }
+    assert services.store.isps.latest() == {}
+
+    imported = client.post(
+        "/api/v1/isps/import",
+        data=json.dumps(documents[:2]),
+        content_type="application/json",
+        headers=admin,
+    )
+    assert [i["change"] for i in imported.get_json()] == ["created", "amended"]
+
+    repeated = client.post(
+        "/api/v1/isps/import",
+        data=json.dumps([bilateral(version=3), bilateral(version=3)]),
+        content_type="application/json",
+        headers=admin,
+    )
+    assert repeated.status_code == 409
+    assert repeated.get_json()["errors"] == {
+        "1": {"version": ["ISP newham-tower-hamlets is at version 3, so the next version is 4."]}
+    }
+    assert [
+        v.document["version"] for v in services.store.isps.versions("newham-tower-hamlets")
+    ] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"id: [unclosed", "application/yaml", 422),
+        (b"[" * 100_000, "application/json", 422),
+        (b"[]", "application/json", 422),
+        (b"7: seven", "application/yaml", 422),
+        (b"<isp/>", "application/xml", 415),
+    ],
+)
+def test_an_unreadable_import_is_refused_with_a_problem(
+    services, client, body, content_type, status
+):
+    response = client.post(
+        "/api/v1/isps/import",
+        data=body,
+        content_type=content_type,
+        headers=bearer(services, "admin"),
+    )
+    assert response.status_code == status
+    assert response.content_type == "application/problem+json"
+
+
+def test_an_import_naming_an_isp_the_caller_is_not_party_to_is_refused_whole(services, client):
+    documents = [bilateral(), {**examples.pan_london_isp(), "parties": ["E09000001", CAMDEN]}]
+    refused = client.post(
+        "/api/v1/isps/import",
+        data=json.dumps(documents),
+        content_type="application/json",
+        headers=bearer(services, "admin", NEWHAM),
+    )
+    assert refused.status_code == 403
+    assert "pan-london-caf" in refused.get_json()["detail"]
+    assert services.store.isps.latest() == {}
+    assert _audited(services, "access_refused")[-1]["path"] == "/api/v1/isps/import"

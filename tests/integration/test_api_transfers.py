@@ -1,0 +1,199 @@
+"""``/api/v1/transfers``: listing transfers, and a practitioner's judgement for a parked one."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.relay import EMBEDDED
+from service.web import create_app
+from tests.support import examples, judgements
+from tests.support.tokens import bearer
+
+HACKNEY, ISLINGTON, NEWHAM, TOWER_HAMLETS, CAMDEN = (
+    "E09000012",
+    "E09000019",
+    "E09000025",
+    "E09000030",
+    "E09000007",
+)
+PARKED = examples.load(examples.ROUTINE_WITHOUT_BASIS)["id"]  # Newham -> Tower Hamlets
+
+
+@pytest.fixture
+def client(services):
+    """Three transfers from Hackney to Islington under the ISP, then one parked from Newham."""
+    services.store.add_isp(examples.pan_london_isp())
+    for number in range(3):
+        event = examples.routine(f"hk-{number}", case=f"CAF-HK-{number}")
+        services.relay.receive(examples.encode(event), sender=EMBEDDED)
+    services.relay.receive(
+        examples.encode(examples.event(examples.ROUTINE_WITHOUT_BASIS)), sender=EMBEDDED
+    )
+    return create_app(services).test_client()
+
+
+def _listed(response) -> list[str]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [transfer["event_id"] for transfer in response.get_json()["transfers"]]
+
+
+def _last_refusal(services) -> dict:
+    return [d for _, a, d in services.store.audit_actions() if a == "access_refused"][-1]
+
+
+def test_a_global_admin_lists_every_transfer_oldest_first_without_case_data(services, client):
+    response = client.get("/api/v1/transfers", headers=bearer(services, "admin"))
+
+    assert _listed(response) == ["hk-0", "hk-1", "hk-2", PARKED]
+    parked = response.get_json()["transfers"][-1]
+    assert parked["state"] == "awaiting_judgement" and parked["basis"] == "none"
+    assert "judgement is needed" in parked["reason"]
+    assert response.get_json()["transfers"][0]["basis"] == "isp"
+    assert "Okafor" not in response.get_data(as_text=True), "no child's data in a listing"
+
+
+def test_filters_by_state_authority_and_time_all_apply(services, client):
+    admin = bearer(services, "admin")
+    received = {
+        t["event_id"]: t["received_at"]
+        for t in client.get("/api/v1/transfers", headers=admin).get_json()["transfers"]
+    }
+
+    def listed(**query) -> list[str]:
+        return _listed(client.get("/api/v1/transfers", query_string=query, headers=admin))
+
+    assert listed(state="awaiting_judgement") == [PARKED]
+    assert listed(state="signed", authority=ISLINGTON) == ["hk-0", "hk-1", "hk-2"]
+    assert listed(authority=TOWER_HAMLETS) == [PARKED]
+    assert listed(state="withheld") == []
+    assert listed(since=received["hk-1"], until=received[PARKED]) == ["hk-1", "hk-2"]
+    assert listed(since=received["hk-2"].removesuffix("Z")) == ["hk-2", PARKED], "UTC if no zone"
+    bad = client.get("/api/v1/transfers", query_string={"state": "lost"}, headers=admin)
+    assert bad.status_code == 422 and "state" in bad.get_json()["errors"]["query"]
+
+
+def test_pages_follow_one_another_through_the_next_link(services, client):
+    admin = bearer(services, "admin")
+    first = client.get("/api/v1/transfers?limit=3", headers=admin).get_json()
+    assert [t["event_id"] for t in first["transfers"]] == ["hk-0", "hk-1", "hk-2"]
+    assert first["next_after"] == "hk-2"
+
+    second = client.get(first["next"], headers=admin).get_json()
+    assert [t["event_id"] for t in second["transfers"]] == [PARKED]
+    assert second["next_after"] is None and second["next"] is None
+
+
+def test_a_caller_with_an_authority_sees_only_its_own_and_may_not_ask_for_another(services, client):
+    islington = bearer(services, "practitioner", ISLINGTON)
+    assert _listed(client.get("/api/v1/transfers", headers=islington)) == ["hk-0", "hk-1", "hk-2"]
+    newham = bearer(services, "publisher", NEWHAM)
+    assert _listed(client.get(f"/api/v1/transfers?authority={NEWHAM}", headers=newham)) == [PARKED]
+
+    refused = client.get(f"/api/v1/transfers?authority={HACKNEY}", headers=islington)
+
+    assert refused.status_code == 403
+    assert HACKNEY in refused.get_json()["detail"]
+    assert _last_refusal(services)["caller"]["authority"] == ISLINGTON
+
+
+def test_the_sending_practitioner_records_a_share_judgement_and_the_transfer_is_signed(
+    services, client
+):
+    judgement = judgements.share()
+    response = client.post(
+        f"/api/v1/transfers/{PARKED}/judgement",
+        json=judgement,
+        headers=bearer(services, "practitioner", NEWHAM),
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    view = response.get_json()
+    assert view["state"] == "signed" and view["outbox"]["attempts"] == 0
+    assert view["decision"]["judgement"] == judgements.as_recorded(judgement)
+    assert view["decision"]["permitted_categories"] == judgements.SHARED
+    recorded = [e for e in view["timeline"] if e["action"] == "judgement_recorded"]
+    assert recorded[0]["detail"]["by"]["role"] == "practitioner"
+    assert recorded[0]["detail"]["by"]["authority"] == NEWHAM
+    assert [e["action"] for e in view["timeline"]][-3:] == ["basis_decided", "minimised", "signed"]
+
+
+def test_a_not_share_judgement_withholds_it_and_the_sender_sees_why(services, client):
+    response = client.post(
+        f"/api/v1/transfers/{PARKED}/judgement",
+        json=judgements.not_share(),
+        headers=bearer(services, "practitioner", NEWHAM),
+    )
+    assert response.status_code == 200
+
+    seen = client.get(f"/api/v1/transfers/{PARKED}", headers=bearer(services, "publisher", NEWHAM))
+    view = seen.get_json()
+    assert view["state"] == "withheld" and view["envelope"] is None
+    assert view["decision"]["reason"] == "A practitioner decided not to share."
+    assert view["decision"]["judgement"]["reasons"] == judgements.not_share()["reasons"]
+    assert view["timeline"][-1]["detail"] == {"reason": "A practitioner decided not to share."}
+
+
+def test_the_recipients_practitioner_is_refused_and_audited(services, client):
+    response = client.post(
+        f"/api/v1/transfers/{PARKED}/judgement",
+        json=judgements.share(),
+        headers=bearer(services, "practitioner", TOWER_HAMLETS),
+    )
+
+    assert response.status_code == 403
+    assert f"sending authority, {NEWHAM}" in response.get_json()["detail"]
+    refusal = _last_refusal(services)
+    assert refusal["path"] == f"/api/v1/transfers/{PARKED}/judgement"
+    assert refusal["caller"]["authority"] == TOWER_HAMLETS
+    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
+
+
+def test_a_judgement_breaking_the_contract_gets_field_level_errors(services, client):
+    document = judgements.share()
+    del document["reasons"]["necessity"]
+    response = client.post(
+        f"/api/v1/transfers/{PARKED}/judgement",
+        json=document,
+        headers=bearer(services, "practitioner", NEWHAM),
+    )
+
+    assert response.status_code == 422
+    assert response.content_type == "application/problem+json"
+    assert response.get_json()["errors"] == {
+        "reasons": {"necessity": ["Missing data for required field."]}
+    }
+
+
+def test_a_judgement_for_another_recipient_is_refused_saying_why_and_it_stays_parked(
+    services, client
+):
+    response = client.post(
+        f"/api/v1/transfers/{PARKED}/judgement",
+        json=judgements.share(recipients=[CAMDEN]),
+        headers=bearer(services, "practitioner", NEWHAM),
+    )
+
+    assert response.status_code == 422
+    assert f"does not name {TOWER_HAMLETS} as a recipient" in response.get_json()["detail"]
+    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
+
+
+def test_a_second_judgement_is_a_conflict(services, client):
+    newham = bearer(services, "practitioner", NEWHAM)
+    path = f"/api/v1/transfers/{PARKED}/judgement"
+    assert client.post(path, json=judgements.not_share(), headers=newham).status_code == 200
+
+    again = client.post(path, json=judgements.share(), headers=newham)
+
+    assert again.status_code == 409
+    assert "withheld" in again.get_json()["detail"]
+    assert services.store.transfer_view(PARKED)["state"] == "withheld"
+
+
+def test_a_transfer_with_a_basis_already_cannot_be_judged_again(services, client):
+    response = client.post(
+        "/api/v1/transfers/hk-0/judgement",
+        json=judgements.share(),
+        headers=bearer(services, "practitioner", HACKNEY),
+    )
+    assert response.status_code == 409

@@ -1,0 +1,94 @@
+"""``caf-relay isp ...`` on the database under test, as an operator keeps the register."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from service.cli import main
+from tests.support import examples
+from tests.support.isps import NEWHAM, TOWER_HAMLETS, YAML, bilateral
+
+
+@pytest.fixture
+def run(services):
+    """Runs a caf-relay command with the test services' settings, and ``stdin`` if given."""
+    settings = services.settings
+    env = {
+        "CAF_RELAY_INSTANCE_DIR": str(settings.instance_dir),
+        "CAF_RELAY_DATABASE_URL": settings.database_url,
+        "CAF_RELAY_SECRETS_KEYS": ",".join(settings.secrets_keys),
+    }
+    return lambda *args, stdin=None: CliRunner().invoke(main, list(args), input=stdin, env=env)
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "isp.yaml").write_text(YAML)
+    (tmp_path / "amended.json").write_text(json.dumps(bilateral(version=2, title="Amended")))
+    (tmp_path / "register.json").write_text(json.dumps([examples.pan_london_isp()]))
+    return tmp_path
+
+
+def test_an_isp_from_standard_input_is_read_as_json(run):
+    added = run("isp", "add", "-", stdin=json.dumps(bilateral()))
+    assert added.output == "Added ISP newham-tower-hamlets v1 (active).\n"
+
+
+def test_the_operator_adds_amends_suspends_and_reads_an_isp(services, run, files):
+    added = run("isp", "add", str(files / "isp.yaml"))
+    assert added.exit_code == 0, added.output
+    assert added.output == "Added ISP newham-tower-hamlets v1 (active).\n"
+    assert run("isp", "amend", "newham-tower-hamlets", str(files / "amended.json")).exit_code == 0
+    suspended = run("isp", "suspend", "newham-tower-hamlets", "--reason", "Under review.")
+    assert suspended.output == "Suspended ISP newham-tower-hamlets v3 (suspended).\n"
+
+    table = run("isp", "show", "newham-tower-hamlets").output.splitlines()
+    assert table[0].split()[:3] == ["VERSION", "STATUS", "TITLE"]
+    assert [line.split()[:2] for line in table[1:]] == [
+        ["1", "active"],
+        ["2", "active"],
+        ["3", "suspended"],
+    ]
+    [listed] = json.loads(run("isp", "list", "--json").output)
+    assert (listed["version"], listed["status"], listed["title"]) == (3, "suspended", "Amended")
+    suspension = [d for _, a, d in services.store.audit_actions() if a == "isp_suspended"]
+    assert suspension[0]["reason"] == "Under review." and suspension[0]["by"]["role"] == "admin"
+
+
+def test_import_and_the_applicability_query(run, files):
+    imported = run("isp", "import", str(files / "register.json"), "--json")
+    assert imported.exit_code == 0, imported.output
+    assert [(i["isp_id"], i["change"]) for i in json.loads(imported.output)] == [
+        ("pan-london-caf", "created")
+    ]
+    (files / "unnamed").write_text(YAML)
+    assert run("isp", "add", "--format", "yaml", str(files / "unnamed")).exit_code == 0
+
+    args = ["--from", NEWHAM, "--to", TOWER_HAMLETS, "--purpose", "safeguarding"]
+    answer = json.loads(run("isp", "applicable", *args, "--on", "2026-12-01", "--json").output)
+    assert answer["basis"] == {"isp_id": "newham-tower-hamlets", "version": 1}
+    table = run("isp", "applicable", *args, "--on", "2030-01-01").output.splitlines()
+    assert table[0] == "No applicable ISP; a practitioner judgement is needed to share."
+    assert [line.split()[:4] for line in table[2:]] == [
+        ["newham-tower-hamlets", "1", "active", "expired"],
+        ["pan-london-caf", "1", "active", "expired"],
+    ]
+
+
+def test_errors_say_what_is_wrong_and_record_nothing(services, run, files):
+    (files / "bad.yaml").write_text(YAML.replace("status: active", "status: signed"))
+    bad = run("isp", "add", str(files / "bad.yaml"))
+    assert bad.exit_code == 1
+    assert '"status": ["Must be one of: draft, active, suspended, retired."]' in bad.output
+
+    run("isp", "add", str(files / "isp.yaml"))
+    taken = run("isp", "add", str(files / "isp.yaml"))
+    assert taken.exit_code == 1 and "exists already" in taken.output
+    assert "No ISP 'nothing-here'" in run("isp", "show", "nothing-here").output
+    (files / "isp.txt").write_text(YAML)
+    unnamed = run("isp", "add", str(files / "isp.txt"))
+    assert unnamed.exit_code == 1 and "Not readable as json." in unnamed.output
+    assert [
+        v.document["version"] for v in services.store.isps.versions("newham-tower-hamlets")
+    ] == [1]

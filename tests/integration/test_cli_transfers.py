@@ -1,0 +1,124 @@
+"""``caf-relay transfer list|show|redeliver`` and ``caf-relay judgement record``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from service.cli import main
+from service.relay import EMBEDDED
+from tests.support import examples, judgements
+
+PARKED = examples.load(examples.ROUTINE_WITHOUT_BASIS)["id"]  # Newham -> Tower Hamlets
+
+
+@pytest.fixture
+def run(services):
+    """Runs a caf-relay command on the test database, after two routine transfers and a parked
+    one have come in."""
+    services.store.add_isp(examples.pan_london_isp())
+    for event in (examples.routine("hk-0"), examples.routine("hk-1", case="CAF-HK-2")):
+        services.relay.receive(examples.encode(event), sender=EMBEDDED)
+    services.relay.receive(
+        examples.encode(examples.event(examples.ROUTINE_WITHOUT_BASIS)), sender=EMBEDDED
+    )
+    settings = services.settings
+    env = {
+        "CAF_RELAY_INSTANCE_DIR": str(settings.instance_dir),
+        "CAF_RELAY_DATABASE_URL": settings.database_url,
+        "CAF_RELAY_SECRETS_KEYS": ",".join(settings.secrets_keys),
+    }
+    return lambda *args: CliRunner().invoke(main, list(args), env=env)
+
+
+def test_list_prints_a_table_and_json_filtered_and_paged(run):
+    table = run("transfer", "list")
+    assert table.exit_code == 0, table.output
+    header, *rows = table.output.splitlines()
+    assert header.split() == [
+        "EVENT_ID",
+        "STATE",
+        "BASIS",
+        "FROM_AUTHORITY",
+        "TO_AUTHORITY",
+        "RECEIVED_AT",
+    ]
+    assert [row.split()[:3] for row in rows] == [
+        ["hk-0", "signed", "isp"],
+        ["hk-1", "signed", "isp"],
+        [PARKED, "awaiting_judgement", "none"],
+    ]
+
+    parked = run("transfer", "list", "--state", "awaiting_judgement", "--json")
+    assert [t["event_id"] for t in json.loads(parked.output)] == [PARKED]
+    to_tower_hamlets = run("transfer", "list", "--authority", "E09000030", "--json")
+    assert [t["event_id"] for t in json.loads(to_tower_hamlets.output)] == [PARKED]
+
+    page = run("transfer", "list", "--limit", "2", "--json")
+    assert [t["event_id"] for t in json.loads(page.stdout)] == ["hk-0", "hk-1"]
+    assert page.stderr == "More: --after hk-1\n", "the hint stays out of the JSON"
+    rest = run("transfer", "list", "--limit", "2", "--after", "hk-1", "--json")
+    assert [t["event_id"] for t in json.loads(rest.stdout)] == [PARKED]
+    assert rest.stderr == ""
+
+
+def test_show_prints_the_state_reason_and_timeline(run):
+    shown = run("transfer", "show", PARKED)
+    assert shown.exit_code == 0, shown.output
+    assert "E09000025 -> E09000030, routine, safeguarding" in shown.output
+    assert "state: awaiting_judgement (No applicable ISP" in shown.output
+    assert "basis_decided" in shown.output and "awaiting_judgement" in shown.output
+    assert json.loads(run("transfer", "show", PARKED, "--json").output)["event_id"] == PARKED
+    missing = run("transfer", "show", "no-such-event")
+    assert missing.exit_code == 1 and "No transfer with event id 'no-such-event'" in missing.output
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_judgement_record_from_a_file_releases_the_parked_transfer(services, run, tmp_path, suffix):
+    document = judgements.share()
+    path = tmp_path / f"judgement{suffix}"
+    path.write_text(json.dumps(document) if suffix == ".json" else yaml.safe_dump(document))
+
+    result = run("judgement", "record", PARKED, str(path))
+
+    assert result.exit_code == 0, result.output
+    assert f"{PARKED} is signed: Shared on a practitioner's recorded judgement." in result.output
+    view = services.store.transfer_view(PARKED)
+    assert view["state"] == "signed"
+    assert view["decision"]["judgement"] == judgements.as_recorded(document)
+    recorded = [e for e in view["timeline"] if e["action"] == "judgement_recorded"]
+    assert recorded[0]["detail"]["by"]["name"] == "command line"
+
+
+def test_judgement_record_refuses_an_invalid_file_with_the_fields_at_fault(services, run, tmp_path):
+    document = judgements.share()
+    del document["recipients"]
+    path = tmp_path / "judgement.json"
+    path.write_text(json.dumps(document))
+
+    result = run("judgement", "record", PARKED, str(path))
+
+    assert result.exit_code == 1
+    assert "Does not match the practitioner-judgement contract." in result.output
+    assert '"recipients": [' in result.output
+    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
+
+
+def test_judgement_record_refuses_a_transfer_already_decided(run, tmp_path):
+    path = tmp_path / "judgement.json"
+    path.write_text(json.dumps(judgements.not_share()))
+    assert run("judgement", "record", PARKED, str(path)).exit_code == 0
+
+    again = run("judgement", "record", PARKED, str(path))
+
+    assert again.exit_code == 1
+    assert "The transfer is withheld, not awaiting a judgement" in again.output
+
+
+def test_redeliver_refuses_a_transfer_that_has_not_failed(run):
+    result = run("transfer", "redeliver", "hk-0")
+    assert result.exit_code == 1
+    assert "hk-0 is signed; only a failed transfer is redelivered." in result.output

@@ -1,0 +1,165 @@
+"""Recording a practitioner's judgement for a parked transfer, through the service layer."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from jwcrypto import jwk, jws
+
+from service.access import OPERATOR, Principal, Role
+from service.judgements import JudgementRefused, Judgements, Refusal
+from service.relay import EMBEDDED
+from tests.support import examples, judgements
+
+NEWHAM, TOWER_HAMLETS, HACKNEY = "E09000025", "E09000030", "E09000012"
+NEWHAM_PRACTITIONER = Principal("Ada Newham", Role.PRACTITIONER, NEWHAM, "tok-newham")
+TOWER_HAMLETS_PRACTITIONER = Principal("Tom Tower", Role.PRACTITIONER, TOWER_HAMLETS, "tok-th")
+
+
+@pytest.fixture
+def parked(services) -> str:
+    """The example routine transfer with no applicable ISP, parked awaiting a judgement."""
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+    received = services.relay.receive(examples.encode(event), sender=EMBEDDED)
+    assert received.state == "awaiting_judgement"
+    return event["id"]
+
+
+def _actions(services, event_id: str) -> list[str]:
+    return [action for _, action, _ in services.store.audit_actions(event_id)]
+
+
+def _refusal(services, event_id, document, by) -> JudgementRefused:
+    with pytest.raises(JudgementRefused) as caught:
+        services.judgements.record(event_id, document, by=by)
+    return caught.value
+
+
+def test_a_share_judgement_signs_the_transfer_on_that_judgement_only(services, parked):
+    judgement = judgements.share()
+    woken = threading.Event()
+    services.judgements.wake_on_signed(woken.set)
+
+    state = services.judgements.record(parked, judgement, by=NEWHAM_PRACTITIONER)
+
+    assert state == "signed" and woken.is_set()
+    view = services.store.transfer_view(parked)
+    assert view["state"] == "signed" and view["outbox"]["attempts"] == 0
+    assert view["decision"]["outcome"] == "share_under_judgement"
+    assert view["decision"]["judgement"] == judgements.as_recorded(judgement)
+    assert _actions(services, parked)[-4:] == [
+        "judgement_recorded",
+        "basis_decided",
+        "minimised",
+        "signed",
+    ]
+    recorded = services.store.audit_actions(parked)[-4][2]
+    assert recorded["by"] == NEWHAM_PRACTITIONER.describe()
+    assert recorded["decision"] == "share" and recorded["consent"] == "not_sought"
+    assert "reasons" not in recorded, "the practitioner's prose stays out of the audit"
+
+    token = jws.JWS()
+    token.deserialize(services.store.outbound(parked).jws)
+    token.verify(jwk.JWKSet.from_json(json.dumps(services.keyring.jwks())))
+    payload = json.loads(token.payload)
+    assert payload["basis"] == {"kind": "judgement", "judgement": view["decision"]["judgement"]}
+    assert payload["data_categories"]["shared"] == ["child_identity", "lead_professional"]
+    assert set(payload["event"]["data"]["case"]) == {"child_identity", "lead_professional"}
+
+
+def test_a_not_share_judgement_withholds_the_transfer_and_says_why(services, parked):
+    state = services.judgements.record(parked, judgements.not_share(), by=NEWHAM_PRACTITIONER)
+
+    assert state == "withheld"
+    view = services.store.transfer_view(parked)
+    assert view["state"] == "withheld" and view["envelope"] is None and view["outbox"] is None
+    assert view["decision"]["reason"] == "A practitioner decided not to share."
+    assert view["timeline"][-1] == {
+        "at": view["timeline"][-1]["at"],
+        "action": "withheld",
+        "detail": {"reason": "A practitioner decided not to share."},
+    }
+    assert _actions(services, parked)[-3:] == ["judgement_recorded", "basis_decided", "withheld"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"recipients": [HACKNEY]}, f"does not name {TOWER_HAMLETS} as a recipient"),
+        ({"purpose": "school_admission"}, "was made for school_admission, not safeguarding"),
+    ],
+)
+def test_a_judgement_that_gives_no_basis_is_refused_and_the_transfer_stays_parked(
+    services, parked, changes, reason
+):
+    refused = _refusal(services, parked, judgements.share(**changes), NEWHAM_PRACTITIONER)
+
+    assert refused.refusal is Refusal.NO_BASIS and reason in refused.reason
+    view = services.store.transfer_view(parked)
+    assert view["state"] == "awaiting_judgement" and view["envelope"] is None
+    assert "judgement" not in view["decision"]
+    assert _actions(services, parked)[-1] == "judgement_refused"
+
+
+def test_a_judgement_breaking_its_contract_gets_field_level_errors(services, parked):
+    document = judgements.share(decision="maybe")
+    del document["consent"]
+
+    refused = _refusal(services, parked, document, NEWHAM_PRACTITIONER)
+
+    assert refused.refusal is Refusal.INVALID
+    assert set(refused.errors) == {"decision", "consent"}
+    assert services.store.transfer_view(parked)["state"] == "awaiting_judgement"
+
+
+@pytest.mark.parametrize(
+    "by",
+    [
+        TOWER_HAMLETS_PRACTITIONER,
+        Principal("Newham admin", Role.ADMIN, NEWHAM, "tok-admin"),
+        Principal("Newham case system", Role.PUBLISHER, NEWHAM, "tok-pub"),
+    ],
+    ids=["recipient's practitioner", "borough admin", "publisher"],
+)
+def test_only_a_practitioner_of_the_sending_authority_may_decide(services, parked, by):
+    refused = _refusal(services, parked, judgements.share(), by)
+
+    assert refused.refusal is Refusal.NOT_PERMITTED
+    assert NEWHAM in refused.reason
+    assert services.store.transfer_view(parked)["state"] == "awaiting_judgement"
+
+
+def test_the_operator_may_decide_and_a_second_judgement_is_refused(services, parked):
+    assert services.judgements.record(parked, judgements.share(), by=OPERATOR) == "signed"
+
+    refused = _refusal(services, parked, judgements.not_share(), NEWHAM_PRACTITIONER)
+
+    assert refused.refusal is Refusal.NOT_PARKED
+    assert "signed" in refused.reason
+    assert services.store.transfer_view(parked)["state"] == "signed"
+    assert _actions(services, parked).count("judgement_recorded") == 1
+
+
+def test_a_judgement_recorded_while_another_was_being_decided_leaves_that_one_refused(
+    services, parked
+):
+    def clock_while_a_colleague_decides():
+        # Called once the first judgement has passed its checks: a colleague's lands now.
+        services.judgements.record(parked, judgements.not_share(), by=NEWHAM_PRACTITIONER)
+        return services.clock()
+
+    racing = Judgements(services.store, services.relay, clock_while_a_colleague_decides)
+    with pytest.raises(JudgementRefused) as caught:
+        racing.record(parked, judgements.share(), by=NEWHAM_PRACTITIONER)
+
+    assert caught.value.refusal is Refusal.NOT_PARKED and "withheld" in caught.value.reason
+    view = services.store.transfer_view(parked)
+    assert view["state"] == "withheld" and view["envelope"] is None and view["outbox"] is None
+    assert _actions(services, parked).count("judgement_recorded") == 1
+
+
+def test_an_unknown_transfer_is_refused(services):
+    refused = _refusal(services, "no-such-event", judgements.share(), NEWHAM_PRACTITIONER)
+    assert refused.refusal is Refusal.UNKNOWN_TRANSFER

@@ -1,0 +1,111 @@
+"""``/metrics`` after real transfers: outcomes, bases, rejections, latency, adapter failures."""
+
+from datetime import timedelta
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.delivery import Deliverer
+from service.domain.retry import RetryPolicy
+from service.relay import EMBEDDED
+from service.web import create_app
+from tests.support import examples
+from tests.support.https_receiver import HttpsReceiver
+from tests.support.tokens import bearer
+
+ISLINGTON, CAMDEN, HAVERING = "E09000019", "E09000007", "E09000025"
+WAIT = 42  # seconds the deliverer's clock runs ahead of intake's: every delivery takes this long
+
+
+@pytest.fixture
+def receiver(services, tmp_path):
+    services.store.add_isp(examples.pan_london_isp())
+    with HttpsReceiver(tmp_path / "tls") as running:
+        for code in (ISLINGTON, CAMDEN):
+            services.store.set_adapter(
+                code,
+                "https",
+                {"url": f"{running.url}/{code}", "ca_bundle": str(running.ca_bundle)},
+                {"bearer_token": "a-token-of-sixteen-or-more"},
+            )
+        yield running
+
+
+def _deliver_due(services) -> None:
+    """Deliver what is due, two attempts each at most, as if ``WAIT`` seconds after intake."""
+    Deliverer(
+        services.store,
+        services.adapters,
+        retry=RetryPolicy(max_attempts=2, base_delay=timedelta(seconds=1)),
+        lease=timedelta(minutes=1),
+        clock=lambda: services.clock() + timedelta(seconds=WAIT),
+        jitter=lambda: 0.0,
+    ).deliver_due("test")
+
+
+def _receive(services, event) -> str:
+    return services.relay.receive(examples.encode(event), sender=EMBEDDED).state
+
+
+def _scrape(services, role="auditor", authority=ISLINGTON) -> dict[tuple, float]:
+    text = (
+        create_app(services)
+        .test_client()
+        .get("/metrics", headers=bearer(services, role, authority))
+        .get_data(as_text=True)
+    )
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_outcomes_bases_rejections_latency_and_adapter_failures(services, receiver):
+    for n in range(2):
+        assert _receive(services, examples.routine(f"to-islington-{n}", case=f"C-{n}")) == "signed"
+    _deliver_due(services)
+    receiver.respond_with(503, 503)
+    assert _receive(services, examples.routine("to-camden", to=CAMDEN)) == "signed"
+    assert _receive(services, examples.routine("to-havering", to=HAVERING)) == "signed"
+    parked = examples.event(examples.ROUTINE_WITHOUT_BASIS, id="parked")
+    assert _receive(services, parked) == "awaiting_judgement"
+    no_data = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="no-data", data={}))
+    assert services.relay.receive(no_data, sender=EMBEDDED).rejection == "contract_violation"
+    assert services.relay.receive(b"not json", sender=EMBEDDED).rejection == "not_json"
+    _deliver_due(services)
+
+    metrics = _scrape(services)
+
+    def value(name, **labels):
+        return metrics[(name, *sorted(labels.items()))]
+
+    assert value("caf_relay_transfers", state="delivered") == 2
+    assert value("caf_relay_transfers", state="failed") == 2
+    assert value("caf_relay_transfers", state="awaiting_judgement") == 1
+    assert value("caf_relay_transfers_by_basis", basis="isp") == 4
+    assert value("caf_relay_transfers_by_basis", basis="none") == 1
+    assert value("caf_relay_transfers_by_basis", basis="judgement") == 0
+    assert value("caf_relay_events_rejected_total", rejection="not_json") == 1
+    assert value("caf_relay_events_rejected_total", rejection="contract_violation") == 1
+    # Camden answered 503 twice; Havering has no adapter at all.
+    assert value("caf_relay_delivery_failures_total", adapter_type="https", authority=CAMDEN) == 2
+    assert value("caf_relay_delivery_failures_total", adapter_type="none", authority=HAVERING) == 2
+    failing = {k for k in metrics if k[0] == "caf_relay_delivery_failures_total"}
+    assert ISLINGTON not in str(failing)
+    # Both deliveries to Islington took WAIT seconds (plus the request) from enqueue.
+    assert value("caf_relay_delivery_latency_seconds_count") == 2
+    assert value("caf_relay_delivery_latency_seconds_bucket", le="30.0") == 0
+    assert value("caf_relay_delivery_latency_seconds_bucket", le="60.0") == 2
+    assert value("caf_relay_delivery_latency_seconds_bucket", le="+Inf") == 2
+    assert 2 * WAIT <= value("caf_relay_delivery_latency_seconds_sum") < 2 * (WAIT + 10)
+    assert value("caf_relay_outbox_pending") == 0
+    assert not any(k[0].startswith("caf_relay_broker") for k in metrics)  # no broker configured
+
+
+def test_metrics_need_an_auditor_or_a_global_admin(services):
+    client = create_app(services).test_client()
+    assert client.get("/metrics").status_code == 401
+    practitioner = bearer(services, "practitioner", ISLINGTON)
+    assert client.get("/metrics", headers=practitioner).status_code == 403
+    assert client.get("/metrics", headers=bearer(services, "admin")).status_code == 200

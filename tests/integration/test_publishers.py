@@ -1,0 +1,74 @@
+"""A case system publishing over AMQP may send only for the authority its broker account has."""
+
+import json
+
+import pytest
+
+from service.access import OPERATOR
+from service.senders import BrokerSenders
+from service.worker import DEAD_QUEUE, REASON_HEADER, REJECTION_HEADER
+from tests.support import examples
+from tests.support.amqp import publish, reset_topology, running_worker, take, wait_until
+
+pytestmark = pytest.mark.broker
+
+HACKNEY, ISLINGTON, NEWHAM = "E09000012", "E09000019", "E09000025"
+
+
+@pytest.fixture
+def strict_worker(services, broker_url, tmp_path):
+    """A worker that trusts no account to send for every authority; guest is Hackney's."""
+    reset_topology(broker_url)
+    services.store.add_isp(examples.pan_london_isp())
+    services.store.set_adapter(ISLINGTON, "directory", {"path": str(tmp_path / ISLINGTON)}, {})
+    services.store.access.set_broker_publisher("guest", HACKNEY, by=OPERATOR)
+    senders = BrokerSenders(services.store.access, trusted_users=())
+    with running_worker(broker_url, services, senders=senders):
+        yield tmp_path / ISLINGTON
+
+
+def _dead_by_id(broker_url, count):
+    return {
+        json.loads(body)["id"]: properties.headers
+        for properties, body in take(broker_url, DEAD_QUEUE, count)
+    }
+
+
+def test_events_from_the_accounts_own_authority_arrive_and_others_are_dead_lettered(
+    services, broker_url, strict_worker
+):
+    own = examples.event(examples.ROUTINE_WITH_ISP, id="from-hackney")
+    forged = examples.event(examples.ROUTINE_WITHOUT_BASIS, id="claims-havering")
+    publish(broker_url, examples.encode(forged), examples.encode(own))
+
+    wait_until(lambda: list(strict_worker.glob("*.json")))
+    dead = _dead_by_id(broker_url, 1)
+    assert dead["claims-havering"][REJECTION_HEADER] == "forged_sender"
+    assert "'guest' may not send for E09000025" in dead["claims-havering"][REASON_HEADER]
+    assert services.store.transfer_view("from-hackney")["state"] == "delivered"
+    assert services.store.transfer_view("claims-havering") is None
+    [(_, _, refusal)] = [
+        a for a in services.store.audit_actions("claims-havering") if a[1] == "rejected"
+    ]
+    assert refusal["rejection"] == "forged_sender"
+
+
+def test_a_message_that_does_not_say_who_sent_it_is_dead_lettered(
+    services, broker_url, strict_worker
+):
+    event = examples.event(examples.ROUTINE_WITH_ISP, id="anonymous")
+    publish(broker_url, examples.encode(event), with_user_id=False)
+
+    dead = _dead_by_id(broker_url, 1)
+    assert dead["anonymous"][REJECTION_HEADER] == "forged_sender"
+    assert "no user_id" in dead["anonymous"][REASON_HEADER]
+    assert services.store.transfer_view("anonymous") is None
+
+
+def test_an_unregistered_account_may_send_for_no_authority(services, broker_url, strict_worker):
+    services.store.access.remove_broker_publisher("guest", by=OPERATOR)
+    event = examples.event(examples.ROUTINE_WITH_ISP, id="unregistered")
+    publish(broker_url, examples.encode(event))
+
+    dead = _dead_by_id(broker_url, 1)
+    assert "(it sends for no authority)" in dead["unregistered"][REASON_HEADER]
