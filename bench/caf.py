@@ -13,7 +13,9 @@ import sqlalchemy as sa
 
 from bench.isolation import BROKER_PASSWORD, BROKER_USER, Broker
 from bench.processes import Child
+from bench.traffic import SENDER
 from contracts.reference import LONDON_AUTHORITIES
+from service.access import OPERATOR
 from service.bootstrap import build_services
 from service.config import Settings
 from service.store import tables
@@ -41,7 +43,9 @@ def relay_env(
 
 
 def prepare_store(env: dict[str, str], broker: Broker) -> None:
-    """Migrate, record the pan-London ISP and point every London authority at the bench queue.
+    """Migrate, record the pan-London ISP, register the bench's broker user as the sender's
+    publisher (Hackney, as its case system's account would be) and point every London authority
+    at the bench queue.
 
     Done here, before any worker starts, so that the signing and audit keys are made once in the
     instance folder and the workers' start-up is not part of what is measured.
@@ -50,6 +54,7 @@ def prepare_store(env: dict[str, str], broker: Broker) -> None:
     try:
         services.store.initialise()
         services.store.add_isp(examples.pan_london_isp())
+        services.store.access.set_broker_publisher(BROKER_USER, SENDER, by=OPERATOR)
         settings = {
             "url": broker.adapter_url,
             "exchange": OUTPUT_EXCHANGE,

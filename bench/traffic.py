@@ -16,10 +16,11 @@ from collections.abc import Callable, Collection, Iterable
 
 import pika
 
-from bench.isolation import Broker
+from bench.isolation import BROKER_USER, Broker
 from tests.support import examples
 
-# Receiving boroughs; each differs from the sender, Hackney (E09000012).
+SENDER = "E09000012"  # Hackney, the sender of tests.support.examples.routine
+# Receiving boroughs; each differs from the sender.
 RECIPIENTS = ("E09000019", "E09000007", "E09000028", "E09000022", "E09000030")
 CASES = 400
 CONTENT_TYPE = "application/cloudevents+json"
@@ -70,8 +71,11 @@ class Publisher:
         self._broker = broker
         self._exchange = exchange
         self._routing_key = routing_key
+        # user_id as a case system's account sends it: the relay takes it as the sender.
         self._properties = pika.BasicProperties(
-            content_type=CONTENT_TYPE, delivery_mode=pika.DeliveryMode.Persistent
+            content_type=CONTENT_TYPE,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            user_id=BROKER_USER,
         )
         self._connection: pika.BlockingConnection | None = None
         self._channel = None

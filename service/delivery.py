@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from adapters.base import Adapter, DeliveryFailed
@@ -22,12 +22,18 @@ from service.domain.retry import RetryPolicy, after_failure
 from service.logs import own_log_context, set_event_id
 from service.receipts import check_receipt
 from service.secrets import SecretsKeyError
-from service.store.outbox import Attempt, Claimed
+from service.store.outbox import Attempt, Claimed, Settled
 from service.store.store import Store
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+
+def _result(outcome: Settled) -> str:
+    if outcome.attempt.succeeded:
+        return "delivered"
+    return "retry" if outcome.retry_at is not None else "failed"
 
 
 class AdapterCache:
@@ -78,15 +84,55 @@ class Deliverer:
         self._clock = clock
         self._jitter = jitter
 
-    @own_log_context
     def deliver(self, claimed: Claimed) -> str:
         """Try once; record the attempt and what follows. Returns delivered, retry or failed."""
+        (outcome,) = self.deliver_group([claimed])
+        return outcome
+
+    @own_log_context
+    def deliver_group(self, group: Sequence[Claimed], deadline: float | None = None) -> list[str]:
+        """Try each claimed item in turn; record every attempt and what follows in one
+        transaction. Returns delivered, retry or failed for each item attempted.
+
+        A failed attempt is retried on its own schedule and does not stop the group, so other
+        cases go ahead. The group stops before any attempt that might not end within the lease
+        (``deadline``, by ``time.monotonic()``), as after an attempt that hung until its
+        timeout; the items it did not attempt are given back, due again at once.
+        """
+        settled: list[Settled] = []
+        adapters: dict[str, tuple[str, Adapter]] = {}
+        for claimed in group:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            settled.append(self._attempt(claimed, adapters))
+        self._store.outbox.record(settled, group[len(settled) :])
+        outcomes = []
+        for outcome in settled:
+            result = _result(outcome)
+            log.info(
+                "delivery %s: %s",
+                result,
+                outcome.attempt.detail,
+                extra={
+                    "event_id": outcome.claimed.envelope.event_id,
+                    "adapter_type": outcome.attempt.adapter_type,
+                },
+            )
+            outcomes.append(result)
+        return outcomes
+
+    def _attempt(self, claimed: Claimed, adapters: dict[str, tuple[str, Adapter]]) -> Settled:
+        """One try at delivery, and what is to follow it; ``adapters`` caches the group's."""
         envelope = claimed.envelope
         set_event_id(envelope.event_id)
         attempted_at, started = self._clock(), time.monotonic()
         adapter_type, receipt = None, None
         try:
-            adapter_type, adapter = self._adapters.get(self._store, envelope.to_authority)
+            if envelope.to_authority not in adapters:
+                adapters[envelope.to_authority] = self._adapters.get(
+                    self._store, envelope.to_authority
+                )
+            adapter_type, adapter = adapters[envelope.to_authority]
             receipt = adapter.deliver(envelope)
             succeeded, retryable, detail = True, False, receipt.detail
         except (AdapterConfigError, SecretsKeyError) as exc:
@@ -110,30 +156,16 @@ class Deliverer:
             checked = None
             if signed_receipt is not None:
                 checked = self._check_receipt(signed_receipt, envelope)
-            self._store.outbox.delivered(claimed, attempt, checked)
-            outcome = "delivered"
-        else:
-            next_step = after_failure(
-                retry_settings.policy(self._retry, claimed.retry),
-                attempts=claimed.attempts_before + 1,
-                enqueued_at=claimed.enqueued_at,
-                now=self._clock(),
-                retryable=retryable,
-                random=self._jitter,
-            )
-            if next_step.retry_at is not None:
-                self._store.outbox.retry_later(claimed, attempt, next_step.retry_at)
-                outcome = "retry"
-            else:
-                self._store.outbox.failed(claimed, attempt, next_step.gave_up)
-                outcome = "failed"
-        log.info(
-            "delivery %s: %s",
-            outcome,
-            detail,
-            extra={"event_id": envelope.event_id, "adapter_type": adapter_type},
+            return Settled(claimed, attempt, receipt=checked)
+        next_step = after_failure(
+            retry_settings.policy(self._retry, claimed.retry),
+            attempts=claimed.attempts_before + 1,
+            enqueued_at=claimed.enqueued_at,
+            now=self._clock(),
+            retryable=retryable,
+            random=self._jitter,
         )
-        return outcome
+        return Settled(claimed, attempt, retry_at=next_step.retry_at, gave_up=next_step.gave_up)
 
     def _check_receipt(self, receipt: str, envelope) -> dict:
         """The receipt's audit detail; checking it must not stop the delivery being recorded."""
@@ -145,7 +177,7 @@ class Deliverer:
             return {"verified": False, "reason": f"Not checked: {type(exc).__name__}"}
 
     def deliver_due(self, worker: str) -> int:
-        """Deliver, one at a time, whatever is due now; for the embedded queue and for tests."""
+        """Deliver, one group at a time, whatever is due now; for the embedded queue and tests."""
         count = 0
         while claimed := self._store.outbox.claim(
             worker=worker,
@@ -155,7 +187,5 @@ class Deliverer:
             per_recipient=32,
             in_flight={},
         ):
-            for item in claimed:
-                self.deliver(item)
-                count += 1
+            count += len(self.deliver_group(claimed))
         return count

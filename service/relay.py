@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,7 +27,18 @@ from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
 from service.domain.model import BasisDecision, Outcome, decision_record, transfer_request
 from service.signing import KeyRing
-from service.store.store import AuditEntry, DuplicateEvent, NewTransfer, SignedEnvelope, Store
+from service.store.store import (
+    DUPLICATE_REASON,
+    AuditEntry,
+    IntakeReference,
+    NewTransfer,
+    RejectedInput,
+    SignedEnvelope,
+    Store,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
@@ -92,6 +104,17 @@ class Concluded:
     audit: list[AuditEntry]
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """One message's outcome, decided and ready to store."""
+
+    stored: NewTransfer | RejectedInput
+    received: Received
+
+    def duplicate(self) -> Received:
+        return Received(self.received.event_id, duplicate=True, reason=DUPLICATE_REASON)
+
+
 class Relay:
     def __init__(
         self,
@@ -111,39 +134,76 @@ class Relay:
 
     def receive(self, body: bytes, *, sender: Sender) -> Received:
         """Take one event through every step up to a stored outcome; never raises on bad input."""
-        names = self._store.authorities()
+        (outcome,) = self.receive_many([(body, sender)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def receive_many(self, messages: Sequence[tuple[bytes, Sender]]) -> list[Received | Exception]:
+        """Take a batch of events to stored outcomes in one transaction; one outcome per message.
+
+        Checking, deciding and signing need no database, so they run per message against one
+        reading of the authorities and ISPs; the outcomes are then stored together (one commit,
+        one turn at the audit chain's head). A message whose processing raises gets its exception
+        as its outcome and no other message is held back by it: if the batch's transaction fails,
+        other than for the database being unavailable, each message is stored on its own.
+        ``StoreUnavailable`` propagates, with nothing stored.
+        """
+        reference = self._store.intake_reference()
+        outcomes: list[Received | Exception | _Decided] = []
+        for body, sender in messages:
+            try:
+                outcomes.append(self._decide(body, sender, reference))
+            except Exception as exc:
+                outcomes.append(exc)
+        decided = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, _Decided)]
+        try:
+            duplicates = self._store.record_intake([o.stored for _, o in decided])
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if len(decided) == 1:
+                outcomes[decided[0][0]] = exc
+            else:
+                log.warning("storing a batch failed (%r); storing each message alone", exc)
+                for i, outcome in decided:
+                    outcomes[i] = self._store_alone(outcome)
+            return outcomes  # type: ignore[return-value]
+        for (i, outcome), duplicate in zip(decided, duplicates, strict=True):
+            outcomes[i] = outcome.duplicate() if duplicate else outcome.received
+        return outcomes  # type: ignore[return-value]
+
+    def _store_alone(self, outcome: _Decided) -> Received | Exception:
+        try:
+            duplicates = self._store.record_intake([outcome.stored])
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            return exc
+        return outcome.duplicate() if duplicates[0] else outcome.received
+
+    def _decide(self, body: bytes, sender: Sender, reference: IntakeReference) -> _Decided:
+        """What to store for one message: its rejection, or its transfer; no database needed."""
+        names = reference.authorities
         parsed = self._parse(body, names, sender)
         if isinstance(parsed, Received):
-            self._store.record_audit(
-                parsed.event_id,
-                "rejected",
-                {"rejection": parsed.rejection.value, "reason": parsed.reason},
-            )
-            return parsed
+            rejection = RejectedInput(parsed.event_id, parsed.rejection.value, parsed.reason)
+            return _Decided(rejection, parsed)
         event = parsed
-        if self._store.has_transfer(event["id"]):
-            return self._duplicate(event["id"])
-
         received_at = self._clock()
-        decision = decide_basis(
-            transfer_request(event), self._store.isp_terms(), received_at.date()
-        )
+        decision = decide_basis(transfer_request(event), reference.isp_terms, received_at.date())
         concluded = self.conclude(event, decision, received_at, names)
-        audit = [AuditEntry("received", _received_detail(event, self._child_keys))]
-        try:
-            self._store.add_transfer(
-                NewTransfer(
-                    event,
-                    concluded.state,
-                    decision_record(decision),
-                    received_at,
-                    concluded.envelope,
-                    audit + concluded.audit,
-                )
-            )
-        except DuplicateEvent:
-            return self._duplicate(event["id"])
-        return Received(event["id"], state=concluded.state, reason=decision.reason)
+        arrival = AuditEntry("received", _received_detail(event, self._child_keys))
+        audit = [arrival, *concluded.audit]
+        new = NewTransfer(
+            event,
+            concluded.state,
+            decision_record(decision),
+            received_at,
+            concluded.envelope,
+            audit,
+        )
+        return _Decided(new, Received(event["id"], state=concluded.state, reason=decision.reason))
 
     def conclude(
         self, event: dict[str, Any], decision: BasisDecision, now: datetime, names: dict[str, str]
@@ -238,10 +298,6 @@ class Relay:
                 "signed", {"envelope_id": envelope_id, "kid": self._keyring.kid, "sha256": sha256}
             ),
         ]
-
-    def _duplicate(self, event_id: str) -> Received:
-        self._store.record_audit(event_id, "duplicate", {"reason": "Event id already received."})
-        return Received(event_id, duplicate=True, reason="Event id already received.")
 
 
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")

@@ -1,11 +1,15 @@
-"""The AMQP entrypoint: consumes case-transfer events from RabbitMQ and runs the relay on each.
+"""The AMQP entrypoint: consumes case-transfer events from RabbitMQ and runs the relay on them.
 
-A message is acknowledged only once its outcome is durable in the store (or, for bad input, once
-the broker has confirmed its copy in ``caf.dead``), so a crash at any point redelivers rather than
-loses it. While the database is unreachable the message in hand is held, neither acknowledged
-nor handed back, and retried until the database returns. A message whose processing fails for
-any other reason is handed back; on its last allowed delivery it is dead-lettered with the error,
-so a poison message cannot block the queue. A lost broker connection is reopened with backoff.
+Messages are taken in batches, as many as have arrived within the prefetch window, and their
+outcomes stored in one transaction (``Relay.receive_many``): a commit and a turn at the audit
+chain's head per batch rather than per event. A message is acknowledged only once its outcome
+is durable in the store (or, for bad input, once the broker has confirmed its copy in
+``caf.dead``), so a crash at any point redelivers rather than loses it; the batch is then
+acknowledged at once. While the database is unreachable the batch in hand is held, neither
+acknowledged nor handed back, and retried until the database returns. A message whose
+processing fails for any other reason is handed back on its own; on its last allowed delivery
+it is dead-lettered with the error, so a poison message cannot block the queue or its batch. A
+lost broker connection is reopened with backoff.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from service.logs import own_log_context, set_event_id
-from service.relay import Relay, Sender
+from service.relay import Received, Relay, Sender
 from service.store.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -60,8 +67,23 @@ def declare_topology(channel: BlockingChannel) -> None:
     channel.queue_bind(TRANSFERS_QUEUE, EVENTS_EXCHANGE, routing_key=TRANSFERS_BINDING)
 
 
+# A batch is what arrives within the prefetch window while the last one is being stored: taken
+# until no message has come for LINGER_SECONDS, or for at most MAX_GATHER_SECONDS, so that a slow
+# trickle is not held back for long.
+LINGER_SECONDS = 0.002
+MAX_GATHER_SECONDS = 0.01
+IDLE_WAIT_SECONDS = 1.0
+
+
 class _Stopping(Exception):
-    """Raised inside message handling to leave a held message unacknowledged and stop."""
+    """Raised inside message handling to leave held messages unacknowledged and stop."""
+
+
+@dataclass(frozen=True)
+class _Message:
+    method: Any
+    properties: pika.BasicProperties
+    body: bytes
 
 
 class Worker:
@@ -78,9 +100,12 @@ class Worker:
         self._relay = relay
         self._senders = senders
         self._prefetch = prefetch
+        # Half the window: the broker sends the next batch while this one is being stored.
+        self._batch = max(1, prefetch // 2)
         self._on_stored = on_stored
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
+        self._arrived: list[_Message] = []
         self._stopping = threading.Event()
         self.ready = threading.Event()
 
@@ -98,16 +123,18 @@ class Worker:
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
     def stop(self) -> None:
-        """Ask the consumer to finish the message in hand and return; safe from any thread."""
+        """Ask the consumer to finish the batch in hand and return; safe from any thread."""
         self._stopping.set()
-        connection, channel = self._connection, self._channel
-        if connection is not None and channel is not None and connection.is_open:
-            # If the connection is already going, run() sees _stopping and returns anyway.
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            # Wakes the consumer from waiting for messages; if the connection is already going,
+            # run() sees _stopping and returns anyway.
             with contextlib.suppress(pika.exceptions.AMQPError):
-                connection.add_callback_threadsafe(channel.stop_consuming)
+                connection.add_callback_threadsafe(lambda: None)
 
     def _consume(self) -> None:
         self._connection = pika.BlockingConnection(self._parameters)
+        self._arrived = []  # messages of a lost connection are the broker's to redeliver
         try:
             channel = self._connection.channel()
             self._channel = channel
@@ -117,63 +144,104 @@ class Worker:
             channel.basic_consume(TRANSFERS_QUEUE, self._on_message)
             self.ready.set()
             log.info("worker consuming from %s", TRANSFERS_QUEUE)
-            if not self._stopping.is_set():
-                channel.start_consuming()
+            while not self._stopping.is_set():
+                batch = self._gather()
+                if batch:
+                    self._handle(channel, batch)
         finally:
             self.ready.clear()
             if self._connection.is_open:
                 self._connection.close()
 
+    def _on_message(self, _channel, method, properties, body: bytes) -> None:
+        self._arrived.append(_Message(method, properties, body))
+
+    def _gather(self) -> list[_Message]:
+        """The next batch: what has arrived, waiting briefly while more keeps coming."""
+        connection = self._connection
+        if not self._arrived:
+            connection.process_data_events(time_limit=IDLE_WAIT_SECONDS)
+        deadline = time.monotonic() + MAX_GATHER_SECONDS
+        while self._arrived and len(self._arrived) < self._batch and time.monotonic() < deadline:
+            before = len(self._arrived)
+            connection.process_data_events(time_limit=LINGER_SECONDS)
+            if len(self._arrived) == before:
+                break
+        batch, self._arrived = self._arrived[: self._batch], self._arrived[self._batch :]
+        return batch
+
     @own_log_context
-    def _on_message(self, channel: BlockingChannel, method, properties, body: bytes) -> None:
+    def _handle(self, channel: BlockingChannel, batch: list[_Message]) -> None:
+        """Store a batch's outcomes, dead-letter what must be, then acknowledge it at once."""
         try:
-            received = self._receive_holding(body, properties.user_id)
+            outcomes = self._receive_holding(batch)
         except _Stopping:
-            return  # not acknowledged: the broker gives it to the next consumer
-        except Exception as exc:
-            self._processing_failed(channel, method, properties, body, exc)
-            return
-        set_event_id(received.event_id)
-        if received.rejection is not None:
-            self._dead_letter(
-                channel, method, properties, body, received.reason, received.rejection
-            )
-            log.warning("dead-lettered: %s", received.reason, extra={"event_id": received.event_id})
-        channel.basic_ack(method.delivery_tag)
-        if received.needs_delivery:
+            return  # not acknowledged: the broker gives them to the next consumer
+        stored, settled = False, []
+        for message, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                if self._processing_failed(channel, message, outcome):
+                    settled.append(message)
+                continue
+            set_event_id(outcome.event_id)
+            if outcome.rejection is not None:
+                self._dead_letter(channel, message, outcome.reason, outcome.rejection)
+                log.warning("dead-lettered: %s", outcome.reason)
+            settled.append(message)
+            stored = stored or outcome.needs_delivery
+        if settled:
+            # Delivery tags grow along the channel, so this settles exactly the batch's messages
+            # but those handed back (already settled by their nack); later arrivals are higher.
+            channel.basic_ack(settled[-1].method.delivery_tag, multiple=True)
+        if stored:
             self._on_stored()
 
-    def _receive_holding(self, body: bytes, user_id: str | None):
+    def _receive_holding(self, batch: list[_Message]) -> list[Received | Exception]:
         """Run the relay, waiting out a database outage while keeping the broker connection."""
+        senders: dict[str | None, Sender] = {}
+        messages = []
+        for message in batch:
+            user_id = message.properties.user_id
+            if user_id not in senders:
+                senders[user_id] = self._senders(user_id)
+            messages.append((message.body, senders[user_id]))
         wait = 0.5
         while True:
             try:
-                return self._relay.receive(body, sender=self._senders(user_id))
+                return self._relay.receive_many(messages)
             except StoreUnavailable as exc:
                 if self._stopping.is_set():
                     raise _Stopping from exc
-                log.warning("store unavailable, holding the message for %.1fs: %s", wait, exc)
+                log.warning(
+                    "store unavailable, holding %d messages for %.1fs: %s", len(batch), wait, exc
+                )
                 self._connection.sleep(wait)
                 wait = min(wait * 2, MAX_BACKOFF_SECONDS)
 
-    def _processing_failed(self, channel, method, properties, body, exc: Exception) -> None:
-        deliveries = int((properties.headers or {}).get("x-delivery-count", 0)) + 1
+    def _processing_failed(self, channel, message: _Message, exc: Exception) -> bool:
+        """Hand the message back, or dead-letter it on its last delivery; True if dead-lettered."""
+        deliveries = int((message.properties.headers or {}).get("x-delivery-count", 0)) + 1
         if deliveries < DELIVERY_LIMIT:
-            log.exception("processing failed (delivery %d); message requeued", deliveries)
-            channel.basic_nack(method.delivery_tag, requeue=True)
-            return
+            log.error(
+                "processing failed (delivery %d); message requeued",
+                deliveries,
+                exc_info=exc,
+            )
+            channel.basic_nack(message.method.delivery_tag, requeue=True)
+            return False
         reason = f"Processing failed on each of {deliveries} deliveries; last: {exc!r}"[:1000]
         log.error("dead-lettered a message that cannot be processed: %s", reason)
-        self._dead_letter(channel, method, properties, body, reason, PROCESSING_FAILED)
-        channel.basic_ack(method.delivery_tag)
+        self._dead_letter(channel, message, reason, PROCESSING_FAILED)
+        return True
 
     @staticmethod
-    def _dead_letter(channel, method, properties, body, reason: str, rejection: str) -> None:
+    def _dead_letter(channel, message: _Message, reason: str, rejection: str) -> None:
         """Publish to caf.dead, confirmed by the broker before the original is acknowledged."""
+        properties = message.properties
         channel.basic_publish(
             DEAD_EXCHANGE,
-            method.routing_key,
-            body,
+            message.method.routing_key,
+            message.body,
             pika.BasicProperties(
                 delivery_mode=pika.DeliveryMode.Persistent,
                 content_type=properties.content_type,

@@ -88,7 +88,13 @@ class Isps:
 
     def terms(self) -> list[IspTerms]:
         """The terms decisions rest on: the newest version of each ISP, never an older one."""
-        return [isp_terms(recorded.document) for recorded in self.latest().values()]
+        with self._transaction() as session:
+            return latest_terms(session)
+
+
+def latest_terms(session: Session) -> list[IspTerms]:
+    """The newest version of each ISP's terms, read in the caller's transaction."""
+    return [isp_terms(recorded.document) for recorded in _latest(session, None).values()]
 
 
 def _latest(session: Session, isp_ids: Collection[str] | None) -> dict[str, RecordedIsp]:

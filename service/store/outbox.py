@@ -1,6 +1,6 @@
 """The outbox: signed envelopes waiting for delivery, claimed by delivery workers in order.
 
-An envelope enters the outbox in the same transaction as its transfer (``Store.add_transfer``),
+An envelope enters the outbox in the same transaction as its transfer (``Store.record_intake``),
 before the inbound message is acknowledged, so nothing signed can be lost between intake and
 delivery. Delivery workers claim due items for a lease; one that dies mid-delivery leaves its
 items to be claimed again when the lease runs out (or at once, when it restarts under the same
@@ -9,8 +9,7 @@ name), and the recipient gets the same envelope id again, so it can discard the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,6 +50,18 @@ class Attempt:
     detail: str
     duration_ms: int
     receipt: str | None = None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """An attempt and what follows it: delivered (with the receipt's audit, if any), due again
+    at ``retry_at``, or given up for the reason ``gave_up``."""
+
+    claimed: Claimed
+    attempt: Attempt
+    receipt: dict | None = None
+    retry_at: datetime | None = None
+    gave_up: str | None = None
 
 
 class Outbox:
@@ -120,38 +131,7 @@ class Outbox:
                 .values(claimed_by=worker, claimed_until=until)
                 .execution_options(synchronize_session=False)
             )
-        return self._claimed_by(worker, until, chosen)
-
-    def _claimed_by(self, worker: str, until: datetime, item_ids: list[int]) -> list[Claimed]:
-        item = t.OutboxItem
-        with self._transaction() as session:
-            rows = session.execute(
-                sa.select(item, t.Envelope, t.AdapterConfig.retry)
-                .join(t.Envelope, t.Envelope.event_id == item.event_id)
-                .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
-                .where(item.id.in_(item_ids))
-                .where(item.claimed_by == worker)
-                .where(item.claimed_until == until)
-                .order_by(item.id)
-            ).all()
-            return [
-                Claimed(
-                    item_id=row.id,
-                    envelope=OutboundEnvelope(
-                        envelope_id=envelope.envelope_id,
-                        event_id=row.event_id,
-                        to_authority=row.to_authority,
-                        jws=envelope.jws,
-                        sha256=envelope.sha256,
-                    ),
-                    attempts_before=row.attempts,
-                    enqueued_at=row.enqueued_at,
-                    retry=retry,
-                    worker=worker,
-                    claimed_until=until,
-                )
-                for row, envelope, retry in rows
-            ]
+            return _claimed_by(session, worker, until, chosen)
 
     def release(self, worker: str) -> int:
         """Give up every lease ``worker`` holds: a restarted worker's claims are stale."""
@@ -176,54 +156,74 @@ class Outbox:
             ).one()
             return count, oldest
 
-    def delivered(self, claimed: Claimed, attempt: Attempt, receipt_audit: dict | None) -> None:
-        """Record the successful attempt and take the item out of the outbox.
+    def record(self, settled: Sequence[Settled], unattempted: Sequence[Claimed] = ()) -> None:
+        """Record a group's attempts and what follows each, in one transaction, and give up the
+        claims on items not attempted (they are due again at once, to any worker)."""
+        with self._transaction() as session:
+            for outcome in settled:
+                self._record_attempt(session, outcome.claimed, outcome.attempt)
+                if outcome.attempt.succeeded:
+                    self._delivered(session, outcome.claimed, outcome.attempt, outcome.receipt)
+                elif outcome.retry_at is not None:
+                    self._retry_later(session, outcome.claimed, outcome.attempt, outcome.retry_at)
+                else:
+                    self._failed(session, outcome.claimed, outcome.attempt, outcome.gave_up or "")
+            for claimed in unattempted:
+                session.execute(
+                    sa.update(t.OutboxItem)
+                    .where(_still_held(claimed))
+                    .values(claimed_by=None, claimed_until=None)
+                )
+
+    def _delivered(
+        self, session: Session, claimed: Claimed, attempt: Attempt, receipt_audit: dict | None
+    ) -> None:
+        """Take the item out of the outbox.
 
         This holds even if the claim ran out meanwhile: the envelope has arrived, whoever else
         is sending it again.
         """
-        with self._recording(claimed, attempt) as session:
-            session.execute(sa.delete(t.OutboxItem).where(t.OutboxItem.id == claimed.item_id))
-            self._set_state(session, claimed, "delivered", attempt.attempted_at)
-            self._append_audit(
-                session, claimed.envelope.event_id, "delivered", _attempt_detail(claimed, attempt)
-            )
-            if receipt_audit is not None:
-                self._append_audit(session, claimed.envelope.event_id, "receipt", receipt_audit)
+        session.execute(sa.delete(t.OutboxItem).where(t.OutboxItem.id == claimed.item_id))
+        self._set_state(session, claimed, "delivered", attempt.attempted_at)
+        self._append_audit(
+            session, claimed.envelope.event_id, "delivered", _attempt_detail(claimed, attempt)
+        )
+        if receipt_audit is not None:
+            self._append_audit(session, claimed.envelope.event_id, "receipt", receipt_audit)
 
-    def retry_later(self, claimed: Claimed, attempt: Attempt, retry_at: datetime) -> None:
-        """Record the failed attempt and put the item back, due again at ``retry_at``.
+    def _retry_later(
+        self, session: Session, claimed: Claimed, attempt: Attempt, retry_at: datetime
+    ) -> None:
+        """Put the item back, due again at ``retry_at``.
 
         If the claim ran out meanwhile and another worker holds the item, only the attempt is
         recorded: the item's schedule is the new holder's to keep.
         """
-        with self._recording(claimed, attempt) as session:
-            held = session.execute(
-                sa.update(t.OutboxItem)
-                .where(_still_held(claimed))
-                .values(
-                    attempts=t.OutboxItem.attempts + 1,
-                    next_attempt_at=retry_at,
-                    claimed_by=None,
-                    claimed_until=None,
-                )
-            ).rowcount
-            detail = _attempt_detail(claimed, attempt)
-            detail |= {"retry_at": iso(retry_at)} if held else {"claim_lost": True}
-            self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
+        held = session.execute(
+            sa.update(t.OutboxItem)
+            .where(_still_held(claimed))
+            .values(
+                attempts=t.OutboxItem.attempts + 1,
+                next_attempt_at=retry_at,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        ).rowcount
+        detail = _attempt_detail(claimed, attempt)
+        detail |= {"retry_at": iso(retry_at)} if held else {"claim_lost": True}
+        self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
 
-    def failed(self, claimed: Claimed, attempt: Attempt, gave_up: str) -> None:
-        """Record the last failed attempt; the transfer is failed until someone redelivers it."""
-        with self._recording(claimed, attempt) as session:
-            held = session.execute(sa.delete(t.OutboxItem).where(_still_held(claimed))).rowcount
-            detail = _attempt_detail(claimed, attempt)
-            if not held:
-                detail |= {"claim_lost": True}
-                self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
-                return
-            self._set_state(session, claimed, "failed", attempt.attempted_at)
-            detail |= {"gave_up": gave_up}
-            self._append_audit(session, claimed.envelope.event_id, "failed", detail)
+    def _failed(self, session: Session, claimed: Claimed, attempt: Attempt, gave_up: str) -> None:
+        """The last failed attempt: the transfer is failed until someone redelivers it."""
+        held = session.execute(sa.delete(t.OutboxItem).where(_still_held(claimed))).rowcount
+        detail = _attempt_detail(claimed, attempt)
+        if not held:
+            detail |= {"claim_lost": True}
+            self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
+            return
+        self._set_state(session, claimed, "failed", attempt.attempted_at)
+        detail |= {"gave_up": gave_up}
+        self._append_audit(session, claimed.envelope.event_id, "failed", detail)
 
     def redeliver(self, event_id: str, now: datetime, requested_by: str) -> bool:
         """Put a failed transfer's envelope back in the outbox; False if it is not failed."""
@@ -236,23 +236,20 @@ class Outbox:
             self._append_audit(session, event_id, "redelivery", {"requested_by": requested_by})
             return True
 
-    @contextmanager
-    def _recording(self, claimed: Claimed, attempt: Attempt) -> Iterator[Session]:
-        """A transaction that starts by storing the attempt, whatever its outcome."""
-        with self._transaction() as session:
-            session.add(
-                t.DeliveryAttempt(
-                    envelope_id=claimed.envelope.envelope_id,
-                    attempted_at=attempt.attempted_at,
-                    adapter_type=attempt.adapter_type,
-                    succeeded=attempt.succeeded,
-                    retryable=attempt.retryable,
-                    detail=attempt.detail,
-                    duration_ms=attempt.duration_ms,
-                    receipt=attempt.receipt,
-                )
+    @staticmethod
+    def _record_attempt(session: Session, claimed: Claimed, attempt: Attempt) -> None:
+        session.add(
+            t.DeliveryAttempt(
+                envelope_id=claimed.envelope.envelope_id,
+                attempted_at=attempt.attempted_at,
+                adapter_type=attempt.adapter_type,
+                succeeded=attempt.succeeded,
+                retryable=attempt.retryable,
+                detail=attempt.detail,
+                duration_ms=attempt.duration_ms,
+                receipt=attempt.receipt,
             )
-            yield session
+        )
 
     @staticmethod
     def _set_state(session: Session, claimed: Claimed, state: str, at: datetime) -> None:
@@ -260,6 +257,7 @@ class Outbox:
             sa.update(t.Transfer)
             .where(t.Transfer.event_id == claimed.envelope.event_id)
             .values(state=state, updated_at=at)
+            .execution_options(synchronize_session=False)
         )
 
 
@@ -275,29 +273,41 @@ def _still_held(claimed: Claimed) -> sa.ColumnElement[bool]:
 
 def stage_delivery(session: Session, transfer: t.Transfer, envelope: SignedEnvelope) -> None:
     """Keep a transfer's signed envelope and put it in the outbox, due now, in ``session``."""
-    session.add(
-        t.Envelope(
-            envelope_id=envelope.envelope_id,
-            event_id=transfer.event_id,
-            kid=envelope.kid,
-            jws=envelope.jws,
-            sha256=envelope.sha256,
-            issued_at=envelope.issued_at,
-        )
-    )
+    session.add(t.Envelope(**envelope_values(transfer.event_id, envelope)))
     session.add(new_item(transfer, envelope.issued_at))
+
+
+def envelope_values(event_id: str, envelope: SignedEnvelope) -> dict[str, Any]:
+    """The stored row of a transfer's signed envelope."""
+    return {
+        "envelope_id": envelope.envelope_id,
+        "event_id": event_id,
+        "kid": envelope.kid,
+        "jws": envelope.jws,
+        "sha256": envelope.sha256,
+        "issued_at": envelope.issued_at,
+    }
 
 
 def new_item(transfer: t.Transfer, now: datetime) -> t.OutboxItem:
     """A transfer's envelope, due for delivery now."""
     return t.OutboxItem(
-        event_id=transfer.event_id,
-        to_authority=transfer.to_authority,
-        case_reference=transfer.case_reference,
-        enqueued_at=now,
-        next_attempt_at=now,
-        attempts=0,
+        **item_values(transfer.event_id, transfer.to_authority, transfer.case_reference, now)
     )
+
+
+def item_values(
+    event_id: str, to_authority: str, case_reference: str, now: datetime
+) -> dict[str, Any]:
+    """The outbox row of an envelope due for delivery now."""
+    return {
+        "event_id": event_id,
+        "to_authority": to_authority,
+        "case_reference": case_reference,
+        "enqueued_at": now,
+        "next_attempt_at": now,
+        "attempts": 0,
+    }
 
 
 def _attempt_detail(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
@@ -307,3 +317,37 @@ def _attempt_detail(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
         "adapter_type": attempt.adapter_type,
         "detail": attempt.detail,
     }
+
+
+def _claimed_by(
+    session: Session, worker: str, until: datetime, item_ids: list[int]
+) -> list[Claimed]:
+    """The items this very claim won, with what delivering them needs, in outbox order."""
+    item = t.OutboxItem
+    rows = session.execute(
+        sa.select(item, t.Envelope, t.AdapterConfig.retry)
+        .join(t.Envelope, t.Envelope.event_id == item.event_id)
+        .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
+        .where(item.id.in_(item_ids))
+        .where(item.claimed_by == worker)
+        .where(item.claimed_until == until)
+        .order_by(item.id)
+    ).all()
+    return [
+        Claimed(
+            item_id=row.id,
+            envelope=OutboundEnvelope(
+                envelope_id=envelope.envelope_id,
+                event_id=row.event_id,
+                to_authority=row.to_authority,
+                jws=envelope.jws,
+                sha256=envelope.sha256,
+            ),
+            attempts_before=row.attempts,
+            enqueued_at=row.enqueued_at,
+            retry=retry,
+            worker=worker,
+            claimed_until=until,
+        )
+        for row, envelope, retry in rows
+    ]

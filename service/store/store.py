@@ -33,10 +33,10 @@ from service.store.access import Access
 from service.store.audit_log import AuditLog, chain_on_flush
 from service.store.audit_search import AuditSearch
 from service.store.isotime import iso
-from service.store.isps import IspChange, Isps
+from service.store.isps import IspChange, Isps, latest_terms
 from service.store.operations import OperationsCounts
 from service.store.organisations import Organisations
-from service.store.outbox import Outbox, stage_delivery
+from service.store.outbox import Outbox, envelope_values, item_values
 from service.store.payloads import Payloads
 from service.store.transfers import Transfers
 
@@ -53,6 +53,9 @@ class StoreUnavailable(Exception):
 
 class DuplicateEvent(Exception):
     """A transfer with this event id is already stored."""
+
+
+DUPLICATE_REASON = "Event id already received."
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,27 @@ class NewTransfer:
     received_at: datetime
     envelope: SignedEnvelope | None
     audit: Sequence[AuditEntry]
+
+
+@dataclass(frozen=True)
+class RejectedInput:
+    """An inbound message refused as bad input: only its audit record is stored."""
+
+    event_id: str | None
+    rejection: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IntakeReference:
+    """What every event of an intake batch is checked against, read once for the batch.
+
+    Read afresh for every batch, never cached beyond it, so an ISP recorded or an authority
+    changed is in force for the next batch.
+    """
+
+    authorities: dict[str, str]
+    isp_terms: list[IspTerms]
 
 
 @dataclass(frozen=True)
@@ -194,8 +218,12 @@ class Store:
 
     def authorities(self) -> dict[str, str]:
         with self._transaction() as session:
-            rows = session.execute(sa.select(t.Authority.code, t.Authority.name))
-            return {code: name for code, name in rows}
+            return _authorities(session)
+
+    def intake_reference(self) -> IntakeReference:
+        """The authorities and ISPs as of now, in one read."""
+        with self._transaction() as session:
+            return IntakeReference(_authorities(session), latest_terms(session))
 
     # -- ISPs ---------------------------------------------------------------------------------
 
@@ -293,31 +321,54 @@ class Store:
 
     def add_transfer(self, new: NewTransfer) -> None:
         """Store a transfer with its envelope and audit; raise DuplicateEvent if the id exists."""
-        event, data = new.event, new.event["data"]
         try:
             with self._transaction() as session:
-                transfer = t.Transfer(
-                    event_id=event["id"],
-                    case_reference=event["subject"],
-                    from_authority=data["from_authority"],
-                    to_authority=data["to_authority"],
-                    mode=data["sharing"]["mode"],
-                    purpose=data["sharing"]["purpose"],
-                    state=new.state,
-                    decision=new.decision,
-                    event=event,
-                    received_at=new.received_at,
-                    updated_at=new.received_at,
-                )
-                session.add(transfer)
-                session.flush()
-                if new.envelope is not None:
-                    stage_delivery(session, transfer, new.envelope)
-                session.add_all(_audit(event["id"], e.action, e.detail) for e in new.audit)
+                session.add_all(_insert_transfers(session, [new]))
         except IntegrityError as exc:
-            if self.has_transfer(event["id"]):
-                raise DuplicateEvent(event["id"]) from exc
+            if self.has_transfer(new.event["id"]):
+                raise DuplicateEvent(new.event["id"]) from exc
             raise
+
+    def record_intake(self, items: Sequence[NewTransfer | RejectedInput]) -> list[bool]:
+        """Store a batch of inbound outcomes in one transaction; True where one was a duplicate.
+
+        A transfer whose event id is already stored, or comes earlier in the batch, is not
+        stored again: its duplicate is audited instead. If another process stores one of the
+        ids meanwhile, the batch is stored again in a new transaction that sees it.
+        """
+        try:
+            return self._record_intake(items)
+        except IntegrityError:
+            return self._record_intake(items)
+
+    def _record_intake(self, items: Sequence[NewTransfer | RejectedInput]) -> list[bool]:
+        ids = [item.event["id"] for item in items if isinstance(item, NewTransfer)]
+        duplicates = []
+        with self._transaction() as session:
+            seen = set(
+                session.scalars(sa.select(t.Transfer.event_id).where(t.Transfer.event_id.in_(ids)))
+                if ids
+                else ()
+            )
+            fresh, audit = [], []
+            for item in items:
+                if isinstance(item, RejectedInput):
+                    detail = {"rejection": item.rejection, "reason": item.reason}
+                    audit.append(_audit(item.event_id, "rejected", detail))
+                    duplicates.append(False)
+                    continue
+                event_id = item.event["id"]
+                duplicate = event_id in seen
+                duplicates.append(duplicate)
+                if duplicate:
+                    audit.append(_audit(event_id, "duplicate", {"reason": DUPLICATE_REASON}))
+                else:
+                    seen.add(event_id)
+                    fresh.append(item)
+            audit = _insert_transfers(session, fresh) + audit
+            # Last, so the audit chain's head is locked only for the flush at commit.
+            session.add_all(audit)
+        return duplicates
 
     def record_audit(self, event_id: str | None, action: str, detail: dict[str, Any]) -> None:
         with self._transaction() as session:
@@ -441,6 +492,48 @@ class Store:
             if event_id is not None:
                 query = query.where(t.AuditRecord.event_id == event_id)
             return [(r.event_id, r.action, r.detail) for r in session.scalars(query)]
+
+
+def _authorities(session: Session) -> dict[str, str]:
+    return {
+        code: name for code, name in session.execute(sa.select(t.Authority.code, t.Authority.name))
+    }
+
+
+def _insert_transfers(session: Session, news: Sequence[NewTransfer]) -> list[t.AuditRecord]:
+    """Insert transfers with their envelopes and outbox items, a statement per table for the
+    lot, parents first; return their audit records for the caller to add last (see audit_log).
+
+    The outbox items are inserted in the order given, so that a case's envelopes to a
+    recipient are delivered in the order their events arrived.
+    """
+    transfers, envelopes, items = [], [], []
+    for new in news:
+        event, data = new.event, new.event["data"]
+        transfers.append(
+            {
+                "event_id": event["id"],
+                "case_reference": event["subject"],
+                "from_authority": data["from_authority"],
+                "to_authority": data["to_authority"],
+                "mode": data["sharing"]["mode"],
+                "purpose": data["sharing"]["purpose"],
+                "state": new.state,
+                "decision": new.decision,
+                "event": event,
+                "received_at": new.received_at,
+                "updated_at": new.received_at,
+            }
+        )
+        if new.envelope is not None:
+            envelopes.append(envelope_values(event["id"], new.envelope))
+            items.append(
+                item_values(event["id"], data["to_authority"], event["subject"], new.received_at)
+            )
+    for table, rows in ((t.Transfer, transfers), (t.Envelope, envelopes), (t.OutboxItem, items)):
+        if rows:
+            session.execute(sa.insert(table), rows)
+    return [_audit(new.event["id"], e.action, e.detail) for new in news for e in new.audit]
 
 
 def _audit(event_id: str | None, action: str, detail: dict[str, Any]) -> t.AuditRecord:

@@ -5,7 +5,8 @@ import json
 import pytest
 from jwcrypto import jwk, jws
 
-from service.relay import EMBEDDED, Rejection
+from service.relay import EMBEDDED, Rejection, Relay
+from service.store.store import Store
 from tests.support import examples
 
 
@@ -149,3 +150,49 @@ def test_bad_input_is_refused_with_a_reason_that_is_audited(
     assert reason in received.reason
     audited = [d for _, action, d in services.store.audit_actions() if action == "rejected"]
     assert audited == [{"rejection": rejection.value, "reason": received.reason}]
+
+
+class _FailsToStore(Store):
+    """The real store, but with a bug: a transaction holding the event "unstorable" fails."""
+
+    def record_intake(self, items):
+        if any(getattr(item, "event", {}).get("id") == "unstorable" for item in items):
+            raise RuntimeError("cannot store this event")
+        return super().record_intake(items)
+
+
+def test_a_batch_stores_each_outcome_once_and_one_it_cannot_store_sinks_no_other(services):
+    services.store.add_isp(examples.pan_london_isp())
+    store = _FailsToStore(services.store.url, services.settings.secret_box())
+    relay = Relay(
+        store,
+        services.keyring,
+        child_keys=services.child_keys,
+        max_event_bytes=services.settings.max_event_bytes,
+    )
+    first = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="batch-1"))
+    unstorable = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="unstorable"))
+    last = examples.encode(examples.event(examples.ROUTINE_WITHOUT_BASIS, id="batch-2"))
+    try:
+        outcomes = relay.receive_many(
+            [(body, EMBEDDED) for body in (first, b"{", first, unstorable, last)]
+        )
+    finally:
+        store.close()
+
+    stored, not_json, duplicate, failed, parked = outcomes
+    assert (stored.state, stored.duplicate) == ("signed", False)
+    assert not_json.rejection is Rejection.NOT_JSON
+    assert duplicate.duplicate is True and not duplicate.needs_delivery
+    assert isinstance(failed, RuntimeError)
+    assert parked.state == "awaiting_judgement"
+    assert _actions(services, "batch-1") == [
+        "received",
+        "basis_decided",
+        "minimised",
+        "signed",
+        "duplicate",
+    ]
+    assert not services.store.has_transfer("unstorable")
+    assert services.store.transfer_counts() == {"signed": 1, "awaiting_judgement": 1}
+    assert services.audit.verify().intact

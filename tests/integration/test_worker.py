@@ -103,3 +103,36 @@ def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_l
     )
     assert relay.attempts == 5
     assert services.store.transfer_view(valid["id"])["state"] == "delivered"
+
+
+def test_one_batch_with_bad_input_a_duplicate_and_a_poison_message_loses_nothing(
+    services, broker_url, inbox
+):
+    first = examples.event(examples.ROUTINE_WITH_ISP, id="batch-first")
+    poison = examples.event(examples.ROUTINE_WITH_ISP, id="batch-poison")
+    last = examples.event(examples.ROUTINE_WITH_ISP, id="batch-last", subject="CAF-HK-2026-0002")
+    relay = CrashesOn(services.relay, b"batch-poison")
+    bodies = [
+        examples.encode(first),
+        b"this is not json",
+        examples.encode(first),
+        examples.encode(poison),
+        examples.encode(last),
+    ]
+
+    # Published before the worker starts, so that they arrive within one prefetch window.
+    reset_topology(broker_url)
+    publish(broker_url, *bodies)
+    with running_worker(broker_url, services, relay=relay):
+        dead = take(broker_url, DEAD_QUEUE, 2)
+        wait_until(lambda: len(_delivered(inbox, "E09000019")) == 2)
+
+    assert sorted(body for _, body in dead) == sorted([b"this is not json", bodies[3]])
+    rejections = {body: properties.headers["x-caf-rejection"] for properties, body in dead}
+    assert rejections == {b"this is not json": "not_json", bodies[3]: "processing_failed"}
+    assert relay.attempts == 5
+    for event in (first, last):
+        assert services.store.transfer_view(event["id"])["state"] == "delivered"
+    assert [a for _, a, _ in services.store.audit_actions(first["id"])].count("duplicate") == 1
+    assert not services.store.has_transfer(poison["id"])
+    assert services.audit.verify().intact

@@ -6,14 +6,23 @@ from service.relay import Received, Relay, Sender
 
 
 class CrashesOn:
-    """Wraps the relay; any body containing ``marker`` makes ``receive`` raise, as a bug would."""
+    """Wraps the relay; processing any body containing ``marker`` fails, as a bug would."""
 
     def __init__(self, relay: Relay, marker: bytes) -> None:
         self._relay, self._marker = relay, marker
         self.attempts = 0
 
     def receive(self, body: bytes, *, sender: Sender) -> Received:
-        if self._marker in body:
-            self.attempts += 1
-            raise RuntimeError("cannot process this message")
-        return self._relay.receive(body, sender=sender)
+        (outcome,) = self.receive_many([(body, sender)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def receive_many(self, messages: list[tuple[bytes, Sender]]) -> list[Received | Exception]:
+        """The real relay's outcomes, except a RuntimeError for each message with the marker."""
+        outcomes = iter(self._relay.receive_many([m for m in messages if self._marker not in m[0]]))
+        return [self._crash() if self._marker in body else next(outcomes) for body, _ in messages]
+
+    def _crash(self) -> Exception:
+        self.attempts += 1
+        return RuntimeError("cannot process this message")
