@@ -51,10 +51,6 @@ class StoreUnavailable(Exception):
     """The database could not be reached or was busy; the same call may succeed later."""
 
 
-class DuplicateEvent(Exception):
-    """A transfer with this event id is already stored."""
-
-
 DUPLICATE_REASON = "Event id already received."
 
 
@@ -275,18 +271,6 @@ class Store:
             detail.update(secrets=sorted(secrets), by=by and by.describe())
             session.add(_audit(None, "adapter_set", detail))
 
-    def set_authority_keys(self, authority: str, jwks: dict[str, Any]) -> None:
-        """Register the public keys an authority signs its delivery receipts with."""
-        with self._transaction() as session:
-            row = session.get(t.Authority, authority)
-            if row is None:
-                raise KeyError(authority)
-            row.jwks = jwks
-            kids = [key.get("kid") for key in jwks.get("keys", [])]
-            _append_audit(
-                session, None, "authority_keys_set", {"authority": authority, "kids": kids}
-            )
-
     def authority_keys(self, authority: str) -> dict[str, Any] | None:
         with self._transaction() as session:
             return session.scalar(sa.select(t.Authority.jwks).where(t.Authority.code == authority))
@@ -318,16 +302,6 @@ class Store:
     def has_transfer(self, event_id: str) -> bool:
         with self._transaction() as session:
             return session.get(t.Transfer, event_id) is not None
-
-    def add_transfer(self, new: NewTransfer) -> None:
-        """Store a transfer with its envelope and audit; raise DuplicateEvent if the id exists."""
-        try:
-            with self._transaction() as session:
-                session.add_all(_insert_transfers(session, [new]))
-        except IntegrityError as exc:
-            if self.has_transfer(new.event["id"]):
-                raise DuplicateEvent(new.event["id"]) from exc
-            raise
 
     def record_intake(self, items: Sequence[NewTransfer | RejectedInput]) -> list[bool]:
         """Store a batch of inbound outcomes in one transaction; True where one was a duplicate.
@@ -377,13 +351,6 @@ class Store:
     def add_dead_letter(self, body: bytes, reason: str) -> None:
         with self._transaction() as session:
             session.add(t.DeadLetter(received_at=_now(), reason=reason, body=body))
-
-    def dead_letters(self) -> list[tuple[str, bytes]]:
-        with self._transaction() as session:
-            rows = session.execute(
-                sa.select(t.DeadLetter.reason, t.DeadLetter.body).order_by(t.DeadLetter.id)
-            )
-            return [tuple(row) for row in rows]
 
     # -- delivery -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 from joserfc.jwk import OKPKey
 
+from service.access import OPERATOR
 from service.relay import EMBEDDED
 from service.signing import KeyRing, verify
 from service.store import tables
@@ -61,7 +62,7 @@ def test_anyone_with_a_token_reads_the_register_and_one_authority_in_full(
 ):
     borough = KeyRing.from_file(tmp_path / "islington.pem", create=True)
     services.store.set_adapter(ISLINGTON, "directory", {"path": str(tmp_path / "in")}, {})
-    services.store.set_authority_keys(ISLINGTON, borough.jwks())
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough.jwks()}, by=OPERATOR)
     client.put(
         f"/api/v1/authorities/{ISLINGTON}/publishers/islington-mosaic", headers=tokens["islington"]
     )
@@ -305,7 +306,7 @@ def test_a_test_delivery_arrives_signed_and_marked_as_a_test_and_makes_no_transf
     services, client, tokens, receiver, tmp_path
 ):
     borough = KeyRing.from_file(tmp_path / "islington.pem", create=True)
-    services.store.set_authority_keys(ISLINGTON, borough.jwks())
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough.jwks()}, by=OPERATOR)
 
     def signed_receipt(request):
         receipt = {

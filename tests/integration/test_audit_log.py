@@ -7,11 +7,12 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from sqlalchemy.exc import IntegrityError
 
 from service.domain.audit_chain import Damage, record_hash
 from service.relay import EMBEDDED
 from service.secrets import SecretBox
-from service.store.store import AuditEntry, DuplicateEvent, NewTransfer, Store
+from service.store.store import AuditEntry, NewTransfer, Store
 from service.store.tables import AuditRecord
 from tests.conftest import fixed_clock
 from tests.support import examples
@@ -184,9 +185,18 @@ def test_the_records_of_a_change_that_fails_go_with_it_and_leave_no_gap(services
             event, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, entries
         )
 
-    services.store.add_transfer(transfer("stored"))
-    with pytest.raises(DuplicateEvent):
-        services.store.add_transfer(transfer("stored_again"))
+    services.store.record_intake([transfer("stored")])
+    to_nobody = {**event, "id": "to-nobody", "data": {**event["data"], "to_authority": "E09999999"}}
+    unstorable = NewTransfer(  # no such authority: the insert fails on its foreign key
+        to_nobody,
+        "awaiting_judgement",
+        {"outcome": "x"},
+        fixed_clock(),
+        None,
+        [AuditEntry("x", {})],
+    )
+    with pytest.raises(IntegrityError):
+        services.store.record_intake([unstorable])
     services.store.record_audit(None, "after", {})
 
     assert [action for _, action, _ in services.store.audit_actions()] == ["stored", "after"]

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from service.access import OPERATOR
 from service.delivery import Deliverer
 from service.delivery_loop import DeliveryLoop
 from service.domain.retry import RetryPolicy
@@ -124,7 +125,7 @@ def _signing_receipts(keyring: KeyRing):
 def test_a_signed_receipt_is_verified_against_the_recipients_keys_and_stored(
     services, receiver, borough_key
 ):
-    services.store.set_authority_keys(ISLINGTON, borough_key.jwks())
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
     receiver.answer = _signing_receipts(borough_key)
     event_id = _send(services, "with-receipt")
 
@@ -143,7 +144,7 @@ def test_a_signed_receipt_is_verified_against_the_recipients_keys_and_stored(
 def test_a_receipt_signed_by_another_key_is_recorded_as_not_verified(
     services, receiver, borough_key, tmp_path
 ):
-    services.store.set_authority_keys(ISLINGTON, borough_key.jwks())
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
     receiver.answer = _signing_receipts(KeyRing.from_file(tmp_path / "forger.pem", create=True))
     event_id = _send(services, "forged-receipt")
 
