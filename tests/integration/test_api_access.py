@@ -194,3 +194,19 @@ def test_a_token_for_another_authority_is_refused_and_audited_and_the_right_one_
 
     own = bearer(services, "admin") if owner == GLOBAL else bearer(services, role, owner)
     assert _call(app.test_client(), key, own).status_code not in (401, 403)
+
+
+def test_no_endpoint_ever_answers_with_an_adapter_secret(services, app):
+    secret = "islington-s3cret-that-no-response-may-hold"
+    services.store.set_adapter(
+        ISLINGTON, "https", {"url": "https://127.0.0.1:9/caf"}, {"bearer_token": secret}
+    )
+    client = app.test_client()
+    for key, sample in SAMPLES.items():
+        if sample.owner in (None, GLOBAL):
+            headers = bearer(services, "admin")
+        else:
+            headers = bearer(services, _roles(app, key)[0], sample.owner)
+        response = _call(client, key, headers)
+        assert response.status_code not in (401, 403, 500), key
+        assert secret not in response.get_data(as_text=True), key
