@@ -27,7 +27,7 @@ from contracts.api.authorities import (
 )
 from service import authorities as admin
 from service.access import Role
-from service.api.guard import allow, principal, require_authority, require_global_admin
+from service.api.guard import ANY_ROLE, allow, principal, require_authority, require_global_admin
 
 blp = Blueprint(
     "authorities",
@@ -36,7 +36,6 @@ blp = Blueprint(
     description="Authorities, their receipt keys, broker publishers and delivery adapters.",
 )
 
-ANY_ROLE = (Role.ADMIN, Role.PUBLISHER, Role.PRACTITIONER, Role.AUDITOR)
 STATUS = {
     admin.NotFound: HTTPStatus.NOT_FOUND,
     admin.Conflict: HTTPStatus.CONFLICT,

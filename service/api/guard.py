@@ -20,6 +20,7 @@ from service.access import Principal, Role
 
 ROLES_ATTRIBUTE = "_caf_roles"
 GUARDED_PATHS = frozenset({"/metrics"})  # besides everything under /api/
+ANY_ROLE = tuple(Role)
 
 
 def _services():

@@ -20,13 +20,12 @@ from contracts.api.isps import (
 from contracts.isp import IspSchema
 from service import isps
 from service.access import Role
-from service.api.guard import allow, principal, refuse
+from service.api.guard import ANY_ROLE, allow, principal, refuse
 
 blp = Blueprint(
     "isps", __name__, url_prefix="/api/v1", description="The register of sharing protocols."
 )
 
-ANY_ROLE = (Role.ADMIN, Role.PUBLISHER, Role.PRACTITIONER, Role.AUDITOR)
 ONE_OR_MANY = {"oneOf": [IspSchema, {"type": "array", "items": IspSchema}]}
 IMPORT_BODY = {
     "required": True,

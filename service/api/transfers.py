@@ -15,7 +15,7 @@ from contracts.api.transfers import (
 )
 from contracts.judgement import JudgementSchema
 from service.access import Role
-from service.api.guard import allow, principal, refuse, require_authority
+from service.api.guard import ANY_ROLE, allow, principal, refuse, require_authority
 from service.judgements import JudgementRefused, Refusal
 from service.store.transfers import TransferQuery
 
@@ -47,7 +47,7 @@ def visible_transfer(event_id: str) -> dict[str, Any]:
 
 
 @blp.route("/transfers")
-@allow(Role.ADMIN, Role.PUBLISHER, Role.PRACTITIONER, Role.AUDITOR)
+@allow(*ANY_ROLE)
 @blp.arguments(TransferListQuerySchema, location="query", as_kwargs=True)
 @blp.response(HTTPStatus.OK, TransferPageSchema)
 def list_transfers(authority: str | None = None, **filters: Any):
@@ -66,7 +66,7 @@ def list_transfers(authority: str | None = None, **filters: Any):
 
 
 @blp.route("/transfers/<path:event_id>")
-@allow(Role.ADMIN, Role.PUBLISHER, Role.PRACTITIONER, Role.AUDITOR)
+@allow(*ANY_ROLE)
 @blp.response(HTTPStatus.OK, TransferViewSchema)
 def get_transfer(event_id: str):
     """One transfer: its state, basis, deliveries and timeline."""
