@@ -19,38 +19,51 @@ from service.cli_common import load_services
 API_BLUEPRINTS = (events.blp, transfers.blp, audit.blp, authorities.blp, isps.blp)
 
 
+API_SETTINGS = {
+    "API_TITLE": "caf-relay",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+    "API_SPEC_OPTIONS": {
+        "info": {
+            "description": "Moves CAF case transfers between authorities, on a recorded"
+            " lawful basis, signed. Every call needs a bearer token (caf-relay token create)."
+        },
+        "security": [{"bearerAuth": []}],
+        "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+    },
+}
+
+
 def create_app(services: Services | None = None) -> Flask:
     """The Flask app; with no ``services`` given they are built from the environment."""
     if services is None:
         services = load_services()  # and its logging, as in every other process
         services.store.initialise()
     app = Flask(__name__)
-    app.config.update(
-        MAX_CONTENT_LENGTH=services.settings.max_event_bytes,
-        API_TITLE="caf-relay",
-        API_VERSION="v1",
-        OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/",
-        OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
-        API_SPEC_OPTIONS={
-            "info": {
-                "description": "Moves CAF case transfers between authorities, on a recorded"
-                " lawful basis, signed. Every call needs a bearer token (caf-relay token create)."
-            },
-            "security": [{"bearerAuth": []}],
-            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
-        },
-    )
+    app.config["MAX_CONTENT_LENGTH"] = services.settings.max_event_bytes
     app.extensions["caf_relay"] = services
     app.before_request(authenticate)
-    api = ProblemApi(app)
-    for blueprint in API_BLUEPRINTS:
-        api.register_blueprint(blueprint)
+    _add_api(app)
     app.register_blueprint(operations.blp)
     app.add_url_rule("/.well-known/jwks.json", view_func=jwks)
     return app
+
+
+def openapi_document() -> dict:
+    """The OpenAPI document ``/openapi.json`` serves, made without a database, for publishing."""
+    return _add_api(Flask(__name__)).spec.to_dict()
+
+
+def _add_api(app: Flask) -> ProblemApi:
+    app.config.update(API_SETTINGS)
+    api = ProblemApi(app)
+    for blueprint in API_BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    return api
 
 
 def jwks() -> Response:
