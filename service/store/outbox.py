@@ -35,6 +35,9 @@ class Claimed:
     attempts_before: int
     enqueued_at: datetime
     retry: dict[str, Any] | None
+    # When the recipient's adapter was last set, as of the claim: enough to tell a cached
+    # adapter is current without another transaction per delivery group.
+    adapter_updated_at: datetime | None
     worker: str
     claimed_until: datetime  # with ``worker``, tells this claim from a later one on the item
 
@@ -336,7 +339,7 @@ def _claimed_by(
     """The items this very claim won, with what delivering them needs, in outbox order."""
     item = t.OutboxItem
     rows = session.execute(
-        sa.select(item, t.Envelope, t.AdapterConfig.retry)
+        sa.select(item, t.Envelope, t.AdapterConfig.retry, t.AdapterConfig.updated_at)
         .join(t.Envelope, t.Envelope.event_id == item.event_id)
         .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
         .where(item.id.in_(item_ids))
@@ -357,8 +360,9 @@ def _claimed_by(
             attempts_before=row.attempts,
             enqueued_at=row.enqueued_at,
             retry=retry,
+            adapter_updated_at=adapter_updated_at,
             worker=worker,
             claimed_until=until,
         )
-        for row, envelope, retry in rows
+        for row, envelope, retry, adapter_updated_at in rows
     ]

@@ -275,15 +275,6 @@ class Store:
         with self._transaction() as session:
             return session.scalar(sa.select(t.Authority.jwks).where(t.Authority.code == authority))
 
-    def adapter_updated_at(self, authority: str) -> datetime | None:
-        """When the authority's adapter was last set: enough to tell a cached one is current."""
-        with self._transaction() as session:
-            return session.scalar(
-                sa.select(t.AdapterConfig.updated_at).where(
-                    t.AdapterConfig.authority_code == authority
-                )
-            )
-
     def adapter_setting(self, authority: str) -> AdapterSetting | None:
         with self._transaction() as session:
             row = session.get(t.AdapterConfig, authority)
