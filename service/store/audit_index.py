@@ -24,9 +24,9 @@ def index_records(
     """Index (event_id, action, detail) records in the transaction that appends them.
 
     One statement per table for the lot, not per record: intake appends a batch's records in
-    one flush. A ``basis_decided`` record whose ``received`` record is in the same lot sets the
-    basis kind on the subject as it is inserted; a later one (a practitioner's judgement)
-    updates the stored subject.
+    one transaction. A ``basis_decided`` record whose ``received`` record is in the same lot
+    sets the basis kind on the subject as it is inserted; a later one (a practitioner's
+    judgement) updates the stored subject.
     """
     subjects: dict[str, dict[str, Any]] = {}
     child_keys: list[dict[str, str]] = []

@@ -163,9 +163,7 @@ class Outbox:
         """Record a group's attempts and what follows each, in one transaction, and give up the
         claims on items not attempted (they are due again at once, to any worker).
 
-        The group's statements run first and its audit records are added last, together: an
-        audit record added between two statements would be flushed (and the audit chain's head
-        taken) before the next one, once per item instead of once per group.
+        The delivered items take one statement per table for the group, not one per item.
         """
         audit: list[tuple[str, str, dict[str, Any]]] = []
         delivered: list[Settled] = []
