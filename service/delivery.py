@@ -43,9 +43,10 @@ class AdapterCache:
         self._adapters: dict[str, tuple[datetime, str, Adapter]] = {}
         self._lock = threading.Lock()
 
-    def get(self, store: Store, authority: str) -> tuple[str, Adapter]:
-        """The authority's adapter; its secrets are decrypted only when its setting changed."""
-        updated_at = store.adapter_updated_at(authority)
+    def get(self, store: Store, authority: str, updated_at: datetime | None) -> tuple[str, Adapter]:
+        """The authority's adapter, current if its setting was last changed at ``updated_at``
+        (as read when its envelopes were claimed); its secrets are decrypted only when it was
+        changed since it was built."""
         with self._lock:
             cached = self._adapters.get(authority)
             if cached is not None and updated_at is not None and cached[0] == updated_at:
@@ -130,7 +131,7 @@ class Deliverer:
         try:
             if envelope.to_authority not in adapters:
                 adapters[envelope.to_authority] = self._adapters.get(
-                    self._store, envelope.to_authority
+                    self._store, envelope.to_authority, claimed.adapter_updated_at
                 )
             adapter_type, adapter = adapters[envelope.to_authority]
             receipt = adapter.deliver(envelope)

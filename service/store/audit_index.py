@@ -21,28 +21,43 @@ from service.store import tables as t
 def index_records(
     connection: Connection | Session, records: Iterable[tuple[str | None, str, dict[str, Any]]]
 ) -> None:
-    """Index (event_id, action, detail) records in the transaction that appends them."""
+    """Index (event_id, action, detail) records in the transaction that appends them.
+
+    One statement per table for the lot, not per record: intake appends a batch's records in
+    one transaction. A ``basis_decided`` record whose ``received`` record is in the same lot
+    sets the basis kind on the subject as it is inserted; a later one (a practitioner's
+    judgement) updates the stored subject.
+    """
+    subjects: dict[str, dict[str, Any]] = {}
+    child_keys: list[dict[str, str]] = []
+    basis_kinds: list[dict[str, str]] = []
     for event_id, action, detail in records:
         if event_id is None:
             continue
         if action == "received":
-            connection.execute(
-                sa.insert(t.AuditSubject).values(
-                    event_id=event_id,
-                    case_reference=detail["case_reference"],
-                    from_authority=detail["from_authority"],
-                    to_authority=detail["to_authority"],
-                )
-            )
+            subjects[event_id] = {
+                "event_id": event_id,
+                "case_reference": detail["case_reference"],
+                "from_authority": detail["from_authority"],
+                "to_authority": detail["to_authority"],
+                "basis_kind": None,
+            }
             keys = sorted(set(detail.get("child_keys", [])))
-            if keys:
-                connection.execute(
-                    sa.insert(t.AuditChildKey),
-                    [{"child_key": key, "event_id": event_id} for key in keys],
-                )
+            child_keys += [{"child_key": key, "event_id": event_id} for key in keys]
         elif action == "basis_decided":
-            connection.execute(
-                sa.update(t.AuditSubject)
-                .where(t.AuditSubject.event_id == event_id)
-                .values(basis_kind=basis_kind(detail))
-            )
+            if event_id in subjects:
+                subjects[event_id]["basis_kind"] = basis_kind(detail)
+            else:
+                basis_kinds.append({"subject": event_id, "kind": basis_kind(detail)})
+    if subjects:
+        connection.execute(sa.insert(t.AuditSubject), list(subjects.values()))
+    if child_keys:
+        connection.execute(sa.insert(t.AuditChildKey), child_keys)
+    if basis_kinds:
+        subject = t.AuditSubject.__table__
+        connection.execute(
+            sa.update(subject)
+            .where(subject.c.event_id == sa.bindparam("subject"))
+            .values(basis_kind=sa.bindparam("kind")),
+            basis_kinds,
+        )

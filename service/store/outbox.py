@@ -35,6 +35,9 @@ class Claimed:
     attempts_before: int
     enqueued_at: datetime
     retry: dict[str, Any] | None
+    # When the recipient's adapter was last set, as of the claim: enough to tell a cached
+    # adapter is current without another transaction per delivery group.
+    adapter_updated_at: datetime | None
     worker: str
     claimed_until: datetime  # with ``worker``, tells this claim from a later one on the item
 
@@ -158,43 +161,58 @@ class Outbox:
 
     def record(self, settled: Sequence[Settled], unattempted: Sequence[Claimed] = ()) -> None:
         """Record a group's attempts and what follows each, in one transaction, and give up the
-        claims on items not attempted (they are due again at once, to any worker)."""
+        claims on items not attempted (they are due again at once, to any worker).
+
+        The delivered items take one statement per table for the group, not one per item.
+        """
+        audit: list[tuple[str, str, dict[str, Any]]] = []
+        delivered: list[Settled] = []
+        states: list[tuple[Claimed, str, datetime]] = []
         with self._transaction() as session:
             for outcome in settled:
-                self._record_attempt(session, outcome.claimed, outcome.attempt)
-                if outcome.attempt.succeeded:
-                    self._delivered(session, outcome.claimed, outcome.attempt, outcome.receipt)
+                claimed, attempt = outcome.claimed, outcome.attempt
+                if attempt.succeeded:
+                    delivered.append(outcome)
+                    states.append((claimed, "delivered", attempt.attempted_at))
+                    audit += _delivered_audit(outcome)
                 elif outcome.retry_at is not None:
-                    self._retry_later(session, outcome.claimed, outcome.attempt, outcome.retry_at)
+                    audit.append(self._retry_later(session, claimed, attempt, outcome.retry_at))
+                elif self._failed(session, claimed):
+                    states.append((claimed, "failed", attempt.attempted_at))
+                    detail = _attempt_detail(claimed, attempt) | {"gave_up": outcome.gave_up or ""}
+                    audit.append((claimed.envelope.event_id, "failed", detail))
                 else:
-                    self._failed(session, outcome.claimed, outcome.attempt, outcome.gave_up or "")
+                    detail = _attempt_detail(claimed, attempt) | {"claim_lost": True}
+                    audit.append((claimed.envelope.event_id, "delivery_failed", detail))
+            if delivered:
+                # Even if the claim ran out meanwhile: the envelope has arrived, whoever else is
+                # sending it again.
+                item_ids = [outcome.claimed.item_id for outcome in delivered]
+                session.execute(sa.delete(t.OutboxItem).where(t.OutboxItem.id.in_(item_ids)))
+            if states:
+                session.execute(
+                    sa.update(t.Transfer),
+                    [
+                        {"event_id": claimed.envelope.event_id, "state": state, "updated_at": at}
+                        for claimed, state, at in states
+                    ],
+                )
+            if settled:
+                session.execute(sa.insert(t.DeliveryAttempt), [_attempt_row(o) for o in settled])
             for claimed in unattempted:
                 session.execute(
                     sa.update(t.OutboxItem)
                     .where(_still_held(claimed))
                     .values(claimed_by=None, claimed_until=None)
                 )
+            for event_id, action, detail in audit:
+                self._append_audit(session, event_id, action, detail)
 
-    def _delivered(
-        self, session: Session, claimed: Claimed, attempt: Attempt, receipt_audit: dict | None
-    ) -> None:
-        """Take the item out of the outbox.
-
-        This holds even if the claim ran out meanwhile: the envelope has arrived, whoever else
-        is sending it again.
-        """
-        session.execute(sa.delete(t.OutboxItem).where(t.OutboxItem.id == claimed.item_id))
-        self._set_state(session, claimed, "delivered", attempt.attempted_at)
-        self._append_audit(
-            session, claimed.envelope.event_id, "delivered", _attempt_detail(claimed, attempt)
-        )
-        if receipt_audit is not None:
-            self._append_audit(session, claimed.envelope.event_id, "receipt", receipt_audit)
-
+    @staticmethod
     def _retry_later(
-        self, session: Session, claimed: Claimed, attempt: Attempt, retry_at: datetime
-    ) -> None:
-        """Put the item back, due again at ``retry_at``.
+        session: Session, claimed: Claimed, attempt: Attempt, retry_at: datetime
+    ) -> tuple[str, str, dict[str, Any]]:
+        """Put the item back, due again at ``retry_at``; return the attempt's audit record.
 
         If the claim ran out meanwhile and another worker holds the item, only the attempt is
         recorded: the item's schedule is the new holder's to keep.
@@ -211,19 +229,13 @@ class Outbox:
         ).rowcount
         detail = _attempt_detail(claimed, attempt)
         detail |= {"retry_at": iso(retry_at)} if held else {"claim_lost": True}
-        self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
+        return claimed.envelope.event_id, "delivery_failed", detail
 
-    def _failed(self, session: Session, claimed: Claimed, attempt: Attempt, gave_up: str) -> None:
-        """The last failed attempt: the transfer is failed until someone redelivers it."""
-        held = session.execute(sa.delete(t.OutboxItem).where(_still_held(claimed))).rowcount
-        detail = _attempt_detail(claimed, attempt)
-        if not held:
-            detail |= {"claim_lost": True}
-            self._append_audit(session, claimed.envelope.event_id, "delivery_failed", detail)
-            return
-        self._set_state(session, claimed, "failed", attempt.attempted_at)
-        detail |= {"gave_up": gave_up}
-        self._append_audit(session, claimed.envelope.event_id, "failed", detail)
+    @staticmethod
+    def _failed(session: Session, claimed: Claimed) -> bool:
+        """Take the item out after its last failed attempt, if this claim still holds it (the
+        transfer is then failed until someone redelivers it); False if the claim was lost."""
+        return bool(session.execute(sa.delete(t.OutboxItem).where(_still_held(claimed))).rowcount)
 
     def redeliver(self, event_id: str, now: datetime, requested_by: str) -> bool:
         """Put a failed transfer's envelope back in the outbox; False if it is not failed."""
@@ -235,30 +247,6 @@ class Outbox:
             transfer.state, transfer.updated_at = "signed", now
             self._append_audit(session, event_id, "redelivery", {"requested_by": requested_by})
             return True
-
-    @staticmethod
-    def _record_attempt(session: Session, claimed: Claimed, attempt: Attempt) -> None:
-        session.add(
-            t.DeliveryAttempt(
-                envelope_id=claimed.envelope.envelope_id,
-                attempted_at=attempt.attempted_at,
-                adapter_type=attempt.adapter_type,
-                succeeded=attempt.succeeded,
-                retryable=attempt.retryable,
-                detail=attempt.detail,
-                duration_ms=attempt.duration_ms,
-                receipt=attempt.receipt,
-            )
-        )
-
-    @staticmethod
-    def _set_state(session: Session, claimed: Claimed, state: str, at: datetime) -> None:
-        session.execute(
-            sa.update(t.Transfer)
-            .where(t.Transfer.event_id == claimed.envelope.event_id)
-            .values(state=state, updated_at=at)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def _still_held(claimed: Claimed) -> sa.ColumnElement[bool]:
@@ -310,6 +298,30 @@ def item_values(
     }
 
 
+def _delivered_audit(outcome: Settled) -> list[tuple[str, str, dict[str, Any]]]:
+    """A delivery's audit records: the delivery, and what its receipt showed, if it had one."""
+    event_id = outcome.claimed.envelope.event_id
+    audit = [(event_id, "delivered", _attempt_detail(outcome.claimed, outcome.attempt))]
+    if outcome.receipt is not None:
+        audit.append((event_id, "receipt", outcome.receipt))
+    return audit
+
+
+def _attempt_row(outcome: Settled) -> dict[str, Any]:
+    """The stored row of one delivery attempt."""
+    attempt = outcome.attempt
+    return {
+        "envelope_id": outcome.claimed.envelope.envelope_id,
+        "attempted_at": attempt.attempted_at,
+        "adapter_type": attempt.adapter_type,
+        "succeeded": attempt.succeeded,
+        "retryable": attempt.retryable,
+        "detail": attempt.detail,
+        "duration_ms": attempt.duration_ms,
+        "receipt": attempt.receipt,
+    }
+
+
 def _attempt_detail(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
     return {
         "envelope_id": claimed.envelope.envelope_id,
@@ -325,7 +337,7 @@ def _claimed_by(
     """The items this very claim won, with what delivering them needs, in outbox order."""
     item = t.OutboxItem
     rows = session.execute(
-        sa.select(item, t.Envelope, t.AdapterConfig.retry)
+        sa.select(item, t.Envelope, t.AdapterConfig.retry, t.AdapterConfig.updated_at)
         .join(t.Envelope, t.Envelope.event_id == item.event_id)
         .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
         .where(item.id.in_(item_ids))
@@ -346,8 +358,9 @@ def _claimed_by(
             attempts_before=row.attempts,
             enqueued_at=row.enqueued_at,
             retry=retry,
+            adapter_updated_at=adapter_updated_at,
             worker=worker,
             claimed_until=until,
         )
-        for row, envelope, retry in rows
+        for row, envelope, retry, adapter_updated_at in rows
     ]

@@ -30,7 +30,7 @@ from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox
 from service.store import tables as t
 from service.store.access import Access
-from service.store.audit_log import AuditLog, chain_on_flush
+from service.store.audit_log import AuditLog, append_audit, chain_on_commit
 from service.store.audit_search import AuditSearch
 from service.store.isotime import iso
 from service.store.isps import IspChange, Isps, latest_terms
@@ -157,17 +157,17 @@ class Store:
         self.url = url
         self._engine = _engine(url)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
-        chain_on_flush(self._sessions)
+        chain_on_commit(self._sessions)
         self._box = secret_box
-        self.outbox = Outbox(self._transaction, _append_audit)
+        self.outbox = Outbox(self._transaction, append_audit)
         self.audit = AuditLog(self._transaction, self._engine)
         self.audit_search = AuditSearch(self._transaction)
-        self.payloads = Payloads(self._transaction, _append_audit)
-        self.access = Access(self._transaction, _append_audit)
-        self.isps = Isps(self._transaction, _append_audit)
+        self.payloads = Payloads(self._transaction, append_audit)
+        self.access = Access(self._transaction, append_audit)
+        self.isps = Isps(self._transaction, append_audit)
         self.operations = OperationsCounts(self._transaction)
-        self.organisations = Organisations(self._transaction, _append_audit, secret_box)
-        self.transfers = Transfers(self._transaction, _append_audit)
+        self.organisations = Organisations(self._transaction, append_audit, secret_box)
+        self.transfers = Transfers(self._transaction, append_audit)
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
@@ -269,20 +269,11 @@ class Store:
             )
             detail = {"authority": authority, "adapter_type": adapter_type}
             detail.update(secrets=sorted(secrets), by=by and by.describe())
-            session.add(_audit(None, "adapter_set", detail))
+            append_audit(session, None, "adapter_set", detail)
 
     def authority_keys(self, authority: str) -> dict[str, Any] | None:
         with self._transaction() as session:
             return session.scalar(sa.select(t.Authority.jwks).where(t.Authority.code == authority))
-
-    def adapter_updated_at(self, authority: str) -> datetime | None:
-        """When the authority's adapter was last set: enough to tell a cached one is current."""
-        with self._transaction() as session:
-            return session.scalar(
-                sa.select(t.AdapterConfig.updated_at).where(
-                    t.AdapterConfig.authority_code == authority
-                )
-            )
 
     def adapter_setting(self, authority: str) -> AdapterSetting | None:
         with self._transaction() as session:
@@ -328,25 +319,24 @@ class Store:
             for item in items:
                 if isinstance(item, RejectedInput):
                     detail = {"rejection": item.rejection, "reason": item.reason}
-                    audit.append(_audit(item.event_id, "rejected", detail))
+                    audit.append((item.event_id, "rejected", detail))
                     duplicates.append(False)
                     continue
                 event_id = item.event["id"]
                 duplicate = event_id in seen
                 duplicates.append(duplicate)
                 if duplicate:
-                    audit.append(_audit(event_id, "duplicate", {"reason": DUPLICATE_REASON}))
+                    audit.append((event_id, "duplicate", {"reason": DUPLICATE_REASON}))
                 else:
                     seen.add(event_id)
                     fresh.append(item)
-            audit = _insert_transfers(session, fresh) + audit
-            # Last, so the audit chain's head is locked only for the flush at commit.
-            session.add_all(audit)
+            for event_id, action, detail in _insert_transfers(session, fresh) + audit:
+                append_audit(session, event_id, action, detail)
         return duplicates
 
     def record_audit(self, event_id: str | None, action: str, detail: dict[str, Any]) -> None:
         with self._transaction() as session:
-            session.add(_audit(event_id, action, detail))
+            append_audit(session, event_id, action, detail)
 
     def add_dead_letter(self, body: bytes, reason: str) -> None:
         with self._transaction() as session:
@@ -467,9 +457,11 @@ def _authorities(session: Session) -> dict[str, str]:
     }
 
 
-def _insert_transfers(session: Session, news: Sequence[NewTransfer]) -> list[t.AuditRecord]:
+def _insert_transfers(
+    session: Session, news: Sequence[NewTransfer]
+) -> list[tuple[str, str, dict[str, Any]]]:
     """Insert transfers with their envelopes and outbox items, a statement per table for the
-    lot, parents first; return their audit records for the caller to add last (see audit_log).
+    lot, parents first; return their audit records (event id, action, detail) to append.
 
     The outbox items are inserted in the order given, so that a case's envelopes to a
     recipient are delivered in the order their events arrived.
@@ -500,14 +492,4 @@ def _insert_transfers(session: Session, news: Sequence[NewTransfer]) -> list[t.A
     for table, rows in ((t.Transfer, transfers), (t.Envelope, envelopes), (t.OutboxItem, items)):
         if rows:
             session.execute(sa.insert(table), rows)
-    return [_audit(new.event["id"], e.action, e.detail) for new in news for e in new.audit]
-
-
-def _audit(event_id: str | None, action: str, detail: dict[str, Any]) -> t.AuditRecord:
-    return t.AuditRecord(recorded_at=_now(), event_id=event_id, action=action, detail=detail)
-
-
-def _append_audit(
-    session: Session, event_id: str | None, action: str, detail: dict[str, Any]
-) -> None:
-    session.add(_audit(event_id, action, detail))
+    return [(new.event["id"], e.action, e.detail) for new in news for e in new.audit]

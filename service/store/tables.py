@@ -128,9 +128,10 @@ class OutboxItem(Base):
 class AuditRecord(Base):
     """What happened and why; never the child's data, so it can be kept after payloads go.
 
-    ``seq``, ``prev_hash`` and ``hash`` chain the records (``service.domain.audit_chain``); they
-    are filled in when the record is flushed (``service.store.audit_log``), so code only adds
-    the record to its session, in the transaction of the change it records.
+    ``seq``, ``prev_hash`` and ``hash`` chain the records (``service.domain.audit_chain``). Rows
+    are written only by ``service.store.audit_log.append_audit``, which chains them as the
+    transaction of the change they record commits; an ``AuditRecord`` added to a session
+    directly would bypass the chain.
     """
 
     __tablename__ = "audit_records"
