@@ -148,7 +148,13 @@ class HttpsReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    # The sender went away mid-request (a drill killed it): nothing arrived,
+                    # as a real endpoint would see it.
+                    self.close_connection = True
+                    return
                 request = ReceivedRequest(self.path, dict(self.headers), body)
                 with receiver._lock:
                     receiver.requests.append(request)
