@@ -18,7 +18,7 @@ from service.signing import KeyRing
 from service.web import create_app
 from tests.support import examples
 from tests.support.amqp import wait_until
-from tests.support.https_receiver import HttpsReceiver, event_ids
+from tests.support.https_receiver import event_ids, https_recipients
 from tests.support.tokens import bearer
 
 ISLINGTON, CAMDEN = "E09000019", "E09000007"
@@ -26,15 +26,7 @@ ISLINGTON, CAMDEN = "E09000019", "E09000007"
 
 @pytest.fixture
 def receiver(services, tmp_path):
-    services.store.add_isp(examples.pan_london_isp())
-    with HttpsReceiver(tmp_path / "tls") as running:
-        for code in (ISLINGTON, CAMDEN):
-            services.store.set_adapter(
-                code,
-                "https",
-                {"url": f"{running.url}/{code}", "ca_bundle": str(running.ca_bundle)},
-                {"bearer_token": "a-token-of-sixteen-or-more"},
-            )
+    with https_recipients(services, tmp_path, ISLINGTON, CAMDEN) as running:
         yield running
 
 

@@ -10,7 +10,7 @@ from service.domain.retry import RetryPolicy
 from service.relay import EMBEDDED
 from service.web import create_app
 from tests.support import examples
-from tests.support.https_receiver import HttpsReceiver
+from tests.support.https_receiver import https_recipients
 from tests.support.tokens import bearer
 
 ISLINGTON, CAMDEN, HAVERING = "E09000019", "E09000007", "E09000025"
@@ -19,15 +19,7 @@ WAIT = 42  # seconds the deliverer's clock runs ahead of intake's: every deliver
 
 @pytest.fixture
 def receiver(services, tmp_path):
-    services.store.add_isp(examples.pan_london_isp())
-    with HttpsReceiver(tmp_path / "tls") as running:
-        for code in (ISLINGTON, CAMDEN):
-            services.store.set_adapter(
-                code,
-                "https",
-                {"url": f"{running.url}/{code}", "ca_bundle": str(running.ca_bundle)},
-                {"bearer_token": "a-token-of-sixteen-or-more"},
-            )
+    with https_recipients(services, tmp_path, ISLINGTON, CAMDEN) as running:
         yield running
 
 

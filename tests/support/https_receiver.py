@@ -12,7 +12,8 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support import examples
 
 
 @dataclass(frozen=True)
@@ -196,3 +199,18 @@ def receive_everything_at(store, receiver: HttpsReceiver) -> None:
 def event_ids(requests: list[ReceivedRequest]) -> list[str]:
     """The event id of each request's envelope, in the order they arrived."""
     return [request.envelope["event_id"] for request in requests]
+
+
+@contextmanager
+def https_recipients(services, folder: Path, *codes: str) -> Iterator[HttpsReceiver]:
+    """A receiver for ``codes``, each at a path of its own, with the pan-London ISP in force."""
+    services.store.add_isp(examples.pan_london_isp())
+    with HttpsReceiver(folder / "tls") as running:
+        for code in codes:
+            services.store.set_adapter(
+                code,
+                "https",
+                {"url": f"{running.url}/{code}", "ca_bundle": str(running.ca_bundle)},
+                {"bearer_token": "a-token-of-sixteen-or-more"},
+            )
+        yield running
