@@ -40,13 +40,20 @@ class TimelineEntrySchema(Schema):
     detail = fields.Dict(required=True)
 
 
-class TransferViewSchema(Schema):
+class _TransferSchema(Schema):
+    """What every view of a transfer shows first: whose, between whom, and why."""
+
     event_id = fields.String(required=True)
     case_reference = fields.String(required=True)
     from_authority = fields.String(required=True)
     to_authority = fields.String(required=True)
     mode = fields.String(required=True)
     purpose = fields.String(required=True)
+    received_at = fields.String(required=True, metadata=TIMESTAMP)
+    updated_at = fields.String(required=True, metadata=TIMESTAMP)
+
+
+class TransferViewSchema(_TransferSchema):
     state = fields.String(
         required=True,
         metadata={
@@ -58,8 +65,6 @@ class TransferViewSchema(Schema):
         required=True,
         metadata={"description": "The basis decided, the ISPs considered and why, the reason."},
     )
-    received_at = fields.String(required=True, metadata=TIMESTAMP)
-    updated_at = fields.String(required=True, metadata=TIMESTAMP)
     envelope = fields.Nested(EnvelopeSummarySchema, allow_none=True, required=True)
     deliveries = fields.List(fields.Nested(DeliveryAttemptSchema), required=True)
     outbox = fields.Nested(OutboxStateSchema, allow_none=True, required=True)
@@ -90,21 +95,13 @@ class TransferListQuerySchema(Schema):
     )
 
 
-class TransferSummarySchema(Schema):
-    event_id = fields.String(required=True)
-    case_reference = fields.String(required=True)
-    from_authority = fields.String(required=True)
-    to_authority = fields.String(required=True)
-    mode = fields.String(required=True)
-    purpose = fields.String(required=True)
+class TransferSummarySchema(_TransferSchema):
     state = fields.String(required=True, metadata={"enum": list(TRANSFER_STATES)})
     basis = fields.String(
         required=True,
         metadata={"enum": ["isp", "judgement", "none"], "description": "What it was decided on."},
     )
     reason = fields.String(required=True, metadata={"description": "Why it is in its state."})
-    received_at = fields.String(required=True, metadata=TIMESTAMP)
-    updated_at = fields.String(required=True, metadata=TIMESTAMP)
 
 
 class TransferPageSchema(Schema):

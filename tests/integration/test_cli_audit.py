@@ -4,11 +4,10 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from service.cli import main
 from service.relay import EMBEDDED
 from tests.support import examples
+from tests.support.cli import runner
 
 
 @pytest.fixture
@@ -17,13 +16,7 @@ def run(services):
     services.store.add_isp(examples.pan_london_isp())
     for name in examples.ALL_EVENTS:
         services.relay.receive(examples.encode(examples.event(name)), sender=EMBEDDED)
-    settings = services.settings
-    env = {
-        "CAF_RELAY_INSTANCE_DIR": str(settings.instance_dir),
-        "CAF_RELAY_DATABASE_URL": settings.database_url,
-        "CAF_RELAY_SECRETS_KEYS": ",".join(settings.secrets_keys),
-    }
-    return lambda *args: CliRunner().invoke(main, list(args), env=env)
+    return runner(services)
 
 
 def _tamper(services, sql: str) -> None:

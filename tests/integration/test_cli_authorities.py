@@ -3,12 +3,11 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 from cryptography.fernet import Fernet
 from joserfc.jwk import OKPKey
 
-from service.cli import main
 from service.signing import KeyRing, verify
+from tests.support.cli import environment, runner
 from tests.support.https_receiver import HttpsReceiver
 
 ISLINGTON = "E09000019"
@@ -17,18 +16,12 @@ SECRET = "cli-s3cret-for-islington-77aa01"
 
 @pytest.fixture
 def env(services):
-    settings = services.settings
-    return {
-        "CAF_RELAY_INSTANCE_DIR": str(settings.instance_dir),
-        "CAF_RELAY_DATABASE_URL": settings.database_url,
-        "CAF_RELAY_SECRETS_KEYS": ",".join(settings.secrets_keys),
-    }
+    return environment(services)
 
 
 @pytest.fixture
-def run(env):
-    """Runs a caf-relay command; standard error apart, so --json output parses."""
-    return lambda *args, **extra: CliRunner().invoke(main, list(args), env={**env, **extra})
+def run(services):
+    return runner(services)
 
 
 @pytest.fixture

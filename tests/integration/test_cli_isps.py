@@ -3,23 +3,16 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from service.cli import main
 from tests.support import examples
+from tests.support.cli import runner
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, YAML, bilateral
 
 
 @pytest.fixture
 def run(services):
     """Runs a caf-relay command with the test services' settings, and ``stdin`` if given."""
-    settings = services.settings
-    env = {
-        "CAF_RELAY_INSTANCE_DIR": str(settings.instance_dir),
-        "CAF_RELAY_DATABASE_URL": settings.database_url,
-        "CAF_RELAY_SECRETS_KEYS": ",".join(settings.secrets_keys),
-    }
-    return lambda *args, stdin=None: CliRunner().invoke(main, list(args), input=stdin, env=env)
+    return runner(services)
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ import json
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from service.cli import main
 from service.relay import EMBEDDED
 from tests.support import examples, judgements
+from tests.support.cli import runner
 
 PARKED = examples.load(examples.ROUTINE_WITHOUT_BASIS)["id"]  # Newham -> Tower Hamlets
 
@@ -25,13 +24,7 @@ def run(services):
     services.relay.receive(
         examples.encode(examples.event(examples.ROUTINE_WITHOUT_BASIS)), sender=EMBEDDED
     )
-    settings = services.settings
-    env = {
-        "CAF_RELAY_INSTANCE_DIR": str(settings.instance_dir),
-        "CAF_RELAY_DATABASE_URL": settings.database_url,
-        "CAF_RELAY_SECRETS_KEYS": ",".join(settings.secrets_keys),
-    }
-    return lambda *args: CliRunner().invoke(main, list(args), env=env)
+    return runner(services)
 
 
 def test_list_prints_a_table_and_json_filtered_and_paged(run):

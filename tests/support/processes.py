@@ -14,6 +14,7 @@ import pika
 from service.bootstrap import Services
 from service.worker import TRANSFERS_QUEUE
 from tests.support.amqp import wait_until
+from tests.support.cli import environment
 
 CAF_RELAY = str(Path(sys.executable).with_name("caf-relay"))
 
@@ -25,10 +26,8 @@ class RelayProcess:
         self._broker_url = broker_url
         self._env = {
             **os.environ,
-            "CAF_RELAY_INSTANCE_DIR": str(services.settings.instance_dir),
-            "CAF_RELAY_DATABASE_URL": services.settings.database_url,
+            **environment(services),
             "CAF_RELAY_BROKER_URL": broker_url,
-            "CAF_RELAY_SECRETS_KEYS": ",".join(services.settings.secrets_keys),
             "CAF_RELAY_WORKER_NAME": "test-worker",
             "CAF_RELAY_TRUSTED_BROKER_USERS": ",".join(services.settings.trusted_broker_users),
             **{f"CAF_RELAY_{name.upper()}": value for name, value in settings.items()},
