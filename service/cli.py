@@ -65,7 +65,7 @@ def worker() -> None:
         services.relay,
         senders=services.senders,
         prefetch=services.settings.prefetch,
-        on_stored=delivery.wake,
+        delivery=delivery,
     )
     _until_signalled(services, delivery, main_loop=consumer)
 

@@ -13,11 +13,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from adapters.base import Adapter, DeliveryFailed
 from adapters.registry import AdapterConfigError, build_adapter
 from service import retry_settings
+from service.combined_records import CombinedRecords
 from service.domain.retry import RetryPolicy, after_failure
 from service.logs import own_log_context, set_event_id
 from service.receipts import check_receipt
@@ -67,6 +69,12 @@ class AdapterCache:
             self._adapters.clear()
 
 
+@dataclass(frozen=True)
+class DeliveredGroup:
+    results: list[str]  # delivered, retry or failed, for each item attempted
+    waiting_behind: bool  # envelopes of the same recipients and cases are still waiting
+
+
 class Deliverer:
     def __init__(
         self,
@@ -79,6 +87,7 @@ class Deliverer:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
+        self._records = CombinedRecords(store.outbox.record)
         self._adapters = adapters
         self._retry = retry
         self.lease = lease
@@ -87,13 +96,17 @@ class Deliverer:
 
     def deliver(self, claimed: Claimed) -> str:
         """Try once; record the attempt and what follows. Returns delivered, retry or failed."""
-        (outcome,) = self.deliver_group([claimed])
+        (outcome,) = self.deliver_group([claimed]).results
         return outcome
 
     @own_log_context
-    def deliver_group(self, group: Sequence[Claimed], deadline: float | None = None) -> list[str]:
+    def deliver_group(
+        self, group: Sequence[Claimed], deadline: float | None = None
+    ) -> DeliveredGroup:
         """Try each claimed item in turn; record every attempt and what follows in one
-        transaction. Returns delivered, retry or failed for each item attempted.
+        transaction (with other groups finishing at the same time: ``CombinedRecords``).
+        Returns delivered, retry or failed for each item attempted, and whether envelopes may
+        be waiting behind the group's (so a claim could now find them).
 
         A failed attempt is retried on its own schedule and does not stop the group, so other
         cases go ahead. The group stops before any attempt that might not end within the lease
@@ -106,7 +119,7 @@ class Deliverer:
             if deadline is not None and time.monotonic() > deadline:
                 break
             settled.append(self._attempt(claimed, adapters))
-        self._store.outbox.record(settled, group[len(settled) :])
+        waiting_behind = self._records.record(settled, group[len(settled) :])
         outcomes = []
         for outcome in settled:
             result = _result(outcome)
@@ -120,7 +133,7 @@ class Deliverer:
                 },
             )
             outcomes.append(result)
-        return outcomes
+        return DeliveredGroup(outcomes, waiting_behind)
 
     def _attempt(self, claimed: Claimed, adapters: dict[str, tuple[str, Adapter]]) -> Settled:
         """One try at delivery, and what is to follow it; ``adapters`` caches the group's."""
@@ -188,5 +201,5 @@ class Deliverer:
             per_recipient=32,
             in_flight={},
         ):
-            count += len(self.deliver_group(claimed))
+            count += len(self.deliver_group(claimed).results)
         return count

@@ -1,10 +1,13 @@
 """Runs delivery from the outbox on a pool of threads, apart from intake.
 
-Intake never waits for a recipient: it stores, acknowledges and wakes this loop. Each thread
-takes a group of up to ``GROUP`` envelopes for one recipient, delivers them in turn over the
-recipient's open connection and records them in one transaction. Each recipient may hold at
-most ``per_recipient`` of the threads, so one whose endpoint hangs until its timeout cannot
-starve the others; a recipient that is down is retried on its own schedule.
+Intake never waits for a recipient. It stores new envelopes under this loop's lease (``lease``)
+and hands them over (``take``), so most are delivered without a transaction to claim them; the
+rest (behind an earlier envelope of their case, due for a retry, another worker's leftovers)
+are claimed from the outbox. Each thread takes a group of up to ``GROUP`` envelopes for one
+recipient, delivers them in turn over the recipient's open connection and records them in one
+transaction. Each recipient may hold at most ``per_recipient`` of the threads, so one whose
+endpoint hangs until its timeout cannot starve the others; a recipient that is down is retried
+on its own schedule.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from service.config import LONGEST_ATTEMPT_SECONDS
 from service.delivery import Clock, Deliverer
-from service.store.outbox import Claimed
+from service.store.outbox import Claimed, Lease
 from service.store.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -49,9 +53,19 @@ class DeliveryLoop:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._taken_back = threading.Event()
+        self._held: list[Claimed] = []
+        # Claiming costs a query over the waiting items, so the loop claims only when an item
+        # may have become claimable: when woken (an item stored but not handed over, a
+        # judgement), when a group finishes with envelopes waiting behind its own or given
+        # back, after a claim that took all it asked for, and when its wait for a due retry or
+        # the idle poll ends (other workers' leftovers). Guarded by ``_lock``.
+        self._claim_wanted = True
 
     def wake(self) -> None:
-        """Look for due items now, e.g. because intake has just stored one."""
+        """Look for due items now, e.g. because some were stored and not handed over."""
+        with self._lock:
+            self._claim_wanted = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -59,65 +73,105 @@ class DeliveryLoop:
         self._stopping.set()
         self._wake.set()
 
+    def lease(self) -> Lease | None:
+        """The lease intake stores new envelopes under, for this loop to deliver (``take``);
+        None until the claims of this worker's previous run have been taken back, and once
+        stopping."""
+        if not self._taken_back.is_set() or self._stopping.is_set():
+            return None
+        return Lease(self._worker, self._clock() + self._deliverer.lease)
+
+    def take(self, held: Sequence[Claimed]) -> None:
+        """Deliver ``held``, stored under ``lease()``, as threads free up."""
+        with self._lock:
+            self._held.extend(held)
+        self._wake.set()
+
     def run(self) -> None:
         """Deliver until ``stop()``. No error ends the loop: it waits and tries again."""
-        released = False
         with ThreadPoolExecutor(self._threads, thread_name_prefix="deliver") as pool:
             while not self._stopping.is_set():
                 self._wake.clear()
+                groups = self._handed_over()
                 try:
-                    if not released:
+                    if not self._taken_back.is_set():
                         self._take_back_claims()
-                        released = True
-                    # A group starts no attempt that might outlast the lease it was claimed for.
-                    deadline = (
-                        time.monotonic()
-                        + self._deliverer.lease.total_seconds()
-                        - LONGEST_ATTEMPT_SECONDS
-                    )
-                    claimed = self._claim()
-                    wait = 0.0 if claimed else self._until_due()
+                        self._taken_back.set()
+                    claimed, more = self._claim()
+                    groups += claimed
+                    wait = 0.0 if more else self._until_due()
                 except StoreUnavailable as exc:
                     log.warning("outbox unreachable, trying again shortly: %s", exc)
-                    claimed, wait = [], self._idle_poll
+                    wait = self._idle_poll
                 except Exception:
                     log.exception("delivery loop error; trying again shortly")
-                    claimed, wait = [], self._idle_poll
-                for group in claimed:
-                    pool.submit(self._deliver, group, deadline)
-                if wait:
-                    self._wake.wait(wait)
+                    wait = self._idle_poll
+                for group in groups:
+                    pool.submit(self._deliver, group)
+                if wait and not self._wake.wait(wait):
+                    with self._lock:
+                        self._claim_wanted = True
+        self._give_back_held()
 
     def _take_back_claims(self) -> None:
         released = self._store.outbox.release(self._worker)
         if released:
             log.info("took back %d deliveries this worker held before it restarted", released)
 
-    def _claim(self) -> list[list[Claimed]]:
-        """Claim groups for the free threads; ``_in_flight`` counts groups per recipient."""
+    def _give_back_held(self) -> None:
+        """Stopping: release what intake handed over but no thread took, for any worker."""
+        with self._lock:
+            held, self._held = self._held, []
+        if held:
+            try:
+                self._store.outbox.record([], held)
+            except Exception:
+                log.exception("held deliveries not given back; their leases will run out")
+
+    def _handed_over(self) -> list[list[Claimed]]:
+        """Groups of what intake handed over, for the free threads; the rest wait their turn."""
+        with self._lock:
+            held, self._held = self._held, []
+            return self._grouped(held, kept=self._held)
+
+    def _claim(self) -> tuple[list[list[Claimed]], bool]:
+        """Groups claimed for the threads still free, if a claim may find any; and whether it
+        took all it asked for, so that more may be waiting."""
         with self._lock:
             free = self._threads - sum(self._in_flight.values())
-            if free <= 0:
-                return []
+            if free <= 0 or not self._claim_wanted:
+                return [], False
+            limit = free * GROUP
             claimed = self._store.outbox.claim(
                 worker=self._worker,
                 now=self._clock(),
                 lease=self._deliverer.lease,
-                limit=free * GROUP,
+                limit=limit,
                 per_recipient=self._per_recipient * GROUP,
                 in_flight={code: n * GROUP for code, n in self._in_flight.items() if n},
             )
-            by_recipient: dict[str, list[Claimed]] = {}
-            for item in claimed:
-                by_recipient.setdefault(item.envelope.to_authority, []).append(item)
-            groups = [
-                items[start : start + GROUP]
-                for items in by_recipient.values()
-                for start in range(0, len(items), GROUP)
-            ]
-            for group in groups:
-                self._in_flight[group[0].envelope.to_authority] += 1
-            return groups
+            more = len(claimed) == limit
+            self._claim_wanted = more
+            return self._grouped(claimed, kept=self._held), more
+
+    def _grouped(self, items: Sequence[Claimed], *, kept: list[Claimed]) -> list[list[Claimed]]:
+        """``items`` in groups of up to GROUP per recipient, as many as the free threads and
+        each recipient's share (``per_recipient`` threads) allow, counted in ``_in_flight``;
+        the rest are added to ``kept``."""
+        by_recipient: dict[str, list[Claimed]] = {}
+        for item in items:
+            by_recipient.setdefault(item.envelope.to_authority, []).append(item)
+        groups = []
+        for recipient, waiting in by_recipient.items():
+            for start in range(0, len(waiting), GROUP):
+                group = waiting[start : start + GROUP]
+                busy = sum(self._in_flight.values())
+                if busy < self._threads and self._in_flight[recipient] < self._per_recipient:
+                    self._in_flight[recipient] += 1
+                    groups.append(group)
+                else:
+                    kept.extend(group)
+        return groups
 
     def _until_due(self) -> float:
         """Seconds to sleep: until the next item is due, at most the idle poll."""
@@ -129,9 +183,13 @@ class DeliveryLoop:
         # flight): a finishing delivery wakes the loop, so there is no need to spin.
         return self._idle_poll if seconds <= 0 else min(seconds, self._idle_poll)
 
-    def _deliver(self, group: list[Claimed], deadline: float) -> None:
+    def _deliver(self, group: list[Claimed]) -> None:
+        # A group starts no attempt that might outlast the lease its items are held under.
+        lease_left = min(item.claimed_until for item in group) - self._clock()
+        deadline = time.monotonic() + lease_left.total_seconds() - LONGEST_ATTEMPT_SECONDS
+        claimable = False
         try:
-            self._deliverer.deliver_group(group, deadline)
+            claimable = self._deliverer.deliver_group(group, deadline).waiting_behind
         except Exception:
             # Recording the outcomes failed (e.g. the database went away); the leases run out
             # and the items are delivered again, under the same envelope ids.
@@ -142,4 +200,5 @@ class DeliveryLoop:
         finally:
             with self._lock:
                 self._in_flight[group[0].envelope.to_authority] -= 1
+                self._claim_wanted = self._claim_wanted or claimable
             self._wake.set()

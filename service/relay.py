@@ -13,7 +13,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -27,6 +27,7 @@ from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
 from service.domain.model import BasisDecision, Outcome, decision_record, transfer_request
 from service.signing import KeyRing
+from service.store.outbox import Claimed, Lease
 from service.store.store import (
     DUPLICATE_REASON,
     AuditEntry,
@@ -89,6 +90,8 @@ class Received:
     rejection: Rejection | None = None
     reason: str = ""
     errors: dict[str, Any] = field(default_factory=dict)
+    # Its envelope's outbox item, if it was stored under the caller's lease for delivery.
+    held: Claimed | None = None
 
     @property
     def needs_delivery(self) -> bool:
@@ -139,7 +142,9 @@ class Relay:
             raise outcome
         return outcome
 
-    def receive_many(self, messages: Sequence[tuple[bytes, Sender]]) -> list[Received | Exception]:
+    def receive_many(
+        self, messages: Sequence[tuple[bytes, Sender]], *, lease: Lease | None = None
+    ) -> list[Received | Exception]:
         """Take a batch of events to stored outcomes in one transaction; one outcome per message.
 
         Checking, deciding and signing need no database, so they run per message against one
@@ -147,7 +152,8 @@ class Relay:
         one turn at the audit chain's head). A message whose processing raises gets its exception
         as its outcome and no other message is held back by it: if the batch's transaction fails,
         other than for the database being unavailable, each message is stored on its own.
-        ``StoreUnavailable`` propagates, with nothing stored.
+        ``StoreUnavailable`` propagates, with nothing stored. With a ``lease``, the envelopes
+        that can be delivered at once are stored under it, each in its message's ``held``.
         """
         reference = self._store.intake_reference()
         outcomes: list[Received | Exception | _Decided] = []
@@ -158,7 +164,7 @@ class Relay:
                 outcomes.append(exc)
         decided = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, _Decided)]
         try:
-            duplicates = self._store.record_intake([o.stored for _, o in decided])
+            stored = self._store.record_intake([o.stored for _, o in decided], lease=lease)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -169,18 +175,24 @@ class Relay:
                 for i, outcome in decided:
                     outcomes[i] = self._store_alone(outcome)
             return outcomes  # type: ignore[return-value]
-        for (i, outcome), duplicate in zip(decided, duplicates, strict=True):
-            outcomes[i] = outcome.duplicate() if duplicate else outcome.received
+        held = {claimed.envelope.event_id: claimed for claimed in stored.held}
+        for (i, outcome), duplicate in zip(decided, stored.duplicates, strict=True):
+            received = outcome.received
+            outcomes[i] = (
+                outcome.duplicate()
+                if duplicate
+                else replace(received, held=held.get(received.event_id))
+            )
         return outcomes  # type: ignore[return-value]
 
     def _store_alone(self, outcome: _Decided) -> Received | Exception:
         try:
-            duplicates = self._store.record_intake([outcome.stored])
+            stored = self._store.record_intake([outcome.stored])
         except StoreUnavailable:
             raise
         except Exception as exc:
             return exc
-        return outcome.duplicate() if duplicates[0] else outcome.received
+        return outcome.duplicate() if stored.duplicates[0] else outcome.received
 
     def _decide(self, body: bytes, sender: Sender, reference: IntakeReference) -> _Decided:
         """What to store for one message: its rejection, or its transfer; no database needed."""

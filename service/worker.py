@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pika
 import pika.exceptions
@@ -28,6 +28,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from service.logs import own_log_context, set_event_id
 from service.relay import Received, Relay, Sender
+from service.store.outbox import Claimed, Lease
 from service.store.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,16 @@ MAX_GATHER_SECONDS = 0.01
 IDLE_WAIT_SECONDS = 1.0
 
 
+class Delivery(Protocol):
+    """Where intake hands over what it stored for delivery (``DeliveryLoop``)."""
+
+    def lease(self) -> Lease | None: ...
+
+    def take(self, held: list[Claimed]) -> None: ...
+
+    def wake(self) -> None: ...
+
+
 class _Stopping(Exception):
     """Raised inside message handling to leave held messages unacknowledged and stop."""
 
@@ -94,7 +105,7 @@ class Worker:
         *,
         senders: Callable[[str | None], Sender],
         prefetch: int,
-        on_stored: Callable[[], None] = lambda: None,
+        delivery: Delivery | None = None,
     ) -> None:
         self._parameters = pika.URLParameters(broker_url)
         self._relay = relay
@@ -102,7 +113,7 @@ class Worker:
         self._prefetch = prefetch
         # Half the window: the broker sends the next batch while this one is being stored.
         self._batch = max(1, prefetch // 2)
-        self._on_stored = on_stored
+        self._delivery = delivery
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._arrived: list[_Message] = []
@@ -177,7 +188,7 @@ class Worker:
             outcomes = self._receive_holding(batch)
         except _Stopping:
             return  # not acknowledged: the broker gives them to the next consumer
-        stored, settled = False, []
+        stored, held, settled = 0, [], []
         for message, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 if self._processing_failed(channel, message, outcome):
@@ -188,13 +199,18 @@ class Worker:
                 self._dead_letter(channel, message, outcome.reason, outcome.rejection)
                 log.warning("dead-lettered: %s", outcome.reason)
             settled.append(message)
-            stored = stored or outcome.needs_delivery
+            stored += outcome.needs_delivery
+            if outcome.held is not None:
+                held.append(outcome.held)
+        if stored and self._delivery is not None:
+            # Stored, so safe to deliver even if acknowledging now fails.
+            self._delivery.take(held)
+            if len(held) < stored:
+                self._delivery.wake()  # some must be claimed when their turn comes
         if settled:
             # Delivery tags grow along the channel, so this settles exactly the batch's messages
             # but those handed back (already settled by their nack); later arrivals are higher.
             channel.basic_ack(settled[-1].method.delivery_tag, multiple=True)
-        if stored:
-            self._on_stored()
 
     def _receive_holding(self, batch: list[_Message]) -> list[Received | Exception]:
         """Run the relay, waiting out a database outage while keeping the broker connection."""
@@ -207,8 +223,9 @@ class Worker:
             messages.append((message.body, senders[user_id]))
         wait = 0.5
         while True:
+            lease = self._delivery.lease() if self._delivery is not None else None
             try:
-                return self._relay.receive_many(messages)
+                return self._relay.receive_many(messages, lease=lease)
             except StoreUnavailable as exc:
                 if self._stopping.is_set():
                     raise _Stopping from exc

@@ -50,9 +50,9 @@ def index_records(
             else:
                 basis_kinds.append({"subject": event_id, "kind": basis_kind(detail)})
     if subjects:
-        connection.execute(sa.insert(t.AuditSubject), list(subjects.values()))
+        connection.execute(sa.insert(t.AuditSubject.__table__), list(subjects.values()))
     if child_keys:
-        connection.execute(sa.insert(t.AuditChildKey), child_keys)
+        connection.execute(sa.insert(t.AuditChildKey.__table__), child_keys)
     if basis_kinds:
         subject = t.AuditSubject.__table__
         connection.execute(

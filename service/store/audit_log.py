@@ -71,7 +71,7 @@ def _chain_pending_records(session: Session) -> None:
             }
         )
         prev = digest
-    session.execute(sa.insert(t.AuditRecord), rows)
+    session.execute(sa.insert(t.AuditRecord.__table__), rows)
     session.execute(
         sa.update(t.AuditChainHead).where(t.AuditChainHead.id == HEAD_ID).values(seq=seq, hash=prev)
     )

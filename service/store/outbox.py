@@ -32,6 +32,7 @@ class Claimed:
 
     item_id: int
     envelope: OutboundEnvelope
+    case_reference: str
     attempts_before: int
     enqueued_at: datetime
     retry: dict[str, Any] | None
@@ -40,6 +41,20 @@ class Claimed:
     adapter_updated_at: datetime | None
     worker: str
     claimed_until: datetime  # with ``worker``, tells this claim from a later one on the item
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on the items it is about to store, so that it delivers them itself
+    straight after intake rather than finding them again with a claim."""
+
+    worker: str
+    until: datetime
+
+
+# Any fixed number; on PostgreSQL, transactions that hold new items serialise on it (see
+# ``hold_new_items``).
+HOLD_LOCK_ID = 0x_CAF_0002
 
 
 @dataclass(frozen=True)
@@ -134,7 +149,7 @@ class Outbox:
                 .values(claimed_by=worker, claimed_until=until)
                 .execution_options(synchronize_session=False)
             )
-            return _claimed_by(session, worker, until, chosen)
+            return _claimed_by(session, Lease(worker, until), item.id.in_(chosen))
 
     def release(self, worker: str) -> int:
         """Give up every lease ``worker`` holds: a restarted worker's claims are stale."""
@@ -159,9 +174,10 @@ class Outbox:
             ).one()
             return count, oldest
 
-    def record(self, settled: Sequence[Settled], unattempted: Sequence[Claimed] = ()) -> None:
+    def record(self, settled: Sequence[Settled], unattempted: Sequence[Claimed] = ()) -> bool:
         """Record a group's attempts and what follows each, in one transaction, and give up the
-        claims on items not attempted (they are due again at once, to any worker).
+        claims on items not attempted (they are due again at once, to any worker). True if
+        envelopes of the same recipients and cases are still waiting, and so may now be due.
 
         The delivered items take one statement per table for the group, not one per item.
         """
@@ -207,6 +223,7 @@ class Outbox:
                 )
             for event_id, action, detail in audit:
                 self._append_audit(session, event_id, action, detail)
+            return bool(unattempted) or _still_waiting(session, [o.claimed for o in settled])
 
     @staticmethod
     def _retry_later(
@@ -247,6 +264,20 @@ class Outbox:
             transfer.state, transfer.updated_at = "signed", now
             self._append_audit(session, event_id, "redelivery", {"requested_by": requested_by})
             return True
+
+
+def _still_waiting(session: Session, claimed: Sequence[Claimed]) -> bool:
+    """Whether any envelope of these items' recipients and cases is in the outbox."""
+    if not claimed:
+        return False
+    item = t.OutboxItem
+    streams = {(c.envelope.to_authority, c.case_reference) for c in claimed}
+    found = session.execute(
+        sa.select(item.id)
+        .where(sa.tuple_(item.to_authority, item.case_reference).in_(list(streams)))
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 def _still_held(claimed: Claimed) -> sa.ColumnElement[bool]:
@@ -295,6 +326,8 @@ def item_values(
         "enqueued_at": now,
         "next_attempt_at": now,
         "attempts": 0,
+        "claimed_by": None,
+        "claimed_until": None,
     }
 
 
@@ -331,16 +364,46 @@ def _attempt_detail(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def _claimed_by(
-    session: Session, worker: str, until: datetime, item_ids: list[int]
-) -> list[Claimed]:
-    """The items this very claim won, with what delivering them needs, in outbox order."""
+def hold_new_items(session: Session, rows: Sequence[dict[str, Any]], lease: Lease) -> None:
+    """Put under ``lease`` the new outbox rows (not yet inserted) that a claim could take now.
+
+    That is the first row of each recipient and case with no item of theirs already waiting:
+    the others must wait their turn, as they would for a claim. On PostgreSQL two workers could
+    otherwise each see the other's uncommitted item as absent, so the check is serialised to
+    commit; on SQLite every transaction already holds the write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(HOLD_LOCK_ID)))
     item = t.OutboxItem
+    waiting = set(
+        session.execute(
+            sa.select(item.to_authority, item.case_reference).where(
+                item.case_reference.in_({row["case_reference"] for row in rows})
+            )
+        ).tuples()
+    )
+    for row in rows:
+        stream = (row["to_authority"], row["case_reference"])
+        if stream not in waiting:
+            row.update(claimed_by=lease.worker, claimed_until=lease.until)
+        waiting.add(stream)
+
+
+def held_items(session: Session, lease: Lease, event_ids: Sequence[str]) -> list[Claimed]:
+    """The items of ``event_ids`` that ``hold_new_items`` put under ``lease``."""
+    return _claimed_by(session, lease, t.OutboxItem.event_id.in_(event_ids))
+
+
+def _claimed_by(session: Session, lease: Lease, which: sa.ColumnElement[bool]) -> list[Claimed]:
+    """The items ``which`` under this very lease, with what delivering them needs, in outbox
+    order."""
+    item = t.OutboxItem
+    worker, until = lease.worker, lease.until
     rows = session.execute(
         sa.select(item, t.Envelope, t.AdapterConfig.retry, t.AdapterConfig.updated_at)
         .join(t.Envelope, t.Envelope.event_id == item.event_id)
         .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
-        .where(item.id.in_(item_ids))
+        .where(which)
         .where(item.claimed_by == worker)
         .where(item.claimed_until == until)
         .order_by(item.id)
@@ -355,6 +418,7 @@ def _claimed_by(
                 jws=envelope.jws,
                 sha256=envelope.sha256,
             ),
+            case_reference=row.case_reference,
             attempts_before=row.attempts,
             enqueued_at=row.enqueued_at,
             retry=retry,

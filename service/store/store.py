@@ -6,8 +6,9 @@ committed together, before the inbound message is acknowledged, so a crash loses
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,15 @@ from service.store.isotime import iso
 from service.store.isps import IspChange, Isps, latest_terms
 from service.store.operations import OperationsCounts
 from service.store.organisations import Organisations
-from service.store.outbox import Outbox, envelope_values, item_values
+from service.store.outbox import (
+    Claimed,
+    Lease,
+    Outbox,
+    envelope_values,
+    held_items,
+    hold_new_items,
+    item_values,
+)
 from service.store.payloads import Payloads
 from service.store.transfers import Transfers
 
@@ -88,6 +97,15 @@ class RejectedInput:
     event_id: str | None
     rejection: str
     reason: str
+
+
+@dataclass(frozen=True)
+class StoredIntake:
+    """What storing an intake batch did: which items were duplicates (in the batch's order),
+    and the new outbox items put under the caller's lease for it to deliver."""
+
+    duplicates: list[bool]
+    held: list[Claimed]
 
 
 @dataclass(frozen=True)
@@ -156,6 +174,11 @@ class Store:
     def __init__(self, url: str, secret_box: SecretBox) -> None:
         self.url = url
         self._engine = _engine(url)
+        # SQLite lets one transaction write at a time, and a thread that finds the lock taken
+        # sleeps in SQLite's busy handler (up to 100 ms a try). Queuing this process's threads
+        # on a lock of their own hands the database over at once instead; other processes still
+        # queue in SQLite.
+        self._one_at_a_time = threading.RLock() if url.startswith("sqlite") else nullcontext()
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         chain_on_commit(self._sessions)
         self._box = secret_box
@@ -172,7 +195,7 @@ class Store:
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         try:
-            with self._sessions.begin() as session:
+            with self._one_at_a_time, self._sessions.begin() as session:
                 yield session
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"The database is unavailable: {exc.orig or exc}") from exc
@@ -294,19 +317,25 @@ class Store:
         with self._transaction() as session:
             return session.get(t.Transfer, event_id) is not None
 
-    def record_intake(self, items: Sequence[NewTransfer | RejectedInput]) -> list[bool]:
-        """Store a batch of inbound outcomes in one transaction; True where one was a duplicate.
+    def record_intake(
+        self, items: Sequence[NewTransfer | RejectedInput], *, lease: Lease | None = None
+    ) -> StoredIntake:
+        """Store a batch of inbound outcomes in one transaction.
 
         A transfer whose event id is already stored, or comes earlier in the batch, is not
         stored again: its duplicate is audited instead. If another process stores one of the
-        ids meanwhile, the batch is stored again in a new transaction that sees it.
+        ids meanwhile, the batch is stored again in a new transaction that sees it. With a
+        ``lease``, the new envelopes that a claim could take at once are held under it, for the
+        caller to deliver without claiming them (``outbox.hold_new_items``).
         """
         try:
-            return self._record_intake(items)
+            return self._record_intake(items, lease)
         except IntegrityError:
-            return self._record_intake(items)
+            return self._record_intake(items, lease)
 
-    def _record_intake(self, items: Sequence[NewTransfer | RejectedInput]) -> list[bool]:
+    def _record_intake(
+        self, items: Sequence[NewTransfer | RejectedInput], lease: Lease | None
+    ) -> StoredIntake:
         ids = [item.event["id"] for item in items if isinstance(item, NewTransfer)]
         duplicates = []
         with self._transaction() as session:
@@ -330,9 +359,12 @@ class Store:
                 else:
                     seen.add(event_id)
                     fresh.append(item)
-            for event_id, action, detail in _insert_transfers(session, fresh) + audit:
+            for event_id, action, detail in _insert_transfers(session, fresh, lease) + audit:
                 append_audit(session, event_id, action, detail)
-        return duplicates
+            held = []
+            if lease is not None and fresh:
+                held = held_items(session, lease, [item.event["id"] for item in fresh])
+        return StoredIntake(duplicates, held)
 
     def record_audit(self, event_id: str | None, action: str, detail: dict[str, Any]) -> None:
         with self._transaction() as session:
@@ -458,10 +490,11 @@ def _authorities(session: Session) -> dict[str, str]:
 
 
 def _insert_transfers(
-    session: Session, news: Sequence[NewTransfer]
+    session: Session, news: Sequence[NewTransfer], lease: Lease | None
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """Insert transfers with their envelopes and outbox items, a statement per table for the
-    lot, parents first; return their audit records (event id, action, detail) to append.
+    lot, parents first, the items that can be under ``lease``; return their audit records
+    (event id, action, detail) to append.
 
     The outbox items are inserted in the order given, so that a case's envelopes to a
     recipient are delivered in the order their events arrived.
@@ -489,7 +522,9 @@ def _insert_transfers(
             items.append(
                 item_values(event["id"], data["to_authority"], event["subject"], new.received_at)
             )
+    if lease is not None and items:
+        hold_new_items(session, items, lease)
     for table, rows in ((t.Transfer, transfers), (t.Envelope, envelopes), (t.OutboxItem, items)):
         if rows:
-            session.execute(sa.insert(table), rows)
+            session.execute(sa.insert(table.__table__), rows)
     return [(new.event["id"], e.action, e.detail) for new in news for e in new.audit]

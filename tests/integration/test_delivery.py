@@ -167,6 +167,75 @@ def test_a_case_reaches_its_recipient_in_order_while_other_cases_go_ahead(servic
     assert accepted.index(other) < accepted.index(first), "case B waited for case A"
 
 
+def _running(loop: DeliveryLoop) -> threading.Thread:
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    wait_until(lambda: loop.lease() is not None)
+    return thread
+
+
+def test_intake_hands_over_what_can_go_at_once_and_a_case_still_arrives_in_order(
+    services, receiver
+):
+    loop = services.delivery_loop()
+    thread = _running(loop)
+    bodies = [
+        examples.encode(examples.routine(event_id, case=case))
+        for event_id, case in (("a-1", "CASE-A"), ("a-2", "CASE-A"), ("b-1", "CASE-B"))
+    ]
+    try:
+        outcomes = services.relay.receive_many(
+            [(body, EMBEDDED) for body in bodies], lease=loop.lease()
+        )
+        held = [o.held for o in outcomes if o.held is not None]
+        assert [c.envelope.event_id for c in held] == ["a-1", "b-1"], "a-2 waits for a-1"
+        loop.take(held)
+        loop.wake()
+        receiver.wait_for(3)
+    finally:
+        loop.stop()
+        thread.join(15)
+    arrived = event_ids(receiver.requests)
+    assert sorted(arrived) == ["a-1", "a-2", "b-1"]
+    assert arrived.index("a-1") < arrived.index("a-2")
+
+
+def test_a_stopping_worker_gives_back_what_it_was_handed_and_had_not_sent(services, receiver):
+    release = threading.Event()
+
+    def answer(request):
+        if request.path.endswith(ISLINGTON):
+            release.wait(10)
+        return 202, {}, b""
+
+    receiver.answer = answer
+    loop = DeliveryLoop(
+        services.store,
+        services.deliverer,
+        worker="stopping",
+        threads=1,
+        per_recipient=1,
+        clock=services.clock,
+    )
+    thread = _running(loop)
+    for event_id, to in (("to-islington", ISLINGTON), ("to-camden", CAMDEN)):
+        (outcome,) = services.relay.receive_many(
+            [(examples.encode(examples.routine(event_id, to=to, case=event_id)), EMBEDDED)],
+            lease=loop.lease(),
+        )
+        loop.take([outcome.held])
+        if to == ISLINGTON:
+            wait_until(lambda: len(receiver.requests) == 1)  # the one thread hangs on it
+    loop.stop()
+    release.set()
+    thread.join(15)
+
+    assert event_ids(receiver.requests) == ["to-islington"]
+    # Not held until the lease runs out: another worker can take it at once.
+    _deliverer(services).deliver_due("another")
+    assert event_ids(receiver.requests) == ["to-islington", "to-camden"]
+
+
 def test_a_recipient_that_hangs_does_not_hold_up_another(services, receiver):
     # More waiting for the hanging recipient than a claim looks at, all received first.
     slow = [_send(services, f"to-islington-{n}", case=f"I-{n}") for n in range(40)]

@@ -155,10 +155,10 @@ def test_bad_input_is_refused_with_a_reason_that_is_audited(
 class _FailsToStore(Store):
     """The real store, but with a bug: a transaction holding the event "unstorable" fails."""
 
-    def record_intake(self, items):
+    def record_intake(self, items, **kwargs):
         if any(getattr(item, "event", {}).get("id") == "unstorable" for item in items):
             raise RuntimeError("cannot store this event")
-        return super().record_intake(items)
+        return super().record_intake(items, **kwargs)
 
 
 def test_a_batch_stores_each_outcome_once_and_one_it_cannot_store_sinks_no_other(services):

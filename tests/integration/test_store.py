@@ -62,8 +62,8 @@ def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_datab
 def test_a_second_transfer_with_the_same_event_id_is_kept_out_as_a_duplicate(services):
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
     new = NewTransfer(event, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [])
-    assert services.store.record_intake([new]) == [False]
-    assert services.store.record_intake([new, new]) == [True, True]
+    assert services.store.record_intake([new]).duplicates == [False]
+    assert services.store.record_intake([new, new]).duplicates == [True, True]
     actions = [action for _, action, _ in services.store.audit_actions(event["id"])]
     assert actions == ["duplicate", "duplicate"]
     view = services.store.transfer_view(event["id"])

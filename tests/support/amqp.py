@@ -48,7 +48,7 @@ def running_worker(
         relay or services.relay,
         senders=senders or services.senders,
         prefetch=16,
-        on_stored=delivery.wake,
+        delivery=delivery,
     )
     threads = [
         threading.Thread(target=delivery.run, name="test-delivery", daemon=True),

@@ -18,9 +18,12 @@ class CrashesOn:
             raise outcome
         return outcome
 
-    def receive_many(self, messages: list[tuple[bytes, Sender]]) -> list[Received | Exception]:
+    def receive_many(
+        self, messages: list[tuple[bytes, Sender]], **options
+    ) -> list[Received | Exception]:
         """The real relay's outcomes, except a RuntimeError for each message with the marker."""
-        outcomes = iter(self._relay.receive_many([m for m in messages if self._marker not in m[0]]))
+        processable = [m for m in messages if self._marker not in m[0]]
+        outcomes = iter(self._relay.receive_many(processable, **options))
         return [self._crash() if self._marker in body else next(outcomes) for body, _ in messages]
 
     def _crash(self) -> Exception:
