@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from service.store.outbox import Claimed, Settled
 from service.store.store import StoreUnavailable
@@ -29,7 +29,7 @@ class _Group:
     settled: Sequence[Settled]
     unattempted: Sequence[Claimed]
     done: bool = False
-    error: Exception | None = field(default=None)
+    error: Exception | None = None
     waiting_behind: bool = False
 
 
@@ -86,6 +86,6 @@ class CombinedRecords:
             self._finish(batch, None, waiting_behind)
 
     @staticmethod
-    def _finish(batch: list[_Group], error: Exception | None, waiting_behind=False) -> None:
+    def _finish(batch: list[_Group], error: Exception | None, waiting_behind: bool = False) -> None:
         for group in batch:
             group.error, group.waiting_behind, group.done = error, waiting_behind, True

@@ -185,7 +185,7 @@ class DeliveryLoop:
 
     def _deliver(self, group: list[Claimed]) -> None:
         # A group starts no attempt that might outlast the lease its items are held under.
-        lease_left = min(item.claimed_until for item in group) - self._clock()
+        lease_left = min(item.lease.until for item in group) - self._clock()
         deadline = time.monotonic() + lease_left.total_seconds() - LONGEST_ATTEMPT_SECONDS
         claimable = False
         try:

@@ -27,6 +27,15 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """Who holds outbox items, and until when: a claim, or new items held at intake for the
+    worker that stored them to deliver without claiming them."""
+
+    worker: str
+    until: datetime
+
+
+@dataclass(frozen=True)
 class Claimed:
     """An outbox item one delivery worker holds until its lease ends."""
 
@@ -39,17 +48,7 @@ class Claimed:
     # When the recipient's adapter was last set, as of the claim: enough to tell a cached
     # adapter is current without another transaction per delivery group.
     adapter_updated_at: datetime | None
-    worker: str
-    claimed_until: datetime  # with ``worker``, tells this claim from a later one on the item
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A worker's claim on the items it is about to store, so that it delivers them itself
-    straight after intake rather than finding them again with a claim."""
-
-    worker: str
-    until: datetime
+    lease: Lease  # tells this claim from a later one on the item
 
 
 # Any fixed number; on PostgreSQL, transactions that hold new items serialise on it (see
@@ -285,8 +284,8 @@ def _still_held(claimed: Claimed) -> sa.ColumnElement[bool]:
     item = t.OutboxItem
     return sa.and_(
         item.id == claimed.item_id,
-        item.claimed_by == claimed.worker,
-        item.claimed_until == claimed.claimed_until,
+        item.claimed_by == claimed.lease.worker,
+        item.claimed_until == claimed.lease.until,
     )
 
 
@@ -398,14 +397,13 @@ def _claimed_by(session: Session, lease: Lease, which: sa.ColumnElement[bool]) -
     """The items ``which`` under this very lease, with what delivering them needs, in outbox
     order."""
     item = t.OutboxItem
-    worker, until = lease.worker, lease.until
     rows = session.execute(
         sa.select(item, t.Envelope, t.AdapterConfig.retry, t.AdapterConfig.updated_at)
         .join(t.Envelope, t.Envelope.event_id == item.event_id)
         .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
         .where(which)
-        .where(item.claimed_by == worker)
-        .where(item.claimed_until == until)
+        .where(item.claimed_by == lease.worker)
+        .where(item.claimed_until == lease.until)
         .order_by(item.id)
     ).all()
     return [
@@ -423,8 +421,7 @@ def _claimed_by(session: Session, lease: Lease, which: sa.ColumnElement[bool]) -
             enqueued_at=row.enqueued_at,
             retry=retry,
             adapter_updated_at=adapter_updated_at,
-            worker=worker,
-            claimed_until=until,
+            lease=lease,
         )
         for row, envelope, retry, adapter_updated_at in rows
     ]

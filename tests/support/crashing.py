@@ -12,12 +12,6 @@ class CrashesOn:
         self._relay, self._marker = relay, marker
         self.attempts = 0
 
-    def receive(self, body: bytes, *, sender: Sender) -> Received:
-        (outcome,) = self.receive_many([(body, sender)])
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     def receive_many(
         self, messages: list[tuple[bytes, Sender]], **options
     ) -> list[Received | Exception]:
