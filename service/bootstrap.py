@@ -88,6 +88,6 @@ def build_services(
         retention=Retention(
             store.payloads, judgement_days=settings.judgement_retention_days, clock=clock
         ),
-        senders=BrokerSenders(store.access, settings.trusted_broker_users),
+        senders=BrokerSenders(settings.trusted_broker_users),
         judgements=Judgements(store, relay, clock),
     )

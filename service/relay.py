@@ -28,10 +28,10 @@ from service.domain.minimise import minimise
 from service.domain.model import BasisDecision, Outcome, decision_record, transfer_request
 from service.signing import KeyRing
 from service.store.outbox import Claimed, Lease
+from service.store.reference import IntakeReference, ReferenceChanged
 from service.store.store import (
     DUPLICATE_REASON,
     AuditEntry,
-    IntakeReference,
     NewTransfer,
     RejectedInput,
     SignedEnvelope,
@@ -42,6 +42,10 @@ from service.store.store import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# Decisions made on a reference that changed before they were stored are made again; a batch
+# meets a change at most once or twice in practice, but each try is a full decision.
+REFERENCE_TRIES = 3
 
 STATE_BY_OUTCOME = {
     Outcome.SHARE_UNDER_ISP: "signed",
@@ -65,16 +69,25 @@ class Rejection(StrEnum):
 class Sender:
     """Who handed an event in, as its transport vouched for them (a token, a broker user).
 
-    ``authority`` is the one authority they may send for; ``any_authority`` marks a sender
-    trusted to send for every authority (the embedded queue, an integration hub).
+    ``authority`` is the one authority they may send for; ``broker_user`` marks a broker
+    account, which sends for the authority registered for it, read with the ISPs the batch is
+    decided on (so a registration changed meanwhile has the batch decided again);
+    ``any_authority`` marks a sender trusted to send for every authority (the embedded queue,
+    an integration hub).
     """
 
     description: str
     authority: str | None = None
     any_authority: bool = False
+    broker_user: str | None = None
 
-    def may_send_for(self, authority: str) -> bool:
-        return self.any_authority or self.authority == authority
+    def sends_for(self, reference: IntakeReference) -> str | None:
+        if self.broker_user is not None:
+            return reference.publishers.get(self.broker_user)
+        return self.authority
+
+    def may_send_for(self, authority: str, reference: IntakeReference) -> bool:
+        return self.any_authority or self.sends_for(reference) == authority
 
 
 EMBEDDED = Sender("the embedded queue", any_authority=True)
@@ -147,34 +160,40 @@ class Relay:
     ) -> list[Received | Exception]:
         """Take a batch of events to stored outcomes in one transaction; one outcome per message.
 
-        Checking, deciding and signing need no database, so they run per message against one
-        reading of the authorities and ISPs; the outcomes are then stored together (one commit,
-        one turn at the audit chain's head). A message whose processing raises gets its exception
-        as its outcome and no other message is held back by it: if the batch's transaction fails,
-        other than for the database being unavailable, each message is stored on its own.
+        Checking, deciding and signing need no database, so they run per message against the
+        authorities and ISPs kept in memory (``Store.intake_reference``); the outcomes are then
+        stored together (one commit, one turn at the audit chain's head), and decided again if
+        what they were decided on changed meanwhile. A message whose processing raises gets its
+        exception as its outcome and no other message is held back by it: if the batch's
+        transaction fails, other than for the database being unavailable, each message is
+        stored on its own.
         ``StoreUnavailable`` propagates, with nothing stored. With a ``lease``, the envelopes
         that can be delivered at once are stored under it, each in its message's ``held``.
         """
-        reference = self._store.intake_reference()
-        outcomes: list[Received | Exception | _Decided] = []
-        for body, sender in messages:
+        for tries_left in reversed(range(REFERENCE_TRIES)):
+            # The last try stores without the check, on a reference read moments before.
+            reference = self._store.intake_reference()
+            outcomes = self._decide_all(messages, reference)
+            decided = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, _Decided)]
             try:
-                outcomes.append(self._decide(body, sender, reference))
+                stored = self._store.record_intake(
+                    [o.stored for _, o in decided],
+                    lease=lease,
+                    reference=reference if tries_left else None,
+                )
+                break
+            except ReferenceChanged:
+                continue
+            except StoreUnavailable:
+                raise
             except Exception as exc:
-                outcomes.append(exc)
-        decided = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, _Decided)]
-        try:
-            stored = self._store.record_intake([o.stored for _, o in decided], lease=lease)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if len(decided) == 1:
-                outcomes[decided[0][0]] = exc
-            else:
-                log.warning("storing a batch failed (%r); storing each message alone", exc)
-                for i, outcome in decided:
-                    outcomes[i] = self._store_alone(outcome)
-            return outcomes  # type: ignore[return-value]
+                if len(decided) == 1:
+                    outcomes[decided[0][0]] = exc
+                else:
+                    log.warning("storing a batch failed (%r); storing each message alone", exc)
+                    for i, outcome in decided:
+                        outcomes[i] = self._store_alone(outcome)
+                return outcomes  # type: ignore[return-value]
         held = {claimed.envelope.event_id: claimed for claimed in stored.held}
         for (i, outcome), duplicate in zip(decided, stored.duplicates, strict=True):
             received = outcome.received
@@ -184,6 +203,17 @@ class Relay:
                 else replace(received, held=held.get(received.event_id))
             )
         return outcomes  # type: ignore[return-value]
+
+    def _decide_all(
+        self, messages: Sequence[tuple[bytes, Sender]], reference: IntakeReference
+    ) -> list[Received | Exception | _Decided]:
+        outcomes: list[Received | Exception | _Decided] = []
+        for body, sender in messages:
+            try:
+                outcomes.append(self._decide(body, sender, reference))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def _store_alone(self, outcome: _Decided) -> Received | Exception:
         try:
@@ -197,7 +227,7 @@ class Relay:
     def _decide(self, body: bytes, sender: Sender, reference: IntakeReference) -> _Decided:
         """What to store for one message: its rejection, or its transfer; no database needed."""
         names = reference.authorities
-        parsed = self._parse(body, names, sender)
+        parsed = self._parse(body, reference, sender)
         if isinstance(parsed, Received):
             rejection = RejectedInput(parsed.event_id, parsed.rejection.value, parsed.reason)
             return _Decided(rejection, parsed)
@@ -233,7 +263,7 @@ class Relay:
         return Concluded(state, envelope, audit + sealed)
 
     def _parse(
-        self, body: bytes, names: dict[str, str], sender: Sender
+        self, body: bytes, reference: IntakeReference, sender: Sender
     ) -> dict[str, Any] | Received:
         if len(body) > self._max_event_bytes:
             return Received(
@@ -266,7 +296,9 @@ class Relay:
             )
         data = document["data"]
         unknown = [
-            code for code in (data["from_authority"], data["to_authority"]) if code not in names
+            code
+            for code in (data["from_authority"], data["to_authority"])
+            if code not in reference.authorities
         ]
         if unknown:
             return Received(
@@ -274,12 +306,12 @@ class Relay:
                 rejection=Rejection.UNKNOWN_AUTHORITY,
                 reason=f"Unknown authority: {', '.join(unknown)}.",
             )
-        if not sender.may_send_for(data["from_authority"]):
+        if not sender.may_send_for(data["from_authority"], reference):
             return Received(
                 event_id,
                 rejection=Rejection.FORGED_SENDER,
                 reason=f"{sender.description} may not send for {data['from_authority']}"
-                f" (it sends for {sender.authority or 'no authority'}).",
+                f" (it sends for {sender.sends_for(reference) or 'no authority'}).",
             )
         return document
 

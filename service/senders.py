@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from service.relay import Sender
-from service.store.access import Access
 
 
 class BrokerSenders:
-    def __init__(self, access: Access, trusted_users: Collection[str]) -> None:
-        self._access = access
+    def __init__(self, trusted_users: Collection[str]) -> None:
         self._trusted = frozenset(trusted_users)
 
     def __call__(self, user_id: str | None) -> Sender:
@@ -26,4 +24,5 @@ class BrokerSenders:
         description = f"Broker user {user_id!r}"
         if user_id in self._trusted:
             return Sender(description, any_authority=True)
-        return Sender(description, authority=self._access.broker_publisher(user_id))
+        # Its authority is looked up with the rest of what its batch is decided on.
+        return Sender(description, broker_user=user_id)

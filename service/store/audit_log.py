@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.audit_chain import GENESIS, Anchor, ChainRecord, record_hash
 from service.store import tables as t
 from service.store.audit_index import index_records
+from service.store.rows import insert_if_absent
 
 Transaction = Callable[[], AbstractContextManager[Session]]
 # Adds an audit record to the session's transaction: (session, event id, action, detail).
@@ -92,15 +92,9 @@ def _lock_head(session: Session) -> tuple[int, str]:
     )
     row = session.execute(select_head).first()
     if row is None:
-        _insert_if_absent(session, t.AuditChainHead, {"id": HEAD_ID, "seq": 0, "hash": GENESIS})
+        insert_if_absent(session, t.AuditChainHead, {"id": HEAD_ID, "seq": 0, "hash": GENESIS})
         row = session.execute(select_head).one()
     return row.seq, row.hash
-
-
-def _insert_if_absent(session: Session, table: type[t.Base], values: dict) -> None:
-    """Insert a row unless one with its primary key exists (another process may race us)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
 
 
 @dataclass(frozen=True)
@@ -158,4 +152,4 @@ class AuditLog:
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         """Keep a signed checkpoint; the first one signed for a seq stays."""
         with self._transaction() as session:
-            _insert_if_absent(session, t.AuditCheckpoint, vars(checkpoint))
+            insert_if_absent(session, t.AuditCheckpoint, vars(checkpoint))

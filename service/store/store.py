@@ -34,7 +34,7 @@ from service.store.access import Access
 from service.store.audit_log import AuditLog, append_audit, chain_on_commit
 from service.store.audit_search import AuditSearch
 from service.store.isotime import iso
-from service.store.isps import IspChange, Isps, latest_terms
+from service.store.isps import IspChange, Isps
 from service.store.operations import OperationsCounts
 from service.store.organisations import Organisations
 from service.store.outbox import (
@@ -47,6 +47,7 @@ from service.store.outbox import (
     item_values,
 )
 from service.store.payloads import Payloads
+from service.store.reference import IntakeReference, ReferenceCache
 from service.store.transfers import Transfers
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -106,18 +107,6 @@ class StoredIntake:
 
     duplicates: list[bool]
     held: list[Claimed]
-
-
-@dataclass(frozen=True)
-class IntakeReference:
-    """What every event of an intake batch is checked against, read once for the batch.
-
-    Read afresh for every batch, never cached beyond it, so an ISP recorded or an authority
-    changed is in force for the next batch.
-    """
-
-    authorities: dict[str, str]
-    isp_terms: list[IspTerms]
 
 
 @dataclass(frozen=True)
@@ -191,6 +180,7 @@ class Store:
         self.operations = OperationsCounts(self._transaction)
         self.organisations = Organisations(self._transaction, append_audit, secret_box)
         self.transfers = Transfers(self._transaction, append_audit)
+        self.reference = ReferenceCache(self._transaction)
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
@@ -240,9 +230,9 @@ class Store:
             return _authorities(session)
 
     def intake_reference(self) -> IntakeReference:
-        """The authorities and ISPs as of now, in one read."""
-        with self._transaction() as session:
-            return IntakeReference(_authorities(session), latest_terms(session))
+        """The authorities, ISPs and broker publishers to decide a batch on, kept in memory until
+        a batch stored with ``reference=`` finds them changed (``service.store.reference``)."""
+        return self.reference.current()
 
     # -- ISPs ---------------------------------------------------------------------------------
 
@@ -318,9 +308,16 @@ class Store:
             return session.get(t.Transfer, event_id) is not None
 
     def record_intake(
-        self, items: Sequence[NewTransfer | RejectedInput], *, lease: Lease | None = None
+        self,
+        items: Sequence[NewTransfer | RejectedInput],
+        *,
+        lease: Lease | None = None,
+        reference: IntakeReference | None = None,
     ) -> StoredIntake:
         """Store a batch of inbound outcomes in one transaction.
+
+        With the ``reference`` they were decided on, nothing is stored if it is no longer
+        current: ``ReferenceChanged`` is raised, for the caller to decide them again.
 
         A transfer whose event id is already stored, or comes earlier in the batch, is not
         stored again: its duplicate is audited instead. If another process stores one of the
@@ -329,16 +326,21 @@ class Store:
         caller to deliver without claiming them (``outbox.hold_new_items``).
         """
         try:
-            return self._record_intake(items, lease)
+            return self._record_intake(items, lease, reference)
         except IntegrityError:
-            return self._record_intake(items, lease)
+            return self._record_intake(items, lease, reference)
 
     def _record_intake(
-        self, items: Sequence[NewTransfer | RejectedInput], lease: Lease | None
+        self,
+        items: Sequence[NewTransfer | RejectedInput],
+        lease: Lease | None,
+        reference: IntakeReference | None,
     ) -> StoredIntake:
         ids = [item.event["id"] for item in items if isinstance(item, NewTransfer)]
         duplicates = []
         with self._transaction() as session:
+            if reference is not None:
+                self.reference.check(session, reference)
             seen = set(
                 session.scalars(sa.select(t.Transfer.event_id).where(t.Transfer.event_id.in_(ids)))
                 if ids

@@ -154,6 +154,15 @@ class AuditChainHead(Base):
     hash: Mapped[str] = mapped_column(sa.String(64))
 
 
+class ReferenceVersion(Base):
+    """One row whose version moves on with every change to the authorities, ISPs and broker
+    publishers (database triggers, migration 0003), so that intake may keep them in memory."""
+
+    __tablename__ = "reference_version"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class AuditCheckpoint(Base):
     """A signed statement (JWS) that the chain's record ``seq`` has ``hash``."""
 

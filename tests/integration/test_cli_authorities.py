@@ -98,14 +98,14 @@ def test_keys_refuses_a_private_key_and_keeps_the_old_ones(run, services, tmp_pa
 
 def test_a_publisher_is_set_and_removed(run, services):
     assert run("authority", "publisher", "set", ISLINGTON, "islington-mosaic").exit_code == 0
-    assert services.senders("islington-mosaic").may_send_for(ISLINGTON)
+    assert services.store.access.broker_publisher("islington-mosaic") == ISLINGTON
 
     other = run("authority", "publisher", "set", "E09000012", "islington-mosaic")
     assert other.exit_code == 1 and "publishes for E09000019" in other.output
 
     removed = run("authority", "publisher", "remove", ISLINGTON, "islington-mosaic", "--json")
     assert removed.exit_code == 0 and json.loads(removed.output)[0]["publishers"] == []
-    assert not services.senders("islington-mosaic").may_send_for(ISLINGTON)
+    assert services.store.access.broker_publisher("islington-mosaic") != ISLINGTON
 
 
 def test_an_adapter_is_set_shown_by_secret_name_tested_and_removed(

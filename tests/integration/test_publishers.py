@@ -22,7 +22,7 @@ def strict_worker(services, broker_url, tmp_path):
     services.store.add_isp(examples.pan_london_isp())
     services.store.set_adapter(ISLINGTON, "directory", {"path": str(tmp_path / ISLINGTON)}, {})
     services.store.access.set_broker_publisher("guest", HACKNEY, by=OPERATOR)
-    senders = BrokerSenders(services.store.access, trusted_users=())
+    senders = BrokerSenders(trusted_users=())
     with running_worker(broker_url, services, senders=senders):
         yield tmp_path / ISLINGTON
 

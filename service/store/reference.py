@@ -1,0 +1,92 @@
+"""What intake checks every event against, kept in memory for as long as it is current.
+
+Every batch of events is checked against the authorities (is the code known, and its name), the
+ISPs (which one applies) and the broker publishers (may this account send for that authority).
+They change a few times a year but were read in a transaction of their own for every batch,
+the largest fixed cost of storing one. They are now read once and kept, with the reference
+version they were read at: a counter that database triggers move on with every change to those
+tables (migration 0003), by any process or by hand. The transaction that stores a batch checks
+the counter (``check``); if it moved, the batch is not stored, the copy is dropped, and the
+caller decides the batch again on a fresh one. So a change is in force from the first batch
+stored after it commits, as when the tables were read for every batch.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from service.domain.model import IspTerms
+from service.store import tables as t
+from service.store.audit_log import Transaction
+from service.store.isps import latest_terms
+from service.store.rows import insert_if_absent
+
+VERSION_ID = 1
+
+
+@dataclass(frozen=True)
+class IntakeReference:
+    """The authorities (code -> name), the newest terms of every ISP and the broker publishers
+    (broker user -> authority), as of reference ``version``."""
+
+    authorities: dict[str, str]
+    isp_terms: list[IspTerms]
+    publishers: dict[str, str]
+    version: int
+
+
+class ReferenceChanged(Exception):
+    """What a batch was decided on has changed since; decide it again on ``current()``."""
+
+
+class ReferenceCache:
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+        self._lock = threading.Lock()
+        self._kept: IntakeReference | None = None
+
+    def current(self) -> IntakeReference:
+        """The reference as last read, or as read now if a check found it changed."""
+        with self._lock:
+            if self._kept is None:
+                self._kept = self._read()
+            return self._kept
+
+    def check(self, session: Session, reference: IntakeReference) -> None:
+        """Raise ``ReferenceChanged`` in ``session``'s transaction if ``reference`` is not the
+        current version; the next ``current()`` reads it afresh."""
+        if _version(session) != reference.version:
+            with self._lock:
+                if self._kept is reference:
+                    self._kept = None
+            raise ReferenceChanged
+
+    def _read(self) -> IntakeReference:
+        with self._transaction() as session:
+            # The version first: a change committed while the rest is read then makes the next
+            # check fail, rather than pass with tables older than the version.
+            version = _version(session)
+            if version is None:
+                # The row was deleted, as when the tables are emptied. A random start, so that
+                # no copy kept from before the deletion can match the new row.
+                row = {"id": VERSION_ID, "version": secrets.randbits(62)}
+                insert_if_absent(session, t.ReferenceVersion, row)
+                version = _version(session)
+            authorities = dict(session.execute(sa.select(t.Authority.code, t.Authority.name)).all())
+            publishers = dict(
+                session.execute(
+                    sa.select(t.BrokerPublisher.broker_user, t.BrokerPublisher.authority_code)
+                ).all()
+            )
+            return IntakeReference(authorities, latest_terms(session), publishers, version)
+
+
+def _version(session: Session) -> int | None:
+    return session.scalar(
+        sa.select(t.ReferenceVersion.version).where(t.ReferenceVersion.id == VERSION_ID)
+    )
