@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -18,6 +19,8 @@ from service.cli_isps import isp
 from service.cli_tokens import token
 from service.cli_transfers import judgement, transfer
 from service.signing import VerificationError, verify, write_new_key
+
+log = logging.getLogger(__name__)
 
 
 @click.group()
@@ -50,6 +53,7 @@ def demo(out_dir: Path) -> None:
 @main.command()
 def worker() -> None:
     """Consume case-transfer events from RabbitMQ (CAF_RELAY_BROKER_URL) until stopped."""
+    from service.delivery_process import DeliveryProcess
     from service.worker import Worker
 
     services = _services()
@@ -59,7 +63,9 @@ def worker() -> None:
             "(caf-relay serve) or through the embedded queue (caf-relay demo)."
         )
     services.store.initialise()
-    delivery = services.delivery_loop()
+    services.store.drop_connections()  # none of them goes with the fork
+    delivery = DeliveryProcess(services.settings, clock=services.clock)
+    delivery.start()
     consumer = Worker(
         services.settings.broker_url,
         services.relay,
@@ -80,21 +86,23 @@ def deliver() -> None:
 
 
 def _until_signalled(services: Services, delivery, main_loop) -> None:
-    """Run ``main_loop`` here and the delivery loop beside it, until SIGTERM or SIGINT."""
+    """Run ``main_loop`` here and ``delivery`` beside it, until SIGTERM or SIGINT.
 
-    def stop(*_) -> None:
-        main_loop.stop()
-        delivery.stop()
-
+    A signal stops the main loop first; delivery is stopped once it has returned, so that what
+    the main loop stored in its last moments is handed over, not left leased. A worker that
+    takes events in but can no longer deliver stops too, and exits with status 1.
+    """
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop)
-    beside = None
+        signal.signal(signum, lambda *_: main_loop.stop())
+    beside, failed = None, threading.Event()
     if main_loop is not delivery:
 
         def deliver_or_stop_all() -> None:
-            # A worker that takes events in but can no longer deliver must not go on unseen.
             try:
                 delivery.run()
+            except Exception:
+                log.exception("delivery stopped; stopping the worker")
+                failed.set()
             finally:
                 main_loop.stop()
 
@@ -103,10 +111,13 @@ def _until_signalled(services: Services, delivery, main_loop) -> None:
     try:
         main_loop.run()
     finally:
-        stop()
+        main_loop.stop()
+        delivery.stop()
         if beside is not None:
             beside.join()
         services.close()
+    if failed.is_set():
+        sys.exit(1)
 
 
 @main.command()

@@ -53,7 +53,9 @@ class DeliveryLoop:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._taken_back = threading.Event()
+        # Set once the claims of this worker's previous run have been taken back; until then
+        # intake must hold nothing under the worker's lease.
+        self.taken_back = threading.Event()
         self._held: list[Claimed] = []
         # Claiming costs a query over the waiting items, so the loop claims only when an item
         # may have become claimable: when woken (an item stored but not handed over, a
@@ -77,7 +79,7 @@ class DeliveryLoop:
         """The lease intake stores new envelopes under, for this loop to deliver (``take``);
         None until the claims of this worker's previous run have been taken back, and once
         stopping."""
-        if not self._taken_back.is_set() or self._stopping.is_set():
+        if not self.taken_back.is_set() or self._stopping.is_set():
             return None
         return Lease(self._worker, self._clock() + self._deliverer.lease)
 
@@ -94,9 +96,9 @@ class DeliveryLoop:
                 self._wake.clear()
                 groups = self._handed_over()
                 try:
-                    if not self._taken_back.is_set():
+                    if not self.taken_back.is_set():
                         self._take_back_claims()
-                        self._taken_back.set()
+                        self.taken_back.set()
                     claimed, more = self._claim()
                     groups += claimed
                     wait = 0.0 if more else self._until_due()

@@ -6,7 +6,6 @@ committed together, before the inbound message is acknowledged, so a crash loses
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from service.store.outbox import (
 from service.store.payloads import Payloads
 from service.store.reference import IntakeReference, ReferenceCache
 from service.store.transfers import Transfers
+from service.store.write_turns import WriteTurns
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -163,11 +163,7 @@ class Store:
     def __init__(self, url: str, secret_box: SecretBox) -> None:
         self.url = url
         self._engine = _engine(url)
-        # SQLite lets one transaction write at a time, and a thread that finds the lock taken
-        # sleeps in SQLite's busy handler (up to 100 ms a try). Queuing this process's threads
-        # on a lock of their own hands the database over at once instead; other processes still
-        # queue in SQLite.
-        self._one_at_a_time = threading.RLock() if url.startswith("sqlite") else nullcontext()
+        self._write_turns = WriteTurns(url) if url.startswith("sqlite") else None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         chain_on_commit(self._sessions)
         self._box = secret_box
@@ -185,7 +181,7 @@ class Store:
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         try:
-            with self._one_at_a_time, self._sessions.begin() as session:
+            with self._write_turns or nullcontext(), self._sessions.begin() as session:
                 yield session
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"The database is unavailable: {exc.orig or exc}") from exc
@@ -195,6 +191,13 @@ class Store:
             raise
 
     def close(self) -> None:
+        self._engine.dispose()
+        if self._write_turns is not None:
+            self._write_turns.close()
+
+    def drop_connections(self) -> None:
+        """Close the pooled connections, to be opened again when next needed: before a fork,
+        so that no connection is shared with the child."""
         self._engine.dispose()
 
     # -- schema and reference data ------------------------------------------------------------

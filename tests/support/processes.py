@@ -54,6 +54,35 @@ class RelayProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(30)
 
+    def delivery_process(self) -> int:
+        """The pid of the worker's delivery process, its one child."""
+        wait_until(lambda: len(children(self.process.pid)) == 1)
+        (child,) = children(self.process.pid)
+        return child
+
+
+def children(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == pid and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
 
 def consumers(broker_url: str) -> int:
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
