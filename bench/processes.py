@@ -1,15 +1,19 @@
 """The processes under measurement, and what /proc says about them and about the machine.
 
 Figures come from /proc rather than psutil so that the benchmark adds no dependency: CPU time is
-utime + stime of the whole process (all its threads), peak memory is the kernel's high-water
-mark of resident memory (VmHWM), which catches a peak between two samples.
+utime + stime of the whole process tree (all threads; a worker and its delivery process), peak
+RSS is the kernel's high-water mark of resident memory (VmHWM) added up over the tree, which
+catches a peak between two samples but counts shared pages once per process; peak PSS is
+sampled (``PeakPss``) and counts them once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,14 +75,91 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far, all threads included."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User plus system CPU time the process and its live descendants (``caf-relay worker``'s
+    delivery process) have used so far, all threads included."""
+    return sum(sum(_stat_fields(p)[11:13]) for p in _tree(pid)) / CLOCK_TICKS
 
 
 def peak_rss_mb(pid: int) -> float:
-    return _status_kb(Path(f"/proc/{pid}/status"), "VmHWM") / 1024
+    """Peak resident memory of the process and its live descendants, added up: an upper bound
+    for the tree, as pages they share (the interpreter, libraries) count in each."""
+    return sum(_status_kb(Path(f"/proc/{p}/status"), "VmHWM") for p in _tree(pid)) / 1024
+
+
+def broker_pids() -> list[int]:
+    """RabbitMQ's Erlang VM on this machine (beam.smp), whose CPU time is the broker's."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "beam.smp":
+                    found.append(int(entry.name))
+    return found
+
+
+class PeakPss:
+    """The highest proportional set size (PSS) seen of each process tree, sampled while in use.
+
+    PSS divides each page shared between processes among them, so the PSS of a tree is what it
+    costs the machine: ``caf-relay worker``'s delivery process is forked from it and shares the
+    code both imported, which its RSS counts twice. The kernel keeps no peak of PSS, hence the
+    sampling.
+    """
+
+    def __init__(self, pids: list[int], interval: float = 0.2) -> None:
+        self._pids = pids
+        self._interval = interval
+        self.peaks_mb = [0.0] * len(pids)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="pss", daemon=True)
+
+    def __enter__(self) -> PeakPss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            for i, pid in enumerate(self._pids):
+                with contextlib.suppress(OSError, ValueError):
+                    kb = sum(_rollup_kb(p, "Pss") for p in _tree(pid))
+                    self.peaks_mb[i] = max(self.peaks_mb[i], kb / 1024)
+            if self._done.wait(self._interval):
+                return
+
+
+def _rollup_kb(pid: int, field: str) -> int:
+    try:
+        return _status_kb(Path(f"/proc/{pid}/smaps_rollup"), field)
+    except FileNotFoundError:  # it ended while we looked
+        return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every live process below it."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents.setdefault(_stat_fields(int(entry.name))[1], []).append(int(entry.name))
+            except (OSError, ValueError):
+                continue  # it ended while we looked
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        queue += parents.get(current, [])
+    return tree
+
+
+def _stat_fields(pid: int) -> list[int]:
+    """The numeric fields of /proc/<pid>/stat after the name: state is [0] (as 0), ppid [1]."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    return [0, *map(int, fields[1:])]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ One invocation measures, against the real RabbitMQ and in a vhost of its own:
 - `caf-relay worker` on SQLite and on PostgreSQL, with one and with two worker processes,
   delivering routine transfers through the amqp adapter to a queue;
 and prints one table: events/s from first publish to last delivered and its ratio to the raw
-relay, CPU time per event and peak RSS of the relay processes, and the latency p50/p99 of an
+relay, CPU time per event and peak RSS and PSS of the relay processes, and the latency p50/p99 of an
 open-loop stream at a fixed rate. bench/README.md says what each figure means.
 """
 
@@ -39,7 +39,16 @@ from sqlalchemy.engine import make_url
 
 from bench import caf
 from bench.isolation import Broker, own_database, own_vhost, rabbitmqctl
-from bench.processes import Child, HostCpu, cpu_seconds, machine, peak_rss_mb, wait_until
+from bench.processes import (
+    Child,
+    HostCpu,
+    PeakPss,
+    broker_pids,
+    cpu_seconds,
+    machine,
+    peak_rss_mb,
+    wait_until,
+)
 from bench.traffic import (
     Collector,
     Publisher,
@@ -88,7 +97,9 @@ class Figures:
     ratio_to_baseline: float | None = None
     cpu_ms_per_event: float | None = None
     peak_rss_mb: list[float] = field(default_factory=list)
+    peak_pss_mb: list[float] = field(default_factory=list)
     host_cpu_busy: float | None = None
+    broker_cpu_ms_per_event: float | None = None
     latency: dict[str, float] | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -261,14 +272,16 @@ def measure(
         if not all(c.alive() for c in children):
             raise RuntimeError(f"{name} exited at start: {[c.output()[-5:] for c in children]}")
         tag = name.replace(" ", "-")
-        _progress(f"{name}: warming up with {WARM_UP_EVENTS} events")
-        warm_up(target, broker, options, tag)
-        _progress(f"{name}: throughput, {options.events} events at once")
-        figures = throughput(name, target, broker, options, tag)
-        if with_latency and options.latency_events:
-            _progress(f"{name}: latency, {options.latency_events} events at {options.rate:g}/s")
-            figures.latency = latency(target, broker, options, tag, figures.problems)
-        figures.peak_rss_mb = [round(peak_rss_mb(c.pid), 1) for c in children]
+        with PeakPss([c.pid for c in children]) as pss:
+            _progress(f"{name}: warming up with {WARM_UP_EVENTS} events")
+            warm_up(target, broker, options, tag)
+            _progress(f"{name}: throughput, {options.events} events at once")
+            figures = throughput(name, target, broker, options, tag)
+            if with_latency and options.latency_events:
+                _progress(f"{name}: latency, {options.latency_events} events at {options.rate:g}/s")
+                figures.latency = latency(target, broker, options, tag, figures.problems)
+            figures.peak_rss_mb = [round(peak_rss_mb(c.pid), 1) for c in children]
+        figures.peak_pss_mb = [round(mb, 1) for mb in pss.peaks_mb]
     finally:
         exits = [(child, child.stop()) for child in children]
     figures.problems += [f"{c.name} exited with {code}" for c, code in exits if code != 0]
@@ -296,10 +309,13 @@ def throughput(
     pids = [child.pid for child in target.children]
     collector = Collector(broker, target.output_queue, target.event_id_of, bodies)
     with collector, Publisher(broker, target.exchange, target.routing_key) as publisher:
+        beam = broker_pids()
         cpu_before, host_before = sum(map(cpu_seconds, pids)), HostCpu.now()
+        broker_before = sum(map(cpu_seconds, beam))
         started = publisher.burst(bodies.values())
         delivered = collector.wait(options.timeout, options.stall)
         cpu_used, host_after = sum(map(cpu_seconds, pids)) - cpu_before, HostCpu.now()
+        broker_used = sum(map(cpu_seconds, beam)) - broker_before
     figures = Figures(name, events=len(bodies), delivered=delivered)
     figures.problems += _delivery_problems("throughput", collector, bodies, broker, target)
     if delivered:
@@ -309,6 +325,8 @@ def throughput(
         figures.first_quarter_per_second, figures.last_quarter_per_second = first, last
         figures.cpu_ms_per_event = cpu_used * 1000 / delivered
         figures.host_cpu_busy = host_after.busy_since(host_before)
+        if beam:
+            figures.broker_cpu_ms_per_event = broker_used * 1000 / delivered
     return figures
 
 
@@ -416,8 +434,11 @@ def print_report(report: dict, runs: list[Figures], options: argparse.Namespace)
     )
     print(_table(runs, options.rate))
     print(
-        "\nevents/s: first publish to last delivered; CPU ms/event: relay processes only, summed "
-        "over workers; host CPU: busy share of all cores over the throughput run"
+        "\nevents/s: first publish to last delivered; CPU ms/event: relay processes only (a "
+        "worker and its delivery process), summed over workers; peak RSS and PSS: per worker, "
+        "over its processes (RSS counts the pages they share twice, PSS once); broker CPU: "
+        "RabbitMQ's (beam.smp) over the throughput run; host CPU: busy share of all cores over "
+        "the throughput run"
     )
     print("\nproblems seen:")
     problems = [(f.run, p) for f in runs for p in f.problems]
@@ -432,7 +453,8 @@ def _table(runs: list[Figures], rate: float) -> str:
     at = f"@{rate:g}/s"
     header = (
         *("run", "events", "seconds", "events/s", "x baseline", "CPU ms/event", "peak RSS MB"),
-        *("host CPU", f"p50 ms {at}", f"p99 ms {at}", "max ms", "lost"),
+        *("peak PSS MB", "broker CPU ms/event", "host CPU"),
+        *(f"p50 ms {at}", f"p99 ms {at}", "max ms", "lost"),
     )
     rows = [header, *(_row(f) for f in runs)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -457,6 +479,8 @@ def _row(f: Figures) -> tuple[str, ...]:
         _fmt(f.ratio_to_baseline, "{:.2f}x"),
         _fmt(f.cpu_ms_per_event, "{:.2f}"),
         "/".join(f"{mb:.0f}" for mb in f.peak_rss_mb) or "-",
+        "/".join(f"{mb:.0f}" for mb in f.peak_pss_mb) or "-",
+        _fmt(f.broker_cpu_ms_per_event, "{:.2f}"),
         _fmt(None if f.host_cpu_busy is None else f.host_cpu_busy * 100, "{:.0f}%"),
         _fmt(lat.get("p50_ms"), "{:.1f}"),
         _fmt(lat.get("p99_ms"), "{:.1f}"),
