@@ -52,7 +52,7 @@ class Claimed:
 
 
 # Any fixed number; on PostgreSQL, transactions that hold new items serialise on it (see
-# ``hold_new_items``).
+# ``insert_items``).
 HOLD_LOCK_ID = 0x_CAF_0002
 
 
@@ -363,14 +363,24 @@ def _attempt_detail(claimed: Claimed, attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def hold_new_items(session: Session, rows: Sequence[dict[str, Any]], lease: Lease) -> None:
-    """Put under ``lease`` the new outbox rows (not yet inserted) that a claim could take now.
+def insert_items(
+    session: Session,
+    rows: Sequence[dict[str, Any]],
+    envelopes: Sequence[OutboundEnvelope],
+    lease: Lease | None,
+) -> list[Claimed]:
+    """Insert new outbox rows (each of ``envelopes``), in order; with a ``lease``, hold under it
+    the rows a claim could take now and return them, claimed, without reading them back.
 
-    That is the first row of each recipient and case with no item of theirs already waiting:
+    Those are the first row of each recipient and case with no item of theirs already waiting:
     the others must wait their turn, as they would for a claim. On PostgreSQL two workers could
     otherwise each see the other's uncommitted item as absent, so the check is serialised to
     commit; on SQLite every transaction already holds the write lock.
     """
+    table = t.OutboxItem.__table__
+    if lease is None:
+        session.execute(sa.insert(table), rows)
+        return []
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.pg_advisory_xact_lock(HOLD_LOCK_ID)))
     item = t.OutboxItem
@@ -379,18 +389,45 @@ def hold_new_items(session: Session, rows: Sequence[dict[str, Any]], lease: Leas
             sa.select(item.to_authority, item.case_reference).where(
                 item.case_reference.in_({row["case_reference"] for row in rows})
             )
-        ).tuples()
+        )
     )
     for row in rows:
         stream = (row["to_authority"], row["case_reference"])
         if stream not in waiting:
             row.update(claimed_by=lease.worker, claimed_until=lease.until)
         waiting.add(stream)
-
-
-def held_items(session: Session, lease: Lease, event_ids: Sequence[str]) -> list[Claimed]:
-    """The items of ``event_ids`` that ``hold_new_items`` put under ``lease``."""
-    return _claimed_by(session, lease, t.OutboxItem.event_id.in_(event_ids))
+    ids = session.scalars(
+        sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+    ).all()
+    held = [
+        (item_id, row, envelope)
+        for item_id, row, envelope in zip(ids, rows, envelopes, strict=True)
+        if row["claimed_by"] is not None
+    ]
+    if not held:
+        return []
+    adapter = t.AdapterConfig
+    settings = {
+        code: (retry, updated_at)
+        for code, retry, updated_at in session.execute(
+            sa.select(adapter.authority_code, adapter.retry, adapter.updated_at).where(
+                adapter.authority_code.in_({row["to_authority"] for _, row, _ in held})
+            )
+        )
+    }
+    return [
+        Claimed(
+            item_id=item_id,
+            envelope=envelope,
+            case_reference=row["case_reference"],
+            attempts_before=0,
+            enqueued_at=row["enqueued_at"],
+            retry=settings.get(row["to_authority"], (None, None))[0],
+            adapter_updated_at=settings.get(row["to_authority"], (None, None))[1],
+            lease=lease,
+        )
+        for item_id, row, envelope in held
+    ]
 
 
 def _claimed_by(session: Session, lease: Lease, which: sa.ColumnElement[bool]) -> list[Claimed]:

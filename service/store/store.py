@@ -41,8 +41,7 @@ from service.store.outbox import (
     Lease,
     Outbox,
     envelope_values,
-    held_items,
-    hold_new_items,
+    insert_items,
     item_values,
 )
 from service.store.payloads import Payloads
@@ -326,7 +325,7 @@ class Store:
         stored again: its duplicate is audited instead. If another process stores one of the
         ids meanwhile, the batch is stored again in a new transaction that sees it. With a
         ``lease``, the new envelopes that a claim could take at once are held under it, for the
-        caller to deliver without claiming them (``outbox.hold_new_items``).
+        caller to deliver without claiming them (``outbox.insert_items``).
         """
         try:
             return self._record_intake(items, lease, reference)
@@ -364,11 +363,9 @@ class Store:
                 else:
                     seen.add(event_id)
                     fresh.append(item)
-            for event_id, action, detail in _insert_transfers(session, fresh, lease) + audit:
+            stored, held = _insert_transfers(session, fresh, lease)
+            for event_id, action, detail in stored + audit:
                 append_audit(session, event_id, action, detail)
-            held = []
-            if lease is not None and fresh:
-                held = held_items(session, lease, [item.event["id"] for item in fresh])
         return StoredIntake(duplicates, held)
 
     def record_audit(self, event_id: str | None, action: str, detail: dict[str, Any]) -> None:
@@ -496,15 +493,15 @@ def _authorities(session: Session) -> dict[str, str]:
 
 def _insert_transfers(
     session: Session, news: Sequence[NewTransfer], lease: Lease | None
-) -> list[tuple[str, str, dict[str, Any]]]:
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[Claimed]]:
     """Insert transfers with their envelopes and outbox items, a statement per table for the
     lot, parents first, the items that can be under ``lease``; return their audit records
-    (event id, action, detail) to append.
+    (event id, action, detail) to append, and the items held under ``lease``.
 
     The outbox items are inserted in the order given, so that a case's envelopes to a
     recipient are delivered in the order their events arrived.
     """
-    transfers, envelopes, items = [], [], []
+    transfers, envelopes, items, outbound = [], [], [], []
     for new in news:
         event, data = new.event, new.event["data"]
         transfers.append(
@@ -527,9 +524,17 @@ def _insert_transfers(
             items.append(
                 item_values(event["id"], data["to_authority"], event["subject"], new.received_at)
             )
-    if lease is not None and items:
-        hold_new_items(session, items, lease)
-    for table, rows in ((t.Transfer, transfers), (t.Envelope, envelopes), (t.OutboxItem, items)):
+            outbound.append(
+                OutboundEnvelope(
+                    envelope_id=new.envelope.envelope_id,
+                    event_id=event["id"],
+                    to_authority=data["to_authority"],
+                    jws=new.envelope.jws,
+                    sha256=new.envelope.sha256,
+                )
+            )
+    for table, rows in ((t.Transfer, transfers), (t.Envelope, envelopes)):
         if rows:
             session.execute(sa.insert(table.__table__), rows)
-    return [(new.event["id"], e.action, e.detail) for new in news for e in new.audit]
+    held = insert_items(session, items, outbound, lease) if items else []
+    return [(new.event["id"], e.action, e.detail) for new in news for e in new.audit], held
