@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -68,11 +67,10 @@ def declare_topology(channel: BlockingChannel) -> None:
     channel.queue_bind(TRANSFERS_QUEUE, EVENTS_EXCHANGE, routing_key=TRANSFERS_BINDING)
 
 
-# A batch is what arrives within the prefetch window while the last one is being stored: taken
-# until no message has come for LINGER_SECONDS, or for at most MAX_GATHER_SECONDS, so that a slow
-# trickle is not held back for long.
-LINGER_SECONDS = 0.002
-MAX_GATHER_SECONDS = 0.01
+# A batch is what arrived within the prefetch window while the last one was being stored, taken
+# without waiting for more: under load, batches fill by themselves; waiting would only delay
+# each batch's first message (measured on 2 cores at 200 events/s: no slower, and PostgreSQL's
+# throughput higher, than lingering for up to 10 ms).
 IDLE_WAIT_SECONDS = 1.0
 
 
@@ -168,16 +166,10 @@ class Worker:
         self._arrived.append(_Message(method, properties, body))
 
     def _gather(self) -> list[_Message]:
-        """The next batch: what has arrived, waiting briefly while more keeps coming."""
-        connection = self._connection
-        if not self._arrived:
-            connection.process_data_events(time_limit=IDLE_WAIT_SECONDS)
-        deadline = time.monotonic() + MAX_GATHER_SECONDS
-        while self._arrived and len(self._arrived) < self._batch and time.monotonic() < deadline:
-            before = len(self._arrived)
-            connection.process_data_events(time_limit=LINGER_SECONDS)
-            if len(self._arrived) == before:
-                break
+        """The next batch: what has arrived (waiting only while nothing has), as read now."""
+        # time_limit=0 reads what the broker has already sent, without waiting for more.
+        wait = 0 if self._arrived else IDLE_WAIT_SECONDS
+        self._connection.process_data_events(time_limit=wait)
         batch, self._arrived = self._arrived[: self._batch], self._arrived[self._batch :]
         return batch
 
