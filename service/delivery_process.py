@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from multiprocessing.connection import Connection
 
+from service.bootstrap import build_services
 from service.config import Settings
 from service.store.outbox import Claimed, Lease
 
@@ -57,6 +58,7 @@ class DeliveryProcess:
         self._send_lock = threading.Lock()
         self._ready = threading.Event()
         self._stopping = threading.Event()
+        self._ended = threading.Event()
 
     def start(self) -> None:
         """Fork the child: call before opening any connection or starting any thread."""
@@ -71,6 +73,7 @@ class DeliveryProcess:
             self._ready.set()
             self._pipe.recv()  # the child sends nothing more: this returns when it has gone
         self._process.join()
+        self._ended.set()
         if not self._stopping.is_set():
             raise RuntimeError(f"the delivery process ended (exit code {self._process.exitcode})")
 
@@ -89,7 +92,8 @@ class DeliveryProcess:
     def stop(self) -> None:
         """Let the child finish the deliveries in hand and exit; safe from any thread."""
         self._stopping.set()
-        self._send((STOP,))
+        if not self._ended.is_set():
+            self._send((STOP,))
 
     def _send(self, message: tuple) -> None:
         try:
@@ -102,14 +106,11 @@ class DeliveryProcess:
 
 
 def _child(settings: Settings, pipe: Connection, parent: int) -> None:
-    """The child's whole life: the delivery loop, fed from the pipe until told to stop."""
-    from service.bootstrap import build_services
-    from service.logs import configure_logging
-
+    """The child's whole life (logging as the worker set it up before the fork): the delivery
+    loop, fed from the pipe until told to stop."""
     _die_with(parent)
     # A terminal's Ctrl-C reaches the whole process group; the worker decides when this stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_logging(settings.log_level, settings.log_format)
     services = build_services(settings)
     loop = services.delivery_loop()
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
