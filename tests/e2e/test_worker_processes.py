@@ -7,11 +7,16 @@ import os
 import signal
 
 import pytest
+import sqlalchemy as sa
 
-from tests.support.amqp import reset_topology, wait_until
+from service.store import tables as t
+from tests.support import examples
+from tests.support.amqp import publish, reset_topology, wait_until
 from tests.support.processes import RelayProcess, running
 
 pytestmark = pytest.mark.broker
+
+ISLINGTON = "E09000019"
 
 
 @pytest.fixture
@@ -43,3 +48,26 @@ def test_a_worker_whose_delivery_process_dies_stops_and_says_why(relay, tmp_path
     log = (tmp_path / "worker.log").read_text()
     assert "delivery stopped; stopping the worker" in log
     assert "the delivery process ended (exit code -9)" in log
+
+
+def test_a_worker_stopped_mid_stream_leaves_nothing_leased_to_itself(
+    services, broker_url, relay, tmp_path
+):
+    """What intake stored in its last moments is handed over before delivery stops, and what
+    delivery was handed and had not sent is given back: nothing waits for the lease to end."""
+    services.store.add_isp(examples.pan_london_isp())
+    services.store.set_adapter(ISLINGTON, "directory", {"path": str(tmp_path / "inbox")}, {})
+    events = [examples.routine(f"mid-{n:03d}", case=f"CAF-MID-{n:03d}") for n in range(300)]
+    publish(broker_url, *(examples.encode(event) for event in events))
+    wait_until(lambda: services.store.transfer_counts().get("delivered", 0) >= 20)
+
+    assert relay.stop() == 0
+
+    waiting, _ = services.store.outbox.summary()
+    engine = sa.create_engine(services.store.url)
+    with engine.connect() as connection:
+        leased = connection.scalar(
+            sa.select(sa.func.count()).where(t.OutboxItem.claimed_by == "test-worker")
+        )
+    engine.dispose()
+    assert leased == 0, f"{leased} of {waiting} waiting envelopes still leased to the worker"
