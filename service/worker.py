@@ -75,7 +75,8 @@ IDLE_WAIT_SECONDS = 1.0
 
 
 class Delivery(Protocol):
-    """Where intake hands over what it stored for delivery (``DeliveryLoop``)."""
+    """Where intake hands over what it stored for delivery: a ``DeliveryLoop`` in this process,
+    or the worker's delivery process (``service.delivery_process``)."""
 
     def lease(self) -> Lease | None: ...
 

@@ -41,7 +41,8 @@ def _channel(broker_url: str) -> Iterator[pika.adapters.blocking_connection.Bloc
 def running_worker(
     broker_url: str, services: Services, relay=None, senders=None
 ) -> Iterator[Worker]:
-    """The worker and its delivery loop in threads, as `caf-relay worker` runs them."""
+    """The worker and its delivery loop in threads of this process: the parts `caf-relay
+    worker` runs, with the loop behind the same ``Delivery`` port as its delivery process."""
     delivery = services.delivery_loop()
     worker = Worker(
         broker_url,
