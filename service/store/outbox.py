@@ -415,19 +415,22 @@ def insert_items(
             )
         )
     }
-    return [
-        Claimed(
-            item_id=item_id,
-            envelope=envelope,
-            case_reference=row["case_reference"],
-            attempts_before=0,
-            enqueued_at=row["enqueued_at"],
-            retry=settings.get(row["to_authority"], (None, None))[0],
-            adapter_updated_at=settings.get(row["to_authority"], (None, None))[1],
-            lease=lease,
+    claimed = []
+    for item_id, row, envelope in held:
+        retry, adapter_updated_at = settings.get(row["to_authority"], (None, None))
+        claimed.append(
+            Claimed(
+                item_id=item_id,
+                envelope=envelope,
+                case_reference=row["case_reference"],
+                attempts_before=0,
+                enqueued_at=row["enqueued_at"],
+                retry=retry,
+                adapter_updated_at=adapter_updated_at,
+                lease=lease,
+            )
         )
-        for item_id, row, envelope in held
-    ]
+    return claimed
 
 
 def _claimed_by(session: Session, lease: Lease, which: sa.ColumnElement[bool]) -> list[Claimed]:
