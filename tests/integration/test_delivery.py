@@ -15,6 +15,7 @@ from service.delivery_loop import DeliveryLoop
 from service.domain.retry import RetryPolicy
 from service.relay import EMBEDDED
 from service.signing import KeyRing
+from service.store.outbox import Lease
 from service.web import create_app
 from tests.support import examples
 from tests.support.amqp import wait_until
@@ -344,3 +345,22 @@ def test_metrics_show_failed_transfers_and_how_long_the_outbox_has_waited(servic
         line for line in metrics.splitlines() if line.startswith("caf_relay_outbox_oldest_seconds")
     )
     assert float(oldest.split()[1]) >= 0
+
+
+def test_an_envelope_handed_over_at_intake_follows_its_recipients_own_retry_settings(
+    services, receiver
+):
+    setting = services.store.adapter_setting(ISLINGTON)
+    services.store.set_adapter(
+        ISLINGTON, "https", setting.settings, setting.secrets, retry={"max_attempts": 1}
+    )
+    receiver.respond_with(503)
+    lease = Lease("intake", services.clock() + timedelta(minutes=1))
+    body = examples.encode(examples.routine("own-retry"))
+
+    (outcome,) = services.relay.receive_many([(body, EMBEDDED)], lease=lease)
+
+    assert outcome.held.adapter_updated_at == services.store.adapter_setting(ISLINGTON).updated_at
+    # The service's default allows 3 attempts; Islington's own setting allows 1.
+    assert _deliverer(services).deliver_group([outcome.held]).results == ["failed"]
+    assert services.store.transfer_view("own-retry")["state"] == "failed"
