@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from service.store import tables as t
 from tests.support import examples
 from tests.support.amqp import publish, reset_topology, wait_until
+from tests.support.cli import runner
 from tests.support.processes import RelayProcess, running
 
 pytestmark = pytest.mark.broker
@@ -71,3 +72,11 @@ def test_a_worker_stopped_mid_stream_leaves_nothing_leased_to_itself(
         )
     engine.dispose()
     assert leased == 0, f"{leased} of {waiting} waiting envelopes still leased to the worker"
+
+
+def test_a_worker_on_an_in_memory_database_is_refused_with_the_reason(services, broker_url):
+    result = runner(services)(
+        "worker", CAF_RELAY_DATABASE_URL="sqlite://", CAF_RELAY_BROKER_URL=broker_url
+    )
+    assert result.exit_code == 2
+    assert "in-memory SQLite database" in result.output
