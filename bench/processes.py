@@ -77,7 +77,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process and its live descendants (``caf-relay worker``'s
     delivery process) have used so far, all threads included."""
-    return sum(sum(_stat_fields(p)[11:13]) for p in _tree(pid)) / CLOCK_TICKS
+    return sum(sum(_stat_numbers(p)[10:12]) for p in _tree(pid)) / CLOCK_TICKS
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -144,7 +144,8 @@ def _tree(pid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parents.setdefault(_stat_fields(int(entry.name))[1], []).append(int(entry.name))
+                ppid = _stat_numbers(int(entry.name))[0]
+                parents.setdefault(ppid, []).append(int(entry.name))
             except (OSError, ValueError):
                 continue  # it ended while we looked
     tree, queue = [], [pid]
@@ -155,11 +156,12 @@ def _tree(pid: int) -> list[int]:
     return tree
 
 
-def _stat_fields(pid: int) -> list[int]:
-    """The numeric fields of /proc/<pid>/stat after the name: state is [0] (as 0), ppid [1]."""
+def _stat_numbers(pid: int) -> list[int]:
+    """The fields of /proc/<pid>/stat after the name and the state: ppid is [0], utime [10],
+    stime [11] (proc(5) numbers them 4, 14 and 15)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
-    return [0, *map(int, fields[1:])]
+    return [int(field) for field in fields[1:]]
 
 
 @dataclass(frozen=True)

@@ -65,23 +65,25 @@ def children(pid: int) -> list[int]:
     """The live (not zombie) processes whose parent is ``pid``."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, ValueError):
-            continue
-        if int(ppid) == pid and state != "Z":
-            found.append(int(entry.name))
+        if entry.name.isdigit():
+            state, ppid = _state_and_parent(int(entry.name))
+            if ppid == pid and state not in ("Z", None):
+                found.append(int(entry.name))
     return found
 
 
 def running(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie has ended)."""
+    return _state_and_parent(pid)[0] not in ("Z", None)
+
+
+def _state_and_parent(pid: int) -> tuple[str | None, int | None]:
+    """The process's state letter and parent pid from /proc; (None, None) once it has gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+        state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except (OSError, ValueError):
+        return None, None
+    return state, int(ppid)
 
 
 def consumers(broker_url: str) -> int:
