@@ -60,9 +60,12 @@ class DeliveryLoop:
         # Claiming costs a query over the waiting items, so the loop claims only when an item
         # may have become claimable: when woken (an item stored but not handed over, a
         # judgement), when a group finishes with envelopes waiting behind its own or given
-        # back, after a claim that took all it asked for, and when its wait for a due retry or
-        # the idle poll ends (other workers' leftovers). Guarded by ``_lock``.
+        # back (a retry it scheduled among them), after a claim that took all it asked for,
+        # and when its wait for a due retry or the idle poll ends (other workers' leftovers).
+        # Guarded by ``_lock``.
         self._claim_wanted = True
+        # When the earliest waiting item is due, as read after the last claim.
+        self._next_due: datetime | None = None
 
     def wake(self) -> None:
         """Look for due items now, e.g. because some were stored and not handed over."""
@@ -94,26 +97,37 @@ class DeliveryLoop:
         with ThreadPoolExecutor(self._threads, thread_name_prefix="deliver") as pool:
             while not self._stopping.is_set():
                 self._wake.clear()
-                groups = self._handed_over()
-                try:
-                    if not self.taken_back.is_set():
-                        self._take_back_claims()
-                        self.taken_back.set()
-                    claimed, more = self._claim()
-                    groups += claimed
-                    wait = 0.0 if more else self._until_due()
-                except StoreUnavailable as exc:
-                    log.warning("outbox unreachable, trying again shortly: %s", exc)
-                    wait = self._idle_poll
-                except Exception:
-                    log.exception("delivery loop error; trying again shortly")
-                    wait = self._idle_poll
-                for group in groups:
+                # What intake handed over needs no database: it goes before any claim.
+                for group in self._handed_over():
                     pool.submit(self._deliver, group)
+                wait = self._claim_due(pool)
                 if wait and not self._wake.wait(wait):
                     with self._lock:
                         self._claim_wanted = True
         self._give_back_held()
+
+    def _claim_due(self, pool: ThreadPoolExecutor) -> float:
+        """Claim for the free threads, if a claim may find anything; seconds to wait then."""
+        try:
+            if not self.taken_back.is_set():
+                self._take_back_claims()
+                self.taken_back.set()
+            claimed, more, looked = self._claim()
+            for group in claimed:
+                pool.submit(self._deliver, group)
+            if more:
+                return 0.0
+            if looked:
+                # Only what a claim looks at can have changed when the next item is due (a
+                # retry scheduled makes its group ask for a claim), so the outbox is not asked
+                # after every hand-over.
+                self._next_due = self._store.outbox.next_due()
+            return self._until_due()
+        except StoreUnavailable as exc:
+            log.warning("outbox unreachable, trying again shortly: %s", exc)
+        except Exception:
+            log.exception("delivery loop error; trying again shortly")
+        return self._idle_poll
 
     def _take_back_claims(self) -> None:
         released = self._store.outbox.release(self._worker)
@@ -136,13 +150,13 @@ class DeliveryLoop:
             held, self._held = self._held, []
             return self._grouped(held, kept=self._held)
 
-    def _claim(self) -> tuple[list[list[Claimed]], bool]:
-        """Groups claimed for the threads still free, if a claim may find any; and whether it
-        took all it asked for, so that more may be waiting."""
+    def _claim(self) -> tuple[list[list[Claimed]], bool, bool]:
+        """Groups claimed for the threads still free, if a claim may find any; whether it took
+        all it asked for, so that more may be waiting; and whether it looked."""
         with self._lock:
             free = self._threads - sum(self._in_flight.values())
             if free <= 0 or not self._claim_wanted:
-                return [], False
+                return [], False, False
             limit = free * GROUP
             claimed = self._store.outbox.claim(
                 worker=self._worker,
@@ -154,7 +168,7 @@ class DeliveryLoop:
             )
             more = len(claimed) == limit
             self._claim_wanted = more
-            return self._grouped(claimed, kept=self._held), more
+            return self._grouped(claimed, kept=self._held), more, True
 
     def _grouped(self, items: Sequence[Claimed], *, kept: list[Claimed]) -> list[list[Claimed]]:
         """``items`` in groups of up to GROUP per recipient, as many as the free threads and
@@ -176,11 +190,10 @@ class DeliveryLoop:
         return groups
 
     def _until_due(self) -> float:
-        """Seconds to sleep: until the next item is due, at most the idle poll."""
-        next_due: datetime | None = self._store.outbox.next_due()
-        if next_due is None:
+        """Seconds to sleep: until the next item is due, as last read, at most the idle poll."""
+        if self._next_due is None:
             return self._idle_poll
-        seconds = (next_due - self._clock()).total_seconds()
+        seconds = (self._next_due - self._clock()).total_seconds()
         # Due but not claimable (its recipient is busy, or an earlier item of its case is in
         # flight): a finishing delivery wakes the loop, so there is no need to spin.
         return self._idle_poll if seconds <= 0 else min(seconds, self._idle_poll)

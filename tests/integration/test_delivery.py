@@ -201,6 +201,42 @@ def test_intake_hands_over_what_can_go_at_once_and_a_case_still_arrives_in_order
     assert arrived.index("a-1") < arrived.index("a-2")
 
 
+def test_a_running_loop_retries_its_own_failed_delivery_when_due_not_at_its_idle_poll(
+    services, receiver
+):
+    receiver.respond_with(503)
+    deliverer = Deliverer(
+        services.store,
+        services.adapters,
+        retry=RetryPolicy(max_attempts=3, base_delay=timedelta(seconds=1)),
+        lease=services.settings.delivery_lease,
+        clock=services.clock,
+        jitter=lambda: 1.0,  # the retry is due a second after the failure
+    )
+    loop = DeliveryLoop(
+        services.store,
+        deliverer,
+        worker="retrying",
+        threads=2,
+        per_recipient=1,
+        clock=services.clock,
+        idle_poll_seconds=60,
+    )
+    thread = _running(loop)
+    try:
+        (outcome,) = services.relay.receive_many(
+            [(examples.encode(examples.routine("retried-by-loop", to=ISLINGTON)), EMBEDDED)],
+            lease=loop.lease(),
+        )
+        loop.take([outcome.held])
+        receiver.wait_for(2, timeout=10)
+    finally:
+        loop.stop()
+        thread.join(15)
+    view = services.store.transfer_view("retried-by-loop")
+    assert [d["succeeded"] for d in view["deliveries"]] == [False, True]
+
+
 def test_a_stopping_worker_gives_back_what_it_was_handed_and_had_not_sent(services, receiver):
     release = threading.Event()
 

@@ -88,9 +88,7 @@ def test_an_authority_added_by_hand_is_known_to_the_next_event(services, by_hand
     assert (received.rejection, received.state) == (None, "awaiting_judgement")
 
 
-def test_a_broker_publisher_removed_by_another_process_sends_for_no_authority(
-    services, elsewhere
-):
+def test_a_broker_publisher_removed_by_another_process_sends_for_no_authority(services, elsewhere):
     services.store.add_isp(examples.pan_london_isp())
     services.store.access.set_broker_publisher("hackney-mosaic", HACKNEY, by=OPERATOR)
     account = Sender("Broker user 'hackney-mosaic'", broker_user="hackney-mosaic")
