@@ -36,6 +36,18 @@ AppendAudit = Callable[[Session, str | None, str, dict[str, Any]], None]
 HEAD_ID = 1
 _PENDING = "caf_relay.pending_audit"  # the session.info key of the records to chain at commit
 
+# Every store transaction runs these, so they are built once (``service.store.rows``).
+_head = t.AuditChainHead.__table__
+_SELECT_HEAD_FOR_UPDATE = (
+    sa.select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID).with_for_update()
+)
+_MOVE_HEAD = (
+    sa.update(_head)
+    .where(_head.c.id == HEAD_ID)
+    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
+_INSERT_RECORDS = sa.insert(t.AuditRecord.__table__)
+
 
 def chain_on_commit(sessions: sessionmaker) -> None:
     """Make every session of ``sessions`` chain and write its appended records as it commits."""
@@ -71,10 +83,8 @@ def _chain_pending_records(session: Session) -> None:
             }
         )
         prev = digest
-    session.execute(sa.insert(t.AuditRecord.__table__), rows)
-    session.execute(
-        sa.update(t.AuditChainHead).where(t.AuditChainHead.id == HEAD_ID).values(seq=seq, hash=prev)
-    )
+    session.execute(_INSERT_RECORDS, rows)
+    session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
     index_records(session, [(r["event_id"], r["action"], r["detail"]) for r in rows])
 
 
@@ -85,15 +95,10 @@ def _lock_head(session: Session) -> tuple[int, str]:
     the tables were emptied. Were it deleted under a non-empty log, the next append would reuse
     seq 1 and fail on the unique seq, so appends stop instead of forking the chain.
     """
-    select_head = (
-        sa.select(t.AuditChainHead.seq, t.AuditChainHead.hash)
-        .where(t.AuditChainHead.id == HEAD_ID)
-        .with_for_update()
-    )
-    row = session.execute(select_head).first()
+    row = session.execute(_SELECT_HEAD_FOR_UPDATE).first()
     if row is None:
         insert_if_absent(session, t.AuditChainHead, {"id": HEAD_ID, "seq": 0, "hash": GENESIS})
-        row = session.execute(select_head).one()
+        row = session.execute(_SELECT_HEAD_FOR_UPDATE).one()
     return row.seq, row.hash
 
 

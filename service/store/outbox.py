@@ -55,6 +55,36 @@ class Claimed:
 # ``insert_items``).
 HOLD_LOCK_ID = 0x_CAF_0002
 
+# Intake and every recorded delivery run these, so they are built once (``service.store.rows``).
+_item = t.OutboxItem.__table__
+_adapter = t.AdapterConfig.__table__
+_transfer = t.Transfer.__table__
+_TAKE_HOLD_LOCK = sa.select(sa.func.pg_advisory_xact_lock(HOLD_LOCK_ID))
+_WAITING_STREAMS = sa.select(_item.c.to_authority, _item.c.case_reference).where(
+    _item.c.case_reference.in_(sa.bindparam("cases", expanding=True))
+)
+_INSERT_ITEMS = sa.insert(_item)
+_INSERT_ITEMS_RETURNING_IDS = sa.insert(_item).returning(_item.c.id, sort_by_parameter_order=True)
+_ADAPTER_SETTINGS = sa.select(
+    _adapter.c.authority_code, _adapter.c.retry, _adapter.c.updated_at
+).where(_adapter.c.authority_code.in_(sa.bindparam("codes", expanding=True)))
+_DELETE_ITEMS = sa.delete(_item).where(_item.c.id.in_(sa.bindparam("ids", expanding=True)))
+_SET_TRANSFER_STATE = (
+    sa.update(_transfer)
+    .where(_transfer.c.event_id == sa.bindparam("of_event"))
+    .values(state=sa.bindparam("new_state"), updated_at=sa.bindparam("at"))
+)
+_INSERT_ATTEMPTS = sa.insert(t.DeliveryAttempt.__table__)
+_ANY_WAITING_IN_STREAMS = (
+    sa.select(_item.c.id)
+    .where(
+        sa.tuple_(_item.c.to_authority, _item.c.case_reference).in_(
+            sa.bindparam("streams", expanding=True)
+        )
+    )
+    .limit(1)
+)
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -203,17 +233,17 @@ class Outbox:
                 # Even if the claim ran out meanwhile: the envelope has arrived, whoever else is
                 # sending it again.
                 item_ids = [outcome.claimed.item_id for outcome in delivered]
-                session.execute(sa.delete(t.OutboxItem).where(t.OutboxItem.id.in_(item_ids)))
+                session.execute(_DELETE_ITEMS, {"ids": item_ids})
             if states:
                 session.execute(
-                    sa.update(t.Transfer),
+                    _SET_TRANSFER_STATE,
                     [
-                        {"event_id": claimed.envelope.event_id, "state": state, "updated_at": at}
+                        {"of_event": claimed.envelope.event_id, "new_state": state, "at": at}
                         for claimed, state, at in states
                     ],
                 )
             if settled:
-                session.execute(sa.insert(t.DeliveryAttempt), [_attempt_row(o) for o in settled])
+                session.execute(_INSERT_ATTEMPTS, [_attempt_row(o) for o in settled])
             for claimed in unattempted:
                 session.execute(
                     sa.update(t.OutboxItem)
@@ -269,14 +299,8 @@ def _still_waiting(session: Session, claimed: Sequence[Claimed]) -> bool:
     """Whether any envelope of these items' recipients and cases is in the outbox."""
     if not claimed:
         return False
-    item = t.OutboxItem
-    streams = {(c.envelope.to_authority, c.case_reference) for c in claimed}
-    found = session.execute(
-        sa.select(item.id)
-        .where(sa.tuple_(item.to_authority, item.case_reference).in_(list(streams)))
-        .limit(1)
-    ).first()
-    return found is not None
+    streams = list({(c.envelope.to_authority, c.case_reference) for c in claimed})
+    return session.execute(_ANY_WAITING_IN_STREAMS, {"streams": streams}).first() is not None
 
 
 def _still_held(claimed: Claimed) -> sa.ColumnElement[bool]:
@@ -377,28 +401,19 @@ def insert_items(
     otherwise each see the other's uncommitted item as absent, so the check is serialised to
     commit; on SQLite every transaction already holds the write lock.
     """
-    table = t.OutboxItem.__table__
     if lease is None:
-        session.execute(sa.insert(table), rows)
+        session.execute(_INSERT_ITEMS, rows)
         return []
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(HOLD_LOCK_ID)))
-    item = t.OutboxItem
-    waiting = set(
-        session.execute(
-            sa.select(item.to_authority, item.case_reference).where(
-                item.case_reference.in_({row["case_reference"] for row in rows})
-            )
-        )
-    )
+        session.execute(_TAKE_HOLD_LOCK)
+    cases = list({row["case_reference"] for row in rows})
+    waiting = set(session.execute(_WAITING_STREAMS, {"cases": cases}))
     for row in rows:
         stream = (row["to_authority"], row["case_reference"])
         if stream not in waiting:
             row.update(claimed_by=lease.worker, claimed_until=lease.until)
         waiting.add(stream)
-    ids = session.scalars(
-        sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
-    ).all()
+    ids = session.scalars(_INSERT_ITEMS_RETURNING_IDS, rows).all()
     held = [
         (item_id, row, envelope)
         for item_id, row, envelope in zip(ids, rows, envelopes, strict=True)
@@ -406,14 +421,10 @@ def insert_items(
     ]
     if not held:
         return []
-    adapter = t.AdapterConfig
+    codes = list({row["to_authority"] for _, row, _ in held})
     settings = {
         code: (retry, updated_at)
-        for code, retry, updated_at in session.execute(
-            sa.select(adapter.authority_code, adapter.retry, adapter.updated_at).where(
-                adapter.authority_code.in_({row["to_authority"] for _, row, _ in held})
-            )
-        )
+        for code, retry, updated_at in session.execute(_ADAPTER_SETTINGS, {"codes": codes})
     }
     claimed = []
     for item_id, row, envelope in held:

@@ -28,6 +28,9 @@ from service.store.isps import latest_terms
 from service.store.rows import insert_if_absent
 
 VERSION_ID = 1
+_version_row = t.ReferenceVersion.__table__
+# Checked by every intake transaction, so built once (``service.store.rows``).
+_SELECT_VERSION = sa.select(_version_row.c.version).where(_version_row.c.id == VERSION_ID)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,4 @@ class ReferenceCache:
 
 
 def _version(session: Session) -> int | None:
-    return session.scalar(
-        sa.select(t.ReferenceVersion.version).where(t.ReferenceVersion.id == VERSION_ID)
-    )
+    return session.scalar(_SELECT_VERSION)

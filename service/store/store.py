@@ -349,11 +349,7 @@ class Store:
         with self._transaction() as session:
             if reference is not None:
                 self.reference.check(session, reference)
-            seen = set(
-                session.scalars(sa.select(t.Transfer.event_id).where(t.Transfer.event_id.in_(ids)))
-                if ids
-                else ()
-            )
+            seen = set(session.scalars(_STORED_IDS, {"ids": ids}) if ids else ())
             fresh, audit = [], []
             for item in items:
                 if isinstance(item, RejectedInput):
@@ -491,6 +487,15 @@ class Store:
             return [(r.event_id, r.action, r.detail) for r in session.scalars(query)]
 
 
+_transfer = t.Transfer.__table__
+# Intake runs these in every transaction, so they are built once (``service.store.rows``).
+_STORED_IDS = sa.select(_transfer.c.event_id).where(
+    _transfer.c.event_id.in_(sa.bindparam("ids", expanding=True))
+)
+_INSERT_TRANSFERS = sa.insert(_transfer)
+_INSERT_ENVELOPES = sa.insert(t.Envelope.__table__)
+
+
 def _authorities(session: Session) -> dict[str, str]:
     return {
         code: name for code, name in session.execute(sa.select(t.Authority.code, t.Authority.name))
@@ -539,8 +544,8 @@ def _insert_transfers(
                     sha256=new.envelope.sha256,
                 )
             )
-    for table, rows in ((t.Transfer, transfers), (t.Envelope, envelopes)):
+    for insert, rows in ((_INSERT_TRANSFERS, transfers), (_INSERT_ENVELOPES, envelopes)):
         if rows:
-            session.execute(sa.insert(table.__table__), rows)
+            session.execute(insert, rows)
     held = insert_items(session, items, outbound, lease) if items else []
     return [(new.event["id"], e.action, e.detail) for new in news for e in new.audit], held
