@@ -279,7 +279,7 @@ class Relay:
             return Received(
                 None, rejection=Rejection.NOT_JSON, reason="Not JSON we accept: nested too deeply."
             )
-        why_unstorable = unstorable(document)
+        why_unstorable = unstorable(document, parsed_from=body)
         if why_unstorable:
             return Received(
                 None, rejection=Rejection.NOT_JSON, reason=f"Not JSON we accept: {why_unstorable}"
@@ -347,13 +347,16 @@ class Relay:
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def unstorable(document: Any) -> str | None:
-    """Why valid JSON could still not be signed or stored, if it could not.
+def unstorable(document: Any, parsed_from: bytes | None = None) -> str | None:
+    """Why valid JSON could still not be signed or stored, if it could not; ``parsed_from``, the
+    bytes it was parsed from, clears most documents without encoding them again.
 
     Signing needs UTF-8, which an unpaired surrogate escape ("\\ud800") cannot be; PostgreSQL's
     JSONB refuses the NUL character ("\\u0000"). Either would otherwise fail later, on every
     delivery of the message, as if it were a bug.
     """
+    if parsed_from is not None and _plainly_storable(parsed_from):
+        return None
     text = json.dumps(document, ensure_ascii=False)
     try:
         text.encode("utf-8")
@@ -364,6 +367,22 @@ def unstorable(document: Any) -> str | None:
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         return "a string holds the NUL character."
     return None
+
+
+def _plainly_storable(body: bytes) -> bool:
+    """True if the text parsed from ``body`` cannot hold a surrogate or a NUL, as its bytes show.
+
+    A parsed string holds either only through a ``\\u`` escape or a surrogate's raw bytes,
+    which strict UTF-8 refuses (a raw NUL is not JSON); UTF-16 and UTF-32, which the parser also
+    reads, always hold NUL bytes.
+    """
+    if b"\\u" in body or b"\x00" in body:
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _event_id(document: Any) -> str | None:

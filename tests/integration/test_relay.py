@@ -129,6 +129,20 @@ def _with_unknown_field(document):
             Rejection.NOT_JSON,
             "NUL character",
         ),
+        (
+            examples.encode(examples.event(examples.ROUTINE_WITH_ISP, subject="SURROGATE")).replace(
+                b"SURROGATE", b"\xed\xa0\x80"
+            ),
+            Rejection.NOT_JSON,
+            "unpaired UTF-16 surrogate",
+        ),
+        (
+            examples.encode(examples.event(examples.ROUTINE_WITH_ISP, subject="CAF\u0000"))
+            .decode()
+            .encode("utf-16"),
+            Rejection.NOT_JSON,
+            "NUL character",
+        ),
     ],
     ids=[
         "not-json",
@@ -140,6 +154,8 @@ def _with_unknown_field(document):
         "nested-too-deeply",
         "lone-surrogate",
         "nul-character",
+        "surrogate-as-raw-bytes",
+        "nul-character-in-utf16",
     ],
 )
 def test_bad_input_is_refused_with_a_reason_that_is_audited(
