@@ -34,6 +34,7 @@ from service.store.audit_log import AuditLog, append_audit, chain_on_commit
 from service.store.audit_search import AuditSearch
 from service.store.isotime import iso
 from service.store.isps import IspChange, Isps
+from service.store.json_text import json_text
 from service.store.operations import OperationsCounts
 from service.store.organisations import Organisations
 from service.store.outbox import (
@@ -130,6 +131,7 @@ def _engine(url: str) -> sa.Engine:
             url,
             pool_pre_ping=True,
             hide_parameters=True,
+            json_serializer=json_text,
             connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
         )
     # The driver's own transaction handling is switched off (isolation_level=None) so that every
@@ -138,6 +140,7 @@ def _engine(url: str) -> sa.Engine:
     engine = sa.create_engine(
         url,
         hide_parameters=True,
+        json_serializer=json_text,
         connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
     )
 

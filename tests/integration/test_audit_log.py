@@ -93,6 +93,22 @@ def test_an_untouched_log_verifies(services):
     assert report.verification.head_seq == 15
 
 
+def test_a_detail_holding_what_the_fast_encoder_cannot_write_is_stored_exactly(services):
+    detail = {
+        "big": 2**70,
+        "text": 'Zo\u00eb \u2028 "quoted"',
+        "ratio": 1e-05,
+        "nested": [1, {"a": None}],
+    }
+    services.store.record_audit(None, "noted", detail)
+    services.store.record_audit(None, "keyed", {7: "seven"})
+    assert services.store.audit_actions()[-2:] == [
+        (None, "noted", detail),
+        (None, "keyed", {"7": "seven"}),
+    ]
+    assert services.audit.verify().intact
+
+
 @pytest.mark.parametrize(
     "tamper, damage",
     [
