@@ -19,6 +19,7 @@ from service.access import OPERATOR
 from service.bootstrap import build_services
 from service.config import Settings
 from service.store import tables
+from service.store.store import Store
 from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE, declare_topology
 from tests.support import examples
 
@@ -43,18 +44,15 @@ def relay_env(
 
 
 def prepare_store(env: dict[str, str], broker: Broker) -> None:
-    """Migrate, record the pan-London ISP, register the bench's broker user as the sender's
-    publisher (Hackney, as its case system's account would be) and point every London authority
-    at the bench queue.
+    """Prepare intake (``prepare_intake``) and point every London authority at the bench
+    queue.
 
     Done here, before any worker starts, so that the signing and audit keys are made once in the
     instance folder and the workers' start-up is not part of what is measured.
     """
     services = build_services(Settings.from_env(env))
     try:
-        services.store.initialise()
-        services.store.add_isp(examples.pan_london_isp())
-        services.store.access.set_broker_publisher(BROKER_USER, SENDER, by=OPERATOR)
+        prepare_intake(services.store)
         settings = {
             "url": broker.adapter_url,
             "exchange": OUTPUT_EXCHANGE,
@@ -65,6 +63,15 @@ def prepare_store(env: dict[str, str], broker: Broker) -> None:
             services.store.set_adapter(code, "amqp", settings, secrets)
     finally:
         services.close()
+
+
+def prepare_intake(store: Store) -> None:
+    """Migrate, record the pan-London ISP and register the bench's broker user as the sender's
+    publisher (Hackney, as its case system's account would be): all intake needs to take the
+    bench's routine events to signed envelopes."""
+    store.initialise()
+    store.add_isp(examples.pan_london_isp())
+    store.access.set_broker_publisher(BROKER_USER, SENDER, by=OPERATOR)
 
 
 def declare_queues(broker: Broker) -> None:
