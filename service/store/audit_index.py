@@ -17,6 +17,17 @@ from sqlalchemy.orm import Session
 from service.domain.model import basis_kind
 from service.store import tables as t
 
+# Every transaction that appends records runs these, so they are built once
+# (``service.store.rows``).
+_subject = t.AuditSubject.__table__
+_INSERT_SUBJECTS = sa.insert(_subject)
+_INSERT_CHILD_KEYS = sa.insert(t.AuditChildKey.__table__)
+_SET_BASIS_KIND = (
+    sa.update(_subject)
+    .where(_subject.c.event_id == sa.bindparam("subject"))
+    .values(basis_kind=sa.bindparam("kind"))
+)
+
 
 def index_records(
     connection: Connection | Session, records: Iterable[tuple[str | None, str, dict[str, Any]]]
@@ -50,14 +61,8 @@ def index_records(
             else:
                 basis_kinds.append({"subject": event_id, "kind": basis_kind(detail)})
     if subjects:
-        connection.execute(sa.insert(t.AuditSubject.__table__), list(subjects.values()))
+        connection.execute(_INSERT_SUBJECTS, list(subjects.values()))
     if child_keys:
-        connection.execute(sa.insert(t.AuditChildKey.__table__), child_keys)
+        connection.execute(_INSERT_CHILD_KEYS, child_keys)
     if basis_kinds:
-        subject = t.AuditSubject.__table__
-        connection.execute(
-            sa.update(subject)
-            .where(subject.c.event_id == sa.bindparam("subject"))
-            .values(basis_kind=sa.bindparam("kind")),
-            basis_kinds,
-        )
+        connection.execute(_SET_BASIS_KIND, basis_kinds)
