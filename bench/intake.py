@@ -1,7 +1,7 @@
 """Intake's cost per event in one process: checked, decided, signed and stored, by batch size.
 
-    .venv/bin/python bench/intake.py                  # CPU ms per event (about 30 s)
-    .venv/bin/python bench/intake.py --instructions   # instructions per event (5-10 minutes)
+    .venv/bin/python bench/intake.py                  # CPU ms per event (about 15 s)
+    .venv/bin/python bench/intake.py --instructions   # instructions per event (5-15 minutes)
 
 Takes the bench's routine events through ``Relay.receive_many`` on a SQLite store of its own,
 in batches of each size asked for, as the worker does with what one read from the broker
@@ -44,7 +44,7 @@ FEWER, MORE = 40, 240
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000, help="events per batch size")
-    parser.add_argument("--batches", default="1,4,16", help="comma-separated batch sizes")
+    parser.add_argument("--batches", default="1,4,16,32", help="comma-separated batch sizes")
     parser.add_argument("--instructions", action="store_true", help="count them with callgrind")
     options = parser.parse_args(argv)
     batches = [int(size) for size in options.batches.split(",")]

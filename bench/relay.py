@@ -58,9 +58,10 @@ from bench.traffic import (
     routine_events,
 )
 from contracts.vocabulary import EVENT_TYPE
+from service.config import DEFAULT_PREFETCH
 from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE
 
-PREFETCH = 32  # the worker's default (CAF_RELAY_PREFETCH); the raw relay uses the same window
+PREFETCH = DEFAULT_PREFETCH  # the worker's (CAF_RELAY_PREFETCH); the raw relay uses the same window
 WARM_UP_EVENTS = 25  # opens every recipient's adapter connection before the clock starts
 START_SECONDS = 90
 # A latency run whose output rate falls below this share of the offered rate did not keep up.

@@ -23,6 +23,11 @@ from service.signing import KeyRing
 
 PREFIX = "CAF_RELAY_"
 MIN_AUDIT_KEY_LENGTH = 32
+# The worker stores up to half its prefetch window per transaction (``service.worker``). Batches
+# of 32 rather than 16 took a sixth less CPU per event through the whole pipeline and delivered
+# 15-40% more per second in paired bench runs on 2 cores; batches of 64 saved nothing more.
+# A window of 64 events of at most ``MAX_EVENT_BYTES`` each holds at most 16 MiB unacknowledged.
+DEFAULT_PREFETCH = 64
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class Settings:
                 u.strip() for u in (get("TRUSTED_BROKER_USERS") or "").split(",") if u.strip()
             ),
             max_event_bytes=_positive_int(get("MAX_EVENT_BYTES", "262144"), "MAX_EVENT_BYTES"),
-            prefetch=_positive_int(get("PREFETCH", "32"), "PREFETCH"),
+            prefetch=_positive_int(get("PREFETCH", str(DEFAULT_PREFETCH)), "PREFETCH"),
             log_level=get("LOG_LEVEL", "INFO").upper(),
             log_format=_choice(get("LOG_FORMAT", "json"), "LOG_FORMAT", FORMATS),
             worker_name=get("WORKER_NAME", socket.gethostname()),
