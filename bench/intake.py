@@ -1,7 +1,7 @@
 """Intake's cost per event in one process: checked, decided, signed and stored, by batch size.
 
     .venv/bin/python bench/intake.py                  # CPU ms per event (about 15 s)
-    .venv/bin/python bench/intake.py --instructions   # instructions per event (5-15 minutes)
+    .venv/bin/python bench/intake.py --instructions   # instructions per event (4-15 minutes)
 
 Takes the bench's routine events through ``Relay.receive_many`` on a SQLite store of its own,
 in batches of each size asked for, as the worker does with what one read from the broker
