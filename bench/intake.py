@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/intake.py                  # CPU ms per event (about 15 s)
     .venv/bin/python bench/intake.py --instructions   # instructions per event (4-15 minutes)
+    .venv/bin/python bench/intake.py --large          # events at the size limit, and peak RSS
 
 Takes the bench's routine events through ``Relay.receive_many`` on a SQLite store of its own,
 in batches of each size asked for, as the worker does with what one read from the broker
@@ -9,7 +10,9 @@ brings: no broker, no delivery. The CPU time moves with the machine (by up to ha
 to the next on a shared virtual machine). ``--instructions`` instead counts the instructions
 executed, with valgrind's callgrind, which gives the same count whatever else the machine is
 doing: the difference between runs of two event counts, so that start-up is not counted. It
-tells whether a change made intake cheaper when timings cannot.
+tells whether a change made intake cheaper when timings cannot. ``--large`` takes events just
+under the relay's size limit instead, each batch size in a process of its own, and prints that
+process's peak RSS too: what a burst of the largest events costs in memory, batch by batch.
 """
 
 from __future__ import annotations
@@ -21,17 +24,22 @@ if not __package__:  # run as a script: the imports below need the repo root, no
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
+import multiprocessing
 import os
 import re
+import resource
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
 
 from cryptography.fernet import Fernet
 
 from bench.caf import prepare_intake
 from bench.isolation import BROKER_USER
-from bench.traffic import routine_events
+from bench.traffic import large_routine_events, routine_events
 from service.bootstrap import build_services
 from service.config import Settings
 from service.relay import Sender
@@ -43,11 +51,19 @@ FEWER, MORE = 40, 240
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=2000, help="events per batch size")
+    parser.add_argument("--events", type=int, help="events per batch size (2000; --large: 200)")
     parser.add_argument("--batches", default="1,4,16,32", help="comma-separated batch sizes")
     parser.add_argument("--instructions", action="store_true", help="count them with callgrind")
+    parser.add_argument("--large", action="store_true", help="events at the size limit; peak RSS")
     options = parser.parse_args(argv)
     batches = [int(size) for size in options.batches.split(",")]
+    if options.large:
+        events = options.events or 200
+        print("events just under the size limit, one process per batch size, SQLite store:")
+        for batch in batches:
+            cpu_ms, peak_mb = _large_in_own_process(events, batch)
+            print(f"  batch of {batch:2d}: {cpu_ms:6.3f} CPU ms/event, peak RSS {peak_mb:.0f} MB")
+        return 0
     if options.instructions:
         print("instructions per event (callgrind), one process, SQLite store, no broker:")
         for batch in batches:
@@ -56,13 +72,35 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print("CPU ms per event, one process, SQLite store, no broker:")
     for batch in batches:
-        print(f"  batch of {batch:2d}: {_cpu_ms_per_event(options.events, batch):6.3f}")
+        print(f"  batch of {batch:2d}: {_cpu_ms_per_event(options.events or 2000, batch):6.3f}")
     return 0
 
 
-def _cpu_ms_per_event(events: int, batch: int) -> float:
-    """Intake's CPU per event over ``events`` routine events in batches of ``batch``, after a
-    warm-up, on a store of its own."""
+def _routine(prefix: str, count: int) -> Iterable[bytes]:
+    return routine_events(prefix, count).values()
+
+
+def _large(prefix: str, count: int) -> Iterable[bytes]:
+    return large_routine_events(prefix, count, Settings.from_env({}).max_event_bytes)
+
+
+def _large_in_own_process(events: int, batch: int) -> tuple[float, float]:
+    """CPU ms per event and peak RSS MB of intake of the largest events, in a new process so
+    that the peak is this batch size's alone."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_large_intake, events, batch).result()
+
+
+def _large_intake(events: int, batch: int) -> tuple[float, float]:
+    cpu_ms = _cpu_ms_per_event(events, batch, _large)
+    return cpu_ms, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _cpu_ms_per_event(
+    events: int, batch: int, make: Callable[[str, int], Iterable[bytes]] = _routine
+) -> float:
+    """Intake's CPU per event over ``events`` events from ``make`` in batches of ``batch``,
+    after a warm-up, on a store of its own."""
     with tempfile.TemporaryDirectory(prefix="caf-intake-") as folder:
         services = build_services(
             Settings.from_env(
@@ -78,17 +116,17 @@ def _cpu_ms_per_event(events: int, batch: int) -> float:
             prepare_intake(services.store)
             sender = Sender("the bench's publisher", broker_user=BROKER_USER)
             warm_up = -(-WARM_UP // batch) * batch  # whole batches
-            bodies = list(routine_events(f"intake-{batch}", warm_up + events).values())
-            started = time.process_time()
-            for start in range(0, len(bodies), batch):
-                if start == warm_up:
-                    started = time.process_time()
-                outcomes = services.relay.receive_many(
-                    [(body, sender) for body in bodies[start : start + batch]]
-                )
+            bodies = iter(make(f"intake-{batch}", warm_up + events))
+            spent = 0.0  # in intake alone, not in making the events
+            for start in range(0, warm_up + events, batch):
+                messages = [(body, sender) for body in islice(bodies, batch)]
+                began = time.process_time()
+                outcomes = services.relay.receive_many(messages)
+                if start >= warm_up:
+                    spent += time.process_time() - began
                 if any(getattr(outcome, "state", None) != "signed" for outcome in outcomes):
                     raise RuntimeError(f"an event was not signed: {outcomes}")
-            return (time.process_time() - started) * 1000 / events
+            return spent * 1000 / events
         finally:
             services.close()
 

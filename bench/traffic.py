@@ -12,11 +12,12 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 import pika
 
 from bench.isolation import BROKER_USER, Broker
+from contracts.common import LONG_TEXT, MAX_LIST
 from tests.support import examples
 
 SENDER = "E09000012"  # Hackney, the sender of tests.support.examples.routine
@@ -41,6 +42,26 @@ def routine_events(prefix: str, count: int) -> dict[str, bytes]:
         )
         events[event_id] = examples.encode(document)
     return events
+
+
+def large_routine_events(prefix: str, count: int, max_bytes: int) -> Iterator[bytes]:
+    """Routine transfers as large as the relay takes (just under ``max_bytes``), one at a time.
+
+    Their plan holds actions of the longest text the contract allows, partly outside ASCII and
+    sent as UTF-8, as a case with a long history would be; made as they are taken, so that only
+    the relay's copies count towards the memory measured.
+    """
+    filler = ("Revue à l'école, suivi hebdomadaire. " * (LONG_TEXT // 36 + 1))[:LONG_TEXT]
+    action = {"action": filler, "by_whom": "Class teacher", "by_when": "2027-01-31"}
+    room = max_bytes - len(routine_events(prefix, 1)[f"{prefix}-00000"]) - 64  # ids, commas
+    fits = min(MAX_LIST, room // len(json.dumps(action, ensure_ascii=False).encode()))
+    for n in range(count):
+        event_id = f"{prefix}-{n:05d}"
+        document = examples.routine(
+            event_id, case=f"CAF-BENCH-{n % CASES:04d}", to=RECIPIENTS[n % len(RECIPIENTS)]
+        )
+        document["data"]["case"]["plan"]["actions"] = [action] * fits
+        yield json.dumps(document, ensure_ascii=False).encode()
 
 
 def event_id_of_event(body: bytes) -> str:
