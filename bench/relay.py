@@ -54,11 +54,12 @@ from bench.traffic import (
     Publisher,
     event_id_of_envelope,
     event_id_of_event,
+    large_routine_events,
     percentile,
     routine_events,
 )
 from contracts.vocabulary import EVENT_TYPE
-from service.config import DEFAULT_PREFETCH
+from service.config import DEFAULT_PREFETCH, Settings
 from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE
 
 PREFETCH = DEFAULT_PREFETCH  # the worker's (CAF_RELAY_PREFETCH); the raw relay uses the same window
@@ -116,6 +117,9 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", default="1,2", help="worker processes per run: %(default)s")
     parser.add_argument("--quick", action="store_true", help="a smoke test: fewer events")
     parser.add_argument(
+        "--large", action="store_true", help="events just under the size limit, not of ~2 KB"
+    )
+    parser.add_argument(
         "--json", nargs="?", const="-", metavar="PATH", help="also write the figures as JSON"
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="most seconds per phase")
@@ -158,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             "latency_events": options.latency_events,
             "rate": options.rate,
             "prefetch": PREFETCH,
+            "large_events": options.large,
         },
         "seconds": round(time.monotonic() - began, 1),
         "runs": [asdict(figures) for figures in runs],
@@ -292,9 +297,17 @@ def measure(
     return figures
 
 
+def events(options: argparse.Namespace, prefix: str, count: int) -> dict[str, bytes]:
+    """The run's events by event id: routine transfers of about 2 KB, or with ``--large`` as
+    large as the relay takes (the bench then holds them all in its own memory, not the relay)."""
+    if options.large:
+        return dict(large_routine_events(prefix, count, Settings.from_env({}).max_event_bytes))
+    return routine_events(prefix, count)
+
+
 def warm_up(target: Target, broker: Broker, options: argparse.Namespace, tag: str) -> None:
     """Relay a few events untimed, so connections and caches are as in a sustained stream."""
-    bodies = routine_events(f"{tag}-warm", WARM_UP_EVENTS)
+    bodies = events(options, f"{tag}-warm", WARM_UP_EVENTS)
     collector = Collector(broker, target.output_queue, target.event_id_of, bodies)
     with collector, Publisher(broker, target.exchange, target.routing_key) as publisher:
         publisher.burst(bodies.values())
@@ -306,7 +319,7 @@ def throughput(
     name: str, target: Target, broker: Broker, options: argparse.Namespace, tag: str
 ) -> Figures:
     """Publish every event at once; time from the first publish to the last one delivered."""
-    bodies = routine_events(f"{tag}-burst", options.events)
+    bodies = events(options, f"{tag}-burst", options.events)
     pids = [child.pid for child in target.children]
     collector = Collector(broker, target.output_queue, target.event_id_of, bodies)
     with collector, Publisher(broker, target.exchange, target.routing_key) as publisher:
@@ -335,7 +348,7 @@ def latency(
     target: Target, broker: Broker, options: argparse.Namespace, tag: str, problems: list[str]
 ) -> dict[str, float]:
     """Publish at a fixed rate, open loop; each latency counts from the event's scheduled time."""
-    bodies = routine_events(f"{tag}-paced", options.latency_events)
+    bodies = events(options, f"{tag}-paced", options.latency_events)
     collector = Collector(broker, target.output_queue, target.event_id_of, bodies)
     with collector, Publisher(broker, target.exchange, target.routing_key) as publisher:
         scheduled, worst_lag = publisher.paced(bodies, options.rate)
@@ -429,6 +442,7 @@ def print_report(report: dict, runs: list[Figures], options: argparse.Namespace)
     )
     print(f"command: {report['command']}")
     print(
+        f"events: {'just under the size limit' if options.large else 'about 2 KB'}; "
         f"throughput: {options.events} events published at once (after {WARM_UP_EVENTS} "
         f"untimed warm-up events); latency: {options.latency_events} events at "
         f"{options.rate:g}/s, open loop, one worker; prefetch {PREFETCH}\n"

@@ -44,8 +44,9 @@ def routine_events(prefix: str, count: int) -> dict[str, bytes]:
     return events
 
 
-def large_routine_events(prefix: str, count: int, max_bytes: int) -> Iterator[bytes]:
-    """Routine transfers as large as the relay takes (just under ``max_bytes``), one at a time.
+def large_routine_events(prefix: str, count: int, max_bytes: int) -> Iterator[tuple[str, bytes]]:
+    """Routine transfers as large as the relay takes (just under ``max_bytes``), one at a time,
+    with their event ids.
 
     Their plan holds actions of the longest text the contract allows, partly outside ASCII and
     sent as UTF-8, as a case with a long history would be; made as they are taken, so that only
@@ -61,7 +62,7 @@ def large_routine_events(prefix: str, count: int, max_bytes: int) -> Iterator[by
             event_id, case=f"CAF-BENCH-{n % CASES:04d}", to=RECIPIENTS[n % len(RECIPIENTS)]
         )
         document["data"]["case"]["plan"]["actions"] = [action] * fits
-        yield json.dumps(document, ensure_ascii=False).encode()
+        yield event_id, json.dumps(document, ensure_ascii=False).encode()
 
 
 def event_id_of_event(body: bytes) -> str:

@@ -27,8 +27,8 @@ MIN_AUDIT_KEY_LENGTH = 32
 # of 32 rather than 16 took a sixth less CPU per event through the whole pipeline and delivered
 # 13-42% more per second in paired bench runs on 2 cores; batches of 64 saved nothing more.
 # A window of 64 events of at most ``MAX_EVENT_BYTES`` each holds at most 16 MiB unacknowledged;
-# checked and signed, a batch of 32 events near that limit took intake to 130 MB RSS (16: 106;
-# ``bench/intake.py --large``).
+# with events near that limit a worker's peak PSS was the same as with a window of 32 (about
+# 115 MB, ``bench/relay.py --large``).
 DEFAULT_PREFETCH = 64
 
 
