@@ -41,7 +41,7 @@ from bench.caf import prepare_intake
 from bench.isolation import BROKER_USER
 from bench.traffic import large_routine_events, routine_events
 from service.bootstrap import build_services
-from service.config import Settings
+from service.config import DEFAULT_MAX_EVENT_BYTES, Settings
 from service.relay import Sender
 
 WARM_UP = 40
@@ -81,7 +81,7 @@ def _routine(prefix: str, count: int) -> Iterable[bytes]:
 
 
 def _large(prefix: str, count: int) -> Iterable[bytes]:
-    events = large_routine_events(prefix, count, Settings.from_env({}).max_event_bytes)
+    events = large_routine_events(prefix, count, DEFAULT_MAX_EVENT_BYTES)
     return (body for _, body in events)
 
 

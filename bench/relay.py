@@ -59,7 +59,7 @@ from bench.traffic import (
     routine_events,
 )
 from contracts.vocabulary import EVENT_TYPE
-from service.config import DEFAULT_PREFETCH, Settings
+from service.config import DEFAULT_MAX_EVENT_BYTES, DEFAULT_PREFETCH
 from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE
 
 PREFETCH = DEFAULT_PREFETCH  # the worker's (CAF_RELAY_PREFETCH); the raw relay uses the same window
@@ -301,7 +301,7 @@ def events(options: argparse.Namespace, prefix: str, count: int) -> dict[str, by
     """The run's events by event id: routine transfers of about 2 KB, or with ``--large`` as
     large as the relay takes (the bench then holds them all in its own memory, not the relay)."""
     if options.large:
-        return dict(large_routine_events(prefix, count, Settings.from_env({}).max_event_bytes))
+        return dict(large_routine_events(prefix, count, DEFAULT_MAX_EVENT_BYTES))
     return routine_events(prefix, count)
 
 

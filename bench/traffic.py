@@ -34,14 +34,7 @@ def routine_events(prefix: str, count: int) -> dict[str, bytes]:
     Spread over many cases and five recipients, as a borough's bulk sync would be, so that
     delivery is not held up by the one-at-a-time order of a single case.
     """
-    events = {}
-    for n in range(count):
-        event_id = f"{prefix}-{n:05d}"
-        document = examples.routine(
-            event_id, case=f"CAF-BENCH-{n % CASES:04d}", to=RECIPIENTS[n % len(RECIPIENTS)]
-        )
-        events[event_id] = examples.encode(document)
-    return events
+    return {f"{prefix}-{n:05d}": examples.encode(_routine(prefix, n)) for n in range(count)}
 
 
 def large_routine_events(prefix: str, count: int, max_bytes: int) -> Iterator[tuple[str, bytes]]:
@@ -54,15 +47,19 @@ def large_routine_events(prefix: str, count: int, max_bytes: int) -> Iterator[tu
     """
     filler = ("Revue à l'école, suivi hebdomadaire. " * (LONG_TEXT // 36 + 1))[:LONG_TEXT]
     action = {"action": filler, "by_whom": "Class teacher", "by_when": "2027-01-31"}
-    room = max_bytes - len(routine_events(prefix, 1)[f"{prefix}-00000"]) - 64  # ids, commas
+    room = max_bytes - len(examples.encode(_routine(prefix, 0))) - 64  # longer ids, commas
     fits = min(MAX_LIST, room // len(json.dumps(action, ensure_ascii=False).encode()))
     for n in range(count):
-        event_id = f"{prefix}-{n:05d}"
-        document = examples.routine(
-            event_id, case=f"CAF-BENCH-{n % CASES:04d}", to=RECIPIENTS[n % len(RECIPIENTS)]
-        )
+        document = _routine(prefix, n)
         document["data"]["case"]["plan"]["actions"] = [action] * fits
-        yield event_id, json.dumps(document, ensure_ascii=False).encode()
+        yield document["id"], json.dumps(document, ensure_ascii=False).encode()
+
+
+def _routine(prefix: str, n: int) -> dict:
+    """The ``n``-th routine transfer of a run: its case and recipient taken in turn."""
+    return examples.routine(
+        f"{prefix}-{n:05d}", case=f"CAF-BENCH-{n % CASES:04d}", to=RECIPIENTS[n % len(RECIPIENTS)]
+    )
 
 
 def event_id_of_event(body: bytes) -> str:

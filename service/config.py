@@ -30,6 +30,7 @@ MIN_AUDIT_KEY_LENGTH = 32
 # with events near that limit a worker's peak PSS was the same as with a window of 32 (about
 # 115 MB, ``bench/relay.py --large``).
 DEFAULT_PREFETCH = 64
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ class Settings:
             trusted_broker_users=tuple(
                 u.strip() for u in (get("TRUSTED_BROKER_USERS") or "").split(",") if u.strip()
             ),
-            max_event_bytes=_positive_int(get("MAX_EVENT_BYTES", "262144"), "MAX_EVENT_BYTES"),
+            max_event_bytes=_positive_int(
+                get("MAX_EVENT_BYTES", str(DEFAULT_MAX_EVENT_BYTES)), "MAX_EVENT_BYTES"
+            ),
             prefetch=_positive_int(get("PREFETCH", str(DEFAULT_PREFETCH)), "PREFETCH"),
             log_level=get("LOG_LEVEL", "INFO").upper(),
             log_format=_choice(get("LOG_FORMAT", "json"), "LOG_FORMAT", FORMATS),
