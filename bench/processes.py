@@ -77,13 +77,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process and its live descendants (``caf-relay worker``'s
     delivery process) have used so far, all threads included."""
-    return sum(sum(_stat_numbers(p)[10:12]) for p in _tree(pid)) / CLOCK_TICKS
+    return _over_tree(pid, lambda p: sum(_stat_numbers(p)[10:12])) / CLOCK_TICKS
 
 
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory of the process and its live descendants, added up: an upper bound
     for the tree, as pages they share (the interpreter, libraries) count in each."""
-    return sum(_status_kb(Path(f"/proc/{p}/status"), "VmHWM") for p in _tree(pid)) / 1024
+    return _over_tree(pid, lambda p: _status_kb(Path(f"/proc/{p}/status"), "VmHWM")) / 1024
 
 
 def broker_pids() -> list[int]:
@@ -136,6 +136,21 @@ def _rollup_kb(pid: int, field: str) -> int:
         return _status_kb(Path(f"/proc/{pid}/smaps_rollup"), field)
     except FileNotFoundError:  # it ended while we looked
         return 0
+
+
+def _over_tree(pid: int, read: Callable[[int], float]) -> float:
+    """``read`` of ``pid``, which must still be running, plus that of each live descendant.
+
+    RabbitMQ's VM starts short-lived helpers (its disk monitor runs ``df``), so a descendant
+    found by ``_tree`` may be gone, or a zombie with no memory figures, by the time it is read:
+    it then counts for nothing.
+    """
+    root, *descendants = _tree(pid)
+    total = read(root)
+    for p in descendants:
+        with contextlib.suppress(OSError, ValueError):
+            total += read(p)
+    return total
 
 
 def _tree(pid: int) -> list[int]:

@@ -29,6 +29,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -201,8 +202,10 @@ def _guarded(name: str, run: Callable[[], Figures]) -> Figures:
     try:
         figures = run()
     except Exception as exc:
-        _progress(f"{name}: failed: {exc!r}")
-        return Figures(name, problems=[f"run failed: {exc!r}"])
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        failure = f"{exc!r} at {Path(where.filename).name}:{where.lineno} ({where.line})"
+        _progress(f"{name}: failed: {failure}")
+        return Figures(name, problems=[f"run failed: {failure}"])
     _progress(f"{name}: done")
     return figures
 
