@@ -83,7 +83,7 @@ def cpu_seconds(pid: int) -> float:
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory of the process and its live descendants, added up: an upper bound
     for the tree, as pages they share (the interpreter, libraries) count in each."""
-    return _over_tree(pid, lambda p: _status_kb(Path(f"/proc/{p}/status"), "VmHWM")) / 1024
+    return _over_tree(pid, _proc_kb("status", "VmHWM")) / 1024
 
 
 def broker_pids() -> list[int]:
@@ -125,17 +125,10 @@ class PeakPss:
         while True:
             for i, pid in enumerate(self._pids):
                 with contextlib.suppress(OSError, ValueError):
-                    kb = sum(_rollup_kb(p, "Pss") for p in _tree(pid))
+                    kb = _over_tree(pid, _proc_kb("smaps_rollup", "Pss"))
                     self.peaks_mb[i] = max(self.peaks_mb[i], kb / 1024)
             if self._done.wait(self._interval):
                 return
-
-
-def _rollup_kb(pid: int, field: str) -> int:
-    try:
-        return _status_kb(Path(f"/proc/{pid}/smaps_rollup"), field)
-    except FileNotFoundError:  # it ended while we looked
-        return 0
 
 
 def _over_tree(pid: int, read: Callable[[int], float]) -> float:
@@ -151,6 +144,11 @@ def _over_tree(pid: int, read: Callable[[int], float]) -> float:
         with contextlib.suppress(OSError, ValueError):
             total += read(p)
     return total
+
+
+def _proc_kb(file: str, field: str) -> Callable[[int], float]:
+    """Reads a process's ``field`` in kB from ``/proc/<pid>/<file>``."""
+    return lambda pid: _status_kb(Path(f"/proc/{pid}/{file}"), field)
 
 
 def _tree(pid: int) -> list[int]:
