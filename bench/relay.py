@@ -68,6 +68,7 @@ WARM_UP_EVENTS = 25  # opens every recipient's adapter connection before the clo
 START_SECONDS = 90
 # A latency run whose output rate falls below this share of the offered rate did not keep up.
 KEPT_UP = 0.95
+BENCH_DIR = str(Path(__file__).resolve().parent)
 BASELINE_SCRIPT = str(Path(__file__).with_name("baseline.py"))
 BASELINE_IN = "bench.baseline.in"
 BASELINE_OUT = "bench.baseline.out"
@@ -202,7 +203,9 @@ def _guarded(name: str, run: Callable[[], Figures]) -> Figures:
     try:
         figures = run()
     except Exception as exc:
-        where = traceback.extract_tb(exc.__traceback__)[-1]
+        # The bench's own line: a library's (pathlib reading /proc, pika) says less.
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = ([f for f in frames if f.filename.startswith(BENCH_DIR)] or frames)[-1]
         failure = f"{exc!r} at {Path(where.filename).name}:{where.lineno} ({where.line})"
         _progress(f"{name}: failed: {failure}")
         return Figures(name, problems=[f"run failed: {failure}"])
