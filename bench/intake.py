@@ -3,6 +3,7 @@
     .venv/bin/python bench/intake.py                  # CPU ms per event (about 15 s)
     .venv/bin/python bench/intake.py --instructions   # instructions per event (4-15 minutes)
     .venv/bin/python bench/intake.py --large          # events at the size limit, and peak RSS
+    .venv/bin/python bench/intake.py --postgresql     # CPU ms per event on a PostgreSQL store
 
 Takes the bench's routine events through ``Relay.receive_many`` on a SQLite store of its own,
 in batches of each size asked for, as the worker does with what one read from the broker
@@ -13,6 +14,9 @@ doing: the difference between runs of two event counts, so that start-up is not 
 tells whether a change made intake cheaper when timings cannot. ``--large`` takes events just
 under the relay's size limit instead, each batch size in a process of its own, and prints that
 process's peak RSS too: intake's memory with the largest events, batch by batch.
+``--postgresql`` stores on a database of its own on that PostgreSQL server instead of SQLite:
+a batch there costs the client more CPU for the same statements (psycopg's protocol work and a
+round trip each), so the fixed cost of a batch, and what batching saves, differ by store.
 """
 
 from __future__ import annotations
@@ -31,14 +35,15 @@ import resource
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from itertools import islice
 
 from cryptography.fernet import Fernet
 
 from bench.caf import prepare_intake
-from bench.isolation import BROKER_USER
+from bench.isolation import BROKER_USER, POSTGRES_ADMIN_URL, own_database
 from bench.traffic import large_routine_events, routine_events
 from service.bootstrap import build_services
 from service.config import DEFAULT_MAX_EVENT_BYTES, Settings
@@ -55,7 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,4,16,32", help="comma-separated batch sizes")
     parser.add_argument("--instructions", action="store_true", help="count them with callgrind")
     parser.add_argument("--large", action="store_true", help="events at the size limit; peak RSS")
+    parser.add_argument(
+        "--postgresql",
+        nargs="?",
+        const=POSTGRES_ADMIN_URL,
+        metavar="ADMIN_URL",
+        help=f"store on a new database on this server, not on SQLite ({POSTGRES_ADMIN_URL})",
+    )
     options = parser.parse_args(argv)
+    if options.postgresql and (options.large or options.instructions):
+        parser.error("--postgresql times CPU only: not with --large or --instructions")
     batches = [int(size) for size in options.batches.split(",")]
     if options.large:
         events = options.events or 200
@@ -70,10 +84,23 @@ def main(argv: list[str] | None = None) -> int:
             per_event = (_instructions(MORE, batch) - _instructions(FEWER, batch)) / (MORE - FEWER)
             print(f"  batch of {batch:2d}: {per_event / 1e6:6.2f} million")
         return 0
-    print("CPU ms per event, one process, SQLite store, no broker:")
+    store = "PostgreSQL" if options.postgresql else "SQLite"
+    print(f"CPU ms per event, one process, {store} store, no broker:")
     for batch in batches:
-        print(f"  batch of {batch:2d}: {_cpu_ms_per_event(options.events or 2000, batch):6.3f}")
+        with _database(options.postgresql) as database_url:
+            cpu_ms = _cpu_ms_per_event(options.events or 2000, batch, database_url=database_url)
+        print(f"  batch of {batch:2d}: {cpu_ms:6.3f}")
     return 0
+
+
+@contextmanager
+def _database(postgres_admin_url: str | None) -> Iterator[str | None]:
+    """A new PostgreSQL database's URL if asked for; else None, for a SQLite file of the run's."""
+    if postgres_admin_url is None:
+        yield None
+    else:
+        with own_database(postgres_admin_url) as url:
+            yield url
 
 
 def _routine(prefix: str, count: int) -> Iterable[bytes]:
@@ -98,16 +125,20 @@ def _large_intake(events: int, batch: int) -> tuple[float, float]:
 
 
 def _cpu_ms_per_event(
-    events: int, batch: int, make: Callable[[str, int], Iterable[bytes]] = _routine
+    events: int,
+    batch: int,
+    make: Callable[[str, int], Iterable[bytes]] = _routine,
+    *,
+    database_url: str | None = None,
 ) -> float:
     """Intake's CPU per event over ``events`` events from ``make`` in batches of ``batch``,
-    after a warm-up, on a store of its own."""
+    after a warm-up, on a store of its own (``database_url``, else a SQLite file)."""
     with tempfile.TemporaryDirectory(prefix="caf-intake-") as folder:
         services = build_services(
             Settings.from_env(
                 {
                     "CAF_RELAY_INSTANCE_DIR": folder,
-                    "CAF_RELAY_DATABASE_URL": f"sqlite:///{folder}/relay.db",
+                    "CAF_RELAY_DATABASE_URL": database_url or f"sqlite:///{folder}/relay.db",
                     "CAF_RELAY_SECRETS_KEYS": Fernet.generate_key().decode(),
                     "CAF_RELAY_LOG_LEVEL": "WARNING",
                 }

@@ -21,6 +21,8 @@ from sqlalchemy.engine import make_url
 
 BROKER_USER = "guest"
 BROKER_PASSWORD = "guest"
+# A database to connect to while creating a run's own: the machine's, as in the README.
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def rabbitmqctl(*args: str) -> str:

@@ -38,8 +38,8 @@ import pika
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
-from bench import caf
-from bench.isolation import Broker, own_database, own_vhost, rabbitmqctl
+from bench import caf, floor
+from bench.isolation import POSTGRES_ADMIN_URL, Broker, own_database, own_vhost, rabbitmqctl
 from bench.processes import (
     Child,
     HostCpu,
@@ -73,6 +73,8 @@ BASELINE_SCRIPT = str(Path(__file__).with_name("baseline.py"))
 BASELINE_IN = "bench.baseline.in"
 BASELINE_OUT = "bench.baseline.out"
 STORES = ("sqlite", "postgresql")
+# Events for the floor taken before and after the runs (bench/floor.py): a few seconds each.
+FLOOR_EVENTS = 1000
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--broker-port", type=int, default=5672)
     parser.add_argument(
         "--postgres-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        default=POSTGRES_ADMIN_URL,
         help="a database to connect to while creating the run's own: %(default)s",
     )
     options = parser.parse_args(argv)
@@ -150,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     began = time.monotonic()
+    # The same code's CPU cost moves with this shared machine by the hour: the floor before and
+    # after says how fast the machine was while these figures were taken.
+    floor_before = _floor_ms()
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="caf-bench-")))
         broker = stack.enter_context(own_vhost(options.broker_host, options.broker_port))
@@ -157,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "machine": machine(),
+        "floor_ms_per_event": {"before": floor_before, "after": _floor_ms()},
         "software": software(options),
         "settings": {
             "events": options.events,
@@ -173,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     if options.json:
         write_json(report, options.json)
     return 1 if any(f.delivered < f.events or f.events == 0 for f in runs) else 0
+
+
+def _floor_ms() -> float:
+    _progress(f"the machine's speed: bench/floor.py over {FLOOR_EVENTS} events")
+    return round(sum(floor.measure(FLOOR_EVENTS).values()), 3)
 
 
 def _exit_on_sigterm(*_) -> None:
@@ -441,6 +452,11 @@ def print_report(report: dict, runs: list[Figures], options: argparse.Namespace)
     print(
         f"\nmachine: {m['cpu_model']}; {m['cpuinfo_processors']} processors in /proc/cpuinfo, "
         f"os.cpu_count() {m['os_cpu_count']}; {m['ram_gb']} GB RAM; Linux {m['kernel']}"
+    )
+    speed = report["floor_ms_per_event"]
+    print(
+        f"machine speed: bench/floor.py's floor {speed['before']:.3f} CPU ms/event before the "
+        f"runs, {speed['after']:.3f} after (the same code: lower is a faster machine)"
     )
     print(
         f"software: RabbitMQ {s['rabbitmq']}, PostgreSQL {s['postgresql']}, "
