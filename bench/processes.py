@@ -87,12 +87,17 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def broker_pids() -> list[int]:
-    """RabbitMQ's Erlang VM on this machine (beam.smp), whose CPU time is the broker's."""
+    """RabbitMQ's Erlang VM on this machine (beam.smp), whose CPU time is the broker's.
+
+    RabbitMQ's CLI tools (``rabbitmqctl`` and the like, run by anyone on the machine) start a
+    VM of their own for a moment, as an escript: not the broker, and likely gone before it is
+    read again (on 2026-12-03 one failed a run with ``FileNotFoundError``)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "beam.smp":
+                vm = (entry / "comm").read_text().strip() == "beam.smp"
+                if vm and b"-escript" not in (entry / "cmdline").read_bytes().split(b"\0"):
                     found.append(int(entry.name))
     return found
 
