@@ -1,6 +1,6 @@
 """Throughput and latency of caf-relay's whole pipeline against a raw pika relay, in one run.
 
-    .venv/bin/python bench/relay.py            # the figures of issue 6 (a few minutes)
+    .venv/bin/python bench/relay.py            # the figures of issue 6 (1-1.5 minutes)
     .venv/bin/python bench/relay.py --quick    # a smoke test (well under a minute)
 
 One invocation measures, against the real RabbitMQ and in a vhost of its own:
