@@ -35,9 +35,9 @@ import resource
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import nullcontext
 from itertools import islice
 
 from cryptography.fernet import Fernet
@@ -87,20 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     store = "PostgreSQL" if options.postgresql else "SQLite"
     print(f"CPU ms per event, one process, {store} store, no broker:")
     for batch in batches:
-        with _database(options.postgresql) as database_url:
+        # A new database per batch size, as a SQLite run has a new file; dropped afterwards.
+        database = own_database(options.postgresql) if options.postgresql else nullcontext()
+        with database as database_url:
             cpu_ms = _cpu_ms_per_event(options.events or 2000, batch, database_url=database_url)
         print(f"  batch of {batch:2d}: {cpu_ms:6.3f}")
     return 0
-
-
-@contextmanager
-def _database(postgres_admin_url: str | None) -> Iterator[str | None]:
-    """A new PostgreSQL database's URL if asked for; else None, for a SQLite file of the run's."""
-    if postgres_admin_url is None:
-        yield None
-    else:
-        with own_database(postgres_admin_url) as url:
-            yield url
 
 
 def _routine(prefix: str, count: int) -> Iterable[bytes]:
