@@ -361,7 +361,9 @@ def asyncapi() -> dict[str, Any]:
                     f"quorum queue {worker.TRANSFERS_QUEUE}, bound with "
                     f"{worker.TRANSFERS_BINDING}; a message whose processing keeps failing goes "
                     f"to {worker.DEAD_EXCHANGE} once it exceeds the delivery limit "
-                    f"({worker.DELIVERY_LIMIT})."
+                    f"({worker.DELIVERY_LIMIT}). Set the user_id property to the RabbitMQ user "
+                    "you publish as: it must be registered as the publisher for the event's "
+                    "from_authority, or the message is dead-lettered as forged_sender."
                 ),
                 "servers": amqp_server,
                 "messages": {

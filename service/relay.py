@@ -30,7 +30,10 @@ from service.signing import KeyRing
 from service.store.outbox import Claimed, Lease
 from service.store.reference import IntakeReference, ReferenceChanged
 from service.store.store import (
+    DUPLICATE,
     DUPLICATE_REASON,
+    ID_CONFLICT,
+    ID_CONFLICT_REASON,
     AuditEntry,
     NewTransfer,
     RejectedInput,
@@ -63,6 +66,7 @@ class Rejection(StrEnum):
     CONTRACT = "contract_violation"
     UNKNOWN_AUTHORITY = "unknown_authority"
     FORGED_SENDER = "forged_sender"
+    ID_CONFLICT = ID_CONFLICT
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,14 @@ class _Decided:
     stored: NewTransfer | RejectedInput
     received: Received
 
-    def duplicate(self) -> Received:
-        return Received(self.received.event_id, duplicate=True, reason=DUPLICATE_REASON)
+    def after_storing(self, repeat: str | None, held: Claimed | None = None) -> Received:
+        """What became of it once stored: ``repeat`` says whether its event id already was."""
+        event_id = self.received.event_id
+        if repeat == DUPLICATE:
+            return Received(event_id, duplicate=True, reason=DUPLICATE_REASON)
+        if repeat == ID_CONFLICT:
+            return Received(event_id, rejection=Rejection.ID_CONFLICT, reason=ID_CONFLICT_REASON)
+        return replace(self.received, held=held)
 
 
 class Relay:
@@ -195,13 +205,8 @@ class Relay:
                         outcomes[i] = self._store_alone(outcome)
                 return outcomes  # type: ignore[return-value]
         held = {claimed.envelope.event_id: claimed for claimed in stored.held}
-        for (i, outcome), duplicate in zip(decided, stored.duplicates, strict=True):
-            received = outcome.received
-            outcomes[i] = (
-                outcome.duplicate()
-                if duplicate
-                else replace(received, held=held.get(received.event_id))
-            )
+        for (i, outcome), repeat in zip(decided, stored.repeats, strict=True):
+            outcomes[i] = outcome.after_storing(repeat, held.get(outcome.received.event_id))
         return outcomes  # type: ignore[return-value]
 
     def _decide_all(
@@ -222,7 +227,7 @@ class Relay:
             raise
         except Exception as exc:
             return exc
-        return outcome.duplicate() if stored.duplicates[0] else outcome.received
+        return outcome.after_storing(stored.repeats[0])
 
     def _decide(self, body: bytes, sender: Sender, reference: IntakeReference) -> _Decided:
         """What to store for one message: its rejection, or its transfer; no database needed."""

@@ -61,7 +61,15 @@ class StoreUnavailable(Exception):
     """The database could not be reached or was busy; the same call may succeed later."""
 
 
+DUPLICATE = "duplicate"
 DUPLICATE_REASON = "Event id already received."
+# Another authority's event with an id already stored is refused, not taken for a duplicate:
+# that would acknowledge it and deliver nothing.
+ID_CONFLICT = "id_conflict"
+ID_CONFLICT_REASON = (
+    "Event id already used by another authority's event; an id must be unique across all"
+    " publishers (a UUID is)."
+)
 
 
 @dataclass(frozen=True)
@@ -102,10 +110,11 @@ class RejectedInput:
 
 @dataclass(frozen=True)
 class StoredIntake:
-    """What storing an intake batch did: which items were duplicates (in the batch's order),
-    and the new outbox items put under the caller's lease for it to deliver."""
+    """What storing an intake batch did: which items repeated a stored event id, in the batch's
+    order (``DUPLICATE``, ``ID_CONFLICT`` or None), and the new outbox items put under the
+    caller's lease for it to deliver."""
 
-    duplicates: list[bool]
+    repeats: list[str | None]
     held: list[Claimed]
 
 
@@ -331,7 +340,8 @@ class Store:
         current: ``ReferenceChanged`` is raised, for the caller to decide them again.
 
         A transfer whose event id is already stored, or comes earlier in the batch, is not
-        stored again: its duplicate is audited instead. If another process stores one of the
+        stored again. From the same authority it is a duplicate, audited as such; from another
+        it is an id conflict, audited as rejected. If another process stores one of the
         ids meanwhile, the batch is stored again in a new transaction that sees it. With a
         ``lease``, the new envelopes that a claim could take at once are held under it, for the
         caller to deliver without claiming them (``outbox.insert_items``).
@@ -348,30 +358,35 @@ class Store:
         reference: IntakeReference | None,
     ) -> StoredIntake:
         ids = [item.event["id"] for item in items if isinstance(item, NewTransfer)]
-        duplicates = []
+        repeats: list[str | None] = []
         with self._transaction() as session:
             if reference is not None:
                 self.reference.check(session, reference)
-            seen = set(session.scalars(_STORED_IDS, {"ids": ids}) if ids else ())
+            rows = session.execute(_STORED_SENDERS, {"ids": ids}) if ids else ()
+            senders = {row.event_id: row.from_authority for row in rows}
             fresh, audit = [], []
             for item in items:
                 if isinstance(item, RejectedInput):
                     detail = {"rejection": item.rejection, "reason": item.reason}
                     audit.append((item.event_id, "rejected", detail))
-                    duplicates.append(False)
+                    repeats.append(None)
                     continue
-                event_id = item.event["id"]
-                duplicate = event_id in seen
-                duplicates.append(duplicate)
-                if duplicate:
-                    audit.append((event_id, "duplicate", {"reason": DUPLICATE_REASON}))
-                else:
-                    seen.add(event_id)
+                event_id, sender = item.event["id"], item.event["data"]["from_authority"]
+                if event_id not in senders:
+                    senders[event_id] = sender
+                    repeats.append(None)
                     fresh.append(item)
+                elif senders[event_id] == sender:
+                    repeats.append(DUPLICATE)
+                    audit.append((event_id, DUPLICATE, {"reason": DUPLICATE_REASON}))
+                else:
+                    repeats.append(ID_CONFLICT)
+                    detail = {"rejection": ID_CONFLICT, "reason": ID_CONFLICT_REASON}
+                    audit.append((event_id, "rejected", detail))
             stored, held = _insert_transfers(session, fresh, lease)
             for event_id, action, detail in stored + audit:
                 append_audit(session, event_id, action, detail)
-        return StoredIntake(duplicates, held)
+        return StoredIntake(repeats, held)
 
     def record_audit(self, event_id: str | None, action: str, detail: dict[str, Any]) -> None:
         with self._transaction() as session:
@@ -492,7 +507,7 @@ class Store:
 
 _transfer = t.Transfer.__table__
 # Intake runs these in every transaction, so they are built once (``service.store.rows``).
-_STORED_IDS = sa.select(_transfer.c.event_id).where(
+_STORED_SENDERS = sa.select(_transfer.c.event_id, _transfer.c.from_authority).where(
     _transfer.c.event_id.in_(sa.bindparam("ids", expanding=True))
 )
 _INSERT_TRANSFERS = sa.insert(_transfer)

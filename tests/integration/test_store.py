@@ -62,10 +62,29 @@ def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_datab
 def test_a_second_transfer_with_the_same_event_id_is_kept_out_as_a_duplicate(services):
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
     new = NewTransfer(event, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [])
-    assert services.store.record_intake([new]).duplicates == [False]
-    assert services.store.record_intake([new, new]).duplicates == [True, True]
+    assert services.store.record_intake([new]).repeats == [None]
+    assert services.store.record_intake([new, new]).repeats == ["duplicate", "duplicate"]
     actions = [action for _, action, _ in services.store.audit_actions(event["id"])]
     assert actions == ["duplicate", "duplicate"]
     view = services.store.transfer_view(event["id"])
     assert view["state"] == "awaiting_judgement"
     assert view["received_at"].endswith("Z")
+
+
+def test_another_authoritys_transfer_with_a_stored_event_id_is_refused_as_a_conflict(services):
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+    other = examples.event(examples.ROUTINE_WITHOUT_BASIS, subject="CAF-HK-2026-0009")
+    other["data"]["from_authority"] = "E09000012"
+    first, reused = (
+        NewTransfer(e, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [])
+        for e in (event, other)
+    )
+    assert services.store.record_intake([first, reused]).repeats == [None, "id_conflict"]
+    assert services.store.record_intake([reused, first]).repeats == ["id_conflict", "duplicate"]
+    records = services.store.audit_actions(event["id"])
+    assert [(a, d.get("rejection")) for _, a, d in records] == [
+        ("rejected", "id_conflict"),
+        ("rejected", "id_conflict"),
+        ("duplicate", None),
+    ]
+    assert services.store.transfer_view(event["id"])["case_reference"] == event["subject"]

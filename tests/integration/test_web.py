@@ -59,6 +59,25 @@ def test_posting_the_same_event_again_says_it_is_a_duplicate_and_it_is_sent_once
     assert len(list((tmp_path / "islington").glob("*.json"))) == 1
 
 
+def test_another_authority_reusing_an_event_id_is_refused_and_shown_nothing_of_the_first(
+    auth, services, client, tmp_path
+):
+    first = examples.event(examples.ROUTINE_WITH_ISP)
+    client.post("/api/v1/events", data=examples.encode(first), headers=auth)
+    reused = examples.event(examples.ROUTINE_WITH_ISP, subject="CAF-NH-2026-0001")
+    reused["data"]["from_authority"] = NEWHAM
+    newham = bearer(services, "publisher", NEWHAM)
+    response = client.post("/api/v1/events", data=examples.encode(reused), headers=newham)
+    assert response.status_code == 409
+    problem = response.get_json()
+    assert problem["rejection"] == "id_conflict"
+    assert "unique across all publishers" in problem["detail"]
+    assert first["subject"] not in response.get_data(as_text=True)
+    assert services.deliverer.deliver_due("test") == 1
+    assert len(list((tmp_path / "islington").glob("*.json"))) == 1
+    assert services.store.transfer_view(first["id"])["case_reference"] == first["subject"]
+
+
 def test_a_parked_transfer_is_visible_to_its_sender_with_the_reason(auth, services, client):
     auth = bearer(services, "publisher", NEWHAM)
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)

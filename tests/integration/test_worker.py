@@ -70,6 +70,28 @@ def test_the_same_event_published_twice_is_delivered_once(services, broker_url, 
     assert len(services.store.transfer_view(event["id"])["deliveries"]) == 1
 
 
+def test_another_authoritys_event_reusing_an_id_is_dead_lettered_not_taken_for_a_duplicate(
+    services, broker_url, inbox
+):
+    first = examples.event(examples.ROUTINE_WITH_ISP, id="shared-id")
+    reused = examples.event(examples.ROUTINE_WITH_ISP, id="shared-id", subject="CAF-NH-2026-0001")
+    reused["data"]["from_authority"] = "E09000025"
+    with running_worker(broker_url, services):
+        publish(broker_url, examples.encode(first))
+        wait_until(lambda: _delivered(inbox, "E09000019"))
+        publish(broker_url, examples.encode(reused))
+        ((properties, body),) = take(broker_url, DEAD_QUEUE, 1)
+
+    assert body == examples.encode(reused)
+    assert properties.headers["x-caf-rejection"] == "id_conflict"
+    assert "unique across all publishers" in properties.headers[REASON_HEADER]
+    assert len(_delivered(inbox, "E09000019")) == 1
+    view = services.store.transfer_view("shared-id")
+    assert (view["from_authority"], view["case_reference"]) == ("E09000012", first["subject"])
+    actions = [a for _, a, _ in services.store.audit_actions("shared-id")]
+    assert "rejected" in actions and "duplicate" not in actions
+
+
 def test_parked_and_withheld_transfers_are_stored_and_nothing_is_sent(services, broker_url, inbox):
     parked = examples.event(examples.ROUTINE_WITHOUT_BASIS)
     withheld = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
