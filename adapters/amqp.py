@@ -17,9 +17,8 @@ import pika
 import pika.exceptions
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from adapters.base import Adapter, DeliveryFailed, OutboundEnvelope, Receipt
+from adapters.base import JOSE_JSON, Adapter, DeliveryFailed, OutboundEnvelope, Receipt
 
-JOSE_JSON = "application/jose+json"
 EVENT_ID_HEADER = "x-caf-event-id"
 _CONNECTION_LOST = (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError)
 
@@ -85,17 +84,12 @@ class AmqpAdapter(Adapter):
     def deliver(self, envelope: OutboundEnvelope) -> Receipt:
         with self._lock:
             try:
-                self._publish(envelope)
-            except _CONNECTION_LOST:
+                self._publish_reconnecting(envelope)
+            except _CONNECTION_LOST as exc:
                 self._drop()
-                try:
-                    self._publish(envelope)
-                except _CONNECTION_LOST as exc:
-                    self._drop()
-                    raise DeliveryFailed(
-                        f"Broker {self._where()} unreachable: {type(exc).__name__}",
-                        retryable=True,
-                    ) from exc
+                raise DeliveryFailed(
+                    f"Broker {self._where()} unreachable: {type(exc).__name__}", retryable=True
+                ) from exc
             except pika.exceptions.UnroutableError as exc:
                 raise DeliveryFailed(
                     f"Broker {self._where()} routed nothing for exchange {self._exchange!r} "
@@ -113,6 +107,14 @@ class AmqpAdapter(Adapter):
                     retryable=True,
                 ) from exc
         return Receipt(f"confirmed by {self._where()} exchange {self._exchange!r}")
+
+    def _publish_reconnecting(self, envelope: OutboundEnvelope) -> None:
+        """Publish, on a new connection if the one kept open was lost since the last envelope."""
+        try:
+            self._publish(envelope)
+        except _CONNECTION_LOST:
+            self._drop()
+            self._publish(envelope)
 
     def _publish(self, envelope: OutboundEnvelope) -> None:
         channel = self._open_channel()

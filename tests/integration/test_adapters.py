@@ -182,20 +182,39 @@ def test_amqp_reports_an_envelope_no_queue_would_take(borough_broker, envelope):
         adapter.close()
 
 
+def _drop_connections(borough_broker) -> None:
+    subprocess.run(
+        ["rabbitmqctl", "-q", "close_all_connections", "-p", borough_broker.vhost, "test"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
 def test_amqp_reconnects_once_when_the_broker_dropped_its_connection(borough_broker, envelope):
     adapter = build_adapter("amqp", borough_broker.settings, GUEST)
     try:
         adapter.deliver(envelope)
-        subprocess.run(
-            ["rabbitmqctl", "-q", "close_all_connections", "-p", borough_broker.vhost, "test"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        _drop_connections(borough_broker)
         adapter.deliver(envelope)
     finally:
         adapter.close()
     assert len(borough_broker.received()) == 2
+
+
+def test_amqp_says_why_the_publish_after_a_reconnect_failed(borough_broker, envelope):
+    adapter = build_adapter("amqp", borough_broker.settings, GUEST)
+    try:
+        adapter.deliver(envelope)
+        _drop_connections(borough_broker)
+        channel = borough_broker.channel()
+        channel.queue_unbind(borough_broker.queue, borough_broker.exchange, "caf.inbox")
+        channel.connection.close()
+        with pytest.raises(DeliveryFailed, match="routed nothing") as failed:
+            adapter.deliver(envelope)
+    finally:
+        adapter.close()
+    assert failed.value.retryable
 
 
 def test_amqp_with_wrong_credentials_is_a_retryable_failure(borough_broker, envelope):
