@@ -8,6 +8,9 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema
 
+# The media type of a compact JWS: what an envelope is sent as, and a signed receipt comes back as.
+JOSE_JSON = "application/jose+json"
+
 
 @dataclass(frozen=True)
 class OutboundEnvelope:

@@ -14,9 +14,8 @@ from typing import Any
 import requests
 from marshmallow import Schema, fields, validate
 
-from adapters.base import Adapter, DeliveryFailed, OutboundEnvelope, Receipt
+from adapters.base import JOSE_JSON, Adapter, DeliveryFailed, OutboundEnvelope, Receipt
 
-JOSE_JSON = "application/jose+json"
 ENVELOPE_ID_HEADER = "X-Caf-Envelope-Id"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 MAX_RECEIPT_BYTES = 64 * 1024

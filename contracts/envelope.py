@@ -13,7 +13,6 @@ from contracts.isp import ISP_ID_PATTERN
 from contracts.judgement import JudgementSchema
 from contracts.vocabulary import BASIS_KINDS, DATA_CATEGORIES, PURPOSES
 
-ENVELOPE_MEDIA_TYPE = "application/caf-envelope+json"
 ENVELOPE_JWS_TYP = "caf-envelope+jws"
 
 
