@@ -168,9 +168,8 @@ def keys() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 def keys_generate(path: Path) -> None:
     """Write a new Ed25519 signing key (PEM, owner-readable only) to PATH."""
-    if path.exists():
+    if not write_new_key(path):
         raise click.UsageError(f"{path} exists; refusing to overwrite a signing key.")
-    write_new_key(path)
     click.echo(f"Wrote a new Ed25519 signing key to {path}")
 
 

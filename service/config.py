@@ -17,6 +17,7 @@ from pathlib import Path
 from service import retry_settings
 from service.domain.child_keys import ChildKeys
 from service.domain.retry import RetryPolicy
+from service.key_files import create_once
 from service.logs import FORMATS
 from service.secrets import SecretBox
 from service.signing import KeyRing
@@ -111,27 +112,10 @@ class Settings:
                     f"{PREFIX}AUDIT_KEY must be at least {MIN_AUDIT_KEY_LENGTH} characters."
                 )
             return ChildKeys(self.audit_key.encode())
-        return ChildKeys(_key_file(self.instance_dir / "audit.key").encode())
-
-
-def _key_file(path: Path) -> str:
-    """A random key kept in ``path`` (owner-readable only), made by whichever process is first.
-
-    The key is written to a private file first and then linked into place, so a process
-    starting at the same moment reads either no file or the whole key, never half of one.
-    """
-    if not path.exists():
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass  # another process was first; its key is the one
-        finally:
-            draft.unlink()
-    return path.read_text().strip()
+        path = self.instance_dir / "audit.key"
+        if not path.exists():
+            create_once(path, f"{secrets.token_urlsafe(32)}\n".encode())
+        return ChildKeys(path.read_text().strip().encode())
 
 
 # The longest one delivery attempt can take with the built-in adapters' capped timeouts

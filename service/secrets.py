@@ -8,11 +8,12 @@ leaves the store and plaintext never reaches a log or an API response.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from service.key_files import create_once
 
 UNREADABLE = "Stored adapter secrets cannot be decrypted with the configured keys."
 
@@ -34,10 +35,7 @@ class SecretBox:
     def from_file(cls, path: Path, *, create: bool = False) -> SecretBox:
         """Keys from a file, one a line; with ``create``, a new file with one key if absent."""
         if not path.exists() and create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(Fernet.generate_key().decode() + "\n")
+            create_once(path, Fernet.generate_key() + b"\n")
         return cls([line.strip() for line in path.read_text().splitlines() if line.strip()])
 
     def seal(self, secrets: dict[str, Any]) -> str:

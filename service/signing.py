@@ -11,7 +11,6 @@ RFC 9864's newer name ``Ed25519`` denotes the same signature and is accepted whe
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from joserfc.util import to_bytes
 
 from contracts.envelope import ENVELOPE_JWS_TYP
 from service.domain.canonical import canonical_json
+from service.key_files import create_once
 
 SIGNING_ALG = "EdDSA"
 ACCEPTED_ALGS = ("EdDSA", "Ed25519")
@@ -76,13 +76,10 @@ class KeyRing:
         return json.dumps(signed, separators=(",", ":"))
 
 
-def write_new_key(path: Path) -> None:
-    """Create a new Ed25519 private key as PEM, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pem = OKPKey.generate_key("Ed25519").as_pem(private=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+def write_new_key(path: Path) -> bool:
+    """Create a new Ed25519 private key as PEM, readable by its owner only, unless a file is
+    already at ``path``; True if this call made it."""
+    return create_once(path, OKPKey.generate_key("Ed25519").as_pem(private=True))
 
 
 def verify(jws_text: str | bytes, jwks: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
