@@ -323,7 +323,7 @@ def asyncapi() -> dict[str, Any]:
     """AsyncAPI 3.0: the exchange case systems publish to, and the dead letters caf-relay writes."""
     # Imported here: the topology belongs to the worker; contracts must not need service to load.
     from service import worker
-    from service.relay import Rejection
+    from service.relay import PROCESSING_FAILED, Rejection
 
     amqp_server = [{"$ref": "#/servers/rabbitmq"}]
     return {
@@ -398,7 +398,7 @@ def asyncapi() -> dict[str, Any]:
                     f"key, content type, message id and headers, and adds {worker.REASON_HEADER} "
                     f"and {worker.REJECTION_HEADER}. A message whose processing failed on each of "
                     f"{worker.DELIVERY_LIMIT} deliveries comes here too, with rejection "
-                    f"{worker.PROCESSING_FAILED} and the last error as the reason."
+                    f"{PROCESSING_FAILED} and the last error as the reason."
                 ),
                 "servers": amqp_server,
                 "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
@@ -465,7 +465,7 @@ def asyncapi() -> dict[str, Any]:
                             worker.REJECTION_HEADER: {
                                 "type": "string",
                                 "enum": [rejection.value for rejection in Rejection]
-                                + [worker.PROCESSING_FAILED],
+                                + [PROCESSING_FAILED],
                                 "description": "Why the message was refused, as a stable code.",
                             },
                         },

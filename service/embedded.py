@@ -17,6 +17,7 @@ from service.store.store import Store
 log = logging.getLogger(__name__)
 
 WORKER_NAME = "embedded"
+EMBEDDED_PROCESSING_FAILED = "Processing failed; see the service log."
 
 
 class InProcessQueue:
@@ -45,6 +46,7 @@ class InProcessQueue:
                     self._store.add_dead_letter(body, received.reason)
             except Exception:
                 log.exception("embedded queue: processing failed; message kept as dead letter")
-                self._store.add_dead_letter(body, "Processing failed; see the service log.")
+                self._store.add_dead_letter(body, EMBEDDED_PROCESSING_FAILED)
+                self._relay.record_processing_failed(EMBEDDED_PROCESSING_FAILED)
             finally:
                 self._queue.task_done()

@@ -69,6 +69,11 @@ class Rejection(StrEnum):
     ID_CONFLICT = ID_CONFLICT
 
 
+# Not a Rejection: the message may be good input that met a bug; the entrypoint sets it aside
+# after trying it several times, and records why with ``Relay.record_processing_failed``.
+PROCESSING_FAILED = "processing_failed"
+
+
 @dataclass(frozen=True)
 class Sender:
     """Who handed an event in, as its transport vouched for them (a token, a broker user).
@@ -164,6 +169,16 @@ class Relay:
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+    def record_processing_failed(self, reason: str) -> None:
+        """Audit a message set aside because processing it kept failing, as rejected input is,
+        so that the audit and the rejection metrics count it. Best effort: what kept failing
+        may be the store, and the message itself is already kept where it was set aside."""
+        detail = {"rejection": PROCESSING_FAILED, "reason": reason}
+        try:
+            self._store.record_audit(None, "rejected", detail)
+        except Exception:
+            log.exception("could not audit a message set aside as %s", PROCESSING_FAILED)
 
     def receive_many(
         self, messages: Sequence[tuple[bytes, Sender]], *, lease: Lease | None = None

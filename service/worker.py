@@ -26,7 +26,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from service.logs import own_log_context, set_event_id
-from service.relay import Received, Relay, Sender
+from service.relay import PROCESSING_FAILED, Received, Relay, Sender
 from service.store.outbox import Claimed, Lease
 from service.store.store import StoreUnavailable
 
@@ -40,7 +40,6 @@ DEAD_QUEUE = "caf.dead"
 DELIVERY_LIMIT = 5
 REASON_HEADER = "x-caf-reason"
 REJECTION_HEADER = "x-caf-rejection"
-PROCESSING_FAILED = "processing_failed"
 MAX_BACKOFF_SECONDS = 30.0
 _BROKER_LOST = (
     pika.exceptions.AMQPConnectionError,
@@ -242,6 +241,12 @@ class Worker:
         reason = f"Processing failed on each of {deliveries} deliveries; last: {exc!r}"[:1000]
         log.error("dead-lettered a message that cannot be processed: %s", reason)
         self._dead_letter(channel, message, reason, PROCESSING_FAILED)
+        # The error may quote the event, so the audit, which outlives the dead letter, names
+        # where to find it instead.
+        self._relay.record_processing_failed(
+            f"Processing failed on each of {deliveries} deliveries; the last error is in the "
+            "dead letter's reason and the service log."
+        )
         return True
 
     @staticmethod

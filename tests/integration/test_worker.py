@@ -125,6 +125,12 @@ def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_l
     )
     assert relay.attempts == 5
     assert services.store.transfer_view(valid["id"])["state"] == "delivered"
+    ((_, _, detail),) = [r for r in services.store.audit_actions() if r[1] == "rejected"]
+    assert detail == {
+        "rejection": "processing_failed",
+        "reason": "Processing failed on each of 5 deliveries; the last error is in the dead "
+        "letter's reason and the service log.",
+    }
 
 
 def test_one_batch_with_bad_input_a_duplicate_and_a_poison_message_loses_nothing(

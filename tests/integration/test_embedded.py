@@ -1,0 +1,33 @@
+"""The embedded queue: bad input and messages that crash processing are kept, and block nothing."""
+
+import sqlalchemy as sa
+
+from service.embedded import EMBEDDED_PROCESSING_FAILED, InProcessQueue
+from tests.support import examples
+from tests.support.crashing import CrashesOn
+
+
+def test_bad_and_crashing_messages_are_kept_as_dead_letters_and_the_next_is_delivered(
+    services, tmp_path
+):
+    services.store.add_isp(examples.pan_london_isp())
+    services.store.set_adapter("E09000019", "directory", {"path": str(tmp_path / "islington")}, {})
+    poison = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="embedded-poison"))
+    valid = examples.event(examples.ROUTINE_WITH_ISP, id="embedded-valid")
+    queue = InProcessQueue(
+        CrashesOn(services.relay, b"embedded-poison"), services.deliverer, services.store
+    )
+    for body in (b"this is not json", poison, examples.encode(valid)):
+        queue.publish(body)
+    queue.drain()
+
+    engine = sa.create_engine(services.settings.database_url)
+    with engine.connect() as conn:
+        dead = conn.execute(sa.text("SELECT body, reason FROM dead_letters ORDER BY id")).all()
+    engine.dispose()
+    assert [body for body, _ in dead] == [b"this is not json", poison]
+    assert dead[0].reason.startswith("Not JSON") and dead[1].reason == EMBEDDED_PROCESSING_FAILED
+    rejected = [d for _, a, d in services.store.audit_actions() if a == "rejected"]
+    assert [d["rejection"] for d in rejected] == ["not_json", "processing_failed"]
+    assert services.store.transfer_view(valid["id"])["state"] == "delivered"
+    assert len(list((tmp_path / "islington").glob("*.json"))) == 1
