@@ -18,6 +18,7 @@ from service.domain.audit_chain import timestamp
 from service.domain.child_keys import IDENTIFIER_FIELDS, ChildKeys, IdentifierError, identifier_from
 from service.domain.model import basis_kind
 from service.store.audit_search import AuditSearch
+from service.store.transfers import UNSENT
 
 DELIVERY_BY_STATE = {
     "delivered": "delivered",
@@ -45,7 +46,8 @@ class SubjectAccess:
     ) -> dict[str, Any]:
         """The export for the child the parameters name (see ``identifier_from``).
 
-        With ``authority`` (an auditor's), only the transfers that authority sent or received.
+        With ``authority`` (an auditor's), only the transfers that authority sent, or received
+        once they were sent.
         """
         identifier = identifier_from(params)
         if identifier is None or identifier.kind == "name_and_birth_date":
@@ -57,7 +59,8 @@ class SubjectAccess:
         transfers = [
             transfer
             for transfer in self._search.child_transfers(self._child_keys.key(identifier))
-            if authority is None or authority in (transfer["from"]["code"], transfer["to"]["code"])
+            if authority in (None, transfer["from"]["code"])
+            or (authority == transfer["to"]["code"] and transfer["state"] not in UNSENT)
         ]
         return {
             "generated_at": timestamp(self._clock()),

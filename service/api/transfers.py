@@ -1,4 +1,5 @@
-"""Transfers: what happened to each, and the actions on them, for their two authorities."""
+"""Transfers: what happened to each, and the actions on them, for their sender and, once sent,
+their recipient."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from contracts.judgement import JudgementSchema
 from service.access import Role
 from service.api.guard import ANY_ROLE, allow, principal, refuse, require_authority
 from service.judgements import JudgementRefused, Refusal
-from service.store.transfers import TransferQuery
+from service.store.transfers import UNSENT, TransferQuery
 
 blp = Blueprint(
     "transfers", __name__, url_prefix="/api/v1", description="Transfers and their timelines."
@@ -38,9 +39,15 @@ def _services():
 
 
 def visible_transfer(event_id: str) -> dict[str, Any]:
-    """The transfer, if the caller acts for its sender or its recipient; else 404 or 403."""
+    """The transfer, if the caller acts for its sender, or for its recipient once it was sent;
+    else 404 (to the recipient, as if there were none) or 403."""
     view = _services().store.transfer_view(event_id)
-    if view is None:
+    caller = principal()
+    if view is None or (
+        view["state"] in UNSENT
+        and caller.acts_for(view["to_authority"])
+        and not caller.acts_for(view["from_authority"])
+    ):
         abort(HTTPStatus.NOT_FOUND, message=f"No transfer with event id {event_id!r}.")
     require_authority(view["from_authority"], view["to_authority"])
     return view
@@ -54,8 +61,9 @@ def list_transfers(authority: str | None = None, **filters: Any):
     """Transfers, oldest received first; a caller with an authority sees only its own."""
     if authority is not None:
         require_authority(authority)
+    own = principal().authority
     page = _services().store.transfers.page(
-        TransferQuery(authority=authority or principal().authority, **filters)
+        TransferQuery(authority=authority or own, as_authority=own is not None, **filters)
     )
     following = None
     if page.next_after is not None:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from service.store.store import AuditEntry, SignedEnvelope
 
 AWAITING_JUDGEMENT = "awaiting_judgement"
+# Transfers not sent to their recipient, which therefore sees neither them nor the judgement not
+# to share: a parked transfer is the sender's to decide, a withheld one the sender's decision.
+UNSENT = frozenset({AWAITING_JUDGEMENT, "withheld"})
 # What a listing reads: never ``event``, which holds the case.
 LISTED = (
     "event_id",
@@ -41,10 +44,15 @@ LISTED = (
 
 @dataclass(frozen=True)
 class TransferQuery:
-    """Filters that all apply; ``authority`` matches either end; ``after`` is an event id."""
+    """Filters that all apply; ``authority`` matches either end; ``after`` is an event id.
+
+    With ``as_authority``, ``authority`` is the caller's own, and only what it may see is listed:
+    what it sent, and what it received once sent (not ``UNSENT``).
+    """
 
     state: str | None = None
     authority: str | None = None
+    as_authority: bool = False
     since: datetime | None = None  # received at or after
     until: datetime | None = None  # received before
     after: str | None = None
@@ -92,11 +100,11 @@ class Transfers:
         if query.state:
             statement = statement.where(transfer.state == query.state)
         if query.authority:
+            received = transfer.to_authority == query.authority
+            if query.as_authority:
+                received = sa.and_(received, transfer.state.not_in(UNSENT))
             statement = statement.where(
-                sa.or_(
-                    transfer.from_authority == query.authority,
-                    transfer.to_authority == query.authority,
-                )
+                sa.or_(transfer.from_authority == query.authority, received)
             )
         if query.since:
             statement = statement.where(transfer.received_at >= query.since)

@@ -96,6 +96,42 @@ def test_a_caller_with_an_authority_sees_only_its_own_and_may_not_ask_for_anothe
     assert _last_refusal(services)["caller"]["authority"] == ISLINGTON
 
 
+def test_the_recipient_sees_a_parked_transfer_only_once_a_judgement_has_it_sent(services, client):
+    tower_hamlets = bearer(services, "practitioner", TOWER_HAMLETS)
+    unseen = client.get(f"/api/v1/transfers/{PARKED}", headers=tower_hamlets)
+    assert unseen.status_code == 404 and PARKED in unseen.get_json()["detail"]
+    assert _listed(client.get("/api/v1/transfers", headers=tower_hamlets)) == []
+
+    client.post(
+        f"/api/v1/transfers/{PARKED}/judgement",
+        json=judgements.share(),
+        headers=bearer(services, "practitioner", NEWHAM),
+    )
+    seen = client.get(f"/api/v1/transfers/{PARKED}", headers=tower_hamlets)
+    assert seen.status_code == 200 and seen.get_json()["state"] == "signed"
+    assert _listed(client.get("/api/v1/transfers", headers=tower_hamlets)) == [PARKED]
+
+
+def test_the_recipient_never_sees_a_transfer_withheld_from_it_nor_why(services, client):
+    not_share = judgements.not_share()
+    client.post(
+        f"/api/v1/transfers/{PARKED}/judgement",
+        json=not_share,
+        headers=bearer(services, "practitioner", NEWHAM),
+    )
+    for role in ("practitioner", "publisher", "admin", "auditor"):
+        recipient = bearer(services, role, TOWER_HAMLETS)
+        response = client.get(f"/api/v1/transfers/{PARKED}", headers=recipient)
+        assert response.status_code == 404, role
+        assert not_share["reasons"]["necessity"] not in response.get_data(as_text=True)
+        listed = client.get("/api/v1/transfers?state=withheld", headers=recipient)
+        assert _listed(listed) == [], role
+    admin = bearer(services, "admin")
+    assert client.get(f"/api/v1/transfers/{PARKED}", headers=admin).get_json()["state"] == (
+        "withheld"
+    )
+
+
 def test_the_sending_practitioner_records_a_share_judgement_and_the_transfer_is_signed(
     services, client
 ):

@@ -86,6 +86,23 @@ def test_the_export_says_on_what_basis_to_whom_and_what_went(many_children):
     assert [h["action"] for h in routine["history"]][:2] == ["received", "basis_decided"]
 
 
+def test_a_recipients_export_leaves_out_what_was_not_sent_to_it(many_children):
+    def exported(authority: str) -> list[str]:
+        params = {"nhs_number": child(ASKED)["nhs_number"]}
+        export = many_children.subject_access.export(params, authority=authority)
+        return [t["event_id"] for t in export["transfers"]]
+
+    parked, withheld = (
+        examples.load(examples.ROUTINE_WITHOUT_BASIS),
+        examples.load(examples.JUDGEMENT_NOT_TO_SHARE),
+    )
+    assert exported(parked["data"]["from_authority"]) == [f"parked-{ASKED}"]
+    assert exported(parked["data"]["to_authority"]) == []
+    assert exported(withheld["data"]["from_authority"]) == [f"withheld-{ASKED}"]
+    assert exported(withheld["data"]["to_authority"]) == []
+    assert exported(SOUTHWARK) == [f"adhoc-{ASKED}"]
+
+
 def test_the_child_can_be_named_by_upn_as_well_as_nhs_number(many_children):
     identity = child(ASKED)
     by_nhs = _export(many_children)["transfers"]
