@@ -92,7 +92,7 @@ def transfer_show(event_id: str, as_json: bool) -> None:
 def transfer_redeliver(event_id: str) -> None:
     """Put a failed transfer back in the outbox, to be delivered again with the same envelope."""
     services = _services()
-    if not services.store.outbox.redeliver(event_id, services.clock(), requested_by="cli"):
+    if not services.store.outbox.redeliver(event_id, services.clock(), by=OPERATOR):
         view = services.store.transfer_view(event_id)
         state = view["state"] if view else "unknown"
         raise click.ClickException(f"{event_id} is {state}; only a failed transfer is redelivered.")

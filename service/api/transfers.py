@@ -88,9 +88,7 @@ def redeliver(event_id: str):
     """Put a failed transfer back in the outbox, to be delivered again now."""
     visible_transfer(event_id)
     services = _services()
-    if not services.store.outbox.redeliver(
-        event_id, services.clock(), requested_by=principal().name
-    ):
+    if not services.store.outbox.redeliver(event_id, services.clock(), by=principal()):
         abort(HTTPStatus.CONFLICT, message="Only a failed transfer can be redelivered.")
     return services.store.transfer_view(event_id)
 

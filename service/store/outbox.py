@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
 from adapters.base import OutboundEnvelope
+from service.access import Principal
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 from service.store.isotime import iso
@@ -283,15 +284,16 @@ class Outbox:
         transfer is then failed until someone redelivers it); False if the claim was lost."""
         return bool(session.execute(sa.delete(t.OutboxItem).where(_still_held(claimed))).rowcount)
 
-    def redeliver(self, event_id: str, now: datetime, requested_by: str) -> bool:
-        """Put a failed transfer's envelope back in the outbox; False if it is not failed."""
+    def redeliver(self, event_id: str, now: datetime, by: Principal) -> bool:
+        """Put a failed transfer's envelope back in the outbox, audited as ``by``'s request;
+        False if it is not failed."""
         with self._transaction() as session:
             transfer = session.get(t.Transfer, event_id, with_for_update=True)
             if transfer is None or transfer.state != "failed":
                 return False
             session.add(new_item(transfer, now))
             transfer.state, transfer.updated_at = "signed", now
-            self._append_audit(session, event_id, "redelivery", {"requested_by": requested_by})
+            self._append_audit(session, event_id, "redelivery", {"by": by.describe()})
             return True
 
 

@@ -86,6 +86,9 @@ def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(se
     assert response.status_code == 202 and response.get_json()["state"] == "signed"
     assert _deliverer(services).deliver_due("test") == 1
     assert services.store.transfer_view(event_id)["state"] == "delivered"
+    (redelivery,) = [d for _, a, d in services.store.audit_actions(event_id) if a == "redelivery"]
+    assert (redelivery["by"]["role"], redelivery["by"]["authority"]) == ("admin", ISLINGTON)
+    assert redelivery["by"]["token_id"]
     again = client.post(f"/api/v1/transfers/{event_id}/redeliver", headers=auth)
     assert again.status_code == 409
 
