@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema
 
-# The media type of a compact JWS: what an envelope is sent as, and a signed receipt comes back as.
+# The media type of a JWS (RFC 7515; here in JSON serialization): what an envelope is sent as,
+# and a signed receipt comes back as.
 JOSE_JSON = "application/jose+json"
 
 

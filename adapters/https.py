@@ -9,9 +9,11 @@ relay to check against the recipient's registered keys.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import requests
+import urllib3
 from marshmallow import Schema, fields, validate
 
 from adapters.base import JOSE_JSON, Adapter, DeliveryFailed, OutboundEnvelope, Receipt
@@ -75,6 +77,9 @@ class HttpsAdapter(Adapter):
         )
 
     def deliver(self, envelope: OutboundEnvelope) -> Receipt:
+        # requests' timeouts bound each wait, not the whole answer: a body read to the end could
+        # outlast the delivery lease, and the envelope be sent again meanwhile.
+        deadline = time.monotonic() + sum(self._timeout)
         try:
             response = self._session.post(
                 self._url,
@@ -83,6 +88,7 @@ class HttpsAdapter(Adapter):
                 timeout=self._timeout,
                 verify=self._verify,
                 allow_redirects=False,
+                stream=True,
             )
         except requests.exceptions.SSLError as exc:
             raise DeliveryFailed(
@@ -92,9 +98,15 @@ class HttpsAdapter(Adapter):
             raise DeliveryFailed(
                 f"{type(exc).__name__} posting to {self._url}: {_first_line(exc)}", retryable=True
             ) from exc
-        status = response.status_code
-        if 200 <= status < 300:
-            return Receipt(f"HTTP {status} from {self._url}", signed=_signed_receipt(response))
+        except OSError as exc:  # requests' own check of ca_bundle, before anything is sent
+            raise DeliveryFailed(
+                f"The adapter's ca_bundle cannot be used: {_first_line(exc)}", retryable=False
+            ) from exc
+        with response:
+            status = response.status_code
+            if 200 <= status < 300:
+                signed = _signed_receipt(response, deadline)
+                return Receipt(f"HTTP {status} from {self._url}", signed=signed)
         retryable = status in RETRYABLE_STATUS or status >= 500
         raise DeliveryFailed(
             f"HTTP {status} {response.reason} from {self._url}", retryable=retryable
@@ -104,12 +116,23 @@ class HttpsAdapter(Adapter):
         self._session.close()
 
 
-def _signed_receipt(response: requests.Response) -> str | None:
-    """The body, when the recipient answered with a signed receipt (a JWS) of sensible size."""
+def _signed_receipt(response: requests.Response, deadline: float) -> str | None:
+    """The body, when the recipient answered with a signed receipt (a JWS) of sensible size
+    before ``deadline``; a receipt larger or later is not read to its end."""
     media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if media_type != JOSE_JSON or len(response.content) > MAX_RECEIPT_BYTES:
+    if media_type != JOSE_JSON:
         return None
-    return response.content.decode("utf-8", errors="replace")
+    body = bytearray()
+    try:
+        # read1: what one read of the socket brings, so the deadline is checked between reads
+        # (read and iter_content wait until their whole chunk has come).
+        while chunk := response.raw.read1(4096, decode_content=True):
+            body += chunk
+            if len(body) > MAX_RECEIPT_BYTES or time.monotonic() > deadline:
+                return None
+    except (urllib3.exceptions.HTTPError, OSError):
+        return None  # delivered all the same, as the status said; only the receipt is missing
+    return body.decode("utf-8", errors="replace")
 
 
 def _first_line(exc: Exception) -> str:

@@ -85,6 +85,35 @@ def test_https_refuses_a_server_it_cannot_verify_and_sends_nothing(receiver, env
     assert receiver.requests == []
 
 
+def _receipt_answer(request):
+    return 200, {"Content-Type": "application/jose+json"}, b'{"payload":"cmVjZWlwdA"}'
+
+
+def test_https_takes_a_signed_receipt_sent_in_time(receiver, envelope):
+    receiver.answer = _receipt_answer
+    receipt = _https(receiver).deliver(envelope)
+    assert receipt.signed == '{"payload":"cmVjZWlwdA"}'
+
+
+def test_https_stops_reading_a_receipt_that_outlasts_the_attempt_and_keeps_the_delivery(
+    receiver, envelope
+):
+    receiver.answer, receiver.drip_seconds = _receipt_answer, 0.1
+    adapter = _https(receiver, connect_timeout_seconds=0.5, read_timeout_seconds=0.5)
+    receipt = adapter.deliver(envelope)
+    assert "HTTP 200" in receipt.detail and receipt.signed is None
+    assert len(receiver.requests) == 1
+
+
+def test_https_with_a_ca_bundle_that_is_not_there_fails_saying_so(receiver, envelope, tmp_path):
+    adapter = _https(receiver, ca_bundle=str(tmp_path / "no-such-ca.pem"))
+    with pytest.raises(DeliveryFailed, match="ca_bundle cannot be used") as failed:
+        adapter.deliver(envelope)
+    assert failed.value.retryable is False
+    assert "no-such-ca.pem" in failed.value.reason
+    assert receiver.requests == []
+
+
 def test_https_to_a_closed_port_is_a_retryable_failure(envelope):
     adapter = build_adapter(
         "https",

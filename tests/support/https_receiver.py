@@ -82,7 +82,8 @@ class HttpsReceiver:
     """Records every POST and answers it.
 
     The answer is the next status queued by ``respond_with``, else what the ``answer`` function
-    returns (status, headers, body), else 202 with no body.
+    returns (status, headers, body), else 202 with no body. With ``drip_seconds``, the body is
+    sent a byte at a time, that long apart, as by a slow or hostile endpoint.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -114,6 +115,7 @@ class HttpsReceiver:
 
         self.requests: list[ReceivedRequest] = []
         self.answer: Answer | None = None
+        self.drip_seconds = 0.0
         self._statuses: list[int] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -173,7 +175,13 @@ class HttpsReceiver:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(reply)
+                if receiver.drip_seconds:
+                    for byte in reply:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(receiver.drip_seconds)
+                else:
+                    self.wfile.write(reply)
 
             def log_message(self, format: str, *args) -> None:
                 """Keep the test output quiet."""
