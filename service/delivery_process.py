@@ -109,11 +109,13 @@ def _child(settings: Settings, pipe: Connection, parent: int) -> None:
     """The child's whole life (logging as the worker set it up before the fork): the delivery
     loop, fed from the pipe until told to stop."""
     _die_with(parent)
-    # A terminal's Ctrl-C reaches the whole process group; the worker decides when this stops.
+    # A terminal's Ctrl-C, and a supervisor's SIGTERM, may reach the whole process group; the
+    # worker decides when this stops (STOP on the pipe, or the pipe closing), and the kernel
+    # kills it if the worker dies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     services = build_services(settings)
     loop = services.delivery_loop()
-    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
 
     def announce() -> None:
         loop.taken_back.wait()

@@ -3,6 +3,7 @@ stop and die together, so no delivery runs on unseen and none is left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -33,6 +34,18 @@ def relay(services, broker_url, tmp_path):
 
 def test_a_stopped_worker_stops_its_delivery_process(relay):
     delivery = relay.delivery_process()
+    assert relay.stop() == 0
+    assert not running(delivery)
+
+
+def test_a_sigterm_reaching_the_delivery_process_too_is_left_to_the_worker(relay):
+    """As when a supervisor signals the worker's whole process group: the delivery process
+    does not stop on its own, so the worker's stop is clean."""
+    delivery = relay.delivery_process()
+    os.kill(delivery, signal.SIGTERM)
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: not running(delivery), timeout=2)
+    assert running(delivery)
     assert relay.stop() == 0
     assert not running(delivery)
 
