@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from contracts.envelope import ENVELOPE_JWS_TYP
 from service.bootstrap import Services
 from service.cli_audit import audit, retention
 from service.cli_authorities import adapter, authority, secrets
@@ -183,6 +184,11 @@ def verify_command(envelope: Path, jwks_source: str) -> None:
         header, payload = verify(envelope.read_bytes(), jwks)
     except VerificationError as exc:
         raise click.ClickException(str(exc)) from exc
+    if header.get("typ") != ENVELOPE_JWS_TYP:
+        raise click.ClickException(
+            f"The signature verifies, but this is not an envelope: its typ is "
+            f"{header.get('typ')!r}, not {ENVELOPE_JWS_TYP!r} (an adapter test's, or a checkpoint)."
+        )
     basis = payload["basis"]
     described = (
         f"ISP {basis['isp']['id']} v{basis['isp']['version']}"

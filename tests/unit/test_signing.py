@@ -5,10 +5,13 @@ import json
 import stat
 
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwcrypto import jwk, jws
 
+from service.authorities import TEST_JWS_TYP
+from service.cli import main
 from service.signing import KeyRing, VerificationError, verify
 
 
@@ -79,3 +82,13 @@ def test_a_key_that_is_not_ed25519_is_refused(tmp_path):
 def test_a_missing_configured_key_is_an_error_not_a_new_key(tmp_path):
     with pytest.raises(FileNotFoundError):
         KeyRing.from_file(tmp_path / "absent.pem")
+
+
+def test_the_verify_command_says_a_signed_test_envelope_is_not_an_envelope(keyring, tmp_path):
+    signed = tmp_path / "test-envelope.json"
+    signed.write_text(keyring.sign({"note": "adapter test"}, typ=TEST_JWS_TYP))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(keyring.jwks()))
+    result = CliRunner().invoke(main, ["verify", str(signed), "--jwks", str(jwks)])
+    assert result.exit_code == 1
+    assert "not an envelope: its typ is 'caf-test+jws'" in result.output
