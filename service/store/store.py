@@ -134,14 +134,23 @@ def _now() -> datetime:
 def _engine(url: str) -> sa.Engine:
     # hide_parameters: a failing statement's values are a child's data; they stay out of logs.
     if not url.startswith("sqlite"):
-        # A database host that stops answering must fail a call within the broker's heartbeat,
-        # so that a held message is not lost with the AMQP connection.
+        # A call must fail within the broker's heartbeat, not hang, so that the worker waits
+        # out the outage holding its messages: the server ends a slow statement; TCP keepalives
+        # and tcp_user_timeout end a call to a host that stopped answering, which cannot.
         return sa.create_engine(
             url,
             pool_pre_ping=True,
             hide_parameters=True,
             json_serializer=json_text,
-            connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
+            connect_args={
+                "connect_timeout": 5,
+                "options": "-c statement_timeout=30000",
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 30000,
+            },
         )
     # The driver's own transaction handling is switched off (isolation_level=None) so that every
     # transaction, DDL included, is a real one that starts with BEGIN IMMEDIATE: processes then
