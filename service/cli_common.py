@@ -16,7 +16,11 @@ from service.logs import configure_logging
 
 
 def load_services() -> Services:
-    settings = Settings.from_env()
+    """The services the settings describe; a setting that is wrong is a one-line error."""
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     configure_logging(settings.log_level, settings.log_format)
     return build_services(settings)
 

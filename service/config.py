@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from service import retry_settings
 from service.domain.child_keys import ChildKeys
 from service.domain.retry import RetryPolicy
 from service.key_files import create_once
-from service.logs import FORMATS
+from service.logs import FORMATS, LEVELS
 from service.secrets import SecretBox
 from service.signing import KeyRing
 
@@ -65,10 +66,14 @@ class Settings:
         instance = Path(get("INSTANCE_DIR", "instance")).resolve()
         return cls(
             instance_dir=instance,
-            database_url=get("DATABASE_URL", f"sqlite:///{instance / 'caf-relay.sqlite3'}"),
-            broker_url=get("BROKER_URL"),
+            database_url=_database_url(
+                get("DATABASE_URL", f"sqlite:///{instance / 'caf-relay.sqlite3'}")
+            ),
+            broker_url=_broker_url(get("BROKER_URL")),
             signing_key_file=Path(get("SIGNING_KEY_FILE", str(instance / "signing-key.pem"))),
-            secrets_keys=tuple(k.strip() for k in (get("SECRETS_KEYS") or "").split(",") if k),
+            secrets_keys=tuple(
+                k.strip() for k in (get("SECRETS_KEYS") or "").split(",") if k.strip()
+            ),
             trusted_broker_users=tuple(
                 u.strip() for u in (get("TRUSTED_BROKER_USERS") or "").split(",") if u.strip()
             ),
@@ -76,7 +81,7 @@ class Settings:
                 get("MAX_EVENT_BYTES", str(DEFAULT_MAX_EVENT_BYTES)), "MAX_EVENT_BYTES"
             ),
             prefetch=_positive_int(get("PREFETCH", str(DEFAULT_PREFETCH)), "PREFETCH"),
-            log_level=get("LOG_LEVEL", "INFO").upper(),
+            log_level=_choice(get("LOG_LEVEL", "INFO").upper(), "LOG_LEVEL", LEVELS),
             log_format=_choice(get("LOG_FORMAT", "json"), "LOG_FORMAT", FORMATS),
             worker_name=get("WORKER_NAME", socket.gethostname()),
             delivery_threads=_positive_int(get("DELIVERY_THREADS", "8"), "DELIVERY_THREADS"),
@@ -132,6 +137,26 @@ def _lease(value: str) -> timedelta:
             f" longest a delivery attempt can take; not {value!r}."
         )
     return timedelta(seconds=seconds)
+
+
+def _database_url(url: str) -> str:
+    """``url``, with PostgreSQL's driver named: a plain ``postgresql://`` URL, as most tools
+    write it, would otherwise ask SQLAlchemy for psycopg2, which is not installed."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url.removeprefix(plain)
+    if not url.startswith(("sqlite:", "postgresql+psycopg:")):
+        raise ValueError(
+            f"{PREFIX}DATABASE_URL must be a sqlite:/// or postgresql:// URL, not "
+            f"{url.split(':', 1)[0]!r}."
+        )
+    return url
+
+
+def _broker_url(url: str | None) -> str | None:
+    if url is not None and urlsplit(url).scheme not in ("amqp", "amqps"):
+        raise ValueError(f"{PREFIX}BROKER_URL must be an amqp:// or amqps:// URL.")
+    return url
 
 
 def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 FORMATS = ("json", "text")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EVENT_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
 _EXTRAS = ("event_id", "adapter_type")
 

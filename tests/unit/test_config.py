@@ -1,0 +1,48 @@
+"""Settings read from the environment: what a wrong one says, and forms accepted as meant."""
+
+import pytest
+from click.testing import CliRunner
+
+from service.cli import main
+from service.config import Settings
+
+
+def _settings(**env: str) -> Settings:
+    return Settings.from_env({f"CAF_RELAY_{name}": value for name, value in env.items()})
+
+
+def test_a_plain_postgresql_url_is_taken_as_psycopgs():
+    url = "postgresql://caf:pw@db.example:5432/caf_relay"
+    assert _settings(DATABASE_URL=url).database_url == (
+        "postgresql+psycopg://caf:pw@db.example:5432/caf_relay"
+    )
+
+
+def test_a_trailing_comma_in_the_secrets_keys_is_not_a_key():
+    assert _settings(SECRETS_KEYS="first-key, second-key, ").secrets_keys == (
+        "first-key",
+        "second-key",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("LOG_LEVEL", "LOUD", "CAF_RELAY_LOG_LEVEL is one of DEBUG, INFO"),
+        ("BROKER_URL", "http://guest:s3cret@rabbit:5672/", "CAF_RELAY_BROKER_URL must be an amqp"),
+        ("DATABASE_URL", "mysql://caf:s3cret@db/caf", "CAF_RELAY_DATABASE_URL must be a sqlite"),
+        ("PREFETCH", "many", "CAF_RELAY_PREFETCH must be a positive integer"),
+    ],
+)
+def test_a_wrong_setting_is_named_and_no_password_is_repeated(name, value, said):
+    with pytest.raises(ValueError, match=said) as refused:
+        _settings(**{name: value})
+    assert "s3cret" not in str(refused.value)
+
+
+def test_the_command_line_says_which_setting_is_wrong_in_one_line(tmp_path):
+    env = {"CAF_RELAY_INSTANCE_DIR": str(tmp_path), "CAF_RELAY_LOG_LEVEL": "LOUD"}
+    result = CliRunner().invoke(main, ["transfer", "list"], env=env)
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("Error: CAF_RELAY_LOG_LEVEL is one of DEBUG")
+    assert "Traceback" not in result.output
