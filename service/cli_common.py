@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +24,22 @@ def load_services() -> Services:
         raise click.ClickException(str(exc)) from exc
     configure_logging(settings.log_level, settings.log_format)
     return build_services(settings)
+
+
+class Moment(click.ParamType):
+    """An ISO 8601 date or time, with or without its zone (UTC if none), as the HTTP API's
+    transfer listing takes it."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or time, e.g. 2026-11-24T09:00:00Z.")
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")

@@ -6,7 +6,6 @@ The operator acts as a global admin (``OPERATOR``) through the same service laye
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -14,7 +13,7 @@ import yaml
 
 from contracts.api.transfers import MAX_PAGE, TRANSFER_STATES
 from service.access import OPERATOR
-from service.cli_common import emit
+from service.cli_common import Moment, emit
 from service.cli_common import load_services as _services
 from service.judgements import JudgementRefused
 from service.store.transfers import TransferQuery
@@ -28,28 +27,19 @@ def transfer() -> None:
     """Transfers."""
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time given at the command line, read as UTC unless it names its zone."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 @transfer.command("list")
 @click.option("--state", type=click.Choice(TRANSFER_STATES))
 @click.option("--authority", help="Only transfers from or to this authority.")
-@click.option("--since", type=click.DateTime(), help="Received at or after (UTC).")
-@click.option("--until", type=click.DateTime(), help="Received before (UTC).")
+@click.option("--since", type=Moment(), help="Received at or after (UTC if no zone given).")
+@click.option("--until", type=Moment(), help="Received before (UTC if no zone given).")
 @click.option("--after", help="The event id the previous page ended with.")
 @click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def transfer_list(as_json: bool, since, until, **filters: Any) -> None:
+def transfer_list(as_json: bool, **filters: Any) -> None:
     """Transfers, oldest received first, one page at a time; never case data."""
     services = _services()
     try:
-        page = services.store.transfers.page(
-            TransferQuery(since=_utc(since), until=_utc(until), **filters)
-        )
+        page = services.store.transfers.page(TransferQuery(**filters))
     finally:
         services.close()
     emit(page.transfers, as_json, LISTED_COLUMNS)

@@ -58,6 +58,20 @@ def test_list_prints_a_table_and_json_filtered_and_paged(run):
     assert rest.stderr == ""
 
 
+def test_list_takes_times_with_or_without_their_zone(run):
+    received = {
+        t["event_id"]: t["received_at"]
+        for t in json.loads(run("transfer", "list", "--json").output)
+    }
+    since = received["hk-1"]  # as listed: ISO 8601 in UTC, with its Z
+    for given in (since, since.removesuffix("Z"), since.replace("Z", "+00:00")):
+        listed = run("transfer", "list", "--since", given, "--json")
+        assert listed.exit_code == 0, listed.output
+        assert [t["event_id"] for t in json.loads(listed.output)] == ["hk-1", PARKED], given
+    wrong = run("transfer", "list", "--since", "last tuesday")
+    assert wrong.exit_code == 2 and "not an ISO 8601 date or time" in wrong.output
+
+
 def test_show_prints_the_state_reason_and_timeline(run):
     shown = run("transfer", "show", PARKED)
     assert shown.exit_code == 0, shown.output
