@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -19,7 +20,7 @@ from service.cli_common import read_jwks
 from service.cli_isps import isp
 from service.cli_tokens import token
 from service.cli_transfers import judgement, transfer
-from service.signing import VerificationError, verify, write_new_key
+from service.signing import KeyRing, VerificationError, verify, write_new_key
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,18 @@ def keys_generate(path: Path) -> None:
     if not write_new_key(path):
         raise click.UsageError(f"{path} exists; refusing to overwrite a signing key.")
     click.echo(f"Wrote a new Ed25519 signing key to {path}")
+
+
+@keys.command("public")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def keys_public(path: Path) -> None:
+    """Print the public key of the signing key in PATH as a JWKS: to keep it published in
+    CAF_RELAY_RETIRED_KEYS_FILE once another key signs instead."""
+    try:
+        keyring = KeyRing.from_file(path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(keyring.jwks(), indent=2))
 
 
 @main.command("verify")

@@ -21,7 +21,7 @@ from service.domain.retry import RetryPolicy
 from service.key_files import create_once
 from service.logs import FORMATS, LEVELS
 from service.secrets import SecretBox
-from service.signing import KeyRing
+from service.signing import KeyRing, read_retired_keys
 
 PREFIX = "CAF_RELAY_"
 MIN_AUDIT_KEY_LENGTH = 32
@@ -41,6 +41,7 @@ class Settings:
     database_url: str
     broker_url: str | None
     signing_key_file: Path
+    retired_keys_file: Path | None
     secrets_keys: tuple[str, ...]
     trusted_broker_users: tuple[str, ...]
     max_event_bytes: int
@@ -71,6 +72,7 @@ class Settings:
             ),
             broker_url=_broker_url(get("BROKER_URL")),
             signing_key_file=Path(get("SIGNING_KEY_FILE", str(instance / "signing-key.pem"))),
+            retired_keys_file=_optional_path(get("RETIRED_KEYS_FILE")),
             secrets_keys=tuple(
                 k.strip() for k in (get("SECRETS_KEYS") or "").split(",") if k.strip()
             ),
@@ -97,9 +99,11 @@ class Settings:
         )
 
     def keyring(self) -> KeyRing:
-        """The signing key; generated into the instance folder only when none was configured."""
+        """The signing key, generated into the instance folder only when none was configured,
+        with the retired keys it still publishes."""
         default = self.signing_key_file == self.instance_dir / "signing-key.pem"
-        return KeyRing.from_file(self.signing_key_file, create=default)
+        retired = read_retired_keys(self.retired_keys_file) if self.retired_keys_file else ()
+        return KeyRing.from_file(self.signing_key_file, create=default, retired=retired)
 
     def secret_box(self) -> SecretBox:
         if self.secrets_keys:
@@ -137,6 +141,10 @@ def _lease(value: str) -> timedelta:
             f" longest a delivery attempt can take; not {value!r}."
         )
     return timedelta(seconds=seconds)
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def _database_url(url: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +37,20 @@ class VerificationError(Exception):
 
 
 class KeyRing:
-    """The service's signing key and every public key receivers may need to verify with."""
+    """The service's signing key and every public key receivers may need to verify with: its
+    own, and those of the keys it signed with before (``retired``), so that what they signed
+    still verifies after a rotation."""
 
-    def __init__(self, signing_key: OKPKey) -> None:
+    def __init__(self, signing_key: OKPKey, retired: Sequence[OKPKey] = ()) -> None:
         self._signing_key = signing_key
         self.kid = signing_key.thumbprint()
-        public = signing_key.as_dict(private=False)
-        self._jwks = {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": SIGNING_ALG}]}
+        published = {key.thumbprint(): _published(key) for key in (signing_key, *retired)}
+        self._jwks = {"keys": list(published.values())}
 
     @classmethod
-    def from_file(cls, path: Path, *, create: bool = False) -> KeyRing:
+    def from_file(
+        cls, path: Path, *, create: bool = False, retired: Sequence[OKPKey] = ()
+    ) -> KeyRing:
         """Load a PEM (PKCS#8) or JWK Ed25519 private key; with ``create``, make one if absent."""
         if not path.exists():
             if not create:
@@ -58,7 +63,7 @@ class KeyRing:
             raise ValueError(f"{path} does not hold an Ed25519 private key: {exc}") from exc
         if key.curve_name != "Ed25519" or not key.is_private:
             raise ValueError(f"{path} does not hold an Ed25519 private key.")
-        return cls(key)
+        return cls(key, retired)
 
     def jwks(self) -> dict[str, Any]:
         return self._jwks
@@ -74,6 +79,25 @@ class KeyRing:
             {"protected": header}, canonical_json(payload), self._signing_key, registry=_REGISTRY
         )
         return json.dumps(signed, separators=(",", ":"))
+
+
+def _published(key: OKPKey) -> dict[str, Any]:
+    return {**key.as_dict(private=False), "kid": key.thumbprint(), "use": "sig", "alg": SIGNING_ALG}
+
+
+def read_retired_keys(path: Path) -> list[OKPKey]:
+    """The public keys in a JWKS file of keys the relay signed with before its current one.
+
+    They are published beside the current key, so anything holding private key material is
+    refused rather than published.
+    """
+    try:
+        keys = [OKPKey.import_key(entry) for entry in json.loads(path.read_bytes())["keys"]]
+    except (OSError, JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path} is not a JWKS of retired signing keys: {exc}") from exc
+    if any(key.curve_name != "Ed25519" or key.is_private for key in keys):
+        raise ValueError(f"{path} must hold public Ed25519 keys only.")
+    return keys
 
 
 def write_new_key(path: Path) -> bool:

@@ -35,6 +35,29 @@ def test_verify_says_the_chain_is_intact_and_checkpoints_it(run):
     assert json.loads(again.output)["checkpoints"]["checked"] == 1
 
 
+def test_after_a_key_rotation_the_retired_key_keeps_old_checkpoints_verifying(
+    services, run, tmp_path
+):
+    assert run("audit", "checkpoint").exit_code == 0  # signed with the key about to retire
+    retired = tmp_path / "retired.jwks.json"
+    retired.write_text(run("keys", "public", str(services.settings.signing_key_file)).output)
+    new_key = tmp_path / "new-signing-key.pem"
+    assert run("keys", "generate", str(new_key)).exit_code == 0
+
+    forgotten = run("audit", "verify", "--json", CAF_RELAY_SIGNING_KEY_FILE=str(new_key))
+    assert forgotten.exit_code == 1
+    assert json.loads(forgotten.output)["checkpoints"]["errors"]
+
+    rotated = {
+        "CAF_RELAY_SIGNING_KEY_FILE": str(new_key),
+        "CAF_RELAY_RETIRED_KEYS_FILE": str(retired),
+    }
+    kept = run("audit", "verify", "--json", "--no-checkpoint", **rotated)
+    assert kept.exit_code == 0, kept.output
+    assert json.loads(kept.output)["checkpoints"] == {"checked": 1, "errors": []}
+    assert run("audit", "checkpoint", **rotated).exit_code == 0
+
+
 def test_verify_exits_1_naming_the_first_bad_record(services, run):
     _tamper(services, "UPDATE audit_records SET action = 'delivered' WHERE seq = 5")
     result = run("audit", "verify")

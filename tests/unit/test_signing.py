@@ -8,11 +8,12 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from joserfc.jwk import OKPKey
 from jwcrypto import jwk, jws
 
 from service.authorities import TEST_JWS_TYP
 from service.cli import main
-from service.signing import KeyRing, VerificationError, verify
+from service.signing import KeyRing, VerificationError, read_retired_keys, verify
 
 
 @pytest.fixture
@@ -92,3 +93,25 @@ def test_the_verify_command_says_a_signed_test_envelope_is_not_an_envelope(keyri
     result = CliRunner().invoke(main, ["verify", str(signed), "--jwks", str(jwks)])
     assert result.exit_code == 1
     assert "not an envelope: its typ is 'caf-test+jws'" in result.output
+
+
+def test_after_a_rotation_what_the_retired_key_signed_still_verifies(keyring, tmp_path):
+    signed_before = keyring.sign({"envelope_id": "before-rotation"})
+    retired_file = tmp_path / "retired.jwks.json"
+    retired_file.write_text(json.dumps(keyring.jwks()))
+    rotated = KeyRing.from_file(
+        tmp_path / "new.pem", create=True, retired=read_retired_keys(retired_file)
+    )
+    published = rotated.jwks()["keys"]
+    assert [key["kid"] for key in published] == [rotated.kid, keyring.kid]
+    assert all("d" not in key for key in published)
+    assert verify(signed_before, rotated.jwks())[1] == {"envelope_id": "before-rotation"}
+    assert verify(rotated.sign({"a": 1}), rotated.jwks())[0]["kid"] == rotated.kid
+
+
+def test_a_retired_keys_file_holding_a_private_key_is_refused(tmp_path):
+    retired_file = tmp_path / "retired.jwks.json"
+    private = OKPKey.generate_key("Ed25519").as_dict(private=True)
+    retired_file.write_text(json.dumps({"keys": [private]}))
+    with pytest.raises(ValueError, match="must hold public Ed25519 keys only"):
+        read_retired_keys(retired_file)
