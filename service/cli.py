@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,11 +22,22 @@ from service.cli_isps import isp
 from service.cli_tokens import token
 from service.cli_transfers import judgement, transfer
 from service.signing import KeyRing, VerificationError, verify, write_new_key
+from service.store.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command: a database that cannot be reached is a one-line error (exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """caf-relay: moves CAF case transfers between authorities, lawfully based and signed."""
 

@@ -131,6 +131,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@contextmanager
+def _unavailable_as_store_error() -> Iterator[None]:
+    """The database not answering, or the connection lost, as ``StoreUnavailable``: the one
+    error callers wait out (the worker) or report in a line (the command line)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise StoreUnavailable(f"The database is unavailable: {exc.orig or exc}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(f"The database connection was lost: {exc.orig}") from exc
+        raise
+
+
 def _engine(url: str) -> sa.Engine:
     # hide_parameters: a failing statement's values are a child's data; they stay out of logs.
     if not url.startswith("sqlite"):
@@ -200,15 +214,9 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        try:
-            with self._write_turns or nullcontext(), self._sessions.begin() as session:
-                yield session
-        except (OperationalError, InterfaceError) as exc:
-            raise StoreUnavailable(f"The database is unavailable: {exc.orig or exc}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable(f"The database connection was lost: {exc.orig}") from exc
-            raise
+        turn = self._write_turns or nullcontext()
+        with _unavailable_as_store_error(), turn, self._sessions.begin() as session:
+            yield session
 
     def close(self) -> None:
         self._engine.dispose()
@@ -236,7 +244,7 @@ class Store:
         """
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self._engine.begin() as connection:
+        with _unavailable_as_store_error(), self._engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
             config.attributes["connection"] = connection

@@ -46,3 +46,15 @@ def test_the_command_line_says_which_setting_is_wrong_in_one_line(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip().startswith("Error: CAF_RELAY_LOG_LEVEL is one of DEBUG")
     assert "Traceback" not in result.output
+
+
+def test_the_command_line_says_in_one_line_that_the_database_cannot_be_reached(tmp_path):
+    env = {
+        "CAF_RELAY_INSTANCE_DIR": str(tmp_path),
+        "CAF_RELAY_DATABASE_URL": "postgresql://caf:s3cret@127.0.0.1:1/caf_relay",
+    }
+    for command in (["db", "upgrade"], ["transfer", "list"]):
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code == 1, command
+        assert result.output.startswith("Error: The database is unavailable: "), command
+        assert "s3cret" not in result.output and "Traceback" not in result.output
