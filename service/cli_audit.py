@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from service.audit import AuditReport, audit_query, read_checkpoint
-from service.cli_common import load_services, read_jwks
+from service.cli_common import load_services, read_jwks, require_known_authority
 from service.domain.child_keys import IdentifierError
 from service.signing import VerificationError
 from service.subject_access import render_html
@@ -144,6 +144,7 @@ def audit_search(as_json: bool, **options) -> None:
     params = {**_child_params(options), **options}
     services = load_services()
     try:
+        require_known_authority(services, options["authority"])
         page = services.store.audit_search.search(audit_query(params, services.child_keys))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -42,6 +42,15 @@ class Moment(click.ParamType):
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def require_known_authority(services: Services, code: str | None) -> None:
+    """Refuse an ``--authority`` the register does not hold: a mistyped code would otherwise
+    list nothing, as if there were nothing to list."""
+    if code is not None and code not in services.store.authorities():
+        raise click.BadParameter(
+            f"{code!r} is not an organisation in the register.", param_hint="'--authority'"
+        )
+
+
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from contracts.api.transfers import MAX_PAGE, TRANSFER_STATES
 from service.access import OPERATOR
-from service.cli_common import Moment, emit
+from service.cli_common import Moment, emit, require_known_authority
 from service.cli_common import load_services as _services
 from service.judgements import JudgementRefused
 from service.store.transfers import TransferQuery
@@ -39,6 +39,7 @@ def transfer_list(as_json: bool, **filters: Any) -> None:
     """Transfers, oldest received first, one page at a time; never case data."""
     services = _services()
     try:
+        require_known_authority(services, filters["authority"])
         page = services.store.transfers.page(TransferQuery(**filters))
     finally:
         services.close()

@@ -66,6 +66,19 @@ class UnknownIsp(LookupError):
         super().__init__(f"No ISP {isp_id!r} in the register.")
 
 
+class UnknownAuthority(LookupError):
+    """A question about authorities the register does not hold: answering "no ISP" for a
+    mistyped code would read as a real answer."""
+
+    def __init__(self, codes: dict[str, str]) -> None:
+        """``codes``: each unknown code by the field that gave it."""
+        super().__init__(f"Unknown authority: {', '.join(codes.values())}.")
+        self.errors = {
+            field: [f"{code!r} is not an organisation in the register."]
+            for field, code in codes.items()
+        }
+
+
 class NotAParty(PermissionError):
     """The caller may not change this ISP: not an admin of one of its parties."""
 
@@ -227,6 +240,11 @@ def applicable(
     Every ISP in the register is listed with its finding and the reason, as a transfer's
     decision records them.
     """
+    known = store.authorities()
+    given = {"from_authority": from_authority, "to_authority": to_authority}
+    unknown = {field: code for field, code in given.items() if code not in known}
+    if unknown:
+        raise UnknownAuthority(unknown)
     terms = {(isp.id, isp.version): isp for isp in store.isps.terms()}
     decision = applicability(
         terms.values(),

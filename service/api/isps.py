@@ -57,6 +57,8 @@ def _register_errors() -> Iterator[None]:
         refuse(HTTPStatus.FORBIDDEN, str(exc))
     except isps.UnknownIsp as exc:
         abort(HTTPStatus.NOT_FOUND, message=str(exc))
+    except isps.UnknownAuthority as exc:
+        abort(HTTPStatus.UNPROCESSABLE_ENTITY, message=str(exc), errors=exc.errors)
     except isps.InvalidIsp as exc:
         abort(HTTPStatus.UNPROCESSABLE_ENTITY, message=str(exc), errors=exc.errors)
     except isps.IspConflict as exc:
@@ -121,7 +123,8 @@ def applicable(query):
     """Which ISPs a routine transfer from one authority to another rests on, and why."""
     services = _services()
     on = query.pop("on", None) or services.clock().date()
-    return isps.applicable(services.store, on=on, **query)
+    with _register_errors():
+        return isps.applicable(services.store, on=on, **query)
 
 
 @blp.route("/isps/<isp_id>")

@@ -117,6 +117,18 @@ def test_an_amendment_is_a_new_version_and_the_old_one_is_kept_as_it_was(
     )
 
 
+def test_the_applicability_query_names_an_authority_the_register_does_not_hold(services, client):
+    query = (
+        f"/api/v1/isps/applicable?from_authority=E09000099&to_authority={TOWER_HAMLETS}"
+        "&purpose=safeguarding"
+    )
+    response = client.get(query, headers=bearer(services, "auditor", CAMDEN))
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == {
+        "from_authority": ["'E09000099' is not an organisation in the register."]
+    }
+
+
 def test_a_suspended_isp_no_longer_applies_and_the_reason_is_audited(
     services, client, newham_admin
 ):

@@ -87,6 +87,13 @@ def test_a_checkpoint_kept_elsewhere_still_catches_a_rewrite_that_removed_the_st
     assert "BROKEN at record 14: deleted" in result.output
 
 
+@pytest.mark.parametrize("command", [["audit", "search"], ["transfer", "list"]])
+def test_an_authority_the_register_does_not_hold_is_refused_not_listed_as_empty(run, command):
+    result = run(*command, "--authority", "E09000099")
+    assert result.exit_code == 2
+    assert "'E09000099' is not an organisation in the register." in result.output
+
+
 def test_search_prints_a_table_or_json(run):
     table = run("audit", "search", "--nhs-number", "9434765919", "--basis", "judgement")
     assert table.exit_code == 0, table.output

@@ -69,6 +69,13 @@ def test_import_and_the_applicability_query(run, files):
     ]
 
 
+def test_the_applicability_query_refuses_an_authority_the_register_does_not_hold(run):
+    args = ["--from", NEWHAM, "--to", "E09000099", "--purpose", "safeguarding"]
+    result = run("isp", "applicable", *args)
+    assert result.exit_code == 1
+    assert "Unknown authority: E09000099." in result.output
+
+
 def test_errors_say_what_is_wrong_and_record_nothing(services, run, files):
     (files / "bad.yaml").write_text(YAML.replace("status: active", "status: signed"))
     bad = run("isp", "add", str(files / "bad.yaml"))
