@@ -7,7 +7,15 @@ the CAF form: development of the child; parents and carers; family and environme
 
 from marshmallow import Schema, fields, validate
 
-from contracts.common import MAX_LIST, Pattern, StrictBoolean, StrictFloat, long_text, short_text
+from contracts.common import (
+    MAX_LIST,
+    Pattern,
+    StrictBoolean,
+    StrictDate,
+    StrictFloat,
+    long_text,
+    short_text,
+)
 
 
 class AddressSchema(Schema):
@@ -18,7 +26,7 @@ class AddressSchema(Schema):
 class ChildIdentitySchema(Schema):
     given_name = short_text(required=True)
     family_name = short_text(required=True)
-    date_of_birth = fields.Date(required=True)
+    date_of_birth = StrictDate(required=True)
     sex = fields.String(validate=validate.OneOf(["female", "male", "not_known", "not_stated"]))
     nhs_number = fields.String(validate=Pattern(r"^\d{10}$"))
     unique_pupil_number = fields.String(validate=Pattern(r"^[A-Z]\d{11}[0-9A-Z]$"))
@@ -77,14 +85,14 @@ class EducationSchema(Schema):
 class PlanActionSchema(Schema):
     action = long_text(required=True)
     by_whom = short_text(required=True)
-    by_when = fields.Date()
+    by_when = StrictDate()
 
 
 class PlanSchema(Schema):
     actions = fields.List(
         fields.Nested(PlanActionSchema), required=True, validate=validate.Length(max=MAX_LIST)
     )
-    review_date = fields.Date()
+    review_date = StrictDate()
 
 
 class LeadProfessionalSchema(Schema):

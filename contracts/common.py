@@ -1,5 +1,7 @@
 """Building blocks shared by several contracts: bounded text, organisation codes, lawful basis."""
 
+import re
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from contracts.vocabulary import ARTICLE_6_BASES, ARTICLE_9_CONDITIONS, SPECIAL_CATEGORIES
@@ -80,6 +82,33 @@ class StrictFloat(fields.Float):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.make_error("invalid", input=value)
         return super()._validated(value)
+
+
+# What JSON Schema's "date" and "date-time" formats take (RFC 3339), where Python's fromisoformat
+# also reads 20261120, 2026-W47-5 or a space for the T.
+DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE_TIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+class StrictDate(fields.Date):
+    """A date written YYYY-MM-DD, as the published schemas say (see ``StrictBoolean`` for why
+    a form merely readable as a date is not enough)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if DATE_TEXT.fullmatch(value) is None:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        return parsed
+
+
+class StrictAwareDateTime(fields.AwareDateTime):
+    """An RFC 3339 date-time with its offset (``Z`` or ``+01:00``)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)  # says if the offset is missing
+        if DATE_TIME_TEXT.fullmatch(value) is None:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        return parsed
 
 
 class LawfulBasisSchema(Schema):

@@ -7,7 +7,7 @@ reference; ``dataschema`` names the version of ``data``'s shape.
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from contracts.case import CafCaseSchema
-from contracts.common import one_of, org_code, short_text
+from contracts.common import StrictAwareDateTime, one_of, org_code, short_text
 from contracts.judgement import JudgementSchema
 from contracts.vocabulary import EVENT_DATASCHEMA, EVENT_TYPE, PURPOSES, SHARING_MODES
 
@@ -49,7 +49,7 @@ class CaseTransferEventSchema(Schema):
     source = fields.String(required=True, validate=validate.Length(min=1, max=512))
     type = fields.String(required=True, validate=validate.Equal(EVENT_TYPE))
     subject = short_text(required=True)
-    time = fields.AwareDateTime(required=True)
+    time = StrictAwareDateTime(required=True)
     datacontenttype = fields.String(validate=validate.Equal("application/json"))
     dataschema = fields.String(required=True, validate=validate.Equal(EVENT_DATASCHEMA))
     data = fields.Nested(RequestedCaseTransferDataSchema, required=True)

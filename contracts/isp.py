@@ -8,6 +8,7 @@ from contracts.common import (
     ORG_CODE_PATTERN,
     LawfulBasisSchema,
     Pattern,
+    StrictDate,
     long_text,
     one_of,
     require_special_category_basis,
@@ -17,12 +18,23 @@ from contracts.common import (
 from contracts.reference import PARTY_GROUPS
 from contracts.vocabulary import DATA_CATEGORIES, EVENT_TYPE, ISP_STATUSES, PURPOSES
 
+ORG_CODE = re.compile(ORG_CODE_PATTERN)
+ISP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,63}$"
+
+
+def _party(value: str) -> None:
+    if value not in PARTY_GROUPS and not ORG_CODE.fullmatch(value):
+        groups = ", ".join(sorted(PARTY_GROUPS))
+        raise ValidationError(f"Not an organisation code or a known group ({groups}).")
+
 
 class SignatorySchema(Schema):
-    party = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    """Who signed for a party (an organisation code, or a group signing for its members)."""
+
+    party = fields.String(required=True, validate=_party)
     name = short_text(required=True)
     role = short_text(required=True)
-    signed_on = fields.Date(required=True)
+    signed_on = StrictDate(required=True)
 
 
 class RetentionSchema(Schema):
@@ -35,16 +47,6 @@ class DocumentSchema(Schema):
     sha256 = fields.String(required=True, validate=Pattern(r"^[0-9a-f]{64}$"))
 
 
-ORG_CODE = re.compile(ORG_CODE_PATTERN)
-ISP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,63}$"
-
-
-def _party(value: str) -> None:
-    if value not in PARTY_GROUPS and not ORG_CODE.fullmatch(value):
-        groups = ", ".join(sorted(PARTY_GROUPS))
-        raise ValidationError(f"Not an organisation code or a known group ({groups}).")
-
-
 class IspSchema(Schema):
     id = fields.String(required=True, validate=Pattern(ISP_ID_PATTERN))
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
@@ -55,9 +57,9 @@ class IspSchema(Schema):
     purposes = unique_list(one_of(PURPOSES), min_items=1, required=True)
     data_categories = unique_list(one_of(DATA_CATEGORIES), min_items=1, required=True)
     lawful_basis = fields.Nested(LawfulBasisSchema, required=True)
-    effective_from = fields.Date(required=True)
-    review_by = fields.Date(required=True)
-    expires_on = fields.Date(allow_none=True, load_default=None)
+    effective_from = StrictDate(required=True)
+    review_by = StrictDate(required=True)
+    expires_on = StrictDate(allow_none=True, load_default=None)
     retention = fields.Nested(RetentionSchema, required=True)
     signatories = fields.List(
         fields.Nested(SignatorySchema), required=True, validate=validate.Length(min=1, max=100)

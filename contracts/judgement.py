@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from contracts.common import (
     LawfulBasisSchema,
+    StrictAwareDateTime,
     long_text,
     one_of,
     org_code,
@@ -45,7 +46,7 @@ class ConsentSchema(Schema):
 
 class JudgementSchema(Schema):
     practitioner = fields.Nested(PractitionerSchema, required=True)
-    decided_at = fields.AwareDateTime(required=True)
+    decided_at = StrictAwareDateTime(required=True)
     decision = one_of(DECISIONS, required=True)
     purpose = one_of(PURPOSES, required=True)
     reasons = fields.Nested(ReasonsSchema, required=True)

@@ -35,8 +35,11 @@ def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:
         return IspFinding.NOT_YET_EFFECTIVE
     if isp.expires_on is not None and on > isp.expires_on:
         return IspFinding.EXPIRED
-    if not {request.from_authority, request.to_authority} <= isp.parties:
+    ends = {request.from_authority, request.to_authority}
+    if not ends <= isp.parties:
         return IspFinding.NOT_A_PARTY
+    if not ends <= isp.signed_by:
+        return IspFinding.NOT_SIGNED
     if request.flow not in isp.flows:
         return IspFinding.FLOW_NOT_COVERED
     if request.purpose not in isp.purposes:
@@ -47,8 +50,10 @@ def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:
 
 
 def _precedence(isp: IspTerms) -> tuple[int, int, str]:
-    """Most specific agreement first (fewest parties), then the newest version; id breaks ties."""
-    return (len(isp.parties), -isp.version, isp.id)
+    """Most specific agreement first (fewest parties), then the one that came into effect last;
+    id breaks ties. Only each ISP's newest version is ever given, and version numbers of two
+    different ISPs say nothing about which is newer."""
+    return (len(isp.parties), -isp.effective_from.toordinal(), isp.id)
 
 
 def decide_basis(request: TransferRequest, isps: Iterable[IspTerms], on: date) -> BasisDecision:

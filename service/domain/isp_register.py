@@ -22,12 +22,13 @@ SUSPENDED = "suspended"
 # What each finding means to someone asking whether an ISP applies; one line each.
 FINDING_REASONS: dict[IspFinding, str] = {
     IspFinding.APPLICABLE: "Applies: a routine transfer like this one is shared under it.",
-    IspFinding.OUTRANKED: "Applies, but another takes precedence (the one with fewest parties).",
+    IspFinding.OUTRANKED: "Applies, but another takes precedence (fewer parties, or newer).",
     IspFinding.NOT_ACTIVE: "Not active (a draft, or retired).",
     IspFinding.SUSPENDED: "Suspended: no transfer is shared under it.",
     IspFinding.NOT_YET_EFFECTIVE: "Not yet in effect on that date.",
     IspFinding.EXPIRED: "Expired before that date.",
     IspFinding.NOT_A_PARTY: "The two authorities are not both parties to it.",
+    IspFinding.NOT_SIGNED: "One of the two authorities is a party that has not signed it.",
     IspFinding.FLOW_NOT_COVERED: "It does not cover that flow.",
     IspFinding.PURPOSE_NOT_COVERED: "It does not cover that purpose.",
     IspFinding.AD_HOC_MODE: "Ad hoc sharing needs a practitioner judgement, ISP or not.",

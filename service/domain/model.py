@@ -12,13 +12,18 @@ from contracts.reference import expand_parties
 
 @dataclass(frozen=True)
 class IspTerms:
-    """What an ISP agrees, with party groups already expanded to organisation codes."""
+    """What an ISP agrees, with party groups already expanded to organisation codes.
+
+    ``signed_by`` are the parties whose signatories signed it (a group's signatory signs for
+    its members): it binds only them.
+    """
 
     id: str
     version: int
     title: str
     status: str
     parties: frozenset[str]
+    signed_by: frozenset[str]
     flows: frozenset[str]
     purposes: frozenset[str]
     data_categories: frozenset[str]
@@ -61,6 +66,7 @@ class IspFinding(StrEnum):
     NOT_YET_EFFECTIVE = "not_yet_effective"
     EXPIRED = "expired"
     NOT_A_PARTY = "not_a_party"
+    NOT_SIGNED = "not_signed"
     FLOW_NOT_COVERED = "flow_not_covered"
     PURPOSE_NOT_COVERED = "purpose_not_covered"
     AD_HOC_MODE = "ad_hoc_mode"
@@ -106,6 +112,7 @@ def isp_terms(document: dict[str, Any]) -> IspTerms:
         title=document["title"],
         status=document["status"],
         parties=expand_parties(document["parties"]),
+        signed_by=expand_parties([signatory["party"] for signatory in document["signatories"]]),
         flows=frozenset(document["flows"]),
         purposes=frozenset(document["purposes"]),
         data_categories=frozenset(document["data_categories"]),

@@ -19,6 +19,7 @@ PAN_LONDON = IspTerms(
     title="Pan-London",
     status="active",
     parties=frozenset(LONDON_AUTHORITIES),
+    signed_by=frozenset(LONDON_AUTHORITIES),
     flows=frozenset({FLOW}),
     purposes=frozenset({"continuity_of_early_help"}),
     data_categories=frozenset({"child_identity", "plan"}),
@@ -120,6 +121,12 @@ def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
         (PAN_LONDON, REQUEST, date(2029, 4, 1), IspFinding.EXPIRED),
         (PAN_LONDON, REQUEST, date(2029, 3, 31), IspFinding.APPLICABLE),
         (BILATERAL, replace(REQUEST, to_authority=CAMDEN), TODAY, IspFinding.NOT_A_PARTY),
+        (
+            replace(PAN_LONDON, signed_by=frozenset({HACKNEY})),
+            REQUEST,
+            TODAY,
+            IspFinding.NOT_SIGNED,
+        ),
         (replace(PAN_LONDON, flows=frozenset()), REQUEST, TODAY, IspFinding.FLOW_NOT_COVERED),
         (
             PAN_LONDON,
@@ -135,12 +142,28 @@ def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
         "day-after-expiry",
         "expiry-day-inclusive",
         "not-a-party",
+        "recipient-not-signed",
         "flow",
         "purpose",
     ],
 )
 def test_each_reason_an_isp_does_or_does_not_apply(isp, request_, on, finding):
     assert assess_isp(isp, request_, on) is finding
+
+
+def test_a_party_that_has_not_signed_is_not_bound_so_its_transfer_needs_a_judgement():
+    three_parties = replace(
+        PAN_LONDON,
+        id="three-boroughs",
+        parties=frozenset({HACKNEY, ISLINGTON, CAMDEN}),
+        signed_by=frozenset({HACKNEY, ISLINGTON}),
+    )
+    signed = decide_basis(REQUEST, [three_parties], TODAY)
+    assert (signed.outcome, signed.isp) == (Outcome.SHARE_UNDER_ISP, three_parties)
+
+    unsigned = decide_basis(replace(REQUEST, to_authority=CAMDEN), [three_parties], TODAY)
+    assert unsigned.outcome is Outcome.AWAIT_JUDGEMENT
+    assert unsigned.considered[0].finding is IspFinding.NOT_SIGNED
 
 
 def test_an_expired_isp_is_recorded_and_the_transfer_waits():
@@ -160,12 +183,18 @@ def test_the_most_specific_isp_wins_and_the_other_is_recorded_as_outranked():
         }
 
 
-def test_between_versions_of_equal_reach_the_newest_wins():
-    newer = replace(PAN_LONDON, version=2, data_categories=frozenset({"child_identity"}))
-    for order in ([PAN_LONDON, newer], [newer, PAN_LONDON]):
+def test_between_isps_of_equal_reach_the_one_in_effect_last_wins_whatever_its_version():
+    amended_often = replace(PAN_LONDON, id="london-older", version=4)
+    newer = replace(
+        PAN_LONDON,
+        id="london-newer",
+        effective_from=date(2026, 9, 1),
+        data_categories=frozenset({"child_identity"}),
+    )
+    for order in ([amended_often, newer], [newer, amended_often]):
         decision = decide_basis(REQUEST, order, TODAY)
         assert decision.isp == newer
-        assert [(c.version, c.finding) for c in decision.considered] == [
-            (1, IspFinding.OUTRANKED),
-            (2, IspFinding.APPLICABLE),
-        ]
+        assert {(c.isp_id, c.finding) for c in decision.considered} == {
+            ("london-older", IspFinding.OUTRANKED),
+            ("london-newer", IspFinding.APPLICABLE),
+        }

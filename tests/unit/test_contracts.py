@@ -88,6 +88,24 @@ def test_the_event_must_be_the_version_of_the_flow_we_publish(attribute, value):
     assert set(refused(routine() | {attribute: value})) == {attribute}
 
 
+@pytest.mark.parametrize("written", ["2026-11-20 10:15:00Z", "2026-11-20T10Z", "20261120T101500Z"])
+def test_time_is_written_as_rfc_3339_not_any_form_python_reads(written):
+    assert refused(routine() | {"time": written}) == {"time": ["Not a valid datetime."]}
+
+
+@pytest.mark.parametrize("written", ["2026-11-20T10:15:00Z", "2026-11-20T10:15:00.123+01:00"])
+def test_time_in_rfc_3339_with_its_offset_is_taken(written):
+    CaseTransferEventSchema().load(routine() | {"time": written})
+
+
+@pytest.mark.parametrize("written", ["20150301", "2015-W09-7", "2015-03-01T00:00:00"])
+def test_a_date_is_written_yyyy_mm_dd(written):
+    event = routine()
+    event["data"]["case"]["child_identity"]["date_of_birth"] = written
+    errors = refused(event)
+    assert errors["data"]["case"]["child_identity"]["date_of_birth"] == ["Not a valid date."]
+
+
 def test_time_must_carry_its_timezone():
     assert refused(routine() | {"time": "2026-11-20T10:15:00"}) == {
         "time": ["Not a valid aware datetime."]
@@ -294,6 +312,17 @@ def test_an_isp_is_between_two_or_more_parties_unless_it_names_a_group():
 def test_an_isp_party_is_a_code_or_a_known_group():
     errors = refused(isp(parties=["group:everyone", "E09000019"]), IspSchema())
     assert list(errors["parties"]) == [0]
+
+
+def test_a_signatory_signs_for_a_code_or_a_known_group():
+    signatory = {
+        "party": "Hackney",
+        "name": "A. Director",
+        "role": "DCS",
+        "signed_on": "2026-03-01",
+    }
+    errors = refused(isp(signatories=[signatory]), IspSchema())
+    assert list(errors["signatories"][0]) == ["party"]
 
 
 def test_an_isp_cannot_expire_before_it_starts():

@@ -83,6 +83,15 @@ def test_with_the_isp_suspended_nothing_applies_and_a_judgement_is_needed():
     assert [c.finding for c in decision.considered] == [IspFinding.SUSPENDED]
 
 
+def test_an_isp_binds_those_its_signatories_signed_for_a_group_for_all_its_members():
+    assert isp_terms(examples.pan_london_isp()).signed_by == set(LONDON_AUTHORITIES)
+    one_signed = bilateral(signatories=bilateral()["signatories"][:1])
+    assert isp_terms(one_signed).signed_by == {NEWHAM}
+    answer = _applicability(one_signed)
+    assert answer.isp is None
+    assert [c.finding for c in answer.considered] == [IspFinding.NOT_SIGNED]
+
+
 def test_the_date_asked_about_is_the_one_decided_on():
     assert _applicability(bilateral(), on=date(2029, 4, 1)).considered[0].finding is (
         IspFinding.EXPIRED
