@@ -105,6 +105,13 @@ def test_a_judgement_for_another_recipient_does_not_cover_this_transfer():
     assert ISLINGTON in decision.reason
 
 
+def test_an_ad_hoc_transfer_whose_judgement_names_another_recipient_does_not_fall_back_on_an_isp():
+    request = replace(REQUEST, mode="ad_hoc", judgement=judgement(recipients=(CAMDEN,)))
+    decision = decide_basis(request, [PAN_LONDON], TODAY)
+    assert (decision.outcome, decision.isp) == (Outcome.AWAIT_JUDGEMENT, None)
+    assert [c.finding for c in decision.considered] == [IspFinding.AD_HOC_MODE]
+
+
 def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
     request = replace(REQUEST, mode="ad_hoc", judgement=judgement(purpose="safeguarding"))
     decision = decide_basis(request, [], TODAY)
@@ -117,6 +124,7 @@ def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
     [
         (replace(PAN_LONDON, status="suspended"), REQUEST, TODAY, IspFinding.SUSPENDED),
         (replace(PAN_LONDON, status="draft"), REQUEST, TODAY, IspFinding.NOT_ACTIVE),
+        (replace(PAN_LONDON, status="retired"), REQUEST, TODAY, IspFinding.NOT_ACTIVE),
         (PAN_LONDON, REQUEST, date(2026, 3, 31), IspFinding.NOT_YET_EFFECTIVE),
         (PAN_LONDON, REQUEST, date(2029, 4, 1), IspFinding.EXPIRED),
         (PAN_LONDON, REQUEST, date(2029, 3, 31), IspFinding.APPLICABLE),
@@ -138,6 +146,7 @@ def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
     ids=[
         "suspended",
         "draft",
+        "retired",
         "before-effective",
         "day-after-expiry",
         "expiry-day-inclusive",
