@@ -156,8 +156,11 @@ class Organisations:
         and rotates nothing then, so the old key is still needed and must not be dropped.
         """
         with self._transaction() as session:
+            # Locked: an adapter set meanwhile would otherwise get its old secrets back.
             rows = session.scalars(
-                sa.select(t.AdapterConfig).order_by(t.AdapterConfig.authority_code)
+                sa.select(t.AdapterConfig)
+                .order_by(t.AdapterConfig.authority_code)
+                .with_for_update()
             ).all()
             for row in rows:
                 try:

@@ -52,8 +52,8 @@ class Claimed:
     lease: Lease  # tells this claim from a later one on the item
 
 
-# Any fixed number; on PostgreSQL, transactions that hold new items serialise on it (see
-# ``insert_items``).
+# Any fixed number; on PostgreSQL, transactions that add outbox rows queue on it until they
+# commit (``_in_commit_order``).
 HOLD_LOCK_ID = 0x_CAF_0002
 
 # Intake and every recorded delivery run these, so they are built once (``service.store.rows``).
@@ -61,8 +61,11 @@ _item = t.OutboxItem.__table__
 _adapter = t.AdapterConfig.__table__
 _transfer = t.Transfer.__table__
 _TAKE_HOLD_LOCK = sa.select(sa.func.pg_advisory_xact_lock(HOLD_LOCK_ID))
+# By (recipient, case), so that the stream index serves it: by case alone it read the outbox.
 _WAITING_STREAMS = sa.select(_item.c.to_authority, _item.c.case_reference).where(
-    _item.c.case_reference.in_(sa.bindparam("cases", expanding=True))
+    sa.tuple_(_item.c.to_authority, _item.c.case_reference).in_(
+        sa.bindparam("streams", expanding=True)
+    )
 )
 _INSERT_ITEMS = sa.insert(_item)
 _INSERT_ITEMS_RETURNING_IDS = sa.insert(_item).returning(_item.c.id, sort_by_parameter_order=True)
@@ -291,6 +294,7 @@ class Outbox:
             transfer = session.get(t.Transfer, event_id, with_for_update=True)
             if transfer is None or transfer.state != "failed":
                 return False
+            _in_commit_order(session)
             session.add(new_item(transfer, now))
             transfer.state, transfer.updated_at = "signed", now
             self._append_audit(session, event_id, "redelivery", {"by": by.describe()})
@@ -317,8 +321,21 @@ def _still_held(claimed: Claimed) -> sa.ColumnElement[bool]:
 
 def stage_delivery(session: Session, transfer: t.Transfer, envelope: SignedEnvelope) -> None:
     """Keep a transfer's signed envelope and put it in the outbox, due now, in ``session``."""
+    _in_commit_order(session)
     session.add(t.Envelope(**envelope_values(transfer.event_id, envelope)))
     session.add(new_item(transfer, envelope.issued_at))
+
+
+def _in_commit_order(session: Session) -> None:
+    """Have the outbox rows ``session`` adds get their ids in the order of the commits.
+
+    A claim takes a stream's rows in id order among those committed, and on PostgreSQL a
+    sequence hands out ids at insert: a row whose transaction commits after a later-numbered
+    one would go out after it. So the transactions that add rows queue on one lock until they
+    commit. On SQLite every transaction already holds the write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_TAKE_HOLD_LOCK)
 
 
 def envelope_values(event_id: str, envelope: SignedEnvelope) -> dict[str, Any]:
@@ -399,17 +416,16 @@ def insert_items(
     the rows a claim could take now and return them, claimed, without reading them back.
 
     Those are the first row of each recipient and case with no item of theirs already waiting:
-    the others must wait their turn, as they would for a claim. On PostgreSQL two workers could
-    otherwise each see the other's uncommitted item as absent, so the check is serialised to
-    commit; on SQLite every transaction already holds the write lock.
+    the others must wait their turn, as they would for a claim. The inserts queue until commit
+    (``_in_commit_order``), which also keeps two workers from each taking the other's
+    uncommitted item for absent.
     """
+    _in_commit_order(session)
     if lease is None:
         session.execute(_INSERT_ITEMS, rows)
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_TAKE_HOLD_LOCK)
-    cases = list({row["case_reference"] for row in rows})
-    waiting = set(session.execute(_WAITING_STREAMS, {"cases": cases}))
+    streams = list({(row["to_authority"], row["case_reference"]) for row in rows})
+    waiting = set(session.execute(_WAITING_STREAMS, {"streams": streams}))
     for row in rows:
         stream = (row["to_authority"], row["case_reference"])
         if stream not in waiting:
