@@ -128,6 +128,11 @@ def test_each_example_arrives_signed_on_its_basis_or_is_held_back(
     publish(broker_url, *(examples.encode(event) for event in events.values()))
     wait_until(lambda: all(services.store.has_transfer(e["id"]) for e in events.values()))
     wait_until(lambda: sum(map(len, received().values())) == 2)
+    # The delivery is recorded after the recipient has the envelope: wait for that too.
+    delivered = [events[name]["id"] for name, expected in EXPECTED.items() if expected]
+    wait_until(
+        lambda: all(services.store.transfer_view(i)["state"] == "delivered" for i in delivered)
+    )
 
     keys = _published_jwks(services)
     arrived = received()

@@ -285,7 +285,7 @@ def test_a_recipient_that_hangs_does_not_hold_up_another(services, receiver):
 
     def answer(request):
         if request.path.endswith(ISLINGTON):
-            release.wait(10)
+            release.wait(30)  # well past the test's own wait, so it cannot end first
         finished.append(request.envelope["event_id"])
         return 202, {}, b""
 

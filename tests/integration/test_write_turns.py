@@ -47,17 +47,19 @@ def test_a_nested_turn_keeps_the_lock_until_the_outer_one_ends(tmp_path):
         with turns:
             pass
         # The inner turn has ended: another process must still wait for the outer one.
-        took = context.Queue()
-        process = context.Process(target=_time_a_turn, args=(url, took))
+        took, asking = context.Queue(), context.Event()
+        process = context.Process(target=_time_a_turn, args=(url, took, asking))
         process.start()
+        assert asking.wait(10)  # its clock starts now, however long it took to start
         time.sleep(HOLD_SECONDS)
     process.join(10)
     turns.close()
     assert took.get(timeout=5) >= HOLD_SECONDS * 0.8
 
 
-def _time_a_turn(url: str, took) -> None:
+def _time_a_turn(url: str, took, asking) -> None:
     turns = WriteTurns(url)
+    asking.set()
     started = time.monotonic()
     with turns:
         took.put(time.monotonic() - started)
