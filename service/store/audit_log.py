@@ -138,6 +138,10 @@ class ChainSnapshot:
             yield ChainRecord(*row)
 
 
+# An execution option: the connection's transactions only read (see ``AuditLog.snapshot``).
+READ_ONLY_SNAPSHOT = "caf_read_only_snapshot"
+
+
 class AuditLog:
     def __init__(self, transaction: Transaction, engine: sa.Engine) -> None:
         self._transaction = transaction
@@ -145,12 +149,15 @@ class AuditLog:
 
     @contextmanager
     def snapshot(self) -> Iterator[ChainSnapshot]:
-        """One consistent read of the chain (REPEATABLE READ on PostgreSQL) while appends go on."""
+        """One consistent read of the chain while appends go on: REPEATABLE READ on PostgreSQL,
+        a deferred transaction under WAL on SQLite, neither holding up a writer."""
         with self._engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection = connection.execution_options(
                     isolation_level="REPEATABLE READ", postgresql_readonly=True
                 )
+            else:
+                connection = connection.execution_options(**{READ_ONLY_SNAPSHOT: True})
             with Session(connection) as session, session.begin():
                 yield ChainSnapshot(session)
 

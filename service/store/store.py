@@ -30,7 +30,7 @@ from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox
 from service.store import tables as t
 from service.store.access import Access
-from service.store.audit_log import AuditLog, append_audit, chain_on_commit
+from service.store.audit_log import READ_ONLY_SNAPSHOT, AuditLog, append_audit, chain_on_commit
 from service.store.audit_search import AuditSearch
 from service.store.isotime import iso
 from service.store.isps import IspChange, Isps
@@ -188,7 +188,10 @@ def _engine(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _begin_immediate(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A snapshot only reads: under WAL a plain BEGIN gives it a consistent view without
+        # holding the write lock (and so every writer) for as long as it reads.
+        read_only = connection.get_execution_options().get(READ_ONLY_SNAPSHOT)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -93,6 +93,15 @@ def test_an_untouched_log_verifies(services):
     assert report.verification.head_seq == 15
 
 
+def test_appends_go_on_while_a_verification_reads_and_it_sees_the_chain_as_it_began(services):
+    count = _populate(services)
+    with services.store.audit.snapshot() as snapshot:
+        services.store.record_audit(None, "appended_meanwhile", {})  # not held up by the read
+        assert len(list(snapshot.records())) == count
+        assert snapshot.head.seq == count
+    assert services.audit.verify().verification.records == count + 1
+
+
 def test_a_detail_holding_what_the_fast_encoder_cannot_write_is_stored_exactly(services):
     detail = {
         "big": 2**70,
