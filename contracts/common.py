@@ -92,11 +92,12 @@ DATE_TIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz
 
 class StrictDate(fields.Date):
     """A date written YYYY-MM-DD, as the published schemas say (see ``StrictBoolean`` for why
-    a form merely readable as a date is not enough)."""
+    a form merely readable as a date is not enough). A date YAML has already read (an ISP
+    file) is a date."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         parsed = super()._deserialize(value, attr, data, **kwargs)
-        if DATE_TEXT.fullmatch(value) is None:
+        if isinstance(value, str) and DATE_TEXT.fullmatch(value) is None:
             raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
         return parsed
 
@@ -106,7 +107,7 @@ class StrictAwareDateTime(fields.AwareDateTime):
 
     def _deserialize(self, value, attr, data, **kwargs):
         parsed = super()._deserialize(value, attr, data, **kwargs)  # says if the offset is missing
-        if DATE_TIME_TEXT.fullmatch(value) is None:
+        if isinstance(value, str) and DATE_TIME_TEXT.fullmatch(value) is None:
             raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
         return parsed
 
