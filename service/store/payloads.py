@@ -1,8 +1,9 @@
-"""The stored payloads of delivered transfers, as retention sees them: what is held, and purging.
+"""The stored payloads of settled transfers, as retention sees them: what is held, and purging.
 
 A payload is the case data in the stored event and the signed envelope (the JWS carries the
 minimised case). Purging removes both and keeps everything else: the transfer's parties, basis
-decision and state, the envelope's id and digest, the delivery attempts and the audit.
+decision and state, the envelope's id and digest, the delivery attempts and the audit. Settled
+means delivered, or withheld on a judgement not to share: nothing will be sent from either.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from service.domain.retention import without_case
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 
+# The states nothing more is sent from, so that a payload is only kept for its retention period.
+SETTLED = ("delivered", "withheld")
+
 
 @dataclass(frozen=True)
 class HeldPayload:
     event_id: str
-    delivered_at: datetime
+    state: str  # one of SETTLED
+    settled_at: datetime  # when it was delivered or withheld
     decision: dict[str, Any]
 
 
@@ -30,12 +35,13 @@ class Payloads:
         self._transaction = transaction
         self._append_audit = append_audit
 
-    def held_for_delivered(self) -> list[HeldPayload]:
-        """Delivered transfers whose payload is still held, oldest delivery first."""
+    def held_for_settled(self) -> list[HeldPayload]:
+        """Settled transfers whose payload is still held, the longest settled first."""
         with self._transaction() as session:
+            transfer = t.Transfer
             rows = session.execute(
-                sa.select(t.Transfer.event_id, t.Transfer.updated_at, t.Transfer.decision)
-                .where(t.Transfer.state == "delivered")
+                sa.select(transfer.event_id, transfer.state, transfer.updated_at, transfer.decision)
+                .where(transfer.state.in_(SETTLED))
                 .where(t.Transfer.payload_purged_at.is_(None))
                 .order_by(t.Transfer.updated_at)
             ).all()
@@ -50,10 +56,10 @@ class Payloads:
             }
 
     def purge(self, event_id: str, at: datetime, audit_detail: dict[str, Any]) -> bool:
-        """Remove one delivered transfer's payload and audit it; False if there is none to purge."""
+        """Remove one settled transfer's payload and audit it; False if there is none to purge."""
         with self._transaction() as session:
             transfer = session.get(t.Transfer, event_id, with_for_update=True)
-            if transfer is None or transfer.state != "delivered" or transfer.payload_purged_at:
+            if transfer is None or transfer.state not in SETTLED or transfer.payload_purged_at:
                 return False
             transfer.event, transfer.payload_purged_at = without_case(transfer.event), at
             session.execute(

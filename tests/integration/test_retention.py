@@ -91,3 +91,23 @@ def test_the_metadata_stays_each_purge_is_audited_and_the_chain_verifies(deliver
     export = delivered.subject_access.export({"nhs_number": "9434765919"})
     purged = {t["event_id"]: t["payload_purged_at"] for t in export["transfers"]}
     assert purged[ROUTINE] and purged[AD_HOC] and purged[PARKED] is None
+
+
+def test_a_withheld_transfers_case_data_goes_after_the_judgement_default_and_why_stays(delivered):
+    """Nothing will ever be sent from a transfer withheld on a judgement: its case data is kept
+    only as long as a judgement-based share's would be."""
+    withheld = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
+    assert delivered.relay.receive(examples.encode(withheld), sender=EMBEDDED).state == "withheld"
+    assert withheld["id"] not in _run(delivered, JUDGEMENT_DAYS - 1)
+    assert withheld["id"] in _run(delivered, JUDGEMENT_DAYS + 1)
+
+    event, _ = _payload(delivered, withheld["id"])
+    assert "case" not in event["data"]
+    view = delivered.store.transfer_view(withheld["id"])
+    assert view["state"] == "withheld"
+    assert view["decision"]["judgement"]["decision"] == "not_share"
+    [purge] = [
+        d for _, a, d in delivered.store.audit_actions(withheld["id"]) if a == "payload_purged"
+    ]
+    assert purge["period_set_by"] == "judgement default" and "withheld_at" in purge
+    assert delivered.audit.verify().intact
