@@ -11,6 +11,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JsonDocument = sa.JSON().with_variant(JSONB(), "postgresql")
 
+# The id of a table that grows with every event: 64-bit, so it cannot run out (migration 0004).
+# SQLite hands out ids only for a column declared INTEGER, which is already its 64-bit rowid.
+RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 class UtcDateTime(sa.TypeDecorator):
     """Timestamps go in and come out as aware UTC, on SQLite as on PostgreSQL."""
@@ -93,7 +97,7 @@ class Envelope(Base):
 
 class DeliveryAttempt(Base):
     __tablename__ = "delivery_attempts"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     envelope_id: Mapped[str] = mapped_column(sa.ForeignKey("envelopes.envelope_id"), index=True)
     attempted_at: Mapped[datetime]
     adapter_type: Mapped[str | None] = mapped_column(sa.String(64))
@@ -114,7 +118,7 @@ class OutboxItem(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (sa.Index("ix_outbox_stream", "to_authority", "case_reference", "id"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     event_id: Mapped[str] = mapped_column(sa.ForeignKey("transfers.event_id"), unique=True)
     to_authority: Mapped[str] = mapped_column(sa.String(16))
     case_reference: Mapped[str] = mapped_column(sa.String(200))
@@ -135,7 +139,7 @@ class AuditRecord(Base):
     """
 
     __tablename__ = "audit_records"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     seq: Mapped[int] = mapped_column(sa.BigInteger, index=True, unique=True)
     recorded_at: Mapped[datetime] = mapped_column(index=True)
     event_id: Mapped[str | None] = mapped_column(sa.String(128), index=True)
@@ -197,7 +201,7 @@ class DeadLetter(Base):
     """Rejected input on the embedded queue, kept with its reason as caf.dead keeps it on AMQP."""
 
     __tablename__ = "dead_letters"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     received_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(sa.Text)
     body: Mapped[bytes] = mapped_column(sa.LargeBinary)

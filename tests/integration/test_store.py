@@ -2,16 +2,19 @@
 
 from concurrent.futures import ProcessPoolExecutor
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 
+from service.relay import EMBEDDED
 from service.secrets import SecretBox
 from service.store.store import NewTransfer, Store
 from service.store.tables import Base
 from tests.conftest import fixed_clock, fresh_database
 from tests.support import examples
+from tests.support.https_receiver import https_recipients
 
 
 def test_migrations_create_exactly_the_schema_the_code_uses(migrated_database):
@@ -20,6 +23,51 @@ def test_migrations_create_exactly_the_schema_the_code_uses(migrated_database):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+GROWING = ("audit_records", "outbox", "delivery_attempts", "dead_letters")
+PAST_32_BITS = 2**31
+
+
+@pytest.fixture
+def ids_past_32_bits(services):
+    """The growing tables' id sequences moved past what a 32-bit column holds, then back."""
+    engine = sa.create_engine(services.store.url)
+    if engine.dialect.name != "postgresql":
+        engine.dispose()
+        pytest.skip("SQLite's row ids are its 64-bit rowids, with no sequence to move")
+    moved = "SELECT setval(pg_get_serial_sequence(:table, 'id'), :value, false)"
+    with engine.begin() as conn:
+        for table in GROWING:
+            conn.execute(sa.text(moved), {"table": table, "value": PAST_32_BITS})
+    try:
+        yield engine
+    finally:
+        with engine.begin() as conn:  # the next test's set-up deletes this test's rows
+            for table in GROWING:
+                conn.execute(sa.text(moved), {"table": table, "value": 1})
+        engine.dispose()
+
+
+def test_the_relay_works_on_once_row_ids_pass_32_bits(services, ids_past_32_bits, tmp_path):
+    with https_recipients(services, tmp_path, "E09000019") as receiver:
+        event = examples.routine("past-32-bits", to="E09000019")
+        assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
+        services.store.add_dead_letter(b"{not json", "malformed JSON")
+        assert services.deliverer.deliver_due("test") == 1
+
+    assert len(receiver.requests) == 1
+    view = services.store.transfer_view("past-32-bits")
+    assert view["state"] == "delivered" and [d["succeeded"] for d in view["deliveries"]] == [True]
+    assert services.audit.verify().intact
+    with ids_past_32_bits.connect() as conn:
+        for table in GROWING:
+            # the outbox row is gone once delivered; its sequence has still moved on
+            last = conn.execute(
+                sa.text("SELECT last_value FROM pg_sequences WHERE sequencename = :name"),
+                {"name": f"{table}_id_seq"},
+            ).scalar_one()
+            assert last >= PAST_32_BITS, table
 
 
 def test_initialise_is_repeatable_and_seeds_the_33_london_authorities(services):
