@@ -1,8 +1,8 @@
 """Writes the published contracts in ``contracts/published/`` from the marshmallow schemas.
 
-A development tool, not part of the runtime: it imports apispec, which only the ``dev`` extra
-installs, so nothing in the service may import this module. The files it writes are the ones
-shipped; the service itself validates with the marshmallow schemas.
+A development tool, not part of the runtime: nothing in the service imports this module. It
+uses apispec, which is a runtime dependency anyway (flask-smorest needs it). The files it writes
+are the ones shipped; the service itself validates with the marshmallow schemas.
 
     python -m contracts.export           # (re)write the published files
     python -m contracts.export --check   # exit 1 if any published file is stale or missing

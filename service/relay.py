@@ -180,6 +180,18 @@ class Relay:
         except Exception:
             log.exception("could not audit a message set aside as %s", PROCESSING_FAILED)
 
+    def refuse_oversized(self, size: int | None) -> Received:
+        """Audit a body refused unread for its size (``None``: not declared), as one read and
+        found too big is: an HTTP server stops reading at the limit, before ``receive``."""
+        refused = self._oversized(size)
+        self._store.record_intake([RejectedInput(None, Rejection.OVERSIZED.value, refused.reason)])
+        return refused
+
+    def _oversized(self, size: int | None) -> Received:
+        told = f"Event is {size} bytes" if size is not None else "Event is longer than the limit"
+        reason = f"{told}; the limit is {self._max_event_bytes}."
+        return Received(None, rejection=Rejection.OVERSIZED, reason=reason)
+
     def receive_many(
         self, messages: Sequence[tuple[bytes, Sender]], *, lease: Lease | None = None
     ) -> list[Received | Exception]:
@@ -286,11 +298,7 @@ class Relay:
         self, body: bytes, reference: IntakeReference, sender: Sender
     ) -> dict[str, Any] | Received:
         if len(body) > self._max_event_bytes:
-            return Received(
-                None,
-                rejection=Rejection.OVERSIZED,
-                reason=f"Event is {len(body)} bytes; the limit is {self._max_event_bytes}.",
-            )
+            return self._oversized(len(body))
         try:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

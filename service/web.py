@@ -3,7 +3,8 @@
 Every ``/api`` call is authenticated (``service.api.guard``) and answered in JSON, errors as
 problem details. The OpenAPI document, generated from the marshmallow schemas in
 ``contracts.api``, is at ``/openapi.json`` with a browsable page at ``/docs``. Outside ``/api``
-only the public keys and the health checks are open; ``/metrics`` needs a token too.
+the public keys, the health checks, ``/openapi.json`` and ``/docs`` are open; ``/metrics`` needs
+a token too.
 """
 
 from __future__ import annotations

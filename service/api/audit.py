@@ -5,8 +5,10 @@ transfers its authority sent or received, and asking for another authority's is 
 global admin reads everything. Verifying the chain is of the whole chain, since one missing or
 altered record anywhere breaks it; the answer carries no transfer's details.
 
-A child is named only in a ``POST`` body, never in a URL (see ``contracts.api.audit``). A bad
-parameter is a 400 problem saying which.
+A child is named only in a ``POST`` body, never in a URL (see ``contracts.api.audit``). An
+unknown or badly typed parameter is a 422 problem from the schema (query parameters are read
+with ``unknown=RAISE``); a well-formed value that makes no sense (refused by ``audit_query`` or
+the subject-access export with a ``ValueError``) is a 400 problem saying which.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from http import HTTPStatus
 
 from flask import current_app, request
 from flask_smorest import Blueprint, abort
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from contracts.api.transfers import TransferViewSchema
 from contracts.event import CaseTransferEventSchema
@@ -47,7 +48,12 @@ def post_event():
     caller = principal()
     services = current_app.extensions["caf_relay"]
     sender = Sender(f"Token {caller.token_id} ({caller.name})", authority=caller.authority)
-    received = services.relay.receive(request.get_data(cache=False), sender=sender)
+    limit = services.settings.max_event_bytes
+    body = _body_within(limit)
+    if body is None:  # Content-Length is None for a chunked body
+        received = services.relay.refuse_oversized(request.content_length)
+    else:
+        received = services.relay.receive(body, sender=sender)
     if received.rejection is Rejection.FORGED_SENDER:
         refuse(HTTPStatus.FORBIDDEN, received.reason)
     if received.rejection is not None:
@@ -60,3 +66,18 @@ def post_event():
     view = services.store.transfer_view(received.event_id)
     status = HTTPStatus.OK if received.duplicate else HTTPStatus.ACCEPTED
     return {**view, "duplicate": received.duplicate}, status
+
+
+def _body_within(limit: int) -> bytes | None:
+    """The request's body, or None when it is longer than ``limit`` bytes.
+
+    A declared length over the limit is refused before any of the body is read. A chunked body
+    (no Content-Length) is read up to one byte past the limit, because the server's stream
+    would otherwise end quietly at the limit and pass on a cut-short event as a whole one.
+    """
+    request.max_content_length = limit + 1
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return None
+    return body if len(body) <= limit else None

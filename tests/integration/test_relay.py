@@ -7,7 +7,7 @@ from jwcrypto import jwk, jws
 
 from service.relay import EMBEDDED, Rejection, Relay
 from service.store.store import Store
-from tests.support import examples
+from tests.support import examples, malformed
 
 
 @pytest.fixture
@@ -88,76 +88,7 @@ def test_the_same_event_id_twice_is_a_duplicate_and_stored_once(services, relay)
     assert again.duplicate is True and again.needs_delivery is False
 
 
-def _with_unknown_field(document):
-    document["data"]["case"]["child_identity"]["favourite_colour"] = "blue"
-    return document
-
-
-@pytest.mark.parametrize(
-    ("body", "rejection", "reason"),
-    [
-        (b"{not json", Rejection.NOT_JSON, "Not JSON"),
-        (b"\xff\xfe", Rejection.NOT_JSON, "Not JSON"),
-        (b"[]", Rejection.CONTRACT, "case-transfer contract"),
-        (
-            examples.encode(_with_unknown_field(examples.event(examples.ROUTINE_WITH_ISP))),
-            Rejection.CONTRACT,
-            "favourite_colour",
-        ),
-        (
-            examples.encode(
-                examples.event(
-                    examples.ROUTINE_WITH_ISP,
-                    data={
-                        **examples.load(examples.ROUTINE_WITH_ISP)["data"],
-                        "to_authority": "E09000099",
-                    },
-                )
-            ),
-            Rejection.UNKNOWN_AUTHORITY,
-            "E09000099",
-        ),
-        (b" " * 300_000, Rejection.OVERSIZED, "limit is 262144"),
-        (b"[" * 100_000, Rejection.NOT_JSON, "nested too deeply"),
-        (
-            examples.encode(examples.event(examples.ROUTINE_WITH_ISP, subject="\ud800")),
-            Rejection.NOT_JSON,
-            "unpaired UTF-16 surrogate",
-        ),
-        (
-            examples.encode(examples.event(examples.ROUTINE_WITH_ISP, subject="CAF\u0000")),
-            Rejection.NOT_JSON,
-            "NUL character",
-        ),
-        (
-            examples.encode(examples.event(examples.ROUTINE_WITH_ISP, subject="SURROGATE")).replace(
-                b"SURROGATE", b"\xed\xa0\x80"
-            ),
-            Rejection.NOT_JSON,
-            "unpaired UTF-16 surrogate",
-        ),
-        (
-            examples.encode(examples.event(examples.ROUTINE_WITH_ISP, subject="CAF\u0000"))
-            .decode()
-            .encode("utf-16"),
-            Rejection.NOT_JSON,
-            "NUL character",
-        ),
-    ],
-    ids=[
-        "not-json",
-        "not-utf8",
-        "not-an-object",
-        "unknown-field",
-        "unknown-authority",
-        "oversized",
-        "nested-too-deeply",
-        "lone-surrogate",
-        "nul-character",
-        "surrogate-as-raw-bytes",
-        "nul-character-in-utf16",
-    ],
-)
+@pytest.mark.parametrize(("body", "rejection", "reason"), malformed.BAD_INPUT)
 def test_bad_input_is_refused_with_a_reason_that_is_audited(
     services, relay, body, rejection, reason
 ):

@@ -1,12 +1,16 @@
 """The HTTP API as a case system without AMQP uses it."""
 
 import json
+import threading
 
 import pytest
+import requests
 from jwcrypto import jwk, jws
+from werkzeug.serving import make_server
 
+from service.relay import Rejection
 from service.web import create_app
-from tests.support import examples
+from tests.support import examples, malformed
 from tests.support.tokens import bearer
 
 HACKNEY, NEWHAM = "E09000012", "E09000025"
@@ -93,25 +97,64 @@ def test_a_parked_transfer_is_visible_to_its_sender_with_the_reason(auth, servic
     assert "Okafor" not in response.get_data(as_text=True), "no child's data in the status view"
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "rejection"),
-    [
-        (b"{", 400, "not_json"),
-        (examples.encode({"specversion": "1.0"}), 422, "contract_violation"),
-        (b"x" * 300_000, 413, None),
-    ],
-    ids=["malformed", "contract", "oversized"],
-)
-def test_bad_input_gets_a_clear_problem_response(auth, client, body, status, rejection):
+STATUS_BY_REJECTION = {
+    Rejection.NOT_JSON: 400,
+    Rejection.CONTRACT: 422,
+    Rejection.UNKNOWN_AUTHORITY: 422,
+    Rejection.OVERSIZED: 413,
+}
+
+
+@pytest.mark.parametrize(("body", "rejection", "reason"), malformed.BAD_INPUT)
+def test_bad_input_gets_a_problem_response_naming_its_rejection_and_is_audited(
+    auth, services, client, body, rejection, reason
+):
     response = client.post("/api/v1/events", data=body, headers=auth)
-    assert response.status_code == status
+    assert response.status_code == STATUS_BY_REJECTION[rejection]
     assert response.content_type == "application/problem+json"
     problem = response.get_json()
-    assert problem["detail"]
-    if rejection:
-        assert problem["rejection"] == rejection
-    if rejection == "contract_violation":
-        assert problem["errors"]["id"] == ["Missing data for required field."]
+    assert problem["rejection"] == rejection.value and reason in problem["detail"]
+    audited = [d for _, action, d in services.store.audit_actions() if action == "rejected"]
+    assert audited == [{"rejection": rejection.value, "reason": problem["detail"]}]
+
+
+@pytest.fixture
+def served(services, client):
+    """The app behind a real HTTP server, which reads chunked bodies as gunicorn does."""
+    server = make_server("127.0.0.1", 0, client.application, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("size", [262_144, 262_145, 300_000])
+def test_a_chunked_body_is_refused_as_oversized_only_past_the_limit(auth, services, served, size):
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    text = examples.encode(event)
+    body = text[:-1] + b" " * (size - len(text)) + b"}"
+    chunks = (body[start : start + 65_536] for start in range(0, len(body), 65_536))
+    response = requests.post(f"{served}/api/v1/events", data=chunks, headers=auth, timeout=30)
+    rejected = [d for _, action, d in services.store.audit_actions() if action == "rejected"]
+    if size <= 262_144:
+        assert response.status_code == 202, response.text
+        assert rejected == []
+        return
+    assert response.status_code == 413
+    detail = response.json()["detail"]
+    assert detail == "Event is longer than the limit; the limit is 262144."
+    assert rejected == [{"rejection": "oversized", "reason": detail}]
+
+
+def test_a_contract_violation_names_the_fields_at_fault(auth, client):
+    response = client.post(
+        "/api/v1/events", data=examples.encode({"specversion": "1.0"}), headers=auth
+    )
+    assert response.status_code == 422
+    assert response.get_json()["errors"]["id"] == ["Missing data for required field."]
 
 
 @pytest.mark.parametrize(

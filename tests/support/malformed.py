@@ -8,6 +8,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from service.relay import Rejection
 from tests.support import examples
 
 # Paths of fields the contract requires, so removing one always breaks it.
@@ -132,3 +135,58 @@ def _objects(document: Any) -> list[dict]:
         elif isinstance(node, list):
             stack.extend(node)
     return found
+
+
+def _with_unknown_field_in_identity(document: dict) -> dict:
+    document["data"]["case"]["child_identity"]["favourite_colour"] = "blue"
+    return document
+
+
+def _routine(**changes: Any) -> bytes:
+    return examples.encode(examples.event(examples.ROUTINE_WITH_ISP, **changes))
+
+
+# One of each kind of bad input, with the rejection it gets and words its reason must contain;
+# over AMQP, over HTTP and on the embedded queue alike.
+BAD_INPUT = [
+    pytest.param(b"{not json", Rejection.NOT_JSON, "Not JSON", id="not-json"),
+    pytest.param(b"\xff\xfe", Rejection.NOT_JSON, "Not JSON", id="not-utf8"),
+    pytest.param(b"[]", Rejection.CONTRACT, "case-transfer contract", id="not-an-object"),
+    pytest.param(
+        examples.encode(_with_unknown_field_in_identity(examples.event(examples.ROUTINE_WITH_ISP))),
+        Rejection.CONTRACT,
+        "favourite_colour",
+        id="unknown-field",
+    ),
+    pytest.param(
+        _routine(
+            data={**examples.load(examples.ROUTINE_WITH_ISP)["data"], "to_authority": "E09000099"}
+        ),
+        Rejection.UNKNOWN_AUTHORITY,
+        "E09000099",
+        id="unknown-authority",
+    ),
+    pytest.param(b" " * 300_000, Rejection.OVERSIZED, "limit is 262144", id="oversized"),
+    pytest.param(b"[" * 100_000, Rejection.NOT_JSON, "nested too deeply", id="nested-too-deeply"),
+    pytest.param(
+        _routine(subject="\ud800"),
+        Rejection.NOT_JSON,
+        "unpaired UTF-16 surrogate",
+        id="lone-surrogate",
+    ),
+    pytest.param(
+        _routine(subject="CAF\u0000"), Rejection.NOT_JSON, "NUL character", id="nul-character"
+    ),
+    pytest.param(
+        _routine(subject="SURROGATE").replace(b"SURROGATE", b"\xed\xa0\x80"),
+        Rejection.NOT_JSON,
+        "unpaired UTF-16 surrogate",
+        id="surrogate-as-raw-bytes",
+    ),
+    pytest.param(
+        _routine(subject="CAF\u0000").decode().encode("utf-16"),
+        Rejection.NOT_JSON,
+        "NUL character",
+        id="nul-character-in-utf16",
+    ),
+]
