@@ -31,7 +31,7 @@ STATUS_BY_REJECTION = {
 
 
 @blp.route("/events", methods=["POST"])
-@allow(Role.PUBLISHER)
+@allow(Role.PUBLISHER, global_admin=False)
 @blp.doc(
     requestBody={
         "required": True,

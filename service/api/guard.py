@@ -44,27 +44,33 @@ def principal() -> Principal:
     return g.principal
 
 
-def allow(*roles: Role) -> Callable:
-    """Admit only callers with one of ``roles`` to the decorated view (a global admin too)."""
+def allow(*roles: Role, global_admin: bool = True) -> Callable:
+    """Admit only callers with one of ``roles`` to the decorated view, and a global admin
+    unless ``global_admin`` is False: one acts for no authority, so it may not send for one."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             caller = principal()
-            if not (caller.role in roles or caller.is_global_admin):
+            if not (caller.role in roles or (global_admin and caller.is_global_admin)):
                 refuse(
                     HTTPStatus.FORBIDDEN,
-                    f"A {caller.role.value} token may not do this; it needs the role "
+                    f"A {_kind(caller)} token may not do this; it needs the role "
                     f"{' or '.join(r.value for r in roles)}.",
                 )
             return view(*args, **kwargs)
 
         setattr(guarded, ROLES_ATTRIBUTE, roles)
         names = ", ".join(r.value for r in roles)
-        guarded.__doc__ = f"{(view.__doc__ or '').strip()}\n\nRoles: {names} (and a global admin)."
+        admitted = f"{names} (and a global admin)" if global_admin else names
+        guarded.__doc__ = f"{(view.__doc__ or '').strip()}\n\nRoles: {admitted}."
         return guarded
 
     return decorate
+
+
+def _kind(caller: Principal) -> str:
+    return "global admin" if caller.is_global_admin else caller.role.value
 
 
 def require_authority(*authorities: str) -> None:

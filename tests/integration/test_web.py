@@ -199,4 +199,7 @@ def test_a_global_admin_cannot_publish_for_an_authority(services, client):
         "/api/v1/events", data=examples.encode(event), headers=bearer(services, "admin")
     )
     assert response.status_code == 403
+    detail = response.get_json()["detail"]
+    assert detail == "A global admin token may not do this; it needs the role publisher."
     assert services.store.transfer_view(event["id"]) is None
+    assert "Roles: publisher." in client.get("/openapi.json").get_data(as_text=True)
