@@ -15,29 +15,35 @@ from service.domain.child_keys import IdentifierError
 from service.signing import VerificationError
 from service.subject_access import render_html
 
+IDENTIFIER_OPTIONS = [
+    ("nhs-number", "The child's NHS number."),
+    ("upn", "The child's unique pupil number."),
+]
+NAME_OPTIONS = [
+    ("given-name", "With --family-name and --date-of-birth."),
+    ("family-name", "With --given-name and --date-of-birth."),
+    ("date-of-birth", "YYYY-MM-DD, with the names."),
+]
 
-def _child_options(command):
-    """The ways to name a child, shared by search and subject access."""
-    for name, help_text in reversed(
-        [
-            ("nhs-number", "The child's NHS number."),
-            ("upn", "The child's unique pupil number."),
-            ("given-name", "With --family-name and --date-of-birth."),
-            ("family-name", "With --given-name and --date-of-birth."),
-            ("date-of-birth", "YYYY-MM-DD, with the names."),
-        ]
-    ):
-        command = click.option(f"--{name}", help=help_text)(command)
-    return command
+
+def _child_options(*options: tuple[str, str]):
+    """The ways to name a child: a search may use names, a subject access request may not."""
+
+    def add(command):
+        for name, help_text in reversed(options):
+            command = click.option(f"--{name}", help=help_text)(command)
+        return command
+
+    return add
 
 
 def _child_params(options: dict) -> dict[str, str | None]:
     return {
         "nhs_number": options.pop("nhs_number"),
         "unique_pupil_number": options.pop("upn"),
-        "given_name": options.pop("given_name"),
-        "family_name": options.pop("family_name"),
-        "date_of_birth": options.pop("date_of_birth"),
+        "given_name": options.pop("given_name", None),
+        "family_name": options.pop("family_name", None),
+        "date_of_birth": options.pop("date_of_birth", None),
     }
 
 
@@ -131,7 +137,7 @@ def audit_verify_checkpoint(file: Path, jwks_source: str) -> None:
 
 @audit.command("search")
 @click.option("--case-reference")
-@_child_options
+@_child_options(*IDENTIFIER_OPTIONS, *NAME_OPTIONS)
 @click.option("--authority", help="A transfer's sending or receiving authority (GSS code).")
 @click.option("--basis", type=click.Choice(["isp", "judgement", "none"]))
 @click.option("--since", help="From this date or time (ISO 8601, UTC if a date).")
@@ -163,7 +169,7 @@ def audit_search(as_json: bool, **options) -> None:
 
 
 @audit.command("subject-access")
-@_child_options
+@_child_options(*IDENTIFIER_OPTIONS)
 @click.option(
     "--html",
     "html_path",

@@ -35,11 +35,16 @@ class AuditFiltersSchema(Schema):
     after = fields.Integer(metadata={"description": "The next_after of the previous page."})
 
 
-class ChildSchema(Schema):
-    """One child, one way: an NHS number, a UPN, or names with the date of birth."""
+class IdentifiedChildSchema(Schema):
+    """One child, by an identifier only one child has: an NHS number or a UPN."""
 
     nhs_number = fields.String(metadata={"example": "9434765919"})
     unique_pupil_number = fields.String()
+
+
+class ChildSchema(IdentifiedChildSchema):
+    """One child, one way: an NHS number, a UPN, or names with the date of birth."""
+
     given_name = fields.String()
     family_name = fields.String()
     date_of_birth = fields.String(metadata={"format": "date"})

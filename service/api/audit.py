@@ -24,7 +24,7 @@ from contracts.api.audit import (
     AuditFiltersSchema,
     AuditPageSchema,
     AuditSearchSchema,
-    ChildSchema,
+    IdentifiedChildSchema,
     SubjectAccessSchema,
     VerificationSchema,
 )
@@ -95,7 +95,7 @@ def verify():
 
 @blp.route("/subject-access", methods=["POST"])
 @allow(Role.AUDITOR)
-@blp.arguments(ChildSchema)
+@blp.arguments(IdentifiedChildSchema)
 @blp.response(HTTPStatus.OK, SubjectAccessSchema)
 @blp.doc(responses={"200": PRINTABLE_OR_JSON})
 def subject_access(child: dict[str, Any]):

@@ -121,6 +121,8 @@ def test_subject_access_writes_a_printable_page(run, tmp_path):
     export = json.loads(run("audit", "subject-access", "--upn", "H801200001001").output)
     assert len(export["transfers"]) == 4
     assert run("audit", "subject-access").exit_code == 2
+    by_name = run("audit", "subject-access", "--given-name", "Amara", "--family-name", "Okafor")
+    assert by_name.exit_code == 2 and "No such option '--given-name'" in by_name.output
 
 
 def test_retention_run_reports_what_it_purged(run):

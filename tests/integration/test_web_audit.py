@@ -162,6 +162,10 @@ def test_subject_access_is_json_or_a_printable_page(auth, client):
     assert "Hackney to Islington" in page.get_data(as_text=True)
     missing = client.post(url, json={}, headers=auth)
     assert missing.status_code == 400 and "Name the child" in missing.get_json()["detail"]
+    named = {"given_name": "Amara", "family_name": "Okafor", "date_of_birth": "2015-03-01"}
+    by_name = client.post(url, json=named, headers=auth)
+    assert by_name.status_code == 422
+    assert by_name.get_json()["errors"]["given_name"] == ["Unknown field."]
 
 
 def test_an_auditors_subject_access_holds_only_its_authoritys_transfers(auth, services, client):
