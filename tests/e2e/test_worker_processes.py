@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +15,8 @@ from service.store import tables as t
 from tests.support import examples
 from tests.support.amqp import publish, reset_topology, wait_until
 from tests.support.cli import runner
-from tests.support.processes import RelayProcess, running
+from tests.support.https_receiver import https_recipients
+from tests.support.processes import RelayProcess, consumers, running
 
 pytestmark = pytest.mark.broker
 
@@ -69,22 +71,41 @@ def test_a_worker_stopped_mid_stream_leaves_nothing_leased_to_itself(
 ):
     """What intake stored in its last moments is handed over before delivery stops, and what
     delivery was handed and had not sent is given back: nothing waits for the lease to end."""
-    services.store.add_isp(examples.pan_london_isp())
-    services.store.set_adapter(ISLINGTON, "directory", {"path": str(tmp_path / "inbox")}, {})
-    events = [examples.routine(f"mid-{n:03d}", case=f"CAF-MID-{n:03d}") for n in range(300)]
-    publish(broker_url, *(examples.encode(event) for event in events))
-    wait_until(lambda: services.store.transfer_counts().get("delivered", 0) >= 20)
+    release = threading.Event()
 
-    assert relay.stop() == 0
+    def held_back(request):
+        release.wait(120)  # until the worker is stopping, so envelopes are still waiting
+        return 202, {}, b""
+
+    with https_recipients(services, tmp_path, ISLINGTON) as receiver:
+        receiver.answer = held_back
+        try:
+            events = [examples.routine(f"mid-{n:03d}", case=f"CAF-MID-{n:03d}") for n in range(300)]
+            publish(broker_url, *(examples.encode(event) for event in events))
+            receiver.wait_for(1, timeout=60)
+            wait_until(lambda: _leased_to_worker(services) > 0, timeout=60)
+
+            relay.process.send_signal(signal.SIGTERM)
+            wait_until(lambda: consumers(broker_url) == 0, timeout=60)  # intake has stopped
+            release.set()
+            assert relay.process.wait(60) == 0
+        finally:
+            release.set()
 
     waiting, _ = services.store.outbox.summary()
+    assert waiting > 0, "everything was delivered before the stop: nothing was tested"
+    leased = _leased_to_worker(services)
+    assert leased == 0, f"{leased} of {waiting} waiting envelopes still leased to the worker"
+
+
+def _leased_to_worker(services) -> int:
     engine = sa.create_engine(services.store.url)
     with engine.connect() as connection:
         leased = connection.scalar(
             sa.select(sa.func.count()).where(t.OutboxItem.claimed_by == "test-worker")
         )
     engine.dispose()
-    assert leased == 0, f"{leased} of {waiting} waiting envelopes still leased to the worker"
+    return leased
 
 
 def test_a_worker_on_an_in_memory_database_is_refused_with_the_reason(services, broker_url):

@@ -98,8 +98,10 @@ def test_https_takes_a_signed_receipt_sent_in_time(receiver, envelope):
 def test_https_stops_reading_a_receipt_that_outlasts_the_attempt_and_keeps_the_delivery(
     receiver, envelope
 ):
-    receiver.answer, receiver.drip_seconds = _receipt_answer, 0.1
-    adapter = _https(receiver, connect_timeout_seconds=0.5, read_timeout_seconds=0.5)
+    # 24 bytes 0.3 s apart: each read is well within the read timeout, the whole receipt
+    # (over 7 s) well past the attempt's 4 s.
+    receiver.answer, receiver.drip_seconds = _receipt_answer, 0.3
+    adapter = _https(receiver, connect_timeout_seconds=2, read_timeout_seconds=2)
     receipt = adapter.deliver(envelope)
     assert "HTTP 200" in receipt.detail and receipt.signed is None
     assert len(receiver.requests) == 1

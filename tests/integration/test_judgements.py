@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime, timedelta
 
 import pytest
 from jwcrypto import jwk, jws
@@ -76,11 +77,16 @@ def test_a_not_share_judgement_withholds_the_transfer_and_says_why(services, par
     view = services.store.transfer_view(parked)
     assert view["state"] == "withheld" and view["envelope"] is None and view["outbox"] is None
     assert view["decision"]["reason"] == "A practitioner decided not to share."
-    assert view["timeline"][-1] == {
-        "at": view["timeline"][-1]["at"],
-        "action": "withheld",
-        "detail": {"reason": "A practitioner decided not to share."},
-    }
+    withheld = view["timeline"][-1]
+    assert (withheld["action"], withheld["detail"]) == (
+        "withheld",
+        {"reason": "A practitioner decided not to share."},
+    )
+    # An RFC 3339 time in UTC, no earlier than the transfer arrived.
+    assert withheld["at"].endswith("Z")
+    at = datetime.fromisoformat(withheld["at"])
+    assert at.utcoffset() == timedelta(0)
+    assert at >= datetime.fromisoformat(view["received_at"])
     assert _actions(services, parked)[-3:] == ["judgement_recorded", "basis_decided", "withheld"]
 
 

@@ -45,7 +45,10 @@ def test_events_from_the_accounts_own_authority_arrive_and_others_are_dead_lette
     dead = _dead_by_id(broker_url, 1)
     assert dead["claims-havering"][REJECTION_HEADER] == "forged_sender"
     assert "'guest' may not send for E09000025" in dead["claims-havering"][REASON_HEADER]
-    assert services.store.transfer_view("from-hackney")["state"] == "delivered"
+    # The file is written before the outcome is recorded.
+    wait_until(
+        lambda: services.store.transfer_view("from-hackney")["state"] == "delivered", timeout=60
+    )
     assert services.store.transfer_view("claims-havering") is None
     [(_, _, refusal)] = [
         a for a in services.store.audit_actions("claims-havering") if a[1] == "rejected"

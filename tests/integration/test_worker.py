@@ -64,7 +64,16 @@ def test_the_same_event_published_twice_is_delivered_once(services, broker_url, 
     with running_worker(broker_url, services):
         publish(broker_url, examples.encode(event), examples.encode(event))
         wait_until(
-            lambda: "duplicate" in [a for _, a, _ in services.store.audit_actions(event["id"])]
+            lambda: "duplicate" in [a for _, a, _ in services.store.audit_actions(event["id"])],
+            timeout=60,
+        )
+        # Stay until the first has arrived, so that a second delivery would be seen too.
+        wait_until(
+            lambda: (
+                services.store.transfer_view(event["id"])["state"] == "delivered"
+                and _delivered(inbox, "E09000019")
+            ),
+            timeout=60,
         )
     assert len(_delivered(inbox, "E09000019")) == 1
     assert len(services.store.transfer_view(event["id"])["deliveries"]) == 1

@@ -76,7 +76,7 @@ def test_a_key_that_is_not_ed25519_is_refused(tmp_path):
             serialization.NoEncryption(),
         )
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not hold an Ed25519 private key"):
         KeyRing.from_file(path)
 
 
