@@ -9,9 +9,7 @@ way to being sealed and are never returned, logged or put in an error message.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
-import time
 import uuid
 from typing import Any
 
@@ -19,19 +17,15 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from marshmallow import Schema, ValidationError
 
-from adapters.base import DeliveryFailed, OutboundEnvelope
+from adapters.base import OutboundEnvelope, Receipt
 from adapters.registry import AdapterConfigError, build_adapter
 from contracts.api.authorities import BROKER_USER_PATTERN, AuthorityEditSchema, NewAuthoritySchema
 from service.access import Principal
 from service.bootstrap import Services
-from service.receipts import check_receipt
-from service.secrets import SecretsKeyError
-from service.store.access import UnknownAuthority
+from service.delivery import checked_receipt, try_delivery
 from service.store.isotime import iso
-from service.store.organisations import DuplicateAuthority
+from service.store.organisations import DuplicateAuthority, UnknownAuthority
 from service.store.store import Store
-
-log = logging.getLogger(__name__)
 
 TEST_JWS_TYP = "caf-test+jws"  # not an envelope's typ, so no receiver can take it for one
 
@@ -209,31 +203,27 @@ def test_adapter(services: Services, code: str, *, by: Principal) -> dict[str, A
         jws=jws,
         sha256=hashlib.sha256(jws.encode()).hexdigest(),
     )
-    outcome: dict[str, Any] = {"delivered": False, "retryable": None, "receipt": None}
-    started = time.monotonic()
-    try:
+
+    def deliver() -> Receipt:
         setting = store.adapter_setting(code)
         delivering = build_adapter(setting.adapter_type, setting.settings, setting.secrets)
         try:
-            receipt = delivering.deliver(envelope)
+            return delivering.deliver(envelope)
         finally:
             delivering.close()
-        outcome.update(delivered=True, detail=receipt.detail)
-        if receipt.signed is not None:
-            outcome["receipt"] = check_receipt(receipt.signed, store.authority_keys(code), envelope)
-    except (AdapterConfigError, SecretsKeyError) as exc:
-        outcome.update(retryable=False, detail=f"Adapter not usable: {exc}")
-    except DeliveryFailed as exc:
-        outcome.update(retryable=exc.retryable, detail=exc.reason)
-    except Exception as exc:  # an adapter's bug is the test's finding, not the caller's error
-        log.exception("test delivery: adapter raised", extra={"authority": code})
-        outcome.update(retryable=True, detail=f"Adapter error: {type(exc).__name__}")
+
+    tried = try_delivery(deliver, envelope)
+    delivered = tried.receipt is not None
+    signed = tried.receipt.signed if delivered else None
     result = {
         "authority": code,
         "adapter_type": configured["type"],
         "test_id": test_id,
-        "duration_ms": round((time.monotonic() - started) * 1000),
-        **outcome,
+        "duration_ms": tried.duration_ms,
+        "delivered": delivered,
+        "retryable": None if delivered else tried.retryable,
+        "detail": tried.detail,
+        "receipt": checked_receipt(store, signed, envelope) if signed is not None else None,
     }
     store.record_audit(None, "adapter_tested", {**result, "by": by.describe()})
     return result

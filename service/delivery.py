@@ -1,4 +1,5 @@
-"""Delivers one claimed outbox item through the recipient's adapter and records what happened.
+"""Delivers claimed outbox items, a group at a time, through their recipients' adapters, and
+records what happened. An admin's test delivery (``service.authorities``) is tried the same way.
 
 Adapters are built once per authority and configuration and reused, so a connection to a
 borough's broker or HTTPS endpoint is not reopened for every envelope. A broken configuration or
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from adapters.base import Adapter, DeliveryFailed
+from adapters.base import Adapter, DeliveryFailed, OutboundEnvelope, Receipt
 from adapters.registry import AdapterConfigError, build_adapter
 from service import retry_settings
 from service.combined_records import CombinedRecords
@@ -30,6 +31,48 @@ from service.store.store import Store
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class TriedDelivery:
+    """One call of an adapter: its receipt if it delivered, else whether to retry and why."""
+
+    receipt: Receipt | None
+    retryable: bool
+    detail: str
+    duration_ms: int
+
+
+def try_delivery(deliver: Callable[[], Receipt], envelope: OutboundEnvelope) -> TriedDelivery:
+    """Call ``deliver`` once and say, in words fit for the audit, how it went.
+
+    Outbox deliveries and an admin's test delivery both come through here, so the two tell the
+    same story of the same failure. A configuration that cannot be used is retried: an admin
+    can mend it, and the transfer should then go. An adapter's bug never stops the relay.
+    """
+    started = time.monotonic()
+    receipt, retryable = None, True
+    try:
+        receipt = deliver()
+        detail, retryable = receipt.detail, False
+    except (AdapterConfigError, SecretsKeyError) as exc:
+        detail = f"Adapter not usable: {exc}"
+    except DeliveryFailed as exc:
+        detail, retryable = exc.reason, exc.retryable
+    except Exception as exc:
+        log.exception("adapter raised", extra={"event_id": envelope.event_id})
+        detail = f"Adapter error: {type(exc).__name__}"
+    duration_ms = round((time.monotonic() - started) * 1000)
+    return TriedDelivery(receipt, retryable, detail, duration_ms)
+
+
+def checked_receipt(store: Store, signed: str, envelope: OutboundEnvelope) -> dict:
+    """A signed receipt's audit detail; checking it must not stop the delivery being recorded."""
+    try:
+        return check_receipt(signed, store.authority_keys(envelope.to_authority), envelope)
+    except Exception as exc:
+        log.exception("receipt not checked", extra={"event_id": envelope.event_id})
+        return {"verified": False, "reason": f"Not checked: {type(exc).__name__}"}
 
 
 def _result(outcome: Settled) -> str:
@@ -139,56 +182,42 @@ class Deliverer:
         """One try at delivery, and what is to follow it; ``adapters`` caches the group's."""
         envelope = claimed.envelope
         set_event_id(envelope.event_id)
-        attempted_at, started = self._clock(), time.monotonic()
-        adapter_type, receipt = None, None
-        try:
+        attempted_at = self._clock()
+        adapter_type = None
+
+        def deliver() -> Receipt:
+            nonlocal adapter_type
             if envelope.to_authority not in adapters:
                 adapters[envelope.to_authority] = self._adapters.get(
                     self._store, envelope.to_authority, claimed.adapter_updated_at
                 )
             adapter_type, adapter = adapters[envelope.to_authority]
-            receipt = adapter.deliver(envelope)
-            succeeded, retryable, detail = True, False, receipt.detail
-        except (AdapterConfigError, SecretsKeyError) as exc:
-            succeeded, retryable, detail = False, True, f"Adapter not usable: {exc}"
-        except DeliveryFailed as exc:
-            succeeded, retryable, detail = False, exc.retryable, exc.reason
-        except Exception as exc:  # an adapter's bug must not stop the relay
-            log.exception("adapter raised", extra={"event_id": envelope.event_id})
-            succeeded, retryable, detail = False, True, f"Adapter error: {type(exc).__name__}"
-        signed_receipt = receipt.signed if receipt is not None else None
+            return adapter.deliver(envelope)
+
+        tried = try_delivery(deliver, envelope)
         attempt = Attempt(
             attempted_at=attempted_at,
             adapter_type=adapter_type,
-            succeeded=succeeded,
-            retryable=retryable,
-            detail=detail,
-            duration_ms=round((time.monotonic() - started) * 1000),
-            receipt=signed_receipt,
+            succeeded=tried.receipt is not None,
+            retryable=tried.retryable,
+            detail=tried.detail,
+            duration_ms=tried.duration_ms,
+            receipt=tried.receipt.signed if tried.receipt is not None else None,
         )
-        if succeeded:
+        if tried.receipt is not None:
             checked = None
-            if signed_receipt is not None:
-                checked = self._check_receipt(signed_receipt, envelope)
+            if attempt.receipt is not None:
+                checked = checked_receipt(self._store, attempt.receipt, envelope)
             return Settled(claimed, attempt, receipt=checked)
         next_step = after_failure(
             retry_settings.policy(self._retry, claimed.retry),
             attempts=claimed.attempts_before + 1,
             enqueued_at=claimed.enqueued_at,
             now=self._clock(),
-            retryable=retryable,
+            retryable=tried.retryable,
             random=self._jitter,
         )
         return Settled(claimed, attempt, retry_at=next_step.retry_at, gave_up=next_step.gave_up)
-
-    def _check_receipt(self, receipt: str, envelope) -> dict:
-        """The receipt's audit detail; checking it must not stop the delivery being recorded."""
-        try:
-            keys = self._store.authority_keys(envelope.to_authority)
-            return check_receipt(receipt, keys, envelope)
-        except Exception as exc:
-            log.exception("receipt not checked", extra={"event_id": envelope.event_id})
-            return {"verified": False, "reason": f"Not checked: {type(exc).__name__}"}
 
     def deliver_due(self, worker: str) -> int:
         """Deliver, one group at a time, whatever is due now; for the embedded queue and tests."""
