@@ -51,7 +51,6 @@ class AmqpSecretsSchema(Schema):
 
 
 class AmqpAdapter(Adapter):
-    type_name = "amqp"
     settings_schema = AmqpSettingsSchema
     secrets_schema = AmqpSecretsSchema
 

@@ -52,7 +52,6 @@ class Adapter(ABC):
     secret part (tokens, passwords), which the store keeps encrypted and never shows again.
     """
 
-    type_name: ClassVar[str]
     settings_schema: ClassVar[type[Schema]]
     secrets_schema: ClassVar[type[Schema]]
 

@@ -32,7 +32,6 @@ class NoSecretsSchema(Schema):
 
 
 class DirectoryAdapter(Adapter):
-    type_name = "directory"
     settings_schema = DirectorySettingsSchema
     secrets_schema = NoSecretsSchema
 

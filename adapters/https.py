@@ -51,7 +51,6 @@ class HttpsSecretsSchema(Schema):
 
 
 class HttpsAdapter(Adapter):
-    type_name = "https"
     settings_schema = HttpsSettingsSchema
     secrets_schema = HttpsSecretsSchema
 

@@ -16,6 +16,7 @@ from service.delivery import AdapterCache, Deliverer
 from service.delivery_loop import DeliveryLoop
 from service.domain.child_keys import ChildKeys
 from service.judgements import Judgements
+from service.logs import configure_logging
 from service.relay import Relay
 from service.retention import Retention
 from service.senders import BrokerSenders
@@ -59,6 +60,14 @@ class Services:
     def close(self) -> None:
         self.adapters.close()
         self.store.close()
+
+
+def services_from_env() -> Services:
+    """The services the environment's settings describe, logging as they say: how every
+    process starts. A wrong setting is a ValueError naming it."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return build_services(settings)
 
 
 def build_services(

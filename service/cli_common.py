@@ -11,19 +11,15 @@ from urllib.parse import urlsplit
 import click
 import requests
 
-from service.bootstrap import Services, build_services
-from service.config import Settings
-from service.logs import configure_logging
+from service.bootstrap import Services, services_from_env
 
 
 def load_services() -> Services:
     """The services the settings describe; a setting that is wrong is a one-line error."""
     try:
-        settings = Settings.from_env()
+        return services_from_env()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    configure_logging(settings.log_level, settings.log_format)
-    return build_services(settings)
 
 
 class Moment(click.ParamType):

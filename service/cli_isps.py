@@ -40,7 +40,7 @@ def _register() -> Iterator[Services]:
     except isps.IspConflict as exc:
         errors = f" {json.dumps(exc.errors)}" if exc.errors else ""
         raise click.ClickException(f"{exc}{errors}") from exc
-    except (isps.UnknownIsp, isps.UnknownAuthority) as exc:
+    except (isps.UnknownIsp, isps.UnknownAuthorities) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         services.close()

@@ -7,7 +7,7 @@ import click
 from service.access import OPERATOR, Role, check_scope
 from service.cli_common import emit
 from service.cli_common import load_services as _services
-from service.store.access import UnknownAuthority
+from service.store.organisations import UnknownAuthority
 
 
 @click.group()

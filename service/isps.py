@@ -66,7 +66,7 @@ class UnknownIsp(LookupError):
         super().__init__(f"No ISP {isp_id!r} in the register.")
 
 
-class UnknownAuthority(LookupError):
+class UnknownAuthorities(LookupError):
     """A question about authorities the register does not hold: answering "no ISP" for a
     mistyped code would read as a real answer."""
 
@@ -244,7 +244,7 @@ def applicable(
     given = {"from_authority": from_authority, "to_authority": to_authority}
     unknown = {field: code for field, code in given.items() if code not in known}
     if unknown:
-        raise UnknownAuthority(unknown)
+        raise UnknownAuthorities(unknown)
     terms = {(isp.id, isp.version): isp for isp in store.isps.terms()}
     decision = applicability(
         terms.values(),

@@ -15,7 +15,8 @@ Metrics:
 - ``caf_relay_transfers{state}``: transfers by outcome (awaiting_judgement, withheld, signed,
   delivered, failed); ``caf_relay_transfers_by_basis{basis}``: by isp, judgement or none;
 - ``caf_relay_events_rejected_total{rejection}``: inbound events refused, by reason;
-- ``caf_relay_delivery_latency_seconds``: histogram of enqueue-to-delivered times;
+- ``caf_relay_delivery_latency_seconds``: histogram of the times from signing (entering the
+  outbox) to delivered; a redelivered transfer counts from its first signing;
 - ``caf_relay_delivery_failures_total{adapter_type,authority}``: failed delivery attempts
   (``adapter_type`` "none" when the recipient had no usable adapter);
 - ``caf_relay_outbox_pending`` and ``caf_relay_outbox_oldest_seconds``: the delivery queue and
@@ -42,11 +43,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from contracts.api.transfers import TRANSFER_STATES
 from service.audit import BASIS_KINDS
 from service.readiness import broker_queues
 from service.store.store import Store
 
-STATES = ("awaiting_judgement", "withheld", "signed", "delivered", "failed")
 # Seconds; from a delivery made at once to one that waited out a recipient's day-long outage.
 LATENCY_BOUNDS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 
@@ -77,7 +78,7 @@ class StoreCollector(Collector):
     def _transfers(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily("caf_relay_transfers", "Transfers by state.", labels=["state"])
         counts = self._store.transfer_counts()
-        for state in STATES:
+        for state in TRANSFER_STATES:
             by_state.add_metric([state], counts.get(state, 0))
         yield by_state
         by_basis = GaugeMetricFamily(
@@ -100,7 +101,7 @@ class StoreCollector(Collector):
         latencies = self._store.operations.delivery_latencies(LATENCY_BOUNDS)
         return HistogramMetricFamily(
             "caf_relay_delivery_latency_seconds",
-            "From entering the outbox to delivered.",
+            "From signing (entering the outbox) to delivered; a redelivery from the first signing.",
             buckets=[
                 *(
                     (str(float(b)), n)

@@ -9,13 +9,12 @@ a token too.
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, jsonify
 
 from service.api import audit, authorities, events, isps, operations, transfers
-from service.api.guard import authenticate
+from service.api.guard import EXTENSION, app_services, authenticate
 from service.api.problems import ProblemApi
-from service.bootstrap import Services
-from service.cli_common import load_services
+from service.bootstrap import Services, services_from_env
 
 API_BLUEPRINTS = (events.blp, transfers.blp, audit.blp, authorities.blp, isps.blp)
 
@@ -42,11 +41,11 @@ API_SETTINGS = {
 def create_app(services: Services | None = None) -> Flask:
     """The Flask app; with no ``services`` given they are built from the environment."""
     if services is None:
-        services = load_services()  # and its logging, as in every other process
+        services = services_from_env()
         services.store.initialise()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_event_bytes
-    app.extensions["caf_relay"] = services
+    app.extensions[EXTENSION] = services
     app.before_request(authenticate)
     _add_api(app)
     app.register_blueprint(operations.blp)
@@ -68,7 +67,7 @@ def _add_api(app: Flask) -> ProblemApi:
 
 
 def jwks() -> Response:
-    response = jsonify(current_app.extensions["caf_relay"].keyring.jwks())
+    response = jsonify(app_services().keyring.jwks())
     response.content_type = "application/jwk-set+json"
     response.cache_control.max_age = 300
     return response

@@ -16,7 +16,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from flask import Response, current_app, request, url_for
+from flask import Response, request, url_for
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 
@@ -29,7 +29,7 @@ from contracts.api.audit import (
     VerificationSchema,
 )
 from service.access import Role
-from service.api.guard import allow, principal, require_authority
+from service.api.guard import allow, app_services, principal, require_authority
 from service.audit import audit_query
 from service.subject_access import render_html
 
@@ -43,17 +43,13 @@ PRINTABLE_OR_JSON = {
 }
 
 
-def _services():
-    return current_app.extensions["caf_relay"]
-
-
 def _search(params: dict[str, Any]) -> dict[str, Any]:
     """One page of the records the caller may read that ``params`` select."""
     if params.get("authority"):
         require_authority(params["authority"])
     else:
         params["authority"] = principal().authority  # None, for a global admin: every record
-    services = _services()
+    services = app_services()
     try:
         query = audit_query(params, services.child_keys)
     except ValueError as exc:
@@ -90,7 +86,7 @@ def search_by_body(search: dict[str, Any]):
 @blp.response(HTTPStatus.OK, VerificationSchema)
 def verify():
     """Walk the whole chain now; 200 either way, with ``intact`` and the first bad record."""
-    return _services().audit.verify().as_dict()
+    return app_services().audit.verify().as_dict()
 
 
 @blp.route("/subject-access", methods=["POST"])
@@ -101,7 +97,7 @@ def verify():
 def subject_access(child: dict[str, Any]):
     """One child's export: JSON, or a printable page for ``Accept: text/html``."""
     try:
-        export = _services().subject_access.export(child, authority=principal().authority)
+        export = app_services().subject_access.export(child, authority=principal().authority)
     except ValueError as exc:
         abort(HTTPStatus.BAD_REQUEST, message=str(exc))
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":

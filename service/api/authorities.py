@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
 
-from flask import current_app
 from flask_smorest import Blueprint, abort
 
 from contracts.api.authorities import (
@@ -27,7 +26,14 @@ from contracts.api.authorities import (
 )
 from service import authorities as admin
 from service.access import Role
-from service.api.guard import ANY_ROLE, allow, principal, require_authority, require_global_admin
+from service.api.guard import (
+    ANY_ROLE,
+    allow,
+    app_services,
+    principal,
+    require_authority,
+    require_global_admin,
+)
 
 blp = Blueprint(
     "authorities",
@@ -43,12 +49,8 @@ STATUS = {
 }
 
 
-def _services():
-    return current_app.extensions["caf_relay"]
-
-
 def _store():
-    return _services().store
+    return app_services().store
 
 
 def _for_authority(view: Callable) -> Callable:
@@ -199,4 +201,4 @@ def test_adapter(code: str):
     """Send a signed test envelope (payload ``"test": true``, no case data, no transfer made)
     through the adapter, and report whether it arrived, how long it took, or the error."""
     with _as_problem():
-        return admin.test_adapter(_services(), code, by=principal())
+        return admin.test_adapter(app_services(), code, by=principal())

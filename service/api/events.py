@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from flask import current_app, request
+from flask import request
 from flask_smorest import Blueprint, abort
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from contracts.api.transfers import TransferViewSchema
 from contracts.event import CaseTransferEventSchema
 from service.access import Role
-from service.api.guard import allow, principal, refuse
+from service.api.guard import allow, app_services, principal, refuse
 from service.relay import Rejection, Sender
 
 blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Case-transfer events in.")
@@ -46,7 +46,7 @@ STATUS_BY_REJECTION = {
 def post_event():
     """Send one case-transfer event (a CloudEvent, structured JSON mode)."""
     caller = principal()
-    services = current_app.extensions["caf_relay"]
+    services = app_services()
     sender = Sender(f"Token {caller.token_id} ({caller.name})", authority=caller.authority)
     limit = services.settings.max_event_bytes
     body = _body_within(limit)

@@ -17,14 +17,17 @@ from flask import current_app, g, request
 from flask_smorest import abort
 
 from service.access import Principal, Role
+from service.bootstrap import Services
 
 ROLES_ATTRIBUTE = "_caf_roles"
 GUARDED_PATHS = frozenset({"/metrics"})  # besides everything under /api/
 ANY_ROLE = tuple(Role)
+EXTENSION = "caf_relay"  # where ``web.create_app`` keeps the services in the Flask app
 
 
-def _services():
-    return current_app.extensions["caf_relay"]
+def app_services() -> Services:
+    """The services the running app was built with."""
+    return current_app.extensions[EXTENSION]
 
 
 def authenticate() -> None:
@@ -34,7 +37,7 @@ def authenticate() -> None:
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     caller = None
     if scheme.lower() == "bearer" and secret.strip():
-        caller = _services().store.access.principal(secret.strip())
+        caller = app_services().store.access.principal(secret.strip())
     if caller is None:
         refuse(HTTPStatus.UNAUTHORIZED, "A valid bearer token is required.")
     g.principal = caller
@@ -91,7 +94,7 @@ def require_global_admin() -> None:
 def refuse(status: HTTPStatus, detail: str) -> None:
     """Audit the refusal, then abort the request with it."""
     caller = g.get("principal")
-    _services().store.record_audit(
+    app_services().store.record_audit(
         None,
         "access_refused",
         {

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 
-from flask import current_app, request
+from flask import request
 from flask_smorest import Blueprint, abort
 
 from contracts.api.isps import (
@@ -20,7 +20,7 @@ from contracts.api.isps import (
 from contracts.isp import IspSchema
 from service import isps
 from service.access import Role
-from service.api.guard import ANY_ROLE, allow, principal, refuse
+from service.api.guard import ANY_ROLE, allow, app_services, principal, refuse
 
 blp = Blueprint(
     "isps", __name__, url_prefix="/api/v1", description="The register of sharing protocols."
@@ -44,10 +44,6 @@ IMPORT_BODY = {
 }
 
 
-def _services():
-    return current_app.extensions["caf_relay"]
-
-
 @contextmanager
 def _register_errors() -> Iterator[None]:
     """The register's refusals as problems; a caller who is not a party is audited."""
@@ -57,7 +53,7 @@ def _register_errors() -> Iterator[None]:
         refuse(HTTPStatus.FORBIDDEN, str(exc))
     except isps.UnknownIsp as exc:
         abort(HTTPStatus.NOT_FOUND, message=str(exc))
-    except isps.UnknownAuthority as exc:
+    except isps.UnknownAuthorities as exc:
         abort(HTTPStatus.UNPROCESSABLE_ENTITY, message=str(exc), errors=exc.errors)
     except isps.InvalidIsp as exc:
         abort(HTTPStatus.UNPROCESSABLE_ENTITY, message=str(exc), errors=exc.errors)
@@ -70,7 +66,7 @@ def _register_errors() -> Iterator[None]:
 @blp.response(HTTPStatus.OK, IspSummarySchema(many=True))
 def list_isps():
     """The newest version of every ISP, with its status."""
-    return isps.register(_services().store)
+    return isps.register(app_services().store)
 
 
 @blp.route("/isps", methods=["POST"])
@@ -79,7 +75,7 @@ def list_isps():
 @blp.response(HTTPStatus.CREATED, IspSummarySchema)
 def create_isp(document):
     """Add a new ISP, at version 1; an admin of one of its parties may."""
-    services = _services()
+    services = app_services()
     with _register_errors():
         return isps.create(services.store, document, by=principal(), now=services.clock())
 
@@ -103,7 +99,7 @@ def import_isps():
             message="Send JSON or YAML: a file named *.json, *.yaml or *.yml, or a body of type "
             "application/json or application/yaml.",
         )
-    services = _services()
+    services = app_services()
     with _register_errors():
         return isps.import_isps(
             services.store,
@@ -121,7 +117,7 @@ def import_isps():
 @blp.response(HTTPStatus.OK, ApplicabilitySchema)
 def applicable(query):
     """Which ISPs a routine transfer from one authority to another rests on, and why."""
-    services = _services()
+    services = app_services()
     on = query.pop("on", None) or services.clock().date()
     with _register_errors():
         return isps.applicable(services.store, on=on, **query)
@@ -133,7 +129,7 @@ def applicable(query):
 def show_isp(isp_id: str):
     """One ISP with every version ever recorded."""
     with _register_errors():
-        return isps.history(_services().store, isp_id)
+        return isps.history(app_services().store, isp_id)
 
 
 @blp.route("/isps/<isp_id>/versions", methods=["POST"])
@@ -142,7 +138,7 @@ def show_isp(isp_id: str):
 @blp.response(HTTPStatus.CREATED, IspSummarySchema)
 def amend_isp(document, isp_id: str):
     """Amend an ISP: record its next version; an admin of a party to the current one may."""
-    services = _services()
+    services = app_services()
     with _register_errors():
         return isps.amend(services.store, isp_id, document, by=principal(), now=services.clock())
 
@@ -153,7 +149,7 @@ def amend_isp(document, isp_id: str):
 @blp.response(HTTPStatus.CREATED, IspSummarySchema)
 def suspend_isp(body, isp_id: str):
     """Suspend an active ISP: a new, suspended version; no transfer is shared under it."""
-    services = _services()
+    services = app_services()
     with _register_errors():
         return isps.suspend(
             services.store, isp_id, body["reason"], by=principal(), now=services.clock()

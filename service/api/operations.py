@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.access import Role
-from service.api.guard import allow
+from service.api.guard import EXTENSION, allow, app_services
 from service.metrics import registry_for
 from service.readiness import check_broker, check_database
 
@@ -17,7 +17,7 @@ blp = Blueprint("operations", __name__)
 
 @blp.record_once
 def _build_registry(state) -> None:
-    services = state.app.extensions["caf_relay"]
+    services = state.app.extensions[EXTENSION]
     state.app.extensions["caf_relay_metrics"] = registry_for(
         services.store, services.clock, services.settings.broker_url
     )
@@ -41,7 +41,7 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, HTTPStatus]:
     """200 when the database (and the broker, if one is configured) answer; else 503 saying
     which check failed and why. Open like ``/healthz``: it says nothing but that."""
-    services = current_app.extensions["caf_relay"]
+    services = app_services()
     checks = {"database": check_database(services.store)}
     if services.settings.broker_url:
         checks["broker"] = check_broker(services.settings.broker_url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from flask import current_app, request, url_for
+from flask import request, url_for
 from flask_smorest import Blueprint, abort
 
 from contracts.api.transfers import (
@@ -16,7 +16,14 @@ from contracts.api.transfers import (
 )
 from contracts.judgement import JudgementSchema
 from service.access import Role
-from service.api.guard import ANY_ROLE, allow, principal, refuse, require_authority
+from service.api.guard import (
+    ANY_ROLE,
+    allow,
+    app_services,
+    principal,
+    refuse,
+    require_authority,
+)
 from service.judgements import JudgementRefused, Refusal
 from service.store.transfers import UNSENT, TransferQuery
 
@@ -34,14 +41,10 @@ STATUS_BY_REFUSAL = {
 }
 
 
-def _services():
-    return current_app.extensions["caf_relay"]
-
-
 def visible_transfer(event_id: str) -> dict[str, Any]:
     """The transfer, if the caller acts for its sender, or for its recipient once it was sent;
     else 404 (to the recipient, as if there were none) or 403."""
-    view = _services().store.transfer_view(event_id)
+    view = app_services().store.transfer_view(event_id)
     caller = principal()
     if view is None or (
         view["state"] in UNSENT
@@ -62,7 +65,7 @@ def list_transfers(authority: str | None = None, **filters: Any):
     if authority is not None:
         require_authority(authority)
     own = principal().authority
-    page = _services().store.transfers.page(
+    page = app_services().store.transfers.page(
         TransferQuery(authority=authority or own, as_authority=own is not None, **filters)
     )
     following = None
@@ -87,7 +90,7 @@ def get_transfer(event_id: str):
 def redeliver(event_id: str):
     """Put a failed transfer back in the outbox, to be delivered again now."""
     visible_transfer(event_id)
-    services = _services()
+    services = app_services()
     if not services.store.outbox.redeliver(event_id, services.clock(), by=principal()):
         abort(HTTPStatus.CONFLICT, message="Only a failed transfer can be redelivered.")
     return services.store.transfer_view(event_id)
@@ -109,7 +112,7 @@ def record_judgement(event_id: str):
     Only a practitioner of the sending authority may decide. A judgement that gives no basis
     (another recipient, another purpose) is refused with why, and the transfer stays parked.
     """
-    services = _services()
+    services = app_services()
     document = request.get_json(silent=True)
     try:
         services.judgements.record(event_id, document, by=principal())

@@ -104,13 +104,11 @@ def applicability(
     The very decision a transfer gets (``decide_basis``), so the answer cannot drift from it.
     """
     request = TransferRequest(
-        event_id="",
         flow=flow,
         from_authority=from_authority,
         to_authority=to_authority,
         mode="routine",
         purpose=purpose,
-        categories_present=frozenset(),
         judgement=None,
     )
     return decide_basis(request, isps, on)

@@ -47,13 +47,11 @@ class Judgement:
 class TransferRequest:
     """One requested transfer, reduced to what the basis decision needs."""
 
-    event_id: str
     flow: str
     from_authority: str
     to_authority: str
     mode: str
     purpose: str
-    categories_present: frozenset[str]
     judgement: Judgement | None
 
 
@@ -139,13 +137,11 @@ def transfer_request(event: dict[str, Any]) -> TransferRequest:
         else None
     )
     return TransferRequest(
-        event_id=event["id"],
         flow=event["type"],
         from_authority=data["from_authority"],
         to_authority=data["to_authority"],
         mode=sharing["mode"],
         purpose=sharing["purpose"],
-        categories_present=frozenset(data["case"]),
         judgement=judgement,
     )
 

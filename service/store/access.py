@@ -11,16 +11,13 @@ from service.access import Principal, Role, check_scope, new_token, token_digest
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 from service.store.isotime import iso
+from service.store.organisations import UnknownAuthority
 
 
 @dataclass(frozen=True)
 class IssuedToken:
     token_id: str
     secret: str  # shown once, to the one who made it; never stored
-
-
-class UnknownAuthority(KeyError):
-    """An authority code the service does not know."""
 
 
 class Access:
@@ -134,10 +131,3 @@ class Access:
                 {"broker_user": broker_user, "authority": row.authority_code, "by": by.describe()},
             )
             return True
-
-    def broker_publishers(self, authority: str | None = None) -> dict[str, str]:
-        with self._transaction() as session:
-            query = sa.select(t.BrokerPublisher.broker_user, t.BrokerPublisher.authority_code)
-            if authority is not None:
-                query = query.where(t.BrokerPublisher.authority_code == authority)
-            return dict(session.execute(query.order_by(t.BrokerPublisher.broker_user)).all())

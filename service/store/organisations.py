@@ -15,9 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from service.access import Principal
 from service.secrets import SecretBox, SecretsKeyError
 from service.store import tables as t
-from service.store.access import UnknownAuthority
 from service.store.audit_log import AppendAudit, Transaction
 from service.store.isotime import iso
+
+
+class UnknownAuthority(KeyError):
+    """An authority code the service does not know."""
 
 
 class DuplicateAuthority(Exception):

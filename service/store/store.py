@@ -1,4 +1,5 @@
-"""The one object the service layer stores and reads through; each method is one transaction.
+"""The one object the service layer stores and reads through; each method is one transaction
+(``record_intake`` may retry in another, see there).
 
 Writes that must not be separated (a transfer, its signed envelope and their audit records) are
 committed together, before the inbound message is acknowledged, so a crash loses nothing.

@@ -34,13 +34,11 @@ BILATERAL = replace(
     data_categories=frozenset({"child_identity", "plan", "education"}),
 )
 REQUEST = TransferRequest(
-    event_id="e1",
     flow=FLOW,
     from_authority=HACKNEY,
     to_authority=ISLINGTON,
     mode="routine",
     purpose="continuity_of_early_help",
-    categories_present=frozenset({"child_identity", "plan", "education"}),
     judgement=None,
 )
 
