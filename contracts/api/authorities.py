@@ -118,7 +118,12 @@ class AdapterTestSchema(Schema):
     )
     delivered = fields.Boolean(required=True)
     retryable = fields.Boolean(
-        required=True, allow_none=True, metadata={"description": "For a failure: worth retrying."}
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "For a failure: whether a transfer's delivery would be retried"
+            " (an unusable configuration is, for an admin to mend)."
+        },
     )
     detail = fields.String(required=True)
     duration_ms = fields.Integer(required=True)
