@@ -30,13 +30,14 @@ REQUIRED = [
 ]
 
 
-def messages(count: int, seed: int) -> list[bytes]:
+def messages(count: int, seed: int) -> list[tuple[bytes, frozenset[str]]]:
+    """``count`` bad messages, each with the rejections it may rightly get."""
     rng = random.Random(seed)
     made = []
     for n in range(count):
         valid = examples.routine(f"malformed-{seed}-{n}")
-        mutation = rng.choice(MUTATIONS)
-        made.append(mutation(valid, rng))
+        mutation = rng.choice(list(MUTATIONS))
+        made.append((mutation(valid, rng), MUTATIONS[mutation]))
     return made
 
 
@@ -102,19 +103,22 @@ def _nested_too_deeply(_: dict, rng: random.Random) -> bytes:
     return b"[" * depth + b"]" * depth
 
 
-MUTATIONS: list[Callable[[dict, random.Random], bytes]] = [
-    _random_bytes,
-    _truncated,
-    _not_an_object,
-    _without_required,
-    _with_unknown_field,
-    _wrong_type,
-    _unknown_authority,
-    _oversized,
-    _nested_too_deeply,
-    _unstorable_text,
-    _blank_name,
-]
+NOT_JSON, CONTRACT = frozenset({"not_json"}), frozenset({"contract_violation"})
+# Each mutation, with the rejections its messages may get: random bytes may happen to be JSON
+# (a lone digit), which then breaks the contract.
+MUTATIONS: dict[Callable[[dict, random.Random], bytes], frozenset[str]] = {
+    _random_bytes: NOT_JSON | CONTRACT,
+    _truncated: NOT_JSON,
+    _not_an_object: CONTRACT,
+    _without_required: CONTRACT,
+    _with_unknown_field: CONTRACT,
+    _wrong_type: CONTRACT,
+    _unknown_authority: frozenset({"unknown_authority"}),
+    _oversized: frozenset({"oversized"}),
+    _nested_too_deeply: NOT_JSON,
+    _unstorable_text: NOT_JSON,
+    _blank_name: CONTRACT,
+}
 
 
 def _at(document: dict, path: list[str]) -> Any:
