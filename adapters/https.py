@@ -21,6 +21,10 @@ from adapters.base import JOSE_JSON, Adapter, DeliveryFailed, OutboundEnvelope, 
 ENVELOPE_ID_HEADER = "X-Caf-Envelope-Id"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 MAX_RECEIPT_BYTES = 64 * 1024
+MAX_CONNECT_SECONDS, MAX_READ_SECONDS = 30, 60
+# The longest one attempt can take, its receipt's read included; a delivery lease must be
+# longer (``service.config``). The amqp adapter bounds its waits in its own ``from_config``.
+LONGEST_ATTEMPT_SECONDS = MAX_CONNECT_SECONDS + MAX_READ_SECONDS
 
 
 class HttpsSettingsSchema(Schema):
@@ -35,9 +39,11 @@ class HttpsSettingsSchema(Schema):
         metadata={"description": "The borough's endpoint; https only."},
     )
     connect_timeout_seconds = fields.Float(
-        load_default=5.0, validate=validate.Range(min=0.1, max=30)
+        load_default=5.0, validate=validate.Range(min=0.1, max=MAX_CONNECT_SECONDS)
     )
-    read_timeout_seconds = fields.Float(load_default=30.0, validate=validate.Range(min=0.1, max=60))
+    read_timeout_seconds = fields.Float(
+        load_default=30.0, validate=validate.Range(min=0.1, max=MAX_READ_SECONDS)
+    )
     ca_bundle = fields.String(
         load_default=None,
         allow_none=True,

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from adapters.https import LONGEST_ATTEMPT_SECONDS
 from service import retry_settings
 from service.domain.child_keys import ChildKeys
 from service.domain.retry import RetryPolicy
@@ -125,11 +126,6 @@ class Settings:
         if not path.exists():
             create_once(path, f"{secrets.token_urlsafe(32)}\n".encode())
         return ChildKeys(path.read_text().strip().encode())
-
-
-# The longest one delivery attempt can take with the built-in adapters' capped timeouts
-# (https: 30 s to connect + 60 s to read).
-LONGEST_ATTEMPT_SECONDS = 90
 
 
 def _lease(value: str) -> timedelta:
