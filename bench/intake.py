@@ -47,7 +47,7 @@ from bench.isolation import BROKER_USER, POSTGRES_ADMIN_URL, own_database
 from bench.traffic import large_routine_events, routine_events
 from service.bootstrap import build_services
 from service.config import DEFAULT_MAX_EVENT_BYTES, Settings
-from service.relay import Sender
+from service.senders import Sender
 
 WARM_UP = 40
 # Event counts for --instructions: the count per event is the difference over the difference.

@@ -11,7 +11,8 @@ import queue
 import threading
 
 from service.delivery import Deliverer
-from service.relay import EMBEDDED, Relay
+from service.relay import Relay
+from service.senders import EMBEDDED
 from service.store.store import Store
 
 log = logging.getLogger(__name__)

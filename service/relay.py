@@ -26,6 +26,7 @@ from service.domain.child_keys import ChildKeys
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
 from service.domain.model import BasisDecision, Outcome, decision_record, transfer_request
+from service.senders import Sender
 from service.signing import KeyRing
 from service.store.outbox import Claimed, Lease
 from service.store.reference import IntakeReference, ReferenceChanged
@@ -72,34 +73,6 @@ class Rejection(StrEnum):
 # Not a Rejection: the message may be good input that met a bug; the entrypoint sets it aside
 # after trying it several times, and records why with ``Relay.record_processing_failed``.
 PROCESSING_FAILED = "processing_failed"
-
-
-@dataclass(frozen=True)
-class Sender:
-    """Who handed an event in, as its transport vouched for them (a token, a broker user).
-
-    ``authority`` is the one authority they may send for; ``broker_user`` marks a broker
-    account, which sends for the authority registered for it, read with the ISPs the batch is
-    decided on (so a registration changed meanwhile has the batch decided again);
-    ``any_authority`` marks a sender trusted to send for every authority (the embedded queue,
-    an integration hub).
-    """
-
-    description: str
-    authority: str | None = None
-    any_authority: bool = False
-    broker_user: str | None = None
-
-    def sends_for(self, reference: IntakeReference) -> str | None:
-        if self.broker_user is not None:
-            return reference.publishers.get(self.broker_user)
-        return self.authority
-
-    def may_send_for(self, authority: str, reference: IntakeReference) -> bool:
-        return self.any_authority or self.sends_for(reference) == authority
-
-
-EMBEDDED = Sender("the embedded queue", any_authority=True)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,48 @@
-"""Who sent an AMQP message: the broker-checked ``user_id`` property, mapped to an authority.
+"""Who handed an event in, and which authority they may send for.
 
-RabbitMQ refuses a message whose ``user_id`` is not the user its connection logged in as, so
-the property is proof of the publishing account. Each case system's account is registered for
-its one authority (``caf-relay authority publisher``); a message without ``user_id``, or from an
-account nobody registered, can send for no authority and is dead-lettered as ``forged_sender``.
-Accounts in ``CAF_RELAY_TRUSTED_BROKER_USERS`` (an integration hub) may send for any authority.
+Over HTTP that is the caller's token; the embedded queue may send for any authority. Over AMQP
+it is the broker-checked ``user_id`` property, mapped to an authority: RabbitMQ refuses a
+message whose ``user_id`` is not the user its connection logged in as, so the property is proof
+of the publishing account. Each case system's account is registered for its one authority
+(``caf-relay authority publisher``); a message without ``user_id``, or from an account nobody
+registered, can send for no authority and is dead-lettered as ``forged_sender``. Accounts in
+``CAF_RELAY_TRUSTED_BROKER_USERS`` (an integration hub) may send for any authority.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
-from service.relay import Sender
+from service.store.reference import IntakeReference
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who handed an event in, as its transport vouched for them (a token, a broker user).
+
+    ``authority`` is the one authority they may send for; ``broker_user`` marks a broker
+    account, which sends for the authority registered for it, read with the ISPs the batch is
+    decided on (so a registration changed meanwhile has the batch decided again);
+    ``any_authority`` marks a sender trusted to send for every authority (the embedded queue,
+    an integration hub).
+    """
+
+    description: str
+    authority: str | None = None
+    any_authority: bool = False
+    broker_user: str | None = None
+
+    def sends_for(self, reference: IntakeReference) -> str | None:
+        if self.broker_user is not None:
+            return reference.publishers.get(self.broker_user)
+        return self.authority
+
+    def may_send_for(self, authority: str, reference: IntakeReference) -> bool:
+        return self.any_authority or self.sends_for(reference) == authority
+
+
+EMBEDDED = Sender("the embedded queue", any_authority=True)
 
 
 class BrokerSenders:

@@ -26,7 +26,8 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from service.logs import own_log_context, set_event_id
-from service.relay import PROCESSING_FAILED, Received, Relay, Sender
+from service.relay import PROCESSING_FAILED, Received, Relay
+from service.senders import Sender
 from service.store.outbox import Claimed, Lease
 from service.store.store import StoreUnavailable
 

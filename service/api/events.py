@@ -16,7 +16,8 @@ from contracts.api.transfers import TransferViewSchema
 from contracts.event import CaseTransferEventSchema
 from service.access import Role
 from service.api.guard import allow, app_services, principal, refuse
-from service.relay import Rejection, Sender
+from service.relay import Rejection
+from service.senders import Sender
 
 blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Case-transfer events in.")
 

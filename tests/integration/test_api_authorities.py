@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from joserfc.jwk import OKPKey
 
 from service.access import OPERATOR
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from service.signing import KeyRing, verify
 from service.store import tables
 from service.web import create_app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples, judgements
 from tests.support.tokens import bearer

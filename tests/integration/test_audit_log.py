@@ -10,8 +10,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy.exc import IntegrityError
 
 from service.domain.audit_chain import Damage, record_hash
-from service.relay import EMBEDDED
 from service.secrets import SecretBox
+from service.senders import EMBEDDED
 from service.store.store import AuditEntry, NewTransfer, Store
 from service.store.tables import AuditRecord
 from tests.conftest import fixed_clock

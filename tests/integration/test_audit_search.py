@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.audit import audit_query
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from tests.support import examples
 from tests.support.children import child, transfer_of
 

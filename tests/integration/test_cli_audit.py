@@ -5,7 +5,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from tests.support import examples
 from tests.support.cli import runner
 

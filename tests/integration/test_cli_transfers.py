@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from tests.support import examples, judgements
 from tests.support.cli import runner
 

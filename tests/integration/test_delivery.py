@@ -15,7 +15,7 @@ from service.access import OPERATOR
 from service.delivery import Deliverer
 from service.delivery_loop import DeliveryLoop
 from service.domain.retry import RetryPolicy
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from service.signing import KeyRing
 from service.store.outbox import Lease
 from service.web import create_app

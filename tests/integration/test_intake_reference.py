@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from service.access import OPERATOR
-from service.relay import EMBEDDED, Rejection, Sender
+from service.relay import Rejection
+from service.senders import EMBEDDED, Sender
 from service.store import tables as t
 from service.store.store import Store
 from tests.support import examples

@@ -4,7 +4,7 @@ import pytest
 
 from service.access import OPERATOR
 from service.domain.isp_register import VersionOutOfOrder
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from service.store.isps import IspChange
 from tests.support import examples
 from tests.support.isps import bilateral

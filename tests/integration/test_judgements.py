@@ -11,7 +11,7 @@ from jwcrypto import jwk, jws
 
 from service.access import OPERATOR, Principal, Role
 from service.judgements import JudgementRefused, Judgements, Refusal
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from tests.support import examples, judgements
 
 NEWHAM, TOWER_HAMLETS, HACKNEY = "E09000025", "E09000030", "E09000012"

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.delivery import Deliverer
 from service.domain.retry import RetryPolicy
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples
 from tests.support.https_receiver import https_recipients

@@ -5,7 +5,8 @@ import json
 import pytest
 from jwcrypto import jwk, jws
 
-from service.relay import EMBEDDED, Rejection, Relay
+from service.relay import Rejection, Relay
+from service.senders import EMBEDDED
 from service.store.store import Store
 from tests.support import examples, malformed
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from service.relay import EMBEDDED
 from service.retention import Retention
+from service.senders import EMBEDDED
 from service.store.tables import Envelope, Transfer
 from tests.support import examples
 

@@ -8,8 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 
-from service.relay import EMBEDDED
 from service.secrets import SecretBox
+from service.senders import EMBEDDED
 from service.store.store import NewTransfer, Store
 from service.store.tables import Base
 from tests.conftest import fixed_clock, fresh_database

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from service.domain.child_keys import IdentifierError
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from service.subject_access import render_html
 from tests.support import examples
 from tests.support.children import child, transfer_of

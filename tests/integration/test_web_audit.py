@@ -3,7 +3,7 @@
 import pytest
 import sqlalchemy as sa
 
-from service.relay import EMBEDDED
+from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples
 from tests.support.children import child, transfer_of

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from service.relay import Received, Relay, Sender
+from service.relay import Received, Relay
+from service.senders import Sender
 
 
 class CrashesOn:
