@@ -23,7 +23,7 @@ from contracts.api.authorities import BROKER_USER_PATTERN, AuthorityEditSchema, 
 from service.access import Principal
 from service.bootstrap import Services
 from service.delivery import checked_receipt, try_delivery
-from service.store.isotime import iso
+from service.domain.isotime import iso
 from service.store.organisations import DuplicateAuthority, UnknownAuthority
 from service.store.store import Store
 

@@ -23,6 +23,7 @@ from marshmallow import ValidationError
 
 from contracts.isp import IspSchema
 from service.access import Principal, Role
+from service.domain.isotime import iso
 from service.domain.isp_register import (
     FINDING_REASONS,
     VersionOutOfOrder,
@@ -31,7 +32,6 @@ from service.domain.isp_register import (
     suspension,
     writers,
 )
-from service.store.isotime import iso
 from service.store.isps import IspChange, RecordedIsp
 from service.store.store import Store
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from service.domain.isotime import iso
 from service.domain.minimise import Minimised
 from service.domain.model import BasisDecision, Outcome
 
@@ -52,7 +53,7 @@ def build_envelope(
     return {
         "envelope_id": envelope_id,
         "event_id": event["id"],
-        "issued_at": issued_at.isoformat().replace("+00:00", "Z"),
+        "issued_at": iso(issued_at),
         "case_reference": event["subject"],
         "purpose": event["data"]["sharing"]["purpose"],
         "from": {"code": sender.code, "name": sender.name},

@@ -8,9 +8,9 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from service.access import Principal, Role, check_scope, new_token, token_digest
+from service.domain.isotime import iso
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
-from service.store.isotime import iso
 from service.store.organisations import UnknownAuthority
 
 

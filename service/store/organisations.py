@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from service.access import Principal
+from service.domain.isotime import iso
 from service.secrets import SecretBox, SecretsKeyError
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
-from service.store.isotime import iso
 
 
 class UnknownAuthority(KeyError):

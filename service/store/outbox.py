@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, aliased
 
 from adapters.base import OutboundEnvelope
 from service.access import Principal
+from service.domain.isotime import iso
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
-from service.store.isotime import iso
 
 if TYPE_CHECKING:
     from service.store.store import SignedEnvelope

@@ -26,6 +26,7 @@ from adapters.registry import AdapterConfigError, validate_config
 from contracts.reference import LONDON_AUTHORITIES
 from service.access import OPERATOR, Principal
 from service.domain.child_keys import without_child_keys
+from service.domain.isotime import iso
 from service.domain.model import IspTerms
 from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox
@@ -33,7 +34,6 @@ from service.store import tables as t
 from service.store.access import Access
 from service.store.audit_log import READ_ONLY_SNAPSHOT, AuditLog, append_audit, chain_on_commit
 from service.store.audit_search import AuditSearch
-from service.store.isotime import iso
 from service.store.isps import IspChange, Isps
 from service.store.json_text import json_text
 from service.store.operations import OperationsCounts

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from service.domain.isotime import iso
 from service.domain.model import basis_kind
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
-from service.store.isotime import iso
 from service.store.outbox import stage_delivery
 
 if TYPE_CHECKING:
