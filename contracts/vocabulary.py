@@ -6,6 +6,8 @@ minimisation drop a whole section without knowing its inner fields. ``contracts/
 documents each term; a term is never renamed, only added.
 """
 
+from enum import StrEnum
+
 EVENT_TYPE = "caf.case-transfer.requested"
 EVENT_DATASCHEMA = "urn:caf-relay:schema:case-transfer-requested:1"
 
@@ -44,3 +46,13 @@ ARTICLE_9_CONDITIONS: tuple[str, ...] = tuple(f"9(2)({c})" for c in "abcdefghij"
 ISP_STATUSES: tuple[str, ...] = ("draft", "active", "suspended", "retired")
 
 BASIS_KINDS: tuple[str, ...] = ("isp", "judgement")
+
+
+class TransferState(StrEnum):
+    """Where a transfer stands; its views and listings show it (``contracts/api``)."""
+
+    AWAITING_JUDGEMENT = "awaiting_judgement"  # parked: no ISP applies, no judgement yet
+    WITHHELD = "withheld"  # a practitioner decided not to share
+    SIGNED = "signed"  # shared, and in the outbox
+    DELIVERED = "delivered"
+    FAILED = "failed"  # retries ran out; an admin may redeliver

@@ -12,6 +12,7 @@ import click
 import yaml
 
 from contracts.api.transfers import MAX_PAGE, TRANSFER_STATES
+from contracts.vocabulary import TransferState
 from service.access import OPERATOR
 from service.cli_common import Moment, emit, require_known_authority
 from service.cli_common import load_services as _services
@@ -118,5 +119,5 @@ def judgement_record(event_id: str, file) -> None:
     finally:
         services.close()
     click.echo(f"{event_id} is {state}: {view['decision']['reason']}")
-    if state == "signed":
+    if state == TransferState.SIGNED:
         click.echo("It is in the outbox; a running worker or `caf-relay deliver` sends it.")

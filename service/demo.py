@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from contracts.vocabulary import TransferState
 from service.bootstrap import build_services
 from service.config import Settings
 from service.embedded import InProcessQueue
@@ -88,16 +89,16 @@ def run_demo(out_dir: Path, echo: Callable[[str], None]) -> list[DemoResult]:
 def _outcome(view: dict) -> str:
     decision, state = view["decision"], view["state"]
     categories = next((e["detail"] for e in view["timeline"] if e["action"] == "minimised"), None)
-    if state == "delivered":
+    if state == TransferState.DELIVERED:
         if "isp" in decision:
             basis = f"ISP {decision['isp']['id']} v{decision['isp']['version']}"
         else:
             basis = _judgement_by(decision["judgement"])
         withheld = ", ".join(categories["withheld"]) or "nothing"
         return f"DELIVERED with {basis}; withheld: {withheld}"
-    if state == "awaiting_judgement":
+    if state == TransferState.AWAITING_JUDGEMENT:
         return f"PARKED awaiting judgement: {decision['reason']}"
-    if state == "withheld":
+    if state == TransferState.WITHHELD:
         judgement = decision["judgement"]
         return f"WITHHELD by {_judgement_by(judgement)}: {judgement['reasons']['necessity']}"
     detail = view["deliveries"][-1]["detail"] if view["deliveries"] else decision["reason"]
@@ -110,7 +111,7 @@ def _judgement_by(judgement: dict) -> str:
 
 
 def _signature(view: dict, out_dir: Path, jwks: dict) -> str:
-    if view["state"] != "delivered":
+    if view["state"] != TransferState.DELIVERED:
         return "nothing sent, nothing signed"
     envelope = view["envelope"]
     path = out_dir / "inbox" / view["to_authority"] / f"{envelope['envelope_id']}.json"

@@ -19,12 +19,13 @@ from typing import Any
 from marshmallow import ValidationError
 
 from contracts.judgement import JudgementSchema
+from contracts.vocabulary import TransferState
 from service.access import Principal, Role
 from service.domain.basis import decide_basis
 from service.domain.model import Outcome, decision_record, transfer_request
 from service.relay import Clock, Relay, judgement_summary, unstorable
 from service.store.store import AuditEntry, Store
-from service.store.transfers import AWAITING_JUDGEMENT, Settlement
+from service.store.transfers import Settlement
 
 
 class Refusal(StrEnum):
@@ -82,7 +83,7 @@ class Judgements:
                 f"record a judgement for this transfer; this is a {by.role.value} of "
                 f"{by.authority or 'no authority'}.",
             )
-        if transfer.state != AWAITING_JUDGEMENT:
+        if transfer.state != TransferState.AWAITING_JUDGEMENT:
             self._refuse(event_id, by, Refusal.NOT_PARKED, _not_parked(transfer.state))
         judgement = self._validated(event_id, document, by)
         event = copy.deepcopy(transfer.event)

@@ -21,6 +21,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from contracts.event import CaseTransferEventSchema
+from contracts.vocabulary import TransferState
 from service.domain.basis import decide_basis
 from service.domain.child_keys import ChildKeys
 from service.domain.envelope import Organisation, build_envelope
@@ -52,10 +53,10 @@ Clock = Callable[[], datetime]
 REFERENCE_TRIES = 3
 
 STATE_BY_OUTCOME = {
-    Outcome.SHARE_UNDER_ISP: "signed",
-    Outcome.SHARE_UNDER_JUDGEMENT: "signed",
-    Outcome.AWAIT_JUDGEMENT: "awaiting_judgement",
-    Outcome.WITHHOLD: "withheld",
+    Outcome.SHARE_UNDER_ISP: TransferState.SIGNED,
+    Outcome.SHARE_UNDER_JUDGEMENT: TransferState.SIGNED,
+    Outcome.AWAIT_JUDGEMENT: TransferState.AWAITING_JUDGEMENT,
+    Outcome.WITHHOLD: TransferState.WITHHELD,
 }
 
 
@@ -90,7 +91,7 @@ class Received:
 
     @property
     def needs_delivery(self) -> bool:
-        return self.state == "signed" and not self.duplicate
+        return self.state == TransferState.SIGNED and not self.duplicate
 
 
 @dataclass(frozen=True)

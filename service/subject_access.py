@@ -14,6 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from contracts.vocabulary import TransferState
 from service.domain.audit_chain import timestamp
 from service.domain.child_keys import IDENTIFIER_FIELDS, ChildKeys, IdentifierError, identifier_from
 from service.domain.model import basis_kind
@@ -21,11 +22,11 @@ from service.store.audit_search import AuditSearch
 from service.store.transfers import UNSENT
 
 DELIVERY_BY_STATE = {
-    "delivered": "delivered",
-    "failed": "delivery failed",
-    "signed": "waiting for delivery",
-    "awaiting_judgement": "not sent: waiting for a practitioner's judgement",
-    "withheld": "not sent: a practitioner decided not to share",
+    TransferState.DELIVERED: "delivered",
+    TransferState.FAILED: "delivery failed",
+    TransferState.SIGNED: "waiting for delivery",
+    TransferState.AWAITING_JUDGEMENT: "not sent: waiting for a practitioner's judgement",
+    TransferState.WITHHELD: "not sent: a practitioner decided not to share",
 }
 
 _templates = Environment(

@@ -6,8 +6,10 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
+from contracts.vocabulary import TransferState
+
 TIMESTAMP = {"format": "date-time"}
-TRANSFER_STATES = ("awaiting_judgement", "withheld", "signed", "delivered", "failed")
+TRANSFER_STATES = tuple(state.value for state in TransferState)
 MAX_PAGE = 500
 
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
 from adapters.base import OutboundEnvelope
+from contracts.vocabulary import TransferState
 from service.access import Principal
 from service.domain.isotime import iso
 from service.store import tables as t
@@ -222,12 +223,12 @@ class Outbox:
                 claimed, attempt = outcome.claimed, outcome.attempt
                 if attempt.succeeded:
                     delivered.append(outcome)
-                    states.append((claimed, "delivered", attempt.attempted_at))
+                    states.append((claimed, TransferState.DELIVERED, attempt.attempted_at))
                     audit += _delivered_audit(outcome)
                 elif outcome.retry_at is not None:
                     audit.append(self._retry_later(session, claimed, attempt, outcome.retry_at))
                 elif self._failed(session, claimed):
-                    states.append((claimed, "failed", attempt.attempted_at))
+                    states.append((claimed, TransferState.FAILED, attempt.attempted_at))
                     detail = _attempt_detail(claimed, attempt) | {"gave_up": outcome.gave_up or ""}
                     audit.append((claimed.envelope.event_id, "failed", detail))
                 else:
@@ -292,11 +293,11 @@ class Outbox:
         False if it is not failed."""
         with self._transaction() as session:
             transfer = session.get(t.Transfer, event_id, with_for_update=True)
-            if transfer is None or transfer.state != "failed":
+            if transfer is None or transfer.state != TransferState.FAILED:
                 return False
             _in_commit_order(session)
             session.add(new_item(transfer, now))
-            transfer.state, transfer.updated_at = "signed", now
+            transfer.state, transfer.updated_at = TransferState.SIGNED, now
             self._append_audit(session, event_id, "redelivery", {"by": by.describe()})
             return True
 

@@ -14,12 +14,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from contracts.vocabulary import TransferState
 from service.domain.retention import without_case
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 
 # The states nothing more is sent from, so that a payload is only kept for its retention period.
-SETTLED = ("delivered", "withheld")
+SETTLED = (TransferState.DELIVERED, TransferState.WITHHELD)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from contracts.vocabulary import TransferState
 from service.domain.isotime import iso
 from service.domain.model import basis_kind
 from service.store import tables as t
@@ -23,10 +24,9 @@ from service.store.outbox import stage_delivery
 if TYPE_CHECKING:
     from service.store.store import AuditEntry, SignedEnvelope
 
-AWAITING_JUDGEMENT = "awaiting_judgement"
 # Transfers not sent to their recipient, which therefore sees neither them nor the judgement not
 # to share: a parked transfer is the sender's to decide, a withheld one the sender's decision.
-UNSENT = frozenset({AWAITING_JUDGEMENT, "withheld"})
+UNSENT = frozenset({TransferState.AWAITING_JUDGEMENT, TransferState.WITHHELD})
 # What a listing reads: never ``event``, which holds the case.
 LISTED = (
     "event_id",
@@ -144,7 +144,7 @@ class Transfers:
         """
         with self._transaction() as session:
             transfer = session.get(t.Transfer, event_id, with_for_update=True)
-            if transfer is None or transfer.state != AWAITING_JUDGEMENT:
+            if transfer is None or transfer.state != TransferState.AWAITING_JUDGEMENT:
                 return False
             transfer.event = settlement.event
             transfer.state = settlement.state
