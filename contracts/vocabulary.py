@@ -55,4 +55,4 @@ class TransferState(StrEnum):
     WITHHELD = "withheld"  # a practitioner decided not to share
     SIGNED = "signed"  # shared, and in the outbox
     DELIVERED = "delivered"
-    FAILED = "failed"  # retries ran out; an admin may redeliver
+    FAILED = "failed"  # retries ran out, or none could help; an admin may redeliver
