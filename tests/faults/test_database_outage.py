@@ -64,16 +64,23 @@ def _allow_connections(database_url: str, allowed: bool) -> None:
     server.dispose()
 
 
+def _store_refusals(log_file) -> int:
+    """How many times, by its log, the worker has been refused the store and held its batch."""
+    return log_file.read_text().count("store unavailable, holding")
+
+
 def _delivered(services, events) -> bool:
     views = [services.store.transfer_view(e["id"]) for e in events]
     return all(view is not None and view["state"] == "delivered" for view in views)
 
 
-def test_messages_wait_out_a_database_outage(services, broker_url, receiver, report):
+def test_messages_wait_out_a_database_outage(services, broker_url, receiver, report, tmp_path):
     database_url = services.settings.database_url
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite is a file beside the worker; it cannot become unreachable")
-    relay = RelayProcess(services, broker_url).start()
+    log_file = tmp_path / "worker.log"
+    stderr = log_file.open("wb")
+    relay = RelayProcess(services, broker_url).start(stderr=stderr)
     before = [examples.routine(f"db-before-{n}", case=f"D-{n}") for n in range(BEFORE)]
     during = [examples.routine(f"db-during-{n}", case=f"D-{n}") for n in range(DURING)]
     try:
@@ -88,8 +95,10 @@ def test_messages_wait_out_a_database_outage(services, broker_url, receiver, rep
             publish(broker_url, *map(examples.encode, during))
             # The broker's queue figures lag by a few seconds; they must come to show all of
             # them, held (unacknowledged or ready), and nothing may reach caf.dead.
-            wait_until(lambda: _queue_depth(broker_url) == DURING, timeout=20)
-            time.sleep(2)
+            wait_until(lambda: _queue_depth(broker_url) == DURING, timeout=120)
+            # Still so once the worker has since tried the store again and been refused.
+            refusals = _store_refusals(log_file)
+            wait_until(lambda: _store_refusals(log_file) > refusals, timeout=120)
             held = _queue_depth(broker_url)
             dead = take(broker_url, DEAD_QUEUE, 1, timeout=0.5)
             alive_during = relay.alive()
@@ -101,6 +110,7 @@ def test_messages_wait_out_a_database_outage(services, broker_url, receiver, rep
         assert relay.alive()
     finally:
         assert relay.stop() == 0
+        stderr.close()
 
     report("database outage", outage_seconds=round(outage, 1), held_in_queue=held)
     assert alive_during, "the worker died while the database was away"
