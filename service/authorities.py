@@ -206,6 +206,8 @@ def test_adapter(services: Services, code: str, *, by: Principal) -> dict[str, A
 
     def deliver() -> Receipt:
         setting = store.adapter_setting(code)
+        if setting is None:  # removed since ``configured`` was read
+            raise AdapterConfigError(f"No adapter is configured for {code}.")
         delivering = build_adapter(setting.adapter_type, setting.settings, setting.secrets)
         try:
             return delivering.deliver(envelope)

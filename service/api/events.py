@@ -10,11 +10,11 @@ from http import HTTPStatus
 
 from flask import request
 from flask_smorest import Blueprint, abort
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from contracts.api.transfers import TransferViewSchema
 from contracts.event import CaseTransferEventSchema
 from service.access import Role
+from service.api.bodies import body_within
 from service.api.guard import allow, app_services, principal, refuse
 from service.relay import Rejection
 from service.senders import Sender
@@ -50,7 +50,7 @@ def post_event():
     services = app_services()
     sender = Sender(f"Token {caller.token_id} ({caller.name})", authority=caller.authority)
     limit = services.settings.max_event_bytes
-    body = _body_within(limit)
+    body = body_within(limit)
     if body is None:  # Content-Length is None for a chunked body
         received = services.relay.refuse_oversized(request.content_length)
     else:
@@ -67,18 +67,3 @@ def post_event():
     view = services.store.transfer_view(received.event_id)
     status = HTTPStatus.OK if received.duplicate else HTTPStatus.ACCEPTED
     return {**view, "duplicate": received.duplicate}, status
-
-
-def _body_within(limit: int) -> bytes | None:
-    """The request's body, or None when it is longer than ``limit`` bytes.
-
-    A declared length over the limit is refused before any of the body is read. A chunked body
-    (no Content-Length) is read up to one byte past the limit, because the server's stream
-    would otherwise end quietly at the limit and pass on a cut-short event as a whole one.
-    """
-    request.max_content_length = limit + 1
-    try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        return None
-    return body if len(body) <= limit else None

@@ -20,6 +20,7 @@ from contracts.api.isps import (
 from contracts.isp import IspSchema
 from service import isps
 from service.access import Role
+from service.api.bodies import whole_body
 from service.api.guard import ANY_ROLE, allow, app_services, principal, refuse
 
 blp = Blueprint(
@@ -86,12 +87,13 @@ def create_isp(document):
 @blp.response(HTTPStatus.CREATED, ImportedIspSchema(many=True))
 def import_isps():
     """Import ISPs from a JSON or YAML file: new ISPs or next versions; all of them or none."""
+    body = whole_body()  # first: a form's file is then parsed from what it read
     upload = request.files.get("file")
     if upload is not None:
         data, name = upload.read(), upload.filename or "upload"
         file_format = isps.file_format(upload.filename, upload.mimetype)
     else:
-        data, name = request.get_data(), "request body"
+        data, name = body, "request body"
         file_format = isps.file_format(None, request.mimetype)
     if file_format is None:
         abort(

@@ -16,6 +16,7 @@ from contracts.api.transfers import (
 )
 from contracts.judgement import JudgementSchema
 from service.access import Role
+from service.api.bodies import whole_body
 from service.api.guard import (
     ANY_ROLE,
     allow,
@@ -113,6 +114,7 @@ def record_judgement(event_id: str):
     (another recipient, another purpose) is refused with why, and the transfer stays parked.
     """
     services = app_services()
+    whole_body()  # read whole, or refused, before get_json parses what was read
     document = request.get_json(silent=True)
     try:
         services.judgements.record(event_id, document, by=principal())

@@ -250,6 +250,9 @@ class Store:
         config.set_main_option("script_location", str(MIGRATIONS))
         with _unavailable_as_store_error(), self._engine.begin() as connection:
             if connection.dialect.name == "postgresql":
+                # A migration may rewrite a large table (0004), and the processes queued on the
+                # lock wait as long: the statement limit of ordinary calls is lifted for them.
+                connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

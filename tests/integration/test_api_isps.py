@@ -4,10 +4,12 @@ import io
 import json
 
 import pytest
+import requests
 
 from service.web import create_app
 from tests.support import examples
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, YAML, bilateral
+from tests.support.served import chunked, serving
 from tests.support.tokens import bearer
 
 CAMDEN = "E09000007"
@@ -272,3 +274,19 @@ def test_an_import_naming_an_isp_the_caller_is_not_party_to_is_refused_whole(ser
     assert "pan-london-caf" in refused.get_json()["detail"]
     assert services.store.isps.latest() == {}
     assert _audited(services, "access_refused")[-1]["path"] == "/api/v1/isps/import"
+
+
+def test_a_chunked_isp_file_over_the_limit_is_refused_not_imported_in_part(services, client):
+    padded = (YAML + "# a long appendix\n" * 20_000).encode()  # cut anywhere: a valid ISP
+    with serving(client.application) as url:
+        response = requests.post(
+            f"{url}/api/v1/isps/import",
+            data=chunked(padded),
+            headers={**bearer(services, "admin"), "Content-Type": "application/yaml"},
+            timeout=30,
+        )
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"] == (
+        "The request body is longer than 262144 bytes, the most accepted."
+    )
+    assert services.store.isps.latest() == {}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import requests
 
 from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples, judgements
+from tests.support.served import chunked, serving
 from tests.support.tokens import bearer
 
 HACKNEY, ISLINGTON, NEWHAM, TOWER_HAMLETS, CAMDEN = (
@@ -233,3 +237,22 @@ def test_a_transfer_with_a_basis_already_cannot_be_judged_again(services, client
         headers=bearer(services, "practitioner", HACKNEY),
     )
     assert response.status_code == 409
+
+
+def test_a_chunked_judgement_over_the_limit_is_refused_and_the_transfer_stays_parked(
+    services, client
+):
+    body = json.dumps(judgements.share()).encode()
+    padded = body[:-1] + b" " * 300_000 + b"}"
+    with serving(client.application) as url:
+        response = requests.post(
+            f"{url}/api/v1/transfers/{PARKED}/judgement",
+            data=chunked(padded),
+            headers={
+                **bearer(services, "practitioner", NEWHAM),
+                "Content-Type": "application/json",
+            },
+            timeout=30,
+        )
+    assert response.status_code == 413, response.text
+    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"

@@ -1,16 +1,15 @@
 """The HTTP API as a case system without AMQP uses it."""
 
 import json
-import threading
 
 import pytest
 import requests
 from jwcrypto import jwk, jws
-from werkzeug.serving import make_server
 
 from service.relay import Rejection
 from service.web import create_app
 from tests.support import examples, malformed
+from tests.support.served import chunked, serving
 from tests.support.tokens import bearer
 
 HACKNEY, NEWHAM = "E09000012", "E09000025"
@@ -119,16 +118,9 @@ def test_bad_input_gets_a_problem_response_naming_its_rejection_and_is_audited(
 
 
 @pytest.fixture
-def served(services, client):
-    """The app behind a real HTTP server, which reads chunked bodies as gunicorn does."""
-    server = make_server("127.0.0.1", 0, client.application, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+def served(client):
+    with serving(client.application) as url:
+        yield url
 
 
 @pytest.mark.parametrize("size", [262_144, 262_145, 300_000])
@@ -136,8 +128,9 @@ def test_a_chunked_body_is_refused_as_oversized_only_past_the_limit(auth, servic
     event = examples.event(examples.ROUTINE_WITH_ISP)
     text = examples.encode(event)
     body = text[:-1] + b" " * (size - len(text)) + b"}"
-    chunks = (body[start : start + 65_536] for start in range(0, len(body), 65_536))
-    response = requests.post(f"{served}/api/v1/events", data=chunks, headers=auth, timeout=30)
+    response = requests.post(
+        f"{served}/api/v1/events", data=chunked(body), headers=auth, timeout=30
+    )
     rejected = [d for _, action, d in services.store.audit_actions() if action == "rejected"]
     if size <= 262_144:
         assert response.status_code == 202, response.text
