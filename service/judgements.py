@@ -89,7 +89,7 @@ class Judgements:
         event = copy.deepcopy(transfer.event)
         event["data"]["sharing"]["judgement"] = judgement
         now = self._clock()
-        decision = decide_basis(transfer_request(event), self._store.isp_terms(), now.date())
+        decision = decide_basis(transfer_request(event), self._store.isps.terms(), now.date())
         if decision.outcome is Outcome.AWAIT_JUDGEMENT:
             reason = f"This judgement gives no basis to share: {decision.reason}"
             self._refuse(event_id, by, Refusal.NO_BASIS, reason)

@@ -27,7 +27,6 @@ from contracts.reference import LONDON_AUTHORITIES
 from service.access import OPERATOR, Principal
 from service.domain.child_keys import without_child_keys
 from service.domain.isotime import iso
-from service.domain.model import IspTerms
 from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox
 from service.store import tables as t
@@ -286,10 +285,6 @@ class Store:
         Admins go through ``service.isps``, which checks who may write; see ``self.isps``.
         """
         self.isps.record([IspChange(document, "isp_created")], now=_now(), by=OPERATOR)
-
-    def isp_terms(self) -> list[IspTerms]:
-        """The newest version of each ISP: what transfers are decided on."""
-        return self.isps.terms()
 
     # -- adapters -----------------------------------------------------------------------------
 

@@ -194,7 +194,7 @@ def test_a_yaml_file_upload_is_imported(services, client, newham_admin):
     ]
     [audit] = _audited(services, "isp_created")
     assert audit["source"] == "register.yaml"
-    [terms] = services.store.isp_terms()
+    [terms] = services.store.isps.terms()
     assert terms.purposes == {"safeguarding"}
 
 

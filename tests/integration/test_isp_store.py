@@ -19,7 +19,7 @@ def test_only_the_newest_version_of_an_isp_is_what_transfers_are_decided_on(serv
         by=OPERATOR,
     )
 
-    assert [(t.id, t.version, t.status) for t in store.isp_terms()] == [
+    assert [(t.id, t.version, t.status) for t in store.isps.terms()] == [
         ("newham-tower-hamlets", 2, "suspended")
     ]
     assert [v.document["version"] for v in store.isps.versions("newham-tower-hamlets")] == [1, 2]
