@@ -60,7 +60,7 @@ def prepare_store(env: dict[str, str], broker: Broker) -> None:
         }
         secrets = {"username": BROKER_USER, "password": BROKER_PASSWORD}
         for code in LONDON_AUTHORITIES:
-            services.store.set_adapter(code, "amqp", settings, secrets)
+            services.store.organisations.set_adapter(code, "amqp", settings, secrets)
     finally:
         services.close()
 

@@ -166,7 +166,7 @@ def set_adapter(
     """Replace the authority's adapter, checked against its type's schemas first."""
     _existing(store, code)
     try:
-        store.set_adapter(code, adapter_type, settings, secrets, retry, by=by)
+        store.organisations.set_adapter(code, adapter_type, settings, secrets, retry, by=by)
     except AdapterConfigError as exc:
         raise Invalid(str(exc), exc.errors) from exc
     return adapter(store, code)
@@ -205,7 +205,7 @@ def test_adapter(services: Services, code: str, *, by: Principal) -> dict[str, A
     )
 
     def deliver() -> Receipt:
-        setting = store.adapter_setting(code)
+        setting = store.organisations.adapter_setting(code)
         if setting is None:  # removed since ``configured`` was read
             raise AdapterConfigError(f"No adapter is configured for {code}.")
         delivering = build_adapter(setting.adapter_type, setting.settings, setting.secrets)

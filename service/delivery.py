@@ -96,7 +96,7 @@ class AdapterCache:
             cached = self._adapters.get(authority)
             if cached is not None and updated_at is not None and cached[0] == updated_at:
                 return cached[1], cached[2]
-            setting = store.adapter_setting(authority)
+            setting = store.organisations.adapter_setting(authority)
             if setting is None:
                 raise AdapterConfigError(f"No adapter is configured for {authority}.")
             if cached is not None:

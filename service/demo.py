@@ -58,7 +58,9 @@ def run_demo(out_dir: Path, echo: Callable[[str], None]) -> list[DemoResult]:
         events = {name: json.loads(body) for name, body in example_events().items()}
         for event in events.values():
             code = event["data"]["to_authority"]
-            store.set_adapter(code, "directory", {"path": str(out_dir / "inbox" / code)}, {})
+            store.organisations.set_adapter(
+                code, "directory", {"path": str(out_dir / "inbox" / code)}, {}
+            )
         jwks = services.keyring.jwks()
         (out_dir / "jwks.json").write_text(json.dumps(jwks, indent=2) + "\n")
 

@@ -1,19 +1,24 @@
 """Authorities and their adapters, as administrators read and change them.
 
 Each change is one transaction with its audit record, naming who made it. Adapter secrets are
-handled here only sealed: a view names the secrets that are set, never their values, and a
-rotation re-seals them without any plaintext leaving this module.
+sealed before they are written and opened only for delivery (``adapter_setting``): a view names
+the secrets that are set, never their values, and a rotation re-seals them without opening them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from adapters.registry import AdapterConfigError, validate_config
 from service.access import Principal
 from service.domain.isotime import iso
+from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox, SecretsKeyError
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
@@ -31,6 +36,15 @@ def _kids(jwks: dict[str, Any] | None) -> list[str]:
     return [str(key.get("kid")) for key in (jwks or {}).get("keys", [])]
 
 
+@dataclass(frozen=True)
+class AdapterSetting:
+    authority: str
+    adapter_type: str
+    settings: dict[str, Any]
+    secrets: dict[str, Any]
+    updated_at: datetime
+
+
 class Organisations:
     def __init__(
         self, transaction: Transaction, append_audit: AppendAudit, secret_box: SecretBox
@@ -38,6 +52,54 @@ class Organisations:
         self._transaction = transaction
         self._append_audit = append_audit
         self._box = secret_box
+
+    def set_adapter(
+        self,
+        authority: str,
+        adapter_type: str,
+        settings: dict[str, Any],
+        secrets: dict[str, Any],
+        retry: dict[str, Any] | None = None,
+        *,
+        by: Principal | None = None,
+    ) -> None:
+        """Validate and store an authority's adapter; secrets are sealed before they are written.
+
+        ``retry`` overrides the service's default retry policy for this authority only; ``by`` is
+        who set it, for the audit (None for set-up code such as the demo's).
+        """
+        settings, secrets = validate_config(adapter_type, settings, secrets)
+        try:
+            retry = RetrySettingsSchema().load(retry) if retry else None
+        except ValidationError as exc:
+            raise AdapterConfigError("Invalid retry settings.", {"retry": exc.messages}) from exc
+        with self._transaction() as session:
+            session.merge(
+                t.AdapterConfig(
+                    authority_code=authority,
+                    adapter_type=adapter_type,
+                    settings=settings,
+                    secrets_sealed=self._box.seal(secrets),
+                    retry=retry,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+            detail = {"authority": authority, "adapter_type": adapter_type}
+            detail.update(secrets=sorted(secrets), by=by and by.describe())
+            self._append_audit(session, None, "adapter_set", detail)
+
+    def adapter_setting(self, authority: str) -> AdapterSetting | None:
+        with self._transaction() as session:
+            row = session.get(t.AdapterConfig, authority)
+            if row is None:
+                return None
+            return AdapterSetting(
+                authority=authority,
+                adapter_type=row.adapter_type,
+                settings=row.settings,
+                secrets=self._box.open(row.secrets_sealed),
+                updated_at=row.updated_at,
+            )
 
     def summaries(self) -> list[dict[str, Any]]:
         with self._transaction() as session:

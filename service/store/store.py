@@ -17,17 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import OutboundEnvelope
-from adapters.registry import AdapterConfigError, validate_config
 from contracts.reference import LONDON_AUTHORITIES
-from service.access import OPERATOR, Principal
+from service.access import OPERATOR
 from service.domain.child_keys import without_child_keys
 from service.domain.isotime import iso
-from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox
 from service.store import tables as t
 from service.store.access import Access
@@ -116,15 +113,6 @@ class StoredIntake:
 
     repeats: list[str | None]
     held: list[Claimed]
-
-
-@dataclass(frozen=True)
-class AdapterSetting:
-    authority: str
-    adapter_type: str
-    settings: dict[str, Any]
-    secrets: dict[str, Any]
-    updated_at: datetime
 
 
 def _now() -> datetime:
@@ -288,57 +276,9 @@ class Store:
 
     # -- adapters -----------------------------------------------------------------------------
 
-    def set_adapter(
-        self,
-        authority: str,
-        adapter_type: str,
-        settings: dict[str, Any],
-        secrets: dict[str, Any],
-        retry: dict[str, Any] | None = None,
-        *,
-        by: Principal | None = None,
-    ) -> None:
-        """Validate and store an authority's adapter; secrets are sealed before they are written.
-
-        ``retry`` overrides the service's default retry policy for this authority only; ``by`` is
-        who set it, for the audit (None for set-up code such as the demo's).
-        """
-        settings, secrets = validate_config(adapter_type, settings, secrets)
-        try:
-            retry = RetrySettingsSchema().load(retry) if retry else None
-        except ValidationError as exc:
-            raise AdapterConfigError("Invalid retry settings.", {"retry": exc.messages}) from exc
-        with self._transaction() as session:
-            session.merge(
-                t.AdapterConfig(
-                    authority_code=authority,
-                    adapter_type=adapter_type,
-                    settings=settings,
-                    secrets_sealed=self._box.seal(secrets),
-                    retry=retry,
-                    updated_at=_now(),
-                )
-            )
-            detail = {"authority": authority, "adapter_type": adapter_type}
-            detail.update(secrets=sorted(secrets), by=by and by.describe())
-            append_audit(session, None, "adapter_set", detail)
-
     def authority_keys(self, authority: str) -> dict[str, Any] | None:
         with self._transaction() as session:
             return session.scalar(sa.select(t.Authority.jwks).where(t.Authority.code == authority))
-
-    def adapter_setting(self, authority: str) -> AdapterSetting | None:
-        with self._transaction() as session:
-            row = session.get(t.AdapterConfig, authority)
-            if row is None:
-                return None
-            return AdapterSetting(
-                authority=authority,
-                adapter_type=row.adapter_type,
-                settings=row.settings,
-                secrets=self._box.open(row.secrets_sealed),
-                updated_at=row.updated_at,
-            )
 
     # -- transfers ----------------------------------------------------------------------------
 

@@ -105,7 +105,9 @@ def _scrape(services, broker_url) -> dict[tuple, float]:
 
 def test_the_worker_logs_json_lines_naming_each_event_and_no_child(services, broker_url, tmp_path):
     services.store.add_isp(examples.pan_london_isp())
-    services.store.set_adapter(ISLINGTON, "directory", {"path": str(tmp_path / "inbox")}, {})
+    services.store.organisations.set_adapter(
+        ISLINGTON, "directory", {"path": str(tmp_path / "inbox")}, {}
+    )
     (tmp_path / "inbox").mkdir()
     children = [child(n) for n in (11, 12, 13)]
     delivered = transfer_of(examples.ROUTINE_WITH_ISP, "log-delivered", children[0])

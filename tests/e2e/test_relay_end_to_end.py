@@ -78,7 +78,7 @@ def via_amqp(services, broker_url) -> Iterator[Callable[[], Received]]:
         channel.queue_declare(f"inbox.{code}", durable=True)
         channel.queue_purge(f"inbox.{code}")
         channel.queue_bind(f"inbox.{code}", BOROUGH_EXCHANGE, code)
-        services.store.set_adapter(
+        services.store.organisations.set_adapter(
             code,
             "amqp",
             {

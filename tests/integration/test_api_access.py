@@ -149,7 +149,7 @@ def _call(client, key, headers):
 def _arrange_what_the_samples_act_on(services, secret: str = "islington-bearer-token") -> None:
     """Islington's https adapter (holding ``secret``) and publisher, which samples read, test
     or remove: without them those calls answer 404 however well they are guarded."""
-    services.store.set_adapter(
+    services.store.organisations.set_adapter(
         ISLINGTON, "https", {"url": "https://127.0.0.1:9/caf"}, {"bearer_token": secret}
     )
     services.store.access.set_broker_publisher("islington-cms", ISLINGTON, by=OPERATOR)

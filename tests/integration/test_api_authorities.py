@@ -61,7 +61,9 @@ def test_anyone_with_a_token_reads_the_register_and_one_authority_in_full(
     services, client, tokens, tmp_path
 ):
     borough = KeyRing.from_file(tmp_path / "islington.pem", create=True)
-    services.store.set_adapter(ISLINGTON, "directory", {"path": str(tmp_path / "in")}, {})
+    services.store.organisations.set_adapter(
+        ISLINGTON, "directory", {"path": str(tmp_path / "in")}, {}
+    )
     services.store.organisations.edit(ISLINGTON, {"jwks": borough.jwks()}, by=OPERATOR)
     client.put(
         f"/api/v1/authorities/{ISLINGTON}/publishers/islington-mosaic", headers=tokens["islington"]
@@ -388,7 +390,9 @@ def test_a_hackney_admin_cannot_touch_islingtons_adapter_and_is_audited(
         ("POST", f"{url}/test"),
     ]
     assert {r["caller"]["authority"] for r in refusals} == {HACKNEY}
-    assert services.store.adapter_setting(ISLINGTON).secrets == {"bearer_token": SECRET}
+    assert services.store.organisations.adapter_setting(ISLINGTON).secrets == {
+        "bearer_token": SECRET
+    }
     assert receiver.requests == []
 
 

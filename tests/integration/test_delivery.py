@@ -394,8 +394,8 @@ def test_metrics_show_failed_transfers_and_how_long_the_outbox_has_waited(servic
 def test_an_envelope_handed_over_at_intake_follows_its_recipients_own_retry_settings(
     services, receiver
 ):
-    setting = services.store.adapter_setting(ISLINGTON)
-    services.store.set_adapter(
+    setting = services.store.organisations.adapter_setting(ISLINGTON)
+    services.store.organisations.set_adapter(
         ISLINGTON, "https", setting.settings, setting.secrets, retry={"max_attempts": 1}
     )
     receiver.respond_with(503)
@@ -404,7 +404,10 @@ def test_an_envelope_handed_over_at_intake_follows_its_recipients_own_retry_sett
 
     (outcome,) = services.relay.receive_many([(body, EMBEDDED)], lease=lease)
 
-    assert outcome.held.adapter_updated_at == services.store.adapter_setting(ISLINGTON).updated_at
+    assert (
+        outcome.held.adapter_updated_at
+        == services.store.organisations.adapter_setting(ISLINGTON).updated_at
+    )
     # The service's default allows 3 attempts; Islington's own setting allows 1.
     assert _deliverer(services).deliver_group([outcome.held]).results == ["failed"]
     assert services.store.transfer_view("own-retry")["state"] == "failed"
@@ -413,7 +416,9 @@ def test_an_envelope_handed_over_at_intake_follows_its_recipients_own_retry_sett
 def test_an_unusable_adapter_is_a_retried_failure_that_holds_up_no_other_recipient(
     services, receiver, tmp_path
 ):
-    services.store.set_adapter(SOUTHWARK, "directory", {"path": str(tmp_path / "southwark")}, {})
+    services.store.organisations.set_adapter(
+        SOUTHWARK, "directory", {"path": str(tmp_path / "southwark")}, {}
+    )
     engine = sa.create_engine(services.store.url)
     with engine.begin() as conn:  # as after a lost secrets key, and an adapter uninstalled
         sealed_elsewhere = Fernet(Fernet.generate_key()).encrypt(b"{}").decode()

@@ -11,7 +11,9 @@ def test_bad_and_crashing_messages_are_kept_as_dead_letters_and_the_next_is_deli
     services, tmp_path
 ):
     services.store.add_isp(examples.pan_london_isp())
-    services.store.set_adapter("E09000019", "directory", {"path": str(tmp_path / "islington")}, {})
+    services.store.organisations.set_adapter(
+        "E09000019", "directory", {"path": str(tmp_path / "islington")}, {}
+    )
     poison = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="embedded-poison"))
     valid = examples.event(examples.ROUTINE_WITH_ISP, id="embedded-valid")
     queue = InProcessQueue(

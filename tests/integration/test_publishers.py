@@ -20,7 +20,9 @@ def strict_worker(services, broker_url, tmp_path):
     """A worker that trusts no account to send for every authority; guest is Hackney's."""
     reset_topology(broker_url)
     services.store.add_isp(examples.pan_london_isp())
-    services.store.set_adapter(ISLINGTON, "directory", {"path": str(tmp_path / ISLINGTON)}, {})
+    services.store.organisations.set_adapter(
+        ISLINGTON, "directory", {"path": str(tmp_path / ISLINGTON)}, {}
+    )
     services.store.access.set_broker_publisher("guest", HACKNEY, by=OPERATOR)
     senders = BrokerSenders(trusted_users=())
     with running_worker(broker_url, services, senders=senders):

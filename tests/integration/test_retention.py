@@ -24,7 +24,9 @@ def delivered(services, tmp_path):
     """One transfer delivered under the ISP, one on a judgement, and one parked."""
     services.store.add_isp(examples.pan_london_isp())
     for code in (ISLINGTON, SOUTHWARK):
-        services.store.set_adapter(code, "directory", {"path": str(tmp_path / code)}, {})
+        services.store.organisations.set_adapter(
+            code, "directory", {"path": str(tmp_path / code)}, {}
+        )
     for name in (examples.ROUTINE_WITH_ISP, examples.AD_HOC_WITH_JUDGEMENT):
         services.relay.receive(examples.encode(examples.event(name)), sender=EMBEDDED)
     services.relay.receive(

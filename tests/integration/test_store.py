@@ -95,7 +95,7 @@ def test_processes_starting_together_on_an_empty_database_all_come_up(tmp_path):
 
 def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_database):
     token = "s3cret-bearer-token-for-islington"
-    services.store.set_adapter(
+    services.store.organisations.set_adapter(
         "E09000019", "https", {"url": "https://islington.example/caf"}, {"bearer_token": token}
     )
     engine = sa.create_engine(migrated_database)
@@ -104,7 +104,9 @@ def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_datab
         audit = conn.execute(sa.text("SELECT detail FROM audit_records")).all()
     engine.dispose()
     assert token not in repr(rows) and token not in repr(audit)
-    assert services.store.adapter_setting("E09000019").secrets == {"bearer_token": token}
+    assert services.store.organisations.adapter_setting("E09000019").secrets == {
+        "bearer_token": token
+    }
 
 
 def test_a_second_transfer_with_the_same_event_id_is_kept_out_as_a_duplicate(services):

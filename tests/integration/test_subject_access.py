@@ -22,7 +22,9 @@ def many_children(services, tmp_path):
     judgement, one parked for want of a basis, and one a practitioner decided not to share."""
     services.store.add_isp(examples.pan_london_isp())
     for code in (ISLINGTON, SOUTHWARK):
-        services.store.set_adapter(code, "directory", {"path": str(tmp_path / code)}, {})
+        services.store.organisations.set_adapter(
+            code, "directory", {"path": str(tmp_path / code)}, {}
+        )
     for n in range(CHILDREN):
         event = transfer_of(examples.ROUTINE_WITH_ISP, f"routine-{n}", child(n))
         services.relay.receive(examples.encode(event), sender=EMBEDDED)

@@ -24,7 +24,9 @@ def auth(services):
 @pytest.fixture
 def client(services, tmp_path):
     services.store.add_isp(examples.pan_london_isp())
-    services.store.set_adapter("E09000019", "directory", {"path": str(tmp_path / "islington")}, {})
+    services.store.organisations.set_adapter(
+        "E09000019", "directory", {"path": str(tmp_path / "islington")}, {}
+    )
     return create_app(services).test_client()
 
 

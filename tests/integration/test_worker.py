@@ -18,7 +18,9 @@ def inbox(services, broker_url, tmp_path):
     reset_topology(broker_url)
     services.store.add_isp(examples.pan_london_isp())
     for code in services.store.authorities():
-        services.store.set_adapter(code, "directory", {"path": str(tmp_path / code)}, {})
+        services.store.organisations.set_adapter(
+            code, "directory", {"path": str(tmp_path / code)}, {}
+        )
     return tmp_path
 
 

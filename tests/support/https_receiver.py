@@ -196,7 +196,7 @@ def bearer_token_for(code: str) -> str:
 def receive_everything_at(store, receiver: HttpsReceiver) -> None:
     """Point every authority's https adapter at ``receiver``, each at a path of its own."""
     for code in store.authorities():
-        store.set_adapter(
+        store.organisations.set_adapter(
             code,
             "https",
             {"url": f"{receiver.url}/{code}", "ca_bundle": str(receiver.ca_bundle)},
@@ -215,7 +215,7 @@ def https_recipients(services, folder: Path, *codes: str) -> Iterator[HttpsRecei
     services.store.add_isp(examples.pan_london_isp())
     with HttpsReceiver(folder / "tls") as running:
         for code in codes:
-            services.store.set_adapter(
+            services.store.organisations.set_adapter(
                 code,
                 "https",
                 {"url": f"{running.url}/{code}", "ca_bundle": str(running.ca_bundle)},
