@@ -13,6 +13,7 @@ the subject-access export with a ``ValueError``) is a 400 problem saying which.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 
@@ -54,7 +55,7 @@ def _search(params: dict[str, Any]) -> dict[str, Any]:
         query = audit_query(params, services.child_keys)
     except ValueError as exc:
         abort(HTTPStatus.BAD_REQUEST, message=str(exc))
-    page = services.store.audit_search.search(query)
+    page = services.store.audit_search.search(replace(query, viewer=principal().authority))
     return {"records": page.records, "next_after": page.next_after}
 
 

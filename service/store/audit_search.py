@@ -12,11 +12,16 @@ from service.domain.audit_chain import timestamp
 from service.domain.child_keys import without_child_keys
 from service.store import tables as t
 from service.store.audit_log import Transaction
+from service.store.transfers import UNSENT
 
 
 @dataclass(frozen=True)
 class AuditQuery:
-    """Filters that all apply; ``authority`` matches either end of a transfer."""
+    """Filters that all apply; ``authority`` matches either end of a transfer.
+
+    ``viewer`` is the authority whose auditor asks (None: a global admin, the operator): it sees
+    the transfers it sent, and those to it only once they were sent, as its listings do.
+    """
 
     case_reference: str | None = None
     child_key: str | None = None
@@ -26,6 +31,7 @@ class AuditQuery:
     until: datetime | None = None
     after: int = 0
     page_size: int = 50
+    viewer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,16 @@ class AuditSearch:
     def search(self, query: AuditQuery) -> AuditPage:
         record, subject = t.AuditRecord, t.AuditSubject
         statement = sa.select(record).where(record.seq > query.after)
-        if query.case_reference or query.authority or query.basis_kind:
+        if query.case_reference or query.authority or query.basis_kind or query.viewer:
             statement = statement.join(subject, subject.event_id == record.event_id)
+        if query.viewer:
+            sent = sa.select(t.Transfer.event_id).where(t.Transfer.state.not_in(UNSENT))
+            statement = statement.where(
+                sa.or_(
+                    subject.from_authority == query.viewer,
+                    sa.and_(subject.to_authority == query.viewer, subject.event_id.in_(sent)),
+                )
+            )
         if query.case_reference:
             statement = statement.where(subject.case_reference == query.case_reference)
         if query.authority:

@@ -176,3 +176,19 @@ def test_an_auditors_subject_access_holds_only_its_authoritys_transfers(auth, se
     assert [t["event_id"] for t in islington.get_json()["transfers"]] == ["web-1"]
     camden = client.post(url, json=body, headers=bearer(services, "auditor", CAMDEN))
     assert camden.get_json()["transfers"] == []
+
+
+def test_a_recipients_auditor_finds_no_record_of_a_transfer_not_yet_sent_to_it(services, client):
+    data = examples.load(examples.ROUTINE_WITHOUT_BASIS)["data"]
+    sender, recipient = data["from_authority"], data["to_authority"]
+
+    def found(authority: str) -> list[str]:
+        headers = bearer(services, "auditor", authority)
+        by_query = client.get("/api/v1/audit", headers=headers).get_json()["records"]
+        by_child = client.post(
+            "/api/v1/audit/search", json=_child_search(1), headers=headers
+        ).get_json()["records"]
+        return sorted({r["event_id"] for r in by_query + by_child if r["event_id"]})
+
+    assert found(sender) == ["web-parked"]
+    assert found(recipient) == []
