@@ -6,6 +6,8 @@ The rules come from the London CAF Protocol, Annex 5, and the guidance it quotes
 - an ISP does not replace professional judgement, so ad hoc sharing always needs a judgement,
   and a judgement attached to a transfer is its basis even where an ISP would also apply;
 - a judgement not to share is recorded and honoured: nothing is forwarded;
+- a judgement decides only the transfer it is about: made by the sender's practitioner, for
+  this recipient and purpose;
 - with neither an applicable ISP nor a usable judgement the transfer waits (parked), never dropped.
 Every ISP looked at is recorded with the reason it did or did not apply.
 """
@@ -73,12 +75,14 @@ def decide_basis(request: TransferRequest, isps: Iterable[IspTerms], on: date) -
 
     judgement = request.judgement
     if judgement is not None:
-        if judgement.decision == "not_share":
+        # What the judgement is about comes first: one about another transfer decides nothing
+        # here, whether it shares or not, and the transfer waits for one that is about it.
+        if judgement.decided_for != request.from_authority:
             return BasisDecision(
-                Outcome.WITHHOLD,
-                "A practitioner decided not to share.",
+                Outcome.AWAIT_JUDGEMENT,
+                f"The judgement was made for {judgement.decided_for}, not the sender "
+                f"{request.from_authority}.",
                 considered,
-                judgement=judgement,
             )
         if request.to_authority not in judgement.recipients:
             return BasisDecision(
@@ -91,6 +95,13 @@ def decide_basis(request: TransferRequest, isps: Iterable[IspTerms], on: date) -
                 Outcome.AWAIT_JUDGEMENT,
                 f"The judgement was made for {judgement.purpose}, not {request.purpose}.",
                 considered,
+            )
+        if judgement.decision == "not_share":
+            return BasisDecision(
+                Outcome.WITHHOLD,
+                "A practitioner decided not to share.",
+                considered,
+                judgement=judgement,
             )
         return BasisDecision(
             Outcome.SHARE_UNDER_JUDGEMENT,

@@ -34,12 +34,17 @@ class IspTerms:
 
 @dataclass(frozen=True)
 class Judgement:
-    """A practitioner's recorded decision; ``record`` is the full record as received."""
+    """A practitioner's recorded decision; ``record`` is the full record as received.
+
+    ``decided_for`` is the organisation the practitioner decided for: only the sending
+    authority's practitioners may decide what it shares.
+    """
 
     decision: str
     purpose: str
     data_categories: frozenset[str]
     recipients: frozenset[str]
+    decided_for: str
     record: dict[str, Any] = field(compare=False, hash=False)
 
 
@@ -131,6 +136,7 @@ def transfer_request(event: dict[str, Any]) -> TransferRequest:
             purpose=record["purpose"],
             data_categories=frozenset(record["data_categories"]),
             recipients=frozenset(record["recipients"]),
+            decided_for=record["practitioner"]["organisation"],
             record=record,
         )
         if record

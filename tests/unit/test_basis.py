@@ -43,12 +43,18 @@ REQUEST = TransferRequest(
 )
 
 
-def judgement(decision="share", recipients=(ISLINGTON,), purpose="continuity_of_early_help"):
+def judgement(
+    decision="share",
+    recipients=(ISLINGTON,),
+    purpose="continuity_of_early_help",
+    decided_for=HACKNEY,
+):
     return Judgement(
         decision=decision,
         purpose=purpose,
         data_categories=frozenset({"child_identity"}) if decision == "share" else frozenset(),
         recipients=frozenset(recipients),
+        decided_for=decided_for,
         record={"decision": decision},
     )
 
@@ -205,3 +211,20 @@ def test_between_isps_of_equal_reach_the_one_in_effect_last_wins_whatever_its_ve
             ("london-older", IspFinding.OUTRANKED),
             ("london-newer", IspFinding.APPLICABLE),
         }
+
+
+def test_a_judgement_not_to_share_made_for_another_recipient_withholds_nothing():
+    request = replace(REQUEST, judgement=judgement("not_share", recipients=(CAMDEN,)))
+    decision = decide_basis(request, [PAN_LONDON], TODAY)
+    assert decision.outcome is Outcome.AWAIT_JUDGEMENT
+    assert ISLINGTON in decision.reason
+
+
+def test_a_judgement_made_for_another_authority_than_the_sender_decides_nothing():
+    for decision_made in ("share", "not_share"):
+        request = replace(REQUEST, judgement=judgement(decision_made, decided_for=ISLINGTON))
+        decision = decide_basis(request, [PAN_LONDON], TODAY)
+        assert decision.outcome is Outcome.AWAIT_JUDGEMENT, decision_made
+        assert decision.reason == (
+            f"The judgement was made for {ISLINGTON}, not the sender {HACKNEY}."
+        )

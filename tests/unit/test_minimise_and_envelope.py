@@ -83,7 +83,9 @@ def test_an_isp_envelope_references_the_isp_and_carries_only_permitted_sections(
 
 def test_a_judgement_envelope_carries_the_whole_judgement_record():
     record = {"decision": "share", "practitioner": {"name": "Jo Reid"}}
-    judgement = Judgement("share", "safeguarding", frozenset({"education"}), frozenset(), record)
+    judgement = Judgement(
+        "share", "safeguarding", frozenset({"education"}), frozenset(), "E09000012", record
+    )
     decision = BasisDecision(
         Outcome.SHARE_UNDER_JUDGEMENT,
         "r",
