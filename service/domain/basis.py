@@ -51,15 +51,31 @@ def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:
     return IspFinding.APPLICABLE
 
 
+def versions_in_force(isps: Iterable[IspTerms], on: date) -> list[IspTerms]:
+    """The version of each ISP that speaks for it on day ``on``: its newest that is not a draft
+    and, if active, has come into effect; failing that, its newest, to record why it does not
+    apply. A draft amendment, or one that starts later, leaves the version before it in force
+    until then; a suspension or retirement acts at once."""
+    newest: dict[str, IspTerms] = {}
+    in_force: dict[str, IspTerms] = {}
+    for isp in sorted(isps, key=lambda isp: (isp.id, isp.version)):
+        newest[isp.id] = isp
+        waiting = isp.status == "draft" or (isp.status == "active" and on < isp.effective_from)
+        if not waiting:
+            in_force[isp.id] = isp
+    return [in_force.get(isp_id, latest) for isp_id, latest in newest.items()]
+
+
 def _precedence(isp: IspTerms) -> tuple[int, int, str]:
     """Most specific agreement first (fewest parties), then the one that came into effect last;
-    id breaks ties. Only each ISP's newest version is ever given, and version numbers of two
+    id breaks ties. Only one version of each ISP is ranked, and version numbers of two
     different ISPs say nothing about which is newer."""
     return (len(isp.parties), -isp.effective_from.toordinal(), isp.id)
 
 
 def decide_basis(request: TransferRequest, isps: Iterable[IspTerms], on: date) -> BasisDecision:
-    findings = [(isp, assess_isp(isp, request, on)) for isp in isps]
+    """The basis for ``request`` on day ``on``, given the versions of the ISPs in the register."""
+    findings = [(isp, assess_isp(isp, request, on)) for isp in versions_in_force(isps, on)]
     applicable = sorted(
         (isp for isp, finding in findings if finding is IspFinding.APPLICABLE), key=_precedence
     )

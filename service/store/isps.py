@@ -87,14 +87,16 @@ class Isps:
             return [RecordedIsp(row.document, row.recorded_at) for row in rows]
 
     def terms(self) -> list[IspTerms]:
-        """The terms decisions rest on: the newest version of each ISP, never an older one."""
+        """The terms decisions rest on: every version of every ISP, for a decision to take
+        each ISP's version in force on its day (``domain.basis.versions_in_force``)."""
         with self._transaction() as session:
-            return latest_terms(session)
+            return all_terms(session)
 
 
-def latest_terms(session: Session) -> list[IspTerms]:
-    """The newest version of each ISP's terms, read in the caller's transaction."""
-    return [isp_terms(recorded.document) for recorded in _latest(session, None).values()]
+def all_terms(session: Session) -> list[IspTerms]:
+    """Every version of every ISP's terms, read in the caller's transaction."""
+    rows = session.scalars(sa.select(t.Isp.document).order_by(t.Isp.isp_id, t.Isp.version))
+    return [isp_terms(document) for document in rows]
 
 
 def _latest(session: Session, isp_ids: Collection[str] | None) -> dict[str, RecordedIsp]:

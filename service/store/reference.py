@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from service.domain.model import IspTerms
 from service.store import tables as t
 from service.store.audit_log import Transaction
-from service.store.isps import latest_terms
+from service.store.isps import all_terms
 from service.store.rows import insert_if_absent
 
 VERSION_ID = 1
@@ -87,7 +87,7 @@ class ReferenceCache:
                     sa.select(t.BrokerPublisher.broker_user, t.BrokerPublisher.authority_code)
                 ).all()
             )
-            return IntakeReference(authorities, latest_terms(session), publishers, version)
+            return IntakeReference(authorities, all_terms(session), publishers, version)
 
 
 def _version(session: Session) -> int | None:

@@ -20,7 +20,8 @@ def test_only_the_newest_version_of_an_isp_is_what_transfers_are_decided_on(serv
     )
 
     assert [(t.id, t.version, t.status) for t in store.isps.terms()] == [
-        ("newham-tower-hamlets", 2, "suspended")
+        ("newham-tower-hamlets", 1, "active"),
+        ("newham-tower-hamlets", 2, "suspended"),
     ]
     assert [v.document["version"] for v in store.isps.versions("newham-tower-hamlets")] == [1, 2]
 

@@ -1,7 +1,7 @@
 """The sharing rules of DESIGN.md, decided for one transfer at a time."""
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -228,3 +228,31 @@ def test_a_judgement_made_for_another_authority_than_the_sender_decides_nothing(
         assert decision.reason == (
             f"The judgement was made for {ISLINGTON}, not the sender {HACKNEY}."
         )
+
+
+def test_a_draft_amendment_leaves_the_version_in_force_applying():
+    draft = replace(PAN_LONDON, version=2, status="draft", data_categories=frozenset())
+    decision = decide_basis(REQUEST, [PAN_LONDON, draft], TODAY)
+    assert (decision.outcome, decision.isp) == (Outcome.SHARE_UNDER_ISP, PAN_LONDON)
+    assert [(c.version, c.finding) for c in decision.considered] == [(1, IspFinding.APPLICABLE)]
+
+
+def test_an_amendment_applies_from_its_first_day_and_the_version_before_until_then():
+    later = replace(PAN_LONDON, version=2, effective_from=TODAY + timedelta(days=1))
+    before = decide_basis(REQUEST, [PAN_LONDON, later], TODAY)
+    on_its_day = decide_basis(REQUEST, [PAN_LONDON, later], TODAY + timedelta(days=1))
+    assert (before.isp, on_its_day.isp) == (PAN_LONDON, later)
+
+
+def test_a_suspension_acts_at_once_even_of_an_amendment_not_yet_in_effect():
+    later = replace(PAN_LONDON, version=2, effective_from=TODAY + timedelta(days=30))
+    suspended = replace(later, version=3, status="suspended")
+    decision = decide_basis(REQUEST, [PAN_LONDON, later, suspended], TODAY)
+    assert decision.outcome is Outcome.AWAIT_JUDGEMENT
+    assert [(c.version, c.finding) for c in decision.considered] == [(3, IspFinding.SUSPENDED)]
+
+
+def test_an_isp_whose_only_version_is_a_draft_is_recorded_as_not_active():
+    draft = replace(PAN_LONDON, status="draft")
+    decision = decide_basis(REQUEST, [draft], TODAY)
+    assert [(c.version, c.finding) for c in decision.considered] == [(1, IspFinding.NOT_ACTIVE)]
