@@ -40,7 +40,7 @@ def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:
     ends = {request.from_authority, request.to_authority}
     if not ends <= isp.parties:
         return IspFinding.NOT_A_PARTY
-    if not ends <= isp.signed_by:
+    if not ends <= isp.signed_by(on):
         return IspFinding.NOT_SIGNED
     if request.flow not in isp.flows:
         return IspFinding.FLOW_NOT_COVERED

@@ -14,8 +14,8 @@ from contracts.reference import expand_parties
 class IspTerms:
     """What an ISP agrees, with party groups already expanded to organisation codes.
 
-    ``signed_by`` are the parties whose signatories signed it (a group's signatory signs for
-    its members): it binds only them.
+    ``signatures`` are the parties its signatories signed for (a group's signatory signs for
+    its members), each with the day it was signed: it binds only them, from that day.
     """
 
     id: str
@@ -23,13 +23,17 @@ class IspTerms:
     title: str
     status: str
     parties: frozenset[str]
-    signed_by: frozenset[str]
+    signatures: frozenset[tuple[str, date]]
     flows: frozenset[str]
     purposes: frozenset[str]
     data_categories: frozenset[str]
     effective_from: date
     expires_on: date | None
     document_sha256: str
+
+    def signed_by(self, on: date) -> frozenset[str]:
+        """The parties whose signatories had signed by day ``on``."""
+        return frozenset(party for party, signed_on in self.signatures if signed_on <= on)
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,11 @@ def isp_terms(document: dict[str, Any]) -> IspTerms:
         title=document["title"],
         status=document["status"],
         parties=expand_parties(document["parties"]),
-        signed_by=expand_parties([signatory["party"] for signatory in document["signatories"]]),
+        signatures=frozenset(
+            (party, date.fromisoformat(signatory["signed_on"]))
+            for signatory in document["signatories"]
+            for party in expand_parties([signatory["party"]])
+        ),
         flows=frozenset(document["flows"]),
         purposes=frozenset(document["purposes"]),
         data_categories=frozenset(document["data_categories"]),

@@ -11,6 +11,7 @@ from service.domain.model import IspFinding, IspTerms, Judgement, Outcome, Trans
 
 HACKNEY, ISLINGTON, CAMDEN = "E09000012", "E09000019", "E09000007"
 TODAY = date(2026, 11, 24)
+SIGNED_ON = date(2026, 3, 20)
 FLOW = "caf.case-transfer.requested"
 
 PAN_LONDON = IspTerms(
@@ -19,7 +20,7 @@ PAN_LONDON = IspTerms(
     title="Pan-London",
     status="active",
     parties=frozenset(LONDON_AUTHORITIES),
-    signed_by=frozenset(LONDON_AUTHORITIES),
+    signatures=frozenset((code, SIGNED_ON) for code in LONDON_AUTHORITIES),
     flows=frozenset({FLOW}),
     purposes=frozenset({"continuity_of_early_help"}),
     data_categories=frozenset({"child_identity", "plan"}),
@@ -134,7 +135,7 @@ def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
         (PAN_LONDON, REQUEST, date(2029, 3, 31), IspFinding.APPLICABLE),
         (BILATERAL, replace(REQUEST, to_authority=CAMDEN), TODAY, IspFinding.NOT_A_PARTY),
         (
-            replace(PAN_LONDON, signed_by=frozenset({HACKNEY})),
+            replace(PAN_LONDON, signatures=frozenset({(HACKNEY, SIGNED_ON)})),
             REQUEST,
             TODAY,
             IspFinding.NOT_SIGNED,
@@ -169,7 +170,7 @@ def test_a_party_that_has_not_signed_is_not_bound_so_its_transfer_needs_a_judgem
         PAN_LONDON,
         id="three-boroughs",
         parties=frozenset({HACKNEY, ISLINGTON, CAMDEN}),
-        signed_by=frozenset({HACKNEY, ISLINGTON}),
+        signatures=frozenset({(HACKNEY, SIGNED_ON), (ISLINGTON, SIGNED_ON)}),
     )
     signed = decide_basis(REQUEST, [three_parties], TODAY)
     assert (signed.outcome, signed.isp) == (Outcome.SHARE_UNDER_ISP, three_parties)
@@ -256,3 +257,14 @@ def test_an_isp_whose_only_version_is_a_draft_is_recorded_as_not_active():
     draft = replace(PAN_LONDON, status="draft")
     decision = decide_basis(REQUEST, [draft], TODAY)
     assert [(c.version, c.finding) for c in decision.considered] == [(1, IspFinding.NOT_ACTIVE)]
+
+
+def test_a_party_binds_itself_only_from_the_day_its_signatory_signed():
+    signs_later = replace(
+        BILATERAL,
+        signatures=frozenset({(HACKNEY, SIGNED_ON), (ISLINGTON, TODAY + timedelta(days=1))}),
+    )
+    before = decide_basis(REQUEST, [signs_later], TODAY)
+    assert [c.finding for c in before.considered] == [IspFinding.NOT_SIGNED]
+    on_the_day = decide_basis(REQUEST, [signs_later], TODAY + timedelta(days=1))
+    assert on_the_day.isp == signs_later

@@ -55,7 +55,10 @@ def test_a_suspension_is_the_next_version_with_the_same_terms():
     assert current["status"] == "active", "the recorded version is left as it was"
 
 
-def _applicability(*documents, purpose="safeguarding", on=date(2026, 11, 24)):
+TODAY = date(2026, 11, 24)
+
+
+def _applicability(*documents, purpose="safeguarding", on=TODAY):
     return applicability(
         [isp_terms(d) for d in documents],
         from_authority=NEWHAM,
@@ -84,9 +87,9 @@ def test_with_the_isp_suspended_nothing_applies_and_a_judgement_is_needed():
 
 
 def test_an_isp_binds_those_its_signatories_signed_for_a_group_for_all_its_members():
-    assert isp_terms(examples.pan_london_isp()).signed_by == set(LONDON_AUTHORITIES)
+    assert isp_terms(examples.pan_london_isp()).signed_by(TODAY) == set(LONDON_AUTHORITIES)
     one_signed = bilateral(signatories=bilateral()["signatories"][:1])
-    assert isp_terms(one_signed).signed_by == {NEWHAM}
+    assert isp_terms(one_signed).signed_by(TODAY) == {NEWHAM}
     answer = _applicability(one_signed)
     assert answer.isp is None
     assert [c.finding for c in answer.considered] == [IspFinding.NOT_SIGNED]
