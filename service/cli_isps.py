@@ -18,6 +18,7 @@ from service.access import OPERATOR
 from service.bootstrap import Services
 from service.cli_common import emit
 from service.cli_common import load_services as _services
+from service.domain.basis import decision_day
 
 SUMMARY = ["isp_id", "version", "status", "title", "parties", "effective_from", "expires_on"]
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
@@ -165,7 +166,7 @@ def isp_applicable(from_authority, to_authority, purpose, flow, on, as_json: boo
             to_authority=to_authority,
             flow=flow,
             purpose=purpose,
-            on=on.date() if on else services.clock().date(),
+            on=on.date() if on else decision_day(services.clock()),
         )
     if as_json:
         click.echo(json.dumps(answer, indent=2))

@@ -21,7 +21,7 @@ from marshmallow import ValidationError
 from contracts.judgement import JudgementSchema
 from contracts.vocabulary import TransferState
 from service.access import Principal, Role
-from service.domain.basis import decide_basis
+from service.domain.basis import decide_basis, decision_day
 from service.domain.model import Outcome, decision_record, transfer_request
 from service.relay import Clock, Relay, judgement_summary, unstorable
 from service.store.store import AuditEntry, Store
@@ -89,7 +89,9 @@ class Judgements:
         event = copy.deepcopy(transfer.event)
         event["data"]["sharing"]["judgement"] = judgement
         now = self._clock()
-        decision = decide_basis(transfer_request(event), self._store.isps.terms(), now.date())
+        decision = decide_basis(
+            transfer_request(event), self._store.isps.terms(), decision_day(now)
+        )
         if decision.outcome is Outcome.AWAIT_JUDGEMENT:
             reason = f"This judgement gives no basis to share: {decision.reason}"
             self._refuse(event_id, by, Refusal.NO_BASIS, reason)

@@ -22,7 +22,7 @@ from marshmallow import ValidationError
 
 from contracts.event import CaseTransferEventSchema
 from contracts.vocabulary import TransferState
-from service.domain.basis import decide_basis
+from service.domain.basis import decide_basis, decision_day
 from service.domain.child_keys import ChildKeys
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
@@ -239,7 +239,9 @@ class Relay:
             return _Decided(rejection, parsed)
         event = parsed
         received_at = self._clock()
-        decision = decide_basis(transfer_request(event), reference.isp_terms, received_at.date())
+        decision = decide_basis(
+            transfer_request(event), reference.isp_terms, decision_day(received_at)
+        )
         concluded = self.conclude(event, decision, received_at, names)
         arrival = AuditEntry("received", _received_detail(event, self._child_keys))
         audit = [arrival, *concluded.audit]

@@ -22,6 +22,7 @@ from service import isps
 from service.access import Role
 from service.api.bodies import whole_body
 from service.api.guard import ANY_ROLE, allow, app_services, principal, refuse
+from service.domain.basis import decision_day
 
 blp = Blueprint(
     "isps", __name__, url_prefix="/api/v1", description="The register of sharing protocols."
@@ -120,7 +121,7 @@ def import_isps():
 def applicable(query):
     """Which ISPs a routine transfer from one authority to another rests on, and why."""
     services = app_services()
-    on = query.pop("on", None) or services.clock().date()
+    on = query.pop("on", None) or decision_day(services.clock())
     with _register_errors():
         return isps.applicable(services.store, on=on, **query)
 

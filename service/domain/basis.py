@@ -15,7 +15,8 @@ Every ISP looked at is recorded with the reason it did or did not apply.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from service.domain.model import (
     BasisDecision,
@@ -25,6 +26,14 @@ from service.domain.model import (
     Outcome,
     TransferRequest,
 )
+
+# An ISP's dates (in force from, expiry, signed on) are days of the London calendar.
+LONDON = ZoneInfo("Europe/London")
+
+
+def decision_day(moment: datetime) -> date:
+    """The London day of ``moment``: from 23:00 UTC in summer it is already the next day."""
+    return moment.astimezone(LONDON).date()
 
 
 def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:

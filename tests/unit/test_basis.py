@@ -1,12 +1,12 @@
 """The sharing rules of DESIGN.md, decided for one transfer at a time."""
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from contracts.reference import LONDON_AUTHORITIES
-from service.domain.basis import assess_isp, decide_basis
+from service.domain.basis import assess_isp, decide_basis, decision_day
 from service.domain.model import IspFinding, IspTerms, Judgement, Outcome, TransferRequest
 
 HACKNEY, ISLINGTON, CAMDEN = "E09000012", "E09000019", "E09000007"
@@ -268,3 +268,15 @@ def test_a_party_binds_itself_only_from_the_day_its_signatory_signed():
     assert [c.finding for c in before.considered] == [IspFinding.NOT_SIGNED]
     on_the_day = decide_basis(REQUEST, [signs_later], TODAY + timedelta(days=1))
     assert on_the_day.isp == signs_later
+
+
+@pytest.mark.parametrize(
+    ("moment", "day"),
+    [
+        (datetime(2026, 3, 31, 23, 30, tzinfo=UTC), date(2026, 4, 1)),  # 00:30 in summer time
+        (datetime(2029, 3, 31, 22, 59, tzinfo=UTC), date(2029, 3, 31)),
+        (datetime(2026, 11, 24, 23, 30, tzinfo=UTC), date(2026, 11, 24)),  # London is on UTC
+    ],
+)
+def test_isp_dates_are_london_days(moment, day):
+    assert decision_day(moment) == day
