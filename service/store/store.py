@@ -17,7 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import OutboundEnvelope
@@ -121,12 +128,18 @@ def _now() -> datetime:
 
 @contextmanager
 def _unavailable_as_store_error() -> Iterator[None]:
-    """The database not answering, or the connection lost, as ``StoreUnavailable``: the one
-    error callers wait out (the worker) or report in a line (the command line)."""
+    """The database not answering, refusing every change, or the connection lost, as
+    ``StoreUnavailable``: the one error callers wait out (the worker) or report in a line (the
+    command line). A primary turned read-only by a failover, or a grant revoked, fails every
+    message alike, so it is waited out too rather than taken for a fault of each message
+    (which would dead-letter good transfers); a message's own fault is a DataError or an
+    IntegrityError."""
     try:
         yield
     except (OperationalError, InterfaceError) as exc:
         raise StoreUnavailable(f"The database is unavailable: {exc.orig or exc}") from exc
+    except (InternalError, ProgrammingError) as exc:
+        raise StoreUnavailable(f"The database refused the change: {exc.orig or exc}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise StoreUnavailable(f"The database connection was lost: {exc.orig}") from exc

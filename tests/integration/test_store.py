@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 
 from service.secrets import SecretBox
 from service.senders import EMBEDDED
-from service.store.store import NewTransfer, Store
+from service.store.store import NewTransfer, Store, StoreUnavailable
 from service.store.tables import Base
 from tests.conftest import fixed_clock, fresh_database
 from tests.support import examples
@@ -68,6 +68,29 @@ def test_the_relay_works_on_once_row_ids_pass_32_bits(services, ids_past_32_bits
                 {"name": f"{table}_id_seq"},
             ).scalar_one()
             assert last >= PAST_32_BITS, table
+
+
+def test_a_database_refusing_every_change_is_unavailable_not_a_fault_of_the_message(services):
+    engine = sa.create_engine(services.store.url)
+    if engine.dialect.name != "postgresql":
+        engine.dispose()
+        pytest.skip("SQLite's read-only file is an OperationalError, unavailable already")
+    database = engine.url.database
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'))
+    services.store.drop_connections()  # as after a failover to a standby
+    try:
+        with pytest.raises(StoreUnavailable, match="read-only transaction"):
+            services.relay.receive(examples.encode(examples.routine("read-only")), sender=EMBEDDED)
+    finally:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(
+                sa.text(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+            )
+        services.store.drop_connections()
+        engine.dispose()
+    again = services.relay.receive(examples.encode(examples.routine("read-only")), sender=EMBEDDED)
+    assert again.rejection is None and again.state == "awaiting_judgement"
 
 
 def test_initialise_is_repeatable_and_seeds_the_33_london_authorities(services):
