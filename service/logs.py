@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -96,3 +97,10 @@ def configure_logging(level: str, log_format: str) -> None:
     logging.basicConfig(level=level, handlers=[handler])
     # pika narrates every connection step at INFO; its warnings and errors are what operators need.
     logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def where_it_failed(exc: BaseException) -> str:
+    """An exception's type and where it was raised, without its message: an error raised while
+    an event is handled may quote the event (a date of birth a parser refused, say)."""
+    frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+    return f"{type(exc).__name__}\n{frames}" if frames else type(exc).__name__

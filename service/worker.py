@@ -25,7 +25,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from service.logs import own_log_context, set_event_id
+from service.logs import own_log_context, set_event_id, where_it_failed
 from service.relay import PROCESSING_FAILED, Received, Relay
 from service.senders import Sender
 from service.store.outbox import Claimed, Lease
@@ -46,6 +46,7 @@ _BROKER_LOST = (
     pika.exceptions.AMQPConnectionError,
     pika.exceptions.AMQPChannelError,
     pika.exceptions.StreamLostError,
+    pika.exceptions.UnroutableError,  # caf.dead still routing nothing: reconnect and redeclare
 )
 
 
@@ -181,9 +182,19 @@ class Worker:
             outcomes = self._receive_holding(batch)
         except _Stopping:
             return  # not acknowledged: the broker gives them to the next consumer
-        stored, held, settled = 0, [], []
+        received = [outcome for outcome in outcomes if isinstance(outcome, Received)]
+        stored = sum(outcome.needs_delivery for outcome in received)
+        held = [outcome.held for outcome in received if outcome.held is not None]
+        if stored and self._delivery is not None:
+            # Stored, so handed over before any call to the broker, which may fail: held
+            # envelopes not handed over would wait out their lease.
+            self._delivery.take(held)
+            if len(held) < stored:
+                self._delivery.wake()  # some must be claimed when their turn comes
+        settled = []
         for message, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
+                set_event_id(None)  # not the previous message's
                 if self._processing_failed(channel, message, outcome):
                     settled.append(message)
                 continue
@@ -192,14 +203,6 @@ class Worker:
                 self._dead_letter(channel, message, outcome.reason, outcome.rejection)
                 log.warning("dead-lettered: %s", outcome.reason)
             settled.append(message)
-            stored += outcome.needs_delivery
-            if outcome.held is not None:
-                held.append(outcome.held)
-        if stored and self._delivery is not None:
-            # Stored, so safe to deliver even if acknowledging now fails.
-            self._delivery.take(held)
-            if len(held) < stored:
-                self._delivery.wake()  # some must be claimed when their turn comes
         if settled:
             # Delivery tags grow along the channel, so this settles exactly the batch's messages
             # but those handed back (already settled by their nack); later arrivals are higher.
@@ -233,39 +236,46 @@ class Worker:
         deliveries = int((message.properties.headers or {}).get("x-delivery-count", 0)) + 1
         if deliveries < DELIVERY_LIMIT:
             log.error(
-                "processing failed (delivery %d); message requeued",
+                "processing failed (delivery %d); message requeued: %s",
                 deliveries,
-                exc_info=exc,
+                where_it_failed(exc),
             )
             channel.basic_nack(message.method.delivery_tag, requeue=True)
             return False
         reason = f"Processing failed on each of {deliveries} deliveries; last: {exc!r}"[:1000]
-        log.error("dead-lettered a message that cannot be processed: %s", reason)
+        log.error("dead-lettered a message that cannot be processed: %s", where_it_failed(exc))
         self._dead_letter(channel, message, reason, PROCESSING_FAILED)
         # The error may quote the event, so the audit, which outlives the dead letter, names
         # where to find it instead.
         self._relay.record_processing_failed(
             f"Processing failed on each of {deliveries} deliveries; the last error is in the "
-            "dead letter's reason and the service log."
+            "dead letter's reason."
         )
         return True
 
     @staticmethod
     def _dead_letter(channel, message: _Message, reason: str, rejection: str) -> None:
-        """Publish to caf.dead, confirmed by the broker before the original is acknowledged."""
+        """Publish to caf.dead, confirmed by the broker before the original is acknowledged.
+
+        Mandatory, so that a confirm means a queue took the copy: if caf.dead lost its queue
+        or binding since the worker declared them, they are declared again and the copy sent
+        once more; failing again, it raises, and the original stays unacknowledged.
+        """
         properties = message.properties
-        channel.basic_publish(
-            DEAD_EXCHANGE,
-            message.method.routing_key,
-            message.body,
-            pika.BasicProperties(
-                delivery_mode=pika.DeliveryMode.Persistent,
-                content_type=properties.content_type,
-                message_id=properties.message_id,
-                headers={
-                    **(properties.headers or {}),
-                    REASON_HEADER: reason,
-                    REJECTION_HEADER: str(rejection),
-                },
-            ),
+        copy = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type=properties.content_type,
+            message_id=properties.message_id,
+            headers={
+                **(properties.headers or {}),
+                REASON_HEADER: reason,
+                REJECTION_HEADER: str(rejection),
+            },
         )
+        route = (DEAD_EXCHANGE, message.method.routing_key, message.body, copy)
+        try:
+            channel.basic_publish(*route, mandatory=True)
+        except pika.exceptions.UnroutableError:
+            log.warning("caf.dead routed nothing; declaring the topology again")
+            declare_topology(channel)
+            channel.basic_publish(*route, mandatory=True)

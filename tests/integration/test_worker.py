@@ -6,7 +6,14 @@ import pytest
 
 from service.worker import DEAD_QUEUE, REASON_HEADER
 from tests.support import examples
-from tests.support.amqp import publish, reset_topology, running_worker, take, wait_until
+from tests.support.amqp import (
+    delete_queue,
+    publish,
+    reset_topology,
+    running_worker,
+    take,
+    wait_until,
+)
 from tests.support.crashing import CrashesOn
 
 pytestmark = pytest.mark.broker
@@ -117,7 +124,7 @@ def test_parked_and_withheld_transfers_are_stored_and_nothing_is_sent(services, 
 
 
 def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_limit(
-    services, broker_url, inbox
+    services, broker_url, inbox, caplog
 ):
     poison = examples.event(examples.ROUTINE_WITH_ISP, id="poison-message")
     valid = examples.event(examples.ROUTINE_WITH_ISP, id="valid-after-poison")
@@ -140,8 +147,12 @@ def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_l
     assert detail == {
         "rejection": "processing_failed",
         "reason": "Processing failed on each of 5 deliveries; the last error is in the dead "
-        "letter's reason and the service log.",
+        "letter's reason.",
     }
+    # The log names the error's type, never its message, which may quote the event.
+    failures = [r.getMessage() for r in caplog.records if "processing failed" in r.getMessage()]
+    assert len(failures) == 4 and all(f.endswith(": RuntimeError") for f in failures)
+    assert "cannot process this message" not in caplog.text
 
 
 def test_one_batch_with_bad_input_a_duplicate_and_a_poison_message_loses_nothing(
@@ -175,3 +186,18 @@ def test_one_batch_with_bad_input_a_duplicate_and_a_poison_message_loses_nothing
     assert [a for _, a, _ in services.store.audit_actions(first["id"])].count("duplicate") == 1
     assert not services.store.has_transfer(poison["id"])
     assert services.audit.verify().intact
+
+
+def test_a_dead_letter_still_reaches_caf_dead_after_its_queue_was_deleted(
+    services, broker_url, caplog
+):
+    reset_topology(broker_url)
+    with running_worker(broker_url, services):
+        delete_queue(broker_url, DEAD_QUEUE)  # by an operator, after the worker declared it
+        publish(broker_url, b"{not json")
+        # Logged once the broker confirmed the copy, so the queue is back by then.
+        wait_until(lambda: "dead-lettered: Not JSON" in caplog.text, timeout=60)
+        dead = take(broker_url, DEAD_QUEUE, 1)
+    assert [(p.headers["x-caf-rejection"], body) for p, body in dead] == [
+        ("not_json", b"{not json")
+    ]

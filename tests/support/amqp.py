@@ -28,6 +28,11 @@ def reset_topology(broker_url: str) -> None:
             channel.queue_purge(queue)
 
 
+def delete_queue(broker_url: str, queue: str) -> None:
+    with _channel(broker_url) as channel:
+        channel.queue_delete(queue)
+
+
 @contextmanager
 def _channel(broker_url: str) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
