@@ -9,16 +9,21 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from service.delivery import Deliverer
+from service.logs import where_it_failed
 from service.relay import Relay
 from service.senders import EMBEDDED
-from service.store.store import Store
+from service.store.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 WORKER_NAME = "embedded"
 EMBEDDED_PROCESSING_FAILED = "Processing failed; see the service log."
+T = TypeVar("T")
 
 
 class InProcessQueue:
@@ -42,12 +47,34 @@ class InProcessQueue:
         while True:
             body = self._queue.get()
             try:
-                received = self._relay.receive(body, sender=EMBEDDED)
-                if received.rejection is not None:
-                    self._store.add_dead_letter(body, received.reason)
-            except Exception:
-                log.exception("embedded queue: processing failed; message kept as dead letter")
-                self._store.add_dead_letter(body, EMBEDDED_PROCESSING_FAILED)
-                self._relay.record_processing_failed(EMBEDDED_PROCESSING_FAILED)
+                self._process(body)
+            except Exception as exc:  # the thread must outlive any message
+                log.error("embedded queue: a message was lost: %s", where_it_failed(exc))
             finally:
                 self._queue.task_done()
+
+    def _process(self, body: bytes) -> None:
+        try:
+            received = _waiting_out_outages(lambda: self._relay.receive(body, sender=EMBEDDED))
+        except Exception as exc:
+            log.error("embedded queue: processing failed: %s", where_it_failed(exc))
+            _waiting_out_outages(
+                lambda: self._store.add_dead_letter(body, EMBEDDED_PROCESSING_FAILED)
+            )
+            self._relay.record_processing_failed(EMBEDDED_PROCESSING_FAILED)
+            return
+        if received.rejection is not None:
+            _waiting_out_outages(lambda: self._store.add_dead_letter(body, received.reason))
+
+
+def _waiting_out_outages(call: Callable[[], T]) -> T:
+    """``call``'s result, tried again with backoff while the store is unavailable, as the AMQP
+    worker holds its messages: an outage is not a fault of the message."""
+    wait = 0.5
+    while True:
+        try:
+            return call()
+        except StoreUnavailable as exc:
+            log.warning("embedded queue: store unavailable, waiting %.1fs: %s", wait, exc)
+            time.sleep(wait)
+            wait = min(wait * 2, 30.0)

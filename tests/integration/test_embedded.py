@@ -3,6 +3,7 @@
 import sqlalchemy as sa
 
 from service.embedded import EMBEDDED_PROCESSING_FAILED, InProcessQueue
+from service.store.store import StoreUnavailable
 from tests.support import examples
 from tests.support.crashing import CrashesOn
 
@@ -33,3 +34,32 @@ def test_bad_and_crashing_messages_are_kept_as_dead_letters_and_the_next_is_deli
     assert [d["rejection"] for d in rejected] == ["not_json", "processing_failed"]
     assert services.store.transfer_view(valid["id"])["state"] == "delivered"
     assert len(list((tmp_path / "islington").glob("*.json"))) == 1
+
+
+class _UnavailableOnce:
+    """The real relay, but the store is unavailable at the first call, as in a brief outage."""
+
+    def __init__(self, relay) -> None:
+        self._relay, self.calls = relay, 0
+
+    def receive(self, body, *, sender):
+        self.calls += 1
+        if self.calls == 1:
+            raise StoreUnavailable("The database is unavailable: locked")
+        return self._relay.receive(body, sender=sender)
+
+
+def test_a_message_met_by_a_store_outage_waits_it_out_and_is_delivered(services, tmp_path):
+    services.store.add_isp(examples.pan_london_isp())
+    services.store.organisations.set_adapter(
+        "E09000019", "directory", {"path": str(tmp_path / "islington")}, {}
+    )
+    relay = _UnavailableOnce(services.relay)
+    queue = InProcessQueue(relay, services.deliverer, services.store)
+    event = examples.event(examples.ROUTINE_WITH_ISP, id="after-an-outage")
+    queue.publish(examples.encode(event))
+    queue.drain()
+
+    assert relay.calls == 2
+    assert services.store.transfer_view(event["id"])["state"] == "delivered"
+    assert [a for _, a, _ in services.store.audit_actions() if a == "rejected"] == []
