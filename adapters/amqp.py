@@ -43,6 +43,10 @@ class AmqpSettingsSchema(Schema):
             raise ValidationError("Must be an amqp:// or amqps:// URL with a host.")
         if parts.username or parts.password:
             raise ValidationError("Must not hold credentials; give them as secrets.")
+        if parts.query or parts.fragment:
+            # pika reads connection options from the query, TLS verification and retries among
+            # them, which would undo the bounds set on every attempt.
+            raise ValidationError("Must have no query: the relay sets the connection's options.")
 
 
 class AmqpSecretsSchema(Schema):

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from adapters.base import JOSE_JSON, Adapter, DeliveryFailed, OutboundEnvelope, Receipt
 
@@ -50,6 +51,15 @@ class HttpsSettingsSchema(Schema):
         validate=validate.Length(min=1, max=1024),
         metadata={"description": "PEM file of CAs to trust instead of the system's."},
     )
+
+    @validates("url")
+    def _url_without_secrets(self, value: str, **_: Any) -> None:
+        """The URL is shown in delivery details and the audit, which outlive any secret."""
+        parts = urlsplit(value)
+        if parts.username or parts.password:
+            raise ValidationError("Must not hold credentials; give a bearer_token as a secret.")
+        if parts.query or parts.fragment:
+            raise ValidationError("Must have no query or fragment: a token there would be shown.")
 
 
 class HttpsSecretsSchema(Schema):

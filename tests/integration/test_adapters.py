@@ -136,6 +136,19 @@ def test_https_configuration_errors_name_the_field():
     }
 
 
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("https://user:pass@borough.example/caf", "Must not hold credentials"),
+        ("https://borough.example/caf?token=abc", "Must have no query or fragment"),
+    ],
+)
+def test_https_refuses_a_url_holding_a_secret_as_details_and_the_audit_show_it(url, error):
+    with pytest.raises(AdapterConfigError) as invalid:
+        build_adapter("https", {"url": url}, {"bearer_token": "a-token-of-sixteen-or-more"})
+    assert invalid.value.errors["settings"]["url"][0].startswith(error)
+
+
 @dataclass
 class BoroughBroker:
     """An exchange and queue standing in for a borough's own broker, in the test vhost."""
@@ -264,6 +277,18 @@ def test_amqp_refuses_credentials_in_the_url():
         )
     assert invalid.value.errors["settings"]["url"] == [
         "Must not hold credentials; give them as secrets."
+    ]
+
+
+def test_amqp_refuses_connection_options_in_the_url():
+    with pytest.raises(AdapterConfigError) as invalid:
+        build_adapter(
+            "amqp",
+            {"url": "amqps://h/?ssl_options={}", "exchange": "x", "routing_key": "k"},
+            {"username": "guest", "password": "guest"},
+        )
+    assert invalid.value.errors["settings"]["url"] == [
+        "Must have no query: the relay sets the connection's options."
     ]
 
 
