@@ -44,15 +44,18 @@ STATUS_BY_REFUSAL = {
 
 def visible_transfer(event_id: str) -> dict[str, Any]:
     """The transfer, if the caller acts for its sender, or for its recipient once it was sent;
-    else 404 (to the recipient, as if there were none) or 403."""
+    else 404 (to the recipient, as if there were none, but audited as refused) or 403."""
     view = app_services().store.transfer_view(event_id)
     caller = principal()
-    if view is None or (
+    unknown = f"No transfer with event id {event_id!r}."
+    if view is None:
+        abort(HTTPStatus.NOT_FOUND, message=unknown)
+    if (
         view["state"] in UNSENT
         and caller.acts_for(view["to_authority"])
         and not caller.acts_for(view["from_authority"])
     ):
-        abort(HTTPStatus.NOT_FOUND, message=f"No transfer with event id {event_id!r}.")
+        refuse(HTTPStatus.NOT_FOUND, unknown)
     require_authority(view["from_authority"], view["to_authority"])
     return view
 
@@ -113,6 +116,7 @@ def record_judgement(event_id: str):
     Only a practitioner of the sending authority may decide. A judgement that gives no basis
     (another recipient, another purpose) is refused with why, and the transfer stays parked.
     """
+    visible_transfer(event_id)  # its recipient, not yet sent it, is told of no such transfer
     services = app_services()
     whole_body()  # read whole, or refused, before get_json parses what was read
     document = request.get_json(silent=True)

@@ -68,7 +68,7 @@ def test_a_share_judgement_releases_a_parked_transfer_to_the_receiving_authority
     recipient = client.post(
         path, json=judgements.share(), headers=bearer(services, "practitioner", TOWER_HAMLETS)
     )
-    assert recipient.status_code == 403
+    assert recipient.status_code == 404
     refusals = [d for _, a, d in services.store.audit_actions() if a == "access_refused"]
     assert refusals[-1]["path"] == path and refusals[-1]["caller"]["authority"] == TOWER_HAMLETS
     assert receiver.requests == []

@@ -173,17 +173,17 @@ def test_a_not_share_judgement_withholds_it_and_the_sender_sees_why(services, cl
     assert view["timeline"][-1]["detail"] == {"reason": "A practitioner decided not to share."}
 
 
-def test_the_recipients_practitioner_is_refused_and_audited(services, client):
+def test_the_recipients_practitioner_is_told_of_no_such_transfer_and_audited(services, client):
     response = client.post(
         f"/api/v1/transfers/{PARKED}/judgement",
         json=judgements.share(),
         headers=bearer(services, "practitioner", TOWER_HAMLETS),
     )
 
-    assert response.status_code == 403
-    assert f"sending authority, {NEWHAM}" in response.get_json()["detail"]
+    assert response.status_code == 404
+    assert NEWHAM not in response.get_data(as_text=True)
     refusal = _last_refusal(services)
-    assert refusal["path"] == f"/api/v1/transfers/{PARKED}/judgement"
+    assert (refusal["path"], refusal["status"]) == (f"/api/v1/transfers/{PARKED}/judgement", 404)
     assert refusal["caller"]["authority"] == TOWER_HAMLETS
     assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
 
