@@ -10,7 +10,7 @@ import os
 import secrets
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -38,12 +38,15 @@ DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 
 @dataclass(frozen=True)
 class Settings:
+    """What the environment configures. What may hold a secret (URLs with passwords, keys)
+    is kept out of its repr, so that no log or traceback that shows it shows them."""
+
     instance_dir: Path
-    database_url: str
-    broker_url: str | None
+    database_url: str = field(repr=False)
+    broker_url: str | None = field(repr=False)
     signing_key_file: Path
     retired_keys_file: Path | None
-    secrets_keys: tuple[str, ...]
+    secrets_keys: tuple[str, ...] = field(repr=False)
     trusted_broker_users: tuple[str, ...]
     max_event_bytes: int
     prefetch: int
@@ -54,7 +57,7 @@ class Settings:
     delivery_per_recipient: int
     delivery_lease: timedelta
     retry: RetryPolicy
-    audit_key: str | None
+    audit_key: str | None = field(repr=False)
     judgement_retention_days: int
 
     @classmethod

@@ -58,3 +58,17 @@ def test_the_command_line_says_in_one_line_that_the_database_cannot_be_reached(t
         assert result.exit_code == 1, command
         assert result.output.startswith("Error: The database is unavailable: "), command
         assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
+def test_the_settings_shown_in_a_log_or_traceback_hold_no_secret():
+    shown = repr(
+        _settings(
+            DATABASE_URL="postgresql://caf:db-password@db.example/caf",
+            BROKER_URL="amqps://caf:broker-password@mq.example/",
+            SECRETS_KEYS="a-fernet-key",
+            AUDIT_KEY="an-audit-key",
+        )
+    )
+    for secret in ("db-password", "broker-password", "a-fernet-key", "an-audit-key"):
+        assert secret not in shown
+    assert "instance_dir" in shown
