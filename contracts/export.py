@@ -45,7 +45,7 @@ from contracts.event import (
     RequestedCaseTransferDataSchema,
 )
 from contracts.isp import IspSchema, _party
-from contracts.judgement import ConsentSchema, JudgementSchema
+from contracts.judgement import CONSENT_BASES, ConsentSchema, JudgementSchema
 from contracts.reference import PARTY_GROUPS
 from contracts.vocabulary import (
     BASIS_KINDS,
@@ -179,6 +179,24 @@ RULES: dict[tuple[type[Schema], str], Rule] = {
         (
             {"if": DECIDED_TO_SHARE, "then": {"properties": {"data_categories": {"minItems": 1}}}},
             {"if": _shares_special_category(DECIDED_TO_SHARE), "then": NEEDS_ARTICLE_9},
+            *(
+                {
+                    "if": {
+                        "properties": {
+                            **DECIDED_TO_SHARE["properties"],
+                            "lawful_basis": {
+                                "properties": {key: {"const": value}},
+                                "required": [key],
+                            },
+                        },
+                        "required": ["decision", "lawful_basis"],
+                    },
+                    "then": {
+                        "properties": {"consent": {"properties": {"status": {"const": "obtained"}}}}
+                    },
+                }
+                for key, value in CONSENT_BASES.items()
+            ),
         )
     ),
     (IspSchema, "coherent"): Rule(

@@ -65,3 +65,21 @@ class JudgementSchema(Schema):
                     field_name="data_categories",
                 )
             require_special_category_basis(categories, data.get("lawful_basis"))
+            require_consent_for_a_consent_basis(data.get("lawful_basis"), data.get("consent"))
+
+
+# The bases that rest on the child's or family's consent (UK GDPR Art. 6(1)(a), Art. 9(2)(a)).
+CONSENT_BASES = {"article_6": "6(1)(a)", "article_9": "9(2)(a)"}
+
+
+def require_consent_for_a_consent_basis(lawful_basis, consent) -> None:
+    """A share resting on consent needs consent obtained: refused, or not sought, it cannot."""
+    resting = [
+        value for key, value in CONSENT_BASES.items() if (lawful_basis or {}).get(key) == value
+    ]
+    if resting and (consent or {}).get("status") != "obtained":
+        raise ValidationError(
+            f"lawful_basis {' and '.join(resting)} rests on consent, so consent.status must be "
+            "obtained.",
+            field_name="lawful_basis",
+        )

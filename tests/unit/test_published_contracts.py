@@ -279,6 +279,16 @@ EVENT_MUTATIONS: dict[str, tuple[str, Mutation]] = {
         examples.AD_HOC_WITH_JUDGEMENT,
         lambda d: judgement_of(d)["consent"].pop("explanation"),
     ),
+    "shared on consent not sought": (
+        examples.AD_HOC_WITH_JUDGEMENT,
+        lambda d: judgement_of(d)["lawful_basis"].update(article_6="6(1)(a)"),
+    ),
+    "special category shared on explicit consent not sought": (
+        examples.AD_HOC_WITH_JUDGEMENT,
+        lambda d: judgement_of(d)["lawful_basis"].update(
+            article_9="9(2)(a)", dpa_2018_schedule_1_condition="Schedule 1 Part 2 para 18"
+        ),
+    ),
 }
 
 
@@ -289,6 +299,14 @@ def test_a_mutated_event_is_refused_by_both(what):
     mutate(document)
     assert json_errors(EVENT[0], document), "the published schema accepted it"
     assert marshmallow_errors(CaseTransferEventSchema(), document), "marshmallow accepted it"
+
+
+def test_a_share_resting_on_consent_obtained_is_valid_for_both():
+    document = copy.deepcopy(examples.load(examples.AD_HOC_WITH_JUDGEMENT))
+    judgement_of(document)["lawful_basis"].update(article_6="6(1)(a)")
+    judgement_of(document)["consent"] = {"status": "obtained"}
+    assert json_errors(EVENT[0], document) == []
+    assert marshmallow_errors(CaseTransferEventSchema(), document) is None
 
 
 ISP_MUTATIONS: dict[str, Mutation] = {
