@@ -9,6 +9,7 @@ never stops the relay.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -56,7 +57,8 @@ def try_delivery(deliver: Callable[[], Receipt], envelope: OutboundEnvelope) -> 
         receipt = deliver()
         detail, retryable = receipt.detail, False
     except (AdapterConfigError, SecretsKeyError) as exc:
-        detail = f"Adapter not usable: {exc}"
+        errors = getattr(exc, "errors", None)  # which setting is wrong, never its value
+        detail = f"Adapter not usable: {exc}" + (f" {json.dumps(errors)}" if errors else "")
     except DeliveryFailed as exc:
         detail, retryable = exc.reason, exc.retryable
     except Exception as exc:

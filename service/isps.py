@@ -7,7 +7,8 @@ read the register and ask what applies. Every write is audited with who made it.
 Suspending records a new version with status "suspended" rather than changing the status of
 the current one: a version, once recorded, is what transfers were shared under, and rewriting
 it would make the record say they rested on a suspended agreement. The new version counts for
-every later decision, since only the newest version of an ISP does.
+every later decision, as a suspension acts at once (``domain.basis.versions_in_force``), even
+while a draft or a later-starting amendment is the newest version.
 """
 
 from __future__ import annotations
@@ -110,12 +111,12 @@ def amend(
 def suspend(
     store: Store, isp_id: str, reason: str, *, by: Principal, now: datetime
 ) -> dict[str, Any]:
-    """Suspend an active ISP by recording a suspended version of it (see the module's note)."""
+    """Suspend an ISP by recording a suspended version of it (see the module's note)."""
     current = _current(store, isp_id).document
-    if current["status"] != "active":
+    if current["status"] in ("suspended", "retired"):
         raise IspConflict(
             f"ISP {isp_id} v{current['version']} is {current['status']}; "
-            "only an active ISP can be suspended."
+            "only an ISP in force or still to come can be suspended."
         )
     suspended = suspension(current)
     _record(store, [suspended], by=by, now=now, action="isp_suspended", reason=reason)

@@ -2,8 +2,9 @@
 
 An ISP is never edited: every change (an amendment, a suspension) is a new version, so that a
 transfer recorded as shared "under ISP x v2" keeps pointing at the agreement it rested on.
-Only the newest version of an ISP counts for decisions. Kept pure so the store can enforce the
-order inside its transaction and the service layer can check it before writing.
+A decision takes each ISP's version in force on its day (``basis.versions_in_force``). Kept pure
+so the store can enforce the order inside its transaction and the service layer can check it
+before writing.
 """
 
 from __future__ import annotations

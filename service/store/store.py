@@ -126,6 +126,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# PostgreSQL's codes for a read-only transaction (a standby promoted, or a primary demoted) and
+# for a privilege revoked: every message fails alike until an operator acts.
+REFUSES_EVERY_CHANGE = frozenset({"25006", "42501"})
+
+
 @contextmanager
 def _unavailable_as_store_error() -> Iterator[None]:
     """The database not answering, refusing every change, or the connection lost, as
@@ -139,7 +144,9 @@ def _unavailable_as_store_error() -> Iterator[None]:
     except (OperationalError, InterfaceError) as exc:
         raise StoreUnavailable(f"The database is unavailable: {exc.orig or exc}") from exc
     except (InternalError, ProgrammingError) as exc:
-        raise StoreUnavailable(f"The database refused the change: {exc.orig or exc}") from exc
+        if getattr(exc.orig, "sqlstate", None) not in REFUSES_EVERY_CHANGE:
+            raise
+        raise StoreUnavailable(f"The database refused the change: {exc.orig}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise StoreUnavailable(f"The database connection was lost: {exc.orig}") from exc
@@ -254,6 +261,9 @@ class Store:
                 # lock wait as long: the statement limit of ordinary calls is lifted for them.
                 connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
+                # But a table another release's workers are using is not waited for without end,
+                # as their statements would then queue behind the migration's lock.
+                connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             known = set(connection.scalars(sa.select(t.Authority.code)))

@@ -131,6 +131,29 @@ def test_the_applicability_query_names_an_authority_the_register_does_not_hold(s
     }
 
 
+def test_an_isp_with_a_draft_amendment_still_applies_and_can_be_suspended(
+    services, client, newham_admin
+):
+    client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    draft = client.post(
+        f"{ISP}/versions", json=bilateral(version=2, status="draft"), headers=newham_admin
+    )
+    assert draft.status_code == 201, draft.get_json()
+    query = (
+        f"/api/v1/isps/applicable?from_authority={NEWHAM}&to_authority={TOWER_HAMLETS}"
+        "&purpose=safeguarding&on=2026-12-01"
+    )
+    auditor = bearer(services, "auditor", CAMDEN)
+    assert client.get(query, headers=auditor).get_json()["basis"] == {
+        "isp_id": "newham-tower-hamlets",
+        "version": 1,
+    }
+
+    suspended = client.post(f"{ISP}/suspend", json={"reason": "Breach."}, headers=newham_admin)
+    assert suspended.status_code == 201, suspended.get_json()
+    assert client.get(query, headers=auditor).get_json()["basis"] is None
+
+
 def test_a_suspended_isp_no_longer_applies_and_the_reason_is_audited(
     services, client, newham_admin
 ):
@@ -169,7 +192,10 @@ def test_a_suspended_isp_no_longer_applies_and_the_reason_is_audited(
     assert audit["reason"] == "Under review after a breach." and audit["by"]["authority"] == NEWHAM
 
     twice = client.post(f"{ISP}/suspend", json={"reason": "Again."}, headers=newham_admin)
-    assert twice.status_code == 409 and "only an active ISP" in twice.get_json()["detail"]
+    assert (
+        twice.status_code == 409
+        and "only an ISP in force or still to come" in twice.get_json()["detail"]
+    )
     assert client.post(f"{ISP}/suspend", json={}, headers=newham_admin).status_code == 422
 
 

@@ -17,6 +17,7 @@ from service.delivery_loop import DeliveryLoop
 from service.domain.retry import RetryPolicy
 from service.senders import EMBEDDED
 from service.signing import KeyRing
+from service.store import tables as t
 from service.store.outbox import Lease
 from service.web import create_app
 from tests.support import examples
@@ -24,7 +25,7 @@ from tests.support.amqp import wait_until
 from tests.support.https_receiver import event_ids, https_recipients
 from tests.support.tokens import bearer
 
-ISLINGTON, CAMDEN, SOUTHWARK = "E09000019", "E09000007", "E09000028"
+ISLINGTON, CAMDEN, SOUTHWARK, WESTMINSTER = "E09000019", "E09000007", "E09000028", "E09000033"
 
 
 @pytest.fixture
@@ -430,10 +431,18 @@ def test_an_unusable_adapter_is_a_retried_failure_that_holds_up_no_other_recipie
             sa.text("UPDATE adapter_configs SET adapter_type = :t WHERE authority_code = :a"),
             {"t": "carrier-pigeon", "a": SOUTHWARK},
         )
+    stored_before_the_rule = {"url": f"{receiver.url}/{WESTMINSTER}?token=t0ken-in-the-url"}
+    services.store.organisations.set_adapter(WESTMINSTER, "directory", {"path": "/tmp/x"}, {})
+    with engine.begin() as conn:  # as stored by a release that allowed a query in the URL
+        conn.execute(
+            t.AdapterConfig.__table__.update()
+            .where(t.AdapterConfig.authority_code == WESTMINSTER)
+            .values(adapter_type="https", settings=stored_before_the_rule)
+        )
     engine.dispose()
     sent = {
         to: _send(services, f"to-{to}", case=f"CAF-{to}", to=to)
-        for to in (CAMDEN, SOUTHWARK, ISLINGTON)
+        for to in (CAMDEN, SOUTHWARK, WESTMINSTER, ISLINGTON)
     }
 
     _deliverer(services, max_attempts=2).deliver_due("test")
@@ -443,7 +452,11 @@ def test_an_unusable_adapter_is_a_retried_failure_that_holds_up_no_other_recipie
     for to, reason in (
         (CAMDEN, "Adapter not usable: Stored adapter secrets cannot be decrypted"),
         (SOUTHWARK, "Adapter not usable: Unknown adapter type 'carrier-pigeon'"),
+        (WESTMINSTER, "Adapter not usable: Invalid https adapter configuration."),
     ):
         view = services.store.transfer_view(sent[to])
         assert view["state"] == "failed", to
         assert [d["detail"].startswith(reason) for d in view["deliveries"]] == [True, True], to
+    westminster = services.store.transfer_view(sent[WESTMINSTER])["deliveries"][-1]["detail"]
+    assert "Must have no query or fragment" in westminster
+    assert "t0ken-in-the-url" not in westminster

@@ -10,7 +10,7 @@ from tests.support import examples
 from tests.support.isps import bilateral
 
 
-def test_only_the_newest_version_of_an_isp_is_what_transfers_are_decided_on(services):
+def test_a_suspension_recorded_as_a_new_version_is_what_transfers_are_decided_on(services):
     store = services.store
     store.add_isp(bilateral())
     store.isps.record(
