@@ -268,28 +268,24 @@ def test_amqp_with_wrong_credentials_is_a_retryable_failure(borough_broker, enve
     assert failed.value.retryable is True and "wrong" not in failed.value.reason
 
 
-def test_amqp_refuses_credentials_in_the_url():
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("amqp://guest:guest@127.0.0.1/", "Must not hold credentials; give them as secrets."),
+        (
+            "amqps://h/?ssl_options={}",
+            "Must have no query: the relay sets the connection's options.",
+        ),
+    ],
+)
+def test_amqp_refuses_credentials_or_connection_options_in_the_url(url, error):
     with pytest.raises(AdapterConfigError) as invalid:
         build_adapter(
             "amqp",
-            {"url": "amqp://guest:guest@127.0.0.1/", "exchange": "x", "routing_key": "k"},
+            {"url": url, "exchange": "x", "routing_key": "k"},
             {"username": "guest", "password": "guest"},
         )
-    assert invalid.value.errors["settings"]["url"] == [
-        "Must not hold credentials; give them as secrets."
-    ]
-
-
-def test_amqp_refuses_connection_options_in_the_url():
-    with pytest.raises(AdapterConfigError) as invalid:
-        build_adapter(
-            "amqp",
-            {"url": "amqps://h/?ssl_options={}", "exchange": "x", "routing_key": "k"},
-            {"username": "guest", "password": "guest"},
-        )
-    assert invalid.value.errors["settings"]["url"] == [
-        "Must have no query: the relay sets the connection's options."
-    ]
+    assert invalid.value.errors["settings"]["url"] == [error]
 
 
 def test_directory_writes_the_envelope_whole_under_its_id(tmp_path, envelope, keyring):
