@@ -43,20 +43,20 @@ STATUS_BY_REFUSAL = {
 
 
 def visible_transfer(event_id: str) -> dict[str, Any]:
-    """The transfer, if the caller acts for its sender, or for its recipient once it was sent;
-    else 404 (to the recipient, as if there were none, but audited as refused) or 403."""
+    """The transfer, if the caller acts for its sender, or for its recipient once it was sent.
+
+    Anyone else is told there is no such transfer (404, audited as a refusal when there is one):
+    a 403 would confirm that an event id exists and name the authorities at its ends.
+    """
     view = app_services().store.transfer_view(event_id)
     caller = principal()
     unknown = f"No transfer with event id {event_id!r}."
     if view is None:
         abort(HTTPStatus.NOT_FOUND, message=unknown)
-    if (
-        view["state"] in UNSENT
-        and caller.acts_for(view["to_authority"])
-        and not caller.acts_for(view["from_authority"])
-    ):
+    sender, recipient = view["from_authority"], view["to_authority"]
+    sent = view["state"] not in UNSENT
+    if not (caller.acts_for(sender) or (sent and caller.acts_for(recipient))):
         refuse(HTTPStatus.NOT_FOUND, unknown)
-    require_authority(view["from_authority"], view["to_authority"])
     return view
 
 
