@@ -15,9 +15,11 @@ from flask_smorest import abort
 from werkzeug.exceptions import RequestEntityTooLarge
 
 
-def body_within(limit: int) -> bytes | None:
-    """The request's body, or None when it is longer than ``limit``. Call it before anything
-    else reads the body (``files``, ``form``, ``get_json``): they then parse what it read."""
+def body_within() -> bytes | None:
+    """The request's body, or None when it is longer than the app accepts (``MAX_CONTENT_LENGTH``,
+    the event size limit). Call it before anything else reads the body (``files``, ``form``,
+    ``get_json``): they then parse what it read."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
     request.max_content_length = limit + 1
     try:
         body = request.get_data()
@@ -28,9 +30,9 @@ def body_within(limit: int) -> bytes | None:
 
 def whole_body() -> bytes:
     """The request's body, or a 413 problem when it is longer than the app accepts."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    body = body_within(limit)
+    body = body_within()
     if body is None:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
         abort(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             message=f"The request body is longer than {limit} bytes, the most accepted.",

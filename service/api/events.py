@@ -49,8 +49,7 @@ def post_event():
     caller = principal()
     services = app_services()
     sender = Sender(f"Token {caller.token_id} ({caller.name})", authority=caller.authority)
-    limit = services.settings.max_event_bytes
-    body = body_within(limit)
+    body = body_within()
     if body is None:  # Content-Length is None for a chunked body
         received = services.relay.refuse_oversized(request.content_length)
     else:

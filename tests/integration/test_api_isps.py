@@ -14,6 +14,10 @@ from tests.support.tokens import bearer
 
 CAMDEN = "E09000007"
 ISP = "/api/v1/isps/newham-tower-hamlets"
+BILATERAL_QUESTION = (  # what applies to a routine safeguarding transfer between its parties
+    f"/api/v1/isps/applicable?from_authority={NEWHAM}&to_authority={TOWER_HAMLETS}"
+    "&purpose=safeguarding&on=2026-12-01"
+)
 
 
 @pytest.fixture
@@ -139,10 +143,7 @@ def test_an_isp_with_a_draft_amendment_still_applies_and_can_be_suspended(
         f"{ISP}/versions", json=bilateral(version=2, status="draft"), headers=newham_admin
     )
     assert draft.status_code == 201, draft.get_json()
-    query = (
-        f"/api/v1/isps/applicable?from_authority={NEWHAM}&to_authority={TOWER_HAMLETS}"
-        "&purpose=safeguarding&on=2026-12-01"
-    )
+    query = BILATERAL_QUESTION
     auditor = bearer(services, "auditor", CAMDEN)
     assert client.get(query, headers=auditor).get_json()["basis"] == {
         "isp_id": "newham-tower-hamlets",
@@ -160,10 +161,7 @@ def test_a_suspended_isp_no_longer_applies_and_the_reason_is_audited(
     services.store.add_isp(examples.pan_london_isp())
     client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
     auditor = bearer(services, "auditor", CAMDEN)
-    query = (
-        f"/api/v1/isps/applicable?from_authority={NEWHAM}&to_authority={TOWER_HAMLETS}"
-        "&purpose=safeguarding&on=2026-12-01"
-    )
+    query = BILATERAL_QUESTION
     before = client.get(query, headers=auditor).get_json()
     assert before["basis"] == {"isp_id": "newham-tower-hamlets", "version": 1}
     assert [(c["isp_id"], c["finding"]) for c in before["considered"]] == [
