@@ -57,7 +57,10 @@ def _read(file, file_format: str | None) -> tuple[bytes, str, str]:
 
 
 def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**row, "parties": ", ".join(row["parties"])} for row in rows]
+    return [
+        {**row, "parties": ", ".join(row["parties"]), "unconfirmed": ", ".join(row["unconfirmed"])}
+        for row in rows
+    ]
 
 
 def _write(action: Callable[[Services], dict[str, Any]], done: str) -> None:
@@ -90,7 +93,7 @@ def isp_show(isp_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(history, indent=2))
         return
-    emit(_table(history["versions"]), False, [*SUMMARY[1:], "recorded_at"])
+    emit(_table(history["versions"]), False, [*SUMMARY[1:], "unconfirmed", "recorded_at"])
 
 
 @isp.command("add")
@@ -128,6 +131,18 @@ def isp_suspend(isp_id: str, reason: str) -> None:
     _write(
         lambda s: isps.suspend(s.store, isp_id, reason, by=OPERATOR, now=s.clock()),
         "Suspended",
+    )
+
+
+@isp.command("confirm")
+@click.argument("isp_id")
+@click.argument("version", type=click.IntRange(min=1))
+def isp_confirm(isp_id: str, version: int) -> None:
+    """Confirm every signature on VERSION of ISP_ID, as a global admin, once its parties have
+    told you they signed; until then a signature recorded by another party's admin binds no one."""
+    _write(
+        lambda s: isps.confirm(s.store, isp_id, version, by=OPERATOR, now=s.clock()),
+        "Confirmed the signatures on",
     )
 
 

@@ -4,6 +4,11 @@ Who may write: a global admin, or an admin of an authority that is a party to th
 new ISP when it is created; to the current version when it is amended or suspended). Anyone may
 read the register and ask what applies. Every write is audited with who made it.
 
+A signature binds its party only once an admin who may act for that party stands behind it:
+by recording the version, or by confirming it later (``confirm``). So one party's admin cannot
+bind another by writing its signatory into a version; until the other confirms, its routine
+transfers under that version need a practitioner judgement (finding ``not_confirmed``).
+
 Suspending records a new version with status "suspended" rather than changing the status of
 the current one: a version, once recorded, is what transfers were shared under, and rewriting
 it would make the record say they rested on a suspended agreement. The new version counts for
@@ -33,7 +38,7 @@ from service.domain.isp_register import (
     suspension,
     writers,
 )
-from service.store.isps import IspChange, RecordedIsp
+from service.store.isps import IspChange, RecordedIsp, confirmable
 from service.store.store import Store
 
 PARSERS = {"json": json.loads, "yaml": yaml.safe_load}
@@ -63,8 +68,9 @@ class IspConflict(Exception):
 
 
 class UnknownIsp(LookupError):
-    def __init__(self, isp_id: str) -> None:
-        super().__init__(f"No ISP {isp_id!r} in the register.")
+    def __init__(self, isp_id: str, version: int | None = None) -> None:
+        which = f"version {version} of ISP {isp_id!r}" if version else f"ISP {isp_id!r}"
+        super().__init__(f"No {which} in the register.")
 
 
 class UnknownAuthorities(LookupError):
@@ -93,7 +99,7 @@ def create(store: Store, document: Any, *, by: Principal, now: datetime) -> dict
     if store.isps.latest([isp["id"]]):
         raise IspConflict(f"ISP {isp['id']} exists already; amend it with a new version.")
     _record(store, [isp], by=by, now=now)
-    return summary(RecordedIsp(isp, now))
+    return _summary_of_new(isp, by, now)
 
 
 def amend(
@@ -105,7 +111,7 @@ def amend(
     if isp["id"] != isp_id:
         raise InvalidIsp("Not a version of this ISP.", {"id": [f"An amendment keeps {isp_id}."]})
     _record(store, [isp], by=by, now=now)
-    return summary(RecordedIsp(isp, now))
+    return _summary_of_new(isp, by, now)
 
 
 def suspend(
@@ -120,7 +126,31 @@ def suspend(
         )
     suspended = suspension(current)
     _record(store, [suspended], by=by, now=now, action="isp_suspended", reason=reason)
-    return summary(RecordedIsp(suspended, now))
+    return _summary_of_new(suspended, by, now)
+
+
+def confirm(
+    store: Store, isp_id: str, version: int, *, by: Principal, now: datetime
+) -> dict[str, Any]:
+    """Confirm, as an admin of a party signed for on one version, that party's signature.
+
+    A global admin confirms every signature on it. Confirming again changes nothing.
+    """
+    recorded = {r.document["version"]: r for r in store.isps.versions(isp_id)}
+    if not recorded:
+        raise UnknownIsp(isp_id)
+    if version not in recorded:
+        raise UnknownIsp(isp_id, version)
+    parties = confirmable(recorded[version].document, by) if by.role is Role.ADMIN else set()
+    if not parties:
+        raise NotAParty(
+            f"A {by.role.value} of {by.authority} may not confirm ISP {isp_id} v{version}: "
+            "only an admin of a party it records a signature for may."
+        )
+    confirmed = store.isps.confirm(isp_id, version, parties, now=now, by=by)
+    if confirmed is None:
+        raise UnknownIsp(isp_id, version)
+    return summary(confirmed)
 
 
 def import_isps(
@@ -142,7 +172,7 @@ def import_isps(
         raise InvalidIsp("Not valid ISPs; nothing was imported.", exc.messages) from exc
     _record(store, isps, by=by, now=now, by_position=True, source=source)
     return [
-        {**summary(RecordedIsp(isp, now)), "change": _action(isp).removeprefix("isp_")}
+        {**_summary_of_new(isp, by, now), "change": _action(isp).removeprefix("isp_")}
         for isp in isps
     ]
 
@@ -289,8 +319,14 @@ def summary(recorded: RecordedIsp) -> dict[str, Any]:
         "parties": document["parties"],
         "effective_from": document["effective_from"],
         "expires_on": document.get("expires_on"),
+        "unconfirmed": sorted(recorded.unconfirmed),
         "recorded_at": iso(recorded.recorded_at),
     }
+
+
+def _summary_of_new(document: dict[str, Any], by: Principal, now: datetime) -> dict[str, Any]:
+    """The summary of a version ``by`` has just recorded, with the signatures it confirmed."""
+    return summary(RecordedIsp(document, now, confirmable(document, by)))
 
 
 def _current(store: Store, isp_id: str) -> RecordedIsp:

@@ -19,6 +19,15 @@ class IspSummarySchema(Schema):
     parties = fields.List(fields.String(), required=True)
     effective_from = fields.String(required=True, metadata=DAY)
     expires_on = fields.String(required=True, allow_none=True, metadata=DAY)
+    unconfirmed = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "Parties signed for whose own admins have not yet confirmed the "
+            "signature: the version does not bind them, so their routine transfers under it "
+            "need a practitioner judgement. POST .../versions/{version}/confirm to confirm."
+        },
+    )
     recorded_at = fields.String(required=True, metadata=TIMESTAMP)
 
 

@@ -146,6 +146,16 @@ def amend_isp(document, isp_id: str):
         return isps.amend(services.store, isp_id, document, by=principal(), now=services.clock())
 
 
+@blp.route("/isps/<isp_id>/versions/<int:version>/confirm", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.response(HTTPStatus.OK, IspSummarySchema)
+def confirm_isp(isp_id: str, version: int):
+    """Confirm your authority's signature on one version: until then it does not bind you."""
+    services = app_services()
+    with _register_errors():
+        return isps.confirm(services.store, isp_id, version, by=principal(), now=services.clock())
+
+
 @blp.route("/isps/<isp_id>/suspend", methods=["POST"])
 @allow(Role.ADMIN)
 @blp.arguments(SuspendSchema)

@@ -51,6 +51,8 @@ def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:
         return IspFinding.NOT_A_PARTY
     if not ends <= isp.signed_by(on):
         return IspFinding.NOT_SIGNED
+    if not ends <= isp.confirmed:
+        return IspFinding.NOT_CONFIRMED
     if request.flow not in isp.flows:
         return IspFinding.FLOW_NOT_COVERED
     if request.purpose not in isp.purposes:

@@ -30,6 +30,9 @@ FINDING_REASONS: dict[IspFinding, str] = {
     IspFinding.EXPIRED: "Expired before that date.",
     IspFinding.NOT_A_PARTY: "The two authorities are not both parties to it.",
     IspFinding.NOT_SIGNED: "One of the two authorities is a party that has not signed it.",
+    IspFinding.NOT_CONFIRMED: (
+        "One of the two authorities has a signature on it that its own admin has not confirmed."
+    ),
     IspFinding.FLOW_NOT_COVERED: "It does not cover that flow.",
     IspFinding.PURPOSE_NOT_COVERED: "It does not cover that purpose.",
     IspFinding.AD_HOC_MODE: "Ad hoc sharing needs a practitioner judgement, ISP or not.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -16,6 +17,8 @@ class IspTerms:
 
     ``signatures`` are the parties its signatories signed for (a group's signatory signs for
     its members), each with the day it was signed: it binds only them, from that day.
+    ``confirmed`` are the parties whose own admin (or a global admin) recorded or confirmed
+    their signature: one party's admin cannot bind another by writing its signatory down.
     """
 
     id: str
@@ -24,6 +27,7 @@ class IspTerms:
     status: str
     parties: frozenset[str]
     signatures: frozenset[tuple[str, date]]
+    confirmed: frozenset[str]
     flows: frozenset[str]
     purposes: frozenset[str]
     data_categories: frozenset[str]
@@ -74,6 +78,7 @@ class IspFinding(StrEnum):
     EXPIRED = "expired"
     NOT_A_PARTY = "not_a_party"
     NOT_SIGNED = "not_signed"
+    NOT_CONFIRMED = "not_confirmed"
     FLOW_NOT_COVERED = "flow_not_covered"
     PURPOSE_NOT_COVERED = "purpose_not_covered"
     AD_HOC_MODE = "ad_hoc_mode"
@@ -110,8 +115,14 @@ class BasisDecision:
         return self.outcome in (Outcome.SHARE_UNDER_ISP, Outcome.SHARE_UNDER_JUDGEMENT)
 
 
-def isp_terms(document: dict[str, Any]) -> IspTerms:
-    """Lift a stored ISP (its published JSON form) into the terms the rules reason about."""
+def signatory_parties(document: dict[str, Any]) -> frozenset[str]:
+    """The organisations an ISP version's signatories signed for, groups expanded."""
+    return expand_parties([signatory["party"] for signatory in document["signatories"]])
+
+
+def isp_terms(document: dict[str, Any], *, confirmed: Collection[str]) -> IspTerms:
+    """Lift a stored ISP (its published JSON form) into the terms the rules reason about;
+    ``confirmed``: the parties whose signatures their own admins have confirmed."""
     expires = document.get("expires_on")
     return IspTerms(
         id=document["id"],
@@ -124,6 +135,7 @@ def isp_terms(document: dict[str, Any]) -> IspTerms:
             for signatory in document["signatories"]
             for party in expand_parties([signatory["party"]])
         ),
+        confirmed=frozenset(confirmed),
         flows=frozenset(document["flows"]),
         purposes=frozenset(document["purposes"]),
         data_categories=frozenset(document["data_categories"]),

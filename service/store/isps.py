@@ -1,8 +1,10 @@
-"""The ISP register as stored: every version of every ISP, none changed once recorded."""
+"""The ISP register as stored: every version of every ISP, none changed once recorded, and
+which parties' admins stand behind their signatures on each (``isp_confirmations``)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from service.access import Principal
 from service.domain.isp_register import VersionOutOfOrder, new_versions
-from service.domain.model import IspTerms, isp_terms
+from service.domain.model import IspTerms, isp_terms, signatory_parties
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 
@@ -31,6 +33,17 @@ class IspChange:
 class RecordedIsp:
     document: dict[str, Any]
     recorded_at: datetime
+    confirmed: frozenset[str]  # the parties whose signatures their own admins stand behind
+
+    @property
+    def unconfirmed(self) -> frozenset[str]:
+        """The parties signed for whose admins have yet to confirm it."""
+        return signatory_parties(self.document) - self.confirmed
+
+
+def confirmable(document: dict[str, Any], by: Principal) -> frozenset[str]:
+    """The parties signed for on ``document`` whose signatures ``by`` may confirm."""
+    return frozenset(party for party in signatory_parties(document) if by.acts_for(party))
 
 
 class Isps:
@@ -41,8 +54,9 @@ class Isps:
     def record(self, changes: Sequence[IspChange], *, now: datetime, by: Principal) -> None:
         """Record new versions and their audit in one transaction: all of them or none.
 
-        The order of versions is checked again here, inside the transaction, so two writers
-        racing for one version cannot both succeed (the unique constraint is the last word).
+        The signatures ``by`` may act for are confirmed with them (``confirmable``). The order
+        of versions is checked again here, inside the transaction, so two writers racing for
+        one version cannot both succeed (the unique constraint is the last word).
         """
         documents = [change.document for change in changes]
         try:
@@ -59,6 +73,17 @@ class Isps:
                     )
                     for document in documents
                 )
+                session.flush()
+                session.add_all(
+                    t.IspConfirmation(
+                        isp_id=document["id"],
+                        version=document["version"],
+                        party=party,
+                        confirmed_at=now,
+                    )
+                    for document in documents
+                    for party in confirmable(document, by)
+                )
                 for change in changes:
                     detail = {
                         "isp_id": change.document["id"],
@@ -73,6 +98,35 @@ class Isps:
                 "Another change to the register was recorded first; read it again.", {}
             ) from exc
 
+    def confirm(
+        self, isp_id: str, version: int, parties: Collection[str], *, now: datetime, by: Principal
+    ) -> RecordedIsp | None:
+        """Confirm the signatures of ``parties`` on one version, audited as ``isp_confirmed``
+        with the parties newly confirmed; None if there is no such version. Confirming again
+        changes nothing and records nothing.
+
+        The version's row is locked first (SQLite's transactions hold the write lock anyway), so
+        two admins confirming at once are taken in turn: one confirms, the other finds it done.
+        """
+        with self._transaction() as session:
+            row = session.scalar(
+                sa.select(t.Isp)
+                .where(t.Isp.isp_id == isp_id, t.Isp.version == version)
+                .with_for_update()
+            )
+            if row is None:
+                return None
+            confirmed = _confirmed(session, [(isp_id, version)])[isp_id, version]
+            new = sorted(set(parties) - confirmed)
+            if new:
+                session.add_all(
+                    t.IspConfirmation(isp_id=isp_id, version=version, party=p, confirmed_at=now)
+                    for p in new
+                )
+                detail = {"isp_id": isp_id, "version": version, "parties": new}
+                self._append_audit(session, None, "isp_confirmed", {**detail, "by": by.describe()})
+            return RecordedIsp(row.document, row.recorded_at, confirmed | frozenset(new))
+
     def latest(self, isp_ids: Collection[str] | None = None) -> dict[str, RecordedIsp]:
         """The newest version of each ISP (of ``isp_ids`` only, if given), by id."""
         with self._transaction() as session:
@@ -83,8 +137,8 @@ class Isps:
         with self._transaction() as session:
             rows = session.scalars(
                 sa.select(t.Isp).where(t.Isp.isp_id == isp_id).order_by(t.Isp.version)
-            )
-            return [RecordedIsp(row.document, row.recorded_at) for row in rows]
+            ).all()
+            return _recorded(session, rows)
 
     def terms(self) -> list[IspTerms]:
         """The terms decisions rest on: every version of every ISP, for a decision to take
@@ -95,8 +149,32 @@ class Isps:
 
 def all_terms(session: Session) -> list[IspTerms]:
     """Every version of every ISP's terms, read in the caller's transaction."""
-    rows = session.scalars(sa.select(t.Isp.document).order_by(t.Isp.isp_id, t.Isp.version))
-    return [isp_terms(document) for document in rows]
+    rows = session.scalars(sa.select(t.Isp).order_by(t.Isp.isp_id, t.Isp.version)).all()
+    confirmed = _confirmed(session)
+    return [isp_terms(row.document, confirmed=confirmed[row.isp_id, row.version]) for row in rows]
+
+
+def _confirmed(
+    session: Session, versions: Iterable[tuple[str, int]] | None = None
+) -> defaultdict[tuple[str, int], frozenset[str]]:
+    """The confirmed parties of each (isp id, version): of ``versions`` only, if given."""
+    query = sa.select(t.IspConfirmation.isp_id, t.IspConfirmation.version, t.IspConfirmation.party)
+    if versions is not None:
+        query = query.where(
+            sa.tuple_(t.IspConfirmation.isp_id, t.IspConfirmation.version).in_(list(versions))
+        )
+    parties: defaultdict[tuple[str, int], set[str]] = defaultdict(set)
+    for isp_id, version, party in session.execute(query):
+        parties[isp_id, version].add(party)
+    return defaultdict(frozenset, {key: frozenset(value) for key, value in parties.items()})
+
+
+def _recorded(session: Session, rows: Sequence[t.Isp]) -> list[RecordedIsp]:
+    confirmed = _confirmed(session, [(row.isp_id, row.version) for row in rows])
+    return [
+        RecordedIsp(row.document, row.recorded_at, confirmed[row.isp_id, row.version])
+        for row in rows
+    ]
 
 
 def _latest(session: Session, isp_ids: Collection[str] | None) -> dict[str, RecordedIsp]:
@@ -110,5 +188,5 @@ def _latest(session: Session, isp_ids: Collection[str] | None) -> dict[str, Reco
         sa.select(t.Isp)
         .join(newest, sa.and_(t.Isp.isp_id == newest.c.isp_id, t.Isp.version == newest.c.version))
         .order_by(t.Isp.isp_id)
-    )
-    return {row.isp_id: RecordedIsp(row.document, row.recorded_at) for row in rows}
+    ).all()
+    return {recorded.document["id"]: recorded for recorded in _recorded(session, rows)}

@@ -68,6 +68,22 @@ class Isp(Base):
     recorded_at: Mapped[datetime]
 
 
+class IspConfirmation(Base):
+    """A party's own admin (or a global admin) stands behind its signature on one ISP version;
+    recorded with the version when its recorder may act for the party, or later."""
+
+    __tablename__ = "isp_confirmations"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["isp_id", "version"], ["isps.isp_id", "isps.version"], name="fk_isp_confirmations_isp"
+        ),
+    )
+    isp_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(primary_key=True)
+    party: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    confirmed_at: Mapped[datetime]
+
+
 class Transfer(Base):
     __tablename__ = "transfers"
     event_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)

@@ -1,7 +1,8 @@
-"""An ISP's life over the real broker: imported, it is the basis of the next routine transfer
-between its parties; suspended, the next one waits for a practitioner's judgement.
+"""An ISP's life over the real broker: imported by one party and confirmed by the other, it is
+the basis of the next routine transfer between them; suspended, the next one waits for a
+practitioner's judgement.
 
-Both changes go through the API with a party's admin token, the transfers through RabbitMQ, and
+The changes go through the API with the parties' admin tokens, the transfers through RabbitMQ, and
 the receiving authority is a real TLS server; the envelope is verified with jwcrypto against the
 JWKS the relay publishes.
 """
@@ -47,6 +48,11 @@ def test_an_imported_isp_is_the_basis_until_it_is_suspended(services, broker_url
             headers=admin,
         )
         assert imported.status_code == 201, imported.get_json()
+        confirmed = client.post(
+            "/api/v1/isps/newham-tower-hamlets/versions/1/confirm",
+            headers=bearer(services, "admin", TOWER_HAMLETS),
+        )
+        assert confirmed.get_json()["unconfirmed"] == [], confirmed.get_json()
 
         publish(broker_url, examples.encode(first))
         [request] = receiver.wait_for(1)

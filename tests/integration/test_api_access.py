@@ -78,6 +78,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/v1/isps/<isp_id>/versions"): Sample(
         "/api/v1/isps/newham-tower-hamlets/versions", NEWHAM, json=bilateral(version=2)
     ),
+    ("POST", "/api/v1/isps/<isp_id>/versions/<int:version>/confirm"): Sample(
+        "/api/v1/isps/newham-tower-hamlets/versions/1/confirm", TOWER_HAMLETS
+    ),
     ("POST", "/api/v1/isps/<isp_id>/suspend"): Sample(
         "/api/v1/isps/newham-tower-hamlets/suspend", NEWHAM, json={"reason": "Under review."}
     ),

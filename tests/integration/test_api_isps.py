@@ -30,6 +30,11 @@ def newham_admin(services):
     return bearer(services, "admin", NEWHAM)
 
 
+@pytest.fixture
+def tower_hamlets_admin(services):
+    return bearer(services, "admin", TOWER_HAMLETS)
+
+
 def _audited(services, action):
     return [detail for _, a, detail in services.store.audit_actions() if a == action]
 
@@ -40,6 +45,7 @@ def test_a_party_admin_creates_an_isp_everyone_reads_it_and_the_audit_says_who(
     created = client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
     assert created.status_code == 201, created.get_json()
     assert created.get_json()["isp_id"] == "newham-tower-hamlets"
+    assert created.get_json()["unconfirmed"] == [TOWER_HAMLETS]
 
     practitioner = bearer(services, "practitioner", CAMDEN)
     [listed] = client.get("/api/v1/isps", headers=practitioner).get_json()
@@ -67,6 +73,63 @@ def test_an_admin_of_no_party_and_a_non_admin_are_refused_and_audited(services, 
         assert refusal["caller"]["authority"] == authority and refusal["path"] == "/api/v1/isps"
     assert client.post("/api/v1/isps", json=bilateral()).status_code == 401
     assert services.store.isps.latest() == {}
+
+
+def test_a_signature_binds_its_party_once_that_partys_own_admin_confirms_it(
+    services, client, newham_admin, tower_hamlets_admin
+):
+    client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    auditor = bearer(services, "auditor", CAMDEN)
+    before = client.get(BILATERAL_QUESTION, headers=auditor).get_json()
+    assert before["basis"] is None, "Newham's admin cannot bind Tower Hamlets on its own"
+    assert [(c["finding"], c["reason"]) for c in before["considered"]] == [
+        (
+            "not_confirmed",
+            "One of the two authorities has a signature on it that its own admin has not "
+            "confirmed.",
+        )
+    ]
+
+    by_camden = client.post(f"{ISP}/versions/1/confirm", headers=bearer(services, "admin", CAMDEN))
+    assert by_camden.status_code == 403
+    assert "only an admin of a party it records a signature for" in by_camden.get_json()["detail"]
+    by_practitioner = bearer(services, "practitioner", TOWER_HAMLETS)
+    assert client.post(f"{ISP}/versions/1/confirm", headers=by_practitioner).status_code == 403
+    assert (
+        client.post(f"{ISP}/versions/2/confirm", headers=tower_hamlets_admin).get_json()["detail"]
+        == "No version 2 of ISP 'newham-tower-hamlets' in the register."
+    )
+
+    confirmed = client.post(f"{ISP}/versions/1/confirm", headers=tower_hamlets_admin)
+    assert confirmed.status_code == 200, confirmed.get_json()
+    assert (confirmed.get_json()["version"], confirmed.get_json()["unconfirmed"]) == (1, [])
+    [audit] = _audited(services, "isp_confirmed")
+    assert (audit["isp_id"], audit["version"], audit["parties"]) == (
+        "newham-tower-hamlets",
+        1,
+        [TOWER_HAMLETS],
+    )
+    assert audit["by"]["authority"] == TOWER_HAMLETS and audit["by"]["role"] == "admin"
+    after = client.get(BILATERAL_QUESTION, headers=auditor).get_json()
+    assert after["basis"] == {"isp_id": "newham-tower-hamlets", "version": 1}
+
+    again = client.post(f"{ISP}/versions/1/confirm", headers=tower_hamlets_admin)
+    assert again.status_code == 200 and len(_audited(services, "isp_confirmed")) == 1
+
+    amended = client.post(
+        f"{ISP}/versions", json=bilateral(version=2, expires_on="2030-03-31"), headers=newham_admin
+    )
+    assert amended.get_json()["unconfirmed"] == [TOWER_HAMLETS], "each version is agreed anew"
+    assert client.get(BILATERAL_QUESTION, headers=auditor).get_json()["basis"] is None
+    [v1, v2] = client.get(ISP, headers=auditor).get_json()["versions"]
+    assert (v1["unconfirmed"], v2["unconfirmed"]) == ([], [TOWER_HAMLETS])
+
+
+def test_an_isp_a_global_admin_records_binds_every_party_signed_for(services, client):
+    created = client.post("/api/v1/isps", json=bilateral(), headers=bearer(services, "admin"))
+    assert created.get_json()["unconfirmed"] == []
+    answer = client.get(BILATERAL_QUESTION, headers=bearer(services, "auditor", CAMDEN))
+    assert answer.get_json()["basis"] == {"isp_id": "newham-tower-hamlets", "version": 1}
 
 
 def test_an_invalid_isp_gets_field_level_errors_and_a_taken_id_a_conflict(
@@ -136,9 +199,10 @@ def test_the_applicability_query_names_an_authority_the_register_does_not_hold(s
 
 
 def test_an_isp_with_a_draft_amendment_still_applies_and_can_be_suspended(
-    services, client, newham_admin
+    services, client, newham_admin, tower_hamlets_admin
 ):
     client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    client.post(f"{ISP}/versions/1/confirm", headers=tower_hamlets_admin)
     draft = client.post(
         f"{ISP}/versions", json=bilateral(version=2, status="draft"), headers=newham_admin
     )
@@ -156,10 +220,11 @@ def test_an_isp_with_a_draft_amendment_still_applies_and_can_be_suspended(
 
 
 def test_a_suspended_isp_no_longer_applies_and_the_reason_is_audited(
-    services, client, newham_admin
+    services, client, newham_admin, tower_hamlets_admin
 ):
     services.store.add_isp(examples.pan_london_isp())
     client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    client.post(f"{ISP}/versions/1/confirm", headers=tower_hamlets_admin)
     auditor = bearer(services, "auditor", CAMDEN)
     query = BILATERAL_QUESTION
     before = client.get(query, headers=auditor).get_json()

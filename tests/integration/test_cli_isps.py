@@ -4,6 +4,9 @@ import json
 
 import pytest
 
+from service.access import Principal, Role
+from service.store.isps import IspChange
+from tests.conftest import fixed_clock
 from tests.support import examples
 from tests.support.cli import runner
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, YAML, bilateral
@@ -47,6 +50,27 @@ def test_the_operator_adds_amends_suspends_and_reads_an_isp(services, run, files
     assert (listed["version"], listed["status"], listed["title"]) == (3, "suspended", "Amended")
     suspension = [d for _, a, d in services.store.audit_actions() if a == "isp_suspended"]
     assert suspension[0]["reason"] == "Under review." and suspension[0]["by"]["role"] == "admin"
+
+
+def test_the_operator_confirms_the_signatures_a_partys_admin_recorded(services, run):
+    newham_admin = Principal("Newham admin", Role.ADMIN, NEWHAM)
+    services.store.isps.record(
+        [IspChange(bilateral(), "isp_created")], now=fixed_clock(), by=newham_admin
+    )
+    table = run("isp", "show", "newham-tower-hamlets").output.splitlines()
+    assert table[0].split()[-2:] == ["UNCONFIRMED", "RECORDED_AT"]
+    assert table[1].split()[-2] == TOWER_HAMLETS, "the register shows who has yet to confirm"
+
+    confirmed = run("isp", "confirm", "newham-tower-hamlets", "1")
+    assert confirmed.output == "Confirmed the signatures on ISP newham-tower-hamlets v1 (active).\n"
+    [audit] = [d for _, a, d in services.store.audit_actions() if a == "isp_confirmed"]
+    assert audit["parties"] == [TOWER_HAMLETS] and audit["by"]["name"] == "command line"
+    shown = json.loads(run("isp", "show", "newham-tower-hamlets", "--json").output)
+    assert shown["current"]["unconfirmed"] == []
+
+    missing = run("isp", "confirm", "newham-tower-hamlets", "2")
+    assert missing.exit_code == 1
+    assert "No version 2 of ISP 'newham-tower-hamlets' in the register." in missing.output
 
 
 def test_import_and_the_applicability_query(run, files):

@@ -7,15 +7,18 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from service.access import OPERATOR
+from service.access import OPERATOR, Principal, Role
 from service.relay import Rejection
 from service.senders import EMBEDDED, Sender
 from service.store import tables as t
+from service.store.isps import IspChange
 from service.store.store import Store
+from tests.conftest import fixed_clock
 from tests.support import examples
 
 ISLINGTON = "E09000019"
 HACKNEY = "E09000012"
+NOW = fixed_clock()
 
 
 @pytest.fixture
@@ -53,6 +56,18 @@ def test_an_isp_recorded_by_another_process_applies_to_the_next_event(services, 
     assert decision["isp"] == {"id": "pan-london-caf", "version": 1}
     # Decided again on the new ISP, and audited once, as decided.
     assert _actions(services, "after-isp") == ["received", "basis_decided", "minimised", "signed"]
+
+
+def test_a_signature_confirmed_by_another_process_binds_from_the_next_event(services, elsewhere):
+    hackney_admin = Principal("Hackney admin", Role.ADMIN, HACKNEY)
+    pan_london = examples.pan_london_isp()
+    elsewhere.isps.record([IspChange(pan_london, "isp_created")], now=NOW, by=hackney_admin)
+    assert _receive(services, "islington-unconfirmed").state == "awaiting_judgement"
+
+    islington_admin = Principal("Islington admin", Role.ADMIN, ISLINGTON)
+    elsewhere.isps.confirm("pan-london-caf", 1, [ISLINGTON], now=NOW, by=islington_admin)
+
+    assert _receive(services, "islington-confirmed").state == "signed"
 
 
 def test_an_authority_renamed_by_hand_is_named_so_in_the_next_envelope(services, by_hand):

@@ -4,17 +4,20 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 
 from service.secrets import SecretBox
 from service.senders import EMBEDDED
-from service.store.store import NewTransfer, Store, StoreUnavailable
-from service.store.tables import Base
+from service.store.store import MIGRATIONS, NewTransfer, Store, StoreUnavailable
+from service.store.tables import Base, Isp
 from tests.conftest import fixed_clock, fresh_database
 from tests.support import examples
 from tests.support.https_receiver import https_recipients
+from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
 
 
 def test_migrations_create_exactly_the_schema_the_code_uses(migrated_database):
@@ -114,6 +117,39 @@ def _start_up(database_url: str) -> int:
 def test_processes_starting_together_on_an_empty_database_all_come_up(tmp_path):
     with fresh_database(tmp_path) as url, ProcessPoolExecutor(4) as processes:
         assert list(processes.map(_start_up, [url] * 4)) == [33] * 4
+
+
+def test_upgrading_takes_the_signatures_of_isps_recorded_before_confirmations_as_confirmed(
+    tmp_path,
+):
+    """Before migration 0005 a signature was taken as given; upgrading changes no basis."""
+    with fresh_database(tmp_path) as url:
+        engine = sa.create_engine(url)
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0004")
+            connection.execute(
+                sa.insert(Isp.__table__),
+                {
+                    "isp_id": "newham-tower-hamlets",
+                    "version": 1,
+                    "status": "active",
+                    "document": bilateral(),
+                    "recorded_at": fixed_clock(),
+                },
+            )
+        engine.dispose()
+        store = Store(url, SecretBox([Fernet.generate_key().decode()]))
+        try:
+            store.initialise()
+            [terms] = store.isps.terms()
+            assert terms.confirmed == {NEWHAM, TOWER_HAMLETS}
+            [recorded] = store.isps.versions("newham-tower-hamlets")
+            assert recorded.unconfirmed == frozenset()
+        finally:
+            store.close()
 
 
 def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_database):

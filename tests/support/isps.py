@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.domain.model import IspTerms, isp_terms, signatory_parties
 from tests.support import examples
 
 # The parties of examples.ROUTINE_WITHOUT_BASIS, which nothing in the examples covers.
@@ -29,6 +30,11 @@ def bilateral(**changes: Any) -> dict[str, Any]:
         ],
         **changes,
     }
+
+
+def confirmed_terms(document: dict[str, Any]) -> IspTerms:
+    """The terms of ``document`` with every signature confirmed, as a global admin records it."""
+    return isp_terms(document, confirmed=signatory_parties(document))
 
 
 YAML = """\

@@ -21,6 +21,7 @@ PAN_LONDON = IspTerms(
     status="active",
     parties=frozenset(LONDON_AUTHORITIES),
     signatures=frozenset((code, SIGNED_ON) for code in LONDON_AUTHORITIES),
+    confirmed=frozenset(LONDON_AUTHORITIES),
     flows=frozenset({FLOW}),
     purposes=frozenset({"continuity_of_early_help"}),
     data_categories=frozenset({"child_identity", "plan"}),
@@ -140,6 +141,12 @@ def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
             TODAY,
             IspFinding.NOT_SIGNED,
         ),
+        (
+            replace(PAN_LONDON, confirmed=frozenset({HACKNEY})),
+            REQUEST,
+            TODAY,
+            IspFinding.NOT_CONFIRMED,
+        ),
         (replace(PAN_LONDON, flows=frozenset()), REQUEST, TODAY, IspFinding.FLOW_NOT_COVERED),
         (
             PAN_LONDON,
@@ -157,6 +164,7 @@ def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
         "expiry-day-inclusive",
         "not-a-party",
         "recipient-not-signed",
+        "recipient-signature-unconfirmed",
         "flow",
         "purpose",
     ],

@@ -14,9 +14,9 @@ from service.domain.isp_register import (
     suspension,
     writers,
 )
-from service.domain.model import IspFinding, Outcome, isp_terms
+from service.domain.model import IspFinding, Outcome
 from tests.support import examples
-from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
+from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral, confirmed_terms
 
 FLOW = "caf.case-transfer.requested"
 
@@ -60,7 +60,7 @@ TODAY = date(2026, 11, 24)
 
 def _applicability(*documents, purpose="safeguarding", on=TODAY):
     return applicability(
-        [isp_terms(d) for d in documents],
+        [confirmed_terms(d) for d in documents],
         from_authority=NEWHAM,
         to_authority=TOWER_HAMLETS,
         flow=FLOW,
@@ -87,9 +87,9 @@ def test_with_the_isp_suspended_nothing_applies_and_a_judgement_is_needed():
 
 
 def test_an_isp_binds_those_its_signatories_signed_for_a_group_for_all_its_members():
-    assert isp_terms(examples.pan_london_isp()).signed_by(TODAY) == set(LONDON_AUTHORITIES)
+    assert confirmed_terms(examples.pan_london_isp()).signed_by(TODAY) == set(LONDON_AUTHORITIES)
     one_signed = bilateral(signatories=bilateral()["signatories"][:1])
-    assert isp_terms(one_signed).signed_by(TODAY) == {NEWHAM}
+    assert confirmed_terms(one_signed).signed_by(TODAY) == {NEWHAM}
     answer = _applicability(one_signed)
     assert answer.isp is None
     assert [c.finding for c in answer.considered] == [IspFinding.NOT_SIGNED]

@@ -22,6 +22,7 @@ ISP = IspTerms(
     status="active",
     parties=frozenset(),
     signatures=frozenset(),
+    confirmed=frozenset(),
     flows=frozenset(),
     purposes=frozenset(),
     data_categories=frozenset({"child_identity", "plan", "lead_professional"}),

@@ -28,9 +28,10 @@ from service import worker
 from service.domain.basis import decide_basis
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
-from service.domain.model import isp_terms, transfer_request
+from service.domain.model import transfer_request
 from service.relay import Rejection
 from tests.support import examples
+from tests.support.isps import confirmed_terms
 
 PUBLISHED = export.PUBLISHED
 FORMATS = Draft202012Validator.FORMAT_CHECKER
@@ -345,7 +346,7 @@ def built_envelope(name: str) -> dict[str, Any]:
     event = examples.load(name)
     data = event["data"]
     decision = decide_basis(
-        transfer_request(event), [isp_terms(examples.pan_london_isp())], date(2026, 11, 20)
+        transfer_request(event), [confirmed_terms(examples.pan_london_isp())], date(2026, 11, 20)
     )
     assert decision.shares
     return build_envelope(
