@@ -24,6 +24,7 @@ from service.access import Principal
 from service.bootstrap import Services
 from service.delivery import checked_receipt, try_delivery
 from service.domain.isotime import iso
+from service.domain.storable import unstorable
 from service.store.organisations import DuplicateAuthority, UnknownAuthority
 from service.store.store import Store
 
@@ -51,10 +52,20 @@ class Invalid(AdministrationError):
 
 
 def _load(schema: Schema, document: dict[str, Any]) -> dict[str, Any]:
+    _storable(_schema=document)
     try:
         return schema.load(document)
     except ValidationError as exc:
         raise Invalid("Invalid request.", exc.messages) from exc
+
+
+def _storable(**documents: Any) -> None:
+    """Invalid, by field, for a document the store could not hold (``domain.storable``)."""
+    errors = {
+        name: [f"Not storable: {why}"] for name, d in documents.items() if (why := unstorable(d))
+    }
+    if errors:
+        raise Invalid("Invalid request.", errors)
 
 
 def public_jwks(document: Any) -> dict[str, Any]:
@@ -165,6 +176,7 @@ def set_adapter(
 ) -> dict[str, Any]:
     """Replace the authority's adapter, checked against its type's schemas first."""
     _existing(store, code)
+    _storable(settings=settings, secrets=secrets, retry=retry)
     try:
         store.organisations.set_adapter(code, adapter_type, settings, secrets, retry, by=by)
     except AdapterConfigError as exc:

@@ -38,6 +38,7 @@ from service.domain.isp_register import (
     suspension,
     writers,
 )
+from service.domain.storable import unstorable
 from service.store.isps import IspChange, RecordedIsp, confirmable
 from service.store.store import Store
 
@@ -214,6 +215,9 @@ def _record(
 
     Errors name a document by its position in a file (``by_position``), else the one document.
     """
+    why = unstorable(list(isps))
+    if why:
+        raise InvalidIsp(f"Not an ISP we can store: {why}", {"_schema": [why]})
     latest = store.isps.latest({isp["id"] for isp in isps})
     try:
         planned = new_versions({i: r.document for i, r in latest.items()}, isps)

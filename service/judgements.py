@@ -23,7 +23,8 @@ from contracts.vocabulary import TransferState
 from service.access import Principal, Role
 from service.domain.basis import decide_basis, decision_day
 from service.domain.model import Outcome, decision_record, transfer_request
-from service.relay import Clock, Relay, judgement_summary, unstorable
+from service.domain.storable import unstorable
+from service.relay import Clock, Relay, judgement_summary
 from service.store.store import AuditEntry, Store
 from service.store.transfers import Settlement
 

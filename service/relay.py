@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from service.domain.child_keys import ChildKeys
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
 from service.domain.model import BasisDecision, Outcome, decision_record, transfer_request
+from service.domain.storable import unstorable
 from service.senders import Sender
 from service.signing import KeyRing
 from service.store.outbox import Claimed, Lease
@@ -346,47 +346,6 @@ class Relay:
                 "signed", {"envelope_id": envelope_id, "kid": self._keyring.kid, "sha256": sha256}
             ),
         ]
-
-
-_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-
-
-def unstorable(document: Any, parsed_from: bytes | None = None) -> str | None:
-    """Why valid JSON could still not be signed or stored, if it could not; ``parsed_from``, the
-    bytes it was parsed from, clears most documents without encoding them again.
-
-    Signing needs UTF-8, which an unpaired surrogate escape ("\\ud800") cannot be; PostgreSQL's
-    JSONB refuses the NUL character ("\\u0000"). Either would otherwise fail later, on every
-    delivery of the message, as if it were a bug.
-    """
-    if parsed_from is not None and _plainly_storable(parsed_from):
-        return None
-    text = json.dumps(document, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "a string holds an unpaired UTF-16 surrogate escape."
-    # The substring test first: it is cheap, and the pattern (which tells an escaped NUL from
-    # an escaped backslash followed by "u0000") is slow over a whole event.
-    if "\\u0000" in text and _NUL_ESCAPE.search(text):
-        return "a string holds the NUL character."
-    return None
-
-
-def _plainly_storable(body: bytes) -> bool:
-    """True if the text parsed from ``body`` cannot hold a surrogate or a NUL, as its bytes show.
-
-    A parsed string holds either only through a ``\\u`` escape or a surrogate's raw bytes,
-    which strict UTF-8 refuses (a raw NUL is not JSON); UTF-16 and UTF-32, which the parser also
-    reads, always hold NUL bytes.
-    """
-    if b"\\u" in body or b"\x00" in body:
-        return False
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _event_id(document: Any) -> str | None:

@@ -14,6 +14,7 @@ from flask import Flask, Response, jsonify
 from service.api import audit, authorities, events, isps, operations, transfers
 from service.api.guard import EXTENSION, app_services, authenticate
 from service.api.problems import ProblemApi
+from service.api.storable import refuse_nul_in_url
 from service.bootstrap import Services, services_from_env
 
 API_BLUEPRINTS = (events.blp, transfers.blp, audit.blp, authorities.blp, isps.blp)
@@ -46,6 +47,7 @@ def create_app(services: Services | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_event_bytes
     app.extensions[EXTENSION] = services
+    app.before_request(refuse_nul_in_url)
     app.before_request(authenticate)
     _add_api(app)
     app.register_blueprint(operations.blp)

@@ -18,7 +18,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Response, request, url_for
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import RAISE
 
 from contracts.api.audit import (
@@ -31,6 +31,7 @@ from contracts.api.audit import (
 )
 from service.access import Role
 from service.api.guard import allow, app_services, principal, require_authority
+from service.api.storable import Blueprint
 from service.audit import audit_query
 from service.subject_access import render_html
 

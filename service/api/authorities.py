@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
 
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
 from contracts.api.authorities import (
     AdapterConfigSchema,
@@ -34,6 +34,7 @@ from service.api.guard import (
     require_authority,
     require_global_admin,
 )
+from service.api.storable import Blueprint
 
 blp = Blueprint(
     "authorities",

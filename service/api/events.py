@@ -9,13 +9,14 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from flask import request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
 from contracts.api.transfers import TransferViewSchema
 from contracts.event import CaseTransferEventSchema
 from service.access import Role
 from service.api.bodies import body_within
 from service.api.guard import allow, app_services, principal, refuse
+from service.api.storable import Blueprint
 from service.relay import Rejection
 from service.senders import Sender
 

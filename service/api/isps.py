@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from http import HTTPStatus
 
 from flask import request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
 from contracts.api.isps import (
     ApplicabilitySchema,
@@ -22,6 +22,7 @@ from service import isps
 from service.access import Role
 from service.api.bodies import whole_body
 from service.api.guard import ANY_ROLE, allow, app_services, principal, refuse
+from service.api.storable import Blueprint
 from service.domain.basis import decision_day
 
 blp = Blueprint(

@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import request, url_for
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
 from contracts.api.transfers import (
     TransferListQuerySchema,
@@ -25,6 +25,7 @@ from service.api.guard import (
     refuse,
     require_authority,
 )
+from service.api.storable import Blueprint
 from service.judgements import JudgementRefused, Refusal
 from service.store.transfers import UNSENT, TransferQuery
 

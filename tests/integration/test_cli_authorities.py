@@ -145,6 +145,13 @@ def test_a_broken_adapter_config_names_the_field(run, tmp_path):
     assert "bearer_token" in result.output
 
 
+def test_an_adapter_setting_the_store_could_not_hold_is_refused_by_name(run, services):
+    result = run("adapter", "set", ISLINGTON, "directory", "--settings", '{"path": "/in\\u0000"}')
+    assert result.exit_code == 1
+    assert "settings" in result.output and "a string holds the NUL character." in result.output
+    assert services.store.organisations.adapter(ISLINGTON) is None
+
+
 def test_after_rotating_the_old_key_can_go_and_the_adapter_still_delivers(
     run, env, services, receiver, tmp_path
 ):

@@ -9,6 +9,7 @@ from jwcrypto import jwk, jws
 from service.relay import Rejection
 from service.web import create_app
 from tests.support import examples, malformed
+from tests.support import isps as isps_support
 from tests.support.served import chunked, serving
 from tests.support.tokens import bearer
 
@@ -198,3 +199,66 @@ def test_a_global_admin_cannot_publish_for_an_authority(services, client):
     assert detail == "A global admin token may not do this; it needs the role publisher."
     assert services.store.transfer_view(event["id"]) is None
     assert "Roles: publisher." in client.get("/openapi.json").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/transfers?authority=E09000012&after=t%00", "/api/v1/transfers/t%00x"],
+    ids=["query", "path"],
+)
+def test_a_nul_in_the_url_is_a_clear_400_not_a_database_error(services, client, url):
+    response = client.get(url, headers=bearer(services, "admin"))
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["detail"] == (
+        "The URL holds the NUL character (%00), which no valid request has."
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "why"),
+    [
+        (
+            "/api/v1/isps",
+            json.dumps({**examples.pan_london_isp(), "title": "Pan\u0000London"}),
+            "a string holds the NUL character.",
+        ),
+        (
+            "/api/v1/authorities",
+            '{"code": "RF4", "name": "Barking \\ud800 Trust", "kind": "health"}',
+            "a string holds an unpaired UTF-16 surrogate escape.",
+        ),
+        (
+            "/api/v1/audit/search",
+            '{"authority": "E09000012", "case_reference": "CAF\\u0000"}',
+            "a string holds the NUL character.",
+        ),
+    ],
+    ids=["isp-nul", "authority-surrogate", "search-nul"],
+)
+def test_a_json_body_the_store_could_not_hold_is_a_422_naming_why(
+    services, client, path, body, why
+):
+    response = client.post(
+        path, data=body, content_type="application/json", headers=bearer(services, "admin")
+    )
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.get_json()["errors"] == {"_schema": [f"Not a body we can store: {why}"]}
+    assert "RF4" not in services.store.authorities()
+    assert services.store.isps.latest()["pan-london-caf"].document == examples.pan_london_isp()
+
+
+def test_an_isp_file_holding_a_nul_is_refused_whole(services, client):
+    yaml_body = isps_support.YAML.replace(
+        "title: Newham and Tower Hamlets safeguarding ISP", 'title: "Newham\\0Tower Hamlets"'
+    )
+    response = client.post(
+        "/api/v1/isps/import",
+        data=yaml_body,
+        content_type="application/yaml",
+        headers=bearer(services, "admin"),
+    )
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.get_json()["detail"] == (
+        "Not an ISP we can store: a string holds the NUL character."
+    )
+    assert "newham-tower-hamlets" not in services.store.isps.latest()

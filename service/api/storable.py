@@ -1,0 +1,47 @@
+"""Input the store could not hold is refused where it comes in, with a clear error.
+
+marshmallow takes a string holding the NUL character, or an unpaired surrogate escape, as any
+other; PostgreSQL refuses the first and UTF-8 cannot encode the second, so such a value in a
+URL or a JSON body reached the database and came back as a server error. The API's
+blueprints parse their arguments with ``StorableArgumentsParser`` (a 422 naming the problem),
+and ``refuse_nul_in_url`` runs before anything else looks at a request (a 400): even the
+audit of a refused call would otherwise fail on its path.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import flask_smorest
+from flask import request
+from flask_smorest import abort
+from marshmallow import ValidationError
+from webargs.flaskparser import FlaskParser
+
+from service.domain.storable import unstorable
+
+
+class StorableArgumentsParser(FlaskParser):
+    def pre_load(self, location_data: Any, *, schema, req, location: str) -> Any:
+        if location == "json":
+            why = unstorable(location_data)
+            if why:
+                raise ValidationError(f"Not a body we can store: {why}")
+        return location_data
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's blueprint, with arguments checked to be storable."""
+
+    ARGUMENTS_PARSER = StorableArgumentsParser()
+
+
+def refuse_nul_in_url() -> None:
+    """A 400 problem for a path, query parameter name or value holding the NUL character."""
+    parts = [request.path, *(part for pair in request.args.items(multi=True) for part in pair)]
+    if any("\x00" in part for part in parts):
+        abort(
+            HTTPStatus.BAD_REQUEST,
+            message="The URL holds the NUL character (%00), which no valid request has.",
+        )
