@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,6 +43,7 @@ DELIVERY_LIMIT = 5
 REASON_HEADER = "x-caf-reason"
 REJECTION_HEADER = "x-caf-rejection"
 MAX_BACKOFF_SECONDS = 30.0
+STOP_CHECK_SECONDS = 0.2  # how often a worker waiting out an outage looks for stop()
 _BROKER_LOST = (
     pika.exceptions.AMQPConnectionError,
     pika.exceptions.AMQPChannelError,
@@ -223,13 +225,26 @@ class Worker:
             try:
                 return self._relay.receive_many(messages, lease=lease)
             except StoreUnavailable as exc:
+                if not self._stopping.is_set():
+                    log.warning(
+                        "store unavailable, holding %d messages for %.1fs: %s",
+                        len(batch),
+                        wait,
+                        exc,
+                    )
+                    self._pause(wait)
                 if self._stopping.is_set():
                     raise _Stopping from exc
-                log.warning(
-                    "store unavailable, holding %d messages for %.1fs: %s", len(batch), wait, exc
-                )
-                self._connection.sleep(wait)
                 wait = min(wait * 2, MAX_BACKOFF_SECONDS)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` serving the broker connection (its heartbeats), but no longer once
+        asked to stop: a worker told to stop during an outage goes at once, its held messages
+        unacknowledged for the next consumer, rather than at the end of a backoff of up to
+        MAX_BACKOFF_SECONDS."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._connection.sleep(min(left, STOP_CHECK_SECONDS))
 
     def _processing_failed(self, channel, message: _Message, exc: Exception) -> bool:
         """Hand the message back, or dead-letter it on its last delivery; True if dead-lettered."""

@@ -18,6 +18,7 @@ from tests.conftest import fixed_clock, fresh_database
 from tests.support import examples
 from tests.support.https_receiver import https_recipients
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
+from tests.support.read_only import refusing_changes
 
 
 def test_migrations_create_exactly_the_schema_the_code_uses(migrated_database):
@@ -74,24 +75,11 @@ def test_the_relay_works_on_once_row_ids_pass_32_bits(services, ids_past_32_bits
 
 
 def test_a_database_refusing_every_change_is_unavailable_not_a_fault_of_the_message(services):
-    engine = sa.create_engine(services.store.url)
-    if engine.dialect.name != "postgresql":
-        engine.dispose()
-        pytest.skip("SQLite's read-only file is an OperationalError, unavailable already")
-    database = engine.url.database
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'))
-    services.store.drop_connections()  # as after a failover to a standby
-    try:
-        with pytest.raises(StoreUnavailable, match="read-only transaction"):
-            services.relay.receive(examples.encode(examples.routine("read-only")), sender=EMBEDDED)
-    finally:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(
-                sa.text(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
-            )
-        services.store.drop_connections()
-        engine.dispose()
+    with (
+        refusing_changes(services),
+        pytest.raises(StoreUnavailable, match="read-only transaction"),
+    ):
+        services.relay.receive(examples.encode(examples.routine("read-only")), sender=EMBEDDED)
     again = services.relay.receive(examples.encode(examples.routine("read-only")), sender=EMBEDDED)
     assert again.rejection is None and again.state == "awaiting_judgement"
 

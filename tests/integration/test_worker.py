@@ -1,10 +1,12 @@
 """The worker on the real RabbitMQ: bad input is dead-lettered with a reason and blocks nothing."""
 
 import json
+import logging
+import threading
 
 import pytest
 
-from service.worker import DEAD_QUEUE, REASON_HEADER
+from service.worker import DEAD_QUEUE, REASON_HEADER, Worker
 from tests.support import examples
 from tests.support.amqp import (
     delete_queue,
@@ -15,6 +17,7 @@ from tests.support.amqp import (
     wait_until,
 )
 from tests.support.crashing import CrashesOn
+from tests.support.read_only import refusing_changes
 
 pytestmark = pytest.mark.broker
 
@@ -201,3 +204,24 @@ def test_a_dead_letter_still_reaches_caf_dead_after_its_queue_was_deleted(
     assert [(p.headers["x-caf-rejection"], body) for p, body in dead] == [
         ("not_json", b"{not json")
     ]
+
+
+def test_a_worker_told_to_stop_while_waiting_out_a_database_outage_stops_at_once(
+    services, broker_url, inbox, caplog
+):
+    caplog.set_level(logging.WARNING, logger="service.worker")
+    event = examples.event(examples.ROUTINE_WITH_ISP, id="held-through-a-stop")
+    worker = Worker(broker_url, services.relay, senders=services.senders, prefetch=16)
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    assert worker.ready.wait(15)
+    with refusing_changes(services):
+        publish(broker_url, examples.encode(event))
+        wait_until(lambda: "holding 1 messages for 4.0s" in caplog.text, timeout=30)
+        worker.stop()  # as on SIGTERM, four seconds into its backoff
+        thread.join(2)
+        assert not thread.is_alive(), "the worker waited out its backoff before stopping"
+
+    with running_worker(broker_url, services):  # the held message was handed back, not lost
+        wait_until(lambda: _delivered(inbox, "E09000019"))
+    assert services.store.transfer_view(event["id"])["state"] == "delivered"
