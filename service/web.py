@@ -12,9 +12,9 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify
 
 from service.api import audit, authorities, events, isps, operations, transfers
+from service.api.arguments import refuse_nul_in_url
 from service.api.guard import EXTENSION, app_services, authenticate
 from service.api.problems import ProblemApi
-from service.api.storable import refuse_nul_in_url
 from service.bootstrap import Services, services_from_env
 
 API_BLUEPRINTS = (events.blp, transfers.blp, audit.blp, authorities.blp, isps.blp)

@@ -30,8 +30,8 @@ from contracts.api.audit import (
     VerificationSchema,
 )
 from service.access import Role
+from service.api.arguments import Blueprint
 from service.api.guard import allow, app_services, principal, require_authority
-from service.api.storable import Blueprint
 from service.audit import audit_query
 from service.subject_access import render_html
 

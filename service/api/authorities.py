@@ -26,6 +26,7 @@ from contracts.api.authorities import (
 )
 from service import authorities as admin
 from service.access import Role
+from service.api.arguments import Blueprint
 from service.api.guard import (
     ANY_ROLE,
     allow,
@@ -34,7 +35,6 @@ from service.api.guard import (
     require_authority,
     require_global_admin,
 )
-from service.api.storable import Blueprint
 
 blp = Blueprint(
     "authorities",

@@ -14,9 +14,9 @@ from flask_smorest import abort
 from contracts.api.transfers import TransferViewSchema
 from contracts.event import CaseTransferEventSchema
 from service.access import Role
+from service.api.arguments import Blueprint
 from service.api.bodies import body_within
 from service.api.guard import allow, app_services, principal, refuse
-from service.api.storable import Blueprint
 from service.relay import Rejection
 from service.senders import Sender
 

@@ -20,9 +20,9 @@ from contracts.api.isps import (
 from contracts.isp import IspSchema
 from service import isps
 from service.access import Role
+from service.api.arguments import Blueprint
 from service.api.bodies import whole_body
 from service.api.guard import ANY_ROLE, allow, app_services, principal, refuse
-from service.api.storable import Blueprint
 from service.domain.basis import decision_day
 
 blp = Blueprint(

@@ -16,6 +16,7 @@ from contracts.api.transfers import (
 )
 from contracts.judgement import JudgementSchema
 from service.access import Role
+from service.api.arguments import Blueprint
 from service.api.bodies import whole_body
 from service.api.guard import (
     ANY_ROLE,
@@ -25,7 +26,6 @@ from service.api.guard import (
     refuse,
     require_authority,
 )
-from service.api.storable import Blueprint
 from service.judgements import JudgementRefused, Refusal
 from service.store.transfers import UNSENT, TransferQuery
 

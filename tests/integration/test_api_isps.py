@@ -379,3 +379,16 @@ def test_a_chunked_isp_file_over_the_limit_is_refused_not_imported_in_part(servi
         "The request body is longer than 262144 bytes, the most accepted."
     )
     assert services.store.isps.latest() == {}
+
+
+def test_a_chunked_json_body_over_the_limit_is_refused_as_too_long_not_parsed_cut(services, client):
+    padded = json.dumps({**bilateral(), "padding": "x" * 300_000}).encode()
+    with serving(client.application) as url:
+        response = requests.post(
+            f"{url}/api/v1/isps",
+            data=chunked(padded),
+            headers={**bearer(services, "admin"), "Content-Type": "application/json"},
+            timeout=30,
+        )
+    assert response.status_code == 413, response.text
+    assert services.store.isps.latest() == {}

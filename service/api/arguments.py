@@ -1,10 +1,12 @@
-"""Input the store could not hold is refused where it comes in, with a clear error.
+"""How the API reads its arguments: whole, and refused where they come in if the store could
+not hold them.
 
 marshmallow takes a string holding the NUL character, or an unpaired surrogate escape, as any
 other; PostgreSQL refuses the first and UTF-8 cannot encode the second, so such a value in a
 URL or a JSON body reached the database and came back as a server error. The API's
-blueprints parse their arguments with ``StorableArgumentsParser`` (a 422 naming the problem),
-and ``refuse_nul_in_url`` runs before anything else looks at a request (a 400): even the
+blueprints parse their arguments with ``StorableArgumentsParser`` (a 422 naming the problem;
+it reads a JSON body whole first, ``bodies.whole_body``, or refuses it as too long), and
+``refuse_nul_in_url`` runs before anything else looks at a request (a 400): even the
 audit of a refused call would otherwise fail on its path.
 """
 
@@ -19,10 +21,15 @@ from flask_smorest import abort
 from marshmallow import ValidationError
 from webargs.flaskparser import FlaskParser
 
+from service.api.bodies import whole_body
 from service.domain.storable import unstorable
 
 
 class StorableArgumentsParser(FlaskParser):
+    def _raw_load_json(self, req) -> Any:
+        whole_body()  # a chunked body longer than the limit is a 413, not parsed cut short
+        return super()._raw_load_json(req)
+
     def pre_load(self, location_data: Any, *, schema, req, location: str) -> Any:
         if location == "json":
             why = unstorable(location_data)
