@@ -125,6 +125,10 @@ def _anchor(text: str, jwks: dict[str, Any], name: str, errors: list[str]) -> An
     return Anchor(checkpoint.seq, checkpoint.hash, f"the checkpoint signed at {checkpoint.at}")
 
 
+# A seq is a 64-bit row id: a cursor past it is past the end, not a question for the database.
+LARGEST_SEQ = 2**63 - 1
+
+
 def audit_query(params: Mapping[str, Any], child_keys: ChildKeys) -> AuditQuery:
     """The search that request parameters (an API request, CLI options) describe.
 
@@ -141,7 +145,7 @@ def audit_query(params: Mapping[str, Any], child_keys: ChildKeys) -> AuditQuery:
         basis_kind=basis,
         since=_moment(params, "since"),
         until=_moment(params, "until"),
-        after=_number(params, "after", 0, minimum=0),
+        after=min(_number(params, "after", 0, minimum=0), LARGEST_SEQ),
         page_size=min(_number(params, "page_size", 50, minimum=1), MAX_PAGE_SIZE),
     )
 

@@ -103,6 +103,13 @@ def test_plain_filters_still_work_in_the_query_string_with_a_next_link(auth, cli
     assert second["next"] is None and second["next_after"] is None
 
 
+def test_a_cursor_past_any_64_bit_seq_is_an_empty_last_page_not_a_database_error(auth, client):
+    response = client.get(f"/api/v1/audit?after={2**100}", headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["records"], body["next_after"]) == ([], None)
+
+
 def test_a_bad_search_parameter_is_a_400_saying_which(auth, client):
     response = client.get("/api/v1/audit?basis=hunch", headers=auth)
     assert response.status_code == 400
