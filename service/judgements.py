@@ -21,7 +21,7 @@ from marshmallow import ValidationError
 from contracts.judgement import JudgementSchema
 from contracts.vocabulary import TransferState
 from service.access import Principal, Role
-from service.domain.basis import decide_basis, decision_day
+from service.domain.basis import dated_ahead, decide_basis, decision_day
 from service.domain.model import Outcome, decision_record, transfer_request
 from service.domain.storable import unstorable
 from service.relay import Clock, Relay, judgement_summary
@@ -137,6 +137,15 @@ class Judgements:
         why = unstorable(judgement)
         if why:
             self._refuse(event_id, by, Refusal.INVALID, f"Not a judgement we can store: {why}")
+        ahead = dated_ahead(judgement["decided_at"], self._clock())
+        if ahead:
+            self._refuse(
+                event_id,
+                by,
+                Refusal.INVALID,
+                "Does not match the practitioner-judgement contract.",
+                {"decided_at": [ahead]},
+            )
         return judgement
 
     def _refuse(

@@ -21,7 +21,7 @@ from marshmallow import ValidationError
 
 from contracts.event import CaseTransferEventSchema
 from contracts.vocabulary import TransferState
-from service.domain.basis import decide_basis, decision_day
+from service.domain.basis import dated_ahead, decide_basis, decision_day
 from service.domain.child_keys import ChildKeys
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
@@ -233,12 +233,12 @@ class Relay:
     def _decide(self, body: bytes, sender: Sender, reference: IntakeReference) -> _Decided:
         """What to store for one message: its rejection, or its transfer; no database needed."""
         names = reference.authorities
-        parsed = self._parse(body, reference, sender)
+        received_at = self._clock()
+        parsed = self._parse(body, reference, sender, received_at)
         if isinstance(parsed, Received):
             rejection = RejectedInput(parsed.event_id, parsed.rejection.value, parsed.reason)
             return _Decided(rejection, parsed)
         event = parsed
-        received_at = self._clock()
         decision = decide_basis(
             transfer_request(event), reference.isp_terms, decision_day(received_at)
         )
@@ -271,7 +271,7 @@ class Relay:
         return Concluded(state, envelope, audit + sealed)
 
     def _parse(
-        self, body: bytes, reference: IntakeReference, sender: Sender
+        self, body: bytes, reference: IntakeReference, sender: Sender, received_at: datetime
     ) -> dict[str, Any] | Received:
         if len(body) > self._max_event_bytes:
             return self._oversized(len(body))
@@ -292,13 +292,15 @@ class Relay:
         try:
             self._schema.load(document)
         except ValidationError as exc:
-            return Received(
-                event_id,
-                rejection=Rejection.CONTRACT,
-                reason=f"Does not match the case-transfer contract: {_summary(exc.messages)}",
-                errors=exc.messages if isinstance(exc.messages, dict) else {"_": exc.messages},
-            )
+            messages = exc.messages
+            return _violation(event_id, messages if isinstance(messages, dict) else {"_": messages})
         data = document["data"]
+        judgement = data["sharing"].get("judgement")
+        ahead = judgement and dated_ahead(judgement["decided_at"], received_at)
+        if ahead:
+            return _violation(
+                event_id, {"data": {"sharing": {"judgement": {"decided_at": [ahead]}}}}
+            )
         unknown = [
             code
             for code in (data["from_authority"], data["to_authority"])
@@ -353,6 +355,15 @@ def _event_id(document: Any) -> str | None:
     if isinstance(document, dict) and isinstance(document.get("id"), str):
         return document["id"][:128] or None
     return None
+
+
+def _violation(event_id: str | None, errors: dict[str, Any]) -> Received:
+    return Received(
+        event_id,
+        rejection=Rejection.CONTRACT,
+        reason=f"Does not match the case-transfer contract: {_summary(errors)}",
+        errors=errors,
+    )
 
 
 def _summary(messages: Any, limit: int = 500) -> str:

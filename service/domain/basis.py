@@ -15,7 +15,7 @@ Every ISP looked at is recorded with the reason it did or did not apply.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from service.domain.model import (
@@ -31,9 +31,25 @@ from service.domain.model import (
 LONDON = ZoneInfo("Europe/London")
 
 
+# A sender's clock may run a little ahead of the relay's; a judgement dated further ahead than
+# this was not made when it says, and is refused rather than taken at its word.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 def decision_day(moment: datetime) -> date:
     """The London day of ``moment``: from 23:00 UTC in summer it is already the next day."""
     return moment.astimezone(LONDON).date()
+
+
+def dated_ahead(decided_at: str, received_at: datetime) -> str | None:
+    """Why a judgement's ``decided_at`` (ISO 8601, with its zone) cannot be true of one that
+    reached the relay at ``received_at``, if it cannot: a decision is made before it is sent."""
+    if datetime.fromisoformat(decided_at) <= received_at + CLOCK_SKEW:
+        return None
+    return (
+        f"Later than the judgement reached the relay ({received_at.isoformat()}), by more "
+        f"than the {CLOCK_SKEW.seconds // 60} minutes a clock may be ahead."
+    )
 
 
 def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:

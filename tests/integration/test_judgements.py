@@ -120,6 +120,26 @@ def test_a_judgement_breaking_its_contract_gets_field_level_errors(services, par
     assert services.store.transfer_view(parked)["state"] == "awaiting_judgement"
 
 
+def test_a_judgement_dated_ahead_of_the_relays_clock_is_refused_naming_the_field(services, parked):
+    tomorrow = (services.clock() + timedelta(days=1)).isoformat()
+
+    refused = _refusal(services, parked, judgements.share(decided_at=tomorrow), NEWHAM_PRACTITIONER)
+
+    assert refused.refusal is Refusal.INVALID
+    [why] = refused.errors["decided_at"]
+    assert why.startswith("Later than the judgement reached the relay (")
+    assert why.endswith("by more than the 5 minutes a clock may be ahead.")
+    assert services.store.transfer_view(parked)["state"] == "awaiting_judgement"
+    assert _actions(services, parked)[-1] == "judgement_refused"
+    in_time = (services.clock() + timedelta(minutes=4)).isoformat()
+    assert (
+        services.judgements.record(
+            parked, judgements.share(decided_at=in_time), by=NEWHAM_PRACTITIONER
+        )
+        == "signed"
+    )
+
+
 @pytest.mark.parametrize(
     "by",
     [

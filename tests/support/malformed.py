@@ -146,6 +146,11 @@ def _with_unknown_field_in_identity(document: dict) -> dict:
     return document
 
 
+def _judged_in(event: dict, year: int) -> dict:
+    event["data"]["sharing"]["judgement"]["decided_at"] = f"{year}-01-01T09:00:00Z"
+    return event
+
+
 def _routine(**changes: Any) -> bytes:
     return examples.encode(examples.event(examples.ROUTINE_WITH_ISP, **changes))
 
@@ -169,6 +174,12 @@ BAD_INPUT = [
         Rejection.UNKNOWN_AUTHORITY,
         "E09000099",
         id="unknown-authority",
+    ),
+    pytest.param(
+        examples.encode(_judged_in(examples.event(examples.AD_HOC_WITH_JUDGEMENT), 2099)),
+        Rejection.CONTRACT,
+        'decided_at": ["Later than the judgement reached the relay',
+        id="judgement-dated-ahead",
     ),
     pytest.param(b" " * 300_000, Rejection.OVERSIZED, "limit is 262144", id="oversized"),
     pytest.param(b"[" * 100_000, Rejection.NOT_JSON, "nested too deeply", id="nested-too-deeply"),

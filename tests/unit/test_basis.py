@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from contracts.reference import LONDON_AUTHORITIES
-from service.domain.basis import assess_isp, decide_basis, decision_day
+from service.domain.basis import assess_isp, dated_ahead, decide_basis, decision_day
 from service.domain.model import IspFinding, IspTerms, Judgement, Outcome, TransferRequest
 
 HACKNEY, ISLINGTON, CAMDEN = "E09000012", "E09000019", "E09000007"
@@ -288,3 +288,13 @@ def test_a_party_binds_itself_only_from_the_day_its_signatory_signed():
 )
 def test_isp_dates_are_london_days(moment, day):
     assert decision_day(moment) == day
+
+
+def test_a_judgement_may_be_dated_up_to_five_minutes_ahead_of_the_relays_clock_not_more():
+    received = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    assert dated_ahead("2026-11-24T09:05:00Z", received) is None
+    assert dated_ahead("2026-11-24T10:05:00+01:00", received) is None, "the same moment"
+    assert dated_ahead("2026-11-24T09:05:01Z", received) == (
+        "Later than the judgement reached the relay (2026-11-24T09:00:00+00:00), by more than "
+        "the 5 minutes a clock may be ahead."
+    )
