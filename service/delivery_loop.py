@@ -28,6 +28,11 @@ from service.store.store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 GROUP = 16
+# The most handed-over envelopes kept in memory waiting for a thread (a few MB of JWS). When
+# intake outpaces delivery, as in a bulk sync to a slow recipient, the rest are given back to
+# the outbox at once and claimed from there in their turn, rather than piling up in memory
+# until their leases run out.
+HELD_LIMIT = 2048
 
 
 class DeliveryLoop:
@@ -41,6 +46,7 @@ class DeliveryLoop:
         per_recipient: int,
         clock: Clock,
         idle_poll_seconds: float = 1.0,
+        held_limit: int = HELD_LIMIT,
     ) -> None:
         self._store = store
         self._deliverer = deliverer
@@ -49,6 +55,7 @@ class DeliveryLoop:
         self._per_recipient = per_recipient
         self._clock = clock
         self._idle_poll = idle_poll_seconds
+        self._held_limit = held_limit
         self._in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -87,9 +94,15 @@ class DeliveryLoop:
         return Lease(self._worker, self._clock() + self._deliverer.lease)
 
     def take(self, held: Sequence[Claimed]) -> None:
-        """Deliver ``held``, stored under ``lease()``, as threads free up."""
+        """Deliver ``held``, stored under ``lease()``, as threads free up; past ``held_limit``
+        waiting, give them back to the outbox to be claimed in their turn."""
         with self._lock:
-            self._held.extend(held)
+            room = max(self._held_limit - len(self._held), 0)
+            self._held.extend(held[:room])
+            overflow = list(held[room:])
+            self._claim_wanted = self._claim_wanted or bool(overflow)
+        if overflow:
+            self._give_back(overflow)
         self._wake.set()
 
     def run(self) -> None:
@@ -139,10 +152,14 @@ class DeliveryLoop:
         with self._lock:
             held, self._held = self._held, []
         if held:
-            try:
-                self._store.outbox.record([], held)
-            except Exception:
-                log.exception("held deliveries not given back; their leases will run out")
+            self._give_back(held)
+
+    def _give_back(self, items: list[Claimed]) -> None:
+        """Give up the leases on ``items``, due again at once to any worker."""
+        try:
+            self._store.outbox.record([], items)
+        except Exception:
+            log.exception("held deliveries not given back; their leases will run out")
 
     def _handed_over(self) -> list[list[Claimed]]:
         """Groups of what intake handed over, for the free threads; the rest wait their turn."""

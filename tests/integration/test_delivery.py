@@ -279,6 +279,50 @@ def test_a_stopping_worker_gives_back_what_it_was_handed_and_had_not_sent(servic
     assert event_ids(receiver.requests) == ["to-islington", "to-camden"]
 
 
+def test_past_its_held_limit_a_loop_gives_hand_overs_back_for_any_worker_to_claim(
+    services, receiver
+):
+    release = threading.Event()
+    answered = []
+
+    def answer(request):
+        answered.append(request)
+        if len(answered) == 1:  # the loop's one thread hangs on its first delivery
+            release.wait(10)
+        return 202, {}, b""
+
+    receiver.answer = answer
+    loop = DeliveryLoop(
+        services.store,
+        services.deliverer,
+        worker="swamped",
+        threads=1,
+        per_recipient=1,
+        clock=services.clock,
+        held_limit=2,
+    )
+    thread = _running(loop)
+    try:
+        bodies = [examples.encode(examples.routine(f"swamp-{n}", case=f"S-{n}")) for n in range(6)]
+        first, *rest = services.relay.receive_many([(bodies[0], EMBEDDED)], lease=loop.lease())
+        loop.take([first.held])
+        wait_until(lambda: len(answered) == 1)
+        outcomes = services.relay.receive_many(
+            [(body, EMBEDDED) for body in bodies[1:]], lease=loop.lease()
+        )
+        loop.take([o.held for o in outcomes])
+
+        # Two wait in memory for the thread; the other three are the outbox's again at once.
+        _deliverer(services).deliver_due("another")
+        assert sorted(event_ids(receiver.requests)[1:]) == ["swamp-3", "swamp-4", "swamp-5"]
+    finally:
+        release.set()
+        loop.stop()
+        thread.join(15)
+    _deliverer(services).deliver_due("another")  # the two it held, given back as it stopped
+    assert sorted(event_ids(receiver.requests)) == [f"swamp-{n}" for n in range(6)]
+
+
 def test_a_recipient_that_hangs_does_not_hold_up_another(services, receiver):
     # More waiting for the hanging recipient than a claim looks at, all received first.
     slow = [_send(services, f"to-islington-{n}", case=f"I-{n}") for n in range(40)]
