@@ -179,6 +179,14 @@ RULES: dict[tuple[type[Schema], str], Rule] = {
         (
             {"if": DECIDED_TO_SHARE, "then": {"properties": {"data_categories": {"minItems": 1}}}},
             {"if": _shares_special_category(DECIDED_TO_SHARE), "then": NEEDS_ARTICLE_9},
+            {
+                "if": DECIDED_TO_SHARE,
+                "then": {
+                    "properties": {
+                        "consent": {"properties": {"status": {"not": {"const": "refused"}}}}
+                    }
+                },
+            },
             *(
                 {
                     "if": {

@@ -66,6 +66,12 @@ class JudgementSchema(Schema):
                 )
             require_special_category_basis(categories, data.get("lawful_basis"))
             require_consent_for_a_consent_basis(data.get("lawful_basis"), data.get("consent"))
+            if (data.get("consent") or {}).get("status") == "refused":
+                raise ValidationError(
+                    "consent.status refused means the refusal is respected and nothing is "
+                    "shared; a share despite a refusal is refused_overridden.",
+                    field_name="consent",
+                )
 
 
 # The bases that rest on the child's or family's consent (UK GDPR Art. 6(1)(a), Art. 9(2)(a)).

@@ -38,7 +38,9 @@ PURPOSES: tuple[str, ...] = (
 
 DECISIONS: tuple[str, ...] = ("share", "not_share")
 
-CONSENT_STATUSES: tuple[str, ...] = ("obtained", "not_sought", "refused_overridden")
+# refused: consent was refused and the decision respects it (nothing is shared);
+# refused_overridden: consent was refused and the practitioner shares regardless.
+CONSENT_STATUSES: tuple[str, ...] = ("obtained", "not_sought", "refused_overridden", "refused")
 
 ARTICLE_6_BASES: tuple[str, ...] = tuple(f"6(1)({c})" for c in "abcdef")
 ARTICLE_9_CONDITIONS: tuple[str, ...] = tuple(f"9(2)({c})" for c in "abcdefghij")

@@ -284,6 +284,10 @@ EVENT_MUTATIONS: dict[str, tuple[str, Mutation]] = {
         examples.AD_HOC_WITH_JUDGEMENT,
         lambda d: judgement_of(d)["lawful_basis"].update(article_6="6(1)(a)"),
     ),
+    "shared although the refusal of consent is said to be respected": (
+        examples.AD_HOC_WITH_JUDGEMENT,
+        lambda d: judgement_of(d).update(consent={"status": "refused", "explanation": "Refused."}),
+    ),
     "special category shared on explicit consent not sought": (
         examples.AD_HOC_WITH_JUDGEMENT,
         lambda d: judgement_of(d)["lawful_basis"].update(
