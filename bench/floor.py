@@ -31,7 +31,7 @@ from contracts.reference import LONDON_AUTHORITIES
 from service.domain.basis import decide_basis
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
-from service.domain.model import isp_terms, transfer_request
+from service.domain.model import isp_terms, signatory_parties, transfer_request
 from service.signing import KeyRing
 from tests.support import examples
 
@@ -53,7 +53,8 @@ def measure(events: int) -> dict[str, float]:
     run; their sum is the floor. ``bench/relay.py`` also takes it, as the machine's speed."""
     bodies = list(routine_events("floor", events).values())
     schema = CaseTransferEventSchema()
-    terms = [isp_terms(examples.pan_london_isp())]
+    isp = examples.pan_london_isp()
+    terms = [isp_terms(isp, confirmed=signatory_parties(isp))]
     with tempfile.TemporaryDirectory() as folder:
         keyring = KeyRing.from_file(Path(folder) / "key.pem", create=True)
     now = datetime.now(UTC)
