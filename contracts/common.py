@@ -1,6 +1,7 @@
 """Building blocks shared by several contracts: bounded text, organisation codes, lawful basis."""
 
 import re
+from datetime import UTC, datetime
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -30,6 +31,24 @@ class Pattern(validate.Regexp):
 
 # Text must say something: a name or a reason of spaces only is as good as none.
 NOT_BLANK = validate.Regexp(r"^\s*\S", error="Must not be blank.")
+
+
+OUT_OF_UTC_RANGE = "Out of range: it has no time in UTC."
+
+
+def has_utc_time(moment: datetime) -> bool:
+    """False for a moment at the very ends of the calendar whose UTC time does not exist (year
+    1 ahead of UTC, year 9999 behind it): it could not be stored."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
+def in_utc_range(moment: datetime) -> None:
+    if not has_utc_time(moment):
+        raise ValidationError(OUT_OF_UTC_RANGE)
 
 
 def short_text(**kwargs) -> fields.String:

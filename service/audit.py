@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.api.audit import BASIS_KINDS
+from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
 from service.domain.audit_chain import Anchor, Verification, timestamp, verify_chain
 from service.domain.child_keys import ChildKeys, identifier_from
 from service.signing import KeyRing, VerificationError, verify
@@ -158,11 +159,13 @@ def _moment(params: Mapping[str, str | None], name: str) -> datetime | None:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"{name} is an ISO 8601 date or time.") from exc
-    if moment.tzinfo is not None:
-        return moment
-    if "T" in text or " " in text:
-        raise ValueError(f"{name} needs a time zone, e.g. 2026-11-24T09:00:00Z.")
-    return moment.replace(tzinfo=UTC)  # a date: from midnight UTC
+    if moment.tzinfo is None:
+        if "T" in text or " " in text:
+            raise ValueError(f"{name} needs a time zone, e.g. 2026-11-24T09:00:00Z.")
+        moment = moment.replace(tzinfo=UTC)  # a date: from midnight UTC
+    if not has_utc_time(moment):
+        raise ValueError(f"{name}: {OUT_OF_UTC_RANGE}")
+    return moment
 
 
 def _number(params: Mapping[str, object], name: str, default: int, *, minimum: int) -> int:

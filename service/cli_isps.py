@@ -137,11 +137,19 @@ def isp_suspend(isp_id: str, reason: str) -> None:
 @isp.command("confirm")
 @click.argument("isp_id")
 @click.argument("version", type=click.IntRange(min=1))
-def isp_confirm(isp_id: str, version: int) -> None:
-    """Confirm every signature on VERSION of ISP_ID, as a global admin, once its parties have
-    told you they signed; until then a signature recorded by another party's admin binds no one."""
+@click.option(
+    "--party",
+    "parties",
+    multiple=True,
+    help="Confirm this party's signature only (repeatable) [default: every signature].",
+)
+def isp_confirm(isp_id: str, version: int, parties: tuple[str, ...]) -> None:
+    """Confirm signatures on VERSION of ISP_ID, as a global admin, once the parties have told
+    you they signed; until then a signature recorded by another party's admin binds no one."""
     _write(
-        lambda s: isps.confirm(s.store, isp_id, version, by=OPERATOR, now=s.clock()),
+        lambda s: isps.confirm(
+            s.store, isp_id, version, by=OPERATOR, now=s.clock(), parties=parties or None
+        ),
         "Confirmed the signatures on",
     )
 

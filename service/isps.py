@@ -19,7 +19,7 @@ while a draft or a later-starting amendment is the newest version.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from pathlib import PurePath
 from typing import Any
@@ -31,15 +31,17 @@ from contracts.isp import IspSchema
 from service.access import Principal, Role
 from service.domain.isotime import iso
 from service.domain.isp_register import (
+    BINDS_NO_ONE,
     FINDING_REASONS,
     VersionOutOfOrder,
     applicability,
+    confirmable,
     new_versions,
     suspension,
     writers,
 )
 from service.domain.storable import unstorable
-from service.store.isps import IspChange, RecordedIsp, confirmable
+from service.store.isps import IspChange, RecordedIsp, confirmed_on_recording
 from service.store.store import Store
 
 PARSERS = {"json": json.loads, "yaml": yaml.safe_load}
@@ -70,7 +72,7 @@ class IspConflict(Exception):
 
 class UnknownIsp(LookupError):
     def __init__(self, isp_id: str, version: int | None = None) -> None:
-        which = f"version {version} of ISP {isp_id!r}" if version else f"ISP {isp_id!r}"
+        which = f"ISP {isp_id!r}" if version is None else f"version {version} of ISP {isp_id!r}"
         super().__init__(f"No {which} in the register.")
 
 
@@ -131,24 +133,41 @@ def suspend(
 
 
 def confirm(
-    store: Store, isp_id: str, version: int, *, by: Principal, now: datetime
+    store: Store,
+    isp_id: str,
+    version: int,
+    *,
+    by: Principal,
+    now: datetime,
+    parties: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """Confirm, as an admin of a party signed for on one version, that party's signature.
-
-    A global admin confirms every signature on it. Confirming again changes nothing.
-    """
+    """Confirm, as an admin of a party signed for on one version, that party's signature; a
+    global admin confirms every signature on it, or only ``parties``. Confirming again changes
+    nothing."""
     recorded = {r.document["version"]: r for r in store.isps.versions(isp_id)}
     if not recorded:
         raise UnknownIsp(isp_id)
     if version not in recorded:
         raise UnknownIsp(isp_id, version)
-    parties = confirmable(recorded[version].document, by) if by.role is Role.ADMIN else set()
-    if not parties:
+    document = recorded[version].document
+    mine = confirmable(document, by.acts_for) if by.role is Role.ADMIN else frozenset()
+    if not mine:
         raise NotAParty(
             f"A {by.role.value} of {by.authority} may not confirm ISP {isp_id} v{version}: "
             "only an admin of a party it records a signature for may."
         )
-    confirmed = store.isps.confirm(isp_id, version, parties, now=now, by=by)
+    if document["status"] in BINDS_NO_ONE:
+        raise IspConflict(
+            f"ISP {isp_id} v{version} is {document['status']}: it binds no one, so there is no "
+            "signature on it to confirm."
+        )
+    chosen = mine if parties is None else frozenset(parties)
+    if not chosen <= mine:
+        raise IspConflict(
+            f"ISP {isp_id} v{version} records no signature for "
+            f"{', '.join(sorted(chosen - mine))} that you may confirm."
+        )
+    confirmed = store.isps.confirm(isp_id, version, chosen, now=now, by=by)
     if confirmed is None:
         raise UnknownIsp(isp_id, version)
     return summary(confirmed)
@@ -215,9 +234,9 @@ def _record(
 
     Errors name a document by its position in a file (``by_position``), else the one document.
     """
-    why = unstorable(list(isps))
+    why = unstorable([list(isps), note])
     if why:
-        raise InvalidIsp(f"Not an ISP we can store: {why}", {"_schema": [why]})
+        raise InvalidIsp(f"Not storable: {why}", {"_schema": [why]})
     latest = store.isps.latest({isp["id"] for isp in isps})
     try:
         planned = new_versions({i: r.document for i, r in latest.items()}, isps)
@@ -263,7 +282,17 @@ def history(store: Store, isp_id: str) -> dict[str, Any]:
     return {
         "isp_id": isp_id,
         "current": summary(versions[-1]),
-        "versions": [{**summary(v), "document": v.document} for v in versions],
+        "versions": [
+            {
+                **summary(v),
+                "confirmations": [
+                    {"party": c.party, "confirmed_at": iso(c.confirmed_at), "by": c.by}
+                    for c in v.confirmations
+                ],
+                "document": v.document,
+            }
+            for v in versions
+        ],
     }
 
 
@@ -330,7 +359,7 @@ def summary(recorded: RecordedIsp) -> dict[str, Any]:
 
 def _summary_of_new(document: dict[str, Any], by: Principal, now: datetime) -> dict[str, Any]:
     """The summary of a version ``by`` has just recorded, with the signatures it confirmed."""
-    return summary(RecordedIsp(document, now, confirmable(document, by)))
+    return summary(RecordedIsp(document, now, confirmed_on_recording(document, by, now)))
 
 
 def _current(store: Store, isp_id: str) -> RecordedIsp:

@@ -31,7 +31,21 @@ class IspSummarySchema(Schema):
     recorded_at = fields.String(required=True, metadata=TIMESTAMP)
 
 
+class ConfirmationSchema(Schema):
+    party = fields.String(required=True)
+    confirmed_at = fields.String(required=True, metadata=TIMESTAMP)
+    by = fields.Dict(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Who confirmed (name, role, authority, token id); null for a "
+            "signature recorded before confirmations existed, taken as confirmed on upgrading."
+        },
+    )
+
+
 class IspVersionSchema(IspSummarySchema):
+    confirmations = fields.List(fields.Nested(ConfirmationSchema), required=True)
     document = fields.Dict(
         required=True,
         metadata={"description": "The version as recorded (contracts/published/isp.schema.json)."},

@@ -6,6 +6,7 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
+from contracts.common import in_utc_range
 from contracts.vocabulary import TransferState
 
 TIMESTAMP = {"format": "date-time"}
@@ -82,10 +83,14 @@ class TransferListQuerySchema(Schema):
         metadata={"description": "Only transfers from or to this authority (a GSS code)."}
     )
     since = fields.AwareDateTime(
-        default_timezone=UTC, metadata={"description": "Received at or after (UTC if no zone)."}
+        default_timezone=UTC,
+        validate=in_utc_range,
+        metadata={"description": "Received at or after (UTC if no zone)."},
     )
     until = fields.AwareDateTime(
-        default_timezone=UTC, metadata={"description": "Received before (UTC if no zone)."}
+        default_timezone=UTC,
+        validate=in_utc_range,
+        metadata={"description": "Received before (UTC if no zone)."},
     )
     after = fields.String(
         metadata={"description": "The next_after of the previous page: the page after it."}

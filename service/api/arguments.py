@@ -34,7 +34,7 @@ class StorableArgumentsParser(FlaskParser):
         if location == "json":
             why = unstorable(location_data)
             if why:
-                raise ValidationError(f"Not a body we can store: {why}")
+                raise ValidationError(f"Not storable: {why}")
         return location_data
 
 

@@ -147,7 +147,7 @@ def amend_isp(document, isp_id: str):
         return isps.amend(services.store, isp_id, document, by=principal(), now=services.clock())
 
 
-@blp.route("/isps/<isp_id>/versions/<int:version>/confirm", methods=["POST"])
+@blp.route("/isps/<isp_id>/versions/<int(min=1):version>/confirm", methods=["POST"])
 @allow(Role.ADMIN)
 @blp.response(HTTPStatus.OK, IspSummarySchema)
 def confirm_isp(isp_id: str, version: int):

@@ -9,16 +9,24 @@ before writing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from contracts.reference import expand_parties
 from service.domain.basis import decide_basis
-from service.domain.model import BasisDecision, IspFinding, IspTerms, TransferRequest
+from service.domain.model import (
+    BasisDecision,
+    IspFinding,
+    IspTerms,
+    TransferRequest,
+    signatory_parties,
+)
 
 SUSPENDED = "suspended"
+# The statuses of a version that binds no one, whoever has signed it.
+BINDS_NO_ONE = frozenset({SUSPENDED, "retired"})
 
 # What each finding means to someone asking whether an ISP applies; one line each.
 FINDING_REASONS: dict[IspFinding, str] = {
@@ -87,6 +95,13 @@ def writers(version: NewVersion) -> frozenset[str]:
     amend itself in. A new ISP has nothing to follow, so its own parties may create it.
     """
     return expand_parties((version.previous or version.document)["parties"])
+
+
+def confirmable(document: dict[str, Any], acts_for: Callable[[str], bool]) -> frozenset[str]:
+    """The parties signed for on ``document`` whose signatures a caller may confirm: those it
+    ``acts_for`` (its own authority; every one, for a global admin). One party's admin cannot
+    bind another by writing that party's signatory into a version."""
+    return frozenset(party for party in signatory_parties(document) if acts_for(party))
 
 
 def suspension(current: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ which parties' admins stand behind their signatures on each (``isp_confirmations
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.access import Principal
-from service.domain.isp_register import VersionOutOfOrder, new_versions
+from service.domain.isp_register import BINDS_NO_ONE, VersionOutOfOrder, confirmable, new_versions
 from service.domain.model import IspTerms, isp_terms, signatory_parties
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
@@ -30,20 +30,44 @@ class IspChange:
 
 
 @dataclass(frozen=True)
+class Confirmation:
+    """A party's own admin (or a global admin) standing behind its signature on a version."""
+
+    party: str
+    confirmed_at: datetime
+    # Who confirmed (``Principal.describe()``); None for a signature recorded before
+    # confirmations existed, taken as confirmed on upgrading (migration 0005).
+    by: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class RecordedIsp:
     document: dict[str, Any]
     recorded_at: datetime
-    confirmed: frozenset[str]  # the parties whose signatures their own admins stand behind
+    confirmations: tuple[Confirmation, ...]
+
+    @property
+    def confirmed(self) -> frozenset[str]:
+        """The parties whose signatures their own admins stand behind."""
+        return frozenset(c.party for c in self.confirmations)
 
     @property
     def unconfirmed(self) -> frozenset[str]:
-        """The parties signed for whose admins have yet to confirm it."""
+        """The parties signed for whose admins have yet to confirm it; none on a version that
+        binds no one anyway (suspended, retired)."""
+        if self.document["status"] in BINDS_NO_ONE:
+            return frozenset()
         return signatory_parties(self.document) - self.confirmed
 
 
-def confirmable(document: dict[str, Any], by: Principal) -> frozenset[str]:
-    """The parties signed for on ``document`` whose signatures ``by`` may confirm."""
-    return frozenset(party for party in signatory_parties(document) if by.acts_for(party))
+def confirmed_on_recording(
+    document: dict[str, Any], by: Principal, now: datetime
+) -> tuple[Confirmation, ...]:
+    """The confirmations ``by`` makes by recording ``document``: its own parties' signatures."""
+    return tuple(
+        Confirmation(party, now, by.describe())
+        for party in sorted(confirmable(document, by.acts_for))
+    )
 
 
 class Isps:
@@ -61,8 +85,8 @@ class Isps:
         documents = [change.document for change in changes]
         try:
             with self._transaction() as session:
-                newest = _latest(session, {document["id"] for document in documents})
-                new_versions({i: r.document for i, r in newest.items()}, documents)
+                newest = _newest_rows(session, {document["id"] for document in documents})
+                new_versions({row.isp_id: row.document for row in newest}, documents)
                 session.add_all(
                     t.Isp(
                         isp_id=document["id"],
@@ -75,14 +99,9 @@ class Isps:
                 )
                 session.flush()
                 session.add_all(
-                    t.IspConfirmation(
-                        isp_id=document["id"],
-                        version=document["version"],
-                        party=party,
-                        confirmed_at=now,
-                    )
+                    _row(document["id"], document["version"], confirmation)
                     for document in documents
-                    for party in confirmable(document, by)
+                    for confirmation in confirmed_on_recording(document, by, now)
                 )
                 for change in changes:
                     detail = {
@@ -116,21 +135,22 @@ class Isps:
             )
             if row is None:
                 return None
-            confirmed = _confirmed(session, [(isp_id, version)])[isp_id, version]
-            new = sorted(set(parties) - confirmed)
+            [recorded] = _recorded(session, [row])
+            new = [
+                Confirmation(party, now, by.describe())
+                for party in sorted(set(parties) - recorded.confirmed)
+            ]
             if new:
-                session.add_all(
-                    t.IspConfirmation(isp_id=isp_id, version=version, party=p, confirmed_at=now)
-                    for p in new
-                )
-                detail = {"isp_id": isp_id, "version": version, "parties": new}
+                session.add_all(_row(isp_id, version, confirmation) for confirmation in new)
+                detail = {"isp_id": isp_id, "version": version, "parties": [c.party for c in new]}
                 self._append_audit(session, None, "isp_confirmed", {**detail, "by": by.describe()})
-            return RecordedIsp(row.document, row.recorded_at, confirmed | frozenset(new))
+            return RecordedIsp(row.document, row.recorded_at, recorded.confirmations + tuple(new))
 
     def latest(self, isp_ids: Collection[str] | None = None) -> dict[str, RecordedIsp]:
         """The newest version of each ISP (of ``isp_ids`` only, if given), by id."""
         with self._transaction() as session:
-            return _latest(session, isp_ids)
+            rows = _newest_rows(session, isp_ids)
+            return {recorded.document["id"]: recorded for recorded in _recorded(session, rows)}
 
     def versions(self, isp_id: str) -> list[RecordedIsp]:
         """Every version of one ISP, oldest first; empty if there is no such ISP."""
@@ -150,43 +170,52 @@ class Isps:
 def all_terms(session: Session) -> list[IspTerms]:
     """Every version of every ISP's terms, read in the caller's transaction."""
     rows = session.scalars(sa.select(t.Isp).order_by(t.Isp.isp_id, t.Isp.version)).all()
-    confirmed = _confirmed(session)
-    return [isp_terms(row.document, confirmed=confirmed[row.isp_id, row.version]) for row in rows]
-
-
-def _confirmed(
-    session: Session, versions: Iterable[tuple[str, int]] | None = None
-) -> defaultdict[tuple[str, int], frozenset[str]]:
-    """The confirmed parties of each (isp id, version): of ``versions`` only, if given."""
-    query = sa.select(t.IspConfirmation.isp_id, t.IspConfirmation.version, t.IspConfirmation.party)
-    if versions is not None:
-        query = query.where(
-            sa.tuple_(t.IspConfirmation.isp_id, t.IspConfirmation.version).in_(list(versions))
-        )
-    parties: defaultdict[tuple[str, int], set[str]] = defaultdict(set)
-    for isp_id, version, party in session.execute(query):
-        parties[isp_id, version].add(party)
-    return defaultdict(frozenset, {key: frozenset(value) for key, value in parties.items()})
-
-
-def _recorded(session: Session, rows: Sequence[t.Isp]) -> list[RecordedIsp]:
-    confirmed = _confirmed(session, [(row.isp_id, row.version) for row in rows])
     return [
-        RecordedIsp(row.document, row.recorded_at, confirmed[row.isp_id, row.version])
+        isp_terms(recorded.document, confirmed=recorded.confirmed)
+        for recorded in _recorded(session, rows, every_version=True)
+    ]
+
+
+def _row(isp_id: str, version: int, confirmation: Confirmation) -> t.IspConfirmation:
+    return t.IspConfirmation(
+        isp_id=isp_id,
+        version=version,
+        party=confirmation.party,
+        confirmed_at=confirmation.confirmed_at,
+        confirmed_by=confirmation.by,
+    )
+
+
+def _recorded(
+    session: Session, rows: Sequence[t.Isp], *, every_version: bool = False
+) -> list[RecordedIsp]:
+    """``rows`` with their confirmations; ``every_version`` when ``rows`` are the whole table,
+    which is then read without naming each version."""
+    query = sa.select(t.IspConfirmation).order_by(t.IspConfirmation.party)
+    if not every_version:
+        keys = [(row.isp_id, row.version) for row in rows]
+        query = query.where(
+            sa.tuple_(t.IspConfirmation.isp_id, t.IspConfirmation.version).in_(keys)
+        )
+    found: defaultdict[tuple[str, int], list[Confirmation]] = defaultdict(list)
+    for c in session.scalars(query):
+        found[c.isp_id, c.version].append(Confirmation(c.party, c.confirmed_at, c.confirmed_by))
+    return [
+        RecordedIsp(row.document, row.recorded_at, tuple(found[row.isp_id, row.version]))
         for row in rows
     ]
 
 
-def _latest(session: Session, isp_ids: Collection[str] | None) -> dict[str, RecordedIsp]:
+def _newest_rows(session: Session, isp_ids: Collection[str] | None) -> list[t.Isp]:
+    """The newest version of each ISP (of ``isp_ids`` only, if given), ordered by id."""
     newest = sa.select(t.Isp.isp_id, sa.func.max(t.Isp.version).label("version")).group_by(
         t.Isp.isp_id
     )
     if isp_ids is not None:
         newest = newest.where(t.Isp.isp_id.in_(isp_ids))
     newest = newest.subquery()
-    rows = session.scalars(
+    return session.scalars(
         sa.select(t.Isp)
         .join(newest, sa.and_(t.Isp.isp_id == newest.c.isp_id, t.Isp.version == newest.c.version))
         .order_by(t.Isp.isp_id)
     ).all()
-    return {recorded.document["id"]: recorded for recorded in _recorded(session, rows)}

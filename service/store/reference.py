@@ -5,11 +5,11 @@ ISPs (which one applies) and the broker publishers (may this account send for th
 They change a few times a year but were read in a transaction of their own for every batch,
 the largest fixed cost of storing one. They are now read once and kept, with the reference
 version they were read at: a counter that database triggers move on with every change to those
-tables (migration 0003), by any process or by hand. The transaction that stores a batch checks
-the counter (``check``); if it moved, the batch is not stored, the copy is dropped, and the
-caller decides the batch again on a fresh one. So a change is in force for every batch whose
-storing transaction starts after it has committed, as when the tables were read for every
-batch (then, just before deciding it).
+tables (migration 0003; 0005 for the ISP confirmations), by any process or by hand. The
+transaction that stores a batch checks the counter (``check``); if it moved, the batch is not
+stored, the copy is dropped, and the caller decides the batch again on a fresh one. So a change
+is in force for every batch whose storing transaction starts after it has committed, as when
+the tables were read for every batch (then, just before deciding it).
 """
 
 from __future__ import annotations

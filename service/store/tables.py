@@ -82,6 +82,9 @@ class IspConfirmation(Base):
     version: Mapped[int] = mapped_column(primary_key=True)
     party: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
     confirmed_at: Mapped[datetime]
+    # Who confirmed (``Principal.describe()``); NULL for a signature taken as confirmed on
+    # upgrading to migration 0005, recorded before confirmations existed.
+    confirmed_by: Mapped[dict[str, Any] | None]
 
 
 class Transfer(Base):
@@ -175,8 +178,9 @@ class AuditChainHead(Base):
 
 
 class ReferenceVersion(Base):
-    """One row whose version moves on with every change to the authorities, ISPs and broker
-    publishers (database triggers, migration 0003), so that intake may keep them in memory."""
+    """One row whose version moves on with every change to the authorities, ISPs, their
+    confirmations and the broker publishers (database triggers, migrations 0003 and 0005), so
+    that intake may keep them in memory."""
 
     __tablename__ = "reference_version"
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)

@@ -78,7 +78,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/v1/isps/<isp_id>/versions"): Sample(
         "/api/v1/isps/newham-tower-hamlets/versions", NEWHAM, json=bilateral(version=2)
     ),
-    ("POST", "/api/v1/isps/<isp_id>/versions/<int:version>/confirm"): Sample(
+    ("POST", "/api/v1/isps/<isp_id>/versions/<int(min=1):version>/confirm"): Sample(
         "/api/v1/isps/newham-tower-hamlets/versions/1/confirm", TOWER_HAMLETS
     ),
     ("POST", "/api/v1/isps/<isp_id>/suspend"): Sample(

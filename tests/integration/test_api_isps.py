@@ -125,6 +125,40 @@ def test_a_signature_binds_its_party_once_that_partys_own_admin_confirms_it(
     assert (v1["unconfirmed"], v2["unconfirmed"]) == ([], [TOWER_HAMLETS])
 
 
+def test_a_party_that_has_not_signed_has_nothing_to_confirm(services, client, newham_admin):
+    camden_unsigned = bilateral(parties=[NEWHAM, TOWER_HAMLETS, CAMDEN])
+    client.post("/api/v1/isps", json=camden_unsigned, headers=newham_admin)
+    refused = client.post(f"{ISP}/versions/1/confirm", headers=bearer(services, "admin", CAMDEN))
+    assert refused.status_code == 403
+    assert "only an admin of a party it records a signature for" in refused.get_json()["detail"]
+    assert client.post(f"{ISP}/versions/0/confirm", headers=newham_admin).status_code == 404
+
+
+def test_an_import_confirms_only_the_importers_own_signatures(services, client, newham_admin):
+    documents = [bilateral(), bilateral(version=2, title="Amended")]
+    imported = client.post(
+        "/api/v1/isps/import",
+        data=json.dumps(documents),
+        content_type="application/json",
+        headers=newham_admin,
+    )
+    assert [i["unconfirmed"] for i in imported.get_json()] == [[TOWER_HAMLETS], [TOWER_HAMLETS]]
+    versions = client.get(ISP, headers=newham_admin).get_json()["versions"]
+    assert [[c["party"] for c in v["confirmations"]] for v in versions] == [[NEWHAM], [NEWHAM]]
+    assert versions[0]["confirmations"][0]["by"]["authority"] == NEWHAM
+
+
+def test_a_suspended_version_binds_no_one_so_has_nothing_to_confirm(
+    services, client, newham_admin, tower_hamlets_admin
+):
+    client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    suspended = client.post(f"{ISP}/suspend", json={"reason": "Breach."}, headers=newham_admin)
+    assert suspended.get_json()["unconfirmed"] == []
+    refused = client.post(f"{ISP}/versions/2/confirm", headers=tower_hamlets_admin)
+    assert refused.status_code == 409
+    assert "binds no one" in refused.get_json()["detail"]
+
+
 def test_an_isp_a_global_admin_records_binds_every_party_signed_for(services, client):
     created = client.post("/api/v1/isps", json=bilateral(), headers=bearer(services, "admin"))
     assert created.get_json()["unconfirmed"] == []

@@ -61,7 +61,10 @@ def test_the_operator_confirms_the_signatures_a_partys_admin_recorded(services, 
     assert table[0].split()[-2:] == ["UNCONFIRMED", "RECORDED_AT"]
     assert table[1].split()[-2] == TOWER_HAMLETS, "the register shows who has yet to confirm"
 
-    confirmed = run("isp", "confirm", "newham-tower-hamlets", "1")
+    stranger = run("isp", "confirm", "newham-tower-hamlets", "1", "--party", "E09000007")
+    assert stranger.exit_code == 1
+    assert "records no signature for E09000007 that you may confirm" in stranger.output
+    confirmed = run("isp", "confirm", "newham-tower-hamlets", "1", "--party", TOWER_HAMLETS)
     assert confirmed.output == "Confirmed the signatures on ISP newham-tower-hamlets v1 (active).\n"
     [audit] = [d for _, a, d in services.store.audit_actions() if a == "isp_confirmed"]
     assert audit["parties"] == [TOWER_HAMLETS] and audit["by"]["name"] == "command line"

@@ -136,8 +136,24 @@ def test_upgrading_takes_the_signatures_of_isps_recorded_before_confirmations_as
             assert terms.confirmed == {NEWHAM, TOWER_HAMLETS}
             [recorded] = store.isps.versions("newham-tower-hamlets")
             assert recorded.unconfirmed == frozenset()
+            assert {c.by for c in recorded.confirmations} == {None}, "no one is named"
         finally:
             store.close()
+
+
+def test_the_confirmations_migration_goes_down_and_up_again(tmp_path):
+    with fresh_database(tmp_path) as url:
+        engine = sa.create_engine(url)
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        for target in ("head", "0004", "head"):
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                (command.upgrade if target == "head" else command.downgrade)(config, target)
+            assert ("isp_confirmations" in sa.inspect(engine).get_table_names()) == (
+                target == "head"
+            )
+        engine.dispose()
 
 
 def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_database):

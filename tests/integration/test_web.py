@@ -1,5 +1,6 @@
 """The HTTP API as a case system without AMQP uses it."""
 
+import io
 import json
 
 import pytest
@@ -242,9 +243,36 @@ def test_a_json_body_the_store_could_not_hold_is_a_422_naming_why(
         path, data=body, content_type="application/json", headers=bearer(services, "admin")
     )
     assert response.status_code == 422, response.get_data(as_text=True)
-    assert response.get_json()["errors"] == {"_schema": [f"Not a body we can store: {why}"]}
+    assert response.get_json()["errors"] == {"_schema": [f"Not storable: {why}"]}
     assert "RF4" not in services.store.authorities()
     assert services.store.isps.latest()["pan-london-caf"].document == examples.pan_london_isp()
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [
+        ("/api/v1/transfers?authority=E09000012&since=0001-01-01T00:00:00%2B01:00", 422),
+        ("/api/v1/audit?until=9999-12-31T23:30:00-01:00", 400),
+    ],
+    ids=["transfers", "audit"],
+)
+def test_a_moment_with_no_time_in_utc_is_refused_not_a_database_error(
+    services, client, url, status
+):
+    response = client.get(url, headers=bearer(services, "admin"))
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert "Out of range: it has no time in UTC." in response.get_data(as_text=True)
+
+
+def test_an_isp_file_named_with_a_nul_is_refused_not_a_database_error(services, client):
+    response = client.post(
+        "/api/v1/isps/import",
+        data={"file": (io.BytesIO(isps_support.YAML.encode()), "isp\x00.yaml")},
+        headers=bearer(services, "admin"),
+    )
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.get_json()["detail"] == "Not storable: a string holds the NUL character."
+    assert services.store.isps.versions("newham-tower-hamlets") == []
 
 
 def test_an_isp_file_holding_a_nul_is_refused_whole(services, client):
@@ -258,7 +286,5 @@ def test_an_isp_file_holding_a_nul_is_refused_whole(services, client):
         headers=bearer(services, "admin"),
     )
     assert response.status_code == 422, response.get_data(as_text=True)
-    assert response.get_json()["detail"] == (
-        "Not an ISP we can store: a string holds the NUL character."
-    )
+    assert response.get_json()["detail"] == ("Not storable: a string holds the NUL character.")
     assert "newham-tower-hamlets" not in services.store.isps.latest()

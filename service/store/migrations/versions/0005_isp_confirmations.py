@@ -5,7 +5,12 @@ the relay took the signature as given. Now a signature counts for a party when i
 or later confirmed, by an admin who may act for that party (its own admin, or a global admin).
 The ISPs already recorded were in force under the old rule, and the register does not say who
 wrote their signatures down; their signatures are taken as confirmed when they were recorded,
-so that upgrading changes no transfer's basis. Review them with ``caf-relay isp show``.
+so that upgrading changes no transfer's basis, with no one named as having confirmed them
+(``confirmed_by`` NULL, shown as ``"by": null`` by ``caf-relay isp show ID --json`` and
+``GET /api/v1/isps/ID``): the ones to review with the parties they name.
+
+Downgrading drops the confirmations; upgrading again takes every signature as confirmed, those
+still awaiting their party's admin included.
 
 Revision ID: 0005
 Revises: 0004
@@ -14,6 +19,7 @@ Create Date: 2026-12-04 19:00:00
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from contracts.reference import expand_parties
 
@@ -32,6 +38,11 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("party", sa.String(length=16), nullable=False),
         sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "confirmed_by",
+            sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),
+            nullable=True,
+        ),
         sa.ForeignKeyConstraint(
             ["isp_id", "version"],
             ["isps.isp_id", "isps.version"],
@@ -63,7 +74,13 @@ def upgrade() -> None:
         sa.select(isps.c.isp_id, isps.c.version, isps.c.document, isps.c.recorded_at)
     )
     existing = [
-        {"isp_id": isp_id, "version": version, "party": party, "confirmed_at": recorded_at}
+        {
+            "isp_id": isp_id,
+            "version": version,
+            "party": party,
+            "confirmed_at": recorded_at,
+            "confirmed_by": None,
+        }
         for isp_id, version, document, recorded_at in rows
         for party in expand_parties([s["party"] for s in document["signatories"]])
     ]
