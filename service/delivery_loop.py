@@ -169,22 +169,34 @@ class DeliveryLoop:
 
     def _claim(self) -> tuple[list[list[Claimed]], bool, bool]:
         """Groups claimed for the threads still free, if a claim may find any; whether it took
-        all it asked for, so that more may be waiting; and whether it looked."""
+        all it asked for, so that more may be waiting; and whether it looked.
+
+        The claim's query runs outside the lock, which intake's ``take`` needs: with a backlog
+        it can take tens of milliseconds. A wake-up meanwhile asks for the next claim.
+        """
         with self._lock:
             free = self._threads - sum(self._in_flight.values())
             if free <= 0 or not self._claim_wanted:
                 return [], False, False
-            limit = free * GROUP
+            self._claim_wanted = False
+            in_flight = {code: n * GROUP for code, n in self._in_flight.items() if n}
+        limit = free * GROUP
+        try:
             claimed = self._store.outbox.claim(
                 worker=self._worker,
                 now=self._clock(),
                 lease=self._deliverer.lease,
                 limit=limit,
                 per_recipient=self._per_recipient * GROUP,
-                in_flight={code: n * GROUP for code, n in self._in_flight.items() if n},
+                in_flight=in_flight,
             )
-            more = len(claimed) == limit
-            self._claim_wanted = more
+        except BaseException:
+            with self._lock:
+                self._claim_wanted = True
+            raise
+        more = len(claimed) == limit
+        with self._lock:
+            self._claim_wanted = self._claim_wanted or more
             return self._grouped(claimed, kept=self._held), more, True
 
     def _grouped(self, items: Sequence[Claimed], *, kept: list[Claimed]) -> list[list[Claimed]]:
