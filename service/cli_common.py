@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import click
 import requests
 
+from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
 from service.bootstrap import Services, services_from_env
 
 
@@ -35,7 +36,10 @@ class Moment(click.ParamType):
             moment = datetime.fromisoformat(value)
         except ValueError:
             self.fail(f"{value!r} is not an ISO 8601 date or time, e.g. 2026-11-24T09:00:00Z.")
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        if not has_utc_time(moment):
+            self.fail(f"{value!r}: {OUT_OF_UTC_RANGE}")
+        return moment
 
 
 def require_known_authority(services: Services, code: str | None) -> None:

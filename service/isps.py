@@ -28,6 +28,7 @@ import yaml
 from marshmallow import ValidationError
 
 from contracts.isp import IspSchema
+from contracts.reference import expand_parties
 from service.access import Principal, Role
 from service.domain.isotime import iso
 from service.domain.isp_register import (
@@ -122,7 +123,7 @@ def suspend(
 ) -> dict[str, Any]:
     """Suspend an ISP by recording a suspended version of it (see the module's note)."""
     current = _current(store, isp_id).document
-    if current["status"] in ("suspended", "retired"):
+    if current["status"] in BINDS_NO_ONE:
         raise IspConflict(
             f"ISP {isp_id} v{current['version']} is {current['status']}; "
             "only an ISP in force or still to come can be suspended."
@@ -161,7 +162,7 @@ def confirm(
             f"ISP {isp_id} v{version} is {document['status']}: it binds no one, so there is no "
             "signature on it to confirm."
         )
-    chosen = mine if parties is None else frozenset(parties)
+    chosen = mine if parties is None else expand_parties(list(parties))
     if not chosen <= mine:
         raise IspConflict(
             f"ISP {isp_id} v{version} records no signature for "
@@ -234,9 +235,9 @@ def _record(
 
     Errors name a document by its position in a file (``by_position``), else the one document.
     """
-    why = unstorable([list(isps), note])
-    if why:
-        raise InvalidIsp(f"Not storable: {why}", {"_schema": [why]})
+    for field, value in {"_schema": list(isps), **note}.items():
+        if why := unstorable(value):
+            raise InvalidIsp(f"Not storable: {why}", {field: [why]})
     latest = store.isps.latest({isp["id"] for isp in isps})
     try:
         planned = new_versions({i: r.document for i, r in latest.items()}, isps)

@@ -144,7 +144,8 @@ class Isps:
                 session.add_all(_row(isp_id, version, confirmation) for confirmation in new)
                 detail = {"isp_id": isp_id, "version": version, "parties": [c.party for c in new]}
                 self._append_audit(session, None, "isp_confirmed", {**detail, "by": by.describe()})
-            return RecordedIsp(row.document, row.recorded_at, recorded.confirmations + tuple(new))
+            confirmations = sorted(recorded.confirmations + tuple(new), key=lambda c: c.party)
+            return RecordedIsp(row.document, row.recorded_at, tuple(confirmations))
 
     def latest(self, isp_ids: Collection[str] | None = None) -> dict[str, RecordedIsp]:
         """The newest version of each ISP (of ``isp_ids`` only, if given), by id."""

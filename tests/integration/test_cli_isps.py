@@ -75,6 +75,15 @@ def test_the_operator_confirms_the_signatures_a_partys_admin_recorded(services, 
     assert missing.exit_code == 1
     assert "No version 2 of ISP 'newham-tower-hamlets' in the register." in missing.output
 
+    run("isp", "amend", "newham-tower-hamlets", "-", stdin=json.dumps(bilateral(version=2)))
+    services.store.isps.record(
+        [IspChange(bilateral(version=3), "isp_amended")], now=fixed_clock(), by=newham_admin
+    )
+    everyone = run("isp", "confirm", "newham-tower-hamlets", "3")
+    assert everyone.exit_code == 0, everyone.output
+    shown = json.loads(run("isp", "show", "newham-tower-hamlets", "--json").output)
+    assert shown["current"]["unconfirmed"] == [], "without --party: every signature"
+
 
 def test_import_and_the_applicability_query(run, files):
     imported = run("isp", "import", str(files / "register.json"), "--json")

@@ -70,6 +70,8 @@ def test_list_takes_times_with_or_without_their_zone(run):
         assert [t["event_id"] for t in json.loads(listed.output)] == ["hk-1", PARKED], given
     wrong = run("transfer", "list", "--since", "last tuesday")
     assert wrong.exit_code == 2 and "not an ISO 8601 date or time" in wrong.output
+    too_early = run("transfer", "list", "--since", "0001-01-01T00:00:00+01:00")
+    assert too_early.exit_code == 2 and "Out of range: it has no time in UTC." in too_early.output
 
 
 def test_show_prints_the_state_reason_and_timeline(run):

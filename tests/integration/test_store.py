@@ -10,8 +10,10 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 
+from service.access import Principal, Role
 from service.secrets import SecretBox
 from service.senders import EMBEDDED
+from service.store.isps import IspChange
 from service.store.store import MIGRATIONS, NewTransfer, Store, StoreUnavailable
 from service.store.tables import Base, Isp
 from tests.conftest import fixed_clock, fresh_database
@@ -142,18 +144,30 @@ def test_upgrading_takes_the_signatures_of_isps_recorded_before_confirmations_as
 
 
 def test_the_confirmations_migration_goes_down_and_up_again(tmp_path):
+    """Down and up again, a signature still awaiting its party is taken as confirmed, as the
+    migration says."""
     with fresh_database(tmp_path) as url:
+        store = Store(url, SecretBox([Fernet.generate_key().decode()]))
+        store.initialise()
+        newham_admin = Principal("Newham admin", Role.ADMIN, NEWHAM)
+        store.isps.record(
+            [IspChange(bilateral(), "isp_created")], now=fixed_clock(), by=newham_admin
+        )
+        assert store.isps.versions("newham-tower-hamlets")[0].unconfirmed == {TOWER_HAMLETS}
+        store.close()
         engine = sa.create_engine(url)
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        for target in ("head", "0004", "head"):
+        for migrate, target in ((command.downgrade, "0004"), (command.upgrade, "head")):
             with engine.begin() as connection:
                 config.attributes["connection"] = connection
-                (command.upgrade if target == "head" else command.downgrade)(config, target)
-            assert ("isp_confirmations" in sa.inspect(engine).get_table_names()) == (
-                target == "head"
+                migrate(config, target)
+        with engine.connect() as connection:
+            unnamed = connection.scalar(
+                sa.text("SELECT count(*) FROM isp_confirmations WHERE confirmed_by IS NULL")
             )
         engine.dispose()
+        assert unnamed == 2, "both signatures, with no one named as confirming them"
 
 
 def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_database):

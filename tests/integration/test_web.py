@@ -272,6 +272,7 @@ def test_an_isp_file_named_with_a_nul_is_refused_not_a_database_error(services, 
     )
     assert response.status_code == 422, response.get_data(as_text=True)
     assert response.get_json()["detail"] == "Not storable: a string holds the NUL character."
+    assert response.get_json()["errors"] == {"source": ["a string holds the NUL character."]}
     assert services.store.isps.versions("newham-tower-hamlets") == []
 
 

@@ -6,7 +6,7 @@ or later confirmed, by an admin who may act for that party (its own admin, or a 
 The ISPs already recorded were in force under the old rule, and the register does not say who
 wrote their signatures down; their signatures are taken as confirmed when they were recorded,
 so that upgrading changes no transfer's basis, with no one named as having confirmed them
-(``confirmed_by`` NULL, shown as ``"by": null`` by ``caf-relay isp show ID --json`` and
+(``confirmed_by`` SQL NULL, shown as ``"by": null`` by ``caf-relay isp show ID --json`` and
 ``GET /api/v1/isps/ID``): the ones to review with the parties they name.
 
 Downgrading drops the confirmations; upgrading again takes every signature as confirmed, those
@@ -79,7 +79,6 @@ def upgrade() -> None:
             "version": version,
             "party": party,
             "confirmed_at": recorded_at,
-            "confirmed_by": None,
         }
         for isp_id, version, document, recorded_at in rows
         for party in expand_parties([s["party"] for s in document["signatories"]])
