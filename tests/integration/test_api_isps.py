@@ -399,30 +399,27 @@ def test_an_import_naming_an_isp_the_caller_is_not_party_to_is_refused_whole(ser
     assert _audited(services, "access_refused")[-1]["path"] == "/api/v1/isps/import"
 
 
-def test_a_chunked_isp_file_over_the_limit_is_refused_not_imported_in_part(services, client):
-    padded = (YAML + "# a long appendix\n" * 20_000).encode()  # cut anywhere: a valid ISP
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    [
+        # cut anywhere, a valid ISP: the file must be refused, not imported in part
+        ("/api/v1/isps/import", "application/yaml", YAML + "# a long appendix\n" * 20_000),
+        ("/api/v1/isps", "application/json", json.dumps({**bilateral(), "padding": "x" * 300_000})),
+    ],
+    ids=["import", "create"],
+)
+def test_a_chunked_body_over_the_limit_is_refused_as_too_long_not_read_cut_short(
+    services, client, path, content_type, body
+):
     with serving(client.application) as url:
         response = requests.post(
-            f"{url}/api/v1/isps/import",
-            data=chunked(padded),
-            headers={**bearer(services, "admin"), "Content-Type": "application/yaml"},
+            f"{url}{path}",
+            data=chunked(body.encode()),
+            headers={**bearer(services, "admin"), "Content-Type": content_type},
             timeout=30,
         )
     assert response.status_code == 413, response.text
     assert response.json()["detail"] == (
         "The request body is longer than 262144 bytes, the most accepted."
     )
-    assert services.store.isps.latest() == {}
-
-
-def test_a_chunked_json_body_over_the_limit_is_refused_as_too_long_not_parsed_cut(services, client):
-    padded = json.dumps({**bilateral(), "padding": "x" * 300_000}).encode()
-    with serving(client.application) as url:
-        response = requests.post(
-            f"{url}/api/v1/isps",
-            data=chunked(padded),
-            headers={**bearer(services, "admin"), "Content-Type": "application/json"},
-            timeout=30,
-        )
-    assert response.status_code == 413, response.text
     assert services.store.isps.latest() == {}

@@ -174,6 +174,19 @@ def test_a_case_reaches_its_recipient_in_order_while_other_cases_go_ahead(servic
     assert accepted.index(other) < accepted.index(first), "case B waited for case A"
 
 
+def _one_thread_loop(services, worker: str, **options) -> DeliveryLoop:
+    """A loop with one delivery thread, which a recipient that hangs keeps busy."""
+    return DeliveryLoop(
+        services.store,
+        services.deliverer,
+        worker=worker,
+        threads=1,
+        per_recipient=1,
+        clock=services.clock,
+        **options,
+    )
+
+
 def _running(loop: DeliveryLoop) -> threading.Thread:
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
@@ -252,14 +265,7 @@ def test_a_stopping_worker_gives_back_what_it_was_handed_and_had_not_sent(servic
         return 202, {}, b""
 
     receiver.answer = answer
-    loop = DeliveryLoop(
-        services.store,
-        services.deliverer,
-        worker="stopping",
-        threads=1,
-        per_recipient=1,
-        clock=services.clock,
-    )
+    loop = _one_thread_loop(services, "stopping")
     thread = _running(loop)
     for event_id, to in (("to-islington", ISLINGTON), ("to-camden", CAMDEN)):
         (outcome,) = services.relay.receive_many(
@@ -292,15 +298,7 @@ def test_past_its_held_limit_a_loop_gives_hand_overs_back_for_any_worker_to_clai
         return 202, {}, b""
 
     receiver.answer = answer
-    loop = DeliveryLoop(
-        services.store,
-        services.deliverer,
-        worker="swamped",
-        threads=1,
-        per_recipient=1,
-        clock=services.clock,
-        held_limit=2,
-    )
+    loop = _one_thread_loop(services, "swamped", held_limit=2)
     thread = _running(loop)
     try:
         bodies = [examples.encode(examples.routine(f"swamp-{n}", case=f"S-{n}")) for n in range(6)]
