@@ -34,6 +34,7 @@ class NoSecretsSchema(Schema):
 class DirectoryAdapter(Adapter):
     settings_schema = DirectorySettingsSchema
     secrets_schema = NoSecretsSchema
+    operator_settings = frozenset({"path"})
 
     def __init__(self, path: Path) -> None:
         self._path = path

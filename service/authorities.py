@@ -17,6 +17,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from marshmallow import Schema, ValidationError
 
+from adapters import registry
 from adapters.base import OutboundEnvelope, Receipt
 from adapters.registry import AdapterConfigError, build_adapter
 from contracts.api.authorities import BROKER_USER_PATTERN, AuthorityEditSchema, NewAuthoritySchema
@@ -49,6 +50,10 @@ class Conflict(AdministrationError):
 
 class Invalid(AdministrationError):
     pass
+
+
+class NotPermitted(AdministrationError):
+    """The caller's role and authority allow the call, but not what it asks for."""
 
 
 def _load(schema: Schema, document: dict[str, Any]) -> dict[str, Any]:
@@ -174,14 +179,32 @@ def set_adapter(
     *,
     by: Principal,
 ) -> dict[str, Any]:
-    """Replace the authority's adapter, checked against its type's schemas first."""
+    """Replace the authority's adapter, checked against its type's schemas first.
+
+    Settings that name a place on the relay's own disk (``Adapter.operator_settings``, e.g. a
+    directory adapter's ``path``) only a global admin may give.
+    """
     _existing(store, code)
     _storable(settings=settings, secrets=secrets, retry=retry)
+    _may_give(adapter_type, settings, by)
     try:
         store.organisations.set_adapter(code, adapter_type, settings, secrets, retry, by=by)
     except AdapterConfigError as exc:
         raise Invalid(str(exc), exc.errors) from exc
     return adapter(store, code)
+
+
+def _may_give(name: str, settings: dict[str, Any], by: Principal) -> None:
+    try:
+        cls = registry.adapter_type(name)
+    except AdapterConfigError:
+        return  # an unknown or broken type: validating the configuration says so
+    given = sorted(setting for setting in cls.operator_settings if setting in settings)
+    if given and not by.is_global_admin:
+        raise NotPermitted(
+            f"The {name} adapter's {', '.join(given)} names a place on the relay's own disk, "
+            "which only a global admin may set: ask the relay's operator."
+        )
 
 
 def remove_adapter(store: Store, code: str, *, by: Principal) -> None:

@@ -32,6 +32,7 @@ from service.api.guard import (
     allow,
     app_services,
     principal,
+    refuse,
     require_authority,
     require_global_admin,
 )
@@ -82,6 +83,8 @@ def _as_problem() -> Iterator[None]:
     """The service layer's refusals, as problem details with their field-level errors."""
     try:
         yield
+    except admin.NotPermitted as exc:
+        refuse(HTTPStatus.FORBIDDEN, str(exc))
     except admin.AdministrationError as exc:
         abort(STATUS[type(exc)], message=str(exc), errors=exc.errors or None)
 

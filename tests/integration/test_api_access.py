@@ -62,7 +62,13 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ),
     ("GET", "/api/v1/authorities/<code>/adapter"): Sample(ADAPTER, ISLINGTON),
     ("PUT", "/api/v1/authorities/<code>/adapter"): Sample(
-        ADAPTER, ISLINGTON, json={"type": "directory", "settings": {"path": "/tmp/caf-inbox"}}
+        ADAPTER,
+        ISLINGTON,
+        json={
+            "type": "https",
+            "settings": {"url": "https://caf.islington.example/inbox"},
+            "secrets": {"bearer_token": "islington-bearer-token"},
+        },
     ),
     ("DELETE", "/api/v1/authorities/<code>/adapter"): Sample(ADAPTER, ISLINGTON),
     ("POST", "/api/v1/authorities/<code>/adapter/test"): Sample(f"{ADAPTER}/test", ISLINGTON),

@@ -262,6 +262,26 @@ def test_a_transfer_to_an_authority_without_adapter_waits_in_the_outbox(
     assert receiver.requests == []
 
 
+def test_only_a_global_admin_may_have_an_adapter_write_to_the_relays_own_disk(
+    services, client, tokens, tmp_path
+):
+    url = f"/api/v1/authorities/{ISLINGTON}/adapter"
+    config = {"type": "directory", "settings": {"path": str(tmp_path / "islington")}}
+
+    refused = client.put(url, json=config, headers=tokens["islington"])
+    assert refused.status_code == 403
+    assert refused.get_json()["detail"] == (
+        "The directory adapter's path names a place on the relay's own disk, which only a "
+        "global admin may set: ask the relay's operator."
+    )
+    assert _refusals(services)[-1]["path"] == url
+    assert services.store.organisations.adapter(ISLINGTON) is None
+
+    set_by_operator = client.put(url, json=config, headers=tokens["global"])
+    assert set_by_operator.status_code == 200, set_by_operator.get_json()
+    assert client.get(url, headers=tokens["islington"]).get_json()["type"] == "directory"
+
+
 @pytest.mark.parametrize(
     ("config", "errors"),
     [
@@ -281,7 +301,12 @@ def test_a_transfer_to_an_authority_without_adapter_waits_in_the_outbox(
             {"settings": {"url": ["Must not hold credentials; give them as secrets."]}},
         ),
         (
-            {"type": "directory", "settings": {"path": "/in"}, "retry": {"max_attempts": 0}},
+            {
+                "type": "https",
+                "settings": {"url": "https://caf.islington.example/in"},
+                "secrets": {"bearer_token": SECRET},
+                "retry": {"max_attempts": 0},
+            },
             {
                 "retry": {
                     "max_attempts": [
