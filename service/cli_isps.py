@@ -79,7 +79,7 @@ def isp() -> None:
 def isp_list(as_json: bool) -> None:
     """The newest version of every ISP, with its status."""
     with _register() as services:
-        rows = isps.register(services.store)
+        rows = isps.register(services.store, decision_day(services.clock()))
     emit(rows if as_json else _table(rows), as_json, SUMMARY)
 
 
@@ -89,7 +89,7 @@ def isp_list(as_json: bool) -> None:
 def isp_show(isp_id: str, as_json: bool) -> None:
     """ISP_ID with every version ever recorded."""
     with _register() as services:
-        history = isps.history(services.store, isp_id)
+        history = isps.history(services.store, isp_id, decision_day(services.clock()))
     if as_json:
         click.echo(json.dumps(history, indent=2))
         return

@@ -30,6 +30,7 @@ from marshmallow import ValidationError
 from contracts.isp import IspSchema
 from contracts.reference import expand_parties
 from service.access import Principal, Role
+from service.domain.basis import decision_day
 from service.domain.isotime import iso
 from service.domain.isp_register import (
     BINDS_NO_ONE,
@@ -171,7 +172,7 @@ def confirm(
     confirmed = store.isps.confirm(isp_id, version, chosen, now=now, by=by)
     if confirmed is None:
         raise UnknownIsp(isp_id, version)
-    return summary(confirmed)
+    return summary(confirmed, decision_day(now))
 
 
 def import_isps(
@@ -270,22 +271,22 @@ def _action(isp: dict[str, Any]) -> str:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def register(store: Store) -> list[dict[str, Any]]:
+def register(store: Store, today: date) -> list[dict[str, Any]]:
     """The newest version of every ISP, with its status."""
-    return [summary(recorded) for recorded in store.isps.latest().values()]
+    return [summary(recorded, today) for recorded in store.isps.latest().values()]
 
 
-def history(store: Store, isp_id: str) -> dict[str, Any]:
+def history(store: Store, isp_id: str, today: date) -> dict[str, Any]:
     """One ISP with every version ever recorded, oldest first."""
     versions = store.isps.versions(isp_id)
     if not versions:
         raise UnknownIsp(isp_id)
     return {
         "isp_id": isp_id,
-        "current": summary(versions[-1]),
+        "current": summary(versions[-1], today),
         "versions": [
             {
-                **summary(v),
+                **summary(v, today),
                 "confirmations": [
                     {"party": c.party, "confirmed_at": iso(c.confirmed_at), "by": c.by}
                     for c in v.confirmations
@@ -343,7 +344,12 @@ def applicable(
     }
 
 
-def summary(recorded: RecordedIsp) -> dict[str, Any]:
+def summary(recorded: RecordedIsp, today: date) -> dict[str, Any]:
+    """What the register shows of one version; ``today`` (a London day) for its review date.
+
+    A version past its ``review_by`` still applies: the date asks its parties to review it, it
+    does not end it (``expires_on`` does). It is flagged ``review_overdue`` for them to see.
+    """
     document = recorded.document
     return {
         "isp_id": document["id"],
@@ -354,13 +360,18 @@ def summary(recorded: RecordedIsp) -> dict[str, Any]:
         "effective_from": document["effective_from"],
         "expires_on": document.get("expires_on"),
         "unconfirmed": sorted(recorded.unconfirmed),
+        "review_overdue": (
+            document["status"] not in BINDS_NO_ONE
+            and date.fromisoformat(document["review_by"]) < today
+        ),
         "recorded_at": iso(recorded.recorded_at),
     }
 
 
 def _summary_of_new(document: dict[str, Any], by: Principal, now: datetime) -> dict[str, Any]:
     """The summary of a version ``by`` has just recorded, with the signatures it confirmed."""
-    return summary(RecordedIsp(document, now, confirmed_on_recording(document, by, now)))
+    recorded = RecordedIsp(document, now, confirmed_on_recording(document, by, now))
+    return summary(recorded, decision_day(now))
 
 
 def _current(store: Store, isp_id: str) -> RecordedIsp:

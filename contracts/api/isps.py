@@ -28,6 +28,13 @@ class IspSummarySchema(Schema):
             "need a practitioner judgement. POST .../versions/{version}/confirm to confirm."
         },
     )
+    review_overdue = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "Past its review_by date (London calendar): it still applies, and "
+            "asks its parties to review it. False for a suspended or retired version."
+        },
+    )
     recorded_at = fields.String(required=True, metadata=TIMESTAMP)
 
 

@@ -69,7 +69,8 @@ def _register_errors() -> Iterator[None]:
 @blp.response(HTTPStatus.OK, IspSummarySchema(many=True))
 def list_isps():
     """The newest version of every ISP, with its status."""
-    return isps.register(app_services().store)
+    services = app_services()
+    return isps.register(services.store, decision_day(services.clock()))
 
 
 @blp.route("/isps", methods=["POST"])
@@ -132,8 +133,9 @@ def applicable(query):
 @blp.response(HTTPStatus.OK, IspHistorySchema)
 def show_isp(isp_id: str):
     """One ISP with every version ever recorded."""
+    services = app_services()
     with _register_errors():
-        return isps.history(app_services().store, isp_id)
+        return isps.history(services.store, isp_id, decision_day(services.clock()))
 
 
 @blp.route("/isps/<isp_id>/versions", methods=["POST"])

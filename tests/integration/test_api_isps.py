@@ -159,6 +159,17 @@ def test_a_suspended_version_binds_no_one_so_has_nothing_to_confirm(
     assert "binds no one" in refused.get_json()["detail"]
 
 
+def test_an_isp_past_its_review_date_still_applies_and_is_flagged_for_review(services, client):
+    admin = bearer(services, "admin")
+    client.post("/api/v1/isps", json=bilateral(review_by="2026-06-30"), headers=admin)
+    [listed] = client.get("/api/v1/isps", headers=admin).get_json()
+    assert listed["review_overdue"] is True
+    answer = client.get(BILATERAL_QUESTION, headers=admin).get_json()
+    assert answer["basis"] == {"isp_id": "newham-tower-hamlets", "version": 1}
+    suspended = client.post(f"{ISP}/suspend", json={"reason": "Review."}, headers=admin)
+    assert suspended.get_json()["review_overdue"] is False, "a suspended one binds no one"
+
+
 def test_an_isp_a_global_admin_records_binds_every_party_signed_for(services, client):
     created = client.post("/api/v1/isps", json=bilateral(), headers=bearer(services, "admin"))
     assert created.get_json()["unconfirmed"] == []
