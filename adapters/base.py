@@ -54,8 +54,9 @@ class Adapter(ABC):
 
     settings_schema: ClassVar[type[Schema]]
     secrets_schema: ClassVar[type[Schema]]
-    # Settings naming a place on the relay's own disk to write to: only a global admin may give
-    # them, or a borough's admin could have the relay write wherever its process may.
+    # Settings naming a place on the relay's own disk, to write to or read from: only a global
+    # admin may give them, or a borough's admin could have the relay write wherever its process
+    # may, or learn which files it can read.
     operator_settings: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod

@@ -1,6 +1,7 @@
 """Delivers by HTTPS POST of the JWS to a borough's endpoint, with a bearer token.
 
-TLS verification cannot be switched off: a borough with a private CA gives its bundle instead.
+TLS verification cannot be switched off: a borough with a private CA gives its bundle to the
+relay's operator instead, who installs it and sets ``ca_bundle``.
 Whether a failure is worth retrying follows HTTP's meaning: timeouts, 408, 425, 429 and 5xx may
 pass; any other 4xx, or a certificate the relay cannot trust, will not without someone acting.
 A recipient may answer with a signed receipt (``application/jose+json``), handed on for the
@@ -69,6 +70,8 @@ class HttpsSecretsSchema(Schema):
 class HttpsAdapter(Adapter):
     settings_schema = HttpsSettingsSchema
     secrets_schema = HttpsSecretsSchema
+    # A borough with a private CA gives its bundle to the relay's operator, who installs it.
+    operator_settings = frozenset({"ca_bundle"})
 
     def __init__(
         self, url: str, token: str, timeout: tuple[float, float], verify: str | bool

@@ -181,12 +181,12 @@ def set_adapter(
 ) -> dict[str, Any]:
     """Replace the authority's adapter, checked against its type's schemas first.
 
-    Settings that name a place on the relay's own disk (``Adapter.operator_settings``, e.g. a
-    directory adapter's ``path``) only a global admin may give.
+    Settings that name a place on the relay's own disk (``Adapter.operator_settings``: a
+    directory adapter's ``path``, an https adapter's ``ca_bundle``) only a global admin may give.
     """
     _existing(store, code)
     _storable(settings=settings, secrets=secrets, retry=retry)
-    _may_give(adapter_type, settings, by)
+    _may_give(store, code, adapter_type, settings, by)
     try:
         store.organisations.set_adapter(code, adapter_type, settings, secrets, retry, by=by)
     except AdapterConfigError as exc:
@@ -194,12 +194,20 @@ def set_adapter(
     return adapter(store, code)
 
 
-def _may_give(name: str, settings: dict[str, Any], by: Principal) -> None:
+def _may_give(store: Store, code: str, name: str, settings: dict[str, Any], by: Principal) -> None:
+    """Refuse a borough admin a setting only a global admin may give, unless it keeps the value
+    already stored (a token rotated, retries changed, the operator's path left as it was)."""
     try:
         cls = registry.adapter_type(name)
     except AdapterConfigError:
         return  # an unknown or broken type: validating the configuration says so
-    given = sorted(setting for setting in cls.operator_settings if setting in settings)
+    stored = store.organisations.adapter(code)
+    kept = stored["settings"] if stored is not None and stored["type"] == name else {}
+    given = sorted(
+        setting
+        for setting in cls.operator_settings
+        if settings.get(setting) is not None and settings[setting] != kept.get(setting)
+    )
     if given and not by.is_global_admin:
         raise NotPermitted(
             f"The {name} adapter's {', '.join(given)} names a place on the relay's own disk, "

@@ -100,9 +100,10 @@ class DeliveryLoop:
             room = max(self._held_limit - len(self._held), 0)
             self._held.extend(held[:room])
             overflow = list(held[room:])
-            self._claim_wanted = self._claim_wanted or bool(overflow)
         if overflow:
             self._give_back(overflow)
+            with self._lock:  # once given back: a claim before that would not find them
+                self._claim_wanted = True
         self._wake.set()
 
     def run(self) -> None:

@@ -347,8 +347,8 @@ def applicable(
 def summary(recorded: RecordedIsp, today: date) -> dict[str, Any]:
     """What the register shows of one version; ``today`` (a London day) for its review date.
 
-    A version past its ``review_by`` still applies: the date asks its parties to review it, it
-    does not end it (``expires_on`` does). It is flagged ``review_overdue`` for them to see.
+    A version in force past its ``review_by`` still applies: the date asks its parties to review
+    it, it does not end it (``expires_on`` does). It is flagged ``review_overdue`` for them.
     """
     document = recorded.document
     return {
@@ -360,12 +360,20 @@ def summary(recorded: RecordedIsp, today: date) -> dict[str, Any]:
         "effective_from": document["effective_from"],
         "expires_on": document.get("expires_on"),
         "unconfirmed": sorted(recorded.unconfirmed),
-        "review_overdue": (
-            document["status"] not in BINDS_NO_ONE
-            and date.fromisoformat(document["review_by"]) < today
-        ),
+        "review_overdue": _review_overdue(document, today),
         "recorded_at": iso(recorded.recorded_at),
     }
+
+
+def _review_overdue(document: dict[str, Any], today: date) -> bool:
+    """True for an active version in force ``today`` whose review date has passed."""
+    expires = document.get("expires_on")
+    return (
+        document["status"] == "active"
+        and date.fromisoformat(document["effective_from"]) <= today
+        and (expires is None or today <= date.fromisoformat(expires))
+        and date.fromisoformat(document["review_by"]) < today
+    )
 
 
 def _summary_of_new(document: dict[str, Any], by: Principal, now: datetime) -> dict[str, Any]:

@@ -31,8 +31,8 @@ class IspSummarySchema(Schema):
     review_overdue = fields.Boolean(
         required=True,
         metadata={
-            "description": "Past its review_by date (London calendar): it still applies, and "
-            "asks its parties to review it. False for a suspended or retired version."
+            "description": "An active version in force past its review_by date (London "
+            "calendar): it still applies, and asks its parties to review it."
         },
     )
     recorded_at = fields.String(required=True, metadata=TIMESTAMP)

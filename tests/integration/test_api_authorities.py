@@ -42,6 +42,8 @@ def receiver(tmp_path):
 
 
 def _https(receiver, secret=SECRET, **settings):
+    """The receiver's https adapter, trusting its private CA: a ca_bundle on the relay's disk,
+    which a global admin sets (or a borough admin keeps as it was)."""
     return {
         "type": "https",
         "settings": {"url": receiver.url, "ca_bundle": str(receiver.ca_bundle), **settings},
@@ -227,7 +229,7 @@ def test_an_adapter_is_set_shown_without_its_secret_and_removed(services, client
     url = f"/api/v1/authorities/{ISLINGTON}/adapter"
     assert client.get(url, headers=tokens["islington"]).status_code == 404
 
-    config = {**_https(receiver), "retry": {"max_attempts": 20}}
+    config = {**_https(receiver, ca_bundle=None), "retry": {"max_attempts": 20}}
     put = client.put(url, json=config, headers=tokens["islington"])
     assert put.status_code == 200
     view = put.get_json()
@@ -249,7 +251,7 @@ def test_a_transfer_to_an_authority_without_adapter_waits_in_the_outbox(
 ):
     services.store.add_isp(examples.pan_london_isp())
     url = f"/api/v1/authorities/{ISLINGTON}/adapter"
-    client.put(url, json=_https(receiver), headers=tokens["islington"])
+    client.put(url, json=_https(receiver), headers=tokens["global"])
     client.delete(url, headers=tokens["islington"])
     event = examples.routine("after-removal", to=ISLINGTON)
     services.relay.receive(examples.encode(event), sender=EMBEDDED)
@@ -260,6 +262,27 @@ def test_a_transfer_to_an_authority_without_adapter_waits_in_the_outbox(
     assert view["state"] == "signed" and view["outbox"]["attempts"] == 1
     assert "No adapter is configured" in view["deliveries"][0]["detail"]
     assert receiver.requests == []
+
+
+def test_a_borough_admin_keeps_the_operators_ca_bundle_but_may_not_change_it(
+    services, client, tokens, receiver
+):
+    url = f"/api/v1/authorities/{ISLINGTON}/adapter"
+    assert client.put(url, json=_https(receiver), headers=tokens["islington"]).status_code == 403
+    assert client.put(url, json=_https(receiver), headers=tokens["global"]).status_code == 200
+
+    rotated = client.put(
+        url, json=_https(receiver, secret="rotated-" + SECRET), headers=tokens["islington"]
+    )
+    assert rotated.status_code == 200, rotated.get_json()
+    moved = client.put(
+        url, json=_https(receiver, ca_bundle="/etc/shadow"), headers=tokens["islington"]
+    )
+    assert moved.status_code == 403
+    assert "ca_bundle names a place on the relay's own disk" in moved.get_json()["detail"]
+    assert services.store.organisations.adapter_setting(ISLINGTON).secrets == {
+        "bearer_token": "rotated-" + SECRET
+    }
 
 
 def test_only_a_global_admin_may_have_an_adapter_write_to_the_relays_own_disk(
@@ -346,7 +369,7 @@ def test_a_test_delivery_arrives_signed_and_marked_as_a_test_and_makes_no_transf
     client.put(
         f"/api/v1/authorities/{ISLINGTON}/adapter",
         json=_https(receiver),
-        headers=tokens["islington"],
+        headers=tokens["global"],
     )
 
     response = client.post(
@@ -377,7 +400,7 @@ def test_a_failed_test_delivery_reports_the_error_and_whether_a_retry_would_help
     client.put(
         f"/api/v1/authorities/{ISLINGTON}/adapter",
         json=_https(receiver),
-        headers=tokens["islington"],
+        headers=tokens["global"],
     )
     receiver.respond_with(503, 401)
     url = f"/api/v1/authorities/{ISLINGTON}/adapter/test"
@@ -395,7 +418,7 @@ def test_a_hackney_admin_cannot_touch_islingtons_adapter_and_is_audited(
     services, client, tokens, receiver
 ):
     url = f"/api/v1/authorities/{ISLINGTON}/adapter"
-    client.put(url, json=_https(receiver), headers=tokens["islington"])
+    client.put(url, json=_https(receiver), headers=tokens["global"])
     hackney = tokens["hackney"]
 
     attempts = [
@@ -461,11 +484,12 @@ def test_a_known_adapter_secret_appears_nowhere_in_plain_text(
     caplog.set_level(logging.DEBUG)
     url = f"/api/v1/authorities/{ISLINGTON}/adapter"
     islington = tokens["islington"]
+    operator = tokens["global"]
     responses = [
         client.put(
-            url, json={**_https(receiver), "settings": {"url": "http://x.org"}}, headers=islington
+            url, json={**_https(receiver), "settings": {"url": "http://x.org"}}, headers=operator
         ),
-        client.put(url, json=_https(receiver), headers=islington),
+        client.put(url, json=_https(receiver), headers=operator),
         client.get(url, headers=islington),
         client.get(f"/api/v1/authorities/{ISLINGTON}", headers=islington),
         client.get("/api/v1/authorities", headers=islington),

@@ -2,10 +2,12 @@
 
 import io
 import json
+from datetime import timedelta
 
 import pytest
 import requests
 
+from service.domain.basis import decision_day
 from service.web import create_app
 from tests.support import examples
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, YAML, bilateral
@@ -161,12 +163,18 @@ def test_a_suspended_version_binds_no_one_so_has_nothing_to_confirm(
 
 def test_an_isp_past_its_review_date_still_applies_and_is_flagged_for_review(services, client):
     admin = bearer(services, "admin")
-    client.post("/api/v1/isps", json=bilateral(review_by="2026-06-30"), headers=admin)
-    [listed] = client.get("/api/v1/isps", headers=admin).get_json()
-    assert listed["review_overdue"] is True
+    today = decision_day(services.clock())
+    for isp_id, review_by in (("due-today", today), ("overdue", today - timedelta(days=1))):
+        document = bilateral(id=isp_id, review_by=review_by.isoformat())
+        assert client.post("/api/v1/isps", json=document, headers=admin).status_code == 201
+    register = client.get("/api/v1/isps", headers=admin).get_json()
+    listed = {i["isp_id"]: i["review_overdue"] for i in register}
+    assert listed == {"due-today": False, "overdue": True}
     answer = client.get(BILATERAL_QUESTION, headers=admin).get_json()
-    assert answer["basis"] == {"isp_id": "newham-tower-hamlets", "version": 1}
-    suspended = client.post(f"{ISP}/suspend", json={"reason": "Review."}, headers=admin)
+    assert answer["basis"] is not None, "an ISP past its review date still applies"
+    suspended = client.post(
+        "/api/v1/isps/overdue/suspend", json={"reason": "Review."}, headers=admin
+    )
     assert suspended.get_json()["review_overdue"] is False, "a suspended one binds no one"
 
 

@@ -302,7 +302,7 @@ def test_past_its_held_limit_a_loop_gives_hand_overs_back_for_any_worker_to_clai
     thread = _running(loop)
     try:
         bodies = [examples.encode(examples.routine(f"swamp-{n}", case=f"S-{n}")) for n in range(6)]
-        first, *rest = services.relay.receive_many([(bodies[0], EMBEDDED)], lease=loop.lease())
+        (first,) = services.relay.receive_many([(bodies[0], EMBEDDED)], lease=loop.lease())
         loop.take([first.held])
         wait_until(lambda: len(answered) == 1)
         outcomes = services.relay.receive_many(
