@@ -80,6 +80,16 @@ _SET_TRANSFER_STATE = (
     .values(state=sa.bindparam("new_state"), updated_at=sa.bindparam("at"))
 )
 _INSERT_ATTEMPTS = sa.insert(t.DeliveryAttempt.__table__)
+# Gives up a claim if it is still this very claim (``_still_held``), for many items in one call.
+_RELEASE_CLAIM = (
+    sa.update(_item)
+    .where(
+        _item.c.id == sa.bindparam("held_id"),
+        _item.c.claimed_by == sa.bindparam("held_by"),
+        _item.c.claimed_until == sa.bindparam("held_until"),
+    )
+    .values(claimed_by=None, claimed_until=None)
+)
 _ANY_WAITING_IN_STREAMS = (
     sa.select(_item.c.id)
     .where(
@@ -249,11 +259,17 @@ class Outbox:
                 )
             if settled:
                 session.execute(_INSERT_ATTEMPTS, [_attempt_row(o) for o in settled])
-            for claimed in unattempted:
+            if unattempted:
                 session.execute(
-                    sa.update(t.OutboxItem)
-                    .where(_still_held(claimed))
-                    .values(claimed_by=None, claimed_until=None)
+                    _RELEASE_CLAIM,
+                    [
+                        {
+                            "held_id": c.item_id,
+                            "held_by": c.lease.worker,
+                            "held_until": c.lease.until,
+                        }
+                        for c in unattempted
+                    ],
                 )
             for event_id, action, detail in audit:
                 self._append_audit(session, event_id, action, detail)
