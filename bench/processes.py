@@ -86,20 +86,34 @@ def peak_rss_mb(pid: int) -> float:
     return _over_tree(pid, _proc_kb("status", "VmHWM")) / 1024
 
 
+# What the broker's VM is told to run on its command line (`-s rabbit boot`), and no other.
+_BROKER_BOOT = [b"-s", b"rabbit", b"boot"]
+
+
 def broker_pids() -> list[int]:
     """RabbitMQ's Erlang VM on this machine (beam.smp), whose CPU time is the broker's.
 
-    RabbitMQ's CLI tools (``rabbitmqctl`` and the like, run by anyone on the machine) start a
-    VM of their own for a moment, as an escript: not the broker, and likely gone before it is
-    read again (on 2026-12-03 one failed a run with ``FileNotFoundError``)."""
+    Other Erlang VMs come and go beside it: RabbitMQ's CLI tools (``rabbitmqctl`` and the like,
+    run by anyone on the machine) start one as an escript, and one more (``-sname
+    epmd-starter-...``) to make sure epmd runs. Each is gone moments later, so one taken for
+    the broker failed runs with ``FileNotFoundError`` when read again (on 2026-12-03 an escript;
+    on 2026-12-06 an epmd starter). The broker's VM is the one that boots the ``rabbit``
+    application."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                vm = (entry / "comm").read_text().strip() == "beam.smp"
-                if vm and b"-escript" not in (entry / "cmdline").read_bytes().split(b"\0"):
+                if (entry / "comm").read_text().strip() != "beam.smp":
+                    continue
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if _runs(argv, _BROKER_BOOT):
                     found.append(int(entry.name))
     return found
+
+
+def _runs(argv: list[bytes], words: list[bytes]) -> bool:
+    """Whether ``words`` appear in ``argv`` one after another."""
+    return any(argv[i : i + len(words)] == words for i in range(len(argv)))
 
 
 class PeakPss:
