@@ -86,17 +86,32 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{' '.join(named)}]" if named else text
 
 
-def configure_logging(level: str, log_format: str) -> None:
-    """Log to stderr in ``log_format``; leaves logging alone if the process already set it up.
+PIKA_BLOCKING_LOGGER = "pika.adapters.blocking_connection"
 
-    (A test runner, or an embedding application, has its own handlers; they are kept.)
-    """
+
+class ReturnedBodyFilter(logging.Filter):
+    """Drops pika's warning that the broker returned a published message, which quotes the
+    message's first 255 bytes: an envelope's signed payload (base64, not encrypted) or, for a
+    dead letter, the event itself. The relay says that a message was returned in its own words
+    (a delivery "routed nothing", caf.dead "routed nothing"), without the body."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Published message was returned")
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Log to stderr in ``log_format``; leaves the handlers alone if the process already set
+    them up (a test runner, or an embedding application, has its own), and quiets pika either
+    way."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(EventIdFilter())
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler])
     # pika narrates every connection step at INFO; its warnings and errors are what operators need.
     logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))
+    blocking = logging.getLogger(PIKA_BLOCKING_LOGGER)
+    if not any(isinstance(f, ReturnedBodyFilter) for f in blocking.filters):
+        blocking.addFilter(ReturnedBodyFilter())
 
 
 def where_it_failed(exc: BaseException) -> str:

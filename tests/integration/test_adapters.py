@@ -1,5 +1,7 @@
 """The three built-in adapters against real receivers: a TLS server, RabbitMQ, a folder."""
 
+import json
+import logging
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ import pytest
 
 from adapters.base import DeliveryFailed, OutboundEnvelope
 from adapters.registry import AdapterConfigError, adapter_types, build_adapter
+from service.logs import configure_logging
 from service.signing import KeyRing, verify
 from tests.support.https_receiver import HttpsReceiver
 
@@ -224,6 +227,21 @@ def test_amqp_reports_an_envelope_no_queue_would_take(borough_broker, envelope):
             adapter.deliver(envelope)
     finally:
         adapter.close()
+
+
+def test_an_envelope_the_broker_returned_is_not_quoted_in_the_logs(
+    borough_broker, envelope, caplog
+):
+    configure_logging("INFO", "json")  # as every process starts
+    adapter = build_adapter("amqp", {**borough_broker.settings, "routing_key": "nowhere"}, GUEST)
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(DeliveryFailed):
+            adapter.deliver(envelope)
+    finally:
+        adapter.close()
+    payload = json.loads(envelope.jws)["payload"]
+    logged = [record.getMessage() for record in caplog.records]
+    assert not [line for line in logged if payload[:40] in line]
 
 
 def _drop_connections(borough_broker) -> None:
