@@ -8,6 +8,10 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema
 
+# The longest one delivery attempt may take, by any adapter, its receipt's read included: each
+# bounds its own waits within it, and a delivery lease must be longer (``service.config``).
+LONGEST_ATTEMPT_SECONDS = 90
+
 # The media type of a JWS (RFC 7515; here in JSON serialization): what an envelope is sent as,
 # and a signed receipt comes back as.
 JOSE_JSON = "application/jose+json"

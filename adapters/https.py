@@ -18,15 +18,21 @@ import requests
 import urllib3
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from adapters.base import JOSE_JSON, Adapter, DeliveryFailed, OutboundEnvelope, Receipt
+from adapters.base import (
+    JOSE_JSON,
+    LONGEST_ATTEMPT_SECONDS,
+    Adapter,
+    DeliveryFailed,
+    OutboundEnvelope,
+    Receipt,
+)
 
 ENVELOPE_ID_HEADER = "X-Caf-Envelope-Id"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 MAX_RECEIPT_BYTES = 64 * 1024
-MAX_CONNECT_SECONDS, MAX_READ_SECONDS = 30, 60
-# The longest one attempt can take, its receipt's read included; a delivery lease must be
-# longer (``service.config``). The amqp adapter bounds its waits in its own ``from_config``.
-LONGEST_ATTEMPT_SECONDS = MAX_CONNECT_SECONDS + MAX_READ_SECONDS
+# Together, the longest an attempt may take (the receipt's read is bounded by the read timeout).
+MAX_CONNECT_SECONDS = 30
+MAX_READ_SECONDS = LONGEST_ATTEMPT_SECONDS - MAX_CONNECT_SECONDS
 
 
 class HttpsSettingsSchema(Schema):

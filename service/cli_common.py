@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
-import requests
 
 from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
 from service.bootstrap import Services, services_from_env
@@ -62,6 +61,8 @@ def read_jwks(source: str) -> dict[str, Any]:
     """
     if source.startswith("http://") and urlsplit(source).hostname not in LOCAL_HOSTS:
         raise click.ClickException(f"Fetch the JWKS over https, not {source}.")
+    import requests  # here: every process starts through this module, few of them fetch keys
+
     try:
         if source.startswith(("https://", "http://")):
             response = requests.get(source, timeout=10)

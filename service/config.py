@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from adapters.https import LONGEST_ATTEMPT_SECONDS
+from adapters.base import LONGEST_ATTEMPT_SECONDS
 from service import retry_settings
 from service.domain.child_keys import ChildKeys
 from service.domain.retry import RetryPolicy

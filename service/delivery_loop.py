@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from adapters.https import LONGEST_ATTEMPT_SECONDS
+from adapters.base import LONGEST_ATTEMPT_SECONDS
 from service.delivery import Clock, Deliverer
 from service.store.outbox import Claimed, Lease
 from service.store.store import Store, StoreUnavailable

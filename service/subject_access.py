@@ -8,11 +8,10 @@ export holds that child's transfers and nothing of any other child; it holds no 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
-
-from jinja2 import Environment, PackageLoader, select_autoescape
+from typing import TYPE_CHECKING, Any
 
 from contracts.vocabulary import TransferState
 from service.domain.audit_chain import timestamp
@@ -20,6 +19,9 @@ from service.domain.child_keys import IDENTIFIER_FIELDS, ChildKeys, IdentifierEr
 from service.domain.model import basis_kind
 from service.store.audit_search import AuditSearch
 from service.store.transfers import UNSENT
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 DELIVERY_BY_STATE = {
     TransferState.DELIVERED: "delivered",
@@ -29,9 +31,16 @@ DELIVERY_BY_STATE = {
     TransferState.WITHHELD: "not sent: a practitioner decided not to share",
 }
 
-_templates = Environment(
-    loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html"])
-)
+
+@functools.cache
+def _templates() -> Environment:
+    """The HTML templates, loaded on first use: only the web app renders an export, and every
+    process (a worker's two among them) builds ``SubjectAccess``."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    return Environment(
+        loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html"])
+    )
 
 
 class SubjectAccess:
@@ -72,7 +81,7 @@ class SubjectAccess:
 
 def render_html(export: dict[str, Any]) -> str:
     """A readable page of the export, laid out for printing."""
-    return _templates.get_template("subject_access.html").render(export=export)
+    return _templates().get_template("subject_access.html").render(export=export)
 
 
 def _transfer(stored: dict[str, Any]) -> dict[str, Any]:

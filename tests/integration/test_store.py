@@ -1,5 +1,7 @@
 """The store on a real database: schema from migrations, atomic intake, secrets sealed at rest."""
 
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -8,13 +10,20 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 
 from service.access import Principal, Role
 from service.secrets import SecretBox
 from service.senders import EMBEDDED
 from service.store.isps import IspChange
-from service.store.store import MIGRATIONS, NewTransfer, Store, StoreUnavailable
+from service.store.store import (
+    MIGRATIONS,
+    SCHEMA_REVISION,
+    NewTransfer,
+    Store,
+    StoreUnavailable,
+)
 from service.store.tables import Base, Isp
 from tests.conftest import fixed_clock, fresh_database
 from tests.support import examples
@@ -215,3 +224,29 @@ def test_another_authoritys_transfer_with_a_stored_event_id_is_refused_as_a_conf
         ("duplicate", None),
     ]
     assert services.store.transfer_view(event["id"])["case_reference"] == event["subject"]
+
+
+def test_the_schema_revision_the_store_expects_is_the_newest_migration():
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
+
+
+def test_a_process_starting_on_a_store_already_migrated_loads_no_alembic(migrated_database):
+    # Alembic and Mako would add about 10 MB to each process, a worker's two among them.
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cryptography.fernet import Fernet;"
+            "from service.secrets import SecretBox; from service.store.store import Store;"
+            "store = Store(sys.argv[1], SecretBox([Fernet.generate_key().decode()]));"
+            "store.initialise(); store.close();"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))",
+            migrated_database,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert started.stdout.strip() == "[]"
