@@ -1,26 +1,37 @@
 """Delivers by publishing the JWS to a borough's own AMQP broker.
 
-Each envelope is published persistent and ``mandatory`` with publisher confirms, so the call
-returns only once the broker has taken responsibility for it and routed it to a queue. The
-connection is kept between deliveries; one that has dropped (idle timeout, broker restart) is
-reopened once before the delivery counts as failed.
+Each envelope is published persistent and ``mandatory`` with publisher confirms, so it counts
+as delivered only once the broker has taken responsibility for it and routed it to a queue.
+The envelopes the relay has for the borough go together, confirmed together
+(``adapters.amqp_publisher``). The connection is kept between deliveries; one that has dropped
+(idle timeout, broker restart) is reopened, once, before the envelopes it lost count as failed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import pika
-import pika.exceptions
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from adapters.base import JOSE_JSON, Adapter, DeliveryFailed, OutboundEnvelope, Receipt
+from adapters.amqp_publisher import ConfirmedPublisher, Message, Unconfirmed
+from adapters.base import (
+    JOSE_JSON,
+    LONGEST_ATTEMPT_SECONDS,
+    DeliveryFailed,
+    GroupAdapter,
+    OutboundEnvelope,
+    Receipt,
+)
 
 EVENT_ID_HEADER = "x-caf-event-id"
-_CONNECTION_LOST = (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError)
+# Each connection attempt's bounds; both attempts of a delivery end within LONGEST_ATTEMPT_SECONDS.
+SOCKET_SECONDS = 10
+BLOCKED_SECONDS = 30
 
 
 class AmqpSettingsSchema(Schema):
@@ -54,7 +65,7 @@ class AmqpSecretsSchema(Schema):
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
 
 
-class AmqpAdapter(Adapter):
+class AmqpAdapter(GroupAdapter):
     settings_schema = AmqpSettingsSchema
     secrets_schema = AmqpSecretsSchema
 
@@ -65,12 +76,12 @@ class AmqpAdapter(Adapter):
         routing_key: str,
         declare_exchange: bool,
     ) -> None:
-        self._parameters = parameters
+        self._where = f"{parameters.host}:{parameters.port}"
         self._exchange = exchange
         self._routing_key = routing_key
-        self._declare_exchange = declare_exchange
-        self._connection: pika.BlockingConnection | None = None
-        self._channel = None
+        self._publisher = ConfirmedPublisher(
+            parameters, exchange, routing_key, declare_exchange=declare_exchange
+        )
         self._lock = threading.Lock()
 
     @classmethod
@@ -78,81 +89,60 @@ class AmqpAdapter(Adapter):
         parameters = pika.URLParameters(settings["url"])
         parameters.credentials = pika.PlainCredentials(secrets["username"], secrets["password"])
         # Bound every wait, so one attempt ends within the relay's delivery lease.
-        parameters.socket_timeout = 10
-        parameters.blocked_connection_timeout = 30
+        parameters.socket_timeout = SOCKET_SECONDS
+        parameters.blocked_connection_timeout = BLOCKED_SECONDS
         return cls(
             parameters, settings["exchange"], settings["routing_key"], settings["declare_exchange"]
         )
 
-    def deliver(self, envelope: OutboundEnvelope) -> Receipt:
+    def deliver_group(
+        self, envelopes: Sequence[OutboundEnvelope]
+    ) -> list[Receipt | DeliveryFailed]:
+        messages = [_message(envelope) for envelope in envelopes]
+        deadline = time.monotonic() + LONGEST_ATTEMPT_SECONDS
         with self._lock:
-            try:
-                self._publish_reconnecting(envelope)
-            except _CONNECTION_LOST as exc:
-                self._drop()
-                raise DeliveryFailed(
-                    f"Broker {self._where()} unreachable: {type(exc).__name__}", retryable=True
-                ) from exc
-            except pika.exceptions.UnroutableError as exc:
-                raise DeliveryFailed(
-                    f"Broker {self._where()} routed nothing for exchange {self._exchange!r} "
-                    f"and key {self._routing_key!r}",
-                    retryable=True,
-                ) from exc
-            except pika.exceptions.NackError as exc:
-                raise DeliveryFailed(
-                    f"Broker {self._where()} refused the envelope", retryable=True
-                ) from exc
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                self._drop()
-                raise DeliveryFailed(
-                    f"Broker {self._where()} closed the channel: {exc.reply_code} {exc.reply_text}",
-                    retryable=True,
-                ) from exc
-        return Receipt(f"confirmed by {self._where()} exchange {self._exchange!r}")
+            outcomes = self._publisher.publish(messages, _halfway(deadline))
+            lost = [i for i, outcome in enumerate(outcomes) if _lost(outcome)]
+            if lost:
+                again = self._publisher.publish([messages[i] for i in lost], deadline)
+                for i, outcome in zip(lost, again, strict=True):
+                    outcomes[i] = outcome
+        return [self._result(outcome) for outcome in outcomes]
 
-    def _publish_reconnecting(self, envelope: OutboundEnvelope) -> None:
-        """Publish, on a new connection if the one kept open was lost since the last envelope."""
-        try:
-            self._publish(envelope)
-        except _CONNECTION_LOST:
-            self._drop()
-            self._publish(envelope)
-
-    def _publish(self, envelope: OutboundEnvelope) -> None:
-        channel = self._open_channel()
-        channel.basic_publish(
-            self._exchange,
-            self._routing_key,
-            envelope.jws.encode("utf-8"),
-            pika.BasicProperties(
-                content_type=JOSE_JSON,
-                delivery_mode=pika.DeliveryMode.Persistent,
-                message_id=envelope.envelope_id,
-                headers={EVENT_ID_HEADER: envelope.event_id},
-            ),
-            mandatory=True,
-        )
-
-    def _open_channel(self):
-        if self._channel is None or not self._channel.is_open:
-            if self._connection is None or not self._connection.is_open:
-                self._connection = pika.BlockingConnection(self._parameters)
-            self._channel = self._connection.channel()
-            self._channel.confirm_delivery()
-            if self._declare_exchange:
-                self._channel.exchange_declare(self._exchange, "topic", durable=True)
-        return self._channel
-
-    def _drop(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            with contextlib.suppress(pika.exceptions.AMQPError):
-                connection.close()
-
-    def _where(self) -> str:
-        return f"{self._parameters.host}:{self._parameters.port}"
+    def _result(self, outcome: Unconfirmed | None) -> Receipt | DeliveryFailed:
+        if outcome is None:
+            return Receipt(f"confirmed by {self._where} exchange {self._exchange!r}")
+        if outcome.returned:
+            return DeliveryFailed(
+                f"Broker {self._where} routed nothing for exchange {self._exchange!r} "
+                f"and key {self._routing_key!r}",
+                retryable=True,
+            )
+        # Every failure may pass: a broker back up, a queue bound again, an exchange declared.
+        return DeliveryFailed(f"Broker {self._where} {outcome.reason}", retryable=True)
 
     def close(self) -> None:
         with self._lock:
-            self._drop()
+            self._publisher.close()
+
+
+def _message(envelope: OutboundEnvelope) -> Message:
+    return Message(
+        envelope.jws.encode("utf-8"),
+        pika.BasicProperties(
+            content_type=JOSE_JSON,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=envelope.envelope_id,
+            headers={EVENT_ID_HEADER: envelope.event_id},
+        ),
+    )
+
+
+def _lost(outcome: Unconfirmed | None) -> bool:
+    return outcome is not None and outcome.lost
+
+
+def _halfway(deadline: float) -> float:
+    """The first try's deadline: it leaves the second as long."""
+    now = time.monotonic()
+    return now + (deadline - now) / 2

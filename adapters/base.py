@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -74,3 +75,24 @@ class Adapter(ABC):
 
     def close(self) -> None:  # noqa: B027 - most adapters hold nothing to release
         """Release connections; the relay calls this when it replaces or stops the adapter."""
+
+
+class GroupAdapter(Adapter):
+    """An adapter that delivers several envelopes for its authority at once, for less than one
+    at a time: the amqp adapter publishes them together and waits once for the broker's
+    confirms. The relay hands it whatever it has for the authority in one call (up to a
+    delivery group, 16); an adapter that is not one gets them one at a time, with the relay
+    checking its lease between them."""
+
+    @abstractmethod
+    def deliver_group(
+        self, envelopes: Sequence[OutboundEnvelope]
+    ) -> list[Receipt | DeliveryFailed]:
+        """Deliver each envelope once, in order, all within ``LONGEST_ATTEMPT_SECONDS``; for
+        each, its receipt or why it did not arrive."""
+
+    def deliver(self, envelope: OutboundEnvelope) -> Receipt:
+        (outcome,) = self.deliver_group([envelope])
+        if isinstance(outcome, DeliveryFailed):
+            raise outcome
+        return outcome

@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import takewhile
 
-from adapters.base import Adapter, DeliveryFailed, OutboundEnvelope, Receipt
+from adapters.base import Adapter, DeliveryFailed, GroupAdapter, OutboundEnvelope, Receipt
 from adapters.registry import AdapterConfigError, build_adapter
 from service import retry_settings
 from service.combined_records import CombinedRecords
@@ -51,21 +52,41 @@ def try_delivery(deliver: Callable[[], Receipt], envelope: OutboundEnvelope) -> 
     same story of the same failure. A configuration that cannot be used is retried: an admin
     can mend it, and the transfer should then go. An adapter's bug never stops the relay.
     """
+    (tried,) = try_delivering(lambda: [deliver()], [envelope])
+    return tried
+
+
+def try_delivering(
+    deliver: Callable[[], Sequence[Receipt | DeliveryFailed]],
+    envelopes: Sequence[OutboundEnvelope],
+) -> list[TriedDelivery]:
+    """Call ``deliver`` once for ``envelopes``, delivered together, and say how it went for
+    each (``try_delivery``). What makes the call raise fails every envelope alike; each takes
+    as long as the call, which ended for all of them at once."""
     started = time.monotonic()
-    receipt, retryable = None, True
     try:
-        receipt = deliver()
-        detail, retryable = receipt.detail, False
-    except (AdapterConfigError, SecretsKeyError) as exc:
-        errors = getattr(exc, "errors", None)  # which setting is wrong, never its value
-        detail = f"Adapter not usable: {exc}" + (f" {json.dumps(errors)}" if errors else "")
-    except DeliveryFailed as exc:
-        detail, retryable = exc.reason, exc.retryable
+        outcomes: Sequence[Receipt | Exception] = deliver()
+        if len(outcomes) != len(envelopes):
+            raise RuntimeError(f"{len(outcomes)} outcomes for {len(envelopes)} envelopes")
     except Exception as exc:
-        log.exception("adapter raised", extra={"event_id": envelope.event_id})
-        detail = f"Adapter error: {type(exc).__name__}"
+        if not isinstance(exc, AdapterConfigError | SecretsKeyError | DeliveryFailed):
+            event_ids = ",".join(envelope.event_id for envelope in envelopes)
+            log.exception("adapter raised", extra={"event_id": event_ids})
+        outcomes = [exc] * len(envelopes)
     duration_ms = round((time.monotonic() - started) * 1000)
-    return TriedDelivery(receipt, retryable, detail, duration_ms)
+    return [_tried(outcome, duration_ms) for outcome in outcomes]
+
+
+def _tried(outcome: Receipt | Exception, duration_ms: int) -> TriedDelivery:
+    if isinstance(outcome, Receipt):
+        return TriedDelivery(outcome, False, outcome.detail, duration_ms)
+    if isinstance(outcome, AdapterConfigError | SecretsKeyError):
+        errors = getattr(outcome, "errors", None)  # which setting is wrong, never its value
+        detail = f"Adapter not usable: {outcome}" + (f" {json.dumps(errors)}" if errors else "")
+        return TriedDelivery(None, True, detail, duration_ms)
+    if isinstance(outcome, DeliveryFailed):
+        return TriedDelivery(None, outcome.retryable, outcome.reason, duration_ms)
+    return TriedDelivery(None, True, f"Adapter error: {type(outcome).__name__}", duration_ms)
 
 
 def checked_receipt(store: Store, signed: str, envelope: OutboundEnvelope) -> dict:
@@ -81,6 +102,19 @@ def _result(outcome: Settled) -> str:
     if outcome.attempt.succeeded:
         return "delivered"
     return "retry" if outcome.retry_at is not None else "failed"
+
+
+def _attempt_of(tried: TriedDelivery, attempted_at: datetime, adapter_type: str | None) -> Attempt:
+    receipt = tried.receipt
+    return Attempt(
+        attempted_at=attempted_at,
+        adapter_type=adapter_type,
+        succeeded=receipt is not None,
+        retryable=tried.retryable,
+        detail=tried.detail,
+        duration_ms=tried.duration_ms,
+        receipt=receipt.signed if receipt is not None else None,
+    )
 
 
 class AdapterCache:
@@ -153,17 +187,20 @@ class Deliverer:
         Returns delivered, retry or failed for each item attempted, and whether envelopes may
         be waiting behind the group's (so a claim could now find them).
 
-        A failed attempt is retried on its own schedule and does not stop the group, so other
-        cases go ahead. The group stops before any attempt that might not end within the lease
-        (``deadline``, by ``time.monotonic()``), as after an attempt that hung until its
-        timeout; the items it did not attempt are given back, due again at once.
+        A recipient whose adapter delivers several at once (``GroupAdapter``) gets the group's
+        envelopes for it in one attempt; others get them one at a time. A failed attempt is
+        retried on its own schedule and does not stop the group, so other cases go ahead. The
+        group stops before any attempt that might not end within the lease (``deadline``, by
+        ``time.monotonic()``), as after an attempt that hung until its timeout; the items it did
+        not attempt are given back, due again at once.
         """
         settled: list[Settled] = []
         adapters: dict[str, tuple[str, Adapter]] = {}
-        for claimed in group:
+        while len(settled) < len(group):
             if deadline is not None and time.monotonic() > deadline:
                 break
-            settled.append(self._attempt(claimed, adapters))
+            together = self._together(group[len(settled) :], adapters)
+            settled += self._attempt(together, adapters)
         waiting_behind = self._records.record(settled, group[len(settled) :])
         outcomes = []
         for outcome in settled:
@@ -180,43 +217,68 @@ class Deliverer:
             outcomes.append(result)
         return DeliveredGroup(outcomes, waiting_behind)
 
-    def _attempt(self, claimed: Claimed, adapters: dict[str, tuple[str, Adapter]]) -> Settled:
-        """One try at delivery, and what is to follow it; ``adapters`` caches the group's."""
-        envelope = claimed.envelope
-        set_event_id(envelope.event_id)
+    def _adapter(
+        self, claimed: Claimed, adapters: dict[str, tuple[str, Adapter]]
+    ) -> tuple[str, Adapter]:
+        """The item's recipient's adapter type and adapter; ``adapters`` caches the group's."""
+        recipient = claimed.envelope.to_authority
+        if recipient not in adapters:
+            adapters[recipient] = self._adapters.get(
+                self._store, recipient, claimed.adapter_updated_at
+            )
+        return adapters[recipient]
+
+    def _together(
+        self, items: Sequence[Claimed], adapters: dict[str, tuple[str, Adapter]]
+    ) -> Sequence[Claimed]:
+        """What the next attempt takes: the first item, with those after it for the same
+        recipient if its adapter delivers several at once."""
+        try:
+            _, adapter = self._adapter(items[0], adapters)
+        except Exception:
+            return items[:1]  # its attempt says why the adapter cannot be used
+        if not isinstance(adapter, GroupAdapter):
+            return items[:1]
+        recipient = items[0].envelope.to_authority
+        return list(takewhile(lambda item: item.envelope.to_authority == recipient, items))
+
+    def _attempt(
+        self, items: Sequence[Claimed], adapters: dict[str, tuple[str, Adapter]]
+    ) -> list[Settled]:
+        """One try at delivering ``items`` (one, or several for a ``GroupAdapter``), and what
+        is to follow for each."""
+        envelopes = [claimed.envelope for claimed in items]
+        set_event_id(envelopes[0].event_id if len(envelopes) == 1 else None)
         attempted_at = self._clock()
         adapter_type = None
 
-        def deliver() -> Receipt:
+        def deliver() -> Sequence[Receipt | DeliveryFailed]:
             nonlocal adapter_type
-            if envelope.to_authority not in adapters:
-                adapters[envelope.to_authority] = self._adapters.get(
-                    self._store, envelope.to_authority, claimed.adapter_updated_at
-                )
-            adapter_type, adapter = adapters[envelope.to_authority]
-            return adapter.deliver(envelope)
+            adapter_type, adapter = self._adapter(items[0], adapters)
+            if isinstance(adapter, GroupAdapter):
+                return adapter.deliver_group(envelopes)
+            return [adapter.deliver(envelopes[0])]
 
-        tried = try_delivery(deliver, envelope)
-        attempt = Attempt(
-            attempted_at=attempted_at,
-            adapter_type=adapter_type,
-            succeeded=tried.receipt is not None,
-            retryable=tried.retryable,
-            detail=tried.detail,
-            duration_ms=tried.duration_ms,
-            receipt=tried.receipt.signed if tried.receipt is not None else None,
-        )
-        if tried.receipt is not None:
-            checked = None
-            if attempt.receipt is not None:
-                checked = checked_receipt(self._store, attempt.receipt, envelope)
+        tried = try_delivering(deliver, envelopes)
+        return [
+            self._settle(claimed, _attempt_of(one, attempted_at, adapter_type))
+            for claimed, one in zip(items, tried, strict=True)
+        ]
+
+    def _settle(self, claimed: Claimed, attempt: Attempt) -> Settled:
+        """What is to follow an attempt at ``claimed``: delivered (its signed receipt, if it
+        had one, checked), due again, or given up."""
+        if attempt.succeeded:
+            if attempt.receipt is None:
+                return Settled(claimed, attempt)
+            checked = checked_receipt(self._store, attempt.receipt, claimed.envelope)
             return Settled(claimed, attempt, receipt=checked)
         next_step = after_failure(
             retry_settings.policy(self._retry, claimed.retry),
             attempts=claimed.attempts_before + 1,
             enqueued_at=claimed.enqueued_at,
             now=self._clock(),
-            retryable=tried.retryable,
+            retryable=attempt.retryable,
             random=self._jitter,
         )
         return Settled(claimed, attempt, retry_at=next_step.retry_at, gave_up=next_step.gave_up)

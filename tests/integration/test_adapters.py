@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pytest
 
-from adapters.base import DeliveryFailed, OutboundEnvelope
+from adapters.base import DeliveryFailed, OutboundEnvelope, Receipt
 from adapters.registry import AdapterConfigError, adapter_types, build_adapter
 from service.logs import configure_logging
 from service.signing import KeyRing, verify
@@ -218,6 +218,69 @@ def test_amqp_publishes_the_envelope_persistently_and_is_confirmed(
     assert properties.headers == {"x-caf-event-id": envelope.event_id}
     assert verify(body, keyring.jwks())[1]["envelope_id"] == envelope.envelope_id
     assert "confirmed" in receipt.detail
+
+
+def _envelopes(keyring, count: int) -> list[OutboundEnvelope]:
+    made = []
+    for n in range(count):
+        envelope_id = str(uuid.uuid4())
+        jws = keyring.sign({"envelope_id": envelope_id, "note": f"group member {n}"})
+        made.append(OutboundEnvelope(envelope_id, f"event-{n}", "E09000019", jws, "0" * 64))
+    return made
+
+
+def test_amqp_delivers_a_group_together_each_confirmed_and_in_order(borough_broker, keyring):
+    envelopes = _envelopes(keyring, 12)
+    adapter = build_adapter("amqp", borough_broker.settings, GUEST)
+    try:
+        outcomes = adapter.deliver_group(envelopes)
+    finally:
+        adapter.close()
+
+    assert all(isinstance(outcome, Receipt) for outcome in outcomes)
+    received = borough_broker.received()
+    assert [properties.message_id for properties, _ in received] == [
+        envelope.envelope_id for envelope in envelopes
+    ]
+    assert all(properties.delivery_mode == 2 for properties, _ in received)
+
+
+def test_amqp_says_of_each_envelope_in_a_group_whether_the_broker_took_it(borough_broker, keyring):
+    # A queue that refuses what would make it longer than 2: the broker nacks the rest.
+    channel = borough_broker.channel()
+    channel.queue_delete(borough_broker.queue)
+    channel.queue_declare(
+        borough_broker.queue,
+        durable=True,
+        arguments={"x-max-length": 2, "x-overflow": "reject-publish"},
+    )
+    channel.queue_bind(borough_broker.queue, borough_broker.exchange, "caf.inbox")
+    channel.connection.close()
+    envelopes = _envelopes(keyring, 5)
+    adapter = build_adapter("amqp", borough_broker.settings, GUEST)
+    try:
+        outcomes = adapter.deliver_group(envelopes)
+        taken = [properties.message_id for properties, _ in borough_broker.received()]
+        again = adapter.deliver_group(envelopes[2:4])  # room again: the same connection goes on
+    finally:
+        adapter.close()
+
+    assert [type(outcome) for outcome in outcomes] == [Receipt] * 2 + [DeliveryFailed] * 3
+    assert all("refused the message" in outcome.reason for outcome in outcomes[2:])
+    assert all(outcome.retryable for outcome in outcomes[2:])
+    assert taken == [envelope.envelope_id for envelope in envelopes[:2]]
+    assert [type(outcome) for outcome in again] == [Receipt] * 2
+
+
+def test_amqp_to_an_exchange_that_is_not_there_says_what_the_broker_said(borough_broker, keyring):
+    settings = {**borough_broker.settings, "exchange": "no-such-exchange"}
+    adapter = build_adapter("amqp", settings, GUEST)
+    try:
+        outcomes = adapter.deliver_group(_envelopes(keyring, 3))
+    finally:
+        adapter.close()
+    assert all(isinstance(outcome, DeliveryFailed) for outcome in outcomes)
+    assert all("closed the channel: 404 NOT_FOUND" in outcome.reason for outcome in outcomes)
 
 
 def test_amqp_reports_an_envelope_no_queue_would_take(borough_broker, envelope):

@@ -6,7 +6,9 @@ import json
 import threading
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+import pika
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
@@ -502,3 +504,58 @@ def test_an_unusable_adapter_is_a_retried_failure_that_holds_up_no_other_recipie
     westminster = services.store.transfer_view(sent[WESTMINSTER])["deliveries"][-1]["detail"]
     assert "Must have no query or fragment" in westminster
     assert "t0ken-in-the-url" not in westminster
+
+
+@pytest.fixture
+def islington_on_amqp(services, broker_url):
+    """Islington receives on a queue of its broker that takes two messages at most, refusing
+    (nacking) any that would make it longer."""
+    services.store.add_isp(examples.pan_london_isp())
+    parts = urlsplit(broker_url)
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    channel.exchange_declare("islington", "direct", durable=True)
+    channel.queue_delete("islington.inbox")
+    channel.queue_declare(
+        "islington.inbox",
+        durable=True,
+        arguments={"x-max-length": 2, "x-overflow": "reject-publish"},
+    )
+    channel.queue_bind("islington.inbox", "islington", "caf")
+    services.store.organisations.set_adapter(
+        ISLINGTON,
+        "amqp",
+        {
+            "url": f"amqp://{parts.hostname}:{parts.port}{parts.path}",
+            "exchange": "islington",
+            "routing_key": "caf",
+        },
+        {"username": "guest", "password": "guest"},
+    )
+
+    def received() -> list[str]:
+        ids = []
+        while (message := channel.basic_get("islington.inbox", auto_ack=True))[0]:
+            ids.append(message[1].message_id)
+        return ids
+
+    yield received
+    channel.queue_delete("islington.inbox")
+    connection.close()
+
+
+def test_a_group_for_a_broker_goes_at_once_and_each_envelope_keeps_its_own_outcome(
+    services, islington_on_amqp
+):
+    sent = [_send(services, f"grouped-{n}", case=f"CAF-HK-2026-01{n:02d}") for n in range(4)]
+
+    assert _deliverer(services, max_attempts=1).deliver_due("test") == 4
+
+    envelope_ids = [services.store.transfer_view(e)["envelope"]["envelope_id"] for e in sent]
+    assert islington_on_amqp() == envelope_ids[:2]
+    views = [services.store.transfer_view(event_id) for event_id in sent]
+    assert [view["state"] for view in views] == ["delivered"] * 2 + ["failed"] * 2
+    (refused,) = views[2]["deliveries"]
+    assert "refused the message" in refused["detail"] and refused["succeeded"] is False
+    # One attempt for the group: the broker confirmed all four at once.
+    assert len({view["deliveries"][0]["attempted_at"] for view in views}) == 1
