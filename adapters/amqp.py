@@ -3,8 +3,9 @@
 Each envelope is published persistent and ``mandatory`` with publisher confirms, so it counts
 as delivered only once the broker has taken responsibility for it and routed it to a queue.
 The envelopes the relay has for the borough go together, confirmed together
-(``adapters.amqp_publisher``). The connection is kept between deliveries; one that has dropped
-(idle timeout, broker restart) is reopened, once, before the envelopes it lost count as failed.
+(``adapters.amqp_publisher``). The connection is kept between deliveries; when it could not be
+opened, or went before the confirms, the envelopes not confirmed are sent once more on a new
+one before they count as failed (the borough may then get some twice, under their envelope ids).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 import pika
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from adapters.amqp_publisher import ConfirmedPublisher, Message, Unconfirmed
+from adapters.amqp_publisher import CLOSE_SECONDS, ConfirmedPublisher, Message, Unconfirmed, Why
 from adapters.base import (
     JOSE_JSON,
     LONGEST_ATTEMPT_SECONDS,
@@ -29,9 +30,13 @@ from adapters.base import (
 )
 
 EVENT_ID_HEADER = "x-caf-event-id"
-# Each connection attempt's bounds; both attempts of a delivery end within LONGEST_ATTEMPT_SECONDS.
+# Each connection's bounds: to connect, to open (TCP, TLS, AMQP), to be blocked by the broker.
 SOCKET_SECONDS = 10
+OPEN_SECONDS = 15
 BLOCKED_SECONDS = 30
+# A delivery's time, both tries included; a connection that will not close in time is left to
+# end on its own, so the attempt still ends within LONGEST_ATTEMPT_SECONDS.
+ATTEMPT_SECONDS = LONGEST_ATTEMPT_SECONDS - CLOSE_SECONDS
 
 
 class AmqpSettingsSchema(Schema):
@@ -75,10 +80,13 @@ class AmqpAdapter(GroupAdapter):
         exchange: str,
         routing_key: str,
         declare_exchange: bool,
+        *,
+        attempt_seconds: float = ATTEMPT_SECONDS,
     ) -> None:
         self._where = f"{parameters.host}:{parameters.port}"
         self._exchange = exchange
         self._routing_key = routing_key
+        self._attempt_seconds = attempt_seconds
         self._publisher = ConfirmedPublisher(
             parameters, exchange, routing_key, declare_exchange=declare_exchange
         )
@@ -90,6 +98,7 @@ class AmqpAdapter(GroupAdapter):
         parameters.credentials = pika.PlainCredentials(secrets["username"], secrets["password"])
         # Bound every wait, so one attempt ends within the relay's delivery lease.
         parameters.socket_timeout = SOCKET_SECONDS
+        parameters.stack_timeout = OPEN_SECONDS
         parameters.blocked_connection_timeout = BLOCKED_SECONDS
         return cls(
             parameters, settings["exchange"], settings["routing_key"], settings["declare_exchange"]
@@ -98,28 +107,32 @@ class AmqpAdapter(GroupAdapter):
     def deliver_group(
         self, envelopes: Sequence[OutboundEnvelope]
     ) -> list[Receipt | DeliveryFailed]:
+        """Publish the envelopes together; those the broker could not be reached for, or whose
+        connection went before their confirm, once more on a new connection, in the time left.
+        A broker too slow to confirm in time is not sent them again now: the outbox's retry
+        schedule gives it time."""
         messages = [_message(envelope) for envelope in envelopes]
-        deadline = time.monotonic() + LONGEST_ATTEMPT_SECONDS
-        with self._lock:
-            outcomes = self._publisher.publish(messages, _halfway(deadline))
-            lost = [i for i, outcome in enumerate(outcomes) if _lost(outcome)]
-            if lost:
-                again = self._publisher.publish([messages[i] for i in lost], deadline)
-                for i, outcome in zip(lost, again, strict=True):
+        with self._lock:  # one group at a time, each with the whole attempt's time
+            deadline = time.monotonic() + self._attempt_seconds
+            outcomes = self._publisher.publish(messages, deadline)
+            again = [i for i, outcome in enumerate(outcomes) if _worth_again(outcome)]
+            if again:
+                retried = self._publisher.publish([messages[i] for i in again], deadline)
+                for i, outcome in zip(again, retried, strict=True):
                     outcomes[i] = outcome
         return [self._result(outcome) for outcome in outcomes]
 
     def _result(self, outcome: Unconfirmed | None) -> Receipt | DeliveryFailed:
         if outcome is None:
             return Receipt(f"confirmed by {self._where} exchange {self._exchange!r}")
-        if outcome.returned:
-            return DeliveryFailed(
-                f"Broker {self._where} routed nothing for exchange {self._exchange!r} "
-                f"and key {self._routing_key!r}",
-                retryable=True,
-            )
+        if outcome.why == Why.RETURNED:
+            said = f"routed nothing for exchange {self._exchange!r} and key {self._routing_key!r}"
+        elif outcome.why == Why.REFUSED:
+            said = "refused the envelope"
+        else:
+            said = outcome.reason
         # Every failure may pass: a broker back up, a queue bound again, an exchange declared.
-        return DeliveryFailed(f"Broker {self._where} {outcome.reason}", retryable=True)
+        return DeliveryFailed(f"Broker {self._where} {said}", retryable=True)
 
     def close(self) -> None:
         with self._lock:
@@ -138,11 +151,5 @@ def _message(envelope: OutboundEnvelope) -> Message:
     )
 
 
-def _lost(outcome: Unconfirmed | None) -> bool:
-    return outcome is not None and outcome.lost
-
-
-def _halfway(deadline: float) -> float:
-    """The first try's deadline: it leaves the second as long."""
-    now = time.monotonic()
-    return now + (deadline - now) / 2
+def _worth_again(outcome: Unconfirmed | None) -> bool:
+    return outcome is not None and outcome.worth_another_connection

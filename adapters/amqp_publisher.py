@@ -8,7 +8,9 @@ thread of its own: a caller hands over a whole group and waits once. The loop al
 broker's heartbeats between deliveries, so a connection kept open stays open.
 
 Messages are mandatory: one that no queue took comes back (``basic.return``, before its ack)
-and counts as not delivered. One confirm may ack many (``multiple``).
+and counts as not delivered. One confirm may ack many (``multiple``). The price of a group in
+flight: when its connection is lost before the confirms, every message of it not yet confirmed
+is unaccounted for, and sent again, where a message at a time left one.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import pika
 import pika.exceptions
 from pika.adapters.select_connection import SelectConnection
 from pika.channel import Channel
 
-# How long closing may take before the connection is left to end on its own.
+# How long closing a connection may take before it is left to end on its own.
 CLOSE_SECONDS = 5.0
 
 
@@ -35,16 +38,33 @@ class Message:
     properties: pika.BasicProperties
 
 
-class Unconfirmed(Exception):
-    """Why a message was not confirmed, as said of the broker ("unreachable: ...", "closed the
-    channel: ..."). ``returned``: no queue took it. ``lost``: the connection went before its
-    confirm, so the broker may have it or not, and another connection may try again."""
+class Why(StrEnum):
+    """Why a message was not confirmed."""
 
-    def __init__(self, reason: str, *, lost: bool = False, returned: bool = False) -> None:
+    # No connection could be had, or it went before the message's confirm: the broker may
+    # have the message or not.
+    UNREACHABLE = "unreachable"
+    CLOSED_BY_BROKER = "closed_by_broker"  # the broker closed the channel, saying why
+    RETURNED = "returned"  # no queue took it
+    REFUSED = "refused"  # the broker nacked it
+    NO_TIME = "no_time"  # not confirmed (or not sent) within the time allowed
+    CLOSED = "closed"  # the publisher was closed; nothing more is sent
+
+
+class Unconfirmed(Exception):
+    """A message not confirmed: ``why``, and ``reason`` in words said of the broker ("Broker
+    host:port " comes before them)."""
+
+    def __init__(self, why: Why, reason: str) -> None:
         super().__init__(reason)
+        self.why = why
         self.reason = reason
-        self.lost = lost
-        self.returned = returned
+
+    @property
+    def worth_another_connection(self) -> bool:
+        """Whether a new connection, at once, may do better: the broker was not reached, or
+        the connection went. Not when it had no time (a slow broker is not sent more)."""
+        return self.why == Why.UNREACHABLE
 
 
 Outcome = Unconfirmed | None  # None: confirmed
@@ -55,6 +75,7 @@ class ConfirmedPublisher:
     publisher confirms, over a connection opened when first needed and kept while it lasts.
 
     One group at a time: the caller (the amqp adapter) holds a lock around ``publish``.
+    Opening a connection is bounded by the parameters' ``stack_timeout``.
     """
 
     def __init__(
@@ -70,15 +91,22 @@ class ConfirmedPublisher:
         self._routing_key = routing_key
         self._declare_exchange = declare_exchange
         self._link: _Link | None = None
+        self._closed = False
 
     def publish(self, messages: Sequence[Message], deadline: float) -> list[Outcome]:
         """Publish ``messages`` in order and wait, until ``deadline`` (``time.monotonic()``) at
         most, for their confirms; for each, None if the broker confirmed it, else why not."""
+        if self._closed:
+            closed = Unconfirmed(Why.CLOSED, "was not tried: the adapter was closed")
+            return [closed] * len(messages)
         if self._link is None or not self._link.usable:
-            self.close()
+            self._drop()
+            if deadline - time.monotonic() < _open_seconds(self._parameters):
+                why = Unconfirmed(Why.NO_TIME, "was not tried: no time was left to connect")
+                return [why] * len(messages)
             link = _Link(self._parameters, self._exchange, self._routing_key)
             try:
-                link.open(self._declare_exchange, deadline)
+                link.open(self._declare_exchange)
             except Unconfirmed as failure:
                 link.close()
                 return [failure] * len(messages)
@@ -87,10 +115,16 @@ class ConfirmedPublisher:
         if not in_time:
             # The broker may confirm them yet, or not: the connection goes, so the next group
             # starts on one with nothing unaccounted for.
-            self.close()
+            self._drop()
         return outcomes
 
     def close(self) -> None:
+        """Close the connection; from now on nothing is sent (a replaced adapter's last
+        group fails, to go again through the new one)."""
+        self._closed = True
+        self._drop()
+
+    def _drop(self) -> None:
         if self._link is not None:
             self._link.close()
             self._link = None
@@ -132,6 +166,7 @@ class _Link:
     def __init__(self, parameters: pika.ConnectionParameters, exchange: str, key: str) -> None:
         self._exchange = exchange
         self._routing_key = key
+        self._open_seconds = _open_seconds(parameters)
         self._connection = SelectConnection(
             parameters,
             on_open_callback=self._on_connection_open,
@@ -158,16 +193,22 @@ class _Link:
     def usable(self) -> bool:
         return self._ready.is_set()
 
-    def open(self, declare_exchange: bool, deadline: float) -> None:
-        """Open the connection and a channel in confirm mode, or raise ``Unconfirmed``."""
+    def open(self, declare_exchange: bool) -> None:
+        """Open the connection and a channel in confirm mode, or raise ``Unconfirmed``.
+
+        pika gives up on its own after ``stack_timeout``; closing a connection while it opens
+        would make it log an internal error, so this waits for pika."""
         self._declare_exchange = declare_exchange
         self._thread.start()
-        self._opening.wait(max(deadline - time.monotonic(), 0))
+        self._opening.wait(self._open_seconds)
         if not self._ready.is_set():
-            raise self._failure or Unconfirmed("did not open a connection in time", lost=True)
+            raise self._failure or Unconfirmed(Why.UNREACHABLE, "unreachable: no answer")
 
     def publish(self, messages: Sequence[Message], deadline: float) -> tuple[list[Outcome], bool]:
         """Each message's outcome, and whether they all came before ``deadline``."""
+        if deadline <= time.monotonic():
+            too_late = Unconfirmed(Why.NO_TIME, "was not tried: no time was left")
+            return [too_late] * len(messages), True
         group = _Group(len(messages))
         with self._lock:
             if self._ended:  # since the caller last looked
@@ -179,7 +220,8 @@ class _Link:
         finally:
             with self._lock:
                 self._group = None
-        return group.finish(Unconfirmed("did not confirm in time", lost=True)), in_time
+        late = Unconfirmed(Why.NO_TIME, "did not confirm in the time allowed")
+        return group.finish(late), in_time
 
     def close(self) -> None:
         """Close the connection and wait (a little) for its loop to end."""
@@ -195,18 +237,19 @@ class _Link:
             self._connection.ioloop.start()
         finally:
             self._ready.clear()
-            self._failure = self._failure or Unconfirmed("closed the connection", lost=True)
+            self._failure = self._failure or _unreachable(None)
             self._opening.set()
             with self._lock:
                 self._ended = True
                 group = self._group
             if group is not None:
                 group.finish(self._failure)
+            self._connection.ioloop.close()  # its wake-up sockets
 
     # -- on the I/O loop's thread -------------------------------------------------------------
 
     def _close(self) -> None:
-        """Close, or abort the opening; the loop stops once the connection has closed."""
+        """Close; the loop stops once the connection has closed."""
         if self._connection.is_closed:
             self._connection.ioloop.stop()
         elif not self._connection.is_closing:
@@ -216,13 +259,12 @@ class _Link:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_open_error(self, connection: SelectConnection, error: BaseException) -> None:
-        # The class only: an error's text may quote the connection's parameters.
-        self._failure = Unconfirmed(f"unreachable: {type(error).__name__}", lost=True)
+        self._failure = _unreachable(error)
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection: SelectConnection, reason: BaseException) -> None:
         if self._failure is None:
-            self._failure = Unconfirmed(f"lost the connection: {type(reason).__name__}", lost=True)
+            self._failure = _unreachable(reason)
         self._fail_waiting(self._failure)
         connection.ioloop.stop()
 
@@ -247,19 +289,20 @@ class _Link:
     def _on_channel_closed(self, _channel: Channel, reason: BaseException) -> None:
         if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
             self._failure = Unconfirmed(
-                f"closed the channel: {reason.reply_code} {reason.reply_text}"
+                Why.CLOSED_BY_BROKER,
+                f"closed the channel: {reason.reply_code} {reason.reply_text}",
             )
-        else:
-            self._failure = Unconfirmed(f"closed the channel: {type(reason).__name__}", lost=True)
+        elif self._failure is None:
+            self._failure = _unreachable(reason)  # the connection's going took it
         self._fail_waiting(self._failure)
-        # The broker has said why; the link ends, and the next group goes on a new one.
+        # The link ends with its channel; the next group goes on a new one.
         if self._connection.is_open:
             self._connection.close()
 
     def _send(self, messages: Sequence[Message], group: _Group) -> None:
         for index, message in enumerate(messages):
             if not self._ready.is_set():
-                group.settle(index, self._failure or Unconfirmed("closed the channel", lost=True))
+                group.settle(index, self._failure or _unreachable(None))
                 continue
             self._published += 1
             self._waiting[self._published] = (group, index, message.properties.message_id)
@@ -273,8 +316,7 @@ class _Link:
                 )
             except pika.exceptions.AMQPError as exc:
                 del self._waiting[self._published]
-                failure = Unconfirmed(f"closed the channel: {type(exc).__name__}", lost=True)
-                group.settle(index, failure)
+                group.settle(index, _unreachable(exc))
 
     def _on_returned(self, _channel, _method, properties: pika.BasicProperties, _body) -> None:
         self._returned.add(properties.message_id)
@@ -292,9 +334,11 @@ class _Link:
             group, index, message_id = waiting
             if message_id in self._returned:
                 self._returned.discard(message_id)
-                group.settle(index, Unconfirmed("routed nothing", returned=True))
+                group.settle(index, Unconfirmed(Why.RETURNED, "routed nothing"))
+            elif acked:
+                group.settle(index, None)
             else:
-                group.settle(index, None if acked else Unconfirmed("refused the message"))
+                group.settle(index, Unconfirmed(Why.REFUSED, "refused the message"))
 
     def _fail_waiting(self, why: Unconfirmed) -> None:
         self._ready.clear()
@@ -302,3 +346,15 @@ class _Link:
         self._returned.clear()
         for group, index, _ in waiting.values():
             group.settle(index, why)
+
+
+def _open_seconds(parameters: pika.ConnectionParameters) -> float:
+    """How long opening a connection may take: pika's own bound, and a moment more."""
+    return parameters.stack_timeout + 1
+
+
+def _unreachable(error: BaseException | None) -> Unconfirmed:
+    """The connection could not be had or kept; the error's class only, as its text may quote
+    the connection's parameters."""
+    name = type(error).__name__ if error is not None else "connection closed"
+    return Unconfirmed(Why.UNREACHABLE, f"unreachable: {name}")

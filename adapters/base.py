@@ -80,8 +80,8 @@ class Adapter(ABC):
 class GroupAdapter(Adapter):
     """An adapter that delivers several envelopes for its authority at once, for less than one
     at a time: the amqp adapter publishes them together and waits once for the broker's
-    confirms. The relay hands it whatever it has for the authority in one call (up to a
-    delivery group, 16); an adapter that is not one gets them one at a time, with the relay
+    confirms. The relay hands it all a delivery group holds for the authority in one call (up
+    to 16 in a worker); an adapter that is not one gets them one at a time, with the relay
     checking its lease between them."""
 
     @abstractmethod

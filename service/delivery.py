@@ -104,6 +104,17 @@ def _result(outcome: Settled) -> str:
     return "retry" if outcome.retry_at is not None else "failed"
 
 
+def _together(
+    items: Sequence[Claimed], adapter: tuple[str, Adapter] | Exception
+) -> Sequence[Claimed]:
+    """What the next attempt takes: the first item, with those after it for the same recipient
+    if its adapter delivers several at once."""
+    if isinstance(adapter, Exception) or not isinstance(adapter[1], GroupAdapter):
+        return items[:1]
+    recipient = items[0].envelope.to_authority
+    return list(takewhile(lambda item: item.envelope.to_authority == recipient, items))
+
+
 def _attempt_of(tried: TriedDelivery, attempted_at: datetime, adapter_type: str | None) -> Attempt:
     receipt = tried.receipt
     return Attempt(
@@ -199,8 +210,9 @@ class Deliverer:
         while len(settled) < len(group):
             if deadline is not None and time.monotonic() > deadline:
                 break
-            together = self._together(group[len(settled) :], adapters)
-            settled += self._attempt(together, adapters)
+            waiting = group[len(settled) :]
+            adapter = self._adapter(waiting[0], adapters)
+            settled += self._attempt(_together(waiting, adapter), adapter)
         waiting_behind = self._records.record(settled, group[len(settled) :])
         outcomes = []
         for outcome in settled:
@@ -219,45 +231,35 @@ class Deliverer:
 
     def _adapter(
         self, claimed: Claimed, adapters: dict[str, tuple[str, Adapter]]
-    ) -> tuple[str, Adapter]:
-        """The item's recipient's adapter type and adapter; ``adapters`` caches the group's."""
+    ) -> tuple[str, Adapter] | Exception:
+        """The item's recipient's adapter type and adapter, or why there is none to use (the
+        attempt then fails saying so); ``adapters`` caches the group's."""
         recipient = claimed.envelope.to_authority
         if recipient not in adapters:
-            adapters[recipient] = self._adapters.get(
-                self._store, recipient, claimed.adapter_updated_at
-            )
+            try:
+                adapters[recipient] = self._adapters.get(
+                    self._store, recipient, claimed.adapter_updated_at
+                )
+            except Exception as exc:
+                return exc
         return adapters[recipient]
 
-    def _together(
-        self, items: Sequence[Claimed], adapters: dict[str, tuple[str, Adapter]]
-    ) -> Sequence[Claimed]:
-        """What the next attempt takes: the first item, with those after it for the same
-        recipient if its adapter delivers several at once."""
-        try:
-            _, adapter = self._adapter(items[0], adapters)
-        except Exception:
-            return items[:1]  # its attempt says why the adapter cannot be used
-        if not isinstance(adapter, GroupAdapter):
-            return items[:1]
-        recipient = items[0].envelope.to_authority
-        return list(takewhile(lambda item: item.envelope.to_authority == recipient, items))
-
     def _attempt(
-        self, items: Sequence[Claimed], adapters: dict[str, tuple[str, Adapter]]
+        self, items: Sequence[Claimed], adapter: tuple[str, Adapter] | Exception
     ) -> list[Settled]:
         """One try at delivering ``items`` (one, or several for a ``GroupAdapter``), and what
         is to follow for each."""
         envelopes = [claimed.envelope for claimed in items]
-        set_event_id(envelopes[0].event_id if len(envelopes) == 1 else None)
+        set_event_id(",".join(envelope.event_id for envelope in envelopes))
         attempted_at = self._clock()
-        adapter_type = None
+        adapter_type = None if isinstance(adapter, Exception) else adapter[0]
 
         def deliver() -> Sequence[Receipt | DeliveryFailed]:
-            nonlocal adapter_type
-            adapter_type, adapter = self._adapter(items[0], adapters)
-            if isinstance(adapter, GroupAdapter):
-                return adapter.deliver_group(envelopes)
-            return [adapter.deliver(envelopes[0])]
+            if isinstance(adapter, Exception):
+                raise adapter
+            if isinstance(adapter[1], GroupAdapter):
+                return adapter[1].deliver_group(envelopes)
+            return [adapter[1].deliver(envelopes[0])]
 
         tried = try_delivering(deliver, envelopes)
         return [

@@ -90,10 +90,10 @@ PIKA_BLOCKING_LOGGER = "pika.adapters.blocking_connection"
 
 
 class ReturnedBodyFilter(logging.Filter):
-    """Drops pika's warning that the broker returned a published message, which quotes the
-    message's first 255 bytes: an envelope's signed payload (base64, not encrypted) or, for a
-    dead letter, the event itself. The relay says that a message was returned in its own words
-    (a delivery "routed nothing", caf.dead "routed nothing"), without the body."""
+    """Drops pika's warning that the broker returned a message published on a
+    ``BlockingChannel``, which quotes the message's first 255 bytes: for the worker's dead
+    letters, the event itself. The relay says that a message was returned in its own words
+    ("caf.dead routed nothing"), without the body."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Published message was returned")

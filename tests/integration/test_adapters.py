@@ -1,20 +1,22 @@
 """The three built-in adapters against real receivers: a TLS server, RabbitMQ, a folder."""
 
-import json
-import logging
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pika
 import pytest
 
+from adapters.amqp import AmqpAdapter
+from adapters.amqp_publisher import CLOSE_SECONDS
 from adapters.base import DeliveryFailed, OutboundEnvelope, Receipt
 from adapters.registry import AdapterConfigError, adapter_types, build_adapter
-from service.logs import configure_logging
 from service.signing import KeyRing, verify
+from tests.conftest import BROKER_HOST
 from tests.support.https_receiver import HttpsReceiver
+from tests.support.tcp_proxy import tcp_proxy
 
 TOKEN = "islington-inbox-token-7d1e"
 
@@ -266,7 +268,7 @@ def test_amqp_says_of_each_envelope_in_a_group_whether_the_broker_took_it(boroug
         adapter.close()
 
     assert [type(outcome) for outcome in outcomes] == [Receipt] * 2 + [DeliveryFailed] * 3
-    assert all("refused the message" in outcome.reason for outcome in outcomes[2:])
+    assert all("refused the envelope" in outcome.reason for outcome in outcomes[2:])
     assert all(outcome.retryable for outcome in outcomes[2:])
     assert taken == [envelope.envelope_id for envelope in envelopes[:2]]
     assert [type(outcome) for outcome in again] == [Receipt] * 2
@@ -292,19 +294,68 @@ def test_amqp_reports_an_envelope_no_queue_would_take(borough_broker, envelope):
         adapter.close()
 
 
-def test_an_envelope_the_broker_returned_is_not_quoted_in_the_logs(
-    borough_broker, envelope, caplog
+def _through(proxy, borough_broker) -> dict:
+    return {
+        **borough_broker.settings,
+        "url": f"amqp://127.0.0.1:{proxy.port}/{quote(borough_broker.vhost, safe='')}",
+    }
+
+
+def test_amqp_loses_no_envelope_of_a_group_whose_connection_is_cut_midway(borough_broker, keyring):
+    envelopes = _envelopes(keyring, 12)
+    with tcp_proxy(BROKER_HOST, 5672) as proxy:
+        adapter = build_adapter("amqp", _through(proxy, borough_broker), GUEST)
+        try:
+            adapter.deliver_group(envelopes[:1])  # the connection is open, kept
+            proxy.cut_after(3 * len(envelopes[0].jws))  # a few messages into the group
+            outcomes = adapter.deliver_group(envelopes[1:])
+        finally:
+            adapter.close()
+        assert proxy.cuts == 1
+
+    assert all(isinstance(outcome, Receipt) for outcome in outcomes)
+    received = {properties.message_id for properties, _ in borough_broker.received()}
+    # Sent again on a new connection: some may have arrived twice, none is missing.
+    assert received == {envelope.envelope_id for envelope in envelopes}
+
+
+def test_amqp_fails_a_group_a_silent_broker_does_not_confirm_in_time_and_sends_it_once(
+    borough_broker, keyring
 ):
-    configure_logging("INFO", "json")  # as every process starts
-    adapter = build_adapter("amqp", {**borough_broker.settings, "routing_key": "nowhere"}, GUEST)
-    try:
-        with caplog.at_level(logging.DEBUG), pytest.raises(DeliveryFailed):
-            adapter.deliver(envelope)
-    finally:
-        adapter.close()
-    payload = json.loads(envelope.jws)["payload"]
-    logged = [record.getMessage() for record in caplog.records]
-    assert not [line for line in logged if payload[:40] in line]
+    envelopes = _envelopes(keyring, 3)
+    with tcp_proxy(BROKER_HOST, 5672) as proxy:
+        parameters = pika.URLParameters(_through(proxy, borough_broker)["url"])
+        parameters.credentials = pika.PlainCredentials(GUEST["username"], GUEST["password"])
+        parameters.stack_timeout = 0.5  # opening (and a moment more) fits in the attempt
+        settings = borough_broker.settings
+        adapter = AmqpAdapter(
+            parameters, settings["exchange"], settings["routing_key"], False, attempt_seconds=2
+        )
+        try:
+            assert isinstance(adapter.deliver(envelopes[0]), Receipt)
+            proxy.hold_answers()
+            started = time.monotonic()
+            outcomes = adapter.deliver_group(envelopes[1:])
+            took = time.monotonic() - started
+        finally:
+            adapter.close()
+
+    assert [type(outcome) for outcome in outcomes] == [DeliveryFailed] * 2
+    assert all("did not confirm in the time allowed" in o.reason for o in outcomes)
+    assert all(outcome.retryable for outcome in outcomes)
+    assert took < 2 + CLOSE_SECONDS + 1
+    # The broker got each once; a slow broker is not sent the group again within the attempt.
+    received = [properties.message_id for properties, _ in borough_broker.received()]
+    assert received == [envelope.envelope_id for envelope in envelopes]
+
+
+def test_amqp_adapter_once_closed_sends_nothing_more(borough_broker, envelope):
+    adapter = build_adapter("amqp", borough_broker.settings, GUEST)
+    adapter.close()  # as when its authority's configuration changed
+    with pytest.raises(DeliveryFailed, match="was not tried: the adapter was closed") as failed:
+        adapter.deliver(envelope)
+    assert failed.value.retryable
+    assert borough_broker.received() == []
 
 
 def _drop_connections(borough_broker) -> None:

@@ -556,6 +556,6 @@ def test_a_group_for_a_broker_goes_at_once_and_each_envelope_keeps_its_own_outco
     views = [services.store.transfer_view(event_id) for event_id in sent]
     assert [view["state"] for view in views] == ["delivered"] * 2 + ["failed"] * 2
     (refused,) = views[2]["deliveries"]
-    assert "refused the message" in refused["detail"] and refused["succeeded"] is False
+    assert "refused the envelope" in refused["detail"] and refused["succeeded"] is False
     # One attempt for the group: the broker confirmed all four at once.
     assert len({view["deliveries"][0]["attempted_at"] for view in views}) == 1

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from service.logs import configure_logging
 from service.worker import DEAD_QUEUE, REASON_HEADER, Worker
 from tests.support import examples
 from tests.support.amqp import (
@@ -204,6 +205,17 @@ def test_a_dead_letter_still_reaches_caf_dead_after_its_queue_was_deleted(
     assert [(p.headers["x-caf-rejection"], body) for p, body in dead] == [
         ("not_json", b"{not json")
     ]
+
+
+def test_a_dead_letter_the_broker_returned_is_not_quoted_in_the_logs(services, broker_url, caplog):
+    configure_logging("INFO", "json")  # as every process starts
+    reset_topology(broker_url)
+    with caplog.at_level(logging.INFO), running_worker(broker_url, services):
+        delete_queue(broker_url, DEAD_QUEUE)  # its copy comes back, body and all, once
+        publish(broker_url, b'{"child": "Amara Okafor", not json')
+        wait_until(lambda: "dead-lettered: Not JSON" in caplog.text, timeout=60)
+    assert "caf.dead routed nothing" in caplog.text
+    assert "Amara" not in caplog.text
 
 
 def test_a_worker_told_to_stop_while_waiting_out_a_database_outage_stops_at_once(
