@@ -7,14 +7,13 @@ committed together, before the inbound message is acknowledged, so a crash loses
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import (
@@ -53,6 +52,9 @@ from service.store.payloads import Payloads
 from service.store.reference import IntakeReference, ReferenceCache
 from service.store.transfers import Transfers
 from service.store.write_turns import WriteTurns
+
+if TYPE_CHECKING:
+    import sqlite3
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision. A store already at it needs no migrating, and every process
@@ -183,6 +185,8 @@ def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
     itself for a moment, and SQLite refuses at once ("database is locked") rather than waiting
     its busy timeout, so a process starting beside others on a new file tries again; on 2
     cores, 17 of 600 processes starting four at a time failed before it did."""
+    import sqlite3  # here: a PostgreSQL store has no use for it (about 1 MB a process)
+
     deadline = time.monotonic() + WAL_SWITCH_SECONDS
     while True:
         try:
