@@ -104,9 +104,11 @@ class ConfirmedPublisher:
             if deadline - time.monotonic() < _open_seconds(self._parameters):
                 why = Unconfirmed(Why.NO_TIME, "was not tried: no time was left to connect")
                 return [why] * len(messages)
-            link = _Link(self._parameters, self._exchange, self._routing_key)
+            link = _Link(
+                self._parameters, self._exchange, self._routing_key, self._declare_exchange
+            )
             try:
-                link.open(self._declare_exchange)
+                link.open()
             except Unconfirmed as failure:
                 link.close()
                 return [failure] * len(messages)
@@ -163,9 +165,16 @@ class _Link:
     loop in a thread of its own. Once it has ended it stays ended; the publisher opens another.
     """
 
-    def __init__(self, parameters: pika.ConnectionParameters, exchange: str, key: str) -> None:
+    def __init__(
+        self,
+        parameters: pika.ConnectionParameters,
+        exchange: str,
+        key: str,
+        declare_exchange: bool,
+    ) -> None:
         self._exchange = exchange
         self._routing_key = key
+        self._declare_exchange = declare_exchange
         self._open_seconds = _open_seconds(parameters)
         self._connection = SelectConnection(
             parameters,
@@ -174,7 +183,6 @@ class _Link:
             on_close_callback=self._on_connection_closed,
         )
         self._thread = threading.Thread(target=self._run, name="amqp-publisher", daemon=True)
-        self._declare_exchange = False
         # Shared with the I/O thread: whether the channel takes messages, and why it does not;
         # under the lock, whether the loop has ended and the group in hand, failed whole then.
         self._ready = threading.Event()
@@ -193,12 +201,11 @@ class _Link:
     def usable(self) -> bool:
         return self._ready.is_set()
 
-    def open(self, declare_exchange: bool) -> None:
+    def open(self) -> None:
         """Open the connection and a channel in confirm mode, or raise ``Unconfirmed``.
 
         pika gives up on its own after ``stack_timeout``; closing a connection while it opens
         would make it log an internal error, so this waits for pika."""
-        self._declare_exchange = declare_exchange
         self._thread.start()
         self._opening.wait(self._open_seconds)
         if not self._ready.is_set():

@@ -285,6 +285,23 @@ def test_amqp_to_an_exchange_that_is_not_there_says_what_the_broker_said(borough
     assert all("closed the channel: 404 NOT_FOUND" in outcome.reason for outcome in outcomes)
 
 
+def test_amqp_declares_its_exchange_when_asked_before_it_publishes(borough_broker, envelope):
+    exchange = f"declared-{uuid.uuid4().hex[:8]}"
+    settings = {**borough_broker.settings, "exchange": exchange, "declare_exchange": True}
+    adapter = build_adapter("amqp", settings, GUEST)
+    try:
+        with pytest.raises(DeliveryFailed, match="routed nothing"):  # no queue bound yet
+            adapter.deliver(envelope)
+    finally:
+        adapter.close()
+    channel = borough_broker.channel()
+    try:
+        channel.exchange_declare(exchange, "topic", durable=True, passive=True)
+    finally:
+        channel.exchange_delete(exchange)
+        channel.connection.close()
+
+
 def test_amqp_reports_an_envelope_no_queue_would_take(borough_broker, envelope):
     adapter = build_adapter("amqp", {**borough_broker.settings, "routing_key": "nowhere"}, GUEST)
     try:
