@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import click
-import yaml
 
 from contracts.api.transfers import MAX_PAGE, TRANSFER_STATES
 from contracts.vocabulary import TransferState
@@ -105,6 +104,8 @@ def judgement_record(event_id: str, file) -> None:
 
     share sends the transfer on, signed, on this judgement; not_share withholds it.
     """
+    import yaml  # here, not in every process that imports the CLI: a worker's among them
+
     try:
         document = yaml.safe_load(file)
     except yaml.YAMLError as exc:

@@ -24,7 +24,6 @@ from datetime import date, datetime
 from pathlib import PurePath
 from typing import Any
 
-import yaml
 from marshmallow import ValidationError
 
 from contracts.isp import IspSchema
@@ -46,7 +45,18 @@ from service.domain.storable import unstorable
 from service.store.isps import IspChange, RecordedIsp, confirmed_on_recording
 from service.store.store import Store
 
-PARSERS = {"json": json.loads, "yaml": yaml.safe_load}
+
+def _parse_yaml(data: bytes) -> Any:
+    """YAML's parser, imported only when an ISP comes as YAML: not in every worker process."""
+    import yaml
+
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+PARSERS = {"json": json.loads, "yaml": _parse_yaml}
 FORMAT_BY_MEDIA_TYPE = {
     "application/json": "json",
     "application/yaml": "yaml",
@@ -203,7 +213,7 @@ def parse(data: bytes, file_format: str) -> Any:
     """The content of a JSON or YAML file, or InvalidIsp saying why it cannot be read."""
     try:
         return PARSERS[file_format](data)
-    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidIsp(f"Not readable as {file_format}.", {"file": [str(exc)]}) from exc
 
 

@@ -1,5 +1,6 @@
 """The store on a real database: schema from migrations, atomic intake, secrets sealed at rest."""
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -236,19 +237,28 @@ def test_the_schema_revision_the_store_expects_is_the_newest_migration():
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
 
 
-def test_a_process_starting_on_a_store_already_migrated_loads_no_alembic(migrated_database):
-    # Alembic and Mako would add about 10 MB to each process, a worker's two among them.
+def test_a_worker_starting_on_a_store_already_migrated_loads_nothing_only_other_commands_use(
+    migrated_database, tmp_path
+):
+    # Each is in both of a worker's processes if imported before the fork: Alembic with Mako
+    # (migrations) about 10 MB, requests (https deliveries, JWKS fetches) 4, YAML (ISP and
+    # judgement files) 2, Jinja (exports) 1; Flask is the web app's.
     started = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import sys; from cryptography.fernet import Fernet;"
-            "from service.secrets import SecretBox; from service.store.store import Store;"
-            "store = Store(sys.argv[1], SecretBox([Fernet.generate_key().decode()]));"
-            "store.initialise(); store.close();"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))",
-            migrated_database,
+            "import sys; import service.cli; from service.cli_common import load_services;"
+            "services = load_services(); services.store.initialise(); services.close();"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:])))",
+            *("alembic", "mako", "requests", "yaml", "jinja2", "flask"),
         ],
+        env={
+            **os.environ,
+            "CAF_RELAY_INSTANCE_DIR": str(tmp_path),
+            "CAF_RELAY_DATABASE_URL": migrated_database,
+            "CAF_RELAY_SECRETS_KEYS": Fernet.generate_key().decode(),
+            "CAF_RELAY_LOG_LEVEL": "WARNING",
+        },
         capture_output=True,
         text=True,
         check=True,
