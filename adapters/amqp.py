@@ -10,6 +10,7 @@ one before they count as failed (the borough may then get some twice, under thei
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from adapters.base import (
     OutboundEnvelope,
     Receipt,
 )
+
+log = logging.getLogger(__name__)
 
 EVENT_ID_HEADER = "x-caf-event-id"
 # Each connection's bounds: to connect, to open (TCP, TLS, AMQP), to be blocked by the broker.
@@ -117,6 +120,13 @@ class AmqpAdapter(GroupAdapter):
             outcomes = self._publisher.publish(messages, deadline)
             again = [i for i, outcome in enumerate(outcomes) if _worth_again(outcome)]
             if again:
+                log.warning(
+                    "broker %s %s; sending %d of %d envelopes again on a new connection",
+                    self._where,
+                    outcomes[again[0]].reason,
+                    len(again),
+                    len(messages),
+                )
                 retried = self._publisher.publish([messages[i] for i in again], deadline)
                 for i, outcome in zip(again, retried, strict=True):
                     outcomes[i] = outcome

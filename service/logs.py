@@ -86,17 +86,54 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{' '.join(named)}]" if named else text
 
 
-PIKA_BLOCKING_LOGGER = "pika.adapters.blocking_connection"
+# pika's log lines that the relay says in its own words, by logger, as each line begins. The
+# first quotes the first 255 bytes of a message the broker returned: for the worker's dead
+# letters, the event itself; the worker says "caf.dead routed nothing" instead. The others
+# report, at ERROR, each step of a connection pika could not open or lost, which pika also
+# raises to its caller: the worker logs one warning a try ("broker connection lost (...);
+# reconnecting in 2.0s") and the amqp adapter records the failed attempt in the audit. During a
+# broker restart they came to seven ERROR lines and a traceback a try, for what the relay
+# handles itself. pika's other warnings and errors (a blocked connection, say) still show.
+PIKA_LINES_SAID_OTHERWISE = {
+    "pika.adapters.blocking_connection": (
+        "Published message was returned",
+        "Connection workflow failed",
+        "Error in _create_connection()",
+        "Unexpected connection close detected",
+    ),
+    "pika.adapters.base_connection": (
+        "connection_lost:",
+        "Transport indicated EOF",
+        "Full-stack connection workflow failed",
+        "Self-initiated stack bring-up failed",
+    ),
+    "pika.adapters.utils.connection_workflow": (
+        "AMQPConnector - reporting failure",
+        "AMQPConnectionWorkflow - reporting failure",
+        "AMQP connection workflow failed",
+        "TCP Connection attempt failed",
+        "Attempt to create the streaming transport failed",
+        "getaddrinfo failed",
+        "Timeout while setting up AMQP",
+    ),
+    "pika.adapters.utils.io_services_utils": (
+        "Socket failed to connect",
+        "Socket EOF",
+        "_AsyncBaseTransport._consume() failed",
+        "_AsyncBaseTransport._produce() failed",
+    ),
+}
 
 
-class ReturnedBodyFilter(logging.Filter):
-    """Drops pika's warning that the broker returned a message published on a
-    ``BlockingChannel``, which quotes the message's first 255 bytes: for the worker's dead
-    letters, the event itself. The relay says that a message was returned in its own words
-    ("caf.dead routed nothing"), without the body."""
+class SaidOtherwise(logging.Filter):
+    """Drops a logger's lines that begin with one of ``beginnings``."""
+
+    def __init__(self, beginnings: tuple[str, ...]) -> None:
+        super().__init__()
+        self.beginnings = beginnings
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Published message was returned")
+        return not str(record.msg).startswith(self.beginnings)
 
 
 def configure_logging(level: str, log_format: str) -> None:
@@ -109,9 +146,10 @@ def configure_logging(level: str, log_format: str) -> None:
     logging.basicConfig(level=level, handlers=[handler])
     # pika narrates every connection step at INFO; its warnings and errors are what operators need.
     logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLogger().level))
-    blocking = logging.getLogger(PIKA_BLOCKING_LOGGER)
-    if not any(isinstance(f, ReturnedBodyFilter) for f in blocking.filters):
-        blocking.addFilter(ReturnedBodyFilter())
+    for name, beginnings in PIKA_LINES_SAID_OTHERWISE.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, SaidOtherwise) for f in logger.filters):
+            logger.addFilter(SaidOtherwise(beginnings))
 
 
 def where_it_failed(exc: BaseException) -> str:

@@ -1,5 +1,7 @@
 """The three built-in adapters against real receivers: a TLS server, RabbitMQ, a folder."""
 
+import logging
+import re
 import subprocess
 import time
 import uuid
@@ -13,6 +15,7 @@ from adapters.amqp import AmqpAdapter
 from adapters.amqp_publisher import CLOSE_SECONDS
 from adapters.base import DeliveryFailed, OutboundEnvelope, Receipt
 from adapters.registry import AdapterConfigError, adapter_types, build_adapter
+from service.logs import configure_logging
 from service.signing import KeyRing, verify
 from tests.conftest import BROKER_HOST
 from tests.support.https_receiver import HttpsReceiver
@@ -318,7 +321,11 @@ def _through(proxy, borough_broker) -> dict:
     }
 
 
-def test_amqp_loses_no_envelope_of_a_group_whose_connection_is_cut_midway(borough_broker, keyring):
+def test_amqp_loses_no_envelope_of_a_group_whose_connection_is_cut_midway_and_says_so_once(
+    borough_broker, keyring, caplog
+):
+    configure_logging("INFO", "json")  # as every process starts
+    caplog.set_level(logging.WARNING)
     envelopes = _envelopes(keyring, 12)
     with tcp_proxy(BROKER_HOST, 5672) as proxy:
         adapter = build_adapter("amqp", _through(proxy, borough_broker), GUEST)
@@ -334,6 +341,13 @@ def test_amqp_loses_no_envelope_of_a_group_whose_connection_is_cut_midway(boroug
     received = {properties.message_id for properties, _ in borough_broker.received()}
     # Sent again on a new connection: some may have arrived twice, none is missing.
     assert received == {envelope.envelope_id for envelope in envelopes}
+    said = [(record.name, record.getMessage()) for record in caplog.records]
+    assert [name for name, _ in said] == ["adapters.amqp"]
+    assert re.fullmatch(
+        rf"broker 127\.0\.0\.1:{proxy.port} unreachable: StreamLostError; "
+        r"sending \d+ of 11 envelopes again on a new connection",
+        said[0][1],
+    )
 
 
 def test_amqp_fails_a_group_a_silent_broker_does_not_confirm_in_time_and_sends_it_once(

@@ -8,6 +8,7 @@ import pytest
 
 from service.logs import configure_logging
 from service.worker import DEAD_QUEUE, REASON_HEADER, Worker
+from tests.conftest import BROKER_HOST
 from tests.support import examples
 from tests.support.amqp import (
     delete_queue,
@@ -19,6 +20,7 @@ from tests.support.amqp import (
 )
 from tests.support.crashing import CrashesOn
 from tests.support.read_only import refusing_changes
+from tests.support.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.broker
 
@@ -216,6 +218,25 @@ def test_a_dead_letter_the_broker_returned_is_not_quoted_in_the_logs(services, b
         wait_until(lambda: "dead-lettered: Not JSON" in caplog.text, timeout=60)
     assert "caf.dead routed nothing" in caplog.text
     assert "Amara" not in caplog.text
+
+
+def test_a_worker_that_loses_the_broker_says_so_once_a_try_in_its_own_words(
+    services, broker_url, caplog
+):
+    configure_logging("INFO", "json")  # as every process starts
+    reset_topology(broker_url)
+    caplog.set_level(logging.WARNING)
+    with tcp_proxy(BROKER_HOST, 5672) as proxy:
+        through = broker_url.replace(f"{BROKER_HOST}:5672", f"127.0.0.1:{proxy.port}")
+        with running_worker(through, services):
+            proxy.close()  # the connection goes, and no new one is let in
+            wait_until(lambda: caplog.text.count("reconnecting in") >= 3, timeout=30)
+    said = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    worker_said = [m for name, _, m in said if name == "service.worker"][:3]
+    assert worker_said[0].startswith("broker connection lost (StreamLostError")
+    assert all("Connection refused" in m for m in worker_said[1:])
+    assert [m.rsplit(" ", 1)[-1] for m in worker_said] == ["0.5s", "1.0s", "2.0s"]
+    assert [line for line in said if line[0].startswith("pika")] == []
 
 
 def test_a_worker_told_to_stop_while_waiting_out_a_database_outage_stops_at_once(

@@ -36,6 +36,10 @@ class TcpProxy:
         self._holding = True
 
     def close(self) -> None:
+        """Cut every connection and refuse new ones (a listener only closed would still take
+        them while its accept() waits)."""
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._cut()
 
