@@ -91,9 +91,10 @@ class TextFormatter(logging.Formatter):
 # letters, the event itself; the worker says "caf.dead routed nothing" instead. The others
 # report, at ERROR, each step of a connection pika could not open or lost, which pika also
 # raises to its caller: the worker logs one warning a try ("broker connection lost (...);
-# reconnecting in 2.0s") and the amqp adapter records the failed attempt in the audit. During a
-# broker restart they came to seven ERROR lines and a traceback a try, for what the relay
-# handles itself. pika's other warnings and errors (a blocked connection, say) still show.
+# reconnecting in 2.0s"), and the amqp adapter one when it sends a group again on a new
+# connection, besides auditing an attempt that failed. During a broker restart they came to
+# seven ERROR lines and a traceback a try, for what the relay handles itself. pika's other
+# warnings and errors (a connection the broker has blocked, say) still show.
 PIKA_LINES_SAID_OTHERWISE = {
     "pika.adapters.blocking_connection": (
         "Published message was returned",
