@@ -98,6 +98,11 @@ def checked_receipt(store: Store, signed: str, envelope: OutboundEnvelope) -> di
         return {"verified": False, "reason": f"Not checked: {type(exc).__name__}"}
 
 
+# A delivery that will be tried again is worth a look; one given up on needs an admin to send
+# it again (POST .../redeliver) once the recipient is fixed.
+LOG_LEVELS = {"delivered": logging.INFO, "retry": logging.WARNING, "failed": logging.ERROR}
+
+
 def _result(outcome: Settled) -> str:
     if outcome.attempt.succeeded:
         return "delivered"
@@ -217,7 +222,8 @@ class Deliverer:
         outcomes = []
         for outcome in settled:
             result = _result(outcome)
-            log.info(
+            log.log(
+                LOG_LEVELS[result],
                 "delivery %s: %s",
                 result,
                 outcome.attempt.detail,

@@ -3,6 +3,7 @@ order within a case, and recipients that do not hold each other up."""
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -58,11 +59,14 @@ def _actions(services, event_id):
     return [action for _, action, _ in services.store.audit_actions(event_id)]
 
 
-def test_a_failed_attempt_is_retried_with_the_same_envelope_until_it_arrives(services, receiver):
+def test_a_failed_attempt_is_retried_with_the_same_envelope_until_it_arrives(
+    services, receiver, caplog
+):
     event_id = _send(services, "retried")
     receiver.respond_with(503, 503)
 
-    assert _deliverer(services).deliver_due("test") == 3
+    with caplog.at_level(logging.INFO, logger="service.delivery"):
+        assert _deliverer(services).deliver_due("test") == 3
 
     assert [r.headers["X-Caf-Envelope-Id"] for r in receiver.requests] == [
         services.store.transfer_view(event_id)["envelope"]["envelope_id"]
@@ -72,13 +76,21 @@ def test_a_failed_attempt_is_retried_with_the_same_envelope_until_it_arrives(ser
     assert [d["succeeded"] for d in view["deliveries"]] == [False, False, True]
     assert "HTTP 503" in view["deliveries"][0]["detail"]
     assert _actions(services, event_id)[-3:] == ["delivery_failed", "delivery_failed", "delivered"]
+    said = [(r.levelname, r.getMessage()[:18]) for r in caplog.records if r.event_id == event_id]
+    assert said == [("WARNING", "delivery retry: HT")] * 2 + [("INFO", "delivery delivered")]
 
 
-def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(services, receiver):
+def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(
+    services, receiver, caplog
+):
     event_id = _send(services, "gives-up")
     receiver.respond_with(503, 503, 503)
 
-    _deliverer(services).deliver_due("test")
+    with caplog.at_level(logging.INFO, logger="service.delivery"):
+        _deliverer(services).deliver_due("test")
+    last = caplog.records[-1]
+    assert (last.levelname, last.event_id) == ("ERROR", event_id)
+    assert last.getMessage().startswith("delivery failed: HTTP 503")
 
     view = services.store.transfer_view(event_id)
     assert view["state"] == "failed" and view["outbox"] is None
