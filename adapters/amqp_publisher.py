@@ -361,7 +361,30 @@ def _open_seconds(parameters: pika.ConnectionParameters) -> float:
 
 
 def _unreachable(error: BaseException | None) -> Unconfirmed:
-    """The connection could not be had or kept; the error's class only, as its text may quote
-    the connection's parameters."""
-    name = type(error).__name__ if error is not None else "connection closed"
-    return Unconfirmed(Why.UNREACHABLE, f"unreachable: {name}")
+    """The connection could not be had or kept: the error's class, and the operating system's
+    words for the socket error under it ("Connection refused"); not pika's texts, which may
+    quote the connection's parameters."""
+    if error is None:
+        return Unconfirmed(Why.UNREACHABLE, "unreachable: connection closed")
+    cause = _socket_error_under(error)
+    said = f" ({cause})" if cause else ""
+    return Unconfirmed(Why.UNREACHABLE, f"unreachable: {type(error).__name__}{said}")
+
+
+def _socket_error_under(error: BaseException) -> str | None:
+    """The ``strerror`` of the OSError pika wrapped ``error`` around, if any."""
+    seen: set[int] = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
+        wrapped = (
+            *getattr(error, "exceptions", ()),
+            getattr(error, "exception", None),
+            *error.args,
+        )
+        inner = [a for a in wrapped if isinstance(a, BaseException)]
+        if not inner:
+            return None
+        error = inner[-1]
+    return None

@@ -94,7 +94,8 @@ class TextFormatter(logging.Formatter):
 # reconnecting in 2.0s"), and the amqp adapter one when it sends a group again on a new
 # connection, besides auditing an attempt that failed. During a broker restart they came to
 # seven ERROR lines and a traceback a try, for what the relay handles itself. pika's other
-# warnings and errors (a connection the broker has blocked, say) still show.
+# warnings and errors (a connection the broker has blocked, a name that does not resolve, a TLS
+# handshake that fails) still show.
 PIKA_LINES_SAID_OTHERWISE = {
     "pika.adapters.blocking_connection": (
         "Published message was returned",

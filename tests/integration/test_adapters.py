@@ -2,6 +2,7 @@
 
 import logging
 import re
+import socket
 import subprocess
 import time
 import uuid
@@ -465,3 +466,20 @@ def test_directory_that_cannot_be_written_is_a_failure_with_the_path(tmp_path, e
     blocker.write_text("a file where the folder should be")
     with pytest.raises(DeliveryFailed, match="not-a-folder"):
         build_adapter("directory", {"path": str(blocker)}, {}).deliver(envelope)
+
+
+def test_amqp_to_a_closed_port_says_the_connection_was_refused(envelope):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    settings = {"url": f"amqp://127.0.0.1:{port}/%2F", "exchange": "x", "routing_key": "k"}
+    adapter = build_adapter("amqp", settings, GUEST)
+    try:
+        with pytest.raises(DeliveryFailed) as failed:
+            adapter.deliver(envelope)
+    finally:
+        adapter.close()
+    assert str(failed.value) == (
+        f"Broker 127.0.0.1:{port} unreachable: AMQPConnectionError (Connection refused)"
+    )
+    assert failed.value.retryable

@@ -247,7 +247,8 @@ def test_a_worker_starting_on_a_store_already_migrated_loads_nothing_only_other_
         [
             sys.executable,
             "-c",
-            "import sys; import service.cli; from service.cli_common import load_services;"
+            "import sys; import service.cli, service.worker, service.delivery_process;"
+            "from service.cli_common import load_services;"
             "services = load_services(); services.store.initialise(); services.close();"
             "print(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:])))",
             *("alembic", "mako", "requests", "yaml", "jinja2", "flask"),
