@@ -93,9 +93,10 @@ class TextFormatter(logging.Formatter):
 # raises to its caller: the worker logs one warning a try ("broker connection lost (...);
 # reconnecting in 2.0s"), and the amqp adapter one when it sends a group again on a new
 # connection, besides auditing an attempt that failed. During a broker restart they came to
-# seven ERROR lines and a traceback a try, for what the relay handles itself. pika's other
-# warnings and errors (a connection the broker has blocked, a name that does not resolve, a TLS
-# handshake that fails) still show.
+# seven ERROR lines and a traceback a try, for what the relay handles itself. The worker logs
+# at ERROR itself what needs a person (a login refused, a name that does not resolve, a TLS
+# handshake that fails, a broker gone a minute). pika's other warnings (a connection the broker
+# has blocked) still show.
 PIKA_LINES_SAID_OTHERWISE = {
     "pika.adapters.blocking_connection": (
         "Published message was returned",
@@ -118,7 +119,10 @@ PIKA_LINES_SAID_OTHERWISE = {
         "getaddrinfo failed",
         "Timeout while setting up AMQP",
     ),
+    "pika.adapters.utils.selector_ioloop_adapter": ("Address resolution failed",),
+    "pika.connection": ("Connection closed while authenticating",),
     "pika.adapters.utils.io_services_utils": (
+        "SSL do_handshake failed",
         "Socket failed to connect",
         "Socket EOF",
         "_AsyncBaseTransport._consume() failed",

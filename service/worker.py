@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from typing import Any, Protocol
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from service.logs import own_log_context, set_event_id, where_it_failed
 from service.relay import PROCESSING_FAILED, Received, Relay
@@ -50,6 +53,24 @@ _BROKER_LOST = (
     pika.exceptions.StreamLostError,
     pika.exceptions.UnroutableError,  # caf.dead still routing nothing: reconnect and redeclare
 )
+# Failures to connect that trying again will not mend: the worker's settings or the broker's
+# need a person (a name that does not resolve may also be DNS down, which needs one too).
+_NEEDS_A_PERSON = (
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+    socket.gaierror,
+    ssl.SSLError,
+)
+# A broker restart takes seconds; one gone a minute is an outage.
+OUTAGE_SECONDS = 60.0
+
+
+def loss_level(error: BaseException, down_for: float) -> int:
+    """The level to log a failed try at: WARNING for a broker restarting, which the worker rides
+    out alone; ERROR for what needs a person, at once, or for a broker gone for OUTAGE_SECONDS."""
+    if isinstance(error, _NEEDS_A_PERSON) or isinstance(error.__cause__, _NEEDS_A_PERSON):
+        return logging.ERROR
+    return logging.ERROR if down_for >= OUTAGE_SECONDS else logging.WARNING
 
 
 def declare_topology(channel: BlockingChannel) -> None:
@@ -121,6 +142,7 @@ class Worker:
         self._arrived: list[_Message] = []
         self._stopping = threading.Event()
         self.ready = threading.Event()
+        self._broker_lost_at: float | None = None
 
     def run(self) -> None:
         """Consume until ``stop()``, reconnecting whenever the broker goes away."""
@@ -131,7 +153,10 @@ class Worker:
                 backoff = 0.5
             except _BROKER_LOST as exc:
                 self.ready.clear()
-                log.warning("broker connection lost (%r); reconnecting in %.1fs", exc, backoff)
+                if self._broker_lost_at is None:
+                    self._broker_lost_at = time.monotonic()
+                level = loss_level(exc, time.monotonic() - self._broker_lost_at)
+                log.log(level, "broker connection lost (%r); reconnecting in %.1fs", exc, backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
@@ -146,7 +171,7 @@ class Worker:
                 connection.add_callback_threadsafe(lambda: None)
 
     def _consume(self) -> None:
-        self._connection = pika.BlockingConnection(self._parameters)
+        self._connection = self._connect()
         self._arrived = []  # messages of a lost connection are the broker's to redeliver
         try:
             channel = self._connection.channel()
@@ -156,6 +181,7 @@ class Worker:
             channel.basic_qos(prefetch_count=self._prefetch)
             channel.basic_consume(TRANSFERS_QUEUE, self._on_message)
             self.ready.set()
+            self._broker_lost_at = None
             log.info("worker consuming from %s", TRANSFERS_QUEUE)
             while not self._stopping.is_set():
                 batch = self._gather()
@@ -165,6 +191,20 @@ class Worker:
             self.ready.clear()
             if self._connection.is_open:
                 self._connection.close()
+
+    def _connect(self) -> pika.BlockingConnection:
+        """A new connection, or AMQPConnectionError with the reason there is none.
+
+        pika raises some failures to connect as they came: a broker name that does not resolve
+        (``socket.gaierror``), a TLS handshake that fails (``ssl.SSLError``), a broker that
+        takes the connection and never answers (``AMQPConnectorStackTimeout``). Each may pass,
+        as DNS, certificates and brokers come back, so the worker waits and tries again as it
+        does for a refused connection, rather than exiting with a traceback.
+        """
+        try:
+            return pika.BlockingConnection(self._parameters)
+        except (OSError, AMQPConnectorException) as exc:
+            raise pika.exceptions.AMQPConnectionError(exc) from exc
 
     def _on_message(self, _channel, method, properties, body: bytes) -> None:
         self._arrived.append(_Message(method, properties, body))

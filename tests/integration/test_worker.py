@@ -2,6 +2,7 @@
 
 import json
 import logging
+import socket
 import threading
 
 import pytest
@@ -236,6 +237,51 @@ def test_a_worker_that_loses_the_broker_says_so_once_a_try_in_its_own_words(
     assert worker_said[0].startswith("broker connection lost (StreamLostError")
     assert all("Connection refused" in m for m in worker_said[1:])
     assert [m.rsplit(" ", 1)[-1] for m in worker_said] == ["0.5s", "1.0s", "2.0s"]
+    assert [line for line in said if line[0].startswith("pika")] == []
+
+
+@pytest.fixture
+def silent_port():
+    """A port that takes connections and never says a word, as a hung broker does."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("broker", "reason", "level"),
+    [
+        ("amqp://guest:guest@broker.invalid:5672/%2F", "Name or service not known", "ERROR"),
+        (f"amqps://guest:guest@{BROKER_HOST}:5672/%2F", "SSLError", "ERROR"),
+        (f"amqp://guest:not-the-password@{BROKER_HOST}:5672/%2F", "ACCESS_REFUSED", "ERROR"),
+        ("amqp://guest:guest@127.0.0.1:{silent_port}/%2F?stack_timeout=0.3", "Timeout", "WARNING"),
+    ],
+    ids=["name-does-not-resolve", "tls-handshake-fails", "login-refused", "broker-never-answers"],
+)
+def test_a_worker_that_cannot_connect_keeps_trying_and_says_why_at_the_level_it_needs(
+    services, silent_port, caplog, broker, reason, level
+):
+    configure_logging("INFO", "json")
+    caplog.set_level(logging.WARNING)
+    worker = Worker(
+        broker.format(silent_port=silent_port),
+        services.relay,
+        senders=services.senders,
+        prefetch=16,
+    )
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: caplog.text.count("reconnecting in") >= 2, timeout=15)
+        assert thread.is_alive(), "the worker gave up instead of trying again"
+    finally:
+        worker.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+    said = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    worker_said = [(lv, m) for name, lv, m in said if name == "service.worker"][:2]
+    assert [lv for lv, _ in worker_said] == [level, level]
+    assert all(m.startswith("broker connection lost (") and reason in m for _, m in worker_said)
+    assert "not-the-password" not in caplog.text
     assert [line for line in said if line[0].startswith("pika")] == []
 
 
