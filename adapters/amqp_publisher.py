@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -44,6 +44,9 @@ class Why(StrEnum):
     # No connection could be had, or it went before the message's confirm: the broker may
     # have the message or not.
     UNREACHABLE = "unreachable"
+    # The broker refused the login or the user's access to the virtual host: the adapter's
+    # credentials or the broker's permissions need a person, not another connection now.
+    LOGIN_REFUSED = "login_refused"
     CLOSED_BY_BROKER = "closed_by_broker"  # the broker closed the channel, saying why
     RETURNED = "returned"  # no queue took it
     REFUSED = "refused"  # the broker nacked it
@@ -266,7 +269,7 @@ class _Link:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_open_error(self, connection: SelectConnection, error: BaseException) -> None:
-        self._failure = _unreachable(error)
+        self._failure = _not_opened(error)
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection: SelectConnection, reason: BaseException) -> None:
@@ -360,24 +363,41 @@ def _open_seconds(parameters: pika.ConnectionParameters) -> float:
     return parameters.stack_timeout + 1
 
 
+def _not_opened(error: BaseException) -> Unconfirmed:
+    """Why a connection could not be opened, in words an admin can act on."""
+    for inner in _wrapped(error):
+        if isinstance(inner, pika.exceptions.ProbableAuthenticationError):
+            return Unconfirmed(
+                Why.LOGIN_REFUSED, "refused the login: check the adapter's username and password"
+            )
+        if isinstance(inner, pika.exceptions.ProbableAccessDeniedError):
+            return Unconfirmed(
+                Why.LOGIN_REFUSED,
+                "refused the user access to the url's virtual host: check the vhost and the "
+                "user's permissions on it",
+            )
+    return _unreachable(error)
+
+
 def _unreachable(error: BaseException | None) -> Unconfirmed:
     """The connection could not be had or kept: the error's class, and the operating system's
     words for the socket error under it ("Connection refused"); not pika's texts, which may
     quote the connection's parameters."""
     if error is None:
         return Unconfirmed(Why.UNREACHABLE, "unreachable: connection closed")
-    cause = _socket_error_under(error)
+    cause = next(
+        (e.strerror for e in _wrapped(error) if isinstance(e, OSError) and e.strerror), None
+    )
     said = f" ({cause})" if cause else ""
     return Unconfirmed(Why.UNREACHABLE, f"unreachable: {type(error).__name__}{said}")
 
 
-def _socket_error_under(error: BaseException) -> str | None:
-    """The ``strerror`` of the OSError pika wrapped ``error`` around, if any."""
+def _wrapped(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what pika wrapped it around, outermost first (the last of several)."""
     seen: set[int] = set()
     while id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError) and error.strerror:
-            return error.strerror
+        yield error
         wrapped = (
             *getattr(error, "exceptions", ()),
             getattr(error, "exception", None),
@@ -385,6 +405,5 @@ def _socket_error_under(error: BaseException) -> str | None:
         )
         inner = [a for a in wrapped if isinstance(a, BaseException)]
         if not inner:
-            return None
+            return
         error = inner[-1]
-    return None

@@ -120,7 +120,10 @@ PIKA_LINES_SAID_OTHERWISE = {
         "Timeout while setting up AMQP",
     ),
     "pika.adapters.utils.selector_ioloop_adapter": ("Address resolution failed",),
-    "pika.connection": ("Connection closed while authenticating",),
+    "pika.connection": (
+        "Connection closed while authenticating",
+        "Connection closed while tuning",
+    ),
     "pika.adapters.utils.io_services_utils": (
         "SSL do_handshake failed",
         "Socket failed to connect",
