@@ -169,7 +169,7 @@ def db_upgrade() -> None:
     """Migrate the database to the newest schema and seed the London authorities."""
     services = _services()
     services.store.initialise()
-    click.echo(f"Database at the newest schema: {services.store.url.split('@')[-1]}")
+    click.echo(f"Database at the newest schema: {services.store.location}")
     services.close()
 
 

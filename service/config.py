@@ -151,18 +151,43 @@ def _database_url(url: str) -> str:
     write it, would otherwise ask SQLAlchemy for psycopg2, which is not installed."""
     for plain in ("postgresql://", "postgres://"):
         if url.startswith(plain):
-            return "postgresql+psycopg://" + url.removeprefix(plain)
-    if not url.startswith(("sqlite:", "postgresql+psycopg:")):
+            url = "postgresql+psycopg://" + url.removeprefix(plain)
+    if url.startswith("sqlite:"):
+        return url
+    if not url.startswith("postgresql+psycopg:"):
         raise ValueError(
             f"{PREFIX}DATABASE_URL must be a sqlite:/// or postgresql:// URL, not "
             f"{url.split(':', 1)[0]!r}."
         )
-    return url
+    return _password_kept_apart(url, "DATABASE_URL")
 
 
 def _broker_url(url: str | None) -> str | None:
-    if url is not None and urlsplit(url).scheme not in ("amqp", "amqps"):
+    if url is None:
+        return None
+    if urlsplit(url).scheme not in ("amqp", "amqps"):
         raise ValueError(f"{PREFIX}BROKER_URL must be an amqp:// or amqps:// URL.")
+    return _password_kept_apart(url, "BROKER_URL")
+
+
+def _password_kept_apart(url: str, name: str) -> str:
+    """``url``, unless part of its password would be read as its host, port or path.
+
+    A password's '/', '?' or '#' ends the URL's host part early, and an '@' after the first
+    moves where the host starts; the client's error then names that "host" or "port", password
+    and all, in a log or on ``/readyz``. So such a URL is refused, without quoting it.
+    """
+    parts = urlsplit(url)
+    try:
+        port_is_a_number = parts.port is None or parts.port >= 0
+    except ValueError:
+        port_is_a_number = False
+    at_in_place = url.count("@") <= 1 and ("@" in parts.netloc or "@" not in url)
+    if not (port_is_a_number and at_in_place):
+        raise ValueError(
+            f"{PREFIX}{name} cannot be read as a URL: its port must be a number up to 65535, "
+            "and a password's '/', '?', '#' and '@' percent-encoded (%2F, %3F, %23, %40)."
+        )
     return url
 
 

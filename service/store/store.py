@@ -268,6 +268,12 @@ class Store:
         self.transfers = Transfers(self._transaction, append_audit)
         self.reference = ReferenceCache(self._transaction)
 
+    @property
+    def location(self) -> str:
+        """Where the database is, for a person: its URL with the password masked and without
+        the query, where a password may be given too."""
+        return self._engine.url.set(query={}).render_as_string(hide_password=True)
+
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         turn = self._write_turns or nullcontext()

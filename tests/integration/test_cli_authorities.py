@@ -145,6 +145,21 @@ def test_a_broken_adapter_config_names_the_field(run, tmp_path):
     assert "bearer_token" in result.output
 
 
+def test_a_bearer_token_file_ending_in_a_line_break_is_refused_without_quoting_it(
+    run, services, tmp_path
+):
+    secrets = tmp_path / "token.json"  # as `jq -Rs` makes it from a file the token ends a line of
+    secrets.write_text(json.dumps({"bearer_token": SECRET + "\n"}))
+    settings = json.dumps({"url": "https://islington.example/caf"})
+    result = run(
+        "adapter", "set", ISLINGTON, "https", "--settings", settings, "--secrets-file", str(secrets)
+    )
+    assert result.exit_code == 1
+    assert "bearer_token" in result.output and "no spaces or line breaks" in result.output
+    assert SECRET not in result.output
+    assert services.store.organisations.adapter(ISLINGTON) is None
+
+
 def test_an_adapter_setting_the_store_could_not_hold_is_refused_by_name(run, services):
     result = run("adapter", "set", ISLINGTON, "directory", "--settings", '{"path": "/in\\u0000"}')
     assert result.exit_code == 1

@@ -40,6 +40,37 @@ def test_a_wrong_setting_is_named_and_no_password_is_repeated(name, value, said)
     assert "s3cret" not in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BROKER_URL", "amqp://guest:s3cret/part@rabbit:5672/"),
+        ("BROKER_URL", "amqps://guest:s3cret#part@rabbit/"),
+        ("BROKER_URL", "amqp://guest:s3cret@part@rabbit:5672/"),
+        ("DATABASE_URL", "postgresql://caf:s3cret@part@db:5432/caf"),
+        ("DATABASE_URL", "postgresql://caf:s3cret?part@db:5432/caf"),
+        ("DATABASE_URL", "postgresql://caf@db:5432x/caf"),
+    ],
+)
+def test_a_url_whose_password_would_be_read_as_its_host_or_port_is_refused_unquoted(name, value):
+    with pytest.raises(ValueError, match=f"CAF_RELAY_{name} cannot be read as a URL") as refused:
+        _settings(**{name: value})
+    assert "s3cret" not in str(refused.value) and "part" not in str(refused.value)
+    assert "percent-encoded (%2F, %3F, %23, %40)" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BROKER_URL", "amqp://guest:s3cret%2Fpart%40x@rabbit:5672/%2F"),
+        ("DATABASE_URL", "postgresql://caf:s3cret%40part@db:5432/caf?sslmode=require"),
+        ("DATABASE_URL", "sqlite:////var/lib/caf@relay/caf.sqlite3"),
+    ],
+)
+def test_a_url_with_its_password_encoded_is_taken(name, value):
+    setting = getattr(_settings(**{name: value}), name.lower())
+    assert setting.endswith(value.split("://", 1)[1])
+
+
 def test_the_command_line_says_which_setting_is_wrong_in_one_line(tmp_path):
     env = {"CAF_RELAY_INSTANCE_DIR": str(tmp_path), "CAF_RELAY_LOG_LEVEL": "LOUD"}
     result = CliRunner().invoke(main, ["transfer", "list"], env=env)
