@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -25,6 +25,8 @@ import pika
 import pika.exceptions
 from pika.adapters.select_connection import SelectConnection
 from pika.channel import Channel
+
+from adapters.pika_errors import socket_error, wrapped
 
 # How long closing a connection may take before it is left to end on its own.
 CLOSE_SECONDS = 5.0
@@ -365,7 +367,7 @@ def _open_seconds(parameters: pika.ConnectionParameters) -> float:
 
 def _not_opened(error: BaseException) -> Unconfirmed:
     """Why a connection could not be opened, in words an admin can act on."""
-    for inner in _wrapped(error):
+    for inner in wrapped(error):
         if isinstance(inner, pika.exceptions.ProbableAuthenticationError):
             return Unconfirmed(
                 Why.LOGIN_REFUSED, "refused the login: check the adapter's username and password"
@@ -385,25 +387,6 @@ def _unreachable(error: BaseException | None) -> Unconfirmed:
     quote the connection's parameters."""
     if error is None:
         return Unconfirmed(Why.UNREACHABLE, "unreachable: connection closed")
-    cause = next(
-        (e.strerror for e in _wrapped(error) if isinstance(e, OSError) and e.strerror), None
-    )
+    cause = socket_error(error)
     said = f" ({cause})" if cause else ""
     return Unconfirmed(Why.UNREACHABLE, f"unreachable: {type(error).__name__}{said}")
-
-
-def _wrapped(error: BaseException) -> Iterator[BaseException]:
-    """``error``, then what pika wrapped it around, outermost first (the last of several)."""
-    seen: set[int] = set()
-    while id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        wrapped = (
-            *getattr(error, "exceptions", ()),
-            getattr(error, "exception", None),
-            *error.args,
-        )
-        inner = [a for a in wrapped if isinstance(a, BaseException)]
-        if not inner:
-            return
-        error = inner[-1]

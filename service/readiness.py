@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions
 
+from adapters.pika_errors import socket_error
 from service.store.store import Store
 from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE
 
@@ -79,8 +80,10 @@ def _ready_messages(connection: pika.BlockingConnection, queue: str) -> int | No
 
 
 def _reason(exc: Exception, url: str) -> str:
-    """The error, for a person, with the URL's password masked wherever it would appear."""
-    text = _URL_PASSWORD.sub(r"\1:***@", f"{type(exc).__name__}: {exc}")
+    """The error, for a person, with the URL's password masked wherever it would appear. pika's
+    refused connection says nothing of itself; the socket error under it does."""
+    said = str(exc) or socket_error(exc) or "no reason given"
+    text = _URL_PASSWORD.sub(r"\1:***@", f"{type(exc).__name__}: {said}")
     password = urlsplit(url).password
     if password:
         text = text.replace(password, "***").replace(unquote(password), "***")

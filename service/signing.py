@@ -52,11 +52,12 @@ class KeyRing:
         cls, path: Path, *, create: bool = False, retired: Sequence[OKPKey] = ()
     ) -> KeyRing:
         """Load a PEM (PKCS#8) or JWK Ed25519 private key; with ``create``, make one if absent."""
-        if not path.exists():
-            if not create:
-                raise FileNotFoundError(f"Signing key file {path} does not exist.")
-            write_new_key(path)
-        data = path.read_bytes()
+        if create:
+            write_new_key(path)  # only where there is none
+        try:
+            data = path.read_bytes()
+        except OSError as exc:  # a configured key that is missing is an error, not a new key
+            raise ValueError(f"Signing key file {path} cannot be read: {exc.strerror}.") from exc
         try:
             key = OKPKey.import_key(json.loads(data) if data.lstrip().startswith(b"{") else data)
         except (JoseError, ValueError) as exc:

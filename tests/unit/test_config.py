@@ -79,6 +79,17 @@ def test_the_command_line_says_which_setting_is_wrong_in_one_line(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_the_command_line_says_in_one_line_that_the_signing_key_file_is_missing(tmp_path):
+    absent = tmp_path / "signing-key-elsewhere.pem"
+    env = {"CAF_RELAY_INSTANCE_DIR": str(tmp_path), "CAF_RELAY_SIGNING_KEY_FILE": str(absent)}
+    result = CliRunner().invoke(main, ["audit", "verify"], env=env)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: Signing key file {absent} cannot be read: No such file or directory.\n"
+    )
+    assert not absent.exists()
+
+
 def test_the_command_line_says_in_one_line_that_the_database_cannot_be_reached(tmp_path):
     env = {
         "CAF_RELAY_INSTANCE_DIR": str(tmp_path),

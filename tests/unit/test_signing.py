@@ -81,8 +81,9 @@ def test_a_key_that_is_not_ed25519_is_refused(tmp_path):
 
 
 def test_a_missing_configured_key_is_an_error_not_a_new_key(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="absent.pem cannot be read: No such file or directory"):
         KeyRing.from_file(tmp_path / "absent.pem")
+    assert not (tmp_path / "absent.pem").exists()
 
 
 def test_the_verify_command_says_a_signed_test_envelope_is_not_an_envelope(keyring, tmp_path):
