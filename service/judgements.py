@@ -103,7 +103,7 @@ class Judgements:
         settled = self._store.transfers.settle(
             event_id,
             Settlement(
-                event=event,
+                event=concluded.kept,
                 state=concluded.state,
                 decision=decision_record(decision),
                 envelope=concluded.envelope,

@@ -24,7 +24,7 @@ from contracts.vocabulary import TransferState
 from service.domain.basis import dated_ahead, decide_basis, decision_day
 from service.domain.child_keys import ChildKeys
 from service.domain.envelope import Organisation, build_envelope
-from service.domain.minimise import minimise
+from service.domain.minimise import Minimised, minimise, with_case
 from service.domain.model import BasisDecision, Outcome, decision_record, transfer_request
 from service.domain.storable import unstorable
 from service.senders import Sender
@@ -96,11 +96,14 @@ class Received:
 
 @dataclass(frozen=True)
 class Concluded:
-    """A basis decision carried out: the transfer's state, its signed envelope, their audit."""
+    """A basis decision carried out: the transfer's state, its signed envelope, their audit,
+    and the event as the relay keeps it (``kept``): whole while it waits for a judgement to
+    choose from it, then no more than was forwarded."""
 
     state: str
     envelope: SignedEnvelope | None
     audit: list[AuditEntry]
+    kept: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ class Relay:
         arrival = AuditEntry("received", _received_detail(event, self._child_keys))
         audit = [arrival, *concluded.audit]
         new = NewTransfer(
-            event,
+            concluded.kept,
             concluded.state,
             decision_record(decision),
             received_at,
@@ -266,9 +269,12 @@ class Relay:
         state = STATE_BY_OUTCOME[decision.outcome]
         audit = [AuditEntry("basis_decided", _decision_summary(decision))]
         if not decision.shares:
-            return Concluded(state, None, [*audit, AuditEntry(state, {"reason": decision.reason})])
-        envelope, sealed = self._seal(event, decision, now, names)
-        return Concluded(state, envelope, audit + sealed)
+            kept = event if decision.outcome is Outcome.AWAIT_JUDGEMENT else with_case(event, {})
+            audit.append(AuditEntry(state, {"reason": decision.reason}))
+            return Concluded(state, None, audit, kept)
+        minimised = minimise(event["data"]["case"], decision.permitted_categories)
+        envelope, sealed = self._seal(event, decision, minimised, now, names)
+        return Concluded(state, envelope, audit + sealed, with_case(event, minimised.case))
 
     def _parse(
         self, body: bytes, reference: IntakeReference, sender: Sender, received_at: datetime
@@ -322,10 +328,14 @@ class Relay:
         return document
 
     def _seal(
-        self, event: dict[str, Any], decision: BasisDecision, now: datetime, names: dict[str, str]
+        self,
+        event: dict[str, Any],
+        decision: BasisDecision,
+        minimised: Minimised,
+        now: datetime,
+        names: dict[str, str],
     ) -> tuple[SignedEnvelope, list[AuditEntry]]:
         data = event["data"]
-        minimised = minimise(data["case"], decision.permitted_categories)
         envelope_id = str(uuid.uuid4())
         payload = build_envelope(
             envelope_id=envelope_id,

@@ -27,7 +27,9 @@ API_SETTINGS = {
     "OPENAPI_URL_PREFIX": "/",
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "docs",
-    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+    # An exact release: the page runs this script where admins may paste their tokens, so it
+    # changes only when someone here changes it.
+    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.36.0/",
     "API_SPEC_OPTIONS": {
         "info": {
             "description": "Moves CAF case transfers between authorities, on a recorded"

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from service.domain.isotime import iso
-from service.domain.minimise import Minimised
+from service.domain.minimise import Minimised, with_case
 from service.domain.model import BasisDecision, Outcome
 
 
@@ -49,7 +49,6 @@ def build_envelope(
     sender: Organisation,
     recipient: Organisation,
 ) -> dict[str, Any]:
-    forwarded = {**event, "data": {**event["data"], "case": minimised.case}}
     return {
         "envelope_id": envelope_id,
         "event_id": event["id"],
@@ -60,5 +59,5 @@ def build_envelope(
         "to": {"code": recipient.code, "name": recipient.name},
         "basis": basis_record(decision),
         "data_categories": {"shared": list(minimised.shared), "withheld": list(minimised.withheld)},
-        "event": forwarded,
+        "event": with_case(event, minimised.case),
     }

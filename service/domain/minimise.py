@@ -2,7 +2,8 @@
 
 Each top-level key of a case is one data category, so minimising is keeping or dropping whole
 sections; the categories dropped are listed, so the receiver and the audit both see what was
-held back.
+held back. The relay keeps no more than it sends: once a transfer's basis is decided, its
+stored event is the one forwarded (``with_case``), and a transfer withheld keeps no case at all.
 """
 
 from __future__ import annotations
@@ -26,3 +27,8 @@ def minimise(case: Mapping[str, Any], permitted: frozenset[str]) -> Minimised:
     shared = tuple(category for category in present if category in permitted)
     withheld = tuple(category for category in present if category not in permitted)
     return Minimised({category: case[category] for category in shared}, shared, withheld)
+
+
+def with_case(event: Mapping[str, Any], case: dict[str, Any]) -> dict[str, Any]:
+    """``event`` carrying ``case`` in place of its own: the event forwarded, and kept."""
+    return {**event, "data": {**event["data"], "case": case}}

@@ -1,9 +1,11 @@
-"""The stored payloads of settled transfers, as retention sees them: what is held, and purging.
+"""The stored payloads of delivered transfers, as retention sees them: what is held, and purging.
 
-A payload is the case data in the stored event and the signed envelope (the JWS carries the
-minimised case). Purging removes both and keeps everything else: the transfer's parties, basis
-decision and state, the envelope's id and digest, the delivery attempts and the audit. Settled
-means delivered, or withheld on a judgement not to share: nothing will be sent from either.
+A payload is the case data in the stored event and the signed envelope, both no more than was
+sent (the minimised case). Purging removes both and keeps everything else: the transfer's
+parties, basis decision and state, the envelope's id and digest, the delivery attempts and the
+audit. Only a delivered transfer holds a payload it will not send again: a withheld one keeps
+no case from its judgement on (``service.domain.minimise``), and a parked or failed one keeps
+its payload for the judgement or the redelivery it waits for.
 """
 
 from __future__ import annotations
@@ -19,15 +21,11 @@ from service.domain.retention import without_case
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 
-# The states nothing more is sent from, so that a payload is only kept for its retention period.
-SETTLED = (TransferState.DELIVERED, TransferState.WITHHELD)
-
 
 @dataclass(frozen=True)
 class HeldPayload:
     event_id: str
-    state: str  # one of SETTLED
-    settled_at: datetime  # when it was delivered or withheld
+    delivered_at: datetime
     decision: dict[str, Any]
 
 
@@ -36,13 +34,13 @@ class Payloads:
         self._transaction = transaction
         self._append_audit = append_audit
 
-    def held_for_settled(self) -> list[HeldPayload]:
-        """Settled transfers whose payload is still held, the longest settled first."""
+    def held_for_delivered(self) -> list[HeldPayload]:
+        """Delivered transfers whose payload is still held, the longest delivered first."""
         with self._transaction() as session:
             transfer = t.Transfer
             rows = session.execute(
-                sa.select(transfer.event_id, transfer.state, transfer.updated_at, transfer.decision)
-                .where(transfer.state.in_(SETTLED))
+                sa.select(transfer.event_id, transfer.updated_at, transfer.decision)
+                .where(transfer.state == TransferState.DELIVERED)
                 .where(t.Transfer.payload_purged_at.is_(None))
                 .order_by(t.Transfer.updated_at)
             ).all()
@@ -57,10 +55,11 @@ class Payloads:
             }
 
     def purge(self, event_id: str, at: datetime, audit_detail: dict[str, Any]) -> bool:
-        """Remove one settled transfer's payload and audit it; False if there is none to purge."""
+        """Remove one delivered transfer's payload and audit it; False if there is none to purge."""
         with self._transaction() as session:
             transfer = session.get(t.Transfer, event_id, with_for_update=True)
-            if transfer is None or transfer.state not in SETTLED or transfer.payload_purged_at:
+            delivered = transfer is not None and transfer.state == TransferState.DELIVERED
+            if not delivered or transfer.payload_purged_at:
                 return False
             transfer.event, transfer.payload_purged_at = without_case(transfer.event), at
             session.execute(

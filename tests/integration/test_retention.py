@@ -95,21 +95,16 @@ def test_the_metadata_stays_each_purge_is_audited_and_the_chain_verifies(deliver
     assert purged[ROUTINE] and purged[AD_HOC] and purged[PARKED] is None
 
 
-def test_a_withheld_transfers_case_data_goes_after_the_judgement_default_and_why_stays(delivered):
-    """Nothing will ever be sent from a transfer withheld on a judgement: its case data is kept
-    only as long as a judgement-based share's would be."""
+def test_a_withheld_transfer_holds_no_payload_for_retention_to_purge(delivered):
+    """Nothing will ever be sent from a transfer withheld on a judgement, so it keeps no case
+    data from the judgement on (``test_what_is_kept``): retention leaves it alone, why intact."""
     withheld = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
     assert delivered.relay.receive(examples.encode(withheld), sender=EMBEDDED).state == "withheld"
-    assert withheld["id"] not in _run(delivered, JUDGEMENT_DAYS - 1)
-    assert withheld["id"] in _run(delivered, JUDGEMENT_DAYS + 1)
+    assert withheld["id"] not in _run(delivered, ISP_DAYS + 1)
 
-    event, _ = _payload(delivered, withheld["id"])
-    assert "case" not in event["data"]
+    event, jws = _payload(delivered, withheld["id"])
+    assert event["data"]["case"] == {} and jws is None
     view = delivered.store.transfer_view(withheld["id"])
     assert view["state"] == "withheld"
     assert view["decision"]["judgement"]["decision"] == "not_share"
-    [purge] = [
-        d for _, a, d in delivered.store.audit_actions(withheld["id"]) if a == "payload_purged"
-    ]
-    assert purge["period_set_by"] == "judgement default" and "withheld_at" in purge
-    assert delivered.audit.verify().intact
+    assert "payload_purged" not in [a for _, a, _ in delivered.store.audit_actions(withheld["id"])]

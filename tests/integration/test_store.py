@@ -30,6 +30,7 @@ from tests.conftest import fixed_clock, fresh_database
 from tests.support import examples
 from tests.support.https_receiver import https_recipients
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
+from tests.support.migrations import down_and_up_again
 from tests.support.read_only import refusing_changes
 
 
@@ -170,12 +171,7 @@ def test_the_confirmations_migration_goes_down_and_up_again(tmp_path):
         assert store.isps.versions("newham-tower-hamlets")[0].unconfirmed == {TOWER_HAMLETS}
         store.close()
         engine = sa.create_engine(url)
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        for migrate, target in ((command.downgrade, "0004"), (command.upgrade, "head")):
-            with engine.begin() as connection:
-                config.attributes["connection"] = connection
-                migrate(config, target)
+        down_and_up_again(engine, "0004")
         with engine.connect() as connection:
             unnamed = connection.scalar(
                 sa.text("SELECT count(*) FROM isp_confirmations WHERE confirmed_by IS NULL")
