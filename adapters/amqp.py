@@ -130,6 +130,9 @@ class AmqpAdapter(GroupAdapter):
                 retried = self._publisher.publish([messages[i] for i in again], deadline)
                 for i, outcome in zip(again, retried, strict=True):
                     outcomes[i] = outcome
+        refused = next((o for o in outcomes if o is not None and o.why == Why.LOGIN_REFUSED), None)
+        if refused is not None:  # pika's own line for it is dropped (service.logs)
+            log.warning("broker %s %s", self._where, refused.reason)
         return [self._result(outcome) for outcome in outcomes]
 
     def _result(self, outcome: Unconfirmed | None) -> Receipt | DeliveryFailed:

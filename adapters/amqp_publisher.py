@@ -15,6 +15,7 @@ is unaccounted for, and sent again, where a message at a time left one.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -366,19 +367,27 @@ def _open_seconds(parameters: pika.ConnectionParameters) -> float:
 
 
 def _not_opened(error: BaseException) -> Unconfirmed:
-    """Why a connection could not be opened, in words an admin can act on."""
+    """Why a connection could not be opened, in words an admin can act on: the broker's own
+    reply where it gave one ("403 ACCESS_REFUSED - Login was refused ..."); pika only guesses
+    from the stage the connection closed at."""
     for inner in wrapped(error):
         if isinstance(inner, pika.exceptions.ProbableAuthenticationError):
-            return Unconfirmed(
-                Why.LOGIN_REFUSED, "refused the login: check the adapter's username and password"
-            )
+            said = _broker_reply(inner) or "check the adapter's username and password"
+            return Unconfirmed(Why.LOGIN_REFUSED, f"refused the login: {said}")
         if isinstance(inner, pika.exceptions.ProbableAccessDeniedError):
-            return Unconfirmed(
-                Why.LOGIN_REFUSED,
-                "refused the user access to the url's virtual host: check the vhost and the "
-                "user's permissions on it",
-            )
+            said = _broker_reply(inner) or "check the url's virtual host and the user's rights"
+            return Unconfirmed(Why.LOGIN_REFUSED, f"refused the connection: {said}")
     return _unreachable(error)
+
+
+def _broker_reply(error: BaseException) -> str | None:
+    """The reply code and text the broker closed the connection with, as pika quotes them."""
+    found = _REPLY.search(str(error))
+    return f"{found['code']} {found['text']}" if found else None
+
+
+# pika quotes the closing ConnectionClosedByBroker as "(403) 'ACCESS_REFUSED - Login was ...'".
+_REPLY = re.compile(r"\((?P<code>\d{3})\) '(?P<text>[^']*)'")
 
 
 def _unreachable(error: BaseException | None) -> Unconfirmed:

@@ -29,5 +29,12 @@ def wrapped(error: BaseException) -> Iterator[BaseException]:
 
 def socket_error(error: BaseException) -> str | None:
     """The operating system's words for the socket error under ``error`` ("Connection
-    refused"), if there is one."""
-    return next((e.strerror for e in wrapped(error) if isinstance(e, OSError) and e.strerror), None)
+    refused"; "timed out" for a connect that had no answer), if there is one."""
+    return next(
+        (
+            e.strerror or str(e) or type(e).__name__
+            for e in wrapped(error)
+            if isinstance(e, OSError)
+        ),
+        None,
+    )

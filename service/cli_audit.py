@@ -194,12 +194,13 @@ def audit_subject_access(html_path: Path | None, **options) -> None:
 
 @click.group()
 def retention() -> None:
-    """Retention of delivered transfers' payloads."""
+    """Retention of delivered and withheld transfers' payloads."""
 
 
 @retention.command("run")
 def retention_run() -> None:
-    """Purge the payloads of delivered transfers past their retention period; audit each."""
+    """Purge the payloads of delivered and withheld transfers past their retention period; audit
+    each."""
     services = load_services()
     try:
         purged = services.retention.run()

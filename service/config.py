@@ -15,6 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+
 from adapters.base import LONGEST_ATTEMPT_SECONDS
 from service import retry_settings
 from service.domain.child_keys import ChildKeys
@@ -159,36 +161,39 @@ def _database_url(url: str) -> str:
             f"{PREFIX}DATABASE_URL must be a sqlite:/// or postgresql:// URL, not "
             f"{url.split(':', 1)[0]!r}."
         )
-    return _password_kept_apart(url, "DATABASE_URL")
+    # SQLAlchemy ends a password at its first '@': a second one puts the rest in the host, and
+    # the driver's "cannot resolve host" error would quote it.
+    try:
+        host_in_place = "@" not in (make_url(url).host or "")
+    except ValueError:  # a port that is not a number
+        host_in_place = False
+    if not host_in_place:
+        raise ValueError(_UNREADABLE.format(name="DATABASE_URL"))
+    return url
 
 
 def _broker_url(url: str | None) -> str | None:
     if url is None:
         return None
-    if urlsplit(url).scheme not in ("amqp", "amqps"):
-        raise ValueError(f"{PREFIX}BROKER_URL must be an amqp:// or amqps:// URL.")
-    return _password_kept_apart(url, "BROKER_URL")
-
-
-def _password_kept_apart(url: str, name: str) -> str:
-    """``url``, unless part of its password would be read as its host, port or path.
-
-    A password's '/', '?' or '#' ends the URL's host part early, and an '@' after the first
-    moves where the host starts; the client's error then names that "host" or "port", password
-    and all, in a log or on ``/readyz``. So such a URL is refused, without quoting it.
-    """
-    parts = urlsplit(url)
+    # pika reads the URL as urllib does: a password's '/', '?' or '#' ends the host part early,
+    # leaving the password's start where the host and port are read, and pika's error about
+    # that port would quote it.
     try:
-        port_is_a_number = parts.port is None or parts.port >= 0
+        parts = urlsplit(url)
+        port_in_place = parts.port is None or parts.port >= 0
     except ValueError:
-        port_is_a_number = False
-    at_in_place = url.count("@") <= 1 and ("@" in parts.netloc or "@" not in url)
-    if not (port_is_a_number and at_in_place):
-        raise ValueError(
-            f"{PREFIX}{name} cannot be read as a URL: its port must be a number up to 65535, "
-            "and a password's '/', '?', '#' and '@' percent-encoded (%2F, %3F, %23, %40)."
-        )
+        raise ValueError(_UNREADABLE.format(name="BROKER_URL")) from None
+    if parts.scheme not in ("amqp", "amqps"):
+        raise ValueError(f"{PREFIX}BROKER_URL must be an amqp:// or amqps:// URL.")
+    if not port_in_place or ("@" in url and "@" not in parts.netloc):
+        raise ValueError(_UNREADABLE.format(name="BROKER_URL"))
     return url
+
+
+_UNREADABLE = (
+    PREFIX + "{name} cannot be read as a URL: its port must be a number up to 65535, and a "
+    "password's '/', '?', '#' and '@' percent-encoded (%2F, %3F, %23, %40)."
+)
 
 
 def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:

@@ -94,9 +94,9 @@ class TextFormatter(logging.Formatter):
 # reconnecting in 2.0s"), and the amqp adapter one when it sends a group again on a new
 # connection, besides auditing an attempt that failed. During a broker restart they came to
 # seven ERROR lines and a traceback a try, for what the relay handles itself. The worker logs
-# at ERROR itself what needs a person (a login refused, a name that does not resolve, a TLS
-# handshake that fails, a broker gone a minute). pika's other warnings (a connection the broker
-# has blocked) still show.
+# at ERROR itself what needs a person (a login refused, a certificate not trusted, a broker gone
+# a minute), and the amqp adapter a borough's broker refusing its login. pika's other warnings
+# (a connection the broker has blocked) still show.
 PIKA_LINES_SAID_OTHERWISE = {
     "pika.adapters.blocking_connection": (
         "Published message was returned",

@@ -1,4 +1,7 @@
-"""Retention runs: purge the payloads of delivered transfers whose retention period is over.
+"""Retention runs: purge the payloads of settled transfers whose retention period is over.
+
+Settled is delivered, or withheld on a judgement not to share, whose case data the relay would
+otherwise keep for good though it will never send it.
 
 Each purge is one transaction that also appends a ``payload_purged`` audit record, so the audit
 shows what was removed, when and under which period, and the chain stays whole.
@@ -34,12 +37,12 @@ class Retention:
         now = self._clock()
         isp_days = self._payloads.isp_retention_days()
         purged = []
-        for held in self._payloads.held_for_delivered():
+        for held in self._payloads.held_for_settled():
             period = retention_period(held.decision, isp_days, self._judgement_days)
-            if period is None or not purge_due(held.delivered_at, period, now):
+            if period is None or not purge_due(held.settled_at, period, now):
                 continue
             detail = {
-                "delivered_at": timestamp(held.delivered_at),
+                f"{held.state}_at": timestamp(held.settled_at),
                 "retention_days": period.days,
                 "period_set_by": period.source,
                 "removed": ["case data", "signed envelope"],

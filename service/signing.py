@@ -52,8 +52,8 @@ class KeyRing:
         cls, path: Path, *, create: bool = False, retired: Sequence[OKPKey] = ()
     ) -> KeyRing:
         """Load a PEM (PKCS#8) or JWK Ed25519 private key; with ``create``, make one if absent."""
-        if create:
-            write_new_key(path)  # only where there is none
+        if create and not path.exists():
+            write_new_key(path)
         try:
             data = path.read_bytes()
         except OSError as exc:  # a configured key that is missing is an error, not a new key

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import ssl
 import threading
 import time
@@ -54,12 +53,12 @@ _BROKER_LOST = (
     pika.exceptions.UnroutableError,  # caf.dead still routing nothing: reconnect and redeclare
 )
 # Failures to connect that trying again will not mend: the worker's settings or the broker's
-# need a person (a name that does not resolve may also be DNS down, which needs one too).
+# need a person. Not a name that does not resolve, nor a TLS handshake cut short: a broker
+# container that is restarting has no name for a while, and may go mid-handshake.
 _NEEDS_A_PERSON = (
     pika.exceptions.ProbableAuthenticationError,
     pika.exceptions.ProbableAccessDeniedError,
-    socket.gaierror,
-    ssl.SSLError,
+    ssl.SSLCertVerificationError,
 )
 # A broker restart takes seconds; one gone a minute is an outage.
 OUTAGE_SECONDS = 60.0
@@ -67,7 +66,8 @@ OUTAGE_SECONDS = 60.0
 
 def loss_level(error: BaseException, down_for: float) -> int:
     """The level to log a failed try at: WARNING for a broker restarting, which the worker rides
-    out alone; ERROR for what needs a person, at once, or for a broker gone for OUTAGE_SECONDS."""
+    out alone; ERROR for what needs a person (a login refused, a certificate not trusted), at
+    once, or for a broker gone for OUTAGE_SECONDS."""
     if isinstance(error, _NEEDS_A_PERSON) or isinstance(error.__cause__, _NEEDS_A_PERSON):
         return logging.ERROR
     return logging.ERROR if down_for >= OUTAGE_SECONDS else logging.WARNING

@@ -1,9 +1,10 @@
-"""How long the relay keeps a delivered transfer's payload, and what purging it leaves.
+"""How long the relay keeps a settled transfer's payload, and what purging it leaves.
 
-A transfer shared under an ISP is kept for that ISP version's retention period; one shared on a
-practitioner's judgement (no agreement sets a period), for the configured default. The period
-runs from delivery. Purging takes out only the case data; who sent what to whom, when and on
-what basis stays, in the transfer and in the audit.
+A transfer shared under an ISP is kept for that ISP version's retention period; one decided on
+a practitioner's judgement, to share or not (no agreement sets a period), for the configured
+default. The period runs from delivery, or from the judgement not to share. Purging takes out
+only the case data; who sent what to whom, when and on what basis stays, in the transfer and in
+the audit.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def retention_period(
     return None
 
 
-def purge_due(delivered_at: datetime, period: RetentionPeriod, now: datetime) -> bool:
-    return now >= delivered_at + timedelta(days=period.days)
+def purge_due(settled_at: datetime, period: RetentionPeriod, now: datetime) -> bool:
+    return now >= settled_at + timedelta(days=period.days)
 
 
 def without_case(event: Mapping[str, Any]) -> dict[str, Any]:

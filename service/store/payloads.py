@@ -1,11 +1,12 @@
-"""The stored payloads of delivered transfers, as retention sees them: what is held, and purging.
+"""The stored payloads of settled transfers, as retention sees them: what is held, and purging.
 
-A payload is the case data in the stored event and the signed envelope, both no more than was
-sent (the minimised case). Purging removes both and keeps everything else: the transfer's
-parties, basis decision and state, the envelope's id and digest, the delivery attempts and the
-audit. Only a delivered transfer holds a payload it will not send again: a withheld one keeps
-no case from its judgement on (``service.domain.minimise``), and a parked or failed one keeps
-its payload for the judgement or the redelivery it waits for.
+A payload is the case data in the stored event and the signed envelope (the JWS carries the
+minimised case). Purging removes both and keeps everything else: the transfer's parties, basis
+decision and state, the envelope's id and digest, the delivery attempts and the audit. Settled
+means delivered, or withheld on a judgement not to share: nothing will be sent from either. A
+transfer withheld since migration 0006 holds no case from its judgement on, so it is stored as
+purged then (``purged_from_the_start``); one stored whole before, by an earlier release, is
+purged when its period ends.
 """
 
 from __future__ import annotations
@@ -21,11 +22,21 @@ from service.domain.retention import without_case
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 
+# The states nothing more is sent from, so that a payload is only kept for its retention period.
+SETTLED = (TransferState.DELIVERED, TransferState.WITHHELD)
+
+
+def purged_from_the_start(state: str, at: datetime) -> datetime | None:
+    """When a transfer stored in ``state`` at ``at`` holds no payload from: a withheld one keeps
+    no case (``service.domain.minimise``); None for any other, which does."""
+    return at if state == TransferState.WITHHELD else None
+
 
 @dataclass(frozen=True)
 class HeldPayload:
     event_id: str
-    delivered_at: datetime
+    state: str  # one of SETTLED
+    settled_at: datetime  # when it was delivered or withheld
     decision: dict[str, Any]
 
 
@@ -34,13 +45,13 @@ class Payloads:
         self._transaction = transaction
         self._append_audit = append_audit
 
-    def held_for_delivered(self) -> list[HeldPayload]:
-        """Delivered transfers whose payload is still held, the longest delivered first."""
+    def held_for_settled(self) -> list[HeldPayload]:
+        """Settled transfers whose payload is still held, the longest settled first."""
         with self._transaction() as session:
             transfer = t.Transfer
             rows = session.execute(
-                sa.select(transfer.event_id, transfer.updated_at, transfer.decision)
-                .where(transfer.state == TransferState.DELIVERED)
+                sa.select(transfer.event_id, transfer.state, transfer.updated_at, transfer.decision)
+                .where(transfer.state.in_(SETTLED))
                 .where(t.Transfer.payload_purged_at.is_(None))
                 .order_by(t.Transfer.updated_at)
             ).all()
@@ -55,11 +66,10 @@ class Payloads:
             }
 
     def purge(self, event_id: str, at: datetime, audit_detail: dict[str, Any]) -> bool:
-        """Remove one delivered transfer's payload and audit it; False if there is none to purge."""
+        """Remove one settled transfer's payload and audit it; False if there is none to purge."""
         with self._transaction() as session:
             transfer = session.get(t.Transfer, event_id, with_for_update=True)
-            delivered = transfer is not None and transfer.state == TransferState.DELIVERED
-            if not delivered or transfer.payload_purged_at:
+            if transfer is None or transfer.state not in SETTLED or transfer.payload_purged_at:
                 return False
             transfer.event, transfer.payload_purged_at = without_case(transfer.event), at
             session.execute(

@@ -48,7 +48,7 @@ from service.store.outbox import (
     insert_items,
     item_values,
 )
-from service.store.payloads import Payloads
+from service.store.payloads import Payloads, purged_from_the_start
 from service.store.reference import IntakeReference, ReferenceCache
 from service.store.transfers import Transfers
 from service.store.write_turns import WriteTurns
@@ -270,9 +270,11 @@ class Store:
 
     @property
     def location(self) -> str:
-        """Where the database is, for a person: its URL with the password masked and without
-        the query, where a password may be given too."""
-        return self._engine.url.set(query={}).render_as_string(hide_password=True)
+        """Where the database is, for a person: its URL with the password masked, and of its
+        query only the host (a Unix socket's folder): a password may be given there too."""
+        url = self._engine.url
+        host = {k: v for k, v in url.query.items() if k == "host"}
+        return url.set(query=host).render_as_string(hide_password=True)
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
@@ -577,6 +579,7 @@ def _insert_transfers(
                 "event": event,
                 "received_at": new.received_at,
                 "updated_at": new.received_at,
+                "payload_purged_at": purged_from_the_start(new.state, new.received_at),
             }
         )
         if new.envelope is not None:

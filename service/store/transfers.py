@@ -20,6 +20,7 @@ from service.domain.model import basis_kind
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 from service.store.outbox import stage_delivery
+from service.store.payloads import purged_from_the_start
 
 if TYPE_CHECKING:
     from service.store.store import AuditEntry, SignedEnvelope
@@ -150,6 +151,7 @@ class Transfers:
             transfer.state = settlement.state
             transfer.decision = settlement.decision
             transfer.updated_at = settlement.at
+            transfer.payload_purged_at = purged_from_the_start(settlement.state, settlement.at)
             if settlement.envelope is not None:
                 stage_delivery(session, transfer, settlement.envelope)
             for entry in settlement.audit:

@@ -108,3 +108,29 @@ def test_a_withheld_transfer_holds_no_payload_for_retention_to_purge(delivered):
     assert view["state"] == "withheld"
     assert view["decision"]["judgement"]["decision"] == "not_share"
     assert "payload_purged" not in [a for _, a, _ in delivered.store.audit_actions(withheld["id"])]
+
+
+def test_a_transfer_withheld_whole_by_an_earlier_release_goes_after_the_judgement_default(
+    delivered,
+):
+    """Before migration 0006 a withheld transfer kept its case; retention still purges it."""
+    withheld = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
+    delivered.relay.receive(examples.encode(withheld), sender=EMBEDDED)
+    engine = sa.create_engine(delivered.store.url)
+    with engine.begin() as connection:  # as an earlier release stored it
+        connection.execute(
+            sa.update(Transfer)
+            .where(Transfer.event_id == withheld["id"])
+            .values(event=withheld, payload_purged_at=None)
+        )
+    engine.dispose()
+    assert withheld["id"] not in _run(delivered, JUDGEMENT_DAYS - 1)
+    assert withheld["id"] in _run(delivered, JUDGEMENT_DAYS + 1)
+
+    event, _ = _payload(delivered, withheld["id"])
+    assert "case" not in event["data"]
+    [purge] = [
+        d for _, a, d in delivered.store.audit_actions(withheld["id"]) if a == "payload_purged"
+    ]
+    assert purge["period_set_by"] == "judgement default" and "withheld_at" in purge
+    assert delivered.audit.verify().intact

@@ -1,6 +1,8 @@
 """The relay keeps no more of a child's case than it sends: a parked transfer keeps its event
 whole for the judgement to choose from; once decided, only what was forwarded stays."""
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 
 from service.access import Principal, Role
@@ -61,22 +63,29 @@ def test_a_transfer_withheld_on_a_judgement_keeps_no_case_only_the_decision_and_
     assert view["decision"]["judgement"]["reasons"]
 
 
-def test_the_migration_minimises_events_stored_whole_before_it(services):
+def test_the_migration_minimises_the_shared_events_stored_whole_before_it(services):
     services.store.add_isp(examples.pan_london_isp())
     shared = examples.event(examples.ROUTINE_WITH_ISP)
+    purged = examples.event(examples.AD_HOC_WITH_JUDGEMENT)
     withheld = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
     parked = examples.event(examples.ROUTINE_WITHOUT_BASIS)
-    for event in (shared, withheld, parked):
+    for event in (shared, purged, withheld, parked):
         services.relay.receive(examples.encode(event), sender=EMBEDDED)
     engine = sa.create_engine(services.store.url)
     with engine.begin() as connection:  # as the relay stored them before 0006
-        for event in (shared, withheld):
+        for event in (shared, purged, withheld):
             connection.execute(
                 sa.update(Transfer).where(Transfer.event_id == event["id"]).values(event=event)
             )
+        connection.execute(  # what a purge by an earlier release's worker might race with
+            sa.update(Transfer)
+            .where(Transfer.event_id == purged["id"])
+            .values(payload_purged_at=datetime.now(UTC))
+        )
     down_and_up_again(engine, "0005")
     engine.dispose()
 
     assert _stored(services, shared["id"]) == _forwarded(services, shared["id"])
-    assert _stored(services, withheld["id"])["data"]["case"] == {}
+    assert _stored(services, purged["id"]) == purged  # a purged row is retention's alone
+    assert _stored(services, withheld["id"]) == withheld  # retention's, audited, in its time
     assert _stored(services, parked["id"]) == parked

@@ -4,6 +4,7 @@ import json
 import logging
 import socket
 import threading
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.support.amqp import (
     wait_until,
 )
 from tests.support.crashing import CrashesOn
+from tests.support.https_receiver import HttpsReceiver
 from tests.support.read_only import refusing_changes
 from tests.support.tcp_proxy import tcp_proxy
 
@@ -247,23 +249,37 @@ def silent_port():
         yield listener.getsockname()[1]
 
 
+@pytest.fixture
+def untrusted_port(tmp_path):
+    """A TLS port whose certificate no default trust store holds."""
+    with HttpsReceiver(tmp_path / "tls") as receiver:
+        yield urlsplit(receiver.url).port
+
+
 @pytest.mark.parametrize(
     ("broker", "reason", "level"),
     [
-        ("amqp://guest:guest@broker.invalid:5672/%2F", "Name or service not known", "ERROR"),
-        (f"amqps://guest:guest@{BROKER_HOST}:5672/%2F", "SSLError", "ERROR"),
-        (f"amqp://guest:not-the-password@{BROKER_HOST}:5672/%2F", "ACCESS_REFUSED", "ERROR"),
+        ("amqp://guest:guest@broker.invalid:5672/%2F", "gaierror", "WARNING"),
+        (f"amqps://guest:guest@{BROKER_HOST}:5672/%2F", "WRONG_VERSION_NUMBER", "WARNING"),
         ("amqp://guest:guest@127.0.0.1:{silent_port}/%2F?stack_timeout=0.3", "Timeout", "WARNING"),
+        ("amqps://guest:guest@127.0.0.1:{untrusted_port}/%2F", "CERTIFICATE_VERIFY", "ERROR"),
+        (f"amqp://guest:not-the-password@{BROKER_HOST}:5672/%2F", "ACCESS_REFUSED", "ERROR"),
     ],
-    ids=["name-does-not-resolve", "tls-handshake-fails", "login-refused", "broker-never-answers"],
+    ids=[
+        "name-does-not-resolve",
+        "tls-to-a-plain-port",
+        "broker-never-answers",
+        "certificate-not-trusted",
+        "login-refused",
+    ],
 )
 def test_a_worker_that_cannot_connect_keeps_trying_and_says_why_at_the_level_it_needs(
-    services, silent_port, caplog, broker, reason, level
+    services, silent_port, untrusted_port, caplog, broker, reason, level
 ):
     configure_logging("INFO", "json")
     caplog.set_level(logging.WARNING)
     worker = Worker(
-        broker.format(silent_port=silent_port),
+        broker.format(silent_port=silent_port, untrusted_port=untrusted_port),
         services.relay,
         senders=services.senders,
         prefetch=16,

@@ -2,6 +2,7 @@
 
 import logging
 import socket
+import ssl
 
 import pika.exceptions
 import pytest
@@ -24,8 +25,16 @@ def test_a_refused_login_is_an_error_at_once():
     assert loss_level(refused, down_for=0) == logging.ERROR
 
 
-def test_a_name_that_does_not_resolve_is_an_error_at_once_though_pika_raised_it_bare():
+def test_a_certificate_not_trusted_is_an_error_at_once_though_pika_raised_it_bare():
+    untrusted = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    wrapped = pika.exceptions.AMQPConnectionError(untrusted)
+    wrapped.__cause__ = untrusted
+    assert loss_level(wrapped, down_for=0) == logging.ERROR
+
+
+def test_a_name_that_does_not_resolve_waits_a_minute_as_a_restarting_container_has_none():
     unresolved = socket.gaierror(-2, "Name or service not known")
     wrapped = pika.exceptions.AMQPConnectionError(unresolved)
     wrapped.__cause__ = unresolved
-    assert loss_level(wrapped, down_for=0) == logging.ERROR
+    assert loss_level(wrapped, down_for=0) == logging.WARNING
+    assert loss_level(wrapped, down_for=OUTAGE_SECONDS) == logging.ERROR

@@ -1,14 +1,17 @@
 """Stored events hold no more of the case than was sent.
 
-Until now the relay kept every transfer's event as received, whole, until retention purged it:
-the categories its basis withheld included, and the whole case of a transfer a practitioner
-decided not to share, for as long as the payload was held. Now a transfer keeps its event
-whole only while it is parked; once its basis is decided, the stored event carries only the
-categories forwarded (``permitted_categories`` in its recorded decision, as the signed envelope
-has them), and a withheld transfer carries none. This migration does the same to the events
-already stored. It changes no envelope, audit record or state: the JWS already held only what
-was sent.
+Until now the relay kept every transfer's event as received, whole, until retention purged it,
+the categories its basis withheld included. Now a transfer keeps its event whole only while it
+is parked; once its basis is decided, the stored event carries only the categories forwarded
+(``permitted_categories`` in its recorded decision, as the signed envelope has them), and a
+withheld transfer none. This migration minimises the events of transfers already shared
+(signed, delivered or failed). It changes no envelope, audit record or state: the JWS already
+held only what was sent, and the audit's ``minimised`` record lists what was withheld. Transfers
+already withheld keep their case until retention purges it, audited, as before; parked ones,
+and ones already purged, are not touched.
 
+It reads and rewrites the shared transfers 500 at a time, one transaction in all: on a large
+table, run ``caf-relay db upgrade`` before starting the new release, not at a worker's start.
 Downgrading changes nothing: the case data removed is not restored.
 
 Revision ID: 0006
@@ -25,7 +28,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-DECIDED = ("signed", "delivered", "failed", "withheld")
+SHARED = ("signed", "delivered", "failed")
 ROWS_AT_A_TIME = 500
 
 
@@ -39,33 +42,38 @@ def upgrade() -> None:
         sa.column("event", document),
         sa.column("payload_purged_at", sa.DateTime(timezone=True)),
     )
+    still_held = sa.and_(transfers.c.state.in_(SHARED), transfers.c.payload_purged_at.is_(None))
+    rewrite = (
+        sa.update(transfers)
+        .where(transfers.c.event_id == sa.bindparam("id"))
+        .where(still_held)  # not purged meanwhile by a worker of the release before
+        .values(event=sa.bindparam("kept"))
+    )
     connection = op.get_bind()
-    to_minimise = connection.scalars(
-        sa.select(transfers.c.event_id)
-        .where(transfers.c.state.in_(DECIDED))
-        .where(transfers.c.payload_purged_at.is_(None))
-        .order_by(transfers.c.event_id)
-    ).all()
-    for start in range(0, len(to_minimise), ROWS_AT_A_TIME):
-        ids = to_minimise[start : start + ROWS_AT_A_TIME]
+    after = ""
+    while True:
         rows = connection.execute(
-            sa.select(
-                transfers.c.event_id, transfers.c.state, transfers.c.decision, transfers.c.event
-            ).where(transfers.c.event_id.in_(ids))
-        )
-        for event_id, state, decision, event in rows:
-            if state == "withheld":
-                permitted = ()
-            elif "permitted_categories" in decision:
-                permitted = decision["permitted_categories"]
-            else:  # no record of what was sent: the event stays as it is, for a person to judge
-                continue
-            case = {k: v for k, v in event["data"].get("case", {}).items() if k in permitted}
-            connection.execute(
-                sa.update(transfers)
-                .where(transfers.c.event_id == event_id)
-                .values(event={**event, "data": {**event["data"], "case": case}})
-            )
+            sa.select(transfers.c.event_id, transfers.c.decision, transfers.c.event)
+            .where(still_held)
+            .where(transfers.c.event_id > after)
+            .order_by(transfers.c.event_id)
+            .limit(ROWS_AT_A_TIME)
+        ).all()
+        if not rows:
+            return
+        after = rows[-1].event_id
+        kept = [
+            {"id": event_id, "kept": _minimised(event, decision["permitted_categories"])}
+            for event_id, decision, event in rows
+            if "permitted_categories" in decision  # else no record of what was sent: left
+        ]
+        if kept:
+            connection.execute(rewrite, kept)
+
+
+def _minimised(event: dict, permitted: list[str]) -> dict:
+    case = {k: v for k, v in event["data"].get("case", {}).items() if k in permitted}
+    return {**event, "data": {**event["data"], "case": case}}
 
 
 def downgrade() -> None:
