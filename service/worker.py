@@ -44,6 +44,7 @@ DEAD_QUEUE = "caf.dead"
 DELIVERY_LIMIT = 5
 REASON_HEADER = "x-caf-reason"
 REJECTION_HEADER = "x-caf-rejection"
+FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 STOP_CHECK_SECONDS = 0.2  # how often a worker waiting out an outage looks for stop()
 _BROKER_LOST = (
@@ -146,15 +147,15 @@ class Worker:
 
     def run(self) -> None:
         """Consume until ``stop()``, reconnecting whenever the broker goes away."""
-        backoff = 0.5
+        backoff = FIRST_BACKOFF_SECONDS
         while not self._stopping.is_set():
             try:
                 self._consume()
-                backoff = 0.5
             except _BROKER_LOST as exc:
                 self.ready.clear()
-                if self._broker_lost_at is None:
+                if self._broker_lost_at is None:  # consuming since the last loss: a new outage
                     self._broker_lost_at = time.monotonic()
+                    backoff = FIRST_BACKOFF_SECONDS
                 level = loss_level(exc, time.monotonic() - self._broker_lost_at)
                 log.log(level, "broker connection lost (%r); reconnecting in %.1fs", exc, backoff)
                 self._stopping.wait(backoff)
@@ -180,8 +181,8 @@ class Worker:
             channel.confirm_delivery()
             channel.basic_qos(prefetch_count=self._prefetch)
             channel.basic_consume(TRANSFERS_QUEUE, self._on_message)
-            self.ready.set()
             self._broker_lost_at = None
+            self.ready.set()
             log.info("worker consuming from %s", TRANSFERS_QUEUE)
             while not self._stopping.is_set():
                 batch = self._gather()
@@ -259,7 +260,7 @@ class Worker:
             if user_id not in senders:
                 senders[user_id] = self._senders(user_id)
             messages.append((message.body, senders[user_id]))
-        wait = 0.5
+        wait = FIRST_BACKOFF_SECONDS
         while True:
             lease = self._delivery.lease() if self._delivery is not None else None
             try:

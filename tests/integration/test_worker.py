@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from service import worker as worker_module
 from service.logs import configure_logging
 from service.worker import DEAD_QUEUE, REASON_HEADER, Worker
 from tests.conftest import BROKER_HOST
@@ -240,6 +241,29 @@ def test_a_worker_that_loses_the_broker_says_so_once_a_try_in_its_own_words(
     assert all("Connection refused" in m for m in worker_said[1:])
     assert [m.rsplit(" ", 1)[-1] for m in worker_said] == ["0.5s", "1.0s", "2.0s"]
     assert [line for line in said if line[0].startswith("pika")] == []
+
+
+def test_each_outage_starts_the_backoff_and_the_outage_clock_afresh(
+    services, broker_url, caplog, monkeypatch
+):
+    """A worker that rode out one broker restart waits 0.5 s again after the next, weeks later,
+    and logs it as a WARNING, not as the continuation of an outage long over."""
+    monkeypatch.setattr(worker_module, "OUTAGE_SECONDS", 0.3)  # less than one backoff
+    configure_logging("INFO", "json")
+    reset_topology(broker_url)
+    caplog.set_level(logging.WARNING)
+    with tcp_proxy(BROKER_HOST, 5672) as proxy:
+        through = broker_url.replace(f"{BROKER_HOST}:5672", f"127.0.0.1:{proxy.port}")
+        with running_worker(through, services) as worker:
+            for _ in range(2):
+                worker.ready.clear()
+                proxy.cut()  # the broker restarts: new connections are taken again
+                wait_until(lambda: worker.ready.is_set(), timeout=15)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "service.worker"]
+    assert [(level, message.rsplit(" ", 1)[-1]) for level, message in lines] == [
+        ("WARNING", "0.5s"),
+        ("WARNING", "0.5s"),
+    ]
 
 
 @pytest.fixture

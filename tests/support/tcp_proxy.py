@@ -12,9 +12,10 @@ from contextlib import contextmanager, suppress
 class TcpProxy:
     """Forwards connections from a local port to ``upstream``.
 
-    ``cut_after(n)``: once n more bytes have gone from clients to the server, every open
-    connection is closed (new ones are forwarded again). ``hold_answers()``: from now on, what
-    the server sends is read and dropped, as from a server that has stopped answering.
+    ``cut()``: every open connection is closed now (new ones are forwarded again);
+    ``cut_after(n)``: the same, once n more bytes have gone from clients to the server.
+    ``hold_answers()``: from now on, what the server sends is read and dropped, as from a
+    server that has stopped answering.
     """
 
     def __init__(self, upstream: tuple[str, int]) -> None:
@@ -41,7 +42,7 @@ class TcpProxy:
         with suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
-        self._cut()
+        self.cut()
 
     def _accept(self) -> None:
         while True:
@@ -62,7 +63,7 @@ class TcpProxy:
                     continue
                 target.sendall(data)
                 if upstream and self._counted(len(data)):
-                    self._cut()
+                    self.cut()
                     return
         except OSError:
             pass
@@ -81,7 +82,8 @@ class TcpProxy:
             self._cut_after = None
             return True
 
-    def _cut(self) -> None:
+    def cut(self) -> None:
+        """Close every open connection now; new ones are forwarded again."""
         with self._lock:
             doomed, self._open = self._open, []
             self.cuts += 1
