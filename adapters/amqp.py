@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import pika
 from marshmallow import Schema, ValidationError, fields, validate, validates
@@ -29,6 +28,7 @@ from adapters.base import (
     OutboundEnvelope,
     Receipt,
 )
+from adapters.urls import readable_url
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,12 @@ class AmqpSettingsSchema(Schema):
 
     @validates("url")
     def _url_without_credentials(self, value: str, **_: Any) -> None:
-        parts = urlsplit(value)
-        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-            raise ValidationError("Must be an amqp:// or amqps:// URL with a host.")
+        parts = readable_url(value)
+        if parts is None or parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            raise ValidationError(
+                "Must be an amqp:// or amqps:// URL with a host, and a port (if any) from 1 to "
+                "65535."
+            )
         if parts.username or parts.password:
             raise ValidationError("Must not hold credentials; give them as secrets.")
         if parts.query or parts.fragment:

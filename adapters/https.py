@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -26,6 +25,7 @@ from adapters.base import (
     OutboundEnvelope,
     Receipt,
 )
+from adapters.urls import readable_url
 
 ENVELOPE_ID_HEADER = "X-Caf-Envelope-Id"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -62,7 +62,9 @@ class HttpsSettingsSchema(Schema):
     @validates("url")
     def _url_without_secrets(self, value: str, **_: Any) -> None:
         """The URL is shown in delivery details and the audit, which outlive any secret."""
-        parts = urlsplit(value)
+        parts = readable_url(value)
+        if parts is None:
+            raise ValidationError("Must have a port (if any) from 1 to 65535.")
         if parts.username or parts.password:
             raise ValidationError("Must not hold credentials; give a bearer_token as a secret.")
         if parts.query or parts.fragment:

@@ -2,6 +2,7 @@
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -34,6 +35,19 @@ NOT_BLANK = validate.Regexp(r"^\s*\S", error="Must not be blank.")
 
 
 OUT_OF_UTC_RANGE = "Out of range: it has no time in UTC."
+
+
+def contract_errors(exc: ValidationError) -> dict[str, Any]:
+    """A refusal's errors, field by field, as JSON can carry them: a document read from YAML may
+    have numbers or dates as keys, which marshmallow names its unknown-field errors by."""
+    messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+    return _text_keys(messages)
+
+
+def _text_keys(errors: Any) -> Any:
+    if isinstance(errors, dict):
+        return {str(key): _text_keys(value) for key, value in errors.items()}
+    return errors
 
 
 def has_utc_time(moment: datetime) -> bool:

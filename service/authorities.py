@@ -197,6 +197,8 @@ def set_adapter(
 def _may_give(store: Store, code: str, name: str, settings: dict[str, Any], by: Principal) -> None:
     """Refuse a borough admin a setting only a global admin may give, unless it keeps the value
     already stored (a token rotated, retries changed, the operator's path left as it was)."""
+    if not isinstance(settings, dict):
+        return  # not an object: validating the configuration says so
     try:
         cls = registry.adapter_type(name)
     except AdapterConfigError:

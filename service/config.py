@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
 from adapters.base import LONGEST_ATTEMPT_SECONDS
+from adapters.urls import readable_url
 from service import retry_settings
 from service.domain.child_keys import ChildKeys
 from service.domain.retry import RetryPolicy
@@ -178,15 +178,11 @@ def _broker_url(url: str | None) -> str | None:
     # pika reads the URL as urllib does: a password's '/', '?' or '#' ends the host part early,
     # leaving the password's start where the host and port are read, and pika's error about
     # that port would quote it.
-    try:
-        parts = urlsplit(url)
-        port_in_place = parts.port is None or parts.port >= 0
-    except ValueError:
-        raise ValueError(_UNREADABLE.format(name="BROKER_URL")) from None
+    parts = readable_url(url)
+    if parts is None or ("@" in url and "@" not in parts.netloc):
+        raise ValueError(_UNREADABLE.format(name="BROKER_URL"))
     if parts.scheme not in ("amqp", "amqps"):
         raise ValueError(f"{PREFIX}BROKER_URL must be an amqp:// or amqps:// URL.")
-    if not port_in_place or ("@" in url and "@" not in parts.netloc):
-        raise ValueError(_UNREADABLE.format(name="BROKER_URL"))
     return url
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from contracts.common import contract_errors
 from contracts.isp import IspSchema
 from contracts.reference import expand_parties
 from service.access import Principal, Role
@@ -69,9 +70,9 @@ FORMAT_BY_SUFFIX = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 class InvalidIsp(ValueError):
     """The input is not a valid ISP (or list of them); ``errors`` says where, field by field."""
 
-    def __init__(self, message: str, errors: dict[Any, Any]) -> None:
+    def __init__(self, message: str, errors: dict[str, Any]) -> None:
         super().__init__(message)
-        self.errors = _text_keys(errors)
+        self.errors = errors
 
 
 class IspConflict(Exception):
@@ -201,7 +202,7 @@ def import_isps(
     try:
         isps = schema.dump(schema.load(documents))
     except ValidationError as exc:
-        raise InvalidIsp("Not valid ISPs; nothing was imported.", exc.messages) from exc
+        raise InvalidIsp("Not valid ISPs; nothing was imported.", contract_errors(exc)) from exc
     _record(store, isps, by=by, now=now, by_position=True, source=source)
     return [
         {**_summary_of_new(isp, by, now), "change": _action(isp).removeprefix("isp_")}
@@ -229,7 +230,7 @@ def validated(document: Any) -> dict[str, Any]:
     try:
         return schema.dump(schema.load(document))
     except ValidationError as exc:
-        raise InvalidIsp("Not a valid ISP.", exc.messages) from exc
+        raise InvalidIsp("Not a valid ISP.", contract_errors(exc)) from exc
 
 
 def _record(
@@ -265,13 +266,6 @@ def _record(
     except VersionOutOfOrder as exc:
         errors = exc.errors if by_position else exc.errors.get(0)
         raise IspConflict(str(exc), errors or None) from exc
-
-
-def _text_keys(errors: Any) -> Any:
-    """Errors with every key a string: a YAML file may have used numbers or dates as keys."""
-    if isinstance(errors, dict):
-        return {str(key): _text_keys(value) for key, value in errors.items()}
-    return errors
 
 
 def _action(isp: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from contracts.common import contract_errors
 from contracts.judgement import JudgementSchema
 from contracts.vocabulary import TransferState
 from service.access import Principal, Role
@@ -126,13 +127,12 @@ class Judgements:
         try:
             judgement = schema.dump(schema.load(document))
         except ValidationError as exc:
-            errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
             self._refuse(
                 event_id,
                 by,
                 Refusal.INVALID,
                 "Does not match the practitioner-judgement contract.",
-                errors,
+                contract_errors(exc),
             )
         why = unstorable(judgement)
         if why:

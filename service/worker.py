@@ -121,6 +121,16 @@ class _Message:
     body: bytes
 
 
+def _earlier_deliveries(message: _Message) -> int:
+    """How often the broker delivered the message before. On a first delivery the publisher's
+    own x-delivery-count header comes through as it was sent, which could crash the worker or
+    spend the message's retries at once; RabbitMQ sets its own only on a redelivery."""
+    count = (message.properties.headers or {}).get("x-delivery-count")
+    if not message.method.redelivered or not isinstance(count, int) or isinstance(count, bool):
+        return 0
+    return max(count, 0)
+
+
 class Worker:
     def __init__(
         self,
@@ -289,7 +299,7 @@ class Worker:
 
     def _processing_failed(self, channel, message: _Message, exc: Exception) -> bool:
         """Hand the message back, or dead-letter it on its last delivery; True if dead-lettered."""
-        deliveries = int((message.properties.headers or {}).get("x-delivery-count", 0)) + 1
+        deliveries = _earlier_deliveries(message) + 1
         if deliveries < DELIVERY_LIMIT:
             log.error(
                 "processing failed (delivery %d); message requeued: %s",

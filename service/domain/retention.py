@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from service.domain.model import basis_kind
@@ -41,7 +41,9 @@ def retention_period(
 
 
 def purge_due(settled_at: datetime, period: RetentionPeriod, now: datetime) -> bool:
-    return now >= settled_at + timedelta(days=period.days)
+    """Whether the period is over, in whole days: counted so, a period however long (the ISP
+    contract sets no upper bound) is never a date past year 9999 that fails the whole run."""
+    return (now - settled_at).days >= period.days
 
 
 def without_case(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -150,6 +150,7 @@ def test_https_configuration_errors_name_the_field():
     [
         ("https://user:pass@borough.example/caf", "Must not hold credentials"),
         ("https://borough.example/caf?token=abc", "Must have no query or fragment"),
+        ("https://borough.example:70000/caf", "Must have a port (if any) from 1 to 65535."),
     ],
 )
 def test_https_refuses_a_url_holding_a_secret_as_details_and_the_audit_show_it(url, error):
@@ -425,6 +426,11 @@ def test_amqp_says_why_the_publish_after_a_reconnect_failed(borough_broker, enve
     assert failed.value.retryable
 
 
+AMQP_URL_REFUSED = (
+    "Must be an amqp:// or amqps:// URL with a host, and a port (if any) from 1 to 65535."
+)
+
+
 @pytest.mark.parametrize(
     ("url", "error"),
     [
@@ -432,6 +438,10 @@ def test_amqp_says_why_the_publish_after_a_reconnect_failed(borough_broker, enve
         (
             "amqps://h/?ssl_options={}",
             "Must have no query: the relay sets the connection's options.",
+        ),
+        *(
+            (url, AMQP_URL_REFUSED)
+            for url in ("amqp://[broker", "amqp://broker.example:notaport/caf", "amqp://h:70000/")
         ),
     ],
 )

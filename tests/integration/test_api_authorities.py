@@ -325,6 +325,21 @@ def test_only_a_global_admin_may_have_an_adapter_write_to_the_relays_own_disk(
         ),
         (
             {
+                "type": "amqp",
+                "settings": {"url": "amqp://[broker", "exchange": "x", "routing_key": "k"},
+                "secrets": {"username": "u", "password": "p"},
+            },
+            {
+                "settings": {
+                    "url": [
+                        "Must be an amqp:// or amqps:// URL with a host, and a port (if any) "
+                        "from 1 to 65535."
+                    ]
+                }
+            },
+        ),
+        (
+            {
                 "type": "https",
                 "settings": {"url": "https://caf.islington.example/in"},
                 "secrets": {"bearer_token": SECRET},

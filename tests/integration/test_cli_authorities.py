@@ -145,6 +145,13 @@ def test_a_broken_adapter_config_names_the_field(run, tmp_path):
     assert "bearer_token" in result.output
 
 
+def test_adapter_settings_that_are_not_a_json_object_are_refused_by_name(run, services):
+    result = run("adapter", "set", ISLINGTON, "https", "--settings", '["https://x.example"]')
+    assert result.exit_code == 1, result.output
+    assert '{"settings": {"_schema": ["Invalid input type."]}' in result.output
+    assert services.store.organisations.adapter(ISLINGTON) is None
+
+
 def test_a_bearer_token_file_ending_in_a_line_break_is_refused_without_quoting_it(
     run, services, tmp_path
 ):

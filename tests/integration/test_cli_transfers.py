@@ -116,6 +116,17 @@ def test_judgement_record_refuses_an_invalid_file_with_the_fields_at_fault(servi
     assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
 
 
+def test_judgement_record_names_a_stray_yaml_line_read_as_a_dated_key(services, run, tmp_path):
+    path = tmp_path / "judgement.yaml"
+    path.write_text(yaml.safe_dump(judgements.share()) + "2026-11-24: reviewed with my manager\n")
+
+    result = run("judgement", "record", PARKED, str(path))
+
+    assert result.exit_code == 1, result.output
+    assert '"2026-11-24": [\n    "Unknown field."' in result.output
+    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
+
+
 def test_judgement_record_refuses_a_transfer_already_decided(run, tmp_path):
     path = tmp_path / "judgement.json"
     path.write_text(json.dumps(judgements.not_share()))

@@ -22,7 +22,11 @@ PARKED = examples.event(examples.ROUTINE_WITHOUT_BASIS)["id"]
 @pytest.fixture
 def delivered(services, tmp_path):
     """One transfer delivered under the ISP, one on a judgement, and one parked."""
-    services.store.add_isp(examples.pan_london_isp())
+    return _delivered_under(examples.pan_london_isp(), services, tmp_path)
+
+
+def _delivered_under(isp, services, tmp_path):
+    services.store.add_isp(isp)
     for code in (ISLINGTON, SOUTHWARK):
         services.store.organisations.set_adapter(
             code, "directory", {"path": str(tmp_path / code)}, {}
@@ -74,6 +78,13 @@ def test_a_judgement_based_payload_goes_after_the_default_and_an_isp_one_after_t
         assert "Amara" not in repr(event) and "9434765919" not in repr(event)
     parked, _ = _payload(delivered, PARKED)
     assert "case" in parked["data"]  # not delivered: still waiting for a judgement
+
+
+def test_an_isp_keeping_payloads_for_millennia_stops_no_run(services, tmp_path):
+    isp = examples.pan_london_isp()
+    _delivered_under({**isp, "retention": {"period_days": 3_000_000}}, services, tmp_path)
+    assert _run(services, JUDGEMENT_DAYS) == [AD_HOC]
+    assert _run(services, ISP_DAYS) == []
 
 
 def test_the_metadata_stays_each_purge_is_audited_and_the_chain_verifies(delivered):

@@ -133,15 +133,22 @@ def test_parked_and_withheld_transfers_are_stored_and_nothing_is_sent(services, 
     assert take(broker_url, DEAD_QUEUE, 1, timeout=0.5) == []
 
 
+# A publisher's own x-delivery-count header, which RabbitMQ passes on with a first delivery,
+# neither crashes the worker nor spends the message's deliveries.
+@pytest.mark.parametrize(
+    "headers",
+    [None, {"x-delivery-count": "first"}, {"x-delivery-count": 4}],
+    ids=["plain", "claims-a-word-for-a-count", "claims-its-retries-spent"],
+)
 def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_limit(
-    services, broker_url, inbox, caplog
+    services, broker_url, inbox, caplog, headers
 ):
     poison = examples.event(examples.ROUTINE_WITH_ISP, id="poison-message")
     valid = examples.event(examples.ROUTINE_WITH_ISP, id="valid-after-poison")
     relay = CrashesOn(services.relay, b"poison-message")
 
     with running_worker(broker_url, services, relay=relay):
-        publish(broker_url, examples.encode(poison), examples.encode(valid))
+        publish(broker_url, examples.encode(poison), examples.encode(valid), headers=headers)
         ((properties, body),) = take(broker_url, DEAD_QUEUE, 1)
         wait_until(lambda: _delivered(inbox, "E09000019"))
 

@@ -74,12 +74,16 @@ def running_worker(
 
 
 def publish(
-    broker_url: str, *bodies: bytes, routing_key: str = EVENT_TYPE, with_user_id: bool = True
+    broker_url: str,
+    *bodies: bytes,
+    routing_key: str = EVENT_TYPE,
+    with_user_id: bool = True,
+    headers: dict | None = None,
 ) -> None:
     """Publish persistently with publisher confirms, as a case system would.
 
     Messages carry the login as ``user_id`` (the broker checks it), unless ``with_user_id`` is
-    False, as from a case system that does not say who it is.
+    False, as from a case system that does not say who it is; and ``headers``, if given.
     """
     with _channel(broker_url) as channel:
         channel.confirm_delivery()
@@ -92,6 +96,7 @@ def publish(
                     content_type="application/cloudevents+json",
                     delivery_mode=pika.DeliveryMode.Persistent,
                     user_id=broker_user(broker_url) if with_user_id else None,
+                    headers=headers,
                 ),
                 mandatory=True,
             )
