@@ -118,8 +118,16 @@ class AmqpAdapter(GroupAdapter):
         A broker too slow to confirm in time is not sent them again now: the outbox's retry
         schedule gives it time."""
         messages = [_message(envelope) for envelope in envelopes]
-        with self._lock:  # one group at a time, each with the whole attempt's time
-            deadline = time.monotonic() + self._attempt_seconds
+        # One group at a time on the connection. The wait for it counts against the attempt,
+        # which must end within the delivery lease, but lasts half the attempt at most, so a
+        # group sent has the other half to be confirmed; one not sent goes again on its schedule.
+        deadline = time.monotonic() + self._attempt_seconds
+        if not self._lock.acquire(timeout=self._attempt_seconds / 2):
+            busy = Unconfirmed(
+                Why.NO_TIME, "was not tried: another group for this borough held the connection"
+            )
+            return [self._result(busy)] * len(messages)
+        try:
             outcomes = self._publisher.publish(messages, deadline)
             again = [i for i, outcome in enumerate(outcomes) if _worth_again(outcome)]
             if again:
@@ -133,6 +141,8 @@ class AmqpAdapter(GroupAdapter):
                 retried = self._publisher.publish([messages[i] for i in again], deadline)
                 for i, outcome in zip(again, retried, strict=True):
                     outcomes[i] = outcome
+        finally:
+            self._lock.release()
         refused = next((o for o in outcomes if o is not None and o.why == Why.LOGIN_REFUSED), None)
         if refused is not None:  # pika's own line for it is dropped (service.logs)
             log.warning("broker %s %s", self._where, refused.reason)

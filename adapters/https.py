@@ -10,7 +10,6 @@ relay to check against the recipient's registered keys.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import requests
@@ -25,6 +24,7 @@ from adapters.base import (
     OutboundEnvelope,
     Receipt,
 )
+from adapters.cutoff import Cutoff, CutoffAdapter, cutoff
 from adapters.urls import readable_url
 
 ENVELOPE_ID_HEADER = "X-Caf-Envelope-Id"
@@ -102,6 +102,7 @@ class HttpsAdapter(Adapter):
         # Given per request: a Session's own ``verify`` loses to REQUESTS_CA_BUNDLE in the env.
         self._verify = verify
         self._session = requests.Session()
+        self._session.mount("https://", CutoffAdapter())
         self._session.headers.update(
             {"Authorization": f"Bearer {token}", "Content-Type": JOSE_JSON}
         )
@@ -116,36 +117,43 @@ class HttpsAdapter(Adapter):
         )
 
     def deliver(self, envelope: OutboundEnvelope) -> Receipt:
-        # requests' timeouts bound each wait, not the whole answer: a body read to the end could
-        # outlast the delivery lease, and the envelope be sent again meanwhile.
-        deadline = time.monotonic() + sum(self._timeout)
-        try:
-            response = self._session.post(
-                self._url,
-                data=envelope.jws.encode("utf-8"),
-                headers={ENVELOPE_ID_HEADER: envelope.envelope_id},
-                timeout=self._timeout,
-                verify=self._verify,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.exceptions.SSLError as exc:
-            raise DeliveryFailed(
-                f"TLS verification of {self._url} failed: {_first_line(exc)}", retryable=False
-            ) from exc
-        except requests.RequestException as exc:
-            raise DeliveryFailed(
-                f"{type(exc).__name__} posting to {self._url}: {_first_line(exc)}", retryable=True
-            ) from exc
-        except OSError as exc:  # requests' own check of ca_bundle, before anything is sent
-            raise DeliveryFailed(
-                f"The adapter's ca_bundle cannot be used: {_first_line(exc)}", retryable=False
-            ) from exc
-        with response:
-            status = response.status_code
-            if 200 <= status < 300:
-                signed = _signed_receipt(response, deadline)
-                return Receipt(f"HTTP {status} from {self._url}", signed=signed)
+        # The whole exchange within the two timeouts, which bound each wait only (see cutoff).
+        with cutoff(sum(self._timeout)) as watching:
+            try:
+                response = self._session.post(
+                    self._url,
+                    data=envelope.jws.encode("utf-8"),
+                    headers={ENVELOPE_ID_HEADER: envelope.envelope_id},
+                    timeout=self._timeout,
+                    verify=self._verify,
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise DeliveryFailed(
+                    f"TLS verification of {self._url} failed: {_first_line(exc)}",
+                    retryable=False,
+                ) from exc
+            except requests.RequestException as exc:
+                if watching.fired:
+                    raise DeliveryFailed(
+                        f"No whole answer from {self._url} within {sum(self._timeout):g} s, its "
+                        "connect and read timeouts together",
+                        retryable=True,
+                    ) from exc
+                raise DeliveryFailed(
+                    f"{type(exc).__name__} posting to {self._url}: {_first_line(exc)}",
+                    retryable=True,
+                ) from exc
+            except OSError as exc:  # requests' own check of ca_bundle, before anything is sent
+                raise DeliveryFailed(
+                    f"The adapter's ca_bundle cannot be used: {_first_line(exc)}", retryable=False
+                ) from exc
+            with response:
+                status = response.status_code
+                if 200 <= status < 300:
+                    signed = _signed_receipt(response, watching)
+                    return Receipt(f"HTTP {status} from {self._url}", signed=signed)
         retryable = status in RETRYABLE_STATUS or status >= 500
         raise DeliveryFailed(
             f"HTTP {status} {response.reason} from {self._url}", retryable=retryable
@@ -155,23 +163,23 @@ class HttpsAdapter(Adapter):
         self._session.close()
 
 
-def _signed_receipt(response: requests.Response, deadline: float) -> str | None:
+def _signed_receipt(response: requests.Response, watching: Cutoff) -> str | None:
     """The body, when the recipient answered with a signed receipt (a JWS) of sensible size
-    before ``deadline``; a receipt larger or later is not read to its end."""
+    before the attempt's cutoff; a receipt larger or later is not read to its end."""
     media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if media_type != JOSE_JSON:
         return None
     body = bytearray()
     try:
-        # read1: what one read of the socket brings, so the deadline is checked between reads
+        # read1: what one read of the socket brings, so the size is checked between reads
         # (read and iter_content wait until their whole chunk has come).
         while chunk := response.raw.read1(4096, decode_content=True):
             body += chunk
-            if len(body) > MAX_RECEIPT_BYTES or time.monotonic() > deadline:
+            if len(body) > MAX_RECEIPT_BYTES:
                 return None
     except (urllib3.exceptions.HTTPError, OSError):
         return None  # delivered all the same, as the status said; only the receipt is missing
-    return body.decode("utf-8", errors="replace")
+    return None if watching.fired else body.decode("utf-8", errors="replace")
 
 
 def _first_line(exc: Exception) -> str:

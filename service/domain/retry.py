@@ -43,7 +43,10 @@ def after_failure(
         return AfterFailure(gave_up="the failure is not one a retry can fix")
     if attempts >= policy.max_attempts:
         return AfterFailure(gave_up=f"{attempts} attempts made, the most allowed")
-    bound = min(policy.max_delay, policy.base_delay * 2 ** (attempts - 1))
+    # In seconds, as a float: the doubling goes on past max_delay (50 attempts double 5 s beyond
+    # any timedelta), and only its minimum with max_delay counts.
+    doubled = policy.base_delay.total_seconds() * 2.0 ** min(attempts - 1, 1000)
+    bound = timedelta(seconds=min(policy.max_delay.total_seconds(), doubled))
     retry_at = now + bound * random()
     if retry_at - enqueued_at > policy.max_age:
         return AfterFailure(gave_up=f"older than the {policy.max_age} allowed for retries")

@@ -4,6 +4,7 @@ import logging
 import re
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -111,8 +112,26 @@ def test_https_stops_reading_a_receipt_that_outlasts_the_attempt_and_keeps_the_d
     # (over 7 s) well past the attempt's 4 s.
     receiver.answer, receiver.drip_seconds = _receipt_answer, 0.3
     adapter = _https(receiver, connect_timeout_seconds=2, read_timeout_seconds=2)
+    started = time.monotonic()
     receipt = adapter.deliver(envelope)
+    assert time.monotonic() - started < 4 + 1
     assert "HTTP 200" in receipt.detail and receipt.signed is None
+    assert len(receiver.requests) == 1
+
+
+def test_https_ends_an_attempt_whose_answer_trickles_in_within_its_timeouts(receiver, envelope):
+    # The answer a byte every 0.5 s: each read well within the read timeout, its status line
+    # alone (6 s) past the attempt's 2.5 s; unbounded, a whole answer could outlast the lease.
+    receiver.drip_seconds, receiver.drip_headers = 0.5, True
+    adapter = _https(receiver, connect_timeout_seconds=1, read_timeout_seconds=1.5)
+    started = time.monotonic()
+    with pytest.raises(DeliveryFailed) as failed:
+        adapter.deliver(envelope)
+    assert time.monotonic() - started < 2.5 + 1
+    assert failed.value.reason == (
+        f"No whole answer from {receiver.url} within 2.5 s, its connect and read timeouts together"
+    )
+    assert failed.value.retryable
     assert len(receiver.requests) == 1
 
 
@@ -355,7 +374,16 @@ def test_amqp_loses_no_envelope_of_a_group_whose_connection_is_cut_midway_and_sa
 def test_amqp_fails_a_group_a_silent_broker_does_not_confirm_in_time_and_sends_it_once(
     borough_broker, keyring
 ):
-    envelopes = _envelopes(keyring, 3)
+    """And a second group for the borough (its other delivery thread), waiting for the
+    connection meanwhile, gives up within the attempt unsent, rather than outlast the lease."""
+    envelopes = _envelopes(keyring, 5)
+    outcomes, took = {}, {}
+
+    def deliver(name, group):
+        started = time.monotonic()
+        outcomes[name] = adapter.deliver_group(group)
+        took[name] = time.monotonic() - started
+
     with tcp_proxy(BROKER_HOST, 5672) as proxy:
         parameters = pika.URLParameters(_through(proxy, borough_broker)["url"])
         parameters.credentials = pika.PlainCredentials(GUEST["username"], GUEST["password"])
@@ -367,19 +395,26 @@ def test_amqp_fails_a_group_a_silent_broker_does_not_confirm_in_time_and_sends_i
         try:
             assert isinstance(adapter.deliver(envelopes[0]), Receipt)
             proxy.hold_answers()
-            started = time.monotonic()
-            outcomes = adapter.deliver_group(envelopes[1:])
-            took = time.monotonic() - started
+            first = threading.Thread(target=deliver, args=("first", envelopes[1:3]))
+            first.start()
+            time.sleep(0.1)
+            deliver("second", envelopes[3:])
+            first.join()
         finally:
             adapter.close()
 
-    assert [type(outcome) for outcome in outcomes] == [DeliveryFailed] * 2
-    assert all("did not confirm in the time allowed" in o.reason for o in outcomes)
-    assert all(outcome.retryable for outcome in outcomes)
-    assert took < 2 + CLOSE_SECONDS + 1
-    # The broker got each once; a slow broker is not sent the group again within the attempt.
+    assert [type(outcome) for outcome in outcomes["first"]] == [DeliveryFailed] * 2
+    assert all("did not confirm in the time allowed" in o.reason for o in outcomes["first"])
+    assert [o.reason for o in outcomes["second"]] == [
+        f"Broker 127.0.0.1:{proxy.port} was not tried: another group for this borough held "
+        "the connection"
+    ] * 2
+    assert all(o.retryable for o in outcomes["first"] + outcomes["second"])
+    assert took["first"] < 2 + CLOSE_SECONDS + 1 and took["second"] < 2
+    # The broker got each of the first group once; a slow broker is not sent it again within
+    # the attempt, and the second group not at all.
     received = [properties.message_id for properties, _ in borough_broker.received()]
-    assert received == [envelope.envelope_id for envelope in envelopes]
+    assert received == [envelope.envelope_id for envelope in envelopes[:3]]
 
 
 def test_amqp_adapter_once_closed_sends_nothing_more(borough_broker, envelope):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -83,7 +84,8 @@ class HttpsReceiver:
 
     The answer is the next status queued by ``respond_with``, else what the ``answer`` function
     returns (status, headers, body), else 202 with no body. With ``drip_seconds``, the body is
-    sent a byte at a time, that long apart, as by a slow or hostile endpoint.
+    sent a byte at a time, that long apart, as by a slow or hostile endpoint; with
+    ``drip_headers`` too, the status line and headers are.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -116,6 +118,7 @@ class HttpsReceiver:
         self.requests: list[ReceivedRequest] = []
         self.answer: Answer | None = None
         self.drip_seconds = 0.0
+        self.drip_headers = False
         self._statuses: list[int] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -170,23 +173,35 @@ class HttpsReceiver:
                     status, headers, reply = receiver.answer(request)
                 else:
                     status, headers, reply = 202, {}, b""
+                headers = {**headers, "Content-Length": str(len(reply))}
+                if receiver.drip_headers:
+                    self._drip(_head(status, headers) + reply)
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 if receiver.drip_seconds:
-                    for byte in reply:
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        time.sleep(receiver.drip_seconds)
+                    self._drip(reply)
                 else:
                     self.wfile.write(reply)
+
+            def _drip(self, answer: bytes) -> None:
+                for byte in answer:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(receiver.drip_seconds)
 
             def log_message(self, format: str, *args) -> None:
                 """Keep the test output quiet."""
 
         return Handler
+
+
+def _head(status: int, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
 def bearer_token_for(code: str) -> str:

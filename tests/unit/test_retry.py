@@ -29,10 +29,11 @@ def test_the_longest_wait_doubles_with_each_failed_attempt(attempts, longest_wai
     assert _after(attempts).retry_at == START + timedelta(seconds=longest_wait)
 
 
-def test_the_wait_is_capped_at_the_longest_delay():
-    policy = RetryPolicy(max_attempts=50, base_delay=timedelta(seconds=10))
+@pytest.mark.parametrize("attempts", [30, 45, 999], ids=str)  # 2**44 * 5 s is past any timedelta
+def test_the_wait_is_capped_at_the_longest_delay(attempts):
+    policy = RetryPolicy(max_attempts=1000, base_delay=timedelta(seconds=10))
     decided = after_failure(
-        policy, attempts=30, enqueued_at=START, now=START, retryable=True, random=lambda: 1.0
+        policy, attempts=attempts, enqueued_at=START, now=START, retryable=True, random=lambda: 1.0
     )
     assert decided.retry_at == START + policy.max_delay
 
