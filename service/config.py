@@ -168,7 +168,7 @@ def _database_url(url: str) -> str:
     except ValueError:  # a port that is not a number
         host_in_place = False
     if not host_in_place:
-        raise ValueError(_UNREADABLE.format(name="DATABASE_URL"))
+        raise _unreadable("DATABASE_URL")
     return url
 
 
@@ -180,16 +180,23 @@ def _broker_url(url: str | None) -> str | None:
     # that port would quote it.
     parts = readable_url(url)
     if parts is None or ("@" in url and "@" not in parts.netloc):
-        raise ValueError(_UNREADABLE.format(name="BROKER_URL"))
+        raise _unreadable("BROKER_URL")
     if parts.scheme not in ("amqp", "amqps"):
         raise ValueError(f"{PREFIX}BROKER_URL must be an amqp:// or amqps:// URL.")
     return url
 
 
-_UNREADABLE = (
-    PREFIX + "{name} cannot be read as a URL: its port must be a number up to 65535, and a "
-    "password's '/', '?', '#' and '@' percent-encoded (%2F, %3F, %23, %40)."
-)
+# Where each reader of the URL ends a password: SQLAlchemy at its first '@', urllib (and so
+# pika) at its first '/', '?' or '#'.
+_UNREADABLE = {
+    "DATABASE_URL": "its port must be a number, and a password's '@' percent-encoded (%40).",
+    "BROKER_URL": "its port must be a number from 1 to 65535, and a password's '/', '?' and "
+    "'#' percent-encoded (%2F, %3F, %23).",
+}
+
+
+def _unreadable(name: str) -> ValueError:
+    return ValueError(f"{PREFIX}{name} cannot be read as a URL: {_UNREADABLE[name]}")
 
 
 def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:

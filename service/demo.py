@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -82,10 +83,16 @@ def run_demo(out_dir: Path, echo: Callable[[str], None]) -> list[DemoResult]:
         echo(f"\n{r.example}\n  {r.route}\n  {r.outcome}\n  {r.signature}")
     echo(
         f"\nDelivered envelopes are in {out_dir / 'inbox'}; check one with\n"
-        f"  caf-relay verify {out_dir / 'inbox'}/<authority>/<envelope id>.json "
+        f"  {_console_script()} verify {out_dir / 'inbox'}/<authority>/<envelope id>.json "
         f"--jwks {out_dir / 'jwks.json'}"
     )
     return results
+
+
+def _console_script() -> str:
+    """The command as a shell will find it: the demo runs from a venv not on the PATH."""
+    installed = Path(sys.executable).with_name("caf-relay")
+    return str(installed) if installed.exists() else "caf-relay"
 
 
 def _outcome(view: dict) -> str:

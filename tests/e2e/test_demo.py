@@ -47,8 +47,17 @@ def test_the_demo_prints_the_four_outcomes_and_every_delivered_envelope_verifies
     assert route == "Barnet -> Enfield"
     assert outcome.startswith("WITHHELD by judgement of Priya Shah (Social worker): ")
     assert signature == "nothing sent, nothing signed"
-    delivered = sorted(path.parent.name for path in (tmp_path / "inbox").glob("*/*.json"))
-    assert delivered == ["E09000019", "E09000028"]
+    delivered = sorted((tmp_path / "inbox").glob("*/*.json"))
+    assert [path.parent.name for path in delivered] == ["E09000019", "E09000028"]
+    # The command it ends with runs as printed, from a shell whose PATH has no venv on it.
+    check = demo.stdout.splitlines()[-1].strip()
+    command = check.replace(
+        "<authority>/<envelope id>.json", str(delivered[0].relative_to(tmp_path / "inbox"))
+    )
+    verified = subprocess.run(
+        command, shell=True, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin"}
+    )
+    assert verified.returncode == 0, verified.stderr
 
 
 def test_verify_accepts_a_delivered_envelope_and_refuses_an_altered_one(tmp_path):

@@ -54,7 +54,8 @@ def test_a_url_whose_password_would_be_read_as_its_host_or_port_is_refused_unquo
     with pytest.raises(ValueError, match=f"CAF_RELAY_{name} cannot be read as a URL") as refused:
         _settings(**{name: value})
     assert "s3cret" not in str(refused.value) and "part" not in str(refused.value)
-    assert "percent-encoded (%2F, %3F, %23, %40)" in str(refused.value)
+    encode = "(%2F, %3F, %23)" if name == "BROKER_URL" else "'@' percent-encoded (%40)"
+    assert encode in str(refused.value)
 
 
 @pytest.mark.parametrize(
