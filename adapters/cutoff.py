@@ -29,10 +29,10 @@ class Cutoff:
         self._lock = threading.Lock()
         # The sockets, not their connections: a connection that will close after the answer
         # lets go of its socket once the headers are read, while the body is still to come.
-        self._sockets: list[socket.socket] = []
+        self._sockets: list[Any] = []
         self.fired = False
 
-    def watch(self, sock: socket.socket) -> None:
+    def watch(self, sock: Any) -> None:
         with self._lock:
             self._sockets.append(sock)
             fired = self.fired
@@ -63,11 +63,15 @@ def cutoff(seconds: float) -> Iterator[Cutoff]:
         _within.cutoff = None
 
 
-def _shut(sock: socket.socket) -> None:
+def _shut(sock: Any) -> None:
+    # Through an HTTPS proxy, TLS runs inside TLS (urllib3's SSLTransport) over the socket.
+    raw = sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)
+    if raw is None:
+        return
     with suppress(OSError):
         # The plain socket's shutdown: the TLS layer stays whole for the thread reading it,
         # which sees the connection end.
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        socket.socket.shutdown(raw, socket.SHUT_RDWR)
 
 
 def _watched(connection: HTTPSConnection) -> None:
