@@ -47,6 +47,10 @@ _MOVE_HEAD = (
     .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
 )
 _INSERT_RECORDS = sa.insert(t.AuditRecord.__table__)
+# A rejected message's record keeps the id the message claimed, which may be another sender's
+# stored transfer (an id conflict, or a publisher reusing an id it has seen): it is never part
+# of that transfer's timeline, of its child's export or of its authorities' audit.
+OF_ITS_TRANSFER = t.AuditRecord.action != "rejected"
 
 
 def chain_on_commit(sessions: sessionmaker) -> None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from service.domain.audit_chain import timestamp
 from service.domain.child_keys import without_child_keys
 from service.store import tables as t
-from service.store.audit_log import Transaction
+from service.store.audit_log import OF_ITS_TRANSFER, Transaction
 from service.store.transfers import UNSENT
 
 
@@ -51,8 +51,11 @@ class AuditSearch:
     def search(self, query: AuditQuery) -> AuditPage:
         record, subject = t.AuditRecord, t.AuditSubject
         statement = sa.select(record).where(record.seq > query.after)
-        if query.case_reference or query.authority or query.basis_kind or query.viewer:
+        by_subject = query.case_reference or query.authority or query.basis_kind or query.viewer
+        if by_subject:
             statement = statement.join(subject, subject.event_id == record.event_id)
+        if by_subject or query.child_key:  # the records of transfers, then
+            statement = statement.where(OF_ITS_TRANSFER)
         if query.viewer:
             sent = sa.select(t.Transfer.event_id).where(t.Transfer.state.not_in(UNSENT))
             statement = statement.where(
@@ -100,7 +103,7 @@ class AuditSearch:
             ids = [transfer.event_id for transfer in transfers]
             records = session.scalars(
                 sa.select(t.AuditRecord)
-                .where(t.AuditRecord.event_id.in_(ids))
+                .where(t.AuditRecord.event_id.in_(ids), OF_ITS_TRANSFER)
                 .order_by(t.AuditRecord.seq)
             ).all()
             names = dict(session.execute(sa.select(t.Authority.code, t.Authority.name)).all())

@@ -34,7 +34,13 @@ from service.domain.isotime import iso
 from service.secrets import SecretBox
 from service.store import tables as t
 from service.store.access import Access
-from service.store.audit_log import READ_ONLY_SNAPSHOT, AuditLog, append_audit, chain_on_commit
+from service.store.audit_log import (
+    OF_ITS_TRANSFER,
+    READ_ONLY_SNAPSHOT,
+    AuditLog,
+    append_audit,
+    chain_on_commit,
+)
 from service.store.audit_search import AuditSearch
 from service.store.isps import IspChange, Isps
 from service.store.json_text import json_text
@@ -479,7 +485,7 @@ class Store:
             )
             timeline = session.scalars(
                 sa.select(t.AuditRecord)
-                .where(t.AuditRecord.event_id == event_id)
+                .where(t.AuditRecord.event_id == event_id, OF_ITS_TRANSFER)
                 .order_by(t.AuditRecord.seq)
             ).all()
             return {

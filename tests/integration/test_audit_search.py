@@ -1,6 +1,7 @@
 """Searching the audit by case, child, authority, basis and time, a page at a time; the child's
 identifiers are findable but never stored in clear."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -59,6 +60,32 @@ def test_search_by_case_authority_and_basis(populated):
     assert _events(_search(populated, basis="isp", authority=HACKNEY, page_size="500")) == {
         f"isp-{n}" for n in range(6)
     }
+
+
+def test_an_event_refused_for_reusing_a_transfers_id_is_no_part_of_that_transfers_record(
+    populated,
+):
+    """Lambeth reuses the id of Hackney's transfer of child 1, for another child: refused as an
+    id conflict, and audited, but not into Hackney's transfer, child 1's export or the audit
+    Hackney's and Islington's auditors see."""
+    other = transfer_of(examples.AD_HOC_WITH_JUDGEMENT, "isp-1", child(5), case="CAF-LAM-5")
+    refused = populated.relay.receive(examples.encode(other), sender=EMBEDDED)
+    assert refused.rejection == "id_conflict"
+
+    def actions(records) -> list[str]:
+        return [record["action"] for record in records]
+
+    assert "rejected" not in actions(populated.store.transfer_view("isp-1")["timeline"])
+    export = populated.subject_access.export({"nhs_number": child(1)["nhs_number"]})
+    assert "rejected" not in actions(export["transfers"][0]["history"])
+    assert "rejected" not in actions(_search(populated, nhs_number=child(1)["nhs_number"]).records)
+    for viewer in (HACKNEY, ISLINGTON):
+        query = replace(audit_query({"page_size": "500"}, populated.child_keys), viewer=viewer)
+        assert "rejected" not in actions(populated.store.audit_search.search(query).records)
+    everything = _search(populated, page_size="500").records  # the operator's whole audit
+    assert [r["detail"]["rejection"] for r in everything if r["action"] == "rejected"] == [
+        "id_conflict"
+    ]
 
 
 def test_search_by_time_range(populated):

@@ -95,6 +95,26 @@ def test_metrics_count_outcomes_bases_rejections_latency_and_adapter_failures(se
     assert not any(k[0].startswith("caf_relay_broker") for k in metrics)  # no broker configured
 
 
+def test_an_envelope_sent_twice_after_its_claim_ran_out_is_one_delivery_latency(services, receiver):
+    assert _receive(services, examples.routine("twice", case="C-twice")) == "signed"
+    now, lease = services.clock(), timedelta(minutes=2)
+
+    def claim(worker, at):
+        return services.store.outbox.claim(
+            worker=worker, now=at, lease=lease, limit=1, per_recipient=1, in_flight={}
+        )
+
+    stalled = claim("worker-a", now)
+    again = claim("worker-b", now + lease + timedelta(seconds=1))  # worker-a's claim ran out
+    assert services.deliverer.deliver_group(again).results == ["delivered"]
+    assert services.deliverer.deliver_group(stalled).results == ["delivered"]  # late, as allowed
+    assert len(receiver.requests) == 2
+
+    metrics = _scrape(services)
+    assert metrics[("caf_relay_transfers", ("state", "delivered"))] == 1
+    assert metrics[("caf_relay_delivery_latency_seconds_count",)] == 1
+
+
 def test_metrics_need_an_auditor_or_a_global_admin(services):
     client = create_app(services).test_client()
     assert client.get("/metrics").status_code == 401
