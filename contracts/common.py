@@ -129,6 +129,10 @@ class StrictDate(fields.Date):
     file) is a date."""
 
     def _deserialize(self, value, attr, data, **kwargs):
+        # A YAML timestamp is a datetime, which is a date to marshmallow: its day would be the
+        # day in whatever offset it was written in, not a date the writer chose.
+        if isinstance(value, datetime):
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
         parsed = super()._deserialize(value, attr, data, **kwargs)
         if isinstance(value, str) and DATE_TEXT.fullmatch(value) is None:
             raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)

@@ -38,6 +38,7 @@ from service.domain.isp_register import (
     VersionOutOfOrder,
     applicability,
     confirmable,
+    in_force,
     new_versions,
     suspension,
     writers,
@@ -133,14 +134,23 @@ def amend(
 def suspend(
     store: Store, isp_id: str, reason: str, *, by: Principal, now: datetime
 ) -> dict[str, Any]:
-    """Suspend an ISP by recording a suspended version of it (see the module's note)."""
-    current = _current(store, isp_id).document
-    if current["status"] in BINDS_NO_ONE:
-        raise IspConflict(
-            f"ISP {isp_id} v{current['version']} is {current['status']}; "
-            "only an ISP in force or still to come can be suspended."
+    """Suspend an ISP by recording a suspended version of it (see the module's note): the
+    version in force today, whatever drafts or amendments still to come follow it. Only an
+    admin of a party to that version may: it binds them, and no one else."""
+    newest = _current(store, isp_id).document
+    current = _in_force_today(store, isp_id, now)
+    for version in (newest, current):
+        if version["status"] in BINDS_NO_ONE:
+            raise IspConflict(
+                f"ISP {isp_id} v{version['version']} is {version['status']}; "
+                "only an ISP in force or still to come can be suspended."
+            )
+    if not (by.role is Role.ADMIN and by.acts_for(*expand_parties(current["parties"]))):
+        raise NotAParty(
+            f"A {by.role.value} of {by.authority} may not suspend ISP {isp_id}: only an admin "
+            f"of a party to v{current['version']}, the version in force, may."
         )
-    suspended = suspension(current)
+    suspended = suspension(current, newest)
     _record(store, [suspended], by=by, now=now, action="isp_suspended", reason=reason)
     return _summary_of_new(suspended, by, now)
 
@@ -251,11 +261,13 @@ def _record(
         if why := unstorable(value):
             raise InvalidIsp(f"Not storable: {why}", {field: [why]})
     latest = store.isps.latest({isp["id"] for isp in isps})
+    today = {isp_id: _in_force_today(store, isp_id, now) for isp_id in latest}
     try:
         planned = new_versions({i: r.document for i, r in latest.items()}, isps)
         for version in planned:
-            if not (by.role is Role.ADMIN and by.acts_for(*writers(version))):
-                which = "its current version" if version.previous else "it"
+            may_write = writers(version, today.get(version.document["id"]))
+            if not (by.role is Role.ADMIN and by.acts_for(*may_write)):
+                which = "its newest version or the one in force" if version.previous else "it"
                 raise NotAParty(
                     f"A {by.role.value} of {by.authority} may not change ISP "
                     f"{version.document['id']}: only an admin of a party to {which} may."
@@ -384,6 +396,10 @@ def _summary_of_new(document: dict[str, Any], by: Principal, now: datetime) -> d
     """The summary of a version ``by`` has just recorded, with the signatures it confirmed."""
     recorded = RecordedIsp(document, now, confirmed_on_recording(document, by, now))
     return summary(recorded, decision_day(now))
+
+
+def _in_force_today(store: Store, isp_id: str, now: datetime) -> dict[str, Any]:
+    return in_force([r.document for r in store.isps.versions(isp_id)], decision_day(now))
 
 
 def _current(store: Store, isp_id: str) -> RecordedIsp:

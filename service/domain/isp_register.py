@@ -15,12 +15,13 @@ from datetime import date
 from typing import Any
 
 from contracts.reference import expand_parties
-from service.domain.basis import decide_basis
+from service.domain.basis import decide_basis, versions_in_force
 from service.domain.model import (
     BasisDecision,
     IspFinding,
     IspTerms,
     TransferRequest,
+    isp_terms,
     signatory_parties,
 )
 
@@ -88,13 +89,24 @@ def new_versions(
     return planned
 
 
-def writers(version: NewVersion) -> frozenset[str]:
+def writers(version: NewVersion, in_force: dict[str, Any] | None = None) -> frozenset[str]:
     """The authorities whose admins may record ``version``.
 
-    The parties to the version it follows: a party may amend itself out, a stranger may not
-    amend itself in. A new ISP has nothing to follow, so its own parties may create it.
+    The parties to the version it follows, and to the version ``in_force`` today if that is an
+    earlier one: a party may amend itself out, a stranger may not amend itself in, and an
+    amendment still to come (or a draft) that leaves a party out does not take the agreement
+    it is bound by today out of its hands. A new ISP has nothing to follow, so its own parties
+    may create it.
     """
-    return expand_parties((version.previous or version.document)["parties"])
+    parties = expand_parties((version.previous or version.document)["parties"])
+    return parties | expand_parties(in_force["parties"]) if in_force else parties
+
+
+def in_force(versions: Sequence[dict[str, Any]], on: date) -> dict[str, Any]:
+    """The version of one ISP (its recorded versions, in any order) that speaks for it on day
+    ``on``, by the rule decisions follow (``basis.versions_in_force``)."""
+    (speaking,) = versions_in_force([isp_terms(v, confirmed=()) for v in versions], on)
+    return next(v for v in versions if v["version"] == speaking.version)
 
 
 def confirmable(document: dict[str, Any], acts_for: Callable[[str], bool]) -> frozenset[str]:
@@ -104,9 +116,10 @@ def confirmable(document: dict[str, Any], acts_for: Callable[[str], bool]) -> fr
     return frozenset(party for party in signatory_parties(document) if acts_for(party))
 
 
-def suspension(current: dict[str, Any]) -> dict[str, Any]:
-    """The version that suspends ``current``: the same terms, the next version, suspended."""
-    return {**current, "version": current["version"] + 1, "status": SUSPENDED}
+def suspension(current: dict[str, Any], newest: dict[str, Any]) -> dict[str, Any]:
+    """The version that suspends ``current``, the version in force: its terms, suspended, as
+    the version after ``newest`` (which may be a draft or an amendment still to come)."""
+    return {**current, "version": newest["version"] + 1, "status": SUSPENDED}
 
 
 def applicability(

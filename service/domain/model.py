@@ -116,8 +116,11 @@ class BasisDecision:
 
 
 def signatory_parties(document: dict[str, Any]) -> frozenset[str]:
-    """The organisations an ISP version's signatories signed for, groups expanded."""
-    return expand_parties([signatory["party"] for signatory in document["signatories"]])
+    """The parties to an ISP version that its signatories signed for, groups expanded: a
+    group's signatory (all London authorities, say) signs for the members that are parties, and
+    for no one else, so no one else has a signature to confirm."""
+    signed = expand_parties([signatory["party"] for signatory in document["signatories"]])
+    return signed & expand_parties(document["parties"])
 
 
 def isp_terms(document: dict[str, Any], *, confirmed: Collection[str]) -> IspTerms:

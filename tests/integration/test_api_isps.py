@@ -251,14 +251,20 @@ def test_the_applicability_query_names_an_authority_the_register_does_not_hold(s
     }
 
 
-def test_an_isp_with_a_draft_amendment_still_applies_and_can_be_suspended(
+def test_an_isp_with_a_draft_amendment_still_applies_and_its_parties_suspend_it(
     services, client, newham_admin, tower_hamlets_admin
 ):
+    """The draft would take Tower Hamlets out and Camden in: until it applies, the version in
+    force binds Newham and Tower Hamlets, so they may suspend it, and Camden may not."""
     client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
     client.post(f"{ISP}/versions/1/confirm", headers=tower_hamlets_admin)
-    draft = client.post(
-        f"{ISP}/versions", json=bilateral(version=2, status="draft"), headers=newham_admin
+    camden_instead = bilateral(
+        version=2,
+        status="draft",
+        parties=[NEWHAM, CAMDEN],
+        signatories=[_signatory(NEWHAM), _signatory(CAMDEN)],
     )
+    draft = client.post(f"{ISP}/versions", json=camden_instead, headers=newham_admin)
     assert draft.status_code == 201, draft.get_json()
     query = BILATERAL_QUESTION
     auditor = bearer(services, "auditor", CAMDEN)
@@ -267,9 +273,53 @@ def test_an_isp_with_a_draft_amendment_still_applies_and_can_be_suspended(
         "version": 1,
     }
 
-    suspended = client.post(f"{ISP}/suspend", json={"reason": "Breach."}, headers=newham_admin)
+    camden_admin = bearer(services, "admin", CAMDEN)
+    by_camden = client.post(f"{ISP}/suspend", json={"reason": "Why not."}, headers=camden_admin)
+    assert by_camden.status_code == 403
+    assert (
+        "only an admin of a party to v1, the version in force, may"
+        in (by_camden.get_json()["detail"])
+    )
+    suspended = client.post(
+        f"{ISP}/suspend", json={"reason": "Breach by Newham."}, headers=tower_hamlets_admin
+    )
     assert suspended.status_code == 201, suspended.get_json()
+    assert (suspended.get_json()["version"], suspended.get_json()["parties"]) == (
+        3,
+        [NEWHAM, TOWER_HAMLETS],
+    )
     assert client.get(query, headers=auditor).get_json()["basis"] is None
+
+    lifting = bilateral(version=4, status="draft")  # terms proposed to lift it, not yet agreed
+    assert client.post(f"{ISP}/versions", json=lifting, headers=newham_admin).status_code == 201
+    again = client.post(f"{ISP}/suspend", json={"reason": "Again."}, headers=newham_admin)
+    assert again.status_code == 409 and "v3 is suspended" in again.get_json()["detail"]
+
+
+def test_a_group_signs_for_the_members_that_are_parties_and_for_no_one_else(
+    services, client, newham_admin
+):
+    pan_london_signatory = [_signatory("group:london-authorities")]
+    created = client.post(
+        "/api/v1/isps", json=bilateral(signatories=pan_london_signatory), headers=newham_admin
+    )
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["unconfirmed"] == [TOWER_HAMLETS]
+    by_camden = client.post(f"{ISP}/versions/1/confirm", headers=bearer(services, "admin", CAMDEN))
+    assert by_camden.status_code == 403
+
+
+def test_a_yaml_timestamp_where_a_date_belongs_is_a_field_error(services, client, newham_admin):
+    # 23:30 UTC on 1 April is 2 April in London: a timestamp's day depends on its offset.
+    body = YAML.replace("effective_from: 2026-04-01", "effective_from: 2026-04-01 23:30:00+00:00")
+    as_yaml = {**newham_admin, "Content-Type": "application/yaml"}
+    answer = client.post("/api/v1/isps/import", data=body, headers=as_yaml)
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    assert answer.get_json()["errors"] == {"0": {"effective_from": ["Not a valid date."]}}
+
+
+def _signatory(code):
+    return {"party": code, "name": "DCS", "role": "DCS", "signed_on": "2026-03-20"}
 
 
 def test_a_suspended_isp_no_longer_applies_and_the_reason_is_audited(

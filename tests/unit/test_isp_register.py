@@ -10,6 +10,7 @@ from service.domain.isp_register import (
     NewVersion,
     VersionOutOfOrder,
     applicability,
+    in_force,
     new_versions,
     suspension,
     writers,
@@ -17,6 +18,8 @@ from service.domain.isp_register import (
 from service.domain.model import IspFinding, Outcome
 from tests.support import examples
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral, confirmed_terms
+
+CAMDEN = "E09000007"
 
 FLOW = "caf.case-transfer.requested"
 
@@ -49,10 +52,30 @@ def test_parties_to_a_new_isp_may_create_it_and_parties_to_the_current_version_a
     assert writers(NewVersion(examples.pan_london_isp(), None)) == set(LONDON_AUTHORITIES)
 
 
-def test_a_suspension_is_the_next_version_with_the_same_terms():
+def test_parties_to_the_version_in_force_may_amend_it_whatever_comes_next():
+    in_force = bilateral()
+    camden_instead = bilateral(version=2, parties=[NEWHAM, CAMDEN], status="draft")
+    following = NewVersion(bilateral(version=3), camden_instead)
+    assert writers(following) == {NEWHAM, CAMDEN}
+    assert writers(following, in_force) == {NEWHAM, TOWER_HAMLETS, CAMDEN}
+
+
+def test_the_version_in_force_is_the_newest_not_waiting_for_its_day():
+    v1 = bilateral()
+    later = bilateral(version=2, effective_from="2027-01-01")
+    draft = bilateral(version=3, status="draft")
+    assert in_force([draft, later, v1], TODAY) == v1
+    assert in_force([v1, later], date(2027, 1, 1)) == later
+    suspended = suspension(v1, draft)
+    assert in_force([v1, later, draft, suspended], TODAY) == suspended
+
+
+def test_a_suspension_is_the_next_version_with_the_terms_in_force():
     current = bilateral(version=4)
-    assert suspension(current) == {**current, "version": 5, "status": "suspended"}
+    assert suspension(current, current) == {**current, "version": 5, "status": "suspended"}
     assert current["status"] == "active", "the recorded version is left as it was"
+    draft = bilateral(version=5, parties=[NEWHAM, CAMDEN], status="draft")
+    assert suspension(current, draft) == {**current, "version": 6, "status": "suspended"}
 
 
 TODAY = date(2026, 11, 24)
@@ -81,7 +104,7 @@ def test_the_bilateral_isp_is_the_basis_and_the_wider_one_is_outranked():
 
 
 def test_with_the_isp_suspended_nothing_applies_and_a_judgement_is_needed():
-    decision = _applicability(suspension(bilateral()))
+    decision = _applicability(suspension(bilateral(), bilateral()))
     assert decision.outcome is Outcome.AWAIT_JUDGEMENT
     assert [c.finding for c in decision.considered] == [IspFinding.SUSPENDED]
 
