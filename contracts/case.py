@@ -28,8 +28,8 @@ class ChildIdentitySchema(Schema):
     family_name = short_text(required=True)
     date_of_birth = StrictDate(required=True)
     sex = fields.String(validate=validate.OneOf(["female", "male", "not_known", "not_stated"]))
-    nhs_number = fields.String(validate=Pattern(r"^\d{10}$"))
-    unique_pupil_number = fields.String(validate=Pattern(r"^[A-Z]\d{11}[0-9A-Z]$"))
+    nhs_number = fields.String(validate=Pattern(r"^[0-9]{10}$"))
+    unique_pupil_number = fields.String(validate=Pattern(r"^[A-Z][0-9]{11}[0-9A-Z]$"))
 
 
 class ChildContactSchema(Schema):
@@ -76,7 +76,7 @@ class FamilyAndEnvironmentSchema(Schema):
 
 class EducationSchema(Schema):
     school_name = short_text(required=True)
-    school_urn = fields.String(validate=Pattern(r"^\d{6}$"))
+    school_urn = fields.String(validate=Pattern(r"^[0-9]{6}$"))
     attendance_percent = StrictFloat(validate=validate.Range(min=0, max=100))
     special_educational_needs = short_text()
     notes = long_text()

@@ -31,7 +31,10 @@ class Pattern(validate.Regexp):
 
 
 # Text must say something: a name or a reason of spaces only is as good as none.
-NOT_BLANK = validate.Regexp(r"^\s*\S", error="Must not be blank.")
+# ECMA-262's \s, which a published JSON Schema pattern means, spelt out: Python's differs (it
+# takes \x1c-\x1f and \x85, not U+FEFF), and the code must refuse what the schema refuses.
+_SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK = validate.Regexp(rf"^[{_SPACE}]*[^{_SPACE}]", error="Must not be blank.")
 
 
 OUT_OF_UTC_RANGE = "Out of range: it has no time in UTC."
@@ -119,8 +122,10 @@ class StrictFloat(fields.Float):
 
 # What JSON Schema's "date" and "date-time" formats take (RFC 3339), where Python's fromisoformat
 # also reads 20261120, 2026-W47-5 or a space for the T.
-DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
-DATE_TIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE_TIME_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 class StrictDate(fields.Date):
@@ -139,10 +144,22 @@ class StrictDate(fields.Date):
         return parsed
 
 
+def rfc3339_moment(text: str) -> datetime:
+    """A date-time as RFC 3339 writes it, read as Python does: with its zone written ``z``,
+    which RFC 3339 allows and Python's reader does not."""
+    return datetime.fromisoformat(_upper_z(text))
+
+
+def _upper_z(text: str) -> str:
+    return text[:-1] + "Z" if text.endswith("z") else text
+
+
 class StrictAwareDateTime(fields.AwareDateTime):
-    """An RFC 3339 date-time with its offset (``Z`` or ``+01:00``)."""
+    """An RFC 3339 date-time with its offset (``Z``, ``z`` or ``+01:00``)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = _upper_z(value)
         parsed = super()._deserialize(value, attr, data, **kwargs)  # says if the offset is missing
         if isinstance(value, str) and DATE_TIME_TEXT.fullmatch(value) is None:
             raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)

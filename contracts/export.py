@@ -37,7 +37,7 @@ from apispec.ext.marshmallow.common import resolve_schema_cls
 from marshmallow import Schema, fields
 from marshmallow.decorators import VALIDATES_SCHEMA
 
-from contracts.common import ORG_CODE_PATTERN, LawfulBasisSchema, no_repeats
+from contracts.common import ORG_CODE_PATTERN, LawfulBasisSchema, in_utc_range, no_repeats
 from contracts.envelope import BasisSchema, EnvelopeSchema
 from contracts.event import (
     CaseTransferDataSchema,
@@ -240,18 +240,21 @@ RULES: dict[tuple[type[Schema], str], Rule] = {
 }
 
 
-def _function_validators(self, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
-    """apispec attribute function for validators that are plain functions."""
+def function_validators(self, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """apispec attribute function for validators that are plain functions (the JSON Schemas
+    here and the OpenAPI document of ``service.web`` both use it)."""
     found: dict[str, Any] = {}
     for validator in field.validators:
         if validator is no_repeats:
             found["uniqueItems"] = True
         elif validator is _party:
             found["anyOf"] = [{"pattern": ORG_CODE_PATTERN}, {"enum": GROUPS}]
+        elif validator is in_utc_range:
+            pass  # a query's moment with a time in UTC: no JSON Schema keyword bounds a date-time
         elif inspect.isfunction(validator):
             raise LookupError(
                 f"Field {field.name!r} has validator {validator.__qualname__}, which "
-                "contracts.export does not publish; add it to _function_validators."
+                "contracts.export does not publish; add it to function_validators."
             )
     return found
 
@@ -295,7 +298,7 @@ def _components(root: type[Schema]) -> tuple[str, dict[str, Any], dict[str, type
 
     plugin = MarshmallowPlugin(schema_name_resolver=name_of)
     spec = APISpec("caf-relay", "1", "3.1.0", plugins=[plugin])
-    plugin.converter.add_attribute_function(_function_validators)
+    plugin.converter.add_attribute_function(function_validators)
     root_name = name_of(root)
     spec.components.schema(root_name, schema=root)
     return root_name, spec.to_dict()["components"]["schemas"], classes

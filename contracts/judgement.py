@@ -46,7 +46,14 @@ class ConsentSchema(Schema):
 
 class JudgementSchema(Schema):
     practitioner = fields.Nested(PractitionerSchema, required=True)
-    decided_at = StrictAwareDateTime(required=True)
+    decided_at = StrictAwareDateTime(
+        required=True,
+        metadata={
+            "description": "When the practitioner decided. caf-relay also refuses a moment more "
+            "than 5 minutes later than the judgement reached it: a decision is made before it "
+            "is sent."
+        },
+    )
     decision = one_of(DECISIONS, required=True)
     purpose = one_of(PURPOSES, required=True)
     reasons = fields.Nested(ReasonsSchema, required=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
+from contracts.export import function_validators
 from service.api import audit, authorities, events, isps, operations, transfers
 from service.api.arguments import refuse_nul_in_url
 from service.api.guard import EXTENSION, app_services, authenticate
@@ -34,6 +35,10 @@ API_SETTINGS = {
         "info": {
             "description": "Moves CAF case transfers between authorities, on a recorded"
             " lawful basis, signed. Every call needs a bearer token (caf-relay token create)."
+            " The events, judgements and ISPs taken here are also published as JSON Schema"
+            " 2020-12 (contracts/published/ in the repository), which states the rules between"
+            " fields that OpenAPI 3.0 cannot (a judgement to share names a category, consent"
+            " not obtained is explained, and the like): the relay applies those too."
         },
         "security": [{"bearerAuth": []}],
         "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
@@ -65,6 +70,7 @@ def openapi_document() -> dict:
 def _add_api(app: Flask) -> ProblemApi:
     app.config.update(API_SETTINGS)
     api = ProblemApi(app)
+    api.ma_plugin.converter.add_attribute_function(function_validators)
     for blueprint in API_BLUEPRINTS:
         api.register_blueprint(blueprint)
     return api

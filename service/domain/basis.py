@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from contracts.common import rfc3339_moment
 from service.domain.model import (
     BasisDecision,
     IspConsidered,
@@ -44,7 +45,7 @@ def decision_day(moment: datetime) -> date:
 def dated_ahead(decided_at: str, received_at: datetime) -> str | None:
     """Why a judgement's ``decided_at`` (ISO 8601, with its zone) cannot be true of one that
     reached the relay at ``received_at``, if it cannot: a decision is made before it is sent."""
-    if datetime.fromisoformat(decided_at) <= received_at + CLOCK_SKEW:
+    if rfc3339_moment(decided_at) <= received_at + CLOCK_SKEW:
         return None
     return (
         f"Later than the judgement reached the relay ({received_at.isoformat()}), by more "

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-NHS_NUMBER = re.compile(r"^\d{10}$")
-UPN = re.compile(r"^[A-Z]\d{11}[0-9A-Z]$")
+NHS_NUMBER = re.compile(r"^[0-9]{10}$")
+UPN = re.compile(r"^[A-Z][0-9]{11}[0-9A-Z]$")
 NAME_FIELDS = ("given_name", "family_name", "date_of_birth")
 IDENTIFIER_FIELDS = ("nhs_number", "unique_pupil_number", *NAME_FIELDS)
 

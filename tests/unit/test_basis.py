@@ -294,6 +294,7 @@ def test_a_judgement_may_be_dated_up_to_five_minutes_ahead_of_the_relays_clock_n
     received = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     assert dated_ahead("2026-11-24T09:05:00Z", received) is None
     assert dated_ahead("2026-11-24T10:05:00+01:00", received) is None, "the same moment"
+    assert dated_ahead("2026-11-24T09:05:00z", received) is None, "RFC 3339's lowercase z"
     assert dated_ahead("2026-11-24T09:05:01Z", received) == (
         "Later than the judgement reached the relay (2026-11-24T09:00:00+00:00), by more than "
         "the 5 minutes a clock may be ahead."

@@ -155,7 +155,7 @@ def test_validators_reach_the_published_schema():
     assert all(d.get("additionalProperties") is False for d in defs.values() if "properties" in d)
     assert event["properties"]["subject"]["maxLength"] == 200
     assert defs["CafCase"]["properties"]["family_members"]["maxItems"] == 50
-    assert defs["ChildIdentity"]["properties"]["nhs_number"]["pattern"] == r"^\d{10}$"
+    assert defs["ChildIdentity"]["properties"]["nhs_number"]["pattern"] == r"^[0-9]{10}$"
     categories = defs["Judgement"]["properties"]["data_categories"]
     assert categories["uniqueItems"] is True
     assert len(categories["items"]["enum"]) == 9
@@ -248,6 +248,14 @@ EVENT_MUTATIONS: dict[str, tuple[str, Mutation]] = {
         examples.ROUTINE_WITH_ISP,
         lambda d: case_of(d).pop("child_identity"),
     ),
+    "a name of a byte-order mark, blank to a reader": (
+        examples.ROUTINE_WITH_ISP,
+        lambda d: case_of(d)["child_identity"].update(given_name="\ufeff"),
+    ),
+    "an NHS number in Arabic-Indic digits": (
+        examples.ROUTINE_WITH_ISP,
+        lambda d: case_of(d)["child_identity"].update(nhs_number="١٢٣٤٥٦٧٨٩٠"),
+    ),
     "boolean given as text": (
         examples.ROUTINE_WITH_ISP,
         lambda d: case_of(d)["family_members"][0].update(lives_with_child="yes"),
@@ -304,6 +312,14 @@ def test_a_mutated_event_is_refused_by_both(what):
     mutate(document)
     assert json_errors(EVENT[0], document), "the published schema accepted it"
     assert marshmallow_errors(CaseTransferEventSchema(), document), "marshmallow accepted it"
+
+
+def test_date_times_with_a_lowercase_z_as_rfc_3339_allows_are_valid_for_both():
+    document = copy.deepcopy(examples.load(examples.AD_HOC_WITH_JUDGEMENT))
+    document["time"] = "2026-11-20T10:15:00z"
+    judgement_of(document)["decided_at"] = "2026-11-20T09:40:00.5z"
+    assert json_errors(EVENT[0], document) == []
+    assert marshmallow_errors(CaseTransferEventSchema(), document) is None
 
 
 def test_a_share_resting_on_consent_obtained_is_valid_for_both():

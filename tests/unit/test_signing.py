@@ -8,11 +8,13 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from joserfc.jwk import OKPKey
+from joserfc import jws as joserfc_jws
+from joserfc.jwk import KeySet, OKPKey
 from jwcrypto import jwk, jws
 
 from service.authorities import TEST_JWS_TYP
 from service.cli import main
+from service.config import DEFAULT_MAX_EVENT_BYTES
 from service.signing import KeyRing, VerificationError, read_retired_keys, verify
 
 
@@ -29,6 +31,19 @@ def test_jwcrypto_verifies_what_the_relay_signs(keyring):
     assert json.loads(token.payload) == {"envelope_id": "e", "n": 1}
     assert token.jose_header["kid"] == keyring.kid
     assert token.jose_header["alg"] == "EdDSA"
+
+
+def test_an_envelope_of_an_event_at_the_size_limit_verifies_here_and_with_joserfc(keyring):
+    envelope = {"envelope_id": "e", "event": {"note": "é" * DEFAULT_MAX_EVENT_BYTES}}
+    signed = keyring.sign(envelope)
+    assert len(json.loads(signed)["payload"]) > 128_000  # joserfc's default limit
+    assert verify(signed, keyring.jwks())[1] == envelope
+    # A receiver on joserfc allows EdDSA and a longer payload, as contracts/README.md says.
+    registry = joserfc_jws.JWSRegistry(algorithms=["EdDSA"])
+    registry.max_payload_length = 1024 * 1024
+    keys = KeySet.import_key_set(keyring.jwks())
+    verified = joserfc_jws.deserialize_json(json.loads(signed), keys, registry=registry)
+    assert json.loads(verified.payload) == envelope
 
 
 def test_a_changed_payload_does_not_verify(keyring):
