@@ -129,17 +129,17 @@ class HttpsAdapter(Adapter):
                     allow_redirects=False,
                     stream=True,
                 )
-            except requests.exceptions.SSLError as exc:
-                raise DeliveryFailed(
-                    f"TLS verification of {self._url} failed: {_first_line(exc)}",
-                    retryable=False,
-                ) from exc
             except requests.RequestException as exc:
-                if watching.fired:
+                if watching.fired:  # whatever the cut made of it: a TLS error, mid-upload
                     raise DeliveryFailed(
                         f"No whole answer from {self._url} within {sum(self._timeout):g} s, its "
                         "connect and read timeouts together",
                         retryable=True,
+                    ) from exc
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise DeliveryFailed(
+                        f"TLS verification of {self._url} failed: {_first_line(exc)}",
+                        retryable=False,
                     ) from exc
                 raise DeliveryFailed(
                     f"{type(exc).__name__} posting to {self._url}: {_first_line(exc)}",
@@ -152,8 +152,11 @@ class HttpsAdapter(Adapter):
             with response:
                 status = response.status_code
                 if 200 <= status < 300:
+                    # A whole status line says the recipient took it, even if the rest of the
+                    # answer was cut off; only the receipt is then missing.
                     signed = _signed_receipt(response, watching)
-                    return Receipt(f"HTTP {status} from {self._url}", signed=signed)
+                    cut = " (the rest of its answer cut off)" if watching.fired else ""
+                    return Receipt(f"HTTP {status} from {self._url}{cut}", signed=signed)
         retryable = status in RETRYABLE_STATUS or status >= 500
         raise DeliveryFailed(
             f"HTTP {status} {response.reason} from {self._url}", retryable=retryable

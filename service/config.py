@@ -24,7 +24,7 @@ from service.domain.retry import RetryPolicy
 from service.key_files import create_once
 from service.logs import FORMATS, LEVELS
 from service.secrets import SecretBox
-from service.signing import KeyRing, read_retired_keys
+from service.signing import MAX_PAYLOAD_CHARACTERS, KeyRing, read_retired_keys
 
 PREFIX = "CAF_RELAY_"
 MIN_AUDIT_KEY_LENGTH = 32
@@ -36,6 +36,9 @@ MIN_AUDIT_KEY_LENGTH = 32
 # 115 MB, ``bench/relay.py --large``).
 DEFAULT_PREFETCH = 64
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+# An event's envelope is its base64url (4/3 of it) with the basis around it: half the payload
+# the relay verifies (``signing``) leaves it room, so the relay can verify what it signs.
+MAX_EVENT_BYTES_CEILING = MAX_PAYLOAD_CHARACTERS // 2
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,12 @@ class Settings:
             trusted_broker_users=tuple(
                 u.strip() for u in (get("TRUSTED_BROKER_USERS") or "").split(",") if u.strip()
             ),
-            max_event_bytes=_positive_int(
-                get("MAX_EVENT_BYTES", str(DEFAULT_MAX_EVENT_BYTES)), "MAX_EVENT_BYTES"
+            max_event_bytes=_at_most(
+                _positive_int(
+                    get("MAX_EVENT_BYTES", str(DEFAULT_MAX_EVENT_BYTES)), "MAX_EVENT_BYTES"
+                ),
+                MAX_EVENT_BYTES_CEILING,
+                "MAX_EVENT_BYTES",
             ),
             prefetch=_positive_int(get("PREFETCH", str(DEFAULT_PREFETCH)), "PREFETCH"),
             log_level=_choice(get("LOG_LEVEL", "INFO").upper(), "LOG_LEVEL", LEVELS),
@@ -203,6 +210,12 @@ def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{PREFIX}{name} is one of {', '.join(choices)}, not {value!r}.")
     return value
+
+
+def _at_most(number: int, ceiling: int, name: str) -> int:
+    if number > ceiling:
+        raise ValueError(f"{PREFIX}{name} is at most {ceiling}, not {number}.")
+    return number
 
 
 def _positive_int(value: str, name: str) -> int:

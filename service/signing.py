@@ -27,11 +27,13 @@ from service.key_files import create_once
 
 SIGNING_ALG = "EdDSA"
 ACCEPTED_ALGS = ("EdDSA", "Ed25519")
-_REGISTRY = jws.JWSRegistry(algorithms=list(ACCEPTED_ALGS))
 # joserfc refuses a payload over 128,000 characters by default: less than the envelope of an
 # event at the default size limit (about 350,000 in base64url). What it verifies here is an
-# envelope, a checkpoint or a receipt already bounded by the relay's own limits.
-_REGISTRY.max_payload_length = 16 * 1024 * 1024
+# envelope, a checkpoint or a receipt, each bounded by the relay's own limits
+# (``config.MAX_EVENT_BYTES_CEILING``).
+MAX_PAYLOAD_CHARACTERS = 16 * 1024 * 1024
+_REGISTRY = jws.JWSRegistry(algorithms=list(ACCEPTED_ALGS))
+_REGISTRY.max_payload_length = MAX_PAYLOAD_CHARACTERS
 
 warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc")
 

@@ -48,8 +48,10 @@ _MOVE_HEAD = (
 )
 _INSERT_RECORDS = sa.insert(t.AuditRecord.__table__)
 # A rejected message's record keeps the id the message claimed, which may be another sender's
-# stored transfer (an id conflict, or a publisher reusing an id it has seen): it is never part
-# of that transfer's timeline, of its child's export or of its authorities' audit.
+# stored transfer (an id conflict, or a publisher reusing an id it has seen). What a refused
+# message claims does not say who sent it, so no refusal is part of the timeline, the child's
+# export or the authorities' audit of the transfer with that id, not even its own sender's
+# earlier refusal; the operator's whole audit has them all.
 OF_ITS_TRANSFER = t.AuditRecord.action != "rejected"
 
 

@@ -119,6 +119,22 @@ def test_https_stops_reading_a_receipt_that_outlasts_the_attempt_and_keeps_the_d
     assert len(receiver.requests) == 1
 
 
+def test_https_ends_an_attempt_whose_upload_is_read_too_slowly_and_says_so(receiver, keyring):
+    # A handshake of 1.5 s (within the connect timeout), then 8 MiB read 64 KiB every 0.05 s:
+    # the attempt's 2.5 s end it mid-upload, which TLS reports as an error of its own. It is a
+    # failure to retry, not a bad certificate.
+    receiver.handshake_pause, receiver.read_pause = 1.5, 0.05
+    big = OutboundEnvelope("big", "event-big", "E09000019", "x" * 8 * 1024 * 1024, "0" * 64)
+    adapter = _https(receiver, connect_timeout_seconds=2, read_timeout_seconds=0.5)
+    started = time.monotonic()
+    with pytest.raises(DeliveryFailed) as failed:
+        adapter.deliver(big)
+    assert time.monotonic() - started < 2.5 + 1
+    assert failed.value.reason.startswith(f"No whole answer from {receiver.url} within 2.5 s")
+    assert failed.value.retryable
+    assert receiver.requests == []
+
+
 def test_https_ends_an_attempt_whose_answer_trickles_in_within_its_timeouts(receiver, envelope):
     # The answer a byte every 0.5 s: each read well within the read timeout, its status line
     # alone (6 s) past the attempt's 2.5 s; unbounded, a whole answer could outlast the lease.

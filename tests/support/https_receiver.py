@@ -85,7 +85,9 @@ class HttpsReceiver:
     The answer is the next status queued by ``respond_with``, else what the ``answer`` function
     returns (status, headers, body), else 202 with no body. With ``drip_seconds``, the body is
     sent a byte at a time, that long apart, as by a slow or hostile endpoint; with
-    ``drip_headers`` too, the status line and headers are.
+    ``drip_headers`` too, the status line and headers are. With ``read_pause``, the request's
+    body is read 64 KiB at a time, that long apart; ``handshake_pause`` holds back the TLS
+    handshake.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -119,10 +121,15 @@ class HttpsReceiver:
         self.answer: Answer | None = None
         self.drip_seconds = 0.0
         self.drip_headers = False
+        self.read_pause = 0.0
+        self.handshake_pause = 0.0
         self._statuses: list[int] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        # The handshake in each connection's own thread (``Handler.setup``), not in accept.
+        self._server.socket = context.wrap_socket(
+            self._server.socket, server_side=True, do_handshake_on_connect=False
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -155,9 +162,14 @@ class HttpsReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self) -> None:
+                time.sleep(receiver.handshake_pause)
+                self.request.do_handshake()
+                super().setup()
+
             def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
                 length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length)
+                body = self._read(length)
                 if len(body) < length:
                     # The sender went away mid-request (a drill killed it): nothing arrived,
                     # as a real endpoint would see it.
@@ -185,6 +197,17 @@ class HttpsReceiver:
                     self._drip(reply)
                 else:
                     self.wfile.write(reply)
+
+            def _read(self, length: int) -> bytes:
+                if not receiver.read_pause:
+                    return self.rfile.read(length)
+                body = b""
+                while len(body) < length and (
+                    chunk := self.rfile.read1(min(65536, length - len(body)))
+                ):
+                    body += chunk
+                    time.sleep(receiver.read_pause)
+                return body
 
             def _drip(self, answer: bytes) -> None:
                 for byte in answer:

@@ -68,6 +68,9 @@ def test_the_version_in_force_is_the_newest_not_waiting_for_its_day():
     assert in_force([v1, later], date(2027, 1, 1)) == later
     suspended = suspension(v1, draft)
     assert in_force([v1, later, draft, suspended], TODAY) == suspended
+    coming = bilateral(effective_from="2098-01-01")  # nothing in force yet: the agreement to come
+    assert in_force([coming, bilateral(version=2, status="draft")], TODAY) == coming
+    assert in_force([bilateral(status="draft")], TODAY)["status"] == "draft"
 
 
 def test_a_suspension_is_the_next_version_with_the_terms_in_force():
