@@ -34,17 +34,18 @@ import click
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
-from marshmallow import Schema, fields
+from marshmallow import Schema
 from marshmallow.decorators import VALIDATES_SCHEMA
 
-from contracts.common import ORG_CODE_PATTERN, LawfulBasisSchema, in_utc_range, no_repeats
+from contracts.common import LawfulBasisSchema
 from contracts.envelope import BasisSchema, EnvelopeSchema
 from contracts.event import (
     CaseTransferDataSchema,
     CaseTransferEventSchema,
     RequestedCaseTransferDataSchema,
 )
-from contracts.isp import IspSchema, _party
+from contracts.function_validators import function_validators
+from contracts.isp import IspSchema
 from contracts.judgement import CONSENT_BASES, ConsentSchema, JudgementSchema
 from contracts.reference import PARTY_GROUPS
 from contracts.vocabulary import (
@@ -238,25 +239,6 @@ RULES: dict[tuple[type[Schema], str], Rule] = {
         ({"properties": {"case": {"required": ["child_identity"]}}},)
     ),
 }
-
-
-def function_validators(self, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
-    """apispec attribute function for validators that are plain functions (the JSON Schemas
-    here and the OpenAPI document of ``service.web`` both use it)."""
-    found: dict[str, Any] = {}
-    for validator in field.validators:
-        if validator is no_repeats:
-            found["uniqueItems"] = True
-        elif validator is _party:
-            found["anyOf"] = [{"pattern": ORG_CODE_PATTERN}, {"enum": GROUPS}]
-        elif validator is in_utc_range:
-            pass  # a query's moment with a time in UTC: no JSON Schema keyword bounds a date-time
-        elif inspect.isfunction(validator):
-            raise LookupError(
-                f"Field {field.name!r} has validator {validator.__qualname__}, which "
-                "contracts.export does not publish; add it to function_validators."
-            )
-    return found
 
 
 def _rules_for(schema: type[Schema]) -> list[Rule]:

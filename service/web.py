@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
-from contracts.export import function_validators
+from contracts.function_validators import function_validators
 from service.api import audit, authorities, events, isps, operations, transfers
 from service.api.arguments import refuse_nul_in_url
 from service.api.guard import EXTENSION, app_services, authenticate
