@@ -20,11 +20,6 @@ class AdapterConfigError(ValueError):
         self.errors = errors or {}
 
 
-def adapter_types() -> dict[str, type[Adapter]]:
-    """Every installed adapter type by name, including those shipped by other packages."""
-    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def adapter_type(name: str) -> type[Adapter]:
     """Load just the named adapter type, so one broken third-party adapter harms no other."""
     found = entry_points(group=ENTRY_POINT_GROUP, name=name)

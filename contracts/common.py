@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from contracts.rfc3339 import upper_z
 from contracts.vocabulary import ARTICLE_6_BASES, ARTICLE_9_CONDITIONS, SPECIAL_CATEGORIES
 
 ORG_CODE_PATTERN = r"^[A-Z][A-Z0-9]{2,15}$"
@@ -144,22 +145,12 @@ class StrictDate(fields.Date):
         return parsed
 
 
-def rfc3339_moment(text: str) -> datetime:
-    """A date-time as RFC 3339 writes it, read as Python does: with its zone written ``z``,
-    which RFC 3339 allows and Python's reader does not."""
-    return datetime.fromisoformat(_upper_z(text))
-
-
-def _upper_z(text: str) -> str:
-    return text[:-1] + "Z" if text.endswith("z") else text
-
-
 class StrictAwareDateTime(fields.AwareDateTime):
     """An RFC 3339 date-time with its offset (``Z``, ``z`` or ``+01:00``)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
-            value = _upper_z(value)
+            value = upper_z(value)
         parsed = super()._deserialize(value, attr, data, **kwargs)  # says if the offset is missing
         if isinstance(value, str) and DATE_TIME_TEXT.fullmatch(value) is None:
             raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)

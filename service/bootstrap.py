@@ -19,6 +19,7 @@ from service.judgements import Judgements
 from service.logs import configure_logging
 from service.relay import Relay
 from service.retention import Retention
+from service.sealing import Sealer
 from service.senders import BrokerSenders
 from service.signing import KeyRing
 from service.store.store import Store
@@ -78,8 +79,9 @@ def build_services(
     keyring = settings.keyring()
     child_keys = settings.child_keys()
     adapters = AdapterCache()
+    sealer = Sealer(keyring)
     relay = Relay(
-        store, keyring, child_keys=child_keys, max_event_bytes=settings.max_event_bytes, clock=clock
+        store, sealer, child_keys=child_keys, max_event_bytes=settings.max_event_bytes, clock=clock
     )
     return Services(
         settings=settings,
@@ -98,5 +100,5 @@ def build_services(
             store.payloads, judgement_days=settings.judgement_retention_days, clock=clock
         ),
         senders=BrokerSenders(settings.trusted_broker_users),
-        judgements=Judgements(store, relay, clock),
+        judgements=Judgements(store, sealer, clock),
     )

@@ -3,7 +3,7 @@
 A transfer with neither an applicable ISP nor a judgement waits (``awaiting_judgement``) until a
 practitioner of the SENDING authority decides: it is that authority's information, and its
 decision to share or not. The judgement is attached to the stored event exactly as if it had
-come with it, and the same rules (``decide_basis``) and the same sealing (``Relay.conclude``) as
+come with it, and the same rules (``decide_basis``) and the same sealing (``Sealer.conclude``) as
 at intake decide what happens, so a judgement recorded later is worth no more and no less than
 one sent with the event. The API and the CLI both record judgements through ``Judgements``.
 """
@@ -25,7 +25,8 @@ from service.access import Principal, Role
 from service.domain.basis import dated_ahead, decide_basis, decision_day
 from service.domain.model import Outcome, decision_record, transfer_request
 from service.domain.storable import unstorable
-from service.relay import Clock, Relay, judgement_summary
+from service.relay import Clock
+from service.sealing import Sealer, judgement_summary
 from service.store.store import AuditEntry, Store
 from service.store.transfers import Settlement
 
@@ -56,9 +57,9 @@ def may_decide(by: Principal, from_authority: str) -> bool:
 
 
 class Judgements:
-    def __init__(self, store: Store, relay: Relay, clock: Clock) -> None:
+    def __init__(self, store: Store, sealer: Sealer, clock: Clock) -> None:
         self._store = store
-        self._relay = relay
+        self._sealer = sealer
         self._clock = clock
         self._on_signed: list[Callable[[], None]] = []
 
@@ -97,7 +98,7 @@ class Judgements:
         if decision.outcome is Outcome.AWAIT_JUDGEMENT:
             reason = f"This judgement gives no basis to share: {decision.reason}"
             self._refuse(event_id, by, Refusal.NO_BASIS, reason)
-        concluded = self._relay.conclude(event, decision, now, self._store.authorities())
+        concluded = self._sealer.conclude(event, decision, now, self._store.authorities())
         recorded = AuditEntry(
             "judgement_recorded", {"by": by.describe(), **judgement_summary(judgement)}
         )

@@ -1,4 +1,5 @@
-"""The service layer for one inbound event: validate, decide, minimise, sign, store.
+"""The service layer for one inbound event: validate, decide, then seal (``service.sealing``)
+and store.
 
 Every entrypoint (the AMQP worker, the embedded queue, ``POST /api/v1/events``) hands raw bytes
 to ``Relay.receive`` and gets back what happened; none of them repeats a step. Delivery is a
@@ -7,10 +8,8 @@ separate step (``service.delivery``) that starts only once the outcome is stored
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,16 +18,15 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from contracts.common import contract_errors
 from contracts.event import CaseTransferEventSchema
 from contracts.vocabulary import TransferState
 from service.domain.basis import dated_ahead, decide_basis, decision_day
 from service.domain.child_keys import ChildKeys
-from service.domain.envelope import Organisation, build_envelope
-from service.domain.minimise import Minimised, minimise, with_case
-from service.domain.model import BasisDecision, Outcome, decision_record, transfer_request
+from service.domain.model import decision_record, transfer_request
 from service.domain.storable import unstorable
+from service.sealing import Sealer
 from service.senders import Sender
-from service.signing import KeyRing
 from service.store.outbox import Claimed, Lease
 from service.store.reference import IntakeReference, ReferenceChanged
 from service.store.store import (
@@ -39,7 +37,6 @@ from service.store.store import (
     AuditEntry,
     NewTransfer,
     RejectedInput,
-    SignedEnvelope,
     Store,
     StoreUnavailable,
 )
@@ -51,13 +48,6 @@ Clock = Callable[[], datetime]
 # Decisions made on a reference that changed before they were stored are made again; a batch
 # meets a change at most once or twice in practice, but each try is a full decision.
 REFERENCE_TRIES = 3
-
-STATE_BY_OUTCOME = {
-    Outcome.SHARE_UNDER_ISP: TransferState.SIGNED,
-    Outcome.SHARE_UNDER_JUDGEMENT: TransferState.SIGNED,
-    Outcome.AWAIT_JUDGEMENT: TransferState.AWAITING_JUDGEMENT,
-    Outcome.WITHHOLD: TransferState.WITHHELD,
-}
 
 
 class Rejection(StrEnum):
@@ -95,18 +85,6 @@ class Received:
 
 
 @dataclass(frozen=True)
-class Concluded:
-    """A basis decision carried out: the transfer's state, its signed envelope, their audit,
-    and the event as the relay keeps it (``kept``): whole while it waits for a judgement to
-    choose from it, then no more than was forwarded."""
-
-    state: str
-    envelope: SignedEnvelope | None
-    audit: list[AuditEntry]
-    kept: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class _Decided:
     """One message's outcome, decided and ready to store."""
 
@@ -127,14 +105,14 @@ class Relay:
     def __init__(
         self,
         store: Store,
-        keyring: KeyRing,
+        sealer: Sealer,
         *,
         child_keys: ChildKeys,
         max_event_bytes: int,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
-        self._keyring = keyring
+        self._sealer = sealer
         self._child_keys = child_keys
         self._max_event_bytes = max_event_bytes
         self._clock = clock
@@ -245,7 +223,7 @@ class Relay:
         decision = decide_basis(
             transfer_request(event), reference.isp_terms, decision_day(received_at)
         )
-        concluded = self.conclude(event, decision, received_at, names)
+        concluded = self._sealer.conclude(event, decision, received_at, names)
         arrival = AuditEntry("received", _received_detail(event, self._child_keys))
         audit = [arrival, *concluded.audit]
         new = NewTransfer(
@@ -257,24 +235,6 @@ class Relay:
             audit,
         )
         return _Decided(new, Received(event["id"], state=concluded.state, reason=decision.reason))
-
-    def conclude(
-        self, event: dict[str, Any], decision: BasisDecision, now: datetime, names: dict[str, str]
-    ) -> Concluded:
-        """What ``decision`` comes to for ``event``: its state, envelope if shared, and audit.
-
-        Intake and a practitioner's later judgement (``service.judgements``) both end here, so a
-        transfer is minimised, signed and audited the same way whenever its basis was decided.
-        """
-        state = STATE_BY_OUTCOME[decision.outcome]
-        audit = [AuditEntry("basis_decided", _decision_summary(decision))]
-        if not decision.shares:
-            kept = event if decision.outcome is Outcome.AWAIT_JUDGEMENT else with_case(event, {})
-            audit.append(AuditEntry(state, {"reason": decision.reason}))
-            return Concluded(state, None, audit, kept)
-        minimised = minimise(event["data"]["case"], decision.permitted_categories)
-        envelope, sealed = self._seal(event, decision, minimised, now, names)
-        return Concluded(state, envelope, audit + sealed, with_case(event, minimised.case))
 
     def _parse(
         self, body: bytes, reference: IntakeReference, sender: Sender, received_at: datetime
@@ -298,8 +258,7 @@ class Relay:
         try:
             self._schema.load(document)
         except ValidationError as exc:
-            messages = exc.messages
-            return _violation(event_id, messages if isinstance(messages, dict) else {"_": messages})
+            return _violation(event_id, contract_errors(exc))
         data = document["data"]
         judgement = data["sharing"].get("judgement")
         ahead = judgement and dated_ahead(judgement["decided_at"], received_at)
@@ -326,38 +285,6 @@ class Relay:
                 f" (it sends for {sender.sends_for(reference) or 'no authority'}).",
             )
         return document
-
-    def _seal(
-        self,
-        event: dict[str, Any],
-        decision: BasisDecision,
-        minimised: Minimised,
-        now: datetime,
-        names: dict[str, str],
-    ) -> tuple[SignedEnvelope, list[AuditEntry]]:
-        data = event["data"]
-        envelope_id = str(uuid.uuid4())
-        payload = build_envelope(
-            envelope_id=envelope_id,
-            issued_at=now,
-            event=event,
-            decision=decision,
-            minimised=minimised,
-            sender=Organisation(data["from_authority"], names[data["from_authority"]]),
-            recipient=Organisation(data["to_authority"], names[data["to_authority"]]),
-        )
-        jws = self._keyring.sign(payload)
-        sha256 = hashlib.sha256(jws.encode()).hexdigest()
-        signed = SignedEnvelope(envelope_id, self._keyring.kid, jws, sha256, now)
-        return signed, [
-            AuditEntry(
-                "minimised",
-                {"shared": list(minimised.shared), "withheld": list(minimised.withheld)},
-            ),
-            AuditEntry(
-                "signed", {"envelope_id": envelope_id, "kid": self._keyring.kid, "sha256": sha256}
-            ),
-        ]
 
 
 def _event_id(document: Any) -> str | None:
@@ -393,26 +320,4 @@ def _received_detail(event: dict[str, Any], child_keys: ChildKeys) -> dict[str, 
         "purpose": data["sharing"]["purpose"],
         "categories_present": sorted(data["case"]),
         "child_keys": child_keys.of_case(data["case"]["child_identity"]),
-    }
-
-
-def _decision_summary(decision: BasisDecision) -> dict[str, Any]:
-    """The decision for the audit: who decided and on what basis, without free-text prose."""
-    summary = decision_record(decision)
-    judgement = summary.pop("judgement", None)
-    if judgement is not None:
-        summary["judgement"] = judgement_summary(judgement)
-    return summary
-
-
-def judgement_summary(judgement: dict[str, Any]) -> dict[str, Any]:
-    """A judgement record for the audit: who decided what, when and on what basis; no prose."""
-    return {
-        "practitioner": judgement["practitioner"],
-        "decided_at": judgement["decided_at"],
-        "decision": judgement["decision"],
-        "consent": judgement["consent"]["status"],
-        "lawful_basis": judgement["lawful_basis"],
-        "data_categories": judgement["data_categories"],
-        "recipients": judgement["recipients"],
     }

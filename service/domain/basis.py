@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from contracts.common import rfc3339_moment
+from contracts.rfc3339 import rfc3339_moment
 from service.domain.model import (
     BasisDecision,
     IspConsidered,

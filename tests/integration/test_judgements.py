@@ -11,6 +11,7 @@ from jwcrypto import jwk, jws
 
 from service.access import OPERATOR, Principal, Role
 from service.judgements import JudgementRefused, Judgements, Refusal
+from service.sealing import Sealer
 from service.senders import EMBEDDED
 from tests.support import examples, judgements
 
@@ -176,7 +177,7 @@ def test_a_judgement_recorded_while_another_was_being_decided_leaves_that_one_re
         services.judgements.record(parked, judgements.not_share(), by=NEWHAM_PRACTITIONER)
         return services.clock()
 
-    racing = Judgements(services.store, services.relay, clock_while_a_colleague_decides)
+    racing = Judgements(services.store, Sealer(services.keyring), clock_while_a_colleague_decides)
     with pytest.raises(JudgementRefused) as caught:
         racing.record(parked, judgements.share(), by=NEWHAM_PRACTITIONER)
 

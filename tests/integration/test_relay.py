@@ -6,6 +6,7 @@ import pytest
 from jwcrypto import jwk, jws
 
 from service.relay import Rejection, Relay
+from service.sealing import Sealer
 from service.senders import EMBEDDED
 from service.store.store import Store
 from tests.support import examples, malformed
@@ -114,7 +115,7 @@ def test_a_batch_stores_each_outcome_once_and_one_it_cannot_store_sinks_no_other
     store = _FailsToStore(services.store.url, services.settings.secret_box())
     relay = Relay(
         store,
-        services.keyring,
+        Sealer(services.keyring),
         child_keys=services.child_keys,
         max_event_bytes=services.settings.max_event_bytes,
     )
