@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -304,8 +305,24 @@ def _violation(event_id: str | None, errors: dict[str, Any]) -> Received:
 
 
 def _summary(messages: Any, limit: int = 500) -> str:
-    text = json.dumps(messages, sort_keys=True)
+    """The errors for the reason, which is audited for good and logged: a key the event chose
+    (an unknown field) is quoted only if it could be a field's name, not case data."""
+    text = json.dumps(_field_like_keys(messages), sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+FIELD_LIKE = re.compile(r"(?:[a-z_][a-z0-9_]{0,63}|[0-9]{1,4})\Z")  # a name, or a list index
+UNQUOTED_FIELD = "(an unknown field, its name not quoted)"
+
+
+def _field_like_keys(messages: Any) -> Any:
+    if not isinstance(messages, dict):
+        return messages
+    kept: dict[str, Any] = {}
+    for key, value in messages.items():
+        name = str(key) if FIELD_LIKE.match(str(key)) else UNQUOTED_FIELD
+        kept.setdefault(name, _field_like_keys(value))
+    return kept
 
 
 def _received_detail(event: dict[str, Any], child_keys: ChildKeys) -> dict[str, Any]:

@@ -9,7 +9,7 @@ a token too.
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 
 from contracts.function_validators import function_validators
 from service.api import audit, authorities, events, isps, operations, transfers
@@ -56,6 +56,7 @@ def create_app(services: Services | None = None) -> Flask:
     app.extensions[EXTENSION] = services
     app.before_request(refuse_nul_in_url)
     app.before_request(authenticate)
+    app.after_request(protect_answer)
     _add_api(app)
     app.register_blueprint(operations.blp)
     app.add_url_rule("/.well-known/jwks.json", view_func=jwks)
@@ -74,6 +75,20 @@ def _add_api(app: Flask) -> ProblemApi:
     for blueprint in API_BLUEPRINTS:
         api.register_blueprint(blueprint)
     return api
+
+
+# The printable subject-access page needs its own inline styles and nothing else.
+API_PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+
+def protect_answer(response: Response) -> Response:
+    """No browser sniffs an answer into another type; an API answer (transfers, judgements, a
+    child's export) is kept by no cache, and a page of it runs no script and is framed by none."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path.startswith("/api/"):
+        response.headers["Cache-Control"] = "no-store"
+        response.headers.setdefault("Content-Security-Policy", API_PAGE_POLICY)
+    return response
 
 
 def jwks() -> Response:

@@ -8,6 +8,7 @@ the secrets that are set, never their values, and a rotation re-seals them witho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,7 @@ class AdapterSetting:
     authority: str
     adapter_type: str
     settings: dict[str, Any]
-    secrets: dict[str, Any]
+    secrets: dict[str, Any] = dataclass_field(repr=False)  # opened: never in a log or traceback
     updated_at: datetime
 
 

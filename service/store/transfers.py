@@ -100,21 +100,23 @@ class Transfers:
         statement = sa.select(*(getattr(transfer, column) for column in LISTED))
         if query.state:
             statement = statement.where(transfer.state == query.state)
+        visible = sa.true()
         if query.authority:
             received = transfer.to_authority == query.authority
             if query.as_authority:
                 received = sa.and_(received, transfer.state.not_in(UNSENT))
-            statement = statement.where(
-                sa.or_(transfer.from_authority == query.authority, received)
-            )
+            visible = sa.or_(transfer.from_authority == query.authority, received)
+            statement = statement.where(visible)
         if query.since:
             statement = statement.where(transfer.received_at >= query.since)
         if query.until:
             statement = statement.where(transfer.received_at < query.until)
         if query.after:
+            # Only a transfer the listing could show places the cursor: another authority's
+            # would otherwise confirm that it exists, and when it was received.
             cursor = (
                 sa.select(transfer.received_at)
-                .where(transfer.event_id == query.after)
+                .where(transfer.event_id == query.after, visible)
                 .scalar_subquery()
             )
             statement = statement.where(

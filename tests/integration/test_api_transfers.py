@@ -100,6 +100,20 @@ def test_a_caller_with_an_authority_sees_only_its_own_and_may_not_ask_for_anothe
     assert _last_refusal(services)["caller"]["authority"] == ISLINGTON
 
 
+def test_a_cursor_naming_another_authoritys_transfer_tells_nothing_of_it(services, client):
+    """``after`` is read as a place in the caller's own listing: naming a transfer it may not
+    see answers as an id that does not exist, so the page cannot confirm the transfer exists
+    nor, through since/until, when it was received."""
+    newham = bearer(services, "publisher", NEWHAM)
+
+    def listed(after: str) -> list[str]:
+        query = {"after": after}
+        return _listed(client.get("/api/v1/transfers", query_string=query, headers=newham))
+
+    assert listed("no-such-event") == []
+    assert listed("hk-0") == listed("no-such-event"), "hk-0 is Hackney's and Islington's"
+
+
 def test_the_recipient_sees_a_parked_transfer_only_once_a_judgement_has_it_sent(services, client):
     tower_hamlets = bearer(services, "practitioner", TOWER_HAMLETS)
     unseen = client.get(f"/api/v1/transfers/{PARKED}", headers=tower_hamlets)

@@ -101,6 +101,23 @@ def test_bad_input_is_refused_with_a_reason_that_is_audited(
     assert audited == [{"rejection": rejection.value, "reason": received.reason}]
 
 
+def test_an_unknown_field_named_with_case_data_is_not_quoted_into_the_audit(services, relay):
+    """The audit is kept for good (a hash chain, never purged), so a refusal's reason names an
+    unknown field only if it could be a field's name; the publisher still gets it in errors."""
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    event["data"]["case"]["child_identity"]["Amara Okafor 2015-03-01"] = "x"
+    event["data"]["urgent"] = True
+
+    received = relay.receive(examples.encode(event), sender=EMBEDDED)
+
+    assert received.rejection is Rejection.CONTRACT
+    child_identity = received.errors["data"]["case"]["child_identity"]
+    assert child_identity == {"Amara Okafor 2015-03-01": ["Unknown field."]}
+    audited = [d for _, action, d in services.store.audit_actions() if action == "rejected"]
+    assert "Okafor" not in json.dumps(audited) and "2015-03-01" not in received.reason
+    assert '"urgent": ["Unknown field."]' in received.reason, "a field-like name still shown"
+
+
 class _FailsToStore(Store):
     """The real store, but with a bug: a transaction holding the event "unstorable" fails."""
 

@@ -196,6 +196,18 @@ def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_datab
     }
 
 
+def test_an_opened_adapter_setting_keeps_its_secrets_out_of_its_repr(services):
+    """As with ``Settings``: a log line or traceback that shows the setting must not show
+    the decrypted secrets it carries to the adapter."""
+    token = "s3cret-bearer-token-for-islington"
+    services.store.organisations.set_adapter(
+        "E09000019", "https", {"url": "https://islington.example/caf"}, {"bearer_token": token}
+    )
+    setting = services.store.organisations.adapter_setting("E09000019")
+    assert setting.secrets == {"bearer_token": token}
+    assert token not in repr(setting) and token not in str(setting)
+
+
 def test_a_second_transfer_with_the_same_event_id_is_kept_out_as_a_duplicate(services):
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
     new = NewTransfer(event, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [])

@@ -175,6 +175,21 @@ def test_subject_access_is_json_or_a_printable_page(auth, client):
     assert by_name.get_json()["errors"]["given_name"] == ["Unknown field."]
 
 
+def test_api_answers_are_not_cached_sniffed_or_framed(auth, client):
+    """An export names a child's transfers and the practitioners who decided them: no browser
+    or proxy keeps a copy, and the printable page runs no script and sits in no other page."""
+    url, body = "/api/v1/subject-access", {"nhs_number": child(2)["nhs_number"]}
+    for accept in ("application/json", "text/html"):
+        answer = client.post(url, json=body, headers={**auth, "Accept": accept})
+        assert answer.status_code == 200
+        assert answer.headers["Cache-Control"] == "no-store", accept
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", accept
+    page = answer.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in page and "frame-ancestors 'none'" in page
+    refused = client.post(url, json=body)
+    assert refused.status_code == 401 and refused.headers["Cache-Control"] == "no-store"
+
+
 def test_an_auditors_subject_access_holds_only_its_authoritys_transfers(auth, services, client):
     url, body = "/api/v1/subject-access", {"nhs_number": child(1)["nhs_number"]}
     everything = client.post(url, json=body, headers=auth).get_json()
