@@ -65,7 +65,13 @@ def read_jwks(source: str) -> dict[str, Any]:
 
     try:
         if source.startswith(("https://", "http://")):
-            response = requests.get(source, timeout=10)
+            # Not followed: a redirect could lead to plain http, or to anyone's keys.
+            response = requests.get(source, timeout=10, allow_redirects=False)
+            if response.is_redirect:
+                moved = response.headers["Location"]
+                raise click.ClickException(
+                    f"{source} redirects to {moved}; give the JWKS's own https address."
+                )
             response.raise_for_status()
             return response.json()
         return json.loads(Path(source).read_text())

@@ -3,6 +3,8 @@
 import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 CAF_RELAY = str(Path(sys.executable).with_name("caf-relay"))
@@ -87,3 +89,29 @@ def test_verify_accepts_a_delivered_envelope_and_refuses_an_altered_one(tmp_path
     unprotected = _run("verify", str(envelope), "--jwks", "http://relay.example/jwks.json")
     assert unprotected.returncode == 1
     assert "Fetch the JWKS over https" in unprotected.stderr
+
+
+class _MovedToPlainHttp(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(302)
+        self.send_header("Location", "http://relay.example/jwks.json")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_verify_follows_no_redirect_for_the_jwks(tmp_path):
+    assert _run("demo", "--dir", str(tmp_path)).returncode == 0
+    (envelope,) = (tmp_path / "inbox" / "E09000019").glob("*.json")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MovedToPlainHttp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = f"http://127.0.0.1:{server.server_port}/jwks.json"
+        moved = _run("verify", str(envelope), "--jwks", source)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert moved.returncode == 1
+    assert f"{source} redirects to http://relay.example/jwks.json" in moved.stderr
