@@ -134,7 +134,12 @@ def _attempt_of(tried: TriedDelivery, attempted_at: datetime, adapter_type: str 
 
 
 class AdapterCache:
-    """One live adapter per authority, rebuilt when its stored configuration changes."""
+    """One live adapter per authority, rebuilt when its stored configuration changes.
+
+    A replaced adapter may still be in another delivery thread's hands: it is closed in a
+    thread of its own, as closing waits for the group in flight on it (the amqp adapter's, up
+    to its whole attempt), which must hold up neither the thread that replaced it nor, through
+    the cache's lock, every other recipient's deliveries."""
 
     def __init__(self) -> None:
         self._adapters: dict[str, tuple[datetime, str, Adapter]] = {}
@@ -143,19 +148,27 @@ class AdapterCache:
     def get(self, store: Store, authority: str, updated_at: datetime | None) -> tuple[str, Adapter]:
         """The authority's adapter, current if its setting was last changed at ``updated_at``
         (as read when its envelopes were claimed); its secrets are decrypted only when it was
-        changed since it was built."""
-        with self._lock:
-            cached = self._adapters.get(authority)
-            if cached is not None and updated_at is not None and cached[0] == updated_at:
-                return cached[1], cached[2]
-            setting = store.organisations.adapter_setting(authority)
-            if setting is None:
-                raise AdapterConfigError(f"No adapter is configured for {authority}.")
-            if cached is not None:
-                cached[2].close()
-            adapter = build_adapter(setting.adapter_type, setting.settings, setting.secrets)
-            self._adapters[authority] = (setting.updated_at, setting.adapter_type, adapter)
-            return setting.adapter_type, adapter
+        changed since it was built. A claim read before the last change finds the adapter
+        built since, not a new one in place of the one other threads are using."""
+        replaced = None
+        try:
+            with self._lock:
+                cached = self._adapters.get(authority)
+                if cached is not None and updated_at is not None and cached[0] == updated_at:
+                    return cached[1], cached[2]
+                setting = store.organisations.adapter_setting(authority)
+                if cached is not None and setting is not None and cached[0] == setting.updated_at:
+                    return cached[1], cached[2]
+                if cached is not None:
+                    replaced = self._adapters.pop(authority)[2]
+                if setting is None:
+                    raise AdapterConfigError(f"No adapter is configured for {authority}.")
+                adapter = build_adapter(setting.adapter_type, setting.settings, setting.secrets)
+                self._adapters[authority] = (setting.updated_at, setting.adapter_type, adapter)
+                return setting.adapter_type, adapter
+        finally:
+            if replaced is not None:
+                threading.Thread(target=replaced.close, name="close-adapter", daemon=True).start()
 
     def close(self) -> None:
         with self._lock:

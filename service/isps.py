@@ -35,6 +35,7 @@ from service.domain.isotime import iso
 from service.domain.isp_register import (
     BINDS_NO_ONE,
     FINDING_REASONS,
+    SUSPENDED,
     VersionOutOfOrder,
     applicability,
     confirmable,
@@ -101,6 +102,12 @@ class UnknownAuthorities(LookupError):
             field: [f"{code!r} is not an organisation in the register."]
             for field, code in codes.items()
         }
+
+
+SUSPEND_INSTEAD = (
+    "A version is suspended only by suspending the ISP, with the reason "
+    "(POST /api/v1/isps/<id>/suspend, caf-relay isp suspend)."
+)
 
 
 class NotAParty(PermissionError):
@@ -260,6 +267,13 @@ def _record(
     for field, value in {"_schema": list(isps), **note}.items():
         if why := unstorable(value):
             raise InvalidIsp(f"Not storable: {why}", {field: [why]})
+    if action != "isp_suspended":
+        # Suspending is its own action: by a party to the version in force, on its terms, with
+        # the reason audited (``suspend``); a version written "suspended" would skip all three.
+        said = {"status": [SUSPEND_INSTEAD]}
+        errors = {i: said for i, isp in enumerate(isps) if isp["status"] == SUSPENDED}
+        if errors:
+            raise InvalidIsp(SUSPEND_INSTEAD, errors if by_position else said)
     latest = store.isps.latest({isp["id"] for isp in isps})
     today = {isp_id: _in_force_today(store, isp_id, now) for isp_id in latest}
     try:

@@ -492,3 +492,49 @@ def test_a_chunked_body_over_the_limit_is_refused_as_too_long_not_read_cut_short
         "The request body is longer than 262144 bytes, the most accepted."
     )
     assert services.store.isps.latest() == {}
+
+
+def test_a_suspension_is_recorded_only_by_suspending_with_a_reason(
+    services, client, newham_admin, tower_hamlets_admin
+):
+    """Amending or importing a version "suspended" would record a suspension with no reason,
+    audited as an amendment, and by whoever may amend: here Camden, party only to a draft, who
+    may not suspend the agreement that binds Newham and Tower Hamlets."""
+    client.post("/api/v1/isps", json=bilateral(), headers=newham_admin)
+    client.post(f"{ISP}/versions/1/confirm", headers=tower_hamlets_admin)
+    camden_in = bilateral(
+        version=2,
+        status="draft",
+        parties=[NEWHAM, TOWER_HAMLETS, CAMDEN],
+        signatories=[_signatory(NEWHAM), _signatory(TOWER_HAMLETS), _signatory(CAMDEN)],
+    )
+    assert client.post(f"{ISP}/versions", json=camden_in, headers=newham_admin).status_code == 201
+    camden_admin = bearer(services, "admin", CAMDEN)
+    auditor = bearer(services, "auditor", CAMDEN)
+    assert (
+        client.post(f"{ISP}/suspend", json={"reason": "-"}, headers=camden_admin).status_code == 403
+    )
+
+    amended = client.post(
+        f"{ISP}/versions",
+        json={**camden_in, "version": 3, "status": "suspended"},
+        headers=camden_admin,
+    )
+    as_yaml = {**newham_admin, "Content-Type": "application/yaml"}
+    imported = client.post(
+        "/api/v1/isps/import",
+        data=YAML.replace("version: 1", "version: 3").replace(
+            "status: active", "status: suspended"
+        ),
+        headers=as_yaml,
+    )
+
+    assert amended.status_code == 422, amended.get_json()
+    assert "suspend" in amended.get_json()["errors"]["status"][0]
+    assert imported.status_code == 422, imported.get_data(as_text=True)
+    assert "suspend" in imported.get_json()["errors"]["0"]["status"][0]
+    assert client.get(BILATERAL_QUESTION, headers=auditor).get_json()["basis"] == {
+        "isp_id": "newham-tower-hamlets",
+        "version": 1,
+    }
+    assert _audited(services, "isp_amended") == [_audited(services, "isp_amended")[0]]

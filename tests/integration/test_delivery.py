@@ -14,6 +14,9 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
+from adapters import amqp
+from adapters.amqp import AmqpAdapter
+from adapters.base import Receipt
 from service.access import OPERATOR
 from service.delivery import Deliverer
 from service.delivery_loop import DeliveryLoop
@@ -23,9 +26,11 @@ from service.signing import KeyRing
 from service.store import tables as t
 from service.store.outbox import Lease
 from service.web import create_app
+from tests.conftest import BROKER_HOST
 from tests.support import examples
 from tests.support.amqp import wait_until
 from tests.support.https_receiver import event_ids, https_recipients
+from tests.support.tcp_proxy import tcp_proxy
 from tests.support.tokens import bearer
 
 ISLINGTON, CAMDEN, SOUTHWARK, WESTMINSTER = "E09000019", "E09000007", "E09000028", "E09000033"
@@ -575,3 +580,100 @@ def test_a_group_for_a_broker_goes_at_once_and_each_envelope_keeps_its_own_outco
     assert "refused the envelope" in refused["detail"] and refused["succeeded"] is False
     # One attempt for the group: the broker confirmed all four at once.
     assert len({view["deliveries"][0]["attempted_at"] for view in views}) == 1
+
+
+@pytest.fixture
+def camden_on_amqp(services, broker_url, receiver):
+    """Camden receives on its broker (the test vhost, through a proxy that can stop its
+    answers); Islington, over https, on ``receiver``."""
+    parts = urlsplit(broker_url)
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    channel.exchange_declare("camden", "direct", durable=True)
+    channel.queue_declare("camden.inbox", durable=True)
+    channel.queue_bind("camden.inbox", "camden", "caf")
+    with tcp_proxy(BROKER_HOST, parts.port or 5672) as proxy:
+        settings = {
+            "url": f"amqp://127.0.0.1:{proxy.port}{parts.path}",
+            "exchange": "camden",
+            "routing_key": "caf",
+        }
+        services.store.organisations.set_adapter(CAMDEN, "amqp", settings, GUEST)
+        yield proxy, settings
+    channel.queue_delete("camden.inbox")
+    channel.exchange_delete("camden")
+    connection.close()
+
+
+GUEST = {"username": "guest", "password": "guest"}
+
+
+def _claim(services, *event_ids):
+    claimed = services.store.outbox.claim(
+        worker="test",
+        now=services.clock(),
+        lease=timedelta(minutes=2),
+        limit=32,
+        per_recipient=32,
+        in_flight={},
+    )
+    return [item for item in claimed if item.envelope.event_id in event_ids]
+
+
+def test_a_claim_made_before_its_adapter_changed_does_not_close_the_new_one_in_use(
+    services, camden_on_amqp
+):
+    """Two delivery threads: one took Camden's new adapter, the other holds a claim read
+    before the change. The stale claim must not replace (and close) the adapter the first is
+    about to publish on."""
+    _, settings = camden_on_amqp
+    _send(services, "stale", case="C-1", to=CAMDEN)
+    (stale,) = _claim(services, "stale")
+    services.store.organisations.set_adapter(CAMDEN, "amqp", settings, GUEST)  # e.g. a rotation
+    _send(services, "fresh", case="C-2", to=CAMDEN)
+    (fresh,) = _claim(services, "fresh")
+    assert stale.adapter_updated_at != fresh.adapter_updated_at
+
+    _, in_use = services.adapters.get(services.store, CAMDEN, fresh.adapter_updated_at)
+    _, for_stale = services.adapters.get(services.store, CAMDEN, stale.adapter_updated_at)
+    assert isinstance(in_use.deliver(fresh.envelope), Receipt)
+    assert for_stale is in_use
+
+
+def test_replacing_an_adapter_whose_broker_is_stuck_holds_up_no_other_recipient(
+    services, camden_on_amqp, monkeypatch
+):
+    """Camden's broker stops answering mid-group while an admin changes Camden's adapter: the
+    wait to close the old adapter (its group's attempt, then the close) must not stall the
+    delivery threads of every other recipient, as Islington's here."""
+    # Attempts of 3 s (85 s in production), which leave time to open a connection.
+    monkeypatch.setattr(AmqpAdapter.__init__, "__kwdefaults__", {"attempt_seconds": 3.0})
+    monkeypatch.setattr(amqp, "OPEN_SECONDS", 1)
+    proxy, settings = camden_on_amqp
+    for event_id, case in (("opens", "C-0"), ("stuck", "C-1")):
+        _send(services, event_id, case=case, to=CAMDEN)
+    deliverer = _deliverer(services)
+    assert deliverer.deliver_group(_claim(services, "opens")).results == ["delivered"]
+    stuck = _claim(services, "stuck")
+    proxy.hold_answers()
+    first = threading.Thread(target=deliverer.deliver_group, args=(stuck,), daemon=True)
+    first.start()
+    time.sleep(0.5)  # its group published, waiting for confirms that will not come
+
+    services.store.organisations.set_adapter(CAMDEN, "amqp", settings, GUEST)
+    _send(services, "after-change", case="C-2", to=CAMDEN)
+    second = threading.Thread(
+        target=deliverer.deliver_group, args=(_claim(services, "after-change"),), daemon=True
+    )
+    second.start()  # rebuilds Camden's adapter, closing the one the first group holds
+    time.sleep(0.3)
+    _send(services, "to-islington", case="I-1")
+    to_islington = _claim(services, "to-islington")
+    started = time.monotonic()
+    assert deliverer.deliver_group(to_islington).results == ["delivered"]
+    took = time.monotonic() - started
+    first.join(15)
+    second.join(15)
+
+    assert took < 1.5, f"Islington's delivery waited {took:.1f} s for Camden's adapter to close"
+    assert services.store.transfer_view("stuck")["state"] == "signed"  # retried, not lost
