@@ -216,7 +216,8 @@ RULES: dict[tuple[type[Schema], str], Rule] = {
                 "then": {"properties": {"parties": {"items": {"enum": GROUPS}}}},
             },
         ),
-        "expires_on, when given, is not before effective_from.",
+        "expires_on, when given, is not before effective_from; each signatory signs for a "
+        "party to the ISP (a code among its parties, or a group with a member among them).",
     ),
     (BasisSchema, "carries_its_kind"): Rule(
         tuple(

@@ -15,7 +15,7 @@ from contracts.common import (
     short_text,
     unique_list,
 )
-from contracts.reference import PARTY_GROUPS
+from contracts.reference import PARTY_GROUPS, expand_parties
 from contracts.vocabulary import DATA_CATEGORIES, EVENT_TYPE, ISP_STATUSES, PURPOSES
 
 ORG_CODE = re.compile(ORG_CODE_PATTERN)
@@ -78,3 +78,13 @@ class IspSchema(Schema):
             raise ValidationError(
                 "An ISP is an agreement between two or more parties.", field_name="parties"
             )
+        # A signature for no party binds no one: a mistyped code would leave the ISP listed as
+        # active, with nothing unconfirmed, yet never applying (finding not_signed).
+        members = expand_parties(parties)
+        strays = {
+            index: {"party": [f"{signatory['party']} is not a party to this ISP."]}
+            for index, signatory in enumerate(data.get("signatories", []))
+            if members and not expand_parties([signatory["party"]]) & members
+        }
+        if strays:
+            raise ValidationError(strays, field_name="signatories")

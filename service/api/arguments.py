@@ -19,15 +19,26 @@ import flask_smorest
 from flask import request
 from flask_smorest import abort
 from marshmallow import ValidationError
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from service.api.bodies import whole_body
 from service.domain.storable import unstorable
+
+ISPS = "/api/v1/isps"
 
 
 class StorableArgumentsParser(FlaskParser):
     def _raw_load_json(self, req) -> Any:
         whole_body()  # a chunked body longer than the limit is a 413, not parsed cut short
+        if req.get_data(cache=True) and not is_json_request(req):
+            # webargs reads a body of another type as no body at all, so a YAML ISP sent here
+            # came back as every field "Missing data for required field".
+            hint = " (POST /api/v1/isps/import takes YAML)" if req.path.startswith(ISPS) else ""
+            abort(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                message=f"The body must be JSON, sent as Content-Type: application/json; "
+                f"it came as {req.mimetype or 'no type'}{hint}.",
+            )
         return super()._raw_load_json(req)
 
     def pre_load(self, location_data: Any, *, schema, req, location: str) -> Any:

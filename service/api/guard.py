@@ -58,7 +58,7 @@ def allow(*roles: Role, global_admin: bool = True) -> Callable:
             if not (caller.role in roles or (global_admin and caller.is_global_admin)):
                 refuse(
                     HTTPStatus.FORBIDDEN,
-                    f"A {_kind(caller)} token may not do this; it needs the role "
+                    f"{_a(_kind(caller))} token may not do this; it needs the role "
                     f"{' or '.join(r.value for r in roles)}.",
                 )
             return view(*args, **kwargs)
@@ -74,6 +74,11 @@ def allow(*roles: Role, global_admin: bool = True) -> Callable:
 
 def _kind(caller: Principal) -> str:
     return "global admin" if caller.is_global_admin else caller.role.value
+
+
+def _a(kind: str) -> str:
+    """``kind`` with its indefinite article: "An admin", "An auditor", "A publisher"."""
+    return f"{'An' if kind[0] in 'aeiou' else 'A'} {kind}"
 
 
 def require_authority(*authorities: str) -> None:

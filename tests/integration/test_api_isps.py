@@ -318,6 +318,32 @@ def test_a_yaml_timestamp_where_a_date_belongs_is_a_field_error(services, client
     assert answer.get_json()["errors"] == {"0": {"effective_from": ["Not a valid date."]}}
 
 
+def test_a_signature_mistyped_for_no_party_is_refused_not_recorded(services, client, newham_admin):
+    """Recorded, it would list the ISP as active with nothing unconfirmed, yet never apply."""
+    mistyped = YAML.replace("- {party: E09000030,", "- {party: E0900030,")
+    as_yaml = {**newham_admin, "Content-Type": "application/yaml"}
+    answer = client.post("/api/v1/isps/import", data=mistyped, headers=as_yaml)
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    assert answer.get_json()["errors"] == {
+        "0": {"signatories": {"1": {"party": ["E0900030 is not a party to this ISP."]}}}
+    }
+    assert client.get(ISP, headers=newham_admin).status_code == 404
+
+
+def test_an_isp_sent_as_yaml_where_json_is_taken_is_told_where_yaml_goes(client, newham_admin):
+    """It was read as no body at all: every field "Missing data for required field"."""
+    as_yaml = {**newham_admin, "Content-Type": "application/yaml"}
+    answer = client.post("/api/v1/isps", data=YAML, headers=as_yaml)
+    assert answer.status_code == 415, answer.get_data(as_text=True)
+    assert answer.get_json()["detail"] == (
+        "The body must be JSON, sent as Content-Type: application/json; it came as "
+        "application/yaml (POST /api/v1/isps/import takes YAML)."
+    )
+    untyped = client.post("/api/v1/isps", data=json.dumps(bilateral()), headers=newham_admin)
+    assert untyped.status_code == 415
+    assert client.get(ISP, headers=newham_admin).status_code == 404
+
+
 def _signatory(code):
     return {"party": code, "name": "DCS", "role": "DCS", "signed_on": "2026-03-20"}
 

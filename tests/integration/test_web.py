@@ -198,6 +198,22 @@ def test_a_global_admin_cannot_publish_for_an_authority(services, client):
     assert response.status_code == 403
     detail = response.get_json()["detail"]
     assert detail == "A global admin token may not do this; it needs the role publisher."
+
+
+@pytest.mark.parametrize(
+    ("role", "refusal"),
+    [
+        ("admin", "An admin token may not do this"),
+        ("auditor", "An auditor token may not do this"),
+        ("practitioner", "A practitioner token may not do this"),
+    ],
+)
+def test_a_refusal_names_the_callers_role_in_plain_english(services, client, role, refusal):
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    headers = bearer(services, role, HACKNEY)
+    response = client.post("/api/v1/events", data=examples.encode(event), headers=headers)
+    assert response.status_code == 403
+    assert response.get_json()["detail"] == f"{refusal}; it needs the role publisher."
     assert services.store.transfer_view(event["id"]) is None
     assert "Roles: publisher." in client.get("/openapi.json").get_data(as_text=True)
 

@@ -325,6 +325,22 @@ def test_a_signatory_signs_for_a_code_or_a_known_group():
     assert list(errors["signatories"][0]) == ["party"]
 
 
+def test_a_signatory_signs_for_a_party_to_the_isp():
+    def signatory(party: str) -> dict[str, str]:
+        return {"party": party, "name": "A. Director", "role": "DCS", "signed_on": "2026-03-01"}
+
+    bilateral = {"parties": ["E09000012", "E09000019"]}
+    # A mistyped code (E0900019 for Islington) signed for no party: the ISP would never apply.
+    errors = refused(
+        isp(**bilateral, signatories=[signatory("E09000012"), signatory("E0900019")]),
+        IspSchema(),
+    )
+    assert errors == {"signatories": {1: {"party": ["E0900019 is not a party to this ISP."]}}}
+    # A group signs for its members that are parties; a member signs for a group it is in.
+    IspSchema().load(isp(**bilateral, signatories=[signatory("group:london-authorities")]))
+    IspSchema().load(isp(signatories=[signatory("E09000012"), signatory("E09000019")]))
+
+
 def test_an_isp_cannot_expire_before_it_starts():
     assert refused(isp(expires_on="2026-03-31"), IspSchema()) == {
         "expires_on": ["expires_on is before effective_from."]
