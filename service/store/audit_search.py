@@ -57,11 +57,17 @@ class AuditSearch:
         if by_subject or query.child_key:  # the records of transfers, then
             statement = statement.where(OF_ITS_TRANSFER)
         if query.viewer:
-            sent = sa.select(t.Transfer.event_id).where(t.Transfer.state.not_in(UNSENT))
+            # Correlated, so each candidate is one primary-key lookup: as ``IN (SELECT ...)``
+            # PostgreSQL read every transfer for each search.
+            sent = (
+                sa.exists()
+                .where(t.Transfer.event_id == subject.event_id)
+                .where(t.Transfer.state.not_in(UNSENT))
+            )
             statement = statement.where(
                 sa.or_(
                     subject.from_authority == query.viewer,
-                    sa.and_(subject.to_authority == query.viewer, subject.event_id.in_(sent)),
+                    sa.and_(subject.to_authority == query.viewer, sent),
                 )
             )
         if query.case_reference:

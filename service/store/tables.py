@@ -89,6 +89,8 @@ class IspConfirmation(Base):
 
 class Transfer(Base):
     __tablename__ = "transfers"
+    # Listings page oldest received first (``service.store.transfers``, migration 0007).
+    __table_args__ = (sa.Index("ix_transfers_received_at", "received_at", "event_id"),)
     event_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     case_reference: Mapped[str] = mapped_column(sa.String(200), index=True)
     from_authority: Mapped[str] = mapped_column(sa.ForeignKey("authorities.code"), index=True)

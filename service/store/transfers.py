@@ -119,7 +119,9 @@ class Transfers:
                 .where(transfer.event_id == query.after, visible)
                 .scalar_subquery()
             )
-            statement = statement.where(
+            # The first condition is the range the listing index starts from; the second
+            # alone would have it read every transfer received before the cursor.
+            statement = statement.where(transfer.received_at >= cursor).where(
                 sa.or_(
                     transfer.received_at > cursor,
                     sa.and_(transfer.received_at == cursor, transfer.event_id > query.after),

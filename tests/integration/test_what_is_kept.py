@@ -89,3 +89,23 @@ def test_the_migration_minimises_the_shared_events_stored_whole_before_it(servic
     assert _stored(services, purged["id"]) == purged  # a purged row is retention's alone
     assert _stored(services, withheld["id"]) == withheld  # retention's, audited, in its time
     assert _stored(services, parked["id"]) == parked
+
+
+def test_the_migration_minimises_every_shared_event_not_only_a_lone_one(services):
+    """Two or more shared transfers are rewritten in one statement (executemany), which an
+    expanding ``IN`` in its ``WHERE`` clause made SQLAlchemy refuse: the upgrade failed."""
+    services.store.add_isp(examples.pan_london_isp())
+    shared = [examples.event(examples.ROUTINE_WITH_ISP, id=f"0006-{n}") for n in range(3)]
+    for event in shared:
+        assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
+    engine = sa.create_engine(services.store.url)
+    with engine.begin() as connection:  # as the relay stored them before 0006
+        for event in shared:
+            connection.execute(
+                sa.update(Transfer).where(Transfer.event_id == event["id"]).values(event=event)
+            )
+    down_and_up_again(engine, "0005")
+    engine.dispose()
+
+    for event in shared:
+        assert _stored(services, event["id"]) == _forwarded(services, event["id"])

@@ -42,7 +42,9 @@ def upgrade() -> None:
         sa.column("event", document),
         sa.column("payload_purged_at", sa.DateTime(timezone=True)),
     )
-    still_held = sa.and_(transfers.c.state.in_(SHARED), transfers.c.payload_purged_at.is_(None))
+    # Not ``state.in_(SHARED)``: an expanding IN cannot be part of the executemany rewrite.
+    shared = sa.or_(*(transfers.c.state == state for state in SHARED))
+    still_held = sa.and_(shared, transfers.c.payload_purged_at.is_(None))
     rewrite = (
         sa.update(transfers)
         .where(transfers.c.event_id == sa.bindparam("id"))
