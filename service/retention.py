@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from service.domain.audit_chain import timestamp
-from service.domain.retention import purge_due, retention_period
+from service.domain.retention import purge_due, retention_period, settled_by
 from service.store.payloads import Payloads
 
 
@@ -36,8 +36,11 @@ class Retention:
     def run(self) -> list[Purged]:
         now = self._clock()
         isp_days = self._payloads.isp_retention_days()
+        oldest_due = settled_by(now, min([*isp_days.values(), self._judgement_days]))
+        if oldest_due is None:
+            return []
         purged = []
-        for held in self._payloads.held_for_settled():
+        for held in self._payloads.held_for_settled(oldest_due):
             period = retention_period(held.decision, isp_days, self._judgement_days)
             if period is None or not purge_due(held.settled_at, period, now):
                 continue

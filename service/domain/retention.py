@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from service.domain.model import basis_kind
@@ -44,6 +44,16 @@ def purge_due(settled_at: datetime, period: RetentionPeriod, now: datetime) -> b
     """Whether the period is over, in whole days: counted so, a period however long (the ISP
     contract sets no upper bound) is never a date past year 9999 that fails the whole run."""
     return (now - settled_at).days >= period.days
+
+
+def settled_by(now: datetime, shortest_days: int) -> datetime | None:
+    """The latest settling moment whose payload could be due now, under the shortest period
+    in use: what retention need read of the store (``purge_due`` decides each). None when no
+    moment could be, as the period reaches back before year 1."""
+    try:
+        return now - timedelta(days=shortest_days)
+    except OverflowError:
+        return None
 
 
 def without_case(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,15 +45,17 @@ class Payloads:
         self._transaction = transaction
         self._append_audit = append_audit
 
-    def held_for_settled(self) -> list[HeldPayload]:
-        """Settled transfers whose payload is still held, the longest settled first."""
+    def held_for_settled(self, settled_by: datetime) -> list[HeldPayload]:
+        """Transfers settled by ``settled_by`` whose payload is still held, the longest settled
+        first: only those, as every one held is most of a retention period's transfers."""
         with self._transaction() as session:
             transfer = t.Transfer
             rows = session.execute(
                 sa.select(transfer.event_id, transfer.state, transfer.updated_at, transfer.decision)
                 .where(transfer.state.in_(SETTLED))
-                .where(t.Transfer.payload_purged_at.is_(None))
-                .order_by(t.Transfer.updated_at)
+                .where(transfer.payload_purged_at.is_(None))
+                .where(transfer.updated_at <= settled_by)
+                .order_by(transfer.updated_at)
             ).all()
             return [HeldPayload(*row) for row in rows]
 

@@ -87,6 +87,18 @@ def test_an_isp_keeping_payloads_for_millennia_stops_no_run(services, tmp_path):
     assert _run(services, ISP_DAYS) == []
 
 
+def test_a_run_reads_only_the_payloads_whose_period_could_be_over(delivered):
+    settled = sorted(
+        datetime.fromisoformat(delivered.store.transfer_view(e)["deliveries"][-1]["attempted_at"])
+        for e in (ROUTINE, AD_HOC)
+    )
+    payloads = delivered.store.payloads
+
+    assert payloads.held_for_settled(settled[0] - timedelta(microseconds=1)) == []
+    assert len(payloads.held_for_settled(settled[0])) == 1
+    assert {held.event_id for held in payloads.held_for_settled(settled[1])} == {ROUTINE, AD_HOC}
+
+
 def test_the_metadata_stays_each_purge_is_audited_and_the_chain_verifies(delivered):
     _run(delivered, ISP_DAYS)
     view = delivered.store.transfer_view(AD_HOC)

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from service.domain.retention import purge_due, retention_period, without_case
+from service.domain.retention import purge_due, retention_period, settled_by, without_case
 from tests.support import examples
 
 ISP_DECISION = {"outcome": "share_under_isp", "isp": {"id": "pan-london-caf", "version": 1}}
@@ -31,6 +31,15 @@ def test_the_period_runs_from_delivery_and_ends_on_its_last_moment():
     end = delivered + timedelta(days=90)
     assert not purge_due(delivered, period, end - timedelta(seconds=1))
     assert purge_due(delivered, period, end)
+
+
+def test_a_run_reads_back_only_to_the_shortest_period_and_not_before_year_one():
+    now = datetime(2026, 12, 7, 9, tzinfo=UTC)
+    oldest_due = settled_by(now, 30)
+    period = retention_period(JUDGEMENT_DECISION, ISP_DAYS, judgement_days=30)
+    assert purge_due(oldest_due, period, now)
+    assert not purge_due(oldest_due + timedelta(microseconds=1), period, now)
+    assert settled_by(now, 10**9) is None
 
 
 def test_purging_takes_the_case_and_keeps_who_sent_what_to_whom():
