@@ -362,10 +362,6 @@ class Store:
 
     # -- transfers ----------------------------------------------------------------------------
 
-    def has_transfer(self, event_id: str) -> bool:
-        with self._transaction() as session:
-            return session.get(t.Transfer, event_id) is not None
-
     def record_intake(
         self,
         items: Sequence[NewTransfer | RejectedInput],
@@ -436,24 +432,6 @@ class Store:
             session.add(t.DeadLetter(received_at=_now(), reason=reason, body=body))
 
     # -- delivery -----------------------------------------------------------------------------
-
-    def outbound(self, event_id: str) -> OutboundEnvelope | None:
-        with self._transaction() as session:
-            row = session.execute(
-                sa.select(t.Envelope, t.Transfer.to_authority)
-                .join(t.Transfer, t.Transfer.event_id == t.Envelope.event_id)
-                .where(t.Envelope.event_id == event_id)
-            ).first()
-            if row is None:
-                return None
-            envelope, to_authority = row
-            return OutboundEnvelope(
-                envelope_id=envelope.envelope_id,
-                event_id=event_id,
-                to_authority=to_authority,
-                jws=envelope.jws,
-                sha256=envelope.sha256,
-            )
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -535,13 +513,6 @@ class Store:
                     for r in timeline
                 ],
             }
-
-    def audit_actions(self, event_id: str | None = None) -> list[tuple[str | None, str, dict]]:
-        with self._transaction() as session:
-            query = sa.select(t.AuditRecord).order_by(t.AuditRecord.seq)
-            if event_id is not None:
-                query = query.where(t.AuditRecord.event_id == event_id)
-            return [(r.event_id, r.action, r.detail) for r in session.scalars(query)]
 
 
 _transfer = t.Transfer.__table__

@@ -20,6 +20,7 @@ from tests.support import examples
 from tests.support.amqp import publish, reset_topology, running_worker, wait_until
 from tests.support.https_receiver import HttpsReceiver, receive_everything_at
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, YAML
+from tests.support.store_reads import has_transfer
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.broker
@@ -66,7 +67,7 @@ def test_an_imported_isp_is_the_basis_until_it_is_suspended(services, broker_url
         assert suspended.status_code == 201, suspended.get_json()
 
         publish(broker_url, examples.encode(second))
-        wait_until(lambda: services.store.has_transfer(second["id"]))
+        wait_until(lambda: has_transfer(services.store, second["id"]))
 
     payload = _verified(request.body, client.get("/.well-known/jwks.json").get_data(as_text=True))
     assert request.authority == TOWER_HAMLETS

@@ -17,6 +17,7 @@ from service.web import create_app
 from tests.support import examples, judgements
 from tests.support.amqp import publish, reset_topology, running_worker, wait_until
 from tests.support.https_receiver import HttpsReceiver, receive_everything_at
+from tests.support.store_reads import audit_actions
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.broker
@@ -69,7 +70,7 @@ def test_a_share_judgement_releases_a_parked_transfer_to_the_receiving_authority
         path, json=judgements.share(), headers=bearer(services, "practitioner", TOWER_HAMLETS)
     )
     assert recipient.status_code == 404
-    refusals = [d for _, a, d in services.store.audit_actions() if a == "access_refused"]
+    refusals = [d for _, a, d in audit_actions(services.store) if a == "access_refused"]
     assert refusals[-1]["path"] == path and refusals[-1]["caller"]["authority"] == TOWER_HAMLETS
     assert receiver.requests == []
 

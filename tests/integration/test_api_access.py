@@ -18,6 +18,7 @@ from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples, judgements
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
+from tests.support.store_reads import audit_actions
 from tests.support.tokens import bearer
 
 HACKNEY, ISLINGTON, CAMDEN = "E09000012", "E09000019", "E09000007"
@@ -168,7 +169,7 @@ def _arrange_what_the_samples_act_on(services, secret: str = "islington-bearer-t
 
 
 def _last_refusal(services) -> dict[str, Any]:
-    return [d for _, a, d in services.store.audit_actions() if a == "access_refused"][-1]
+    return [d for _, a, d in audit_actions(services.store) if a == "access_refused"][-1]
 
 
 def test_every_guarded_endpoint_is_covered_here_and_declares_its_roles(app):

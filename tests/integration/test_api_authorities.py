@@ -14,6 +14,7 @@ from service.store import tables
 from service.web import create_app
 from tests.support import examples
 from tests.support.https_receiver import HttpsReceiver
+from tests.support.store_reads import audit_actions
 from tests.support.tokens import bearer
 
 HACKNEY, ISLINGTON = "E09000012", "E09000019"
@@ -52,11 +53,11 @@ def _https(receiver, secret=SECRET, **settings):
 
 
 def _refusals(services):
-    return [d for _, action, d in services.store.audit_actions() if action == "access_refused"]
+    return [d for _, action, d in audit_actions(services.store) if action == "access_refused"]
 
 
 def _audited(services, action):
-    return [d for _, a, d in services.store.audit_actions() if a == action]
+    return [d for _, a, d in audit_actions(services.store) if a == action]
 
 
 def test_anyone_with_a_token_reads_the_register_and_one_authority_in_full(

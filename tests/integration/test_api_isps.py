@@ -12,6 +12,7 @@ from service.web import create_app
 from tests.support import examples
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, YAML, bilateral
 from tests.support.served import chunked, serving
+from tests.support.store_reads import audit_actions
 from tests.support.tokens import bearer
 
 CAMDEN = "E09000007"
@@ -38,7 +39,7 @@ def tower_hamlets_admin(services):
 
 
 def _audited(services, action):
-    return [detail for _, a, detail in services.store.audit_actions() if a == action]
+    return [detail for _, a, detail in audit_actions(services.store) if a == action]
 
 
 def test_a_party_admin_creates_an_isp_everyone_reads_it_and_the_audit_says_who(

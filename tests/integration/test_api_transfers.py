@@ -11,6 +11,7 @@ from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples, judgements
 from tests.support.served import chunked, serving
+from tests.support.store_reads import audit_actions
 from tests.support.tokens import bearer
 
 HACKNEY, ISLINGTON, NEWHAM, TOWER_HAMLETS, CAMDEN = (
@@ -42,7 +43,7 @@ def _listed(response) -> list[str]:
 
 
 def _last_refusal(services) -> dict:
-    return [d for _, a, d in services.store.audit_actions() if a == "access_refused"][-1]
+    return [d for _, a, d in audit_actions(services.store) if a == "access_refused"][-1]
 
 
 def test_a_global_admin_lists_every_transfer_oldest_first_without_case_data(services, client):

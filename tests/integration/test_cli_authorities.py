@@ -9,6 +9,7 @@ from joserfc.jwk import OKPKey
 from service.signing import KeyRing, verify
 from tests.support.cli import environment, runner
 from tests.support.https_receiver import HttpsReceiver
+from tests.support.store_reads import audit_actions
 
 ISLINGTON = "E09000019"
 SECRET = "cli-s3cret-for-islington-77aa01"
@@ -48,7 +49,7 @@ def _set_https(run, receiver, tmp_path, **extra):
 
 
 def _audited(services, action):
-    return [d for _, a, d in services.store.audit_actions() if a == action]
+    return [d for _, a, d in audit_actions(services.store) if a == action]
 
 
 def test_list_prints_a_table_or_json(run):

@@ -10,6 +10,7 @@ from tests.conftest import fixed_clock
 from tests.support import examples
 from tests.support.cli import runner
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, YAML, bilateral
+from tests.support.store_reads import audit_actions
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_the_operator_adds_amends_suspends_and_reads_an_isp(services, run, files
     ]
     [listed] = json.loads(run("isp", "list", "--json").output)
     assert (listed["version"], listed["status"], listed["title"]) == (3, "suspended", "Amended")
-    suspension = [d for _, a, d in services.store.audit_actions() if a == "isp_suspended"]
+    suspension = [d for _, a, d in audit_actions(services.store) if a == "isp_suspended"]
     assert suspension[0]["reason"] == "Under review." and suspension[0]["by"]["role"] == "admin"
 
 
@@ -66,7 +67,7 @@ def test_the_operator_confirms_the_signatures_a_partys_admin_recorded(services, 
     assert "records no signature for E09000007 that you may confirm" in stranger.output
     confirmed = run("isp", "confirm", "newham-tower-hamlets", "1", "--party", TOWER_HAMLETS)
     assert confirmed.output == "Confirmed the signatures on ISP newham-tower-hamlets v1 (active).\n"
-    [audit] = [d for _, a, d in services.store.audit_actions() if a == "isp_confirmed"]
+    [audit] = [d for _, a, d in audit_actions(services.store) if a == "isp_confirmed"]
     assert audit["parties"] == [TOWER_HAMLETS] and audit["by"]["name"] == "command line"
     shown = json.loads(run("isp", "show", "newham-tower-hamlets", "--json").output)
     assert shown["current"]["unconfirmed"] == []

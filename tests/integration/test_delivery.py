@@ -30,6 +30,7 @@ from tests.conftest import BROKER_HOST
 from tests.support import examples
 from tests.support.amqp import wait_until
 from tests.support.https_receiver import event_ids, https_recipients
+from tests.support.store_reads import audit_actions
 from tests.support.tcp_proxy import tcp_proxy
 from tests.support.tokens import bearer
 
@@ -61,7 +62,7 @@ def _send(services, event_id, *, case="CAF-HK-2026-0001", to=ISLINGTON) -> str:
 
 
 def _actions(services, event_id):
-    return [action for _, action, _ in services.store.audit_actions(event_id)]
+    return [action for _, action, _ in audit_actions(services.store, event_id)]
 
 
 def test_a_failed_attempt_is_retried_with_the_same_envelope_until_it_arrives(
@@ -103,7 +104,7 @@ def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(
 
     view = services.store.transfer_view(event_id)
     assert view["state"] == "failed" and view["outbox"] is None
-    failed = services.store.audit_actions(event_id)[-1]
+    failed = audit_actions(services.store, event_id)[-1]
     assert failed[1] == "failed" and failed[2]["gave_up"] == "3 attempts made, the most allowed"
 
     client = create_app(services).test_client()
@@ -112,7 +113,7 @@ def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(
     assert response.status_code == 202 and response.get_json()["state"] == "signed"
     assert _deliverer(services).deliver_due("test") == 1
     assert services.store.transfer_view(event_id)["state"] == "delivered"
-    (redelivery,) = [d for _, a, d in services.store.audit_actions(event_id) if a == "redelivery"]
+    (redelivery,) = [d for _, a, d in audit_actions(services.store, event_id) if a == "redelivery"]
     assert (redelivery["by"]["role"], redelivery["by"]["authority"]) == ("admin", ISLINGTON)
     assert redelivery["by"]["token_id"]
     again = client.post(f"/api/v1/transfers/{event_id}/redeliver", headers=auth)
@@ -156,7 +157,7 @@ def test_a_signed_receipt_is_verified_against_the_recipients_keys_and_stored(
     view = services.store.transfer_view(event_id)
     assert view["state"] == "delivered"
     assert json.loads(view["deliveries"][0]["receipt"])["payload"]
-    receipt = services.store.audit_actions(event_id)[-1]
+    receipt = audit_actions(services.store, event_id)[-1]
     assert receipt[1:] == (
         "receipt",
         {"verified": True, "kid": borough_key.kid, "received_at": "2026-11-24T10:00:00Z"},
@@ -172,7 +173,7 @@ def test_a_receipt_signed_by_another_key_is_recorded_as_not_verified(
 
     _deliverer(services).deliver_due("test")
 
-    _, action, detail = services.store.audit_actions(event_id)[-1]
+    _, action, detail = audit_actions(services.store, event_id)[-1]
     assert action == "receipt" and detail["verified"] is False
     assert "does not verify" in detail["reason"]
 
@@ -397,7 +398,7 @@ def test_a_worker_whose_claim_ran_out_does_not_undo_the_new_holders_work(service
     assert deliverer.deliver(stale) == "failed"
 
     assert services.store.transfer_view(event_id)["state"] == "delivered"
-    *_, (_, action, detail) = services.store.audit_actions(event_id)
+    *_, (_, action, detail) = audit_actions(services.store, event_id)
     assert (action, detail["claim_lost"]) == ("delivery_failed", True)
 
 

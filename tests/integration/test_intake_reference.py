@@ -15,6 +15,7 @@ from service.store.isps import IspChange
 from service.store.store import Store
 from tests.conftest import fixed_clock
 from tests.support import examples
+from tests.support.store_reads import audit_actions, outbound
 
 ISLINGTON = "E09000019"
 HACKNEY = "E09000012"
@@ -43,7 +44,7 @@ def _receive(services, event_id, sender=EMBEDDED):
 
 
 def _actions(services, event_id):
-    return [action for _, action, _ in services.store.audit_actions(event_id)]
+    return [action for _, action, _ in audit_actions(services.store, event_id)]
 
 
 def test_an_isp_recorded_by_another_process_applies_to_the_next_event(services, elsewhere):
@@ -80,7 +81,7 @@ def test_an_authority_renamed_by_hand_is_named_so_in_the_next_envelope(services,
         )
 
     assert _receive(services, "after-rename").state == "signed"
-    jws = json.loads(services.store.outbound("after-rename").jws)
+    jws = json.loads(outbound(services.store, "after-rename").jws)
     payload = json.loads(_b64decode(jws["payload"]))
     assert payload["to"] == {"code": ISLINGTON, "name": "Islington LBC"}
 

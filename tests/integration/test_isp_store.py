@@ -8,6 +8,7 @@ from service.senders import EMBEDDED
 from service.store.isps import IspChange
 from tests.support import examples
 from tests.support.isps import bilateral
+from tests.support.store_reads import audit_actions
 
 
 def test_a_suspension_recorded_as_a_new_version_is_what_transfers_are_decided_on(services):
@@ -47,4 +48,4 @@ def test_a_version_that_is_not_the_next_is_not_recorded_and_neither_are_the_othe
             by=OPERATOR,
         )
     assert list(store.isps.latest()) == ["newham-tower-hamlets"]
-    assert [a for _, a, _ in store.audit_actions() if a.startswith("isp_")] == ["isp_created"]
+    assert [a for _, a, _ in audit_actions(store) if a.startswith("isp_")] == ["isp_created"]

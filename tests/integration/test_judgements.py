@@ -14,6 +14,7 @@ from service.judgements import JudgementRefused, Judgements, Refusal
 from service.sealing import Sealer
 from service.senders import EMBEDDED
 from tests.support import examples, judgements
+from tests.support.store_reads import audit_actions, outbound
 
 NEWHAM, TOWER_HAMLETS, HACKNEY = "E09000025", "E09000030", "E09000012"
 NEWHAM_PRACTITIONER = Principal("Ada Newham", Role.PRACTITIONER, NEWHAM, "tok-newham")
@@ -30,7 +31,7 @@ def parked(services) -> str:
 
 
 def _actions(services, event_id: str) -> list[str]:
-    return [action for _, action, _ in services.store.audit_actions(event_id)]
+    return [action for _, action, _ in audit_actions(services.store, event_id)]
 
 
 def _refusal(services, event_id, document, by) -> JudgementRefused:
@@ -57,13 +58,13 @@ def test_a_share_judgement_signs_the_transfer_on_that_judgement_only(services, p
         "minimised",
         "signed",
     ]
-    recorded = services.store.audit_actions(parked)[-4][2]
+    recorded = audit_actions(services.store, parked)[-4][2]
     assert recorded["by"] == NEWHAM_PRACTITIONER.describe()
     assert recorded["decision"] == "share" and recorded["consent"] == "not_sought"
     assert "reasons" not in recorded, "the practitioner's prose stays out of the audit"
 
     token = jws.JWS()
-    token.deserialize(services.store.outbound(parked).jws)
+    token.deserialize(outbound(services.store, parked).jws)
     token.verify(jwk.JWKSet.from_json(json.dumps(services.keyring.jwks())))
     payload = json.loads(token.payload)
     assert payload["basis"] == {"kind": "judgement", "judgement": view["decision"]["judgement"]}

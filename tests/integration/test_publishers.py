@@ -9,6 +9,7 @@ from service.senders import BrokerSenders
 from service.worker import DEAD_QUEUE, REASON_HEADER, REJECTION_HEADER
 from tests.support import examples
 from tests.support.amqp import publish, reset_topology, running_worker, take, wait_until
+from tests.support.store_reads import audit_actions
 
 pytestmark = pytest.mark.broker
 
@@ -53,7 +54,7 @@ def test_events_from_the_accounts_own_authority_arrive_and_others_are_dead_lette
     )
     assert services.store.transfer_view("claims-havering") is None
     [(_, _, refusal)] = [
-        a for a in services.store.audit_actions("claims-havering") if a[1] == "rejected"
+        a for a in audit_actions(services.store, "claims-havering") if a[1] == "rejected"
     ]
     assert refusal["rejection"] == "forged_sender"
 

@@ -10,6 +10,7 @@ from service.sealing import Sealer
 from service.senders import EMBEDDED
 from service.store.store import Store
 from tests.support import examples, malformed
+from tests.support.store_reads import audit_actions, has_transfer, outbound
 
 
 @pytest.fixture
@@ -19,12 +20,12 @@ def relay(services):
 
 
 def _actions(services, event_id):
-    return [action for _, action, _ in services.store.audit_actions(event_id)]
+    return [action for _, action, _ in audit_actions(services.store, event_id)]
 
 
 def _envelope_payload(services, event_id):
     """The stored envelope, verified with jwcrypto against the published JWKS."""
-    jws_text = services.store.outbound(event_id).jws
+    jws_text = outbound(services.store, event_id).jws
     token = jws.JWS()
     token.deserialize(jws_text)
     token.verify(jwk.JWKSet.from_json(json.dumps(services.keyring.jwks())))
@@ -58,7 +59,7 @@ def test_an_ad_hoc_transfer_is_signed_under_its_judgement_with_the_full_record(s
         "plan",
         "lead_professional",
     ]
-    decided = dict(services.store.audit_actions(event["id"])[1][2])
+    decided = dict(audit_actions(services.store, event["id"])[1][2])
     assert decided["considered"] == [
         {"isp_id": "pan-london-caf", "version": 1, "finding": "purpose_not_covered"}
     ]
@@ -69,7 +70,7 @@ def test_a_transfer_with_no_basis_is_parked_not_rejected(services, relay):
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
     received = relay.receive(examples.encode(event), sender=EMBEDDED)
     assert (received.state, received.rejection) == ("awaiting_judgement", None)
-    assert services.store.outbound(event["id"]) is None
+    assert outbound(services.store, event["id"]) is None
     view = services.store.transfer_view(event["id"])
     assert view["decision"]["outcome"] == "await_judgement"
     assert _actions(services, event["id"]) == ["received", "basis_decided", "awaiting_judgement"]
@@ -78,7 +79,7 @@ def test_a_transfer_with_no_basis_is_parked_not_rejected(services, relay):
 def test_a_judgement_not_to_share_is_recorded_and_nothing_is_signed(services, relay):
     event = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
     assert relay.receive(examples.encode(event), sender=EMBEDDED).state == "withheld"
-    assert services.store.outbound(event["id"]) is None
+    assert outbound(services.store, event["id"]) is None
     view = services.store.transfer_view(event["id"])
     assert view["decision"]["judgement"]["reasons"]["necessity"].startswith("The receiving")
 
@@ -97,7 +98,7 @@ def test_bad_input_is_refused_with_a_reason_that_is_audited(
     received = relay.receive(body, sender=EMBEDDED)
     assert received.rejection is rejection
     assert reason in received.reason
-    audited = [d for _, action, d in services.store.audit_actions() if action == "rejected"]
+    audited = [d for _, action, d in audit_actions(services.store) if action == "rejected"]
     assert audited == [{"rejection": rejection.value, "reason": received.reason}]
 
 
@@ -113,7 +114,7 @@ def test_an_unknown_field_named_with_case_data_is_not_quoted_into_the_audit(serv
     assert received.rejection is Rejection.CONTRACT
     child_identity = received.errors["data"]["case"]["child_identity"]
     assert child_identity == {"Amara Okafor 2015-03-01": ["Unknown field."]}
-    audited = [d for _, action, d in services.store.audit_actions() if action == "rejected"]
+    audited = [d for _, action, d in audit_actions(services.store) if action == "rejected"]
     assert "Okafor" not in json.dumps(audited) and "2015-03-01" not in received.reason
     assert '"urgent": ["Unknown field."]' in received.reason, "a field-like name still shown"
 
@@ -159,6 +160,6 @@ def test_a_batch_stores_each_outcome_once_and_one_it_cannot_store_sinks_no_other
         "signed",
         "duplicate",
     ]
-    assert not services.store.has_transfer("unstorable")
+    assert not has_transfer(services.store, "unstorable")
     assert services.store.transfer_counts() == {"signed": 1, "awaiting_judgement": 1}
     assert services.audit.verify().intact

@@ -10,6 +10,7 @@ from service.retention import Retention
 from service.senders import EMBEDDED
 from service.store.tables import Envelope, Transfer
 from tests.support import examples
+from tests.support.store_reads import audit_actions
 
 ISLINGTON, SOUTHWARK = "E09000019", "E09000028"
 JUDGEMENT_DAYS = 30
@@ -105,10 +106,10 @@ def test_the_metadata_stays_each_purge_is_audited_and_the_chain_verifies(deliver
     assert view["state"] == "delivered"
     assert view["decision"]["judgement"]["practitioner"]["name"] == "Jo Reid"
     assert view["envelope"]["sha256"] and view["deliveries"][-1]["succeeded"]
-    [purge] = [d for _, a, d in delivered.store.audit_actions(AD_HOC) if a == "payload_purged"]
+    [purge] = [d for _, a, d in audit_actions(delivered.store, AD_HOC) if a == "payload_purged"]
     assert purge["retention_days"] == JUDGEMENT_DAYS
     assert purge["period_set_by"] == "judgement default"
-    [purge] = [d for _, a, d in delivered.store.audit_actions(ROUTINE) if a == "payload_purged"]
+    [purge] = [d for _, a, d in audit_actions(delivered.store, ROUTINE) if a == "payload_purged"]
     assert purge["period_set_by"] == "ISP pan-london-caf v1"
 
     report = delivered.audit.verify()
@@ -130,7 +131,7 @@ def test_a_withheld_transfer_holds_no_payload_for_retention_to_purge(delivered):
     view = delivered.store.transfer_view(withheld["id"])
     assert view["state"] == "withheld"
     assert view["decision"]["judgement"]["decision"] == "not_share"
-    assert "payload_purged" not in [a for _, a, _ in delivered.store.audit_actions(withheld["id"])]
+    assert "payload_purged" not in [a for _, a, _ in audit_actions(delivered.store, withheld["id"])]
 
 
 def test_a_transfer_withheld_whole_by_an_earlier_release_goes_after_the_judgement_default(
@@ -153,7 +154,7 @@ def test_a_transfer_withheld_whole_by_an_earlier_release_goes_after_the_judgemen
     event, _ = _payload(delivered, withheld["id"])
     assert "case" not in event["data"]
     [purge] = [
-        d for _, a, d in delivered.store.audit_actions(withheld["id"]) if a == "payload_purged"
+        d for _, a, d in audit_actions(delivered.store, withheld["id"]) if a == "payload_purged"
     ]
     assert purge["period_set_by"] == "judgement default" and "withheld_at" in purge
     assert delivered.audit.verify().intact

@@ -32,6 +32,7 @@ from tests.support.https_receiver import https_recipients
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
 from tests.support.migrations import down_and_up_again
 from tests.support.read_only import refusing_changes
+from tests.support.store_reads import audit_actions
 
 
 def test_migrations_create_exactly_the_schema_the_code_uses(migrated_database):
@@ -213,7 +214,7 @@ def test_a_second_transfer_with_the_same_event_id_is_kept_out_as_a_duplicate(ser
     new = NewTransfer(event, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [])
     assert services.store.record_intake([new]).repeats == [None]
     assert services.store.record_intake([new, new]).repeats == ["duplicate", "duplicate"]
-    actions = [action for _, action, _ in services.store.audit_actions(event["id"])]
+    actions = [action for _, action, _ in audit_actions(services.store, event["id"])]
     assert actions == ["duplicate", "duplicate"]
     view = services.store.transfer_view(event["id"])
     assert view["state"] == "awaiting_judgement"
@@ -230,7 +231,7 @@ def test_another_authoritys_transfer_with_a_stored_event_id_is_refused_as_a_conf
     )
     assert services.store.record_intake([first, reused]).repeats == [None, "id_conflict"]
     assert services.store.record_intake([reused, first]).repeats == ["id_conflict", "duplicate"]
-    records = services.store.audit_actions(event["id"])
+    records = audit_actions(services.store, event["id"])
     assert [(a, d.get("rejection")) for _, a, d in records] == [
         ("rejected", "id_conflict"),
         ("rejected", "id_conflict"),

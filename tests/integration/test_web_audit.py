@@ -7,6 +7,7 @@ from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples
 from tests.support.children import child, transfer_of
+from tests.support.store_reads import audit_actions
 from tests.support.tokens import bearer
 
 HACKNEY, ISLINGTON, HAVERING, CAMDEN = "E09000012", "E09000019", "E09000025", "E09000007"
@@ -155,7 +156,7 @@ def test_an_auditor_asking_for_another_authority_is_refused_and_audited(
         response = client.post(path, json={"authority": HAVERING}, headers=islington)
     assert response.status_code == 403
     assert HAVERING in response.get_json()["detail"]
-    refused = [d for _, action, d in services.store.audit_actions() if action == "access_refused"]
+    refused = [d for _, action, d in audit_actions(services.store) if action == "access_refused"]
     assert refused[-1]["path"] == path
     assert refused[-1]["caller"]["authority"] == ISLINGTON
 

@@ -11,6 +11,7 @@ from service.signing import verify
 from service.store.tables import Transfer
 from tests.support import examples, judgements
 from tests.support.migrations import down_and_up_again
+from tests.support.store_reads import outbound
 
 NEWHAM = "E09000025"
 NEWHAM_PRACTITIONER = Principal("Ada Newham", Role.PRACTITIONER, NEWHAM, "tok-newham")
@@ -26,7 +27,7 @@ def _stored(services, event_id: str) -> dict:
 
 
 def _forwarded(services, event_id: str) -> dict:
-    _, payload = verify(services.store.outbound(event_id).jws, services.keyring.jwks())
+    _, payload = verify(outbound(services.store, event_id).jws, services.keyring.jwks())
     return payload["event"]
 
 
