@@ -22,7 +22,7 @@ from service.cli_isps import isp
 from service.cli_tokens import token
 from service.cli_transfers import judgement, transfer
 from service.signing import KeyRing, VerificationError, verify, write_new_key
-from service.store.store import StoreUnavailable
+from service.store.engine import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

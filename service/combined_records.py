@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from service.store.engine import StoreUnavailable
 from service.store.outbox import Claimed, Settled
-from service.store.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

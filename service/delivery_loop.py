@@ -22,8 +22,9 @@ from datetime import datetime
 
 from adapters.base import LONGEST_ATTEMPT_SECONDS
 from service.delivery import Clock, Deliverer
+from service.store.engine import StoreUnavailable
 from service.store.outbox import Claimed, Lease
-from service.store.store import Store, StoreUnavailable
+from service.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from service.delivery import Deliverer
 from service.logs import where_it_failed
 from service.relay import Relay
 from service.senders import EMBEDDED
-from service.store.store import Store, StoreUnavailable
+from service.store.engine import StoreUnavailable
+from service.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from service.domain.model import decision_record, transfer_request
 from service.domain.storable import unstorable
 from service.sealing import Sealer
 from service.senders import Sender
+from service.store.engine import StoreUnavailable
 from service.store.outbox import Claimed, Lease
 from service.store.reference import IntakeReference, ReferenceChanged
 from service.store.store import (
@@ -39,7 +40,6 @@ from service.store.store import (
     NewTransfer,
     RejectedInput,
     Store,
-    StoreUnavailable,
 )
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from pika.adapters.utils.connection_workflow import AMQPConnectorException
 from service.logs import own_log_context, set_event_id, where_it_failed
 from service.relay import PROCESSING_FAILED, Received, Relay
 from service.senders import Sender
+from service.store.engine import StoreUnavailable
 from service.store.outbox import Claimed, Lease
-from service.store.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

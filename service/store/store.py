@@ -7,22 +7,15 @@ committed together, before the inbound message is acknowledged, so a crash loses
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import (
-    DBAPIError,
     IntegrityError,
-    InterfaceError,
-    InternalError,
-    OperationalError,
-    ProgrammingError,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,14 +29,17 @@ from service.store import tables as t
 from service.store.access import Access
 from service.store.audit_log import (
     OF_ITS_TRANSFER,
-    READ_ONLY_SNAPSHOT,
     AuditLog,
     append_audit,
     chain_on_commit,
 )
 from service.store.audit_search import AuditSearch
+from service.store.engine import (
+    bring_to_newest_schema,
+    make_engine,
+    unavailable_as_store_error,
+)
 from service.store.isps import IspChange, Isps
-from service.store.json_text import json_text
 from service.store.operations import OperationsCounts
 from service.store.organisations import Organisations
 from service.store.outbox import (
@@ -58,27 +54,6 @@ from service.store.payloads import Payloads, purged_from_the_start
 from service.store.reference import IntakeReference, ReferenceCache
 from service.store.transfers import Transfers
 from service.store.write_turns import WriteTurns
-
-if TYPE_CHECKING:
-    import sqlite3
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-# The newest migration's revision. A store already at it needs no migrating, and every process
-# checks that at start-up: without Alembic, which would add about 10 MB to each of them
-# (with Mako, which it imports). tests/integration/test_store.py checks it is Alembic's head.
-SCHEMA_REVISION = "0007"
-
-
-# How long a process tries to switch a SQLite database to WAL while others hold it.
-WAL_SWITCH_SECONDS = 30
-
-# Any fixed number; the processes of one deployment agree on it to migrate one at a time.
-MIGRATION_LOCK_ID = 0x_CAF_0001
-
-
-class StoreUnavailable(Exception):
-    """The database could not be reached or was busy; the same call may succeed later."""
-
 
 DUPLICATE = "duplicate"
 DUPLICATE_REASON = "Event id already received."
@@ -141,124 +116,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# PostgreSQL's codes for a read-only transaction (a standby promoted, or a primary demoted) and
-# for a privilege revoked: every message fails alike until an operator acts.
-REFUSES_EVERY_CHANGE = frozenset({"25006", "42501"})
-
-
-def _revision(connection: sa.Connection) -> str | None:
-    """The schema revision Alembic last recorded, or None for a database it has never seen."""
-    if not sa.inspect(connection).has_table("alembic_version"):
-        return None
-    return connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
-
-
-def _migrate(connection: sa.Connection) -> None:
-    """Bring the schema to Alembic's head (imported here: most starts have nothing to do)."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
-
-
-@contextmanager
-def _unavailable_as_store_error() -> Iterator[None]:
-    """The database not answering, refusing every change, or the connection lost, as
-    ``StoreUnavailable``: the one error callers wait out (the worker) or report in a line (the
-    command line). A primary turned read-only by a failover, or a grant revoked, fails every
-    message alike, so it is waited out too rather than taken for a fault of each message
-    (which would dead-letter good transfers); a message's own fault is a DataError or an
-    IntegrityError."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as exc:
-        raise StoreUnavailable(f"The database is unavailable: {exc.orig or exc}") from exc
-    except (InternalError, ProgrammingError) as exc:
-        if getattr(exc.orig, "sqlstate", None) not in REFUSES_EVERY_CHANGE:
-            raise
-        raise StoreUnavailable(f"The database refused the change: {exc.orig}") from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise StoreUnavailable(f"The database connection was lost: {exc.orig}") from exc
-        raise
-
-
-def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
-    """Put the database in WAL mode (kept in the file once done). The switch needs the file to
-    itself for a moment, and SQLite refuses at once ("database is locked") rather than waiting
-    its busy timeout, so a process starting beside others on a new file tries again; on 2
-    cores, 17 of 600 processes starting four at a time failed before it did."""
-    import sqlite3  # here: a PostgreSQL store has no use for it (about 1 MB a process)
-
-    deadline = time.monotonic() + WAL_SWITCH_SECONDS
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(0.01)
-
-
-def _engine(url: str) -> sa.Engine:
-    # hide_parameters: a failing statement's values are a child's data; they stay out of logs.
-    if not url.startswith("sqlite"):
-        # A call must fail within the broker's heartbeat, not hang, so that the worker waits
-        # out the outage holding its messages: the server ends a slow statement; TCP keepalives
-        # and tcp_user_timeout end a call to a host that stopped answering, which cannot.
-        return sa.create_engine(
-            url,
-            pool_pre_ping=True,
-            hide_parameters=True,
-            json_serializer=json_text,
-            connect_args={
-                "connect_timeout": 5,
-                "options": "-c statement_timeout=30000",
-                "keepalives": 1,
-                "keepalives_idle": 10,
-                "keepalives_interval": 5,
-                "keepalives_count": 3,
-                "tcp_user_timeout": 30000,
-            },
-        )
-    # The driver's own transaction handling is switched off (isolation_level=None) so that every
-    # transaction, DDL included, is a real one that starts with BEGIN IMMEDIATE: processes then
-    # queue for the write lock up front instead of failing half-way (SQLAlchemy's pysqlite recipe).
-    engine = sa.create_engine(
-        url,
-        hide_parameters=True,
-        json_serializer=json_text,
-        connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
-    )
-
-    @sa.event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_connection, _record) -> None:
-        # WAL lets the web app read while the worker writes; FULL makes each commit survive a
-        # power cut, not only a crash, since a message is acknowledged once it is committed.
-        cursor = dbapi_connection.cursor()
-        _switch_to_wal(cursor)
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin_immediate(connection) -> None:
-        # A snapshot only reads: under WAL a plain BEGIN gives it a consistent view without
-        # holding the write lock (and so every writer) for as long as it reads.
-        read_only = connection.get_execution_options().get(READ_ONLY_SNAPSHOT)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine
-
-
 class Store:
     def __init__(self, url: str, secret_box: SecretBox) -> None:
         self.url = url
-        self._engine = _engine(url)
+        self._engine = make_engine(url)
         self._write_turns = WriteTurns(url) if url.startswith("sqlite") else None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         chain_on_commit(self._sessions)
@@ -285,7 +146,7 @@ class Store:
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         turn = self._write_turns or nullcontext()
-        with _unavailable_as_store_error(), turn, self._sessions.begin() as session:
+        with unavailable_as_store_error(), turn, self._sessions.begin() as session:
             yield session
 
     def close(self) -> None:
@@ -312,17 +173,8 @@ class Store:
         Every process calls this at start-up (web workers, relay workers), so they queue (an
         advisory lock on PostgreSQL, the write lock on SQLite) and only the first does any work.
         """
-        with _unavailable_as_store_error(), self._engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # A migration may rewrite a large table (0004), and the processes queued on the
-                # lock wait as long: the statement limit of ordinary calls is lifted for them.
-                connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
-                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
-                # But a table another release's workers are using is not waited for without end,
-                # as their statements would then queue behind the migration's lock.
-                connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
-            if _revision(connection) != SCHEMA_REVISION:
-                _migrate(connection)
+        with unavailable_as_store_error(), self._engine.begin() as connection:
+            bring_to_newest_schema(connection)
             known = set(connection.scalars(sa.select(t.Authority.code)))
             missing = [
                 {"code": code, "name": name, "kind": "local_authority"}
@@ -430,8 +282,6 @@ class Store:
     def add_dead_letter(self, body: bytes, reason: str) -> None:
         with self._transaction() as session:
             session.add(t.DeadLetter(received_at=_now(), reason=reason, body=body))
-
-    # -- delivery -----------------------------------------------------------------------------
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 
 from service.embedded import EMBEDDED_PROCESSING_FAILED, InProcessQueue
-from service.store.store import StoreUnavailable
+from service.store.engine import StoreUnavailable
 from tests.support import examples
 from tests.support.crashing import CrashesOn
 from tests.support.store_reads import audit_actions

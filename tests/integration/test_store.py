@@ -17,14 +17,9 @@ from cryptography.fernet import Fernet
 from service.access import Principal, Role
 from service.secrets import SecretBox
 from service.senders import EMBEDDED
+from service.store.engine import MIGRATIONS, SCHEMA_REVISION, StoreUnavailable
 from service.store.isps import IspChange
-from service.store.store import (
-    MIGRATIONS,
-    SCHEMA_REVISION,
-    NewTransfer,
-    Store,
-    StoreUnavailable,
-)
+from service.store.store import NewTransfer, Store
 from service.store.tables import Base, Isp
 from tests.conftest import fixed_clock, fresh_database
 from tests.support import examples

@@ -4,7 +4,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from service.store.store import MIGRATIONS
+from service.store.engine import MIGRATIONS
 
 
 def down_and_up_again(engine: sa.Engine, revision: str) -> None:

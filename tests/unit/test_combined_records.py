@@ -7,7 +7,7 @@ import time
 import pytest
 
 from service.combined_records import CombinedRecords
-from service.store.store import StoreUnavailable
+from service.store.engine import StoreUnavailable
 
 
 class _Transactions:

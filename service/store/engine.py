@@ -1,0 +1,175 @@
+"""Opening the database: an engine set up for its kind, its schema brought to the newest
+revision, and the errors that mean it is unavailable told apart from a message's own faults.
+
+``service.store.store`` opens its database through this, once per process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.exc import (
+    DBAPIError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
+
+from service.store.audit_log import READ_ONLY_SNAPSHOT
+from service.store.json_text import json_text
+
+if TYPE_CHECKING:
+    import sqlite3
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration's revision. A store already at it needs no migrating, and every process
+# checks that at start-up: without Alembic, which would add about 10 MB to each of them
+# (with Mako, which it imports). tests/integration/test_store.py checks it is Alembic's head.
+SCHEMA_REVISION = "0007"
+
+
+# How long a process tries to switch a SQLite database to WAL while others hold it.
+WAL_SWITCH_SECONDS = 30
+
+# Any fixed number; the processes of one deployment agree on it to migrate one at a time.
+MIGRATION_LOCK_ID = 0x_CAF_0001
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or was busy; the same call may succeed later."""
+
+
+# PostgreSQL's codes for a read-only transaction (a standby promoted, or a primary demoted) and
+# for a privilege revoked: every message fails alike until an operator acts.
+REFUSES_EVERY_CHANGE = frozenset({"25006", "42501"})
+
+
+def _revision(connection: sa.Connection) -> str | None:
+    """The schema revision Alembic last recorded, or None for a database it has never seen."""
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
+
+
+def bring_to_newest_schema(connection: sa.Connection) -> None:
+    """Migrate, unless the schema is at the newest revision already (most starts), one process
+    at a time: on PostgreSQL under an advisory lock, on SQLite under the write lock that every
+    transaction takes first."""
+    if connection.dialect.name == "postgresql":
+        # A migration may rewrite a large table (0004), and the processes queued on the lock
+        # wait as long: the statement limit of ordinary calls is lifted for them.
+        connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
+        # But a table another release's workers are using is not waited for without end, as
+        # their statements would then queue behind the migration's lock.
+        connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+    if _revision(connection) != SCHEMA_REVISION:
+        _migrate(connection)
+
+
+def _migrate(connection: sa.Connection) -> None:
+    """Bring the schema to Alembic's head (imported here: most starts have nothing to do)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+@contextmanager
+def unavailable_as_store_error() -> Iterator[None]:
+    """The database not answering, refusing every change, or the connection lost, as
+    ``StoreUnavailable``: the one error callers wait out (the worker) or report in a line (the
+    command line). A primary turned read-only by a failover, or a grant revoked, fails every
+    message alike, so it is waited out too rather than taken for a fault of each message
+    (which would dead-letter good transfers); a message's own fault is a DataError or an
+    IntegrityError."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise StoreUnavailable(f"The database is unavailable: {exc.orig or exc}") from exc
+    except (InternalError, ProgrammingError) as exc:
+        if getattr(exc.orig, "sqlstate", None) not in REFUSES_EVERY_CHANGE:
+            raise
+        raise StoreUnavailable(f"The database refused the change: {exc.orig}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(f"The database connection was lost: {exc.orig}") from exc
+        raise
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (kept in the file once done). The switch needs the file to
+    itself for a moment, and SQLite refuses at once ("database is locked") rather than waiting
+    its busy timeout, so a process starting beside others on a new file tries again; on 2
+    cores, 17 of 600 processes starting four at a time failed before it did."""
+    import sqlite3  # here: a PostgreSQL store has no use for it (about 1 MB a process)
+
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
+
+
+def make_engine(url: str) -> sa.Engine:
+    # hide_parameters: a failing statement's values are a child's data; they stay out of logs.
+    if not url.startswith("sqlite"):
+        # A call must fail within the broker's heartbeat, not hang, so that the worker waits
+        # out the outage holding its messages: the server ends a slow statement; TCP keepalives
+        # and tcp_user_timeout end a call to a host that stopped answering, which cannot.
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            json_serializer=json_text,
+            connect_args={
+                "connect_timeout": 5,
+                "options": "-c statement_timeout=30000",
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 30000,
+            },
+        )
+    # The driver's own transaction handling is switched off (isolation_level=None) so that every
+    # transaction, DDL included, is a real one that starts with BEGIN IMMEDIATE: processes then
+    # queue for the write lock up front instead of failing half-way (SQLAlchemy's pysqlite recipe).
+    engine = sa.create_engine(
+        url,
+        hide_parameters=True,
+        json_serializer=json_text,
+        connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record) -> None:
+        # WAL lets the web app read while the worker writes; FULL makes each commit survive a
+        # power cut, not only a crash, since a message is acknowledged once it is committed.
+        cursor = dbapi_connection.cursor()
+        _switch_to_wal(cursor)
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        # A snapshot only reads: under WAL a plain BEGIN gives it a consistent view without
+        # holding the write lock (and so every writer) for as long as it reads.
+        read_only = connection.get_execution_options().get(READ_ONLY_SNAPSHOT)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
