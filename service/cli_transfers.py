@@ -55,7 +55,7 @@ def transfer_show(event_id: str, as_json: bool) -> None:
     """One transfer: its state, basis, deliveries and timeline."""
     services = _services()
     try:
-        view = services.store.transfer_view(event_id)
+        view = services.store.transfers.view(event_id)
     finally:
         services.close()
     if view is None:
@@ -84,7 +84,7 @@ def transfer_redeliver(event_id: str) -> None:
     """Put a failed transfer back in the outbox, to be delivered again with the same envelope."""
     services = _services()
     if not services.store.outbox.redeliver(event_id, services.clock(), by=OPERATOR):
-        view = services.store.transfer_view(event_id)
+        view = services.store.transfers.view(event_id)
         state = view["state"] if view else "unknown"
         raise click.ClickException(f"{event_id} is {state}; only a failed transfer is redelivered.")
     click.echo(f"{event_id} is back in the outbox.")
@@ -113,7 +113,7 @@ def judgement_record(event_id: str, file) -> None:
     services = _services()
     try:
         state = services.judgements.record(event_id, document, by=OPERATOR)
-        view = services.store.transfer_view(event_id)
+        view = services.store.transfers.view(event_id)
     except JudgementRefused as refused:
         errors = f"\n{json.dumps(refused.errors, indent=2)}" if refused.errors else ""
         raise click.ClickException(f"{refused.reason}{errors}") from refused

@@ -73,7 +73,7 @@ def run_demo(out_dir: Path, echo: Callable[[str], None]) -> list[DemoResult]:
         names = store.authorities()
         results = []
         for name, event in events.items():
-            view = store.transfer_view(event["id"])
+            view = store.transfers.view(event["id"])
             route = f"{names[view['from_authority']]} -> {names[view['to_authority']]}"
             results.append(DemoResult(name, route, _outcome(view), _signature(view, out_dir, jwks)))
     finally:

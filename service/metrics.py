@@ -77,7 +77,7 @@ class StoreCollector(Collector):
 
     def _transfers(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily("caf_relay_transfers", "Transfers by state.", labels=["state"])
-        counts = self._store.transfer_counts()
+        counts = self._store.transfers.counts_by_state()
         for state in TRANSFER_STATES:
             by_state.add_metric([state], counts.get(state, 0))
         yield by_state

@@ -64,6 +64,6 @@ def post_event():
             errors=received.errors,
             rejection=received.rejection.value,
         )
-    view = services.store.transfer_view(received.event_id)
+    view = services.store.transfers.view(received.event_id)
     status = HTTPStatus.OK if received.duplicate else HTTPStatus.ACCEPTED
     return {**view, "duplicate": received.duplicate}, status

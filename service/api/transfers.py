@@ -49,7 +49,7 @@ def visible_transfer(event_id: str) -> dict[str, Any]:
     Anyone else is told there is no such transfer (404, audited as a refusal when there is one):
     a 403 would confirm that an event id exists and name the authorities at its ends.
     """
-    view = app_services().store.transfer_view(event_id)
+    view = app_services().store.transfers.view(event_id)
     caller = principal()
     unknown = f"No transfer with event id {event_id!r}."
     if view is None:
@@ -98,7 +98,7 @@ def redeliver(event_id: str):
     services = app_services()
     if not services.store.outbox.redeliver(event_id, services.clock(), by=principal()):
         abort(HTTPStatus.CONFLICT, message="Only a failed transfer can be redelivered.")
-    return services.store.transfer_view(event_id)
+    return services.store.transfers.view(event_id)
 
 
 @blp.route("/transfers/<path:event_id>/judgement", methods=["POST"])
@@ -127,4 +127,4 @@ def record_judgement(event_id: str):
         if refused.refusal is Refusal.NOT_PERMITTED:
             refuse(HTTPStatus.FORBIDDEN, refused.reason)
         abort(STATUS_BY_REFUSAL[refused.refusal], message=refused.reason, errors=refused.errors)
-    return services.store.transfer_view(event_id)
+    return services.store.transfers.view(event_id)

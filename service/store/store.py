@@ -22,13 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.base import OutboundEnvelope
 from contracts.reference import LONDON_AUTHORITIES
 from service.access import OPERATOR
-from service.domain.child_keys import without_child_keys
-from service.domain.isotime import iso
 from service.secrets import SecretBox
 from service.store import tables as t
 from service.store.access import Access
 from service.store.audit_log import (
-    OF_ITS_TRANSFER,
     AuditLog,
     append_audit,
     chain_on_commit,
@@ -282,87 +279,6 @@ class Store:
     def add_dead_letter(self, body: bytes, reason: str) -> None:
         with self._transaction() as session:
             session.add(t.DeadLetter(received_at=_now(), reason=reason, body=body))
-
-    # -- reading ------------------------------------------------------------------------------
-
-    def transfer_counts(self) -> dict[str, int]:
-        with self._transaction() as session:
-            rows = session.execute(
-                sa.select(t.Transfer.state, sa.func.count()).group_by(t.Transfer.state)
-            )
-            return {state: count for state, count in rows}
-
-    def transfer_view(self, event_id: str) -> dict[str, Any] | None:
-        """A transfer as its sender sees it: state, basis, categories, deliveries; no case data."""
-        with self._transaction() as session:
-            transfer = session.get(t.Transfer, event_id)
-            if transfer is None:
-                return None
-            envelope = session.scalar(sa.select(t.Envelope).where(t.Envelope.event_id == event_id))
-            attempts = (
-                session.scalars(
-                    sa.select(t.DeliveryAttempt)
-                    .where(t.DeliveryAttempt.envelope_id == envelope.envelope_id)
-                    .order_by(t.DeliveryAttempt.id)
-                ).all()
-                if envelope
-                else []
-            )
-            waiting = session.scalar(
-                sa.select(t.OutboxItem).where(t.OutboxItem.event_id == event_id)
-            )
-            timeline = session.scalars(
-                sa.select(t.AuditRecord)
-                .where(t.AuditRecord.event_id == event_id, OF_ITS_TRANSFER)
-                .order_by(t.AuditRecord.seq)
-            ).all()
-            return {
-                "event_id": transfer.event_id,
-                "case_reference": transfer.case_reference,
-                "from_authority": transfer.from_authority,
-                "to_authority": transfer.to_authority,
-                "mode": transfer.mode,
-                "purpose": transfer.purpose,
-                "state": transfer.state,
-                "decision": transfer.decision,
-                "received_at": iso(transfer.received_at),
-                "updated_at": iso(transfer.updated_at),
-                "envelope": None
-                if envelope is None
-                else {
-                    "envelope_id": envelope.envelope_id,
-                    "kid": envelope.kid,
-                    "sha256": envelope.sha256,
-                    "issued_at": iso(envelope.issued_at),
-                },
-                "deliveries": [
-                    {
-                        "attempted_at": iso(a.attempted_at),
-                        "adapter_type": a.adapter_type,
-                        "succeeded": a.succeeded,
-                        "retryable": a.retryable,
-                        "detail": a.detail,
-                        "duration_ms": a.duration_ms,
-                        "receipt": a.receipt,
-                    }
-                    for a in attempts
-                ],
-                "outbox": None
-                if waiting is None
-                else {
-                    "attempts": waiting.attempts,
-                    "next_attempt_at": iso(waiting.next_attempt_at),
-                    "enqueued_at": iso(waiting.enqueued_at),
-                },
-                "timeline": [
-                    {
-                        "at": iso(r.recorded_at),
-                        "action": r.action,
-                        "detail": without_child_keys(r.detail),
-                    }
-                    for r in timeline
-                ],
-            }
 
 
 _transfer = t.Transfer.__table__

@@ -1,8 +1,9 @@
-"""Transfers as lists to page through, and a parked transfer settled by a practitioner.
+"""Transfers as lists to page through, one transfer's view, and a parked transfer settled by a
+practitioner.
 
-The list shows what each transfer is and where it stands, never case data, so it can be shown to
-either of its two authorities. Settling a parked transfer is one transaction that re-checks it is
-still parked, so two practitioners deciding at once cannot both decide it.
+The list and the view show what a transfer is and where it stands, never case data, so they can
+be shown to either of its two authorities. Settling a parked transfer is one transaction that
+re-checks it is still parked, so two practitioners deciding at once cannot both decide it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from contracts.vocabulary import TransferState
+from service.domain.child_keys import without_child_keys
 from service.domain.isotime import iso
 from service.domain.model import basis_kind
 from service.store import tables as t
-from service.store.audit_log import AppendAudit, Transaction
+from service.store.audit_log import OF_ITS_TRANSFER, AppendAudit, Transaction
 from service.store.outbox import stage_delivery
 from service.store.payloads import purged_from_the_start
 
@@ -133,6 +135,85 @@ class Transfers:
         listed = [_summary(row) for row in rows[: query.limit]]
         following = listed[-1]["event_id"] if len(rows) > query.limit else None
         return TransferPage(listed, following)
+
+    def counts_by_state(self) -> dict[str, int]:
+        with self._transaction() as session:
+            rows = session.execute(
+                sa.select(t.Transfer.state, sa.func.count()).group_by(t.Transfer.state)
+            )
+            return {state: count for state, count in rows}
+
+    def view(self, event_id: str) -> dict[str, Any] | None:
+        """A transfer as its sender sees it: state, basis, categories, deliveries; no case data."""
+        with self._transaction() as session:
+            transfer = session.get(t.Transfer, event_id)
+            if transfer is None:
+                return None
+            envelope = session.scalar(sa.select(t.Envelope).where(t.Envelope.event_id == event_id))
+            attempts = (
+                session.scalars(
+                    sa.select(t.DeliveryAttempt)
+                    .where(t.DeliveryAttempt.envelope_id == envelope.envelope_id)
+                    .order_by(t.DeliveryAttempt.id)
+                ).all()
+                if envelope
+                else []
+            )
+            waiting = session.scalar(
+                sa.select(t.OutboxItem).where(t.OutboxItem.event_id == event_id)
+            )
+            timeline = session.scalars(
+                sa.select(t.AuditRecord)
+                .where(t.AuditRecord.event_id == event_id, OF_ITS_TRANSFER)
+                .order_by(t.AuditRecord.seq)
+            ).all()
+            return {
+                "event_id": transfer.event_id,
+                "case_reference": transfer.case_reference,
+                "from_authority": transfer.from_authority,
+                "to_authority": transfer.to_authority,
+                "mode": transfer.mode,
+                "purpose": transfer.purpose,
+                "state": transfer.state,
+                "decision": transfer.decision,
+                "received_at": iso(transfer.received_at),
+                "updated_at": iso(transfer.updated_at),
+                "envelope": None
+                if envelope is None
+                else {
+                    "envelope_id": envelope.envelope_id,
+                    "kid": envelope.kid,
+                    "sha256": envelope.sha256,
+                    "issued_at": iso(envelope.issued_at),
+                },
+                "deliveries": [
+                    {
+                        "attempted_at": iso(a.attempted_at),
+                        "adapter_type": a.adapter_type,
+                        "succeeded": a.succeeded,
+                        "retryable": a.retryable,
+                        "detail": a.detail,
+                        "duration_ms": a.duration_ms,
+                        "receipt": a.receipt,
+                    }
+                    for a in attempts
+                ],
+                "outbox": None
+                if waiting is None
+                else {
+                    "attempts": waiting.attempts,
+                    "next_attempt_at": iso(waiting.next_attempt_at),
+                    "enqueued_at": iso(waiting.enqueued_at),
+                },
+                "timeline": [
+                    {
+                        "at": iso(r.recorded_at),
+                        "action": r.action,
+                        "detail": without_child_keys(r.detail),
+                    }
+                    for r in timeline
+                ],
+            }
 
     def to_judge(self, event_id: str) -> ToJudge | None:
         with self._transaction() as session:

@@ -57,7 +57,7 @@ def test_an_imported_isp_is_the_basis_until_it_is_suspended(services, broker_url
 
         publish(broker_url, examples.encode(first))
         [request] = receiver.wait_for(1)
-        wait_until(lambda: services.store.transfer_view(first["id"])["state"] == "delivered")
+        wait_until(lambda: services.store.transfers.view(first["id"])["state"] == "delivered")
 
         suspended = client.post(
             "/api/v1/isps/newham-tower-hamlets/suspend",

@@ -45,7 +45,7 @@ def _parked(services, broker_url) -> str:
     """Publish the routine example that no ISP covers, and wait for it to be parked."""
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
     publish(broker_url, examples.encode(event))
-    view = wait_until(lambda: services.store.transfer_view(event["id"]))
+    view = wait_until(lambda: services.store.transfers.view(event["id"]))
     assert view["state"] == "awaiting_judgement"
     return event["id"]
 
@@ -90,7 +90,7 @@ def test_a_share_judgement_releases_a_parked_transfer_to_the_receiving_authority
     case = examples.event(examples.ROUTINE_WITHOUT_BASIS)["data"]["case"]
     assert "child_contact" in case and "child_contact" in payload["data_categories"]["withheld"]
     view = wait_until(
-        lambda: (v := services.store.transfer_view(event_id))["state"] == "delivered" and v
+        lambda: (v := services.store.transfers.view(event_id))["state"] == "delivered" and v
     )
     assert view["envelope"]["envelope_id"] == payload["envelope_id"]
 

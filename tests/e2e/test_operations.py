@@ -118,7 +118,7 @@ def test_the_worker_logs_json_lines_naming_each_event_and_no_child(services, bro
     log_file = tmp_path / "worker.log"
 
     def _view(event_id):
-        return services.store.transfer_view(event_id) or {}
+        return services.store.transfers.view(event_id) or {}
 
     reset_topology(broker_url)
     with log_file.open("wb") as stderr:

@@ -132,7 +132,7 @@ def test_each_example_arrives_signed_on_its_basis_or_is_held_back(
     # The delivery is recorded after the recipient has the envelope: wait for that too.
     delivered = [events[name]["id"] for name, expected in EXPECTED.items() if expected]
     wait_until(
-        lambda: all(services.store.transfer_view(i)["state"] == "delivered" for i in delivered)
+        lambda: all(services.store.transfers.view(i)["state"] == "delivered" for i in delivered)
     )
 
     keys = _published_jwks(services)
@@ -140,7 +140,7 @@ def test_each_example_arrives_signed_on_its_basis_or_is_held_back(
     assert sorted(arrived) == sorted(code for code, _ in filter(None, EXPECTED.values()))
     for name, expected in EXPECTED.items():
         event = events[name]
-        view = services.store.transfer_view(event["id"])
+        view = services.store.transfers.view(event["id"])
         if expected is None:
             assert view["state"] in ("awaiting_judgement", "withheld")
             assert view["envelope"] is None and view["deliveries"] == []
@@ -169,12 +169,12 @@ def test_each_example_arrives_signed_on_its_basis_or_is_held_back(
             assert payload["basis"]["judgement"] == judgement
             assert shared == judgement["data_categories"]
 
-    assert services.store.transfer_view(events[examples.ROUTINE_WITHOUT_BASIS]["id"])["state"] == (
+    assert services.store.transfers.view(events[examples.ROUTINE_WITHOUT_BASIS]["id"])["state"] == (
         "awaiting_judgement"
     )
-    assert services.store.transfer_view(events[examples.JUDGEMENT_NOT_TO_SHARE]["id"])["state"] == (
-        "withheld"
-    )
+    assert services.store.transfers.view(events[examples.JUDGEMENT_NOT_TO_SHARE]["id"])[
+        "state"
+    ] == ("withheld")
 
 
 def test_an_event_published_twice_arrives_once(services, broker_url, received, relay_process):
@@ -184,7 +184,7 @@ def test_an_event_published_twice_arrives_once(services, broker_url, received, r
 
     publish(broker_url, examples.encode(event), examples.encode(event), examples.encode(later))
     wait_until(lambda: len(received().get("E09000019", [])) >= 2)
-    wait_until(lambda: services.store.transfer_view(later["id"])["state"] == "delivered")
+    wait_until(lambda: services.store.transfers.view(later["id"])["state"] == "delivered")
 
     keys = _published_jwks(services)
     arrived = [_verified_payload(body, keys)["event"]["id"] for body in received()["E09000019"]]

@@ -70,7 +70,7 @@ def _store_refusals(log_file) -> int:
 
 
 def _delivered(services, events) -> bool:
-    views = [services.store.transfer_view(e["id"]) for e in events]
+    views = [services.store.transfers.view(e["id"]) for e in events]
     return all(view is not None and view["state"] == "delivered" for view in views)
 
 

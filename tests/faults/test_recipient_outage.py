@@ -79,7 +79,7 @@ def test_a_recipient_that_is_down_gets_everything_later_and_delays_nobody(
         assert len(ids) == len(set(ids)) == PER_RECIPIENT, f"{code}: not each exactly once"
     assert first_arrivals_in_order(accepted, lambda event_id: int(event_id.split("-")[1]))
     for n, event_id in enumerate(to_down):
-        succeeded = [d["succeeded"] for d in services.store.transfer_view(event_id)["deliveries"]]
+        succeeded = [d["succeeded"] for d in services.store.transfers.view(event_id)["deliveries"]]
         failed = succeeded.count(False)
         assert succeeded == [False] * failed + [True], f"{event_id}: {succeeded}"
         # The first of each case was tried while DOWN was down; the rest waited behind it.
@@ -93,11 +93,11 @@ def _event_id(n: int, to: str) -> str:
 
 
 def _delivered(services, event_ids: list[str]) -> bool:
-    views = [services.store.transfer_view(event_id) for event_id in event_ids]
+    views = [services.store.transfers.view(event_id) for event_id in event_ids]
     return all(view is not None and view["state"] == "delivered" for view in views)
 
 
 def _stored_at(services, event_id: str) -> float:
     """When the relay stored the transfer (signed it and put it in the outbox)."""
-    received_at = services.store.transfer_view(event_id)["received_at"]
+    received_at = services.store.transfers.view(event_id)["received_at"]
     return datetime.fromisoformat(received_at.replace("Z", "+00:00")).timestamp()

@@ -259,7 +259,7 @@ def test_a_transfer_to_an_authority_without_adapter_waits_in_the_outbox(
 
     services.deliverer.deliver_due("test")
 
-    view = services.store.transfer_view("after-removal")
+    view = services.store.transfers.view("after-removal")
     assert view["state"] == "signed" and view["outbox"]["attempts"] == 1
     assert "No adapter is configured" in view["deliveries"][0]["detail"]
     assert receiver.requests == []
@@ -405,7 +405,7 @@ def test_a_test_delivery_arrives_signed_and_marked_as_a_test_and_makes_no_transf
     assert header["typ"] == "caf-test+jws" and header["kid"] == services.keyring.kid
     assert payload["test"] is True and payload["test_id"] == result["test_id"]
     assert payload["to"] == {"code": ISLINGTON, "name": "Islington"}
-    assert services.store.transfer_counts() == {}
+    assert services.store.transfers.counts_by_state() == {}
     [audit] = _audited(services, "adapter_tested")
     assert audit["delivered"] is True and audit["by"]["authority"] == ISLINGTON
 

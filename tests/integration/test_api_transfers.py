@@ -200,7 +200,7 @@ def test_the_recipients_practitioner_is_told_of_no_such_transfer_and_audited(ser
     refusal = _last_refusal(services)
     assert (refusal["path"], refusal["status"]) == (f"/api/v1/transfers/{PARKED}/judgement", 404)
     assert refusal["caller"]["authority"] == TOWER_HAMLETS
-    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
+    assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
 
 
 def test_a_judgement_breaking_the_contract_gets_field_level_errors(services, client):
@@ -230,7 +230,7 @@ def test_a_judgement_for_another_recipient_is_refused_saying_why_and_it_stays_pa
 
     assert response.status_code == 422
     assert f"does not name {TOWER_HAMLETS} as a recipient" in response.get_json()["detail"]
-    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
+    assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
 
 
 def test_a_second_judgement_is_a_conflict(services, client):
@@ -242,7 +242,7 @@ def test_a_second_judgement_is_a_conflict(services, client):
 
     assert again.status_code == 409
     assert "withheld" in again.get_json()["detail"]
-    assert services.store.transfer_view(PARKED)["state"] == "withheld"
+    assert services.store.transfers.view(PARKED)["state"] == "withheld"
 
 
 def test_a_transfer_with_a_basis_already_cannot_be_judged_again(services, client):
@@ -270,4 +270,4 @@ def test_a_chunked_judgement_over_the_limit_is_refused_and_the_transfer_stays_pa
             timeout=30,
         )
     assert response.status_code == 413, response.text
-    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
+    assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"

@@ -75,7 +75,7 @@ def test_an_event_refused_for_reusing_a_transfers_id_is_no_part_of_that_transfer
     def actions(records) -> list[str]:
         return [record["action"] for record in records]
 
-    assert "rejected" not in actions(populated.store.transfer_view("isp-1")["timeline"])
+    assert "rejected" not in actions(populated.store.transfers.view("isp-1")["timeline"])
     export = populated.subject_access.export({"nhs_number": child(1)["nhs_number"]})
     assert "rejected" not in actions(export["transfers"][0]["history"])
     assert "rejected" not in actions(_search(populated, nhs_number=child(1)["nhs_number"]).records)

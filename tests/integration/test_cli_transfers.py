@@ -95,7 +95,7 @@ def test_judgement_record_from_a_file_releases_the_parked_transfer(services, run
 
     assert result.exit_code == 0, result.output
     assert f"{PARKED} is signed: Shared on a practitioner's recorded judgement." in result.output
-    view = services.store.transfer_view(PARKED)
+    view = services.store.transfers.view(PARKED)
     assert view["state"] == "signed"
     assert view["decision"]["judgement"] == judgements.as_recorded(document)
     recorded = [e for e in view["timeline"] if e["action"] == "judgement_recorded"]
@@ -113,7 +113,7 @@ def test_judgement_record_refuses_an_invalid_file_with_the_fields_at_fault(servi
     assert result.exit_code == 1
     assert "Does not match the practitioner-judgement contract." in result.output
     assert '"recipients": [' in result.output
-    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
+    assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
 
 
 def test_judgement_record_names_a_stray_yaml_line_read_as_a_dated_key(services, run, tmp_path):
@@ -124,7 +124,7 @@ def test_judgement_record_names_a_stray_yaml_line_read_as_a_dated_key(services, 
 
     assert result.exit_code == 1, result.output
     assert '"2026-11-24": [\n    "Unknown field."' in result.output
-    assert services.store.transfer_view(PARKED)["state"] == "awaiting_judgement"
+    assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
 
 
 def test_judgement_record_refuses_a_transfer_already_decided(run, tmp_path):

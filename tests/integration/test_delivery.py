@@ -75,9 +75,9 @@ def test_a_failed_attempt_is_retried_with_the_same_envelope_until_it_arrives(
         assert _deliverer(services).deliver_due("test") == 3
 
     assert [r.headers["X-Caf-Envelope-Id"] for r in receiver.requests] == [
-        services.store.transfer_view(event_id)["envelope"]["envelope_id"]
+        services.store.transfers.view(event_id)["envelope"]["envelope_id"]
     ] * 3
-    view = services.store.transfer_view(event_id)
+    view = services.store.transfers.view(event_id)
     assert view["state"] == "delivered" and view["outbox"] is None
     assert [d["succeeded"] for d in view["deliveries"]] == [False, False, True]
     assert "HTTP 503" in view["deliveries"][0]["detail"]
@@ -102,7 +102,7 @@ def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(
     assert (last.levelname, last.event_id) == ("ERROR", event_id)
     assert last.getMessage().startswith("delivery failed: HTTP 503")
 
-    view = services.store.transfer_view(event_id)
+    view = services.store.transfers.view(event_id)
     assert view["state"] == "failed" and view["outbox"] is None
     failed = audit_actions(services.store, event_id)[-1]
     assert failed[1] == "failed" and failed[2]["gave_up"] == "3 attempts made, the most allowed"
@@ -112,7 +112,7 @@ def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(
     response = client.post(f"/api/v1/transfers/{event_id}/redeliver", headers=auth)
     assert response.status_code == 202 and response.get_json()["state"] == "signed"
     assert _deliverer(services).deliver_due("test") == 1
-    assert services.store.transfer_view(event_id)["state"] == "delivered"
+    assert services.store.transfers.view(event_id)["state"] == "delivered"
     (redelivery,) = [d for _, a, d in audit_actions(services.store, event_id) if a == "redelivery"]
     assert (redelivery["by"]["role"], redelivery["by"]["authority"]) == ("admin", ISLINGTON)
     assert redelivery["by"]["token_id"]
@@ -124,7 +124,7 @@ def test_a_refusal_no_retry_can_fix_fails_at_once(services, receiver):
     event_id = _send(services, "refused")
     receiver.respond_with(400)
     assert _deliverer(services).deliver_due("test") == 1
-    assert services.store.transfer_view(event_id)["state"] == "failed"
+    assert services.store.transfers.view(event_id)["state"] == "failed"
     assert len(receiver.requests) == 1
 
 
@@ -154,7 +154,7 @@ def test_a_signed_receipt_is_verified_against_the_recipients_keys_and_stored(
 
     _deliverer(services).deliver_due("test")
 
-    view = services.store.transfer_view(event_id)
+    view = services.store.transfers.view(event_id)
     assert view["state"] == "delivered"
     assert json.loads(view["deliveries"][0]["receipt"])["payload"]
     receipt = audit_actions(services.store, event_id)[-1]
@@ -276,7 +276,7 @@ def test_a_running_loop_retries_its_own_failed_delivery_when_due_not_at_its_idle
     finally:
         loop.stop()
         thread.join(15)
-    view = services.store.transfer_view("retried-by-loop")
+    view = services.store.transfers.view("retried-by-loop")
     assert [d["succeeded"] for d in view["deliveries"]] == [False, True]
 
 
@@ -366,14 +366,14 @@ def test_a_recipient_that_hangs_does_not_hold_up_another(services, receiver):
         wait_until(lambda: set(fast) <= set(finished), timeout=60)
         # The adapter gives up on Islington's hanging attempts after its 30 s read timeout;
         # none has ended, so Camden's did not wait for their threads.
-        assert not [d for e in slow for d in services.store.transfer_view(e)["deliveries"]], (
+        assert not [d for e in slow for d in services.store.transfers.view(e)["deliveries"]], (
             "Camden's deliveries waited for Islington's"
         )
         assert not set(slow) & set(finished)
         release.set()
         receiver.wait_for(len(slow) + len(fast))
         wait_until(
-            lambda: {services.store.transfer_view(e)["state"] for e in slow} == {"delivered"}
+            lambda: {services.store.transfers.view(e)["state"] for e in slow} == {"delivered"}
         )
     finally:
         release.set()
@@ -397,7 +397,7 @@ def test_a_worker_whose_claim_ran_out_does_not_undo_the_new_holders_work(service
     receiver.respond_with(400)
     assert deliverer.deliver(stale) == "failed"
 
-    assert services.store.transfer_view(event_id)["state"] == "delivered"
+    assert services.store.transfers.view(event_id)["state"] == "delivered"
     *_, (_, action, detail) = audit_actions(services.store, event_id)
     assert (action, detail["claim_lost"]) == ("delivery_failed", True)
 
@@ -477,7 +477,7 @@ def test_an_envelope_handed_over_at_intake_follows_its_recipients_own_retry_sett
     )
     # The service's default allows 3 attempts; Islington's own setting allows 1.
     assert _deliverer(services).deliver_group([outcome.held]).results == ["failed"]
-    assert services.store.transfer_view("own-retry")["state"] == "failed"
+    assert services.store.transfers.view("own-retry")["state"] == "failed"
 
 
 def test_an_unusable_adapter_is_a_retried_failure_that_holds_up_no_other_recipient(
@@ -514,16 +514,16 @@ def test_an_unusable_adapter_is_a_retried_failure_that_holds_up_no_other_recipie
     _deliverer(services, max_attempts=2).deliver_due("test")
 
     assert event_ids(receiver.requests) == [sent[ISLINGTON]]
-    assert services.store.transfer_view(sent[ISLINGTON])["state"] == "delivered"
+    assert services.store.transfers.view(sent[ISLINGTON])["state"] == "delivered"
     for to, reason in (
         (CAMDEN, "Adapter not usable: Stored adapter secrets cannot be decrypted"),
         (SOUTHWARK, "Adapter not usable: Unknown adapter type 'carrier-pigeon'"),
         (WESTMINSTER, "Adapter not usable: Invalid https adapter configuration."),
     ):
-        view = services.store.transfer_view(sent[to])
+        view = services.store.transfers.view(sent[to])
         assert view["state"] == "failed", to
         assert [d["detail"].startswith(reason) for d in view["deliveries"]] == [True, True], to
-    westminster = services.store.transfer_view(sent[WESTMINSTER])["deliveries"][-1]["detail"]
+    westminster = services.store.transfers.view(sent[WESTMINSTER])["deliveries"][-1]["detail"]
     assert "Must have no query or fragment" in westminster
     assert "t0ken-in-the-url" not in westminster
 
@@ -573,9 +573,9 @@ def test_a_group_for_a_broker_goes_at_once_and_each_envelope_keeps_its_own_outco
 
     assert _deliverer(services, max_attempts=1).deliver_due("test") == 4
 
-    envelope_ids = [services.store.transfer_view(e)["envelope"]["envelope_id"] for e in sent]
+    envelope_ids = [services.store.transfers.view(e)["envelope"]["envelope_id"] for e in sent]
     assert islington_on_amqp() == envelope_ids[:2]
-    views = [services.store.transfer_view(event_id) for event_id in sent]
+    views = [services.store.transfers.view(event_id) for event_id in sent]
     assert [view["state"] for view in views] == ["delivered"] * 2 + ["failed"] * 2
     (refused,) = views[2]["deliveries"]
     assert "refused the envelope" in refused["detail"] and refused["succeeded"] is False
@@ -677,4 +677,4 @@ def test_replacing_an_adapter_whose_broker_is_stuck_holds_up_no_other_recipient(
     second.join(15)
 
     assert took < 1.5, f"Islington's delivery waited {took:.1f} s for Camden's adapter to close"
-    assert services.store.transfer_view("stuck")["state"] == "signed"  # retried, not lost
+    assert services.store.transfers.view("stuck")["state"] == "signed"  # retried, not lost

@@ -33,7 +33,7 @@ def test_bad_and_crashing_messages_are_kept_as_dead_letters_and_the_next_is_deli
     assert dead[0].reason.startswith("Not JSON") and dead[1].reason == EMBEDDED_PROCESSING_FAILED
     rejected = [d for _, a, d in audit_actions(services.store) if a == "rejected"]
     assert [d["rejection"] for d in rejected] == ["not_json", "processing_failed"]
-    assert services.store.transfer_view(valid["id"])["state"] == "delivered"
+    assert services.store.transfers.view(valid["id"])["state"] == "delivered"
     assert len(list((tmp_path / "islington").glob("*.json"))) == 1
 
 
@@ -62,5 +62,5 @@ def test_a_message_met_by_a_store_outage_waits_it_out_and_is_delivered(services,
     queue.drain()
 
     assert relay.calls == 2
-    assert services.store.transfer_view(event["id"])["state"] == "delivered"
+    assert services.store.transfers.view(event["id"])["state"] == "delivered"
     assert [a for _, a, _ in audit_actions(services.store) if a == "rejected"] == []

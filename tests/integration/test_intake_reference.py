@@ -53,7 +53,7 @@ def test_an_isp_recorded_by_another_process_applies_to_the_next_event(services, 
     elsewhere.add_isp(examples.pan_london_isp())
 
     assert _receive(services, "after-isp").state == "signed"
-    decision = services.store.transfer_view("after-isp")["decision"]
+    decision = services.store.transfers.view("after-isp")["decision"]
     assert decision["isp"] == {"id": "pan-london-caf", "version": 1}
     # Decided again on the new ISP, and audited once, as decided.
     assert _actions(services, "after-isp") == ["received", "basis_decided", "minimised", "signed"]

@@ -30,7 +30,7 @@ def test_a_suspension_recorded_as_a_new_version_is_what_transfers_are_decided_on
     assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == (
         "awaiting_judgement"
     )
-    assert store.transfer_view(event["id"])["decision"]["considered"] == [
+    assert store.transfers.view(event["id"])["decision"]["considered"] == [
         {"isp_id": "newham-tower-hamlets", "version": 2, "finding": "suspended"}
     ]
 

@@ -48,7 +48,7 @@ def test_a_share_judgement_signs_the_transfer_on_that_judgement_only(services, p
     state = services.judgements.record(parked, judgement, by=NEWHAM_PRACTITIONER)
 
     assert state == "signed" and woken.is_set()
-    view = services.store.transfer_view(parked)
+    view = services.store.transfers.view(parked)
     assert view["state"] == "signed" and view["outbox"]["attempts"] == 0
     assert view["decision"]["outcome"] == "share_under_judgement"
     assert view["decision"]["judgement"] == judgements.as_recorded(judgement)
@@ -76,7 +76,7 @@ def test_a_not_share_judgement_withholds_the_transfer_and_says_why(services, par
     state = services.judgements.record(parked, judgements.not_share(), by=NEWHAM_PRACTITIONER)
 
     assert state == "withheld"
-    view = services.store.transfer_view(parked)
+    view = services.store.transfers.view(parked)
     assert view["state"] == "withheld" and view["envelope"] is None and view["outbox"] is None
     assert view["decision"]["reason"] == "A practitioner decided not to share."
     withheld = view["timeline"][-1]
@@ -105,7 +105,7 @@ def test_a_judgement_that_gives_no_basis_is_refused_and_the_transfer_stays_parke
     refused = _refusal(services, parked, judgements.share(**changes), NEWHAM_PRACTITIONER)
 
     assert refused.refusal is Refusal.NO_BASIS and reason in refused.reason
-    view = services.store.transfer_view(parked)
+    view = services.store.transfers.view(parked)
     assert view["state"] == "awaiting_judgement" and view["envelope"] is None
     assert "judgement" not in view["decision"]
     assert _actions(services, parked)[-1] == "judgement_refused"
@@ -119,7 +119,7 @@ def test_a_judgement_breaking_its_contract_gets_field_level_errors(services, par
 
     assert refused.refusal is Refusal.INVALID
     assert set(refused.errors) == {"decision", "consent"}
-    assert services.store.transfer_view(parked)["state"] == "awaiting_judgement"
+    assert services.store.transfers.view(parked)["state"] == "awaiting_judgement"
 
 
 def test_a_judgement_dated_ahead_of_the_relays_clock_is_refused_naming_the_field(services, parked):
@@ -131,7 +131,7 @@ def test_a_judgement_dated_ahead_of_the_relays_clock_is_refused_naming_the_field
     [why] = refused.errors["decided_at"]
     assert why.startswith("Later than the judgement reached the relay (")
     assert why.endswith("by more than the 5 minutes a clock may be ahead.")
-    assert services.store.transfer_view(parked)["state"] == "awaiting_judgement"
+    assert services.store.transfers.view(parked)["state"] == "awaiting_judgement"
     assert _actions(services, parked)[-1] == "judgement_refused"
     in_time = (services.clock() + timedelta(minutes=4)).isoformat()
     assert (
@@ -156,7 +156,7 @@ def test_only_a_practitioner_of_the_sending_authority_may_decide(services, parke
 
     assert refused.refusal is Refusal.NOT_PERMITTED
     assert NEWHAM in refused.reason
-    assert services.store.transfer_view(parked)["state"] == "awaiting_judgement"
+    assert services.store.transfers.view(parked)["state"] == "awaiting_judgement"
 
 
 def test_the_operator_may_decide_and_a_second_judgement_is_refused(services, parked):
@@ -166,7 +166,7 @@ def test_the_operator_may_decide_and_a_second_judgement_is_refused(services, par
 
     assert refused.refusal is Refusal.NOT_PARKED
     assert "signed" in refused.reason
-    assert services.store.transfer_view(parked)["state"] == "signed"
+    assert services.store.transfers.view(parked)["state"] == "signed"
     assert _actions(services, parked).count("judgement_recorded") == 1
 
 
@@ -183,7 +183,7 @@ def test_a_judgement_recorded_while_another_was_being_decided_leaves_that_one_re
         racing.record(parked, judgements.share(), by=NEWHAM_PRACTITIONER)
 
     assert caught.value.refusal is Refusal.NOT_PARKED and "withheld" in caught.value.reason
-    view = services.store.transfer_view(parked)
+    view = services.store.transfers.view(parked)
     assert view["state"] == "withheld" and view["envelope"] is None and view["outbox"] is None
     assert _actions(services, parked).count("judgement_recorded") == 1
 

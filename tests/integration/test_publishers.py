@@ -50,9 +50,9 @@ def test_events_from_the_accounts_own_authority_arrive_and_others_are_dead_lette
     assert "'guest' may not send for E09000025" in dead["claims-havering"][REASON_HEADER]
     # The file is written before the outcome is recorded.
     wait_until(
-        lambda: services.store.transfer_view("from-hackney")["state"] == "delivered", timeout=60
+        lambda: services.store.transfers.view("from-hackney")["state"] == "delivered", timeout=60
     )
-    assert services.store.transfer_view("claims-havering") is None
+    assert services.store.transfers.view("claims-havering") is None
     [(_, _, refusal)] = [
         a for a in audit_actions(services.store, "claims-havering") if a[1] == "rejected"
     ]
@@ -68,7 +68,7 @@ def test_a_message_that_does_not_say_who_sent_it_is_dead_lettered(
     dead = _dead_by_id(broker_url, 1)
     assert dead["anonymous"][REJECTION_HEADER] == "forged_sender"
     assert "no user_id" in dead["anonymous"][REASON_HEADER]
-    assert services.store.transfer_view("anonymous") is None
+    assert services.store.transfers.view("anonymous") is None
 
 
 def test_an_unregistered_account_may_send_for_no_authority(services, broker_url, strict_worker):

@@ -71,7 +71,7 @@ def test_a_transfer_with_no_basis_is_parked_not_rejected(services, relay):
     received = relay.receive(examples.encode(event), sender=EMBEDDED)
     assert (received.state, received.rejection) == ("awaiting_judgement", None)
     assert outbound(services.store, event["id"]) is None
-    view = services.store.transfer_view(event["id"])
+    view = services.store.transfers.view(event["id"])
     assert view["decision"]["outcome"] == "await_judgement"
     assert _actions(services, event["id"]) == ["received", "basis_decided", "awaiting_judgement"]
 
@@ -80,7 +80,7 @@ def test_a_judgement_not_to_share_is_recorded_and_nothing_is_signed(services, re
     event = examples.event(examples.JUDGEMENT_NOT_TO_SHARE)
     assert relay.receive(examples.encode(event), sender=EMBEDDED).state == "withheld"
     assert outbound(services.store, event["id"]) is None
-    view = services.store.transfer_view(event["id"])
+    view = services.store.transfers.view(event["id"])
     assert view["decision"]["judgement"]["reasons"]["necessity"].startswith("The receiving")
 
 
@@ -161,5 +161,5 @@ def test_a_batch_stores_each_outcome_once_and_one_it_cannot_store_sinks_no_other
         "duplicate",
     ]
     assert not has_transfer(services.store, "unstorable")
-    assert services.store.transfer_counts() == {"signed": 1, "awaiting_judgement": 1}
+    assert services.store.transfers.counts_by_state() == {"signed": 1, "awaiting_judgement": 1}
     assert services.audit.verify().intact

@@ -43,7 +43,8 @@ def _delivered_under(isp, services, tmp_path):
 
 def _run(services, days_later: int) -> list[str]:
     delivered_at = max(
-        services.store.transfer_view(e)["deliveries"][-1]["attempted_at"] for e in (ROUTINE, AD_HOC)
+        services.store.transfers.view(e)["deliveries"][-1]["attempted_at"]
+        for e in (ROUTINE, AD_HOC)
     )
     moment = datetime.fromisoformat(delivered_at) + timedelta(days=days_later)
     retention = Retention(
@@ -90,7 +91,7 @@ def test_an_isp_keeping_payloads_for_millennia_stops_no_run(services, tmp_path):
 
 def test_a_run_reads_only_the_payloads_whose_period_could_be_over(delivered):
     settled = sorted(
-        datetime.fromisoformat(delivered.store.transfer_view(e)["deliveries"][-1]["attempted_at"])
+        datetime.fromisoformat(delivered.store.transfers.view(e)["deliveries"][-1]["attempted_at"])
         for e in (ROUTINE, AD_HOC)
     )
     payloads = delivered.store.payloads
@@ -102,7 +103,7 @@ def test_a_run_reads_only_the_payloads_whose_period_could_be_over(delivered):
 
 def test_the_metadata_stays_each_purge_is_audited_and_the_chain_verifies(delivered):
     _run(delivered, ISP_DAYS)
-    view = delivered.store.transfer_view(AD_HOC)
+    view = delivered.store.transfers.view(AD_HOC)
     assert view["state"] == "delivered"
     assert view["decision"]["judgement"]["practitioner"]["name"] == "Jo Reid"
     assert view["envelope"]["sha256"] and view["deliveries"][-1]["succeeded"]
@@ -128,7 +129,7 @@ def test_a_withheld_transfer_holds_no_payload_for_retention_to_purge(delivered):
 
     event, jws = _payload(delivered, withheld["id"])
     assert event["data"]["case"] == {} and jws is None
-    view = delivered.store.transfer_view(withheld["id"])
+    view = delivered.store.transfers.view(withheld["id"])
     assert view["state"] == "withheld"
     assert view["decision"]["judgement"]["decision"] == "not_share"
     assert "payload_purged" not in [a for _, a, _ in audit_actions(delivered.store, withheld["id"])]

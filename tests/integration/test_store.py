@@ -70,7 +70,7 @@ def test_the_relay_works_on_once_row_ids_pass_32_bits(services, ids_past_32_bits
         assert services.deliverer.deliver_due("test") == 1
 
     assert len(receiver.requests) == 1
-    view = services.store.transfer_view("past-32-bits")
+    view = services.store.transfers.view("past-32-bits")
     assert view["state"] == "delivered" and [d["succeeded"] for d in view["deliveries"]] == [True]
     assert services.audit.verify().intact
     with ids_past_32_bits.connect() as conn:
@@ -211,7 +211,7 @@ def test_a_second_transfer_with_the_same_event_id_is_kept_out_as_a_duplicate(ser
     assert services.store.record_intake([new, new]).repeats == ["duplicate", "duplicate"]
     actions = [action for _, action, _ in audit_actions(services.store, event["id"])]
     assert actions == ["duplicate", "duplicate"]
-    view = services.store.transfer_view(event["id"])
+    view = services.store.transfers.view(event["id"])
     assert view["state"] == "awaiting_judgement"
     assert view["received_at"].endswith("Z")
 
@@ -232,7 +232,7 @@ def test_another_authoritys_transfer_with_a_stored_event_id_is_refused_as_a_conf
         ("rejected", "id_conflict"),
         ("duplicate", None),
     ]
-    assert services.store.transfer_view(event["id"])["case_reference"] == event["subject"]
+    assert services.store.transfers.view(event["id"])["case_reference"] == event["subject"]
 
 
 def test_the_schema_revision_the_store_expects_is_the_newest_migration():

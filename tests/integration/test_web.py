@@ -83,7 +83,7 @@ def test_another_authority_reusing_an_event_id_is_refused_and_shown_nothing_of_t
     assert first["subject"] not in response.get_data(as_text=True)
     assert services.deliverer.deliver_due("test") == 1
     assert len(list((tmp_path / "islington").glob("*.json"))) == 1
-    assert services.store.transfer_view(first["id"])["case_reference"] == first["subject"]
+    assert services.store.transfers.view(first["id"])["case_reference"] == first["subject"]
 
 
 def test_a_parked_transfer_is_visible_to_its_sender_with_the_reason(auth, services, client):
@@ -185,7 +185,7 @@ def test_a_publisher_may_send_only_from_its_own_authority(services, client, auth
     response = client.post("/api/v1/events", data=examples.encode(event), headers=auth)
     assert response.status_code == 403
     assert "may not send for E09000025" in response.get_json()["detail"]
-    assert services.store.transfer_view(event["id"]) is None
+    assert services.store.transfers.view(event["id"]) is None
     refusals = [d for _, a, d in audit_actions(services.store) if a == "access_refused"]
     assert refusals[-1]["path"] == "/api/v1/events"
     assert refusals[-1]["caller"]["authority"] == HACKNEY
@@ -215,7 +215,7 @@ def test_a_refusal_names_the_callers_role_in_plain_english(services, client, rol
     response = client.post("/api/v1/events", data=examples.encode(event), headers=headers)
     assert response.status_code == 403
     assert response.get_json()["detail"] == f"{refusal}; it needs the role publisher."
-    assert services.store.transfer_view(event["id"]) is None
+    assert services.store.transfers.view(event["id"]) is None
     assert "Roles: publisher." in client.get("/openapi.json").get_data(as_text=True)
 
 

@@ -59,7 +59,7 @@ def test_a_transfer_withheld_on_a_judgement_keeps_no_case_only_the_decision_and_
     assert services.relay.receive(examples.encode(withheld), sender=EMBEDDED).state == "withheld"
 
     assert _stored(services, withheld["id"])["data"]["case"] == {}
-    view = services.store.transfer_view(withheld["id"])
+    view = services.store.transfers.view(withheld["id"])
     assert view["decision"]["judgement"]["decision"] == "not_share"
     assert view["decision"]["judgement"]["reasons"]
 

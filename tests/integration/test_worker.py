@@ -67,7 +67,7 @@ def test_bad_input_of_each_kind_is_dead_lettered_and_the_next_event_still_arrive
 
     assert len(delivered) == 1
     assert json.loads(delivered[0].read_text())["payload"]
-    assert services.store.transfer_view(valid["id"])["state"] == "delivered"
+    assert services.store.transfers.view(valid["id"])["state"] == "delivered"
     by_body = {body: properties.headers for properties, body in dead}
     assert set(by_body) == set(bad)
     for body, rejection in bad.items():
@@ -90,13 +90,13 @@ def test_the_same_event_published_twice_is_delivered_once(services, broker_url, 
         # Stay until the first has arrived, so that a second delivery would be seen too.
         wait_until(
             lambda: (
-                services.store.transfer_view(event["id"])["state"] == "delivered"
+                services.store.transfers.view(event["id"])["state"] == "delivered"
                 and _delivered(inbox, "E09000019")
             ),
             timeout=60,
         )
     assert len(_delivered(inbox, "E09000019")) == 1
-    assert len(services.store.transfer_view(event["id"])["deliveries"]) == 1
+    assert len(services.store.transfers.view(event["id"])["deliveries"]) == 1
 
 
 def test_another_authoritys_event_reusing_an_id_is_dead_lettered_not_taken_for_a_duplicate(
@@ -115,7 +115,7 @@ def test_another_authoritys_event_reusing_an_id_is_dead_lettered_not_taken_for_a
     assert properties.headers["x-caf-rejection"] == "id_conflict"
     assert "unique across all publishers" in properties.headers[REASON_HEADER]
     assert len(_delivered(inbox, "E09000019")) == 1
-    view = services.store.transfer_view("shared-id")
+    view = services.store.transfers.view("shared-id")
     assert (view["from_authority"], view["case_reference"]) == ("E09000012", first["subject"])
     actions = [a for _, a, _ in audit_actions(services.store, "shared-id")]
     assert "rejected" in actions and "duplicate" not in actions
@@ -128,8 +128,8 @@ def test_parked_and_withheld_transfers_are_stored_and_nothing_is_sent(services, 
         publish(broker_url, examples.encode(parked), examples.encode(withheld))
         wait_until(lambda: has_transfer(services.store, withheld["id"]))
         wait_until(lambda: has_transfer(services.store, parked["id"]))
-    assert services.store.transfer_view(parked["id"])["state"] == "awaiting_judgement"
-    assert services.store.transfer_view(withheld["id"])["state"] == "withheld"
+    assert services.store.transfers.view(parked["id"])["state"] == "awaiting_judgement"
+    assert services.store.transfers.view(withheld["id"])["state"] == "withheld"
     assert _delivered(inbox, "E09000030") == [] and _delivered(inbox, "E09000010") == []
     assert take(broker_url, DEAD_QUEUE, 1, timeout=0.5) == []
 
@@ -160,7 +160,7 @@ def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_l
         "RuntimeError('cannot process this message')"
     )
     assert relay.attempts == 5
-    assert services.store.transfer_view(valid["id"])["state"] == "delivered"
+    assert services.store.transfers.view(valid["id"])["state"] == "delivered"
     ((_, _, detail),) = [r for r in audit_actions(services.store) if r[1] == "rejected"]
     assert detail == {
         "rejection": "processing_failed",
@@ -200,7 +200,7 @@ def test_one_batch_with_bad_input_a_duplicate_and_a_poison_message_loses_nothing
     assert rejections == {b"this is not json": "not_json", bodies[3]: "processing_failed"}
     assert relay.attempts == 5
     for event in (first, last):
-        assert services.store.transfer_view(event["id"])["state"] == "delivered"
+        assert services.store.transfers.view(event["id"])["state"] == "delivered"
     assert [a for _, a, _ in audit_actions(services.store, first["id"])].count("duplicate") == 1
     assert not has_transfer(services.store, poison["id"])
     assert services.audit.verify().intact
@@ -356,4 +356,4 @@ def test_a_worker_told_to_stop_while_waiting_out_a_database_outage_stops_at_once
 
     with running_worker(broker_url, services):  # the held message was handed back, not lost
         wait_until(lambda: _delivered(inbox, "E09000019"))
-    assert services.store.transfer_view(event["id"])["state"] == "delivered"
+    assert services.store.transfers.view(event["id"])["state"] == "delivered"
