@@ -78,7 +78,9 @@ def test_https_posts_the_signed_envelope_as_jose_json_with_the_bearer_token(
 
 
 @pytest.mark.parametrize(
-    ("status", "retryable"), [(503, True), (429, True), (400, False), (401, False)]
+    ("status", "retryable"),
+    # A redirect is not followed, and the envelope has not reached the case system behind it.
+    [(503, True), (429, True), (400, False), (401, False), (302, False), (307, False)],
 )
 def test_https_failures_say_whether_a_retry_can_help(receiver, envelope, status, retryable):
     receiver.respond_with(status)

@@ -7,6 +7,7 @@ the table does not cover, so a new endpoint cannot ship unguarded.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from service.api.guard import ROLES_ATTRIBUTE
 from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples, judgements
+from tests.support.cli import runner
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
 from tests.support.store_reads import audit_actions
 from tests.support.tokens import bearer
@@ -243,3 +245,17 @@ def test_no_endpoint_ever_answers_with_an_adapter_secret(services, app):
         response = _call(client, key, headers)
         assert response.status_code not in (401, 403, 404, 500), (key, response.status_code)
         assert secret not in response.get_data(as_text=True), key
+
+
+@pytest.mark.parametrize("role", ["publisher", "practitioner", "auditor"])
+def test_only_an_admin_token_may_be_global(services, role):
+    # A token with no authority is unscoped: an auditor's would read every authority's audit.
+    run = runner(services)
+    made = run("token", "create", "--name", f"unscoped {role}", "--role", role)
+    assert made.exit_code != 0
+    assert f"A {role} token must name the one authority it acts for." in made.output
+    assert json.loads(run("token", "list", "--json").output) == []
+    with pytest.raises(ValueError, match="must name the one authority"):
+        services.store.access.create_token(
+            name="unscoped", role=Role(role), authority=None, now=services.clock(), by=OPERATOR
+        )

@@ -30,7 +30,7 @@ from tests.conftest import BROKER_HOST
 from tests.support import examples
 from tests.support.amqp import wait_until
 from tests.support.https_receiver import event_ids, https_recipients
-from tests.support.store_reads import audit_actions
+from tests.support.store_reads import audit_actions, outbound
 from tests.support.tcp_proxy import tcp_proxy
 from tests.support.tokens import bearer
 
@@ -120,6 +120,27 @@ def test_after_the_last_attempt_the_transfer_is_failed_and_can_be_redelivered(
     assert again.status_code == 409
 
 
+def test_a_delivery_still_failing_past_the_age_allowed_for_retries_is_failed(services, receiver):
+    event_id = _send(services, "too-old")
+    receiver.respond_with(503)
+    # The first attempt is made three days after the transfer was signed (the relay was down).
+    late = Deliverer(
+        services.store,
+        services.adapters,
+        retry=RetryPolicy(max_age=timedelta(days=2)),
+        lease=timedelta(minutes=1),
+        clock=lambda: services.clock() + timedelta(days=3),
+        jitter=lambda: 0.0,
+    )
+
+    assert late.deliver_due("test") == 1
+
+    assert services.store.transfers.view(event_id)["state"] == "failed"
+    failed = audit_actions(services.store, event_id)[-1]
+    assert failed[1] == "failed"
+    assert failed[2]["gave_up"] == "older than the 2 days, 0:00:00 allowed for retries"
+
+
 def test_a_refusal_no_retry_can_fix_fails_at_once(services, receiver):
     event_id = _send(services, "refused")
     receiver.respond_with(400)
@@ -176,6 +197,53 @@ def test_a_receipt_signed_by_another_key_is_recorded_as_not_verified(
     _, action, detail = audit_actions(services.store, event_id)[-1]
     assert action == "receipt" and detail["verified"] is False
     assert "does not verify" in detail["reason"]
+
+
+@pytest.mark.parametrize("wrong", ["envelope_id", "sha256"])
+def test_a_receipt_for_another_envelope_or_content_is_recorded_as_not_verified(
+    services, receiver, borough_key, wrong
+):
+    # Signed by the right key, but not for what was sent: it proves nothing about this delivery.
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
+
+    def answer(request):
+        receipt = {
+            "envelope_id": request.headers["X-Caf-Envelope-Id"],
+            "sha256": hashlib.sha256(request.body).hexdigest(),
+            wrong: "0" * 64,
+        }
+        return 200, {"Content-Type": "application/jose+json"}, borough_key.sign(receipt).encode()
+
+    receiver.answer = answer
+    event_id = _send(services, f"receipt-wrong-{wrong}")
+
+    _deliverer(services).deliver_due("test")
+
+    assert services.store.transfers.view(event_id)["state"] == "delivered"
+    _, action, detail = audit_actions(services.store, event_id)[-1]
+    assert (action, detail) == (
+        "receipt",
+        {"verified": False, "reason": "The receipt is for another envelope or content."},
+    )
+
+
+def test_an_adapter_changed_by_an_admin_is_used_from_the_next_delivery(
+    services, receiver, tmp_path
+):
+    # The borough moves to a new endpoint: envelopes sent afterwards must go there, not to the
+    # endpoint the relay had open, with no restart.
+    before = _send(services, "before-the-change")
+    assert _deliverer(services).deliver_due("test") == 1
+    inbox = tmp_path / "islington-inbox"
+    services.store.organisations.set_adapter(ISLINGTON, "directory", {"path": str(inbox)}, {})
+    after = _send(services, "after-the-change")
+
+    assert _deliverer(services).deliver_due("test") == 1
+
+    assert event_ids(receiver.requests) == [before]
+    (written,) = inbox.glob("*.json")
+    assert written.name == f"{outbound(services.store, after).envelope_id}.json"
+    assert services.store.transfers.view(after)["deliveries"][0]["adapter_type"] == "directory"
 
 
 def test_a_case_reaches_its_recipient_in_order_while_other_cases_go_ahead(services, receiver):

@@ -66,6 +66,28 @@ def test_an_ad_hoc_transfer_is_signed_under_its_judgement_with_the_full_record(s
     assert decided["judgement"]["consent"] == "not_sought"
 
 
+def test_the_audit_says_who_sent_to_whom_and_what_was_shared_and_withheld(services, relay):
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    relay.receive(examples.encode(event), sender=EMBEDDED)
+    details = {action: detail for _, action, detail in audit_actions(services.store, event["id"])}
+    received = details["received"]
+    assert (received["from_authority"], received["to_authority"]) == ("E09000012", "E09000019")
+    assert received["case_reference"] == event["subject"]
+    payload = _envelope_payload(services, event["id"])
+    assert details["minimised"] == payload["data_categories"]
+    assert details["minimised"]["withheld"] == ["family_and_environment"]
+
+
+def test_the_audit_of_a_judgement_says_with_whom_it_shares(services, relay):
+    event = examples.event(examples.AD_HOC_WITH_JUDGEMENT)
+    relay.receive(examples.encode(event), sender=EMBEDDED)
+    judgement = event["data"]["sharing"]["judgement"]
+    decided = dict(audit_actions(services.store, event["id"])[1][2])["judgement"]
+    assert decided["recipients"] == judgement["recipients"] == ["E09000028"]
+    assert decided["data_categories"] == judgement["data_categories"]
+    assert decided["practitioner"] == judgement["practitioner"]
+
+
 def test_a_transfer_with_no_basis_is_parked_not_rejected(services, relay):
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
     received = relay.receive(examples.encode(event), sender=EMBEDDED)
@@ -117,6 +139,19 @@ def test_an_unknown_field_named_with_case_data_is_not_quoted_into_the_audit(serv
     audited = [d for _, action, d in audit_actions(services.store) if action == "rejected"]
     assert "Okafor" not in json.dumps(audited) and "2015-03-01" not in received.reason
     assert '"urgent": ["Unknown field."]' in received.reason, "a field-like name still shown"
+
+
+def test_an_event_at_the_size_limit_is_taken_and_one_byte_more_is_refused(services, relay):
+    limit = services.settings.max_event_bytes
+    body = examples.encode(examples.event(examples.ROUTINE_WITH_ISP))
+    at_limit = body + b" " * (limit - len(body))  # whitespace after the JSON: the same event
+    assert relay.receive(at_limit, sender=EMBEDDED).state == "signed"
+    over = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="one-byte-over"))
+    over += b" " * (limit + 1 - len(over))
+    received = relay.receive(over, sender=EMBEDDED)
+    assert received.rejection is Rejection.OVERSIZED
+    assert received.reason == f"Event is {limit + 1} bytes; the limit is {limit}."
+    assert not has_transfer(services.store, "one-byte-over")
 
 
 class _FailsToStore(Store):

@@ -138,6 +138,19 @@ def test_records_added_after_the_head_are_caught_by_the_head():
     assert (finding.seq, finding.damage) == (5, Damage.INSERTED)
 
 
+def test_a_rewritten_tail_is_caught_by_the_head():
+    # A forger who can write the table rewrites the last records and recomputes their hashes:
+    # the chain alone cannot tell, but the head row the appender keeps still names the old hash.
+    records = _chain(5)
+    rewritten = records[:3] + _rechained(
+        [replace(records[3], detail={"n": 4, "note": "rewritten"}), records[4]], records[2].hash
+    )
+    assert verify_chain(rewritten).intact  # the chain alone cannot tell
+    finding = verify_chain(rewritten, head=_head(records)).finding
+    assert (finding.seq, finding.damage) == (5, Damage.EDITED)
+    assert "the chain head" in finding.reason
+
+
 def test_a_recomputed_chain_is_caught_by_a_checkpoint_signed_before():
     records = _chain(8)
     checkpoint = Anchor(6, records[5].hash, "the checkpoint signed at 09:00")

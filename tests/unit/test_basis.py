@@ -96,6 +96,12 @@ def test_an_attached_judgement_is_the_basis_even_where_an_isp_applies():
     assert decision.considered[0].finding is IspFinding.APPLICABLE
 
 
+def test_an_attached_judgement_shares_only_what_the_practitioner_chose_not_what_the_isp_allows():
+    decision = decide_basis(replace(REQUEST, judgement=judgement()), [PAN_LONDON], TODAY)
+    assert decision.permitted_categories == frozenset({"child_identity"})
+    assert decision.isp is None
+
+
 def test_a_judgement_not_to_share_withholds_even_under_an_isp():
     request = replace(REQUEST, judgement=judgement("not_share"))
     decision = decide_basis(request, [PAN_LONDON], TODAY)

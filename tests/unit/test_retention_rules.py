@@ -15,6 +15,16 @@ def test_a_transfer_under_an_isp_is_kept_for_that_isp_versions_period():
     assert (period.days, period.source) == (2555, "ISP pan-london-caf v1")
 
 
+def test_each_isp_version_keeps_its_own_period():
+    # An amendment may change the retention period: what was sent under it follows it, and what
+    # was sent under the version before keeps that version's period.
+    days = {**ISP_DAYS, ("pan-london-caf", 2): 365}
+    amended = {"outcome": "share_under_isp", "isp": {"id": "pan-london-caf", "version": 2}}
+    period = retention_period(amended, days, judgement_days=90)
+    assert (period.days, period.source) == (365, "ISP pan-london-caf v2")
+    assert retention_period(ISP_DECISION, days, judgement_days=90).days == 2555
+
+
 def test_a_transfer_on_a_judgement_is_kept_for_the_configured_default():
     period = retention_period(JUDGEMENT_DECISION, ISP_DAYS, judgement_days=90)
     assert (period.days, period.source) == (90, "judgement default")

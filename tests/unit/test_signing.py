@@ -131,3 +131,27 @@ def test_a_retired_keys_file_holding_a_private_key_is_refused(tmp_path):
     retired_file.write_text(json.dumps({"keys": [private]}))
     with pytest.raises(ValueError, match="must hold public Ed25519 keys only"):
         read_retired_keys(retired_file)
+
+
+def test_a_jws_under_rfc_9864s_name_ed25519_verifies(keyring, tmp_path):
+    # A recipient's newer JOSE library may sign its receipt as alg Ed25519 (RFC 9864), the same
+    # signature as EdDSA: it must verify, or the audit would call a good receipt unverified.
+    key = OKPKey.generate_key("Ed25519")
+    registry = joserfc_jws.JWSRegistry(algorithms=["Ed25519"])
+    signed = joserfc_jws.serialize_json(
+        {"protected": {"alg": "Ed25519", "kid": key.thumbprint()}},
+        json.dumps({"envelope_id": "e"}),
+        key,
+        registry=registry,
+    )
+    public = {"keys": [{**key.as_dict(private=False), "kid": key.thumbprint()}]}
+    header, payload = verify(json.dumps(signed), public)
+    assert (header["alg"], payload) == ("Ed25519", {"envelope_id": "e"})
+
+
+def test_a_public_key_is_refused_as_the_signing_key(tmp_path):
+    # Configured by mistake, a public key would only fail at the first envelope to sign.
+    path = tmp_path / "public.jwk"
+    path.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)))
+    with pytest.raises(ValueError, match="does not hold an Ed25519 private key"):
+        KeyRing.from_file(path)
