@@ -85,7 +85,7 @@ def render_html(export: dict[str, Any]) -> str:
 
 
 def _transfer(stored: dict[str, Any]) -> dict[str, Any]:
-    actions = {r["action"]: r for r in stored["audit"]}  # the latest of each action
+    actions = {r["action"]: r for r in _since_withdrawn(stored["audit"])}  # the latest of each
     received = actions.get("received", {}).get("detail", {})
     minimised = actions.get("minimised", {}).get("detail")
     delivered = actions.get("delivered")
@@ -116,6 +116,17 @@ def _transfer(stored: dict[str, Any]) -> dict[str, Any]:
             for r in stored["audit"]
         ],
     }
+
+
+def _since_withdrawn(audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records that say what the transfer shares now: its arrival, and those since its
+    basis was last withdrawn (an ISP suspended before delivery), if it was: the minimising
+    before that no longer holds."""
+    withdrawn = [i for i, r in enumerate(audit) if r["action"] == "basis_withdrawn"]
+    if not withdrawn:
+        return audit
+    since = withdrawn[-1]
+    return [r for r in audit[:since] if r["action"] == "received"] + audit[since:]
 
 
 def _basis(decision: dict[str, Any]) -> dict[str, Any]:

@@ -198,3 +198,33 @@ def basis_kind(record: dict[str, Any]) -> str:
     if "isp" in record:
         return "isp"
     return "judgement" if "judgement" in record else "none"
+
+
+def withdrawn_decision(record: dict[str, Any], suspended_version: int) -> dict[str, Any]:
+    """The decision of a transfer parked again because the ISP it was signed under was
+    suspended (as ``suspended_version``) before it was delivered: no basis now, as with no
+    applicable ISP, so it waits for a practitioner's judgement (rules 1 and 6). The decision
+    withdrawn is kept under ``withdrawn``, for the record and for ``reinstated_decision``."""
+    isp = record["isp"]
+    return {
+        "outcome": Outcome.AWAIT_JUDGEMENT.value,
+        "reason": (
+            f"ISP {isp['id']} v{isp['version']}, which it was signed under, was suspended "
+            "before it was delivered; a practitioner judgement is needed to share."
+        ),
+        "considered": [
+            {
+                "isp_id": isp["id"],
+                "version": suspended_version,
+                "finding": IspFinding.SUSPENDED.value,
+            }
+        ],
+        "permitted_categories": [],
+        "withdrawn": record,
+    }
+
+
+def reinstated_decision(record: dict[str, Any]) -> dict[str, Any]:
+    """The decision ``withdrawn_decision`` withdrew, for an envelope found delivered after all:
+    its delivery, started within its lease, ended before the suspension was recorded."""
+    return record["withdrawn"]

@@ -18,6 +18,7 @@ from service.domain.isp_register import BINDS_NO_ONE, VersionOutOfOrder, confirm
 from service.domain.model import IspTerms, isp_terms, signatory_parties
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
+from service.store.withdrawals import withdraw
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class IspChange:
     document: dict[str, Any]  # validated, in its published JSON form
     action: str  # isp_created | isp_amended | isp_suspended
     note: dict[str, Any] = field(default_factory=dict)
+    # A suspension: the undelivered transfers signed under the ISP and not in flight wait for a
+    # judgement again, in the same transaction (``service.store.withdrawals``).
+    withdraws: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,18 +108,44 @@ class Isps:
                     for confirmation in confirmed_on_recording(document, by, now)
                 )
                 for change in changes:
-                    detail = {
-                        "isp_id": change.document["id"],
-                        "version": change.document["version"],
-                        "status": change.document["status"],
-                        **change.note,
-                        "by": by.describe(),
-                    }
-                    self._append_audit(session, None, change.action, detail)
+                    self._record_change(session, change, now=now, by=by)
         except IntegrityError as exc:
             raise VersionOutOfOrder(
                 "Another change to the register was recorded first; read it again.", {}
             ) from exc
+
+    def _record_change(
+        self, session: Session, change: IspChange, *, now: datetime, by: Principal
+    ) -> None:
+        """Audit one recorded version and, for a suspension, park again the transfers signed
+        under the ISP, each audited ``basis_withdrawn`` after the suspension that counts them."""
+        isp_id, version = change.document["id"], change.document["version"]
+        parked = withdraw(session, isp_id, version, now) if change.withdraws else []
+        detail = {
+            "isp_id": isp_id,
+            "version": version,
+            "status": change.document["status"],
+            **change.note,
+            "by": by.describe(),
+        }
+        if change.withdraws:
+            detail["parked"] = len(parked)
+        self._append_audit(session, None, change.action, detail)
+        for withdrawn in parked:
+            self._append_audit(
+                session,
+                withdrawn.event_id,
+                "basis_withdrawn",
+                {
+                    "isp_id": isp_id,
+                    "version": withdrawn.isp_version,
+                    "suspended_as": version,
+                    **change.note,
+                    "by": by.describe(),
+                    "envelope_id": withdrawn.envelope_id,
+                    "was": withdrawn.state,
+                },
+            )
 
     def confirm(
         self, isp_id: str, version: int, parties: Collection[str], *, now: datetime, by: Principal

@@ -23,6 +23,7 @@ from service.access import Principal
 from service.domain.isotime import iso
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
+from service.store.withdrawals import NOT_WITHDRAWN, reinstate, still_withdrawn
 
 if TYPE_CHECKING:
     from service.store.store import SignedEnvelope
@@ -248,7 +249,8 @@ class Outbox:
                 # Even if the claim ran out meanwhile: the envelope has arrived, whoever else is
                 # sending it again.
                 item_ids = [outcome.claimed.item_id for outcome in delivered]
-                session.execute(_DELETE_ITEMS, {"ids": item_ids})
+                if session.execute(_DELETE_ITEMS, {"ids": item_ids}).rowcount < len(item_ids):
+                    states = self._after_withdrawals(session, delivered, states)
             if states:
                 session.execute(
                     _SET_TRANSFER_STATE,
@@ -274,6 +276,22 @@ class Outbox:
             for event_id, action, detail in audit:
                 self._append_audit(session, event_id, action, detail)
             return bool(unattempted) or _still_waiting(session, [o.claimed for o in settled])
+
+    def _after_withdrawals(
+        self,
+        session: Session,
+        delivered: Sequence[Settled],
+        states: list[tuple[Claimed, str, datetime]],
+    ) -> list[tuple[Claimed, str, datetime]]:
+        """Some delivered items were gone: taken by another worker's delivery, or withdrawn by a
+        suspension after their lease ran out (``service.store.withdrawals``). Give a withdrawn
+        envelope back to its transfer, still parked, and return ``states`` without those whose
+        transfer a judgement has decided since: it keeps that judgement's state."""
+        envelope_ids = [outcome.claimed.envelope.envelope_id for outcome in delivered]
+        for event_id, detail in reinstate(session, envelope_ids):
+            self._append_audit(session, event_id, "basis_reinstated", detail)
+        left = still_withdrawn(session, envelope_ids)
+        return [state for state in states if state[0].envelope.envelope_id not in left]
 
     @staticmethod
     def _retry_later(
@@ -485,7 +503,7 @@ def _claimed_by(session: Session, lease: Lease, which: sa.ColumnElement[bool]) -
     item = t.OutboxItem
     rows = session.execute(
         sa.select(item, t.Envelope, t.AdapterConfig.retry, t.AdapterConfig.updated_at)
-        .join(t.Envelope, t.Envelope.event_id == item.event_id)
+        .join(t.Envelope, sa.and_(t.Envelope.event_id == item.event_id, NOT_WITHDRAWN))
         .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
         .where(which)
         .where(item.claimed_by == lease.worker)

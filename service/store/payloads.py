@@ -21,6 +21,7 @@ from contracts.vocabulary import TransferState
 from service.domain.retention import without_case
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
+from service.store.withdrawals import NOT_WITHDRAWN
 
 # The states nothing more is sent from, so that a payload is only kept for its retention period.
 SETTLED = (TransferState.DELIVERED, TransferState.WITHHELD)
@@ -75,7 +76,9 @@ class Payloads:
                 return False
             transfer.event, transfer.payload_purged_at = without_case(transfer.event), at
             session.execute(
-                sa.update(t.Envelope).where(t.Envelope.event_id == event_id).values(jws=None)
+                sa.update(t.Envelope)
+                .where(t.Envelope.event_id == event_id, NOT_WITHDRAWN)
+                .values(jws=None)
             )
             self._append_audit(session, event_id, "payload_purged", audit_detail)
             return True

@@ -107,13 +107,28 @@ class Transfer(Base):
 
 
 class Envelope(Base):
+    """A transfer's signed envelope. One whose ISP was suspended before it was delivered is
+    withdrawn (``withdrawn_at``, its JWS gone): never sent, kept with its delivery attempts; a
+    judgement to share then signs another. So a transfer has one envelope at most that is not
+    withdrawn (migration 0008)."""
+
     __tablename__ = "envelopes"
+    __table_args__ = (
+        sa.Index(
+            "uq_envelopes_live_event_id",
+            "event_id",
+            unique=True,
+            sqlite_where=sa.text("withdrawn_at IS NULL"),
+            postgresql_where=sa.text("withdrawn_at IS NULL"),
+        ),
+    )
     envelope_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    event_id: Mapped[str] = mapped_column(sa.ForeignKey("transfers.event_id"), unique=True)
+    event_id: Mapped[str] = mapped_column(sa.ForeignKey("transfers.event_id"))
     kid: Mapped[str] = mapped_column(sa.String(64))
     jws: Mapped[str | None] = mapped_column(sa.Text)  # None once retention purged it
     sha256: Mapped[str] = mapped_column(sa.String(64))
     issued_at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
 
 
 class DeliveryAttempt(Base):

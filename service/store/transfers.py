@@ -23,6 +23,7 @@ from service.store import tables as t
 from service.store.audit_log import OF_ITS_TRANSFER, AppendAudit, Transaction
 from service.store.outbox import stage_delivery
 from service.store.payloads import purged_from_the_start
+from service.store.withdrawals import NOT_WITHDRAWN
 
 if TYPE_CHECKING:
     from service.store.store import AuditEntry, SignedEnvelope
@@ -149,7 +150,10 @@ class Transfers:
             transfer = session.get(t.Transfer, event_id)
             if transfer is None:
                 return None
-            envelope = session.scalar(sa.select(t.Envelope).where(t.Envelope.event_id == event_id))
+            # Its envelope to send, not one withdrawn (whose attempts the timeline shows).
+            envelope = session.scalar(
+                sa.select(t.Envelope).where(t.Envelope.event_id == event_id, NOT_WITHDRAWN)
+            )
             attempts = (
                 session.scalars(
                     sa.select(t.DeliveryAttempt)

@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from service.access import Principal, Role
 from service.secrets import SecretBox
 from service.senders import EMBEDDED
+from service.store import tables as t
 from service.store.engine import MIGRATIONS, SCHEMA_REVISION, StoreUnavailable
 from service.store.isps import IspChange
 from service.store.store import NewTransfer, Store
@@ -174,6 +175,49 @@ def test_the_confirmations_migration_goes_down_and_up_again(tmp_path):
             )
         engine.dispose()
         assert unnamed == 2, "both signatures, with no one named as confirming them"
+
+
+def test_the_withdrawn_envelopes_migration_keeps_every_envelope_and_delivery_attempt(tmp_path):
+    """0008 rebuilds envelopes and delivery_attempts on SQLite: down and up again, with an
+    attempt referring to an envelope, nothing is lost and the schema is the code's."""
+    at = fixed_clock()
+    with fresh_database(tmp_path) as url:
+        store = Store(url, SecretBox([Fernet.generate_key().decode()]))
+        store.initialise()
+        store.close()
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(t.Transfer),
+                {
+                    "event_id": "e-1",
+                    "case_reference": "CAF-1",
+                    "from_authority": NEWHAM,
+                    "to_authority": TOWER_HAMLETS,
+                    "mode": "routine",
+                    "purpose": "safeguarding",
+                    "state": "signed",
+                    "decision": {},
+                    "event": {},
+                    "received_at": at,
+                    "updated_at": at,
+                },
+            )
+            envelope = {"envelope_id": "env-1", "event_id": "e-1", "kid": "k", "sha256": "0"}
+            connection.execute(sa.insert(t.Envelope), {**envelope, "jws": "x", "issued_at": at})
+            attempt = {"envelope_id": "env-1", "succeeded": False, "retryable": True}
+            connection.execute(
+                sa.insert(t.DeliveryAttempt),
+                {**attempt, "attempted_at": at, "detail": "HTTP 503", "duration_ms": 5},
+            )
+        down_and_up_again(engine, "0007")
+        with engine.connect() as connection:
+            kept = connection.execute(
+                sa.select(t.DeliveryAttempt.envelope_id, t.Envelope.withdrawn_at).join(t.Envelope)
+            ).all()
+            diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        engine.dispose()
+        assert kept == [("env-1", None)] and diff == []
 
 
 def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_database):

@@ -16,12 +16,13 @@ def has_transfer(store: Store, event_id: str) -> bool:
 
 
 def outbound(store: Store, event_id: str) -> OutboundEnvelope | None:
-    """The transfer's envelope as an adapter would be given it; None if it has none."""
+    """The transfer's envelope to send (not one withdrawn), as an adapter would be given it; None
+    if it has none."""
     with store._transaction() as session:
         row = session.execute(
             sa.select(t.Envelope, t.Transfer.to_authority)
             .join(t.Transfer, t.Transfer.event_id == t.Envelope.event_id)
-            .where(t.Envelope.event_id == event_id)
+            .where(t.Envelope.event_id == event_id, t.Envelope.withdrawn_at.is_(None))
         ).first()
         if row is None:
             return None

@@ -1,0 +1,128 @@
+"""Envelopes withdrawn when the ISP they were signed under is suspended before they are sent.
+
+A suspension acts at once (DESIGN rule 1: a routine flow is shared under an *active* ISP): a
+transfer signed under any version of the suspended ISP and not yet delivered, whether waiting
+in the outbox (due, or retrying while its recipient is down) or failed (for an admin to
+redeliver), goes back to ``awaiting_judgement``, in the transaction that records the
+suspension. Its envelope is withdrawn (never sent; its JWS dropped, its id, digest and delivery
+attempts kept) and its outbox item removed. The stored event stays as it is: it already holds
+only the categories that would have gone, so a judgement can share at most those.
+
+An envelope under a live lease is in flight (claimed, or handed over by intake to its worker's
+delivery process): it is left alone and delivered as decided. A delivery starts only with a
+whole attempt's time left on its lease, so one recorded after its envelope was withdrawn (its
+lease ran out before the suspension, its record came after) had arrived before the suspension:
+``reinstate`` then gives the transfer its envelope and basis back, so that no envelope is
+delivered while the store says the transfer awaits a judgement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from contracts.vocabulary import TransferState
+from service.domain.model import reinstated_decision, withdrawn_decision
+from service.store import tables as t
+
+NOT_WITHDRAWN = t.Envelope.withdrawn_at.is_(None)
+WITHDRAWN = t.Envelope.withdrawn_at.is_not(None)
+# Not delivered: waiting in the outbox, or failed.
+UNDELIVERED = (TransferState.SIGNED, TransferState.FAILED)
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """A transfer parked again: which envelope was withdrawn, from which state and version."""
+
+    event_id: str
+    envelope_id: str
+    state: str  # signed or failed, before
+    isp_version: int  # the version it was signed under
+
+
+def withdraw(
+    session: Session, isp_id: str, suspended_version: int, now: datetime
+) -> list[Withdrawn]:
+    """Park again, in ``session``, every undelivered transfer signed under any version of
+    ``isp_id`` whose envelope is not in flight; return them in the order they were received.
+
+    The outbox items go first, each only if no lease holds it, in the order a delivery's
+    record takes its rows (items, then transfers), so neither waits on the other for long.
+    """
+    transfer, item = t.Transfer, t.OutboxItem
+    under_isp = sa.and_(
+        transfer.decision[("isp", "id")].as_string() == isp_id, transfer.state.in_(UNDELIVERED)
+    )
+    taken_out = session.scalars(
+        sa.delete(item)
+        .where(item.event_id.in_(sa.select(transfer.event_id).where(under_isp)))
+        .where(sa.or_(item.claimed_until.is_(None), item.claimed_until < now))
+        .returning(item.event_id)
+    ).all()
+    rows = session.execute(
+        sa.select(transfer, t.Envelope.envelope_id)
+        .join(t.Envelope, sa.and_(t.Envelope.event_id == transfer.event_id, NOT_WITHDRAWN))
+        .where(under_isp)
+        .where(sa.or_(transfer.state == TransferState.FAILED, transfer.event_id.in_(taken_out)))
+        .order_by(transfer.received_at, transfer.event_id)
+        .with_for_update(of=transfer)
+    ).all()
+    withdrawn = []
+    for parked, envelope_id in rows:
+        withdrawn.append(
+            Withdrawn(parked.event_id, envelope_id, parked.state, parked.decision["isp"]["version"])
+        )
+        parked.decision = withdrawn_decision(parked.decision, suspended_version)
+        parked.state, parked.updated_at = TransferState.AWAITING_JUDGEMENT, now
+    if withdrawn:
+        session.execute(
+            sa.update(t.Envelope)
+            .where(t.Envelope.envelope_id.in_([w.envelope_id for w in withdrawn]))
+            .values(withdrawn_at=now, jws=None)
+        )
+    return withdrawn
+
+
+def reinstate(session: Session, envelope_ids: Collection[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Give back, in ``session``, the envelopes of ``envelope_ids`` found delivered after they
+    were withdrawn, with their transfers' bases, where no judgement has been recorded since;
+    return the audit records to append (event id, detail)."""
+    rows = session.execute(
+        sa.select(t.Envelope, t.Transfer)
+        .join(t.Transfer, t.Transfer.event_id == t.Envelope.event_id)
+        .where(t.Envelope.envelope_id.in_(envelope_ids))
+        .where(WITHDRAWN)
+        .where(t.Transfer.state == TransferState.AWAITING_JUDGEMENT)
+        .with_for_update(of=t.Transfer)
+    ).all()
+    audit = []
+    for envelope, transfer in rows:
+        envelope.withdrawn_at = None
+        transfer.decision = reinstated_decision(transfer.decision)
+        audit.append(
+            (
+                transfer.event_id,
+                {
+                    "envelope_id": envelope.envelope_id,
+                    "reason": "Delivered before the suspension that withdrew it was recorded.",
+                },
+            )
+        )
+    return audit
+
+
+def still_withdrawn(session: Session, envelope_ids: Collection[str]) -> set[str]:
+    """Those of ``envelope_ids`` that are withdrawn, in ``session``."""
+    return set(
+        session.scalars(
+            sa.select(t.Envelope.envelope_id)
+            .where(t.Envelope.envelope_id.in_(envelope_ids))
+            .where(WITHDRAWN)
+        )
+    )
