@@ -3,12 +3,15 @@
 A request's bearer token is looked up (by digest) before any view runs; no token or an unknown
 one is a 401. Each view then declares the roles it admits with ``@allow(...)``, and checks the
 authority it touches with ``require_authority(...)``; a caller outside either gets a 403. Every
-401 and 403 is written to the audit trail with who asked for what, never with the token.
+403 is written to the audit trail with who asked for what, never with the token. A 401 names no
+one, so it is logged, not audited: anyone who can reach the API could otherwise grow the
+permanent audit without end, and hold up intake at the audit chain's head with every request.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -23,6 +26,8 @@ ROLES_ATTRIBUTE = "_caf_roles"
 GUARDED_PATHS = frozenset({"/metrics"})  # besides everything under /api/
 ANY_ROLE = tuple(Role)
 EXTENSION = "caf_relay"  # where ``web.create_app`` keeps the services in the Flask app
+
+log = logging.getLogger(__name__)
 
 
 def app_services() -> Services:
@@ -97,8 +102,14 @@ def require_global_admin() -> None:
 
 
 def refuse(status: HTTPStatus, detail: str) -> None:
-    """Audit the refusal, then abort the request with it."""
+    """Audit the refusal of a known caller (log that of an unknown one), then abort the request
+    with it."""
     caller = g.get("principal")
+    if caller is None:
+        log.warning(
+            "refused %s %s from %s: %s", request.method, request.path, request.remote_addr, detail
+        )
+        abort(status, message=detail)
     app_services().store.record_audit(
         None,
         "access_refused",
@@ -107,7 +118,7 @@ def refuse(status: HTTPStatus, detail: str) -> None:
             "method": request.method,
             "path": request.path,
             "reason": detail,
-            "caller": caller.describe() if caller else None,
+            "caller": caller.describe(),
         },
     )
     abort(status, message=detail)
