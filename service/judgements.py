@@ -98,7 +98,13 @@ class Judgements:
         if decision.outcome is Outcome.AWAIT_JUDGEMENT:
             reason = f"This judgement gives no basis to share: {decision.reason}"
             self._refuse(event_id, by, Refusal.NO_BASIS, reason)
-        concluded = self._sealer.conclude(event, decision, now, self._store.authorities())
+        concluded = self._sealer.conclude(
+            event,
+            decision,
+            now,
+            self._store.authorities(),
+            withheld_before=transfer.decision.get("withheld_before", ()),
+        )
         recorded = AuditEntry(
             "judgement_recorded", {"by": by.describe(), **judgement_summary(judgement)}
         )

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from contracts.vocabulary import TransferState
 from service.domain.envelope import Organisation, build_envelope
-from service.domain.minimise import Minimised, minimise, with_case
+from service.domain.minimise import Minimised, also_withheld, minimise, with_case
 from service.domain.model import BasisDecision, Outcome, decision_record
 from service.signing import KeyRing
 from service.store.store import AuditEntry, SignedEnvelope
@@ -47,10 +48,16 @@ class Sealer:
         self._keyring = keyring
 
     def conclude(
-        self, event: dict[str, Any], decision: BasisDecision, now: datetime, names: dict[str, str]
+        self,
+        event: dict[str, Any],
+        decision: BasisDecision,
+        now: datetime,
+        names: dict[str, str],
+        withheld_before: Collection[str] = (),
     ) -> Concluded:
         """What ``decision`` comes to for ``event``: its state, envelope if shared, and audit;
-        ``names`` are the authorities' names by code, for the envelope's parties."""
+        ``names`` are the authorities' names by code, for the envelope's parties;
+        ``withheld_before``, categories a withdrawn envelope withheld, gone from ``event``."""
         state = STATE_BY_OUTCOME[decision.outcome]
         audit = [AuditEntry("basis_decided", _decision_summary(decision))]
         if not decision.shares:
@@ -58,6 +65,8 @@ class Sealer:
             audit.append(AuditEntry(state, {"reason": decision.reason}))
             return Concluded(state, None, audit, kept)
         minimised = minimise(event["data"]["case"], decision.permitted_categories)
+        if withheld_before:
+            minimised = also_withheld(minimised, withheld_before)
         envelope, sealed = self._seal(event, decision, minimised, now, names)
         return Concluded(state, envelope, audit + sealed, with_case(event, minimised.case))
 

@@ -120,12 +120,16 @@ def _transfer(stored: dict[str, Any]) -> dict[str, Any]:
 
 def _since_withdrawn(audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records that say what the transfer shares now: its arrival, and those since its
-    basis was last withdrawn (an ISP suspended before delivery), if it was: the minimising
-    before that no longer holds."""
-    withdrawn = [i for i, r in enumerate(audit) if r["action"] == "basis_withdrawn"]
-    if not withdrawn:
+    basis was last withdrawn (an ISP suspended before delivery), if it was and was not given
+    back since (``basis_reinstated``): the minimising before that no longer holds."""
+    since = None
+    for i, record in enumerate(audit):
+        if record["action"] == "basis_withdrawn":
+            since = i
+        elif record["action"] == "basis_reinstated":
+            since = None  # the envelope withdrawn, and what it shared, count again
+    if since is None:
         return audit
-    since = withdrawn[-1]
     return [r for r in audit[:since] if r["action"] == "received"] + audit[since:]
 
 

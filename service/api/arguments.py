@@ -27,18 +27,23 @@ from service.domain.storable import unstorable
 ISPS = "/api/v1/isps"
 
 
+def refuse_other_types() -> None:
+    """A 415 for a body that is not JSON, where the view takes JSON: read otherwise as no body
+    at all, a YAML ISP came back as every field "Missing data for required field" (and a
+    judgement as "Invalid input type"). Call it once the body has been read whole."""
+    if request.get_data(cache=True) and not is_json_request(request):
+        hint = " (POST /api/v1/isps/import takes YAML)" if request.path.startswith(ISPS) else ""
+        abort(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            message=f"The body must be JSON, sent as Content-Type: application/json; "
+            f"it came as {request.mimetype or 'no type'}{hint}.",
+        )
+
+
 class StorableArgumentsParser(FlaskParser):
     def _raw_load_json(self, req) -> Any:
         whole_body()  # a chunked body longer than the limit is a 413, not parsed cut short
-        if req.get_data(cache=True) and not is_json_request(req):
-            # webargs reads a body of another type as no body at all, so a YAML ISP sent here
-            # came back as every field "Missing data for required field".
-            hint = " (POST /api/v1/isps/import takes YAML)" if req.path.startswith(ISPS) else ""
-            abort(
-                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                message=f"The body must be JSON, sent as Content-Type: application/json; "
-                f"it came as {req.mimetype or 'no type'}{hint}.",
-            )
+        refuse_other_types()
         return super()._raw_load_json(req)
 
     def pre_load(self, location_data: Any, *, schema, req, location: str) -> Any:

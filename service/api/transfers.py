@@ -16,7 +16,7 @@ from contracts.api.transfers import (
 )
 from contracts.judgement import JudgementSchema
 from service.access import Role
-from service.api.arguments import Blueprint
+from service.api.arguments import Blueprint, refuse_other_types
 from service.api.bodies import whole_body
 from service.api.guard import (
     ANY_ROLE,
@@ -120,6 +120,7 @@ def record_judgement(event_id: str):
     visible_transfer(event_id)  # its recipient, not yet sent it, is told of no such transfer
     services = app_services()
     whole_body()  # read whole, or refused, before get_json parses what was read
+    refuse_other_types()
     document = request.get_json(silent=True)
     try:
         services.judgements.record(event_id, document, by=principal())

@@ -8,7 +8,7 @@ stored event is the one forwarded (``with_case``), and a transfer withheld keeps
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,14 @@ def minimise(case: Mapping[str, Any], permitted: frozenset[str]) -> Minimised:
     shared = tuple(category for category in present if category in permitted)
     withheld = tuple(category for category in present if category not in permitted)
     return Minimised({category: case[category] for category in shared}, shared, withheld)
+
+
+def also_withheld(minimised: Minimised, categories: Collection[str]) -> Minimised:
+    """``minimised`` listing ``categories`` as withheld too: withheld before it, by a basis
+    since withdrawn, so no longer in the case it minimised."""
+    withheld = set(minimised.withheld) | (set(categories) - set(minimised.shared))
+    ordered = tuple(category for category in DATA_CATEGORIES if category in withheld)
+    return Minimised(minimised.case, minimised.shared, ordered)
 
 
 def with_case(event: Mapping[str, Any], case: dict[str, Any]) -> dict[str, Any]:

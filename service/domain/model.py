@@ -200,11 +200,15 @@ def basis_kind(record: dict[str, Any]) -> str:
     return "judgement" if "judgement" in record else "none"
 
 
-def withdrawn_decision(record: dict[str, Any], suspended_version: int) -> dict[str, Any]:
+def withdrawn_decision(
+    record: dict[str, Any], suspended_version: int, withheld: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The decision of a transfer parked again because the ISP it was signed under was
     suspended (as ``suspended_version``) before it was delivered: no basis now, as with no
     applicable ISP, so it waits for a practitioner's judgement (rules 1 and 6). The decision
-    withdrawn is kept under ``withdrawn``, for the record and for ``reinstated_decision``."""
+    withdrawn is kept under ``withdrawn``, for the record and for ``reinstated_decision``; the
+    categories its minimising withheld, gone from the stored event, under ``withheld_before``,
+    so that a judgement's envelope still lists them as withheld (rule 5)."""
     isp = record["isp"]
     return {
         "outcome": Outcome.AWAIT_JUDGEMENT.value,
@@ -220,6 +224,7 @@ def withdrawn_decision(record: dict[str, Any], suspended_version: int) -> dict[s
             }
         ],
         "permitted_categories": [],
+        "withheld_before": list(withheld),
         "withdrawn": record,
     }
 

@@ -78,6 +78,7 @@ class ToJudge:
     to_authority: str
     state: str
     event: dict[str, Any]
+    decision: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,14 @@ class Transfers:
             row = session.get(t.Transfer, event_id)
             if row is None:
                 return None
-            return ToJudge(row.event_id, row.from_authority, row.to_authority, row.state, row.event)
+            return ToJudge(
+                row.event_id,
+                row.from_authority,
+                row.to_authority,
+                row.state,
+                row.event,
+                row.decision,
+            )
 
     def settle(self, event_id: str, settlement: Settlement) -> bool:
         """Store a judgement's outcome if the transfer is still parked; False if it is not.

@@ -73,12 +73,15 @@ def withdraw(
         .order_by(transfer.received_at, transfer.event_id)
         .with_for_update(of=transfer)
     ).all()
+    withheld = _withheld_before(session, [parked.event_id for parked, _ in rows])
     withdrawn = []
     for parked, envelope_id in rows:
         withdrawn.append(
             Withdrawn(parked.event_id, envelope_id, parked.state, parked.decision["isp"]["version"])
         )
-        parked.decision = withdrawn_decision(parked.decision, suspended_version)
+        parked.decision = withdrawn_decision(
+            parked.decision, suspended_version, withheld.get(parked.event_id, ())
+        )
         parked.state, parked.updated_at = TransferState.AWAITING_JUDGEMENT, now
     if withdrawn:
         session.execute(
@@ -87,6 +90,19 @@ def withdraw(
             .values(withdrawn_at=now, jws=None)
         )
     return withdrawn
+
+
+def _withheld_before(session: Session, event_ids: list[str]) -> dict[str, list[str]]:
+    """What each transfer's latest minimising withheld: no longer in its stored event."""
+    if not event_ids:
+        return {}
+    record = t.AuditRecord
+    rows = session.execute(
+        sa.select(record.event_id, record.detail)
+        .where(record.event_id.in_(event_ids), record.action == "minimised")
+        .order_by(record.seq)
+    )
+    return {event_id: list(detail.get("withheld", [])) for event_id, detail in rows}
 
 
 def reinstate(session: Session, envelope_ids: Collection[str]) -> list[tuple[str, dict[str, Any]]]:

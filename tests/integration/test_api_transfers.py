@@ -271,3 +271,15 @@ def test_a_chunked_judgement_over_the_limit_is_refused_and_the_transfer_stays_pa
         )
     assert response.status_code == 413, response.text
     assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
+
+
+def test_a_judgement_sent_as_another_type_is_a_415_and_the_transfer_stays_parked(services, client):
+    """As for every call that takes JSON: read as no body, it was a baffling 422."""
+    answer = client.post(
+        f"/api/v1/transfers/{PARKED}/judgement",
+        data=json.dumps(judgements.share()),
+        headers={**bearer(services, "practitioner", NEWHAM), "Content-Type": "text/plain"},
+    )
+    assert answer.status_code == 415, answer.get_data(as_text=True)
+    assert "application/json" in answer.get_json()["detail"]
+    assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"

@@ -200,3 +200,49 @@ def test_a_delivery_recorded_after_its_envelope_was_withdrawn_gives_the_transfer
     assert view["envelope"]["envelope_id"] == claimed[0].envelope.envelope_id
     actions = [a for _, a, _ in audit_actions(services.store, "late")]
     assert actions[-3:] == ["basis_withdrawn", "basis_reinstated", "delivered"]
+
+
+def test_a_reinstated_transfers_subject_access_export_says_what_was_shared(
+    services, receiver, client
+):
+    """Its basis back, the minimising before the withdrawal holds again: the family is told
+    what went, not that nothing did."""
+    body = examples.routine("late")
+    _send(services, "late")
+    claimed = _claim(services, timedelta(0))
+    _suspend(services, client)
+    assert _deliverer(services).deliver_group(claimed).results == ["delivered"]
+
+    nhs_number = body["data"]["case"]["child_identity"]["nhs_number"]
+    (exported,) = services.subject_access.export({"nhs_number": nhs_number})["transfers"]
+    assert exported["delivery"]["outcome"] != "awaiting_judgement"
+    assert exported["basis"]["kind"] == "isp"
+    assert exported["categories"]["shared"], exported["categories"]
+    assert exported["categories"]["withheld"] == ["family_and_environment"]
+
+
+def test_a_judgement_after_a_suspension_lists_as_withheld_what_the_isp_withheld_too(
+    services, receiver, client
+):
+    """The stored event holds only what the ISP allowed, but the case had more: the new
+    envelope, its audit and the family's export must still say that was withheld (rule 5)."""
+    _send(services, "retrying")
+    receiver.respond_with(503)
+    _deliverer(services).deliver_due("test")
+    _suspend(services, client)
+    judged = client.post(
+        "/api/v1/transfers/retrying/judgement",
+        json=_share(),
+        headers=bearer(services, "practitioner", HACKNEY),
+    )
+    assert judged.status_code == 200, judged.get_json()
+    time.sleep(1.1)
+    receiver.respond_with(200)
+    assert _deliverer(services).deliver_due("test") == 1
+
+    sent = receiver.requests[-1].envelope
+    assert "family_and_environment" in sent["data_categories"]["withheld"], sent["data_categories"]
+    (minimised,) = [d for _, a, d in audit_actions(services.store, "retrying") if a == "minimised"][
+        -1:
+    ]
+    assert "family_and_environment" in minimised["withheld"]
