@@ -158,9 +158,7 @@ def suspend(
             f"of a party to v{current['version']}, the version in force, may."
         )
     suspended = suspension(current, newest)
-    _record(
-        store, [suspended], by=by, now=now, action="isp_suspended", withdraws=True, reason=reason
-    )
+    _record(store, [suspended], by=by, now=now, action="isp_suspended", reason=reason)
     return _summary_of_new(suspended, by, now)
 
 
@@ -259,13 +257,12 @@ def _record(
     by: Principal,
     now: datetime,
     action: str | None = None,
-    withdraws: bool = False,
     by_position: bool = False,
     **note: str,
 ) -> None:
-    """Check who may write and that the versions follow on, then record them with ``note``;
-    ``withdraws`` for a suspension, which parks the transfers signed under the ISP that are
-    still to be delivered (``service.store.withdrawals``).
+    """Check who may write and that the versions follow on, then record them with ``note``; a
+    suspended or retired version parks the transfers signed under the ISP that are still to be
+    delivered (``service.store.withdrawals``).
 
     Errors name a document by its position in a file (``by_position``), else the one document.
     """
@@ -292,7 +289,7 @@ def _record(
                     f"{version.document['id']}: only an admin of a party to {which} may."
                 )
         store.isps.record(
-            [IspChange(isp, action or _action(isp), note, withdraws) for isp in isps],
+            [IspChange(isp, action or _action(isp), note) for isp in isps],
             now=now,
             by=by,
         )

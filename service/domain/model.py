@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -201,28 +201,24 @@ def basis_kind(record: dict[str, Any]) -> str:
 
 
 def withdrawn_decision(
-    record: dict[str, Any], suspended_version: int, withheld: list[str] | tuple[str, ...] = ()
+    record: dict[str, Any], ended_by: int, status: str, withheld: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The decision of a transfer parked again because the ISP it was signed under was
-    suspended (as ``suspended_version``) before it was delivered: no basis now, as with no
-    applicable ISP, so it waits for a practitioner's judgement (rules 1 and 6). The decision
-    withdrawn is kept under ``withdrawn``, for the record and for ``reinstated_decision``; the
-    categories its minimising withheld, gone from the stored event, under ``withheld_before``,
-    so that a judgement's envelope still lists them as withheld (rule 5)."""
+    suspended or retired (``status``, as version ``ended_by``) before it was delivered: no
+    basis now, as with no applicable ISP, so it waits for a practitioner's judgement (rules 1
+    and 6). The decision withdrawn is kept under ``withdrawn``, for the record and for
+    ``reinstated_decision``; the categories its minimising withheld, gone from the stored event,
+    under ``withheld_before``, so that a judgement's envelope still lists them as withheld
+    (rule 5)."""
     isp = record["isp"]
+    finding = IspFinding.SUSPENDED if status == IspFinding.SUSPENDED else IspFinding.NOT_ACTIVE
     return {
         "outcome": Outcome.AWAIT_JUDGEMENT.value,
         "reason": (
-            f"ISP {isp['id']} v{isp['version']}, which it was signed under, was suspended "
+            f"ISP {isp['id']} v{isp['version']}, which it was signed under, was {status} "
             "before it was delivered; a practitioner judgement is needed to share."
         ),
-        "considered": [
-            {
-                "isp_id": isp["id"],
-                "version": suspended_version,
-                "finding": IspFinding.SUSPENDED.value,
-            }
-        ],
+        "considered": [{"isp_id": isp["id"], "version": ended_by, "finding": finding.value}],
         "permitted_categories": [],
         "withheld_before": list(withheld),
         "withdrawn": record,

@@ -1,8 +1,9 @@
 """The audit's search index: which transfer each record is about, filled from the records.
 
 The index is derived from what the chain records (a transfer's ``received`` and
-``basis_decided`` details), so it never says more than the chained records do; it only makes
-them findable by case reference, authority, basis kind and child key.
+``basis_decided`` details, its ``basis_withdrawn`` and ``basis_reinstated`` records), so it
+never says more than the chained records do; it only makes them findable by case reference,
+authority, basis kind and child key.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ _SET_BASIS_KIND = (
     .where(_subject.c.event_id == sa.bindparam("subject"))
     .values(basis_kind=sa.bindparam("kind"))
 )
+
+# The records that change a transfer's basis: its decision (a judgement's too), an ISP's
+# suspension withdrawing it (no basis then) and a late delivery reinstating it (the ISP again).
+REBASED = {"basis_decided": None, "basis_withdrawn": "none", "basis_reinstated": "isp"}
 
 
 def index_records(
@@ -55,11 +60,12 @@ def index_records(
             }
             keys = sorted(set(detail.get("child_keys", [])))
             child_keys += [{"child_key": key, "event_id": event_id} for key in keys]
-        elif action == "basis_decided":
+        elif action in REBASED:
+            kind = basis_kind(detail) if action == "basis_decided" else REBASED[action]
             if event_id in subjects:
-                subjects[event_id]["basis_kind"] = basis_kind(detail)
+                subjects[event_id]["basis_kind"] = kind
             else:
-                basis_kinds.append({"subject": event_id, "kind": basis_kind(detail)})
+                basis_kinds.append({"subject": event_id, "kind": kind})
     if subjects:
         connection.execute(_INSERT_SUBJECTS, list(subjects.values()))
     if child_keys:

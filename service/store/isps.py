@@ -28,9 +28,6 @@ class IspChange:
     document: dict[str, Any]  # validated, in its published JSON form
     action: str  # isp_created | isp_amended | isp_suspended
     note: dict[str, Any] = field(default_factory=dict)
-    # A suspension: the undelivered transfers signed under the ISP and not in flight wait for a
-    # judgement again, in the same transaction (``service.store.withdrawals``).
-    withdraws: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,35 +114,21 @@ class Isps:
     def _record_change(
         self, session: Session, change: IspChange, *, now: datetime, by: Principal
     ) -> None:
-        """Audit one recorded version and, for a suspension, park again the transfers signed
-        under the ISP, each audited ``basis_withdrawn`` after the suspension that counts them."""
+        """Audit one recorded version and, for a suspension or retirement, park again the
+        transfers signed under the ISP, each audited ``basis_withdrawn`` after the record that
+        counts them (``service.store.withdrawals``)."""
         isp_id, version = change.document["id"], change.document["version"]
-        parked = withdraw(session, isp_id, version, now) if change.withdraws else []
-        detail = {
-            "isp_id": isp_id,
-            "version": version,
-            "status": change.document["status"],
-            **change.note,
-            "by": by.describe(),
-        }
-        if change.withdraws:
+        status = change.document["status"]
+        ends = status in BINDS_NO_ONE
+        parked = withdraw(session, isp_id, version, status, now) if ends else []
+        who = {**change.note, "by": by.describe()}
+        detail = {"isp_id": isp_id, "version": version, "status": status, **who}
+        if ends:
             detail["parked"] = len(parked)
         self._append_audit(session, None, change.action, detail)
         for withdrawn in parked:
-            self._append_audit(
-                session,
-                withdrawn.event_id,
-                "basis_withdrawn",
-                {
-                    "isp_id": isp_id,
-                    "version": withdrawn.isp_version,
-                    "suspended_as": version,
-                    **change.note,
-                    "by": by.describe(),
-                    "envelope_id": withdrawn.envelope_id,
-                    "was": withdrawn.state,
-                },
-            )
+            detail = withdrawn.audit_detail() | who
+            self._append_audit(session, withdrawn.event_id, "basis_withdrawn", detail)
 
     def confirm(
         self, isp_id: str, version: int, parties: Collection[str], *, now: datetime, by: Principal

@@ -23,10 +23,17 @@ from service.access import Principal
 from service.domain.isotime import iso
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
-from service.store.withdrawals import NOT_WITHDRAWN, reinstate, still_withdrawn
+from service.store.withdrawals import (
+    NOT_WITHDRAWN,
+    reinstate,
+    still_withdrawn,
+    withdraw_after_failing,
+)
 
 if TYPE_CHECKING:
     from service.store.store import SignedEnvelope
+
+IN_FLIGHT_THEN_FAILED = "In flight when its ISP was suspended or retired; its attempt then failed."
 
 
 @dataclass(frozen=True)
@@ -229,6 +236,7 @@ class Outbox:
         audit: list[tuple[str, str, dict[str, Any]]] = []
         delivered: list[Settled] = []
         states: list[tuple[Claimed, str, datetime]] = []
+        still_to_send: list[str] = []  # failed attempts whose item this claim still held
         with self._transaction() as session:
             for outcome in settled:
                 claimed, attempt = outcome.claimed, outcome.attempt
@@ -238,7 +246,10 @@ class Outbox:
                     audit += _delivered_audit(outcome)
                 elif outcome.retry_at is not None:
                     audit.append(self._retry_later(session, claimed, attempt, outcome.retry_at))
+                    if "retry_at" in audit[-1][2]:
+                        still_to_send.append(claimed.envelope.event_id)
                 elif self._failed(session, claimed):
+                    still_to_send.append(claimed.envelope.event_id)
                     states.append((claimed, TransferState.FAILED, attempt.attempted_at))
                     detail = _attempt_detail(claimed, attempt) | {"gave_up": outcome.gave_up or ""}
                     audit.append((claimed.envelope.event_id, "failed", detail))
@@ -259,6 +270,12 @@ class Outbox:
                         for claimed, state, at in states
                     ],
                 )
+            if still_to_send:
+                # In flight when its ISP was suspended or retired, it is sent no more under it.
+                now = max(o.attempt.attempted_at for o in settled)
+                for withdrawn in withdraw_after_failing(session, still_to_send, now):
+                    detail = withdrawn.audit_detail() | {"reason": IN_FLIGHT_THEN_FAILED}
+                    audit.append((withdrawn.event_id, "basis_withdrawn", detail))
             if settled:
                 session.execute(_INSERT_ATTEMPTS, [_attempt_row(o) for o in settled])
             if unattempted:

@@ -1,12 +1,14 @@
-"""Envelopes withdrawn when the ISP they were signed under is suspended before they are sent.
+"""Envelopes withdrawn when the ISP they were signed under is suspended, or retired, before they
+are sent.
 
-A suspension acts at once (DESIGN rule 1: a routine flow is shared under an *active* ISP): a
-transfer signed under any version of the suspended ISP and not yet delivered, whether waiting
-in the outbox (due, or retrying while its recipient is down) or failed (for an admin to
-redeliver), goes back to ``awaiting_judgement``, in the transaction that records the
-suspension. Its envelope is withdrawn (never sent; its JWS dropped, its id, digest and delivery
-attempts kept) and its outbox item removed. The stored event stays as it is: it already holds
-only the categories that would have gone, so a judgement can share at most those.
+A suspension or retirement acts at once (DESIGN rule 1: a routine flow is shared under an
+*active* ISP): a transfer signed under any version of the ISP and not yet delivered, whether
+waiting in the outbox (due, or retrying while its recipient is down) or failed (for an admin to
+redeliver), goes back to ``awaiting_judgement``, in the transaction that records the suspension
+(or retirement: every word of "suspension" here holds for both). Its envelope is withdrawn
+(never sent; its JWS dropped, its id, digest and delivery attempts kept) and its outbox item
+removed. The stored event stays as it is: it already holds only the categories that would have
+gone, so a judgement can share at most those.
 
 An envelope under a live lease is in flight (claimed, or handed over by intake to its worker's
 delivery process): it is left alone and delivered as decided. A delivery starts only with a
@@ -27,9 +29,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from contracts.vocabulary import TransferState
+from service.domain.isp_register import BINDS_NO_ONE
 from service.domain.model import reinstated_decision, withdrawn_decision
 from service.store import tables as t
 
+REINSTATED = "Delivered before the change to its ISP that withdrew it was recorded."
 NOT_WITHDRAWN = t.Envelope.withdrawn_at.is_(None)
 WITHDRAWN = t.Envelope.withdrawn_at.is_not(None)
 # Not delivered: waiting in the outbox, or failed.
@@ -41,16 +45,31 @@ class Withdrawn:
     """A transfer parked again: which envelope was withdrawn, from which state and version."""
 
     event_id: str
+    isp_id: str
     envelope_id: str
     state: str  # signed or failed, before
     isp_version: int  # the version it was signed under
+    ended_by: int  # the suspended or retired version that withdrew it
+    status: str  # that version's: suspended or retired
+
+    def audit_detail(self) -> dict[str, Any]:
+        """Its ``basis_withdrawn`` record's detail, but for who and why."""
+        return {
+            "isp_id": self.isp_id,
+            "version": self.isp_version,
+            "ended_by_version": self.ended_by,
+            "status": self.status,
+            "envelope_id": self.envelope_id,
+            "was": self.state,
+        }
 
 
 def withdraw(
-    session: Session, isp_id: str, suspended_version: int, now: datetime
+    session: Session, isp_id: str, ended_by: int, status: str, now: datetime
 ) -> list[Withdrawn]:
     """Park again, in ``session``, every undelivered transfer signed under any version of
-    ``isp_id`` whose envelope is not in flight; return them in the order they were received.
+    ``isp_id`` whose envelope is not in flight, as version ``ended_by`` (``status`` suspended
+    or retired) is recorded; return them in the order they were received.
 
     The outbox items go first, each only if no lease holds it, in the order a delivery's
     record takes its rows (items, then transfers), so neither waits on the other for long.
@@ -59,6 +78,13 @@ def withdraw(
     under_isp = sa.and_(
         transfer.decision[("isp", "id")].as_string() == isp_id, transfer.state.in_(UNDELIVERED)
     )
+    # A redelivery holding a failed transfer puts its envelope back in the outbox: wait for it
+    # (it holds no outbox item), so that the items taken out next include the one it adds.
+    session.execute(
+        sa.select(transfer.event_id)
+        .where(under_isp, transfer.state == TransferState.FAILED)
+        .with_for_update()
+    ).all()
     taken_out = session.scalars(
         sa.delete(item)
         .where(item.event_id.in_(sa.select(transfer.event_id).where(under_isp)))
@@ -73,14 +99,33 @@ def withdraw(
         .order_by(transfer.received_at, transfer.event_id)
         .with_for_update(of=transfer)
     ).all()
-    withheld = _withheld_before(session, [parked.event_id for parked, _ in rows])
+    return _park(
+        session, [(parked, envelope_id, ended_by, status) for parked, envelope_id in rows], now
+    )
+
+
+def _park(
+    session: Session, rows: list[tuple[t.Transfer, str, int, str]], now: datetime
+) -> list[Withdrawn]:
+    """Park each transfer of ``rows`` (with its envelope's id, and the version and status that
+    ended its basis) again: no basis, its envelope withdrawn."""
+    withheld = _withheld_before(session, [parked.event_id for parked, *_ in rows])
     withdrawn = []
-    for parked, envelope_id in rows:
+    for parked, envelope_id, ended_by, status in rows:
+        isp = parked.decision["isp"]
         withdrawn.append(
-            Withdrawn(parked.event_id, envelope_id, parked.state, parked.decision["isp"]["version"])
+            Withdrawn(
+                parked.event_id,
+                isp["id"],
+                envelope_id,
+                parked.state,
+                isp["version"],
+                ended_by,
+                status,
+            )
         )
         parked.decision = withdrawn_decision(
-            parked.decision, suspended_version, withheld.get(parked.event_id, ())
+            parked.decision, ended_by, status, withheld.get(parked.event_id, ())
         )
         parked.state, parked.updated_at = TransferState.AWAITING_JUDGEMENT, now
     if withdrawn:
@@ -126,7 +171,7 @@ def reinstate(session: Session, envelope_ids: Collection[str]) -> list[tuple[str
                 transfer.event_id,
                 {
                     "envelope_id": envelope.envelope_id,
-                    "reason": "Delivered before the suspension that withdrew it was recorded.",
+                    "reason": REINSTATED,
                 },
             )
         )
@@ -142,3 +187,45 @@ def still_withdrawn(session: Session, envelope_ids: Collection[str]) -> set[str]
             .where(WITHDRAWN)
         )
     )
+
+
+def withdraw_after_failing(
+    session: Session, event_ids: Collection[str], now: datetime
+) -> list[Withdrawn]:
+    """Park again, in ``session``, those of ``event_ids`` (envelopes in flight at a suspension,
+    whose attempt has just failed, to be retried or failed for good) that were signed under an
+    ISP suspended or retired since their envelope was issued: a suspension leaves an envelope in
+    flight to be delivered as decided, never to be retried or redelivered under the suspended
+    ISP. Call once the outbox items are settled (items, then transfers)."""
+    if not event_ids:
+        return []
+    rows = session.execute(
+        sa.select(t.Transfer, t.Envelope)
+        .join(t.Envelope, sa.and_(t.Envelope.event_id == t.Transfer.event_id, NOT_WITHDRAWN))
+        .where(t.Transfer.event_id.in_(event_ids))
+        .where(t.Transfer.state.in_(UNDELIVERED))
+        .order_by(t.Transfer.received_at, t.Transfer.event_id)
+        .with_for_update(of=t.Transfer)
+    ).all()
+    ended = []
+    for transfer, envelope in rows:
+        isp = transfer.decision.get("isp")
+        ending = (
+            isp
+            and session.execute(
+                sa.select(t.Isp.version, t.Isp.status)
+                .where(t.Isp.isp_id == isp["id"], t.Isp.status.in_(BINDS_NO_ONE))
+                .where(t.Isp.recorded_at >= envelope.issued_at)
+                .order_by(t.Isp.version)
+                .limit(1)
+            ).first()
+        )
+        if ending:
+            ended.append((transfer, envelope.envelope_id, *ending))
+    if ended:
+        session.execute(
+            sa.delete(t.OutboxItem).where(
+                t.OutboxItem.event_id.in_([transfer.event_id for transfer, *_ in ended])
+            )
+        )
+    return _park(session, ended, now)
