@@ -245,8 +245,9 @@ class Outbox:
                     states.append((claimed, TransferState.DELIVERED, attempt.attempted_at))
                     audit += _delivered_audit(outcome)
                 elif outcome.retry_at is not None:
-                    audit.append(self._retry_later(session, claimed, attempt, outcome.retry_at))
-                    if "retry_at" in audit[-1][2]:
+                    held, record = self._retry_later(session, claimed, attempt, outcome.retry_at)
+                    audit.append(record)
+                    if held:
                         still_to_send.append(claimed.envelope.event_id)
                 elif self._failed(session, claimed):
                     still_to_send.append(claimed.envelope.event_id)
@@ -313,8 +314,9 @@ class Outbox:
     @staticmethod
     def _retry_later(
         session: Session, claimed: Claimed, attempt: Attempt, retry_at: datetime
-    ) -> tuple[str, str, dict[str, Any]]:
-        """Put the item back, due again at ``retry_at``; return the attempt's audit record.
+    ) -> tuple[bool, tuple[str, str, dict[str, Any]]]:
+        """Put the item back, due again at ``retry_at``; return whether this claim still held
+        it, and the attempt's audit record.
 
         If the claim ran out meanwhile and another worker holds the item, only the attempt is
         recorded: the item's schedule is the new holder's to keep.
@@ -331,7 +333,7 @@ class Outbox:
         ).rowcount
         detail = _attempt_detail(claimed, attempt)
         detail |= {"retry_at": iso(retry_at)} if held else {"claim_lost": True}
-        return claimed.envelope.event_id, "delivery_failed", detail
+        return bool(held), (claimed.envelope.event_id, "delivery_failed", detail)
 
     @staticmethod
     def _failed(session: Session, claimed: Claimed) -> bool:
