@@ -12,6 +12,7 @@ from service.domain.isotime import iso
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 from service.store.organisations import UnknownAuthority
+from service.store.rows import upsert
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,11 @@ class Access:
         with self._transaction() as session:
             if session.get(t.Authority, authority) is None:
                 raise UnknownAuthority(authority)
-            session.merge(t.BrokerPublisher(broker_user=broker_user, authority_code=authority))
+            upsert(
+                session,
+                t.BrokerPublisher,
+                {"broker_user": broker_user, "authority_code": authority},
+            )
             self._append_audit(
                 session,
                 None,

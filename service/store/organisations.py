@@ -23,6 +23,7 @@ from service.retry_settings import RetrySettingsSchema
 from service.secrets import SecretBox, SecretsKeyError
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
+from service.store.rows import upsert
 
 
 class UnknownAuthority(KeyError):
@@ -75,16 +76,15 @@ class Organisations:
         except ValidationError as exc:
             raise AdapterConfigError("Invalid retry settings.", {"retry": exc.messages}) from exc
         with self._transaction() as session:
-            session.merge(
-                t.AdapterConfig(
-                    authority_code=authority,
-                    adapter_type=adapter_type,
-                    settings=settings,
-                    secrets_sealed=self._box.seal(secrets),
-                    retry=retry,
-                    updated_at=datetime.now(UTC),
-                )
-            )
+            values = {
+                "authority_code": authority,
+                "adapter_type": adapter_type,
+                "settings": settings,
+                "secrets_sealed": self._box.seal(secrets),
+                "retry": retry,
+                "updated_at": datetime.now(UTC),
+            }
+            upsert(session, t.AdapterConfig, values)
             detail = {"authority": authority, "adapter_type": adapter_type}
             detail.update(secrets=sorted(secrets), by=by and by.describe())
             self._append_audit(session, None, "adapter_set", detail)

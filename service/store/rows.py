@@ -17,5 +17,18 @@ from service.store import tables as t
 
 def insert_if_absent(session: Session, table: type[t.Base], values: dict) -> None:
     """Insert a row unless one with its primary key exists (another process may race us)."""
+    session.execute(_insert(session, table).values(**values).on_conflict_do_nothing())
+
+
+def upsert(session: Session, table: type[t.Base], values: dict) -> None:
+    """Insert a row, or update the one with its primary key, in one statement: a read and then
+    an insert would let two writers both find no row, and the second fail on the key."""
+    keys = [column.name for column in table.__table__.primary_key]
+    changes = {name: value for name, value in values.items() if name not in keys}
+    statement = _insert(session, table).values(**values)
+    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changes))
+
+
+def _insert(session: Session, table: type[t.Base]):
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+    return dialect.insert(table)

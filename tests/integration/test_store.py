@@ -3,7 +3,10 @@
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +17,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 
+from contracts.reference import LONDON_AUTHORITIES
 from service.access import Principal, Role
 from service.secrets import SecretBox
 from service.senders import EMBEDDED
@@ -234,6 +238,52 @@ def test_adapter_secrets_are_never_stored_in_plain_text(services, migrated_datab
     assert services.store.organisations.adapter_setting("E09000019").secrets == {
         "bearer_token": token
     }
+
+
+def _race(*changes: Callable[[], None]) -> list[str]:
+    """Run ``changes`` in threads let go together; what they raised."""
+    failures = []
+    start = threading.Barrier(len(changes))
+
+    def run(change: Callable[[], None]) -> None:
+        start.wait()
+        try:
+            change()
+        except Exception as exc:  # noqa: BLE001 -- any failure is the finding
+            failures.append(repr(exc))
+
+    racers = [threading.Thread(target=run, args=(change,)) for change in changes]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    return failures
+
+
+def test_two_admins_setting_a_new_authoritys_adapter_at_once_both_succeed(services, tmp_path):
+    """Ten races, each at an authority with no adapter yet: before the store wrote a setting
+    in one statement, most of them failed on the key."""
+    organisations = services.store.organisations
+    for authority in sorted(LONDON_AUTHORITIES)[:10]:
+        inboxes = [str(tmp_path / f"{authority}-{n}") for n in (1, 2)]
+        setting = [
+            partial(organisations.set_adapter, authority, "directory", {"path": inbox}, {})
+            for inbox in inboxes
+        ]
+        assert _race(*setting) == []
+        assert organisations.adapter_setting(authority).settings["path"] in inboxes
+    actions = [action for _, action, _ in audit_actions(services.store)]
+    assert actions.count("adapter_set") == 20
+
+
+def test_two_admins_naming_a_new_broker_publisher_at_once_both_succeed(services):
+    admin = Principal("ops", Role.ADMIN, None)
+    for n in range(10):
+        naming = partial(
+            services.store.access.set_broker_publisher, f"mosaic-{n}", "E09000012", by=admin
+        )
+        assert _race(naming, naming) == []
+        assert services.store.access.broker_publisher(f"mosaic-{n}") == "E09000012"
 
 
 def test_an_opened_adapter_setting_keeps_its_secrets_out_of_its_repr(services):
