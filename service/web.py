@@ -29,8 +29,19 @@ API_SETTINGS = {
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "docs",
     # An exact release: the page runs this script where admins may paste their tokens, so it
-    # changes only when someone here changes it.
+    # changes only when someone here changes it. The browser refuses any file whose digest is
+    # not the release's (templates/swagger_ui.html), so a changed CDN cannot change the page;
+    # a new release needs new digests, from its npm tarball (README, API documentation).
     "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.36.0/",
+    "SWAGGER_UI_INTEGRITY": {
+        "swagger-ui.css": "sha384-z/AtSaOHGn5MJ5auAHXUypohywlIWLBZo1jeGmhdpVIbCnFhxAH92cwdV41oyINc",
+        "swagger-ui-standalone-preset.js": (
+            "sha384-My2aDM4r2Mbm3ybHcubKm9O9U8FEjvF/O5nGvE9YK5dzqOTbWEKa79RPJ1krdMaF"
+        ),
+        "swagger-ui-bundle.js": (
+            "sha384-fUpRgC19yPykTqzdrUbdAg8NTiu16NEKf9U12J+IJWCg8/1mEI8f2+PEIz60Wyd+"
+        ),
+    },
     "API_SPEC_OPTIONS": {
         "info": {
             "description": "Moves CAF case transfers between authorities, on a recorded"

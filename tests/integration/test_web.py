@@ -2,6 +2,7 @@
 
 import io
 import json
+from html.parser import HTMLParser
 
 import pytest
 import requests
@@ -178,6 +179,32 @@ def test_public_keys_and_health_need_no_token(client, services):
     assert keys.status_code == 200
     assert keys.get_json()["keys"][0]["kid"] == services.keyring.kid
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+class _ExternalFiles(HTMLParser):
+    """Each script and stylesheet a page loads from another origin, with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        address = named.get("src") if tag == "script" else named.get("href")
+        if tag in ("script", "link") and address and address.startswith("https://"):
+            self.found.append(named)
+
+
+def test_the_api_page_loads_only_files_the_browser_can_check_against_a_digest(client):
+    """An admin pastes a token into /docs: a changed file on the CDN must not run there."""
+    page = client.get("/docs")
+    assert page.status_code == 200
+    files = _ExternalFiles()
+    files.feed(page.get_data(as_text=True))
+    assert len(files.found) == 3
+    for file in files.found:
+        assert file["integrity"].startswith("sha384-") and len(file["integrity"]) == 71
+        assert file["crossorigin"] == "anonymous"
 
 
 def test_a_publisher_may_send_only_from_its_own_authority(services, client, auth):
