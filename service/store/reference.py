@@ -10,6 +10,12 @@ transaction that stores a batch checks the counter (``check``); if it moved, the
 stored, the copy is dropped, and the caller decides the batch again on a fresh one. So a change
 is in force for every batch whose storing transaction starts after it has committed, as when
 the tables were read for every batch (then, just before deciding it).
+
+On PostgreSQL the check also holds the counter's row ``FOR SHARE`` until the batch commits. A
+change moves the counter early in its transaction, so it waits for the batches checked before
+it; and what it does after (a suspension withdrawing the envelopes signed under its ISP) then
+sees those batches. Without the lock, a batch checked just before a suspension committed would
+be stored after the suspension had looked for its envelopes, and sent under the suspended ISP.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ VERSION_ID = 1
 _version_row = t.ReferenceVersion.__table__
 # Checked by every intake transaction, so built once (``service.store.rows``).
 _SELECT_VERSION = sa.select(_version_row.c.version).where(_version_row.c.id == VERSION_ID)
+_SELECT_VERSION_FOR_SHARE = _SELECT_VERSION.with_for_update(read=True)  # SQLite: takes turns
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class ReferenceCache:
     def check(self, session: Session, reference: IntakeReference) -> None:
         """Raise ``ReferenceChanged`` in ``session``'s transaction if ``reference`` is not the
         current version; the next ``current()`` reads it afresh."""
-        if _version(session) != reference.version:
+        if session.scalar(_SELECT_VERSION_FOR_SHARE) != reference.version:
             with self._lock:
                 if self._kept is reference:
                     self._kept = None

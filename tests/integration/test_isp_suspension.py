@@ -377,6 +377,40 @@ def test_a_redelivery_racing_the_suspension_is_not_sent_under_the_suspended_isp(
     assert services.store.transfers.view("redelivered")["state"] == "awaiting_judgement"
 
 
+def test_a_batch_stored_as_the_suspension_is_recorded_is_not_sent_under_the_suspended_isp(
+    services, receiver, client
+):
+    """The batch has checked the register, and is still storing, when the suspension starts:
+    the suspension waits for it, then must find its envelope in the outbox, and withdraw it."""
+    reference = services.store.reference
+    checking, entered, go = reference.check, threading.Event(), threading.Event()
+
+    def held(session, current):
+        checking(session, current)
+        entered.set()
+        assert go.wait(10)
+
+    reference.check = held
+    stored = threading.Thread(target=_send, args=(services, "in-the-batch"))
+    stored.start()
+    assert entered.wait(10)
+    results = {}
+    suspend = threading.Thread(
+        target=lambda: results.setdefault("suspend", _suspend(services, client))
+    )
+    suspend.start()
+    time.sleep(0.5)
+    go.set()
+    stored.join(20)
+    suspend.join(20)
+    reference.check = checking
+    assert results["suspend"]["parked"] == 1
+
+    _deliverer(services).deliver_due("test")
+    assert receiver.requests == [], "nothing sent under the suspended ISP"
+    assert services.store.transfers.view("in-the-batch")["state"] == "awaiting_judgement"
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="not fixed: a judgement made while a withdrawn envelope was in fact arriving stands",
