@@ -5,7 +5,9 @@ and the subject-access export make of a withdrawn or reinstated basis."""
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 import pytest
 
@@ -326,6 +328,38 @@ def test_audit_search_by_basis_follows_a_withdrawal(services, receiver, client):
     assert "parked-again" not in {r["event_id"] for r in found["records"]}
 
 
+def _suspend_while_paused(services, owner, name: str, first: Callable[[], object], when) -> dict:
+    """Run ``first`` in a thread until it calls ``owner.name`` with arguments ``when`` accepts,
+    and hold it there, inside its transaction, while a suspension starts in another thread;
+    then let it go. What each returned: {"first": ..., "suspend": ...}."""
+    original, entered, go = getattr(owner, name), threading.Event(), threading.Event()
+
+    def paused(*args):
+        original(*args)
+        if when(*args):
+            entered.set()
+            assert go.wait(10)
+
+    setattr(owner, name, paused)
+    results = {}
+    started = threading.Thread(target=lambda: results.setdefault("first", first()))
+    started.start()
+    try:
+        assert entered.wait(10)
+        client = create_app(services).test_client()
+        suspend = threading.Thread(
+            target=lambda: results.setdefault("suspend", _suspend(services, client))
+        )
+        suspend.start()
+        time.sleep(0.5)
+    finally:
+        go.set()
+        started.join(20)
+        setattr(owner, name, original)
+    suspend.join(20)
+    return results
+
+
 def test_a_redelivery_racing_the_suspension_is_not_sent_under_the_suspended_isp(
     services, receiver, client
 ):
@@ -336,41 +370,20 @@ def test_a_redelivery_racing_the_suspension_is_not_sent_under_the_suspended_isp(
     _deliverer(services).deliver_due("test")
     assert services.store.transfers.view("redelivered")["state"] == "failed"
 
-    outbox = services.store.outbox
-    appending, entered, go = outbox._append_audit, threading.Event(), threading.Event()
-
-    def held(session, event_id, action, detail):
-        if action == "redelivery":
-            entered.set()
-            assert go.wait(10)
-        appending(session, event_id, action, detail)
-
-    outbox._append_audit = held
-    by = bearer(services, "admin", HACKNEY)
-    results = {}
-    redeliver = threading.Thread(
-        target=lambda: results.setdefault(
-            "redeliver", client.post("/api/v1/transfers/redelivered/redeliver", headers=by)
-        )
+    redelivery = partial(
+        client.post,
+        "/api/v1/transfers/redelivered/redeliver",
+        headers=bearer(services, "admin", HACKNEY),
     )
-    redeliver.start()
-    assert entered.wait(10)
-    suspend = threading.Thread(
-        target=lambda: results.setdefault(
-            "suspend",
-            create_app(services)
-            .test_client()
-            .post(f"{ISP}/suspend", json={"reason": "Breach."}, headers=by),
-        )
+    results = _suspend_while_paused(
+        services,
+        services.store.outbox,
+        "_append_audit",
+        redelivery,
+        when=lambda session, event_id, action, detail: action == "redelivery",
     )
-    suspend.start()
-    time.sleep(0.5)
-    go.set()
-    redeliver.join(20)
-    suspend.join(20)
-    outbox._append_audit = appending
-    assert results["suspend"].status_code == 201
-    assert results["redeliver"].status_code == 202
+    assert results["suspend"]["parked"] == 1
+    assert results["first"].status_code == 202
 
     _deliverer(services).deliver_due("test")
     assert len(receiver.requests) == 1, "nothing sent under the suspended ISP"
@@ -382,28 +395,13 @@ def test_a_batch_stored_as_the_suspension_is_recorded_is_not_sent_under_the_susp
 ):
     """The batch has checked the register, and is still storing, when the suspension starts:
     the suspension waits for it, then must find its envelope in the outbox, and withdraw it."""
-    reference = services.store.reference
-    checking, entered, go = reference.check, threading.Event(), threading.Event()
-
-    def held(session, current):
-        checking(session, current)
-        entered.set()
-        assert go.wait(10)
-
-    reference.check = held
-    stored = threading.Thread(target=_send, args=(services, "in-the-batch"))
-    stored.start()
-    assert entered.wait(10)
-    results = {}
-    suspend = threading.Thread(
-        target=lambda: results.setdefault("suspend", _suspend(services, client))
+    results = _suspend_while_paused(
+        services,
+        services.store.reference,
+        "check",
+        partial(_send, services, "in-the-batch"),
+        when=lambda session, reference: True,
     )
-    suspend.start()
-    time.sleep(0.5)
-    go.set()
-    stored.join(20)
-    suspend.join(20)
-    reference.check = checking
     assert results["suspend"]["parked"] == 1
 
     _deliverer(services).deliver_due("test")
