@@ -97,7 +97,12 @@ def redeliver(event_id: str):
     visible_transfer(event_id)
     services = app_services()
     if not services.store.outbox.redeliver(event_id, services.clock(), by=principal()):
-        abort(HTTPStatus.CONFLICT, message="Only a failed transfer can be redelivered.")
+        # Its state says why: not failed, or parked by the expiry of its ISP just now.
+        state = services.store.transfers.view(event_id)["state"]
+        abort(
+            HTTPStatus.CONFLICT,
+            message=f"It is {state}; only a failed transfer can be redelivered.",
+        )
     return services.store.transfers.view(event_id)
 
 

@@ -61,7 +61,7 @@ def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:
         return IspFinding.NOT_ACTIVE
     if on < isp.effective_from:
         return IspFinding.NOT_YET_EFFECTIVE
-    if isp.expires_on is not None and on > isp.expires_on:
+    if expired(isp, on):
         return IspFinding.EXPIRED
     ends = {request.from_authority, request.to_authority}
     if not ends <= isp.parties:
@@ -77,6 +77,22 @@ def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:
     if request.mode != "routine":
         return IspFinding.AD_HOC_MODE
     return IspFinding.APPLICABLE
+
+
+def expired(isp: IspTerms, on: date) -> bool:
+    """Whether ``isp`` has expired by day ``on``: from the day after its ``expires_on``."""
+    return isp.expires_on is not None and on > isp.expires_on
+
+
+def expired_in_force(isps: Iterable[IspTerms], on: date) -> list[IspTerms]:
+    """The ISPs whose version in force on day ``on`` is active and has expired: nothing signed
+    under any of their versions may be sent that day (rules 1 and 2). An envelope signed under a
+    version since superseded goes on as long as the ISP's version in force has not expired, as
+    an amendment leaves it to be delivered as decided; one that extends the date, once in
+    force, so extends it."""
+    return [
+        isp for isp in versions_in_force(isps, on) if isp.status == "active" and expired(isp, on)
+    ]
 
 
 def versions_in_force(isps: Iterable[IspTerms], on: date) -> list[IspTerms]:

@@ -200,23 +200,32 @@ def basis_kind(record: dict[str, Any]) -> str:
     return "judgement" if "judgement" in record else "none"
 
 
+# How a version that ended an ISP's basis for an undelivered envelope counts in the decision
+# that withdraws it; a retired one is not active.
+ENDING_FINDINGS = {
+    IspFinding.SUSPENDED.value: IspFinding.SUSPENDED,
+    IspFinding.EXPIRED.value: IspFinding.EXPIRED,
+}
+
+
 def withdrawn_decision(
     record: dict[str, Any], ended_by: int, status: str, withheld: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The decision of a transfer parked again because the ISP it was signed under was
-    suspended or retired (``status``, as version ``ended_by``) before it was delivered: no
-    basis now, as with no applicable ISP, so it waits for a practitioner's judgement (rules 1
-    and 6). The decision withdrawn is kept under ``withdrawn``, for the record and for
+    suspended, retired or expired (``status``, as version ``ended_by``) before it was delivered:
+    no basis now, as with no applicable ISP, so it waits for a practitioner's judgement (rules
+    1, 2 and 6). The decision withdrawn is kept under ``withdrawn``, for the record and for
     ``reinstated_decision``; the categories its minimising withheld, gone from the stored event,
     under ``withheld_before``, so that a judgement's envelope still lists them as withheld
     (rule 5)."""
     isp = record["isp"]
-    finding = IspFinding.SUSPENDED if status == IspFinding.SUSPENDED else IspFinding.NOT_ACTIVE
+    finding = ENDING_FINDINGS.get(status, IspFinding.NOT_ACTIVE)
+    ended = "expired" if finding is IspFinding.EXPIRED else f"was {status}"
     return {
         "outcome": Outcome.AWAIT_JUDGEMENT.value,
         "reason": (
-            f"ISP {isp['id']} v{isp['version']}, which it was signed under, was {status} "
-            "before it was delivered; a practitioner judgement is needed to share."
+            f"ISP {isp['id']} v{isp['version']}, which it was signed under, {ended} before it "
+            "was delivered; a practitioner judgement is needed to share."
         ),
         "considered": [{"isp_id": isp["id"], "version": ended_by, "finding": finding.value}],
         "permitted_categories": [],

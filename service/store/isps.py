@@ -18,7 +18,7 @@ from service.domain.isp_register import BINDS_NO_ONE, VersionOutOfOrder, confirm
 from service.domain.model import IspTerms, isp_terms, signatory_parties
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
-from service.store.withdrawals import withdraw
+from service.store.withdrawals import Ending, withdraw
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class Isps:
         isp_id, version = change.document["id"], change.document["version"]
         status = change.document["status"]
         ends = status in BINDS_NO_ONE
-        parked = withdraw(session, isp_id, version, status, now) if ends else []
+        parked = withdraw(session, {isp_id: Ending(version, status)}, now) if ends else []
         who = {**change.note, "by": by.describe()}
         detail = {"isp_id": isp_id, "version": version, "status": status, **who}
         if ends:

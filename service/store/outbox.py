@@ -9,7 +9,8 @@ name), and the recipient gets the same envelope id again, so it can discard the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from service.access import Principal
 from service.domain.isotime import iso
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
+from service.store.expiry import Expiries
 from service.store.withdrawals import (
     NOT_WITHDRAWN,
     reinstate,
@@ -33,7 +35,9 @@ from service.store.withdrawals import (
 if TYPE_CHECKING:
     from service.store.store import SignedEnvelope
 
-IN_FLIGHT_THEN_FAILED = "In flight when its ISP was suspended or retired; its attempt then failed."
+IN_FLIGHT_THEN_FAILED = (
+    "In flight when its ISP was suspended, retired or expired; its attempt then failed."
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,22 @@ class Outbox:
     def __init__(self, transaction: Transaction, append_audit: AppendAudit) -> None:
         self._transaction = transaction
         self._append_audit = append_audit
+        self._expiries = Expiries()
+
+    @contextmanager
+    def _expiries_withdrawn(self, now: datetime) -> Iterator[Session]:
+        """A transaction in which what is still to be sent under ISPs expired as of ``now`` has
+        been withdrawn first, each audited ``basis_withdrawn`` (``service.store.expiry``)."""
+        with self._transaction() as session:
+            swept = self._expiries.sweep(session, now)
+            if swept is not None:
+                expired, parked = swept
+                for withdrawn in parked:
+                    detail = withdrawn.audit_detail() | {"reason": expired.reason(withdrawn.isp_id)}
+                    self._append_audit(session, withdrawn.event_id, "basis_withdrawn", detail)
+            yield session
+        if swept is not None:
+            self._expiries.swept(expired)
 
     def claim(
         self,
@@ -153,7 +173,8 @@ class Outbox:
 
         An item is due when its time has come, nobody holds a live lease on it, and no earlier
         item for the same recipient and case is still waiting. The claim is a conditional update,
-        so two workers racing for one item cannot both win it.
+        so two workers racing for one item cannot both win it. Nothing under an ISP expired by
+        ``now``'s day is left to claim (``service.store.expiry``).
         """
         item, earlier = t.OutboxItem, aliased(t.OutboxItem)
         waiting_behind = (
@@ -180,7 +201,7 @@ class Outbox:
             .subquery()
         )
         until = now + lease
-        with self._transaction() as session:
+        with self._expiries_withdrawn(now) as session:
             candidates = session.execute(
                 sa.select(due.c.id, due.c.to_authority)
                 .where(due.c.place <= per_recipient)
@@ -272,9 +293,11 @@ class Outbox:
                     ],
                 )
             if still_to_send:
-                # In flight when its ISP was suspended or retired, it is sent no more under it.
+                # In flight when its ISP was suspended, retired or expired, it is sent no more
+                # under it.
                 now = max(o.attempt.attempted_at for o in settled)
-                for withdrawn in withdraw_after_failing(session, still_to_send, now):
+                expired = self._expiries.as_of(session, now).endings()
+                for withdrawn in withdraw_after_failing(session, still_to_send, expired, now):
                     detail = withdrawn.audit_detail() | {"reason": IN_FLIGHT_THEN_FAILED}
                     audit.append((withdrawn.event_id, "basis_withdrawn", detail))
             if settled:
@@ -343,8 +366,9 @@ class Outbox:
 
     def redeliver(self, event_id: str, now: datetime, by: Principal) -> bool:
         """Put a failed transfer's envelope back in the outbox, audited as ``by``'s request;
-        False if it is not failed."""
-        with self._transaction() as session:
+        False if it is not failed, as when the ISP it was signed under has expired by ``now``'s
+        day (the transfer then awaits a judgement: ``service.store.expiry``)."""
+        with self._expiries_withdrawn(now) as session:
             transfer = session.get(t.Transfer, event_id, with_for_update=True)
             if transfer is None or transfer.state != TransferState.FAILED:
                 return False

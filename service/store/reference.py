@@ -81,13 +81,7 @@ class ReferenceCache:
         with self._transaction() as session:
             # The version first: a change committed while the rest is read then makes the next
             # check fail, rather than pass with tables older than the version.
-            version = _version(session)
-            if version is None:
-                # The row was deleted, as when the tables are emptied. A random start, so that
-                # no copy kept from before the deletion can match the new row.
-                row = {"id": VERSION_ID, "version": secrets.randbits(62)}
-                insert_if_absent(session, t.ReferenceVersion, row)
-                version = _version(session)
+            version = reference_version(session)
             authorities = dict(session.execute(sa.select(t.Authority.code, t.Authority.name)).all())
             publishers = dict(
                 session.execute(
@@ -95,6 +89,18 @@ class ReferenceCache:
                 ).all()
             )
             return IntakeReference(authorities, all_terms(session), publishers, version)
+
+
+def reference_version(session: Session) -> int:
+    """The reference version, in ``session``'s transaction; a new one if its row was deleted,
+    as when the tables are emptied: a random start, so that nothing kept from before the
+    deletion can match the new row."""
+    version = _version(session)
+    if version is None:
+        row = {"id": VERSION_ID, "version": secrets.randbits(62)}
+        insert_if_absent(session, t.ReferenceVersion, row)
+        version = _version(session)
+    return version
 
 
 def _version(session: Session) -> int | None:

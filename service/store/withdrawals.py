@@ -1,5 +1,5 @@
-"""Envelopes withdrawn when the ISP they were signed under is suspended, or retired, before they
-are sent.
+"""Envelopes withdrawn when the ISP they were signed under is suspended, retired or expires
+before they are sent.
 
 A suspension or retirement acts at once (DESIGN rule 1: a routine flow is shared under an
 *active* ISP): a transfer signed under any version of the ISP and not yet delivered, whether
@@ -9,6 +9,11 @@ redeliver), goes back to ``awaiting_judgement``, in the transaction that records
 (never sent; its JWS dropped, its id, digest and delivery attempts kept) and its outbox item
 removed. The stored event stays as it is: it already holds only the categories that would have
 gone, so a judgement can share at most those.
+
+Expiry withdraws the same way, without anyone recording it: ``service.store.expiry`` runs
+``withdraw`` for the ISPs expired that day before the outbox hands anything out or takes
+anything back, and ``withdraw_after_failing`` parks an envelope in flight at expiry whose
+attempt then fails.
 
 An envelope under a live lease is in flight (claimed, or handed over by intake to its worker's
 delivery process): it is left alone and delivered as decided. A delivery starts only with a
@@ -20,10 +25,10 @@ delivered while the store says the transfer awaits a judgement.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -40,6 +45,14 @@ WITHDRAWN = t.Envelope.withdrawn_at.is_not(None)
 UNDELIVERED = (TransferState.SIGNED, TransferState.FAILED)
 
 
+class Ending(NamedTuple):
+    """The version of an ISP that ended its basis for what is still to be sent, and why:
+    that version's status (suspended, retired), or ``expired``."""
+
+    version: int
+    status: str
+
+
 @dataclass(frozen=True)
 class Withdrawn:
     """A transfer parked again: which envelope was withdrawn, from which state and version."""
@@ -49,8 +62,8 @@ class Withdrawn:
     envelope_id: str
     state: str  # signed or failed, before
     isp_version: int  # the version it was signed under
-    ended_by: int  # the suspended or retired version that withdrew it
-    status: str  # that version's: suspended or retired
+    ended_by: int  # the suspended, retired or expired version that withdrew it
+    status: str  # suspended or retired (that version's status), or expired
 
     def audit_detail(self) -> dict[str, Any]:
         """Its ``basis_withdrawn`` record's detail, but for who and why."""
@@ -64,19 +77,18 @@ class Withdrawn:
         }
 
 
-def withdraw(
-    session: Session, isp_id: str, ended_by: int, status: str, now: datetime
-) -> list[Withdrawn]:
-    """Park again, in ``session``, every undelivered transfer signed under any version of
-    ``isp_id`` whose envelope is not in flight, as version ``ended_by`` (``status`` suspended
-    or retired) is recorded; return them in the order they were received.
+def withdraw(session: Session, ended: Mapping[str, Ending], now: datetime) -> list[Withdrawn]:
+    """Park again, in ``session``, every undelivered transfer signed under any version of an
+    ISP of ``ended`` (by id: the version that ended it, and why) whose envelope is not in
+    flight; return them in the order they were received.
 
     The outbox items go first, each only if no lease holds it, in the order a delivery's
     record takes its rows (items, then transfers), so neither waits on the other for long.
     """
     transfer, item = t.Transfer, t.OutboxItem
     under_isp = sa.and_(
-        transfer.decision[("isp", "id")].as_string() == isp_id, transfer.state.in_(UNDELIVERED)
+        transfer.decision[("isp", "id")].as_string().in_(list(ended)),
+        transfer.state.in_(UNDELIVERED),
     )
     # A redelivery holding a failed transfer puts its envelope back in the outbox: wait for it
     # (it holds no outbox item), so that the items taken out next include the one it adds.
@@ -100,7 +112,12 @@ def withdraw(
         .with_for_update(of=transfer)
     ).all()
     return _park(
-        session, [(parked, envelope_id, ended_by, status) for parked, envelope_id in rows], now
+        session,
+        [
+            (parked, envelope_id, *ended[parked.decision["isp"]["id"]])
+            for parked, envelope_id in rows
+        ],
+        now,
     )
 
 
@@ -190,13 +207,14 @@ def still_withdrawn(session: Session, envelope_ids: Collection[str]) -> set[str]
 
 
 def withdraw_after_failing(
-    session: Session, event_ids: Collection[str], now: datetime
+    session: Session, event_ids: Collection[str], expired: Mapping[str, Ending], now: datetime
 ) -> list[Withdrawn]:
-    """Park again, in ``session``, those of ``event_ids`` (envelopes in flight at a suspension,
-    whose attempt has just failed, to be retried or failed for good) that were signed under an
-    ISP suspended or retired since their envelope was issued: a suspension leaves an envelope in
-    flight to be delivered as decided, never to be retried or redelivered under the suspended
-    ISP. Call once the outbox items are settled (items, then transfers)."""
+    """Park again, in ``session``, those of ``event_ids`` (envelopes in flight at a suspension
+    or expiry, whose attempt has just failed, to be retried or failed for good) that were signed
+    under an ISP suspended or retired since their envelope was issued, or one of ``expired`` (by
+    id, as of ``now``): a suspension or expiry leaves an envelope in flight to be delivered as
+    decided, never to be retried or redelivered under an ISP that has ended. Call once the
+    outbox items are settled (items, then transfers)."""
     if not event_ids:
         return []
     rows = session.execute(
@@ -210,16 +228,15 @@ def withdraw_after_failing(
     ended = []
     for transfer, envelope in rows:
         isp = transfer.decision.get("isp")
-        ending = (
-            isp
-            and session.execute(
-                sa.select(t.Isp.version, t.Isp.status)
-                .where(t.Isp.isp_id == isp["id"], t.Isp.status.in_(BINDS_NO_ONE))
-                .where(t.Isp.recorded_at >= envelope.issued_at)
-                .order_by(t.Isp.version)
-                .limit(1)
-            ).first()
-        )
+        if isp is None:
+            continue
+        ending = session.execute(
+            sa.select(t.Isp.version, t.Isp.status)
+            .where(t.Isp.isp_id == isp["id"], t.Isp.status.in_(BINDS_NO_ONE))
+            .where(t.Isp.recorded_at >= envelope.issued_at)
+            .order_by(t.Isp.version)
+            .limit(1)
+        ).first() or expired.get(isp["id"])
         if ending:
             ended.append((transfer, envelope.envelope_id, *ending))
     if ended:

@@ -11,12 +11,10 @@ from functools import partial
 
 import pytest
 
-from service.delivery import Deliverer
-from service.domain.retry import RetryPolicy
 from service.senders import EMBEDDED
 from service.store.outbox import Lease
 from service.web import create_app
-from tests.support import examples, judgements
+from tests.support import examples, judgements, withdrawing
 from tests.support.children import child, transfer_of
 from tests.support.https_receiver import event_ids, https_recipients
 from tests.support.store_reads import audit_actions
@@ -37,25 +35,6 @@ def client(services):
     return create_app(services).test_client()
 
 
-def _deliverer(services) -> Deliverer:
-    """Retries wait a second (full jitter at its top), so one pass makes one attempt."""
-    return Deliverer(
-        services.store,
-        services.adapters,
-        retry=RetryPolicy(max_attempts=3, base_delay=timedelta(seconds=1)),
-        lease=timedelta(minutes=2),
-        clock=services.clock,
-        jitter=lambda: 1.0,
-    )
-
-
-def _send(services, event_id: str, lease: Lease | None = None):
-    body = examples.encode(examples.routine(event_id, case=event_id))
-    (outcome,) = services.relay.receive_many([(body, EMBEDDED)], lease=lease)
-    assert outcome.state == "signed"
-    return outcome
-
-
 def _suspend(services, client) -> dict:
     response = client.post(
         f"{ISP}/suspend",
@@ -65,10 +44,6 @@ def _suspend(services, client) -> dict:
     assert response.status_code == 201, response.get_json()
     (suspended,) = [d for _, a, d in audit_actions(services.store, None) if a == "isp_suspended"]
     return suspended
-
-
-def _withdrawn(services, event_id: str) -> list[dict]:
-    return [d for _, a, d in audit_actions(services.store, event_id) if a == "basis_withdrawn"]
 
 
 def _share() -> dict:
@@ -81,15 +56,15 @@ def _share() -> dict:
 def test_an_envelope_retrying_at_the_suspension_is_never_sent_and_a_judgement_sends_its_own(
     services, receiver, client
 ):
-    _send(services, "retrying")
+    withdrawing.send(services, "retrying")
     receiver.respond_with(503)
-    assert _deliverer(services).deliver_due("test") == 1
+    assert withdrawing.deliverer(services).deliver_due("test") == 1
     signed_under_isp = services.store.transfers.view("retrying")["envelope"]["envelope_id"]
 
     assert _suspend(services, client)["parked"] == 1
     # The recipient is back and the retry falls due: nothing is sent under the suspended ISP.
     time.sleep(1.1)
-    assert _deliverer(services).deliver_due("test") == 0
+    assert withdrawing.deliverer(services).deliver_due("test") == 0
     assert len(receiver.requests) == 1
 
     view = client.get(
@@ -97,7 +72,7 @@ def test_an_envelope_retrying_at_the_suspension_is_never_sent_and_a_judgement_se
     ).get_json()
     assert (view["state"], view["envelope"], view["outbox"]) == ("awaiting_judgement", None, None)
     assert "suspended" in view["decision"]["reason"] and "isp" not in view["decision"]
-    (withdrawn,) = _withdrawn(services, "retrying")
+    (withdrawn,) = withdrawing.withdrawn(services, "retrying")
     ended = (withdrawn["isp_id"], withdrawn["version"], withdrawn["ended_by_version"])
     assert ended == ("pan-london-caf", 1, 2) and withdrawn["status"] == "suspended"
     assert (withdrawn["by"]["role"], withdrawn["by"]["authority"]) == ("admin", HACKNEY)
@@ -121,7 +96,7 @@ def test_an_envelope_retrying_at_the_suspension_is_never_sent_and_a_judgement_se
         headers=bearer(services, "practitioner", HACKNEY),
     )
     assert judged.status_code == 200, judged.get_json()
-    assert _deliverer(services).deliver_due("test") == 1
+    assert withdrawing.deliverer(services).deliver_due("test") == 1
     (_, sent) = receiver.requests
     assert sent.envelope["basis"]["kind"] == "judgement"
     assert sent.envelope["envelope_id"] != signed_under_isp
@@ -133,15 +108,15 @@ def test_an_envelope_retrying_at_the_suspension_is_never_sent_and_a_judgement_se
 def test_a_failed_transfer_under_the_isp_is_parked_and_cannot_be_redelivered(
     services, receiver, client
 ):
-    _send(services, "failed")
+    withdrawing.send(services, "failed")
     receiver.respond_with(400)
-    _deliverer(services).deliver_due("test")
+    withdrawing.deliverer(services).deliver_due("test")
     assert services.store.transfers.view("failed")["state"] == "failed"
 
     assert _suspend(services, client)["parked"] == 1
 
     assert services.store.transfers.view("failed")["state"] == "awaiting_judgement"
-    assert _withdrawn(services, "failed")[0]["was"] == "failed"
+    assert withdrawing.withdrawn(services, "failed")[0]["was"] == "failed"
     redeliver = client.post(
         "/api/v1/transfers/failed/redeliver", headers=bearer(services, "admin", ISLINGTON)
     )
@@ -150,20 +125,8 @@ def test_a_failed_transfer_under_the_isp_is_parked_and_cannot_be_redelivered(
         "/api/v1/transfers/failed/redeliver", headers=bearer(services, "admin", HACKNEY)
     )
     assert redeliver.status_code == 409
-    assert _deliverer(services).deliver_due("test") == 0
+    assert withdrawing.deliverer(services).deliver_due("test") == 0
     assert len(receiver.requests) == 1
-
-
-def _claim(services, lease: timedelta):
-    """What a delivery loop's claim takes of the outbox now, under ``lease``."""
-    return services.store.outbox.claim(
-        worker="test",
-        now=services.clock(),
-        lease=lease,
-        limit=1,
-        per_recipient=1,
-        in_flight={},
-    )
 
 
 @pytest.mark.parametrize("held", ["claimed", "handed over by intake"])
@@ -171,20 +134,20 @@ def test_an_envelope_in_flight_at_the_suspension_is_delivered_as_decided(
     services, receiver, client, held
 ):
     if held == "claimed":
-        _send(services, "in-flight")
-        in_flight = _claim(services, timedelta(minutes=2))
+        withdrawing.send(services, "in-flight")
+        in_flight = withdrawing.claim(services, timedelta(minutes=2))
     else:
         lease = Lease("test", services.clock() + timedelta(minutes=2))
-        in_flight = [_send(services, "in-flight", lease=lease).held]
+        in_flight = [withdrawing.send(services, "in-flight", lease=lease).held]
     assert len(in_flight) == 1
 
     assert _suspend(services, client)["parked"] == 0
-    assert _deliverer(services).deliver_group(in_flight).results == ["delivered"]
+    assert withdrawing.deliverer(services).deliver_group(in_flight).results == ["delivered"]
 
     assert event_ids(receiver.requests) == ["in-flight"]
     view = services.store.transfers.view("in-flight")
     assert view["state"] == "delivered" and view["decision"]["isp"]["id"] == "pan-london-caf"
-    assert _withdrawn(services, "in-flight") == []
+    assert withdrawing.withdrawn(services, "in-flight") == []
 
 
 def test_a_delivery_recorded_after_its_envelope_was_withdrawn_gives_the_transfer_its_basis_back(
@@ -192,11 +155,11 @@ def test_a_delivery_recorded_after_its_envelope_was_withdrawn_gives_the_transfer
 ):
     """Its lease ran out before the suspension, yet its attempt (started within the lease) had
     delivered it: the store must not say it awaits a judgement."""
-    _send(services, "late")
-    claimed = _claim(services, timedelta(0))
+    withdrawing.send(services, "late")
+    claimed = withdrawing.claim(services, timedelta(0))
     assert _suspend(services, client)["parked"] == 1
 
-    assert _deliverer(services).deliver_group(claimed).results == ["delivered"]
+    assert withdrawing.deliverer(services).deliver_group(claimed).results == ["delivered"]
 
     view = services.store.transfers.view("late")
     assert view["state"] == "delivered" and view["decision"]["isp"]["id"] == "pan-london-caf"
@@ -211,10 +174,10 @@ def test_a_reinstated_transfers_subject_access_export_says_what_was_shared(
     """Its basis back, the minimising before the withdrawal holds again: the family is told
     what went, not that nothing did."""
     body = examples.routine("late")
-    _send(services, "late")
-    claimed = _claim(services, timedelta(0))
+    withdrawing.send(services, "late")
+    claimed = withdrawing.claim(services, timedelta(0))
     _suspend(services, client)
-    assert _deliverer(services).deliver_group(claimed).results == ["delivered"]
+    assert withdrawing.deliverer(services).deliver_group(claimed).results == ["delivered"]
 
     nhs_number = body["data"]["case"]["child_identity"]["nhs_number"]
     (exported,) = services.subject_access.export({"nhs_number": nhs_number})["transfers"]
@@ -229,9 +192,9 @@ def test_a_judgement_after_a_suspension_lists_as_withheld_what_the_isp_withheld_
 ):
     """The stored event holds only what the ISP allowed, but the case had more: the new
     envelope, its audit and the family's export must still say that was withheld (rule 5)."""
-    _send(services, "retrying")
+    withdrawing.send(services, "retrying")
     receiver.respond_with(503)
-    _deliverer(services).deliver_due("test")
+    withdrawing.deliverer(services).deliver_due("test")
     _suspend(services, client)
     judged = client.post(
         "/api/v1/transfers/retrying/judgement",
@@ -241,7 +204,7 @@ def test_a_judgement_after_a_suspension_lists_as_withheld_what_the_isp_withheld_
     assert judged.status_code == 200, judged.get_json()
     time.sleep(1.1)
     receiver.respond_with(200)
-    assert _deliverer(services).deliver_due("test") == 1
+    assert withdrawing.deliverer(services).deliver_due("test") == 1
 
     sent = receiver.requests[-1].envelope
     assert "family_and_environment" in sent["data_categories"]["withheld"], sent["data_categories"]
@@ -254,9 +217,9 @@ def test_a_judgement_after_a_suspension_lists_as_withheld_what_the_isp_withheld_
 def test_retiring_the_isp_withdraws_what_is_still_to_be_sent_as_suspending_it_does(
     services, receiver, client
 ):
-    _send(services, "retiring")
+    withdrawing.send(services, "retiring")
     receiver.respond_with(503)
-    assert _deliverer(services).deliver_due("test") == 1
+    assert withdrawing.deliverer(services).deliver_due("test") == 1
     retired = {**examples.pan_london_isp(), "version": 2, "status": "retired"}
 
     amended = client.post(
@@ -266,26 +229,26 @@ def test_retiring_the_isp_withdraws_what_is_still_to_be_sent_as_suspending_it_do
     assert amended.status_code == 201, amended.get_json()
     (recorded,) = [d for _, a, d in audit_actions(services.store) if a == "isp_amended"]
     assert (recorded["status"], recorded["parked"]) == ("retired", 1)
-    (withdrawn,) = _withdrawn(services, "retiring")
+    (withdrawn,) = withdrawing.withdrawn(services, "retiring")
     assert (withdrawn["ended_by_version"], withdrawn["status"]) == (2, "retired")
     view = services.store.transfers.view("retiring")
     assert view["state"] == "awaiting_judgement" and "was retired" in view["decision"]["reason"]
     receiver.respond_with(200)
     time.sleep(1.1)
-    assert _deliverer(services).deliver_due("test") == 0
+    assert withdrawing.deliverer(services).deliver_due("test") == 0
     assert len(receiver.requests) == 1
 
 
 def test_an_attempt_in_flight_at_the_suspension_that_fails_is_not_retried_under_it(
     services, receiver, client
 ):
-    _send(services, "inflight-retry")
-    in_flight = _claim(services, timedelta(minutes=2))
+    withdrawing.send(services, "inflight-retry")
+    in_flight = withdrawing.claim(services, timedelta(minutes=2))
     assert _suspend(services, client)["parked"] == 0
     receiver.respond_with(503)
-    assert _deliverer(services).deliver_group(in_flight).results == ["retry"]
+    assert withdrawing.deliverer(services).deliver_group(in_flight).results == ["retry"]
     time.sleep(1.1)
-    _deliverer(services).deliver_due("test")
+    withdrawing.deliverer(services).deliver_due("test")
     # The retry must not go out under the suspended ISP.
     assert event_ids(receiver.requests) == ["inflight-retry"]
     assert services.store.transfers.view("inflight-retry")["state"] == "awaiting_judgement"
@@ -294,11 +257,11 @@ def test_an_attempt_in_flight_at_the_suspension_that_fails_is_not_retried_under_
 def test_an_attempt_in_flight_at_the_suspension_that_fails_for_good_is_not_redelivered(
     services, receiver, client
 ):
-    _send(services, "inflight-fail")
-    in_flight = _claim(services, timedelta(minutes=2))
+    withdrawing.send(services, "inflight-fail")
+    in_flight = withdrawing.claim(services, timedelta(minutes=2))
     assert _suspend(services, client)["parked"] == 0
     receiver.respond_with(400)
-    assert _deliverer(services).deliver_group(in_flight).results == ["failed"]
+    assert withdrawing.deliverer(services).deliver_group(in_flight).results == ["failed"]
     redeliver = client.post(
         "/api/v1/transfers/inflight-fail/redeliver", headers=bearer(services, "admin", HACKNEY)
     )
@@ -365,9 +328,9 @@ def test_a_redelivery_racing_the_suspension_is_not_sent_under_the_suspended_isp(
 ):
     """The redelivery holds the failed transfer when the suspension looks for it: the
     suspension waits for it, then must find its envelope back in the outbox, and withdraw it."""
-    _send(services, "redelivered")
+    withdrawing.send(services, "redelivered")
     receiver.respond_with(400)
-    _deliverer(services).deliver_due("test")
+    withdrawing.deliverer(services).deliver_due("test")
     assert services.store.transfers.view("redelivered")["state"] == "failed"
 
     redelivery = partial(
@@ -385,7 +348,7 @@ def test_a_redelivery_racing_the_suspension_is_not_sent_under_the_suspended_isp(
     assert results["suspend"]["parked"] == 1
     assert results["first"].status_code == 202
 
-    _deliverer(services).deliver_due("test")
+    withdrawing.deliverer(services).deliver_due("test")
     assert len(receiver.requests) == 1, "nothing sent under the suspended ISP"
     assert services.store.transfers.view("redelivered")["state"] == "awaiting_judgement"
 
@@ -399,12 +362,12 @@ def test_a_batch_stored_as_the_suspension_is_recorded_is_not_sent_under_the_susp
         services,
         services.store.reference,
         "check",
-        partial(_send, services, "in-the-batch"),
+        partial(withdrawing.send, services, "in-the-batch"),
         when=lambda session, reference: True,
     )
     assert results["suspend"]["parked"] == 1
 
-    _deliverer(services).deliver_due("test")
+    withdrawing.deliverer(services).deliver_due("test")
     assert receiver.requests == [], "nothing sent under the suspended ISP"
     assert services.store.transfers.view("in-the-batch")["state"] == "awaiting_judgement"
 
@@ -416,8 +379,8 @@ def test_a_batch_stored_as_the_suspension_is_recorded_is_not_sent_under_the_susp
 def test_a_late_delivery_after_a_judgement_not_to_share_leaves_it_withheld_though_received(
     services, receiver, client
 ):
-    _send(services, "late-withheld")
-    claimed = _claim(services, timedelta(0))
+    withdrawing.send(services, "late-withheld")
+    claimed = withdrawing.claim(services, timedelta(0))
     assert _suspend(services, client)["parked"] == 1
     document = judgements.not_share(recipients=[ISLINGTON], purpose="continuity_of_early_help")
     document["practitioner"]["organisation"] = HACKNEY
@@ -427,7 +390,7 @@ def test_a_late_delivery_after_a_judgement_not_to_share_leaves_it_withheld_thoug
         headers=bearer(services, "practitioner", HACKNEY),
     )
     assert judged.status_code == 200, judged.get_json()
-    assert _deliverer(services).deliver_group(claimed).results == ["delivered"]
+    assert withdrawing.deliverer(services).deliver_group(claimed).results == ["delivered"]
     assert event_ids(receiver.requests) == ["late-withheld"]
     view = services.store.transfers.view("late-withheld")
     assert view["state"] == "withheld" and view["timeline"][-1]["action"] == "delivered"

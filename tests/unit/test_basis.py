@@ -6,7 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from contracts.reference import LONDON_AUTHORITIES
-from service.domain.basis import assess_isp, dated_ahead, decide_basis, decision_day
+from service.domain.basis import (
+    assess_isp,
+    dated_ahead,
+    decide_basis,
+    decision_day,
+    expired_in_force,
+)
 from service.domain.model import IspFinding, IspTerms, Judgement, Outcome, TransferRequest
 
 HACKNEY, ISLINGTON, CAMDEN = "E09000012", "E09000019", "E09000007"
@@ -198,6 +204,22 @@ def test_an_expired_isp_is_recorded_and_the_transfer_waits():
     decision = decide_basis(REQUEST, [PAN_LONDON], date(2030, 1, 1))
     assert decision.outcome is Outcome.AWAIT_JUDGEMENT
     assert decision.considered[0].finding is IspFinding.EXPIRED
+
+
+def test_an_isp_counts_as_expired_by_its_version_in_force_from_the_day_after_it_expires():
+    """What was signed under version 1 may go on while a version in force extends the date;
+    an extension that starts later leaves a day on which the ISP has expired."""
+    ends = replace(PAN_LONDON, expires_on=TODAY)
+    extended = replace(PAN_LONDON, version=2, expires_on=date(2030, 3, 31))
+    starts_later = replace(extended, effective_from=TODAY + timedelta(days=2))
+    next_day = TODAY + timedelta(days=1)
+    assert expired_in_force([ends], TODAY) == []
+    assert expired_in_force([ends], next_day) == [ends]
+    assert expired_in_force([ends, extended], next_day) == []
+    assert expired_in_force([ends, starts_later], next_day) == [ends]
+    assert expired_in_force([ends, starts_later], next_day + timedelta(days=1)) == []
+    suspended = replace(ends, version=2, status="suspended")
+    assert expired_in_force([ends, suspended], next_day) == [], "withdrawn when it was suspended"
 
 
 def test_the_most_specific_isp_wins_and_the_other_is_recorded_as_outranked():

@@ -1,0 +1,188 @@
+"""An ISP whose version in force has expired withdraws what is still to be sent under it, as a
+suspension does, though no one records it: from the day after its ``expires_on`` nothing signed
+under it is delivered or redelivered, and its transfers wait for a practitioner's judgement
+(DESIGN rule 2: an expired agreement does not apply)."""
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+import pytest
+
+from service.access import OPERATOR
+from service.domain.basis import decision_day
+from service.store.isps import IspChange
+from service.store.outbox import IN_FLIGHT_THEN_FAILED
+from service.web import create_app
+from tests.support import examples, withdrawing
+from tests.support.https_receiver import event_ids, https_recipients
+from tests.support.tokens import bearer
+
+HACKNEY, ISLINGTON = "E09000012", "E09000019"
+
+
+@pytest.fixture
+def receiver(services, tmp_path):
+    with https_recipients(services, tmp_path, ISLINGTON) as running:
+        yield running
+
+
+def _today(services) -> date:
+    return decision_day(services.clock())
+
+
+def _amend(services, version: int, **changes) -> None:
+    """Record a version of the pan-London ISP as the operator, every signature confirmed."""
+    document = {**examples.pan_london_isp(), "version": version, **changes}
+    services.store.isps.record(
+        [IspChange(document, "isp_amended")], now=services.clock(), by=OPERATOR
+    )
+
+
+def _expiring_today(services) -> None:
+    """Version 2 of the pan-London ISP, in force, expires at the end of the services' day."""
+    _amend(services, 2, expires_on=_today(services).isoformat())
+
+
+def _days_later(services, days: int, seconds: int = 0):
+    """The services' clock, ``days`` (and ``seconds``) on: a retry a second away is then due."""
+    return lambda: services.clock() + timedelta(days=days, seconds=seconds)
+
+
+def _retrying(services, receiver, event_id: str) -> str:
+    """A transfer signed under version 2, its first attempt failed and a retry due a second
+    later; its envelope id."""
+    _expiring_today(services)
+    withdrawing.send(services, event_id)
+    receiver.respond_with(503)
+    assert withdrawing.deliverer(services).deliver_due("test") == 1
+    return services.store.transfers.view(event_id)["envelope"]["envelope_id"]
+
+
+def test_on_its_expiry_day_a_retry_is_still_delivered_under_the_isp(services, receiver):
+    _retrying(services, receiver, "expiry-day")
+
+    assert withdrawing.deliverer(services, _days_later(services, 0, 2)).deliver_due("test") == 1
+
+    assert event_ids(receiver.requests) == ["expiry-day", "expiry-day"]
+    assert services.store.transfers.view("expiry-day")["state"] == "delivered"
+
+
+def test_the_day_after_it_expired_a_retry_is_not_sent_and_the_transfer_awaits_a_judgement(
+    services, receiver
+):
+    signed_under_isp = _retrying(services, receiver, "retrying")
+
+    assert withdrawing.deliverer(services, _days_later(services, 1)).deliver_due("test") == 0
+
+    assert len(receiver.requests) == 1, "nothing sent under the expired ISP"
+    view = services.store.transfers.view("retrying")
+    assert (view["state"], view["envelope"], view["outbox"]) == ("awaiting_judgement", None, None)
+    assert (
+        "v2, which it was signed under, expired before it was delivered"
+        in (view["decision"]["reason"])
+    )
+    assert view["decision"]["considered"] == [
+        {"isp_id": "pan-london-caf", "version": 2, "finding": "expired"}
+    ]
+    (withdrawn,) = withdrawing.withdrawn(services, "retrying")
+    assert withdrawn == {
+        "isp_id": "pan-london-caf",
+        "version": 2,
+        "ended_by_version": 2,
+        "status": "expired",
+        "envelope_id": signed_under_isp,
+        "was": "signed",
+        "reason": f"ISP pan-london-caf v2, in force, expired on {_today(services)}.",
+    }
+    assert view["timeline"][-1]["action"] == "basis_withdrawn"
+
+
+@pytest.mark.parametrize("first", ["the redelivery", "the delivery worker"])
+def test_a_failed_transfer_is_parked_once_its_isp_has_expired_and_cannot_be_redelivered(
+    services, receiver, first
+):
+    """Whichever comes first after midnight parks it: the web app, which redelivers, runs no
+    delivery loop."""
+    _expiring_today(services)
+    withdrawing.send(services, "failed")
+    receiver.respond_with(400)
+    withdrawing.deliverer(services).deliver_due("test")
+    assert services.store.transfers.view("failed")["state"] == "failed"
+    next_day = _days_later(services, 1)
+    if first == "the delivery worker":
+        assert withdrawing.deliverer(services, next_day).deliver_due("test") == 0
+        assert services.store.transfers.view("failed")["state"] == "awaiting_judgement"
+
+    client = create_app(replace(services, clock=next_day)).test_client()
+    response = client.post(
+        "/api/v1/transfers/failed/redeliver", headers=bearer(services, "admin", HACKNEY)
+    )
+
+    assert response.status_code == 409
+    assert response.get_json()["detail"] == (
+        "It is awaiting_judgement; only a failed transfer can be redelivered."
+    )
+    assert withdrawing.deliverer(services, next_day).deliver_due("test") == 0
+    assert len(receiver.requests) == 1
+    (withdrawn,) = withdrawing.withdrawn(services, "failed")
+    assert (withdrawn["status"], withdrawn["was"]) == ("expired", "failed")
+
+
+def test_an_attempt_in_flight_at_expiry_is_delivered_as_decided(services, receiver):
+    _expiring_today(services)
+    withdrawing.send(services, "in-flight")
+    in_flight = withdrawing.claim(services, timedelta(minutes=2))
+    next_day = _days_later(services, 1)
+
+    assert withdrawing.deliverer(services, next_day).deliver_group(in_flight).results == [
+        "delivered"
+    ]
+
+    view = services.store.transfers.view("in-flight")
+    assert view["state"] == "delivered" and view["decision"]["isp"]["version"] == 2
+    assert withdrawing.withdrawn(services, "in-flight") == []
+
+
+def test_an_attempt_in_flight_at_expiry_that_then_fails_is_not_retried(services, receiver):
+    """The delivery worker has already swept the new day when the attempt's failure is
+    recorded: the failure itself must withdraw it."""
+    _expiring_today(services)
+    withdrawing.send(services, "in-flight")
+    # Held past the next day's claim, whose clock is a day on.
+    in_flight = withdrawing.claim(services, timedelta(days=2))
+    next_day = _days_later(services, 1)
+    assert withdrawing.deliverer(services, next_day).deliver_due("test") == 0  # it is held
+    receiver.respond_with(503)
+
+    assert withdrawing.deliverer(services, next_day).deliver_group(in_flight).results == ["retry"]
+
+    later = _days_later(services, 1, 2)
+    assert withdrawing.deliverer(services, later).deliver_due("test") == 0
+    assert event_ids(receiver.requests) == ["in-flight"]
+    assert services.store.transfers.view("in-flight")["state"] == "awaiting_judgement"
+    (withdrawn,) = withdrawing.withdrawn(services, "in-flight")
+    assert (withdrawn["status"], withdrawn["reason"]) == ("expired", IN_FLIGHT_THEN_FAILED)
+
+
+@pytest.mark.parametrize(
+    ("in_force_from", "delivered"), [("today", True), ("the day after next", False)]
+)
+def test_an_amendment_that_extends_the_date_keeps_what_was_signed_before_it_going_once_in_force(
+    services, receiver, in_force_from, delivered
+):
+    """An envelope counts by its ISP's version in force, as an amendment leaves what was
+    signed before it to be delivered as decided; one that starts later leaves a gap."""
+    _retrying(services, receiver, "extended")
+    starts = _today(services) + timedelta(days=0 if in_force_from == "today" else 2)
+    _amend(services, 3, effective_from=starts.isoformat(), expires_on="2030-03-31")
+
+    sent = withdrawing.deliverer(services, _days_later(services, 1)).deliver_due("test")
+
+    view = services.store.transfers.view("extended")
+    if delivered:
+        assert sent == 1 and view["state"] == "delivered"
+        assert receiver.requests[-1].envelope["basis"]["isp"]["version"] == 2
+    else:
+        assert sent == 0 and view["state"] == "awaiting_judgement"
+        (withdrawn,) = withdrawing.withdrawn(services, "extended")
+        assert (withdrawn["ended_by_version"], withdrawn["status"]) == (2, "expired")
