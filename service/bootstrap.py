@@ -97,7 +97,11 @@ def build_services(
         audit=Audit(store.audit, keyring, clock),
         subject_access=SubjectAccess(store.audit_search, child_keys, clock),
         retention=Retention(
-            store.payloads, judgement_days=settings.judgement_retention_days, clock=clock
+            store.payloads,
+            store.dead_letters,
+            judgement_days=settings.judgement_retention_days,
+            dead_letter_days=settings.dead_letter_retention_days,
+            clock=clock,
         ),
         senders=BrokerSenders(settings.trusted_broker_users),
         judgements=Judgements(store, sealer, clock),

@@ -12,6 +12,7 @@ import click
 from service.audit import AuditReport, audit_query, read_checkpoint
 from service.cli_common import load_services, read_jwks, require_known_authority
 from service.domain.child_keys import IdentifierError
+from service.retention import DEAD_LETTER_PERIOD
 from service.signing import VerificationError
 from service.subject_access import render_html
 
@@ -194,18 +195,20 @@ def audit_subject_access(html_path: Path | None, **options) -> None:
 
 @click.group()
 def retention() -> None:
-    """Retention of delivered and withheld transfers' payloads."""
+    """Retention of delivered and withheld transfers' payloads, and of dead letters."""
 
 
 @retention.command("run")
 def retention_run() -> None:
-    """Purge the payloads of delivered and withheld transfers past their retention period; audit
-    each."""
+    """Purge the payloads of delivered and withheld transfers past their retention period, and
+    the dead letters kept past theirs; audit each."""
     services = load_services()
     try:
-        purged = services.retention.run()
+        ran = services.retention.run()
     finally:
         services.close()
-    for item in purged:
+    for item in ran.payloads:
         click.echo(f"purged {item.event_id} ({item.period_days} days, {item.source})")
-    click.echo(f"{len(purged)} payloads purged.")
+    click.echo(f"{len(ran.payloads)} payloads purged.")
+    days = services.settings.dead_letter_retention_days
+    click.echo(f"{ran.dead_letters} dead letters removed (kept {days} days, {DEAD_LETTER_PERIOD}).")

@@ -39,6 +39,11 @@ DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 # An event's envelope is its base64url (4/3 of it) with the basis around it: half the payload
 # the relay verifies (``signing``) leaves it room, so the relay can verify what it signs.
 MAX_EVENT_BYTES_CEILING = MAX_PAYLOAD_CHARACTERS // 2
+# Refused input is kept only for an operator to see what was refused and have the sender fix
+# it; it may hold a child's whole case from a transfer that never happened. 30 days covers
+# noticing a refusal (``caf_relay_events_rejected_total``), a month-end or a holiday, and the
+# exchange with the sending authority; the refusal itself, with its reason, stays in the audit.
+DEFAULT_DEAD_LETTER_RETENTION_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Settings:
     retry: RetryPolicy
     audit_key: str | None = field(repr=False)
     judgement_retention_days: int
+    dead_letter_retention_days: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +114,10 @@ class Settings:
             audit_key=get("AUDIT_KEY"),
             judgement_retention_days=_positive_int(
                 get("JUDGEMENT_RETENTION_DAYS", "365"), "JUDGEMENT_RETENTION_DAYS"
+            ),
+            dead_letter_retention_days=_positive_int(
+                get("DEAD_LETTER_RETENTION_DAYS", str(DEFAULT_DEAD_LETTER_RETENTION_DAYS)),
+                "DEAD_LETTER_RETENTION_DAYS",
             ),
         )
 

@@ -31,6 +31,7 @@ from service.store.audit_log import (
     chain_on_commit,
 )
 from service.store.audit_search import AuditSearch
+from service.store.dead_letters import DeadLetters
 from service.store.engine import (
     bring_to_newest_schema,
     make_engine,
@@ -125,6 +126,7 @@ class Store:
         self.audit = AuditLog(self._transaction, self._engine)
         self.audit_search = AuditSearch(self._transaction)
         self.payloads = Payloads(self._transaction, append_audit)
+        self.dead_letters = DeadLetters(self._transaction, append_audit)
         self.access = Access(self._transaction, append_audit)
         self.isps = Isps(self._transaction, append_audit)
         self.operations = OperationsCounts(self._transaction)

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from service.senders import EMBEDDED
 from tests.support import examples
 from tests.support.cli import runner
+from tests.support.dead_letters import age, kept
+from tests.support.store_reads import audit_actions
 
 
 @pytest.fixture
@@ -129,3 +131,24 @@ def test_retention_run_reports_what_it_purged(run):
     result = run("retention", "run")
     assert result.exit_code == 0, result.output
     assert "0 payloads purged." in result.output  # nothing delivered yet
+    assert "0 dead letters removed (kept 30 days" in result.output
+
+
+def test_retention_run_removes_the_dead_letters_kept_past_the_configured_period(run, services):
+    services.store.add_dead_letter(b"{not json", "Not JSON: Expecting property name")
+    age(services.store, b"{not json", 8)
+
+    kept_longer = run("retention", "run", CAF_RELAY_DEAD_LETTER_RETENTION_DAYS="9")
+    assert kept_longer.exit_code == 0, kept_longer.output
+    assert "0 dead letters removed (kept 9 days" in kept_longer.output
+    assert len(kept(services.store)) == 1
+
+    result = run("retention", "run", CAF_RELAY_DEAD_LETTER_RETENTION_DAYS="8")
+    assert result.exit_code == 0, result.output
+    assert (
+        "1 dead letters removed (kept 8 days, CAF_RELAY_DEAD_LETTER_RETENTION_DAYS)."
+        in result.output
+    )
+    assert kept(services.store) == []
+    [purge] = [d for _, a, d in audit_actions(services.store) if a == "dead_letters_purged"]
+    assert purge["dead_letters"] == 1 and purge["retention_days"] == 8

@@ -48,9 +48,13 @@ def _run(services, days_later: int) -> list[str]:
     )
     moment = datetime.fromisoformat(delivered_at) + timedelta(days=days_later)
     retention = Retention(
-        services.store.payloads, judgement_days=JUDGEMENT_DAYS, clock=lambda: moment
+        services.store.payloads,
+        services.store.dead_letters,
+        judgement_days=JUDGEMENT_DAYS,
+        dead_letter_days=JUDGEMENT_DAYS,
+        clock=lambda: moment,
     )
-    return [purged.event_id for purged in retention.run()]
+    return [purged.event_id for purged in retention.run().payloads]
 
 
 def _payload(services, event_id: str) -> tuple[dict, str | None]:

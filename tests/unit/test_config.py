@@ -33,6 +33,11 @@ def test_a_trailing_comma_in_the_secrets_keys_is_not_a_key():
         ("DATABASE_URL", "mysql://caf:s3cret@db/caf", "CAF_RELAY_DATABASE_URL must be a sqlite"),
         ("PREFETCH", "many", "CAF_RELAY_PREFETCH must be a positive integer"),
         ("MAX_EVENT_BYTES", "8388609", "CAF_RELAY_MAX_EVENT_BYTES is at most 8388608, not"),
+        (
+            "DEAD_LETTER_RETENTION_DAYS",
+            "0",
+            "CAF_RELAY_DEAD_LETTER_RETENTION_DAYS must be a positive integer",
+        ),
     ],
 )
 def test_a_wrong_setting_is_named_and_no_password_is_repeated(name, value, said):

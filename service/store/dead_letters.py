@@ -1,0 +1,65 @@
+"""The embedded queue's dead letters, as retention sees them: removing those past their period.
+
+A dead letter is refused input kept as it came, with its reason, so that an operator can see
+what was refused and have it fixed; it may hold a child's case, so it is kept no longer. The
+letters go a batch at a time, each batch in its own transaction with one
+``dead_letters_purged`` audit record, so that the audit says how many went and when they came,
+never what they held, and no transaction holds SQLite's write lock, which intake waits on, for
+long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from service.store import tables as t
+from service.store.audit_log import AppendAudit, Transaction
+
+BATCH = 1000
+
+_letters = t.DeadLetter.__table__
+
+
+@dataclass(frozen=True)
+class RemovedLetters:
+    count: int
+    received_from: datetime
+    received_until: datetime
+
+
+class DeadLetters:
+    def __init__(self, transaction: Transaction, append_audit: AppendAudit) -> None:
+        self._transaction = transaction
+        self._append_audit = append_audit
+
+    def purge_batch(
+        self, received_by: datetime, audit_detail: Callable[[RemovedLetters], dict[str, Any]]
+    ) -> RemovedLetters | None:
+        """Remove up to ``BATCH`` of the letters received by ``received_by``, oldest first, and
+        audit them with ``audit_detail`` of what went; None if there were none left.
+
+        The statement returns what it removed, so that the audit counts exactly those, even
+        with another run removing letters at the same time.
+        """
+        due = (
+            sa.select(_letters.c.id)
+            .where(_letters.c.received_at <= received_by)
+            .order_by(_letters.c.id)
+            .limit(BATCH)
+        )
+        with self._transaction() as session:
+            received = session.scalars(
+                sa.delete(_letters)
+                .where(_letters.c.id.in_(due.scalar_subquery()))
+                .returning(_letters.c.received_at)
+            ).all()
+            if not received:
+                return None
+            removed = RemovedLetters(len(received), min(received), max(received))
+            self._append_audit(session, None, "dead_letters_purged", audit_detail(removed))
+            return removed
