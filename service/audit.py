@@ -18,6 +18,7 @@ from contracts.api.audit import BASIS_KINDS
 from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
 from service.domain.audit_chain import Anchor, Verification, timestamp, verify_chain
 from service.domain.child_keys import ChildKeys, identifier_from
+from service.domain.judgement_digests import JudgementCheck, JudgementLedger
 from service.signing import KeyRing, VerificationError, verify
 from service.store.audit_log import AuditLog, StoredCheckpoint
 from service.store.audit_search import AuditQuery
@@ -52,10 +53,16 @@ class AuditReport:
     verification: Verification
     checkpoints_checked: int
     checkpoint_errors: list[str]
+    judgements: JudgementCheck
+
+    @property
+    def chain_intact(self) -> bool:
+        """The records and the checkpoints agree; what is stored beside them aside."""
+        return self.verification.intact and not self.checkpoint_errors
 
     @property
     def intact(self) -> bool:
-        return self.verification.intact and not self.checkpoint_errors
+        return self.chain_intact and not self.judgements.problems
 
     def as_dict(self) -> dict[str, Any]:
         finding = self.verification.finding
@@ -70,6 +77,11 @@ class AuditReport:
                 "checked": self.checkpoints_checked,
                 "errors": self.checkpoint_errors,
             },
+            "judgements": {
+                "checked": self.judgements.checked,
+                "not_checked": self.judgements.not_checked,
+                "errors": self.judgements.problems,
+            },
         }
 
 
@@ -82,7 +94,8 @@ class Audit:
     def verify(
         self, extra_checkpoints: Iterable[str] = (), jwks: dict[str, Any] | None = None
     ) -> AuditReport:
-        """Walk the chain against its head, the stored checkpoints and ``extra_checkpoints``.
+        """Walk the chain against its head, the stored checkpoints and ``extra_checkpoints``,
+        and hold the judgements stored with transfers against the digests the chain holds.
 
         Checkpoints (stored ones, and JWS texts kept elsewhere) are checked with the relay's
         current key plus any keys in ``jwks``, e.g. the published JWKS with retired keys.
@@ -99,13 +112,21 @@ class Audit:
             for number, text in enumerate(extra_checkpoints, 1):
                 anchor = _anchor(text, keys, f"checkpoint file {number}", errors)
                 anchors += [anchor] if anchor else []
-            verification = verify_chain(snapshot.records(), checkpoints=anchors, head=snapshot.head)
-        return AuditReport(verification, len(anchors), errors)
+            ledger = JudgementLedger()
+            verification = verify_chain(
+                ledger.noting(snapshot.records()), checkpoints=anchors, head=snapshot.head
+            )
+            judgements = ledger.check(snapshot.judgements())
+        return AuditReport(verification, len(anchors), errors, judgements)
 
     def sign_checkpoint(self, report: AuditReport) -> StoredCheckpoint | None:
-        """Sign and keep the head ``report`` verified; None if the chain is broken or empty."""
+        """Sign and keep the head ``report`` verified; None if the chain is broken or empty.
+
+        A judgement that no longer matches its digest does not stop it: the checkpoint keeps
+        the digest in the chain, as evidence, from a later rewrite of the records after it.
+        """
         head_seq, head_hash = report.verification.head_seq, report.verification.head_hash
-        if not report.intact or head_seq == 0:
+        if not report.chain_intact or head_seq == 0:
             return None
         now = self._clock()
         payload = {"seq": head_seq, "hash": head_hash, "at": timestamp(now)}

@@ -62,6 +62,12 @@ def _describe(report: AuditReport) -> str:
         )
     lines.append(f"Checkpoints matched against the chain: {report.checkpoints_checked}.")
     lines += [f"Checkpoint problem: {error}" for error in report.checkpoint_errors]
+    judgements = report.judgements
+    checked = f"Judgements checked against their digests in the chain: {judgements.checked}"
+    if judgements.not_checked:
+        checked += f"; {judgements.not_checked} recorded before the chain held digests, not checked"
+    lines.append(checked + ".")
+    lines += [f"Judgement problem: {problem}" for problem in judgements.problems]
     return "\n".join(lines)
 
 
@@ -112,7 +118,7 @@ def audit_checkpoint(out: Path | None) -> None:
     finally:
         services.close()
     if signed is None:
-        reason = "the chain is empty" if report.intact else _describe(report)
+        reason = "the chain is empty" if report.chain_intact else _describe(report)
         raise click.ClickException(f"No checkpoint signed: {reason}")
     if out is None:
         click.echo(signed.jws)

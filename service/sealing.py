@@ -16,6 +16,7 @@ from typing import Any
 
 from contracts.vocabulary import TransferState
 from service.domain.envelope import Organisation, build_envelope
+from service.domain.judgement_digests import judgement_digest
 from service.domain.minimise import Minimised, also_withheld, minimise, with_case
 from service.domain.model import BasisDecision, Outcome, decision_record
 from service.signing import KeyRing
@@ -113,7 +114,9 @@ def _decision_summary(decision: BasisDecision) -> dict[str, Any]:
 
 
 def judgement_summary(judgement: dict[str, Any]) -> dict[str, Any]:
-    """A judgement record for the audit: who decided what, when and on what basis; no prose."""
+    """A judgement record for the audit: who decided what, when and on what basis; no prose,
+    but the digest of the whole record, which ties the prose kept with the transfer to the
+    chain (``service.domain.judgement_digests``)."""
     return {
         "practitioner": judgement["practitioner"],
         "decided_at": judgement["decided_at"],
@@ -122,4 +125,5 @@ def judgement_summary(judgement: dict[str, Any]) -> dict[str, Any]:
         "lawful_basis": judgement["lawful_basis"],
         "data_categories": judgement["data_categories"],
         "recipients": judgement["recipients"],
+        "sha256": judgement_digest(judgement),
     }

@@ -17,6 +17,7 @@ from contracts.vocabulary import TransferState
 from service.domain.audit_chain import timestamp
 from service.domain.child_keys import IDENTIFIER_FIELDS, ChildKeys, IdentifierError, identifier_from
 from service.domain.model import basis_kind
+from service.store.audit_log import SENDERS_OWN
 from service.store.audit_search import AuditSearch
 from service.store.transfers import UNSENT
 
@@ -57,7 +58,7 @@ class SubjectAccess:
         """The export for the child the parameters name (see ``identifier_from``).
 
         With ``authority`` (an auditor's), only the transfers that authority sent, or received
-        once they were sent.
+        once they were sent, the latter without their sender's own business in their history.
         """
         identifier = identifier_from(params)
         if identifier is None or identifier.kind == "name_and_birth_date":
@@ -75,7 +76,9 @@ class SubjectAccess:
         return {
             "generated_at": timestamp(self._clock()),
             "child": {name: params[name] for name in IDENTIFIER_FIELDS if params.get(name)},
-            "transfers": [_transfer(t) for t in transfers],
+            "transfers": [
+                _transfer(t, for_sender=authority in (None, t["from"]["code"])) for t in transfers
+            ],
         }
 
 
@@ -84,7 +87,7 @@ def render_html(export: dict[str, Any]) -> str:
     return _templates().get_template("subject_access.html").render(export=export)
 
 
-def _transfer(stored: dict[str, Any]) -> dict[str, Any]:
+def _transfer(stored: dict[str, Any], *, for_sender: bool) -> dict[str, Any]:
     actions = {r["action"]: r for r in _since_withdrawn(stored["audit"])}  # the latest of each
     received = actions.get("received", {}).get("detail", {})
     minimised = actions.get("minimised", {}).get("detail")
@@ -114,6 +117,7 @@ def _transfer(stored: dict[str, Any]) -> dict[str, Any]:
         "history": [
             {"seq": r["seq"], "at": r["recorded_at"], "action": r["action"]}
             for r in stored["audit"]
+            if for_sender or r["action"] not in SENDERS_OWN
         ],
     }
 

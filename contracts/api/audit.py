@@ -90,12 +90,25 @@ class CheckpointsCheckedSchema(Schema):
     errors = fields.List(fields.String(), required=True)
 
 
+class JudgementsCheckedSchema(Schema):
+    checked = fields.Integer(
+        required=True,
+        metadata={"description": "Judgements stored with transfers, held against their digests."},
+    )
+    not_checked = fields.Integer(
+        required=True,
+        metadata={"description": "Judgements recorded before the chain held their digests."},
+    )
+    errors = fields.List(fields.String(), required=True)
+
+
 class VerificationSchema(Schema):
     intact = fields.Boolean(required=True)
     records = fields.Integer(required=True)
     head = fields.Nested(ChainHeadSchema, required=True)
     first_bad_record = fields.Nested(BadRecordSchema, required=True, allow_none=True)
     checkpoints = fields.Nested(CheckpointsCheckedSchema, required=True)
+    judgements = fields.Nested(JudgementsCheckedSchema, required=True)
 
 
 class SubjectAccessSchema(Schema):

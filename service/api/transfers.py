@@ -27,7 +27,7 @@ from service.api.guard import (
     require_authority,
 )
 from service.judgements import JudgementRefused, Refusal
-from service.store.transfers import UNSENT, TransferQuery
+from service.store.transfers import UNSENT, TransferQuery, as_its_recipient_sees
 
 blp = Blueprint(
     "transfers", __name__, url_prefix="/api/v1", description="Transfers and their timelines."
@@ -44,7 +44,8 @@ STATUS_BY_REFUSAL = {
 
 
 def visible_transfer(event_id: str) -> dict[str, Any]:
-    """The transfer, if the caller acts for its sender, or for its recipient once it was sent.
+    """The transfer, if the caller acts for its sender, or as its recipient sees it if the
+    caller acts for that once it was sent.
 
     Anyone else is told there is no such transfer (404, audited as a refusal when there is one):
     a 403 would confirm that an event id exists and name the authorities at its ends.
@@ -54,11 +55,11 @@ def visible_transfer(event_id: str) -> dict[str, Any]:
     unknown = f"No transfer with event id {event_id!r}."
     if view is None:
         abort(HTTPStatus.NOT_FOUND, message=unknown)
-    sender, recipient = view["from_authority"], view["to_authority"]
+    for_sender = caller.acts_for(view["from_authority"])
     sent = view["state"] not in UNSENT
-    if not (caller.acts_for(sender) or (sent and caller.acts_for(recipient))):
+    if not (for_sender or (sent and caller.acts_for(view["to_authority"]))):
         refuse(HTTPStatus.NOT_FOUND, unknown)
-    return view
+    return view if for_sender else as_its_recipient_sees(view)
 
 
 @blp.route("/transfers")
@@ -103,7 +104,7 @@ def redeliver(event_id: str):
             HTTPStatus.CONFLICT,
             message=f"It is {state}; only a failed transfer can be redelivered.",
         )
-    return services.store.transfers.view(event_id)
+    return visible_transfer(event_id)
 
 
 @blp.route("/transfers/<path:event_id>/judgement", methods=["POST"])
@@ -133,4 +134,4 @@ def record_judgement(event_id: str):
         if refused.refusal is Refusal.NOT_PERMITTED:
             refuse(HTTPStatus.FORBIDDEN, refused.reason)
         abort(STATUS_BY_REFUSAL[refused.refusal], message=refused.reason, errors=refused.errors)
-    return services.store.transfers.view(event_id)
+    return visible_transfer(event_id)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.audit_chain import GENESIS, Anchor, ChainRecord, record_hash
+from service.domain.judgement_digests import StoredJudgement
 from service.store import tables as t
 from service.store.audit_index import index_records
 from service.store.rows import insert_if_absent
@@ -34,6 +35,8 @@ Transaction = Callable[[], AbstractContextManager[Session]]
 # Adds an audit record to the session's transaction: (session, event id, action, detail).
 AppendAudit = Callable[[Session, str | None, str, dict[str, Any]], None]
 HEAD_ID = 1
+# Where a stored event keeps the judgement its transfer was decided on (the event contract's).
+EVENT_JUDGEMENT = ("data", "sharing", "judgement")
 _PENDING = "caf_relay.pending_audit"  # the session.info key of the records to chain at commit
 
 # Every store transaction runs these, so they are built once (``service.store.rows``).
@@ -53,6 +56,10 @@ _INSERT_RECORDS = sa.insert(t.AuditRecord.__table__)
 # export or the authorities' audit of the transfer with that id, not even its own sender's
 # earlier refusal; the operator's whole audit has them all.
 OF_ITS_TRANSFER = t.AuditRecord.action != "rejected"
+# The records of a transfer that are its sender's own business, shown to the sending authority
+# (and a global admin, the operator) but not to its recipient: a practitioner's attempt at a
+# judgement that was refused (``service.judgements``), which says who tried what and why not.
+SENDERS_OWN = ("judgement_refused",)
 
 
 def chain_on_commit(sessions: sessionmaker) -> None:
@@ -142,6 +149,18 @@ class ChainSnapshot:
         )
         for row in rows:
             yield ChainRecord(*row)
+
+    def judgements(self) -> Iterator[StoredJudgement]:
+        """Every transfer's judgement as stored, for the chain's digests to vouch for."""
+        transfer = t.Transfer
+        judgement = transfer.decision["judgement"]
+        rows = self._session.execute(
+            sa.select(transfer.event_id, judgement, transfer.event[EVENT_JUDGEMENT])
+            .where(judgement.as_string().is_not(None))
+            .execution_options(yield_per=2000)
+        )
+        for row in rows:
+            yield StoredJudgement(*row)
 
 
 # An execution option: the connection's transactions only read (see ``AuditLog.snapshot``).

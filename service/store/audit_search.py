@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from service.domain.audit_chain import timestamp
 from service.domain.child_keys import without_child_keys
 from service.store import tables as t
-from service.store.audit_log import OF_ITS_TRANSFER, Transaction
+from service.store.audit_log import OF_ITS_TRANSFER, SENDERS_OWN, Transaction
 from service.store.transfers import UNSENT
 
 
@@ -20,7 +20,8 @@ class AuditQuery:
     """Filters that all apply; ``authority`` matches either end of a transfer.
 
     ``viewer`` is the authority whose auditor asks (None: a global admin, the operator): it sees
-    the transfers it sent, and those to it only once they were sent, as its listings do.
+    the transfers it sent, and those to it only once they were sent, as its listings do, without
+    their sender's own business (``SENDERS_OWN``).
     """
 
     case_reference: str | None = None
@@ -64,12 +65,10 @@ class AuditSearch:
                 .where(t.Transfer.event_id == subject.event_id)
                 .where(t.Transfer.state.not_in(UNSENT))
             )
-            statement = statement.where(
-                sa.or_(
-                    subject.from_authority == query.viewer,
-                    sa.and_(subject.to_authority == query.viewer, sent),
-                )
+            received = sa.and_(
+                subject.to_authority == query.viewer, sent, record.action.not_in(SENDERS_OWN)
             )
+            statement = statement.where(sa.or_(subject.from_authority == query.viewer, received))
         if query.case_reference:
             statement = statement.where(subject.case_reference == query.case_reference)
         if query.authority:

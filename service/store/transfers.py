@@ -20,7 +20,7 @@ from service.domain.child_keys import without_child_keys
 from service.domain.isotime import iso
 from service.domain.model import basis_kind
 from service.store import tables as t
-from service.store.audit_log import OF_ITS_TRANSFER, AppendAudit, Transaction
+from service.store.audit_log import OF_ITS_TRANSFER, SENDERS_OWN, AppendAudit, Transaction
 from service.store.outbox import stage_delivery
 from service.store.payloads import purged_from_the_start
 from service.store.withdrawals import NOT_WITHDRAWN
@@ -44,6 +44,12 @@ LISTED = (
     "received_at",
     "updated_at",
 )
+
+
+def as_its_recipient_sees(view: dict[str, Any]) -> dict[str, Any]:
+    """A transfer's ``view`` for its recipient: the timeline without the sender's own business."""
+    timeline = [entry for entry in view["timeline"] if entry["action"] not in SENDERS_OWN]
+    return {**view, "timeline": timeline}
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,8 @@ class Transfers:
             return {state: count for state, count in rows}
 
     def view(self, event_id: str) -> dict[str, Any] | None:
-        """A transfer as its sender sees it: state, basis, categories, deliveries; no case data."""
+        """A transfer as its sender sees it: state, basis, categories, deliveries; no case data.
+        Its recipient sees ``as_its_recipient_sees`` of it."""
         with self._transaction() as session:
             transfer = session.get(t.Transfer, event_id)
             if transfer is None:

@@ -233,6 +233,36 @@ def test_a_judgement_for_another_recipient_is_refused_saying_why_and_it_stays_pa
     assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
 
 
+def test_a_refused_attempt_at_a_judgement_is_the_senders_own_not_shown_to_its_recipient(
+    services, client
+):
+    newham = bearer(services, "practitioner", NEWHAM)
+    path = f"/api/v1/transfers/{PARKED}/judgement"
+    refused = client.post(path, json=judgements.share(recipients=[CAMDEN]), headers=newham)
+    assert refused.status_code == 422
+    assert client.post(path, json=judgements.share(), headers=newham).status_code == 200
+
+    def timeline(headers) -> list[str]:
+        response = client.get(f"/api/v1/transfers/{PARKED}", headers=headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return [entry["action"] for entry in response.get_json()["timeline"]]
+
+    def audited(auditor_of: str) -> list[str]:
+        auditor = bearer(services, "auditor", auditor_of)
+        response = client.get(f"/api/v1/audit?authority={auditor_of}", headers=auditor)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return [r["action"] for r in response.get_json()["records"] if r["event_id"] == PARKED]
+
+    for sender in (newham, bearer(services, "admin", NEWHAM), bearer(services, "admin")):
+        assert timeline(sender)[3:5] == ["judgement_refused", "judgement_recorded"]
+    for role in ("practitioner", "publisher", "admin", "auditor"):
+        seen = timeline(bearer(services, role, TOWER_HAMLETS))
+        assert "judgement_refused" not in seen and "judgement_recorded" in seen, role
+    assert "judgement_refused" in audited(NEWHAM)
+    received = audited(TOWER_HAMLETS)
+    assert "judgement_refused" not in received and "judgement_recorded" in received
+
+
 def test_a_second_judgement_is_a_conflict(services, client):
     newham = bearer(services, "practitioner", NEWHAM)
     path = f"/api/v1/transfers/{PARKED}/judgement"

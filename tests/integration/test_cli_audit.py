@@ -10,6 +10,7 @@ from tests.support import examples
 from tests.support.cli import runner
 from tests.support.dead_letters import age, kept
 from tests.support.store_reads import audit_actions
+from tests.support.tampering import necessity_rewritten, rewrite_transfer
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def test_verify_says_the_chain_is_intact_and_checkpoints_it(run):
     assert result.exit_code == 0, result.output
     assert "Audit chain intact: 15 records, head seq 15" in result.output
     assert "Signed a checkpoint of record 15." in result.output
+    assert "Judgements checked against their digests in the chain: 2." in result.output
     again = run("audit", "verify", "--json")
     assert json.loads(again.output)["checkpoints"]["checked"] == 1
 
@@ -69,6 +71,26 @@ def test_verify_exits_1_naming_the_first_bad_record(services, run):
     assert run("audit", "checkpoint").exit_code == 1
 
 
+def test_verify_exits_1_naming_the_record_whose_judgement_was_rewritten(services, run):
+    withheld = examples.load(examples.JUDGEMENT_NOT_TO_SHARE)["id"]
+    rewrite_transfer(services.store.url, withheld, necessity_rewritten)
+    result = run("audit", "verify")
+    assert result.exit_code == 1
+    assert "Audit chain intact: 15 records" in result.output
+    engine = sa.create_engine(services.store.url)
+    with engine.connect() as conn:
+        decided = conn.scalar(
+            sa.text("SELECT seq FROM audit_records WHERE event_id = :e AND action = :a"),
+            {"e": withheld, "a": "basis_decided"},
+        )
+    engine.dispose()
+    assert (
+        f"Judgement problem: The judgement whose digest audit record {decided} holds has "
+        "changed since it was recorded" in result.output
+    )
+    assert "Signed a checkpoint of record 15." in result.output, "the digest kept as evidence"
+
+
 def test_a_checkpoint_kept_elsewhere_still_catches_a_rewrite_that_removed_the_stored_ones(
     services, run, tmp_path
 ):
@@ -83,7 +105,12 @@ def test_a_checkpoint_kept_elsewhere_still_catches_a_rewrite_that_removed_the_st
         "UPDATE audit_chain_head SET seq = 13, hash = (SELECT hash FROM "
         "audit_records WHERE seq = 13)",
     )
-    assert run("audit", "verify", "--no-checkpoint").exit_code == 0  # nothing left to tell
+    alone = run("audit", "verify", "--no-checkpoint")
+    assert "Audit chain intact: 13 records" in alone.output, "the chain alone cannot tell"
+    # Record 14 was the withheld transfer's basis decision, and its judgement is still stored:
+    assert "a judgement that its latest basis decision in the audit does not rest on" in (
+        alone.output
+    )
     result = run("audit", "verify", "--checkpoint", str(kept), "--jwks", str(jwks))
     assert result.exit_code == 1
     assert "BROKEN at record 14: deleted" in result.output

@@ -5,10 +5,12 @@ import json
 
 import pytest
 
+from service.access import Principal, Role
 from service.domain.child_keys import IdentifierError
+from service.judgements import JudgementRefused
 from service.senders import EMBEDDED
 from service.subject_access import render_html
-from tests.support import examples
+from tests.support import examples, judgements
 from tests.support.children import child, transfer_of
 
 ISLINGTON, SOUTHWARK = "E09000019", "E09000028"
@@ -103,6 +105,29 @@ def test_a_recipients_export_leaves_out_what_was_not_sent_to_it(many_children):
     assert exported(withheld["data"]["from_authority"]) == [f"withheld-{ASKED}"]
     assert exported(withheld["data"]["to_authority"]) == []
     assert exported(SOUTHWARK) == [f"adhoc-{ASKED}"]
+
+
+def test_a_senders_refused_attempt_at_a_judgement_is_in_its_export_not_its_recipients(
+    many_children,
+):
+    parked = examples.load(examples.ROUTINE_WITHOUT_BASIS)["data"]
+    sender, recipient = parked["from_authority"], parked["to_authority"]
+    practitioner = Principal("Ada Newham", Role.PRACTITIONER, sender, "tok-newham")
+    with pytest.raises(JudgementRefused):
+        many_children.judgements.record(
+            f"parked-{ASKED}", judgements.share(recipients=[SOUTHWARK]), by=practitioner
+        )
+    many_children.judgements.record(f"parked-{ASKED}", judgements.share(), by=practitioner)
+
+    def history(authority: str | None) -> list[str]:
+        params = {"nhs_number": child(ASKED)["nhs_number"]}
+        export = many_children.subject_access.export(params, authority=authority)
+        (judged,) = [t for t in export["transfers"] if t["event_id"] == f"parked-{ASKED}"]
+        return [h["action"] for h in judged["history"]]
+
+    assert history(sender)[3:5] == history(None)[3:5] == ["judgement_refused", "judgement_recorded"]
+    assert "judgement_refused" not in history(recipient)
+    assert "judgement_recorded" in history(recipient)
 
 
 def test_the_child_can_be_named_by_upn_as_well_as_nhs_number(many_children):
