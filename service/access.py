@@ -3,6 +3,14 @@
 Kept free of Flask and SQLAlchemy so the rules can be read, and tested, on their own. A token is
 a random secret shown once when made; only its SHA-256 is stored, which is enough for a secret
 of 256 random bits (no password-style stretching is needed to stop guessing).
+
+A token expires: one copied into a script, a ticket or a laptop that is then forgotten stops
+working on its own, not only when someone remembers to revoke it. The default of 90 days bounds
+how long a leaked token is good for to a quarter, while leaving a borough's case-system supplier
+time to fit a new one; a year is the most, for a supplier that cannot deploy more often. No
+token is made that never expires: a case system changes tokens without a gap by being given the
+new one before the old one is revoked (README, "HTTP API and access"). Tokens made before expiry
+existed (migration 0009) have none, so an upgrade locked no one out; ``token list`` shows them.
 """
 
 from __future__ import annotations
@@ -10,9 +18,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
+from service.domain.isotime import iso
+
 TOKEN_PREFIX = "cafr_"
+TOKEN_DAYS = 90  # how long a token lasts unless its maker says otherwise
+MAX_TOKEN_DAYS = 365
 
 
 class Role(StrEnum):
@@ -67,3 +80,18 @@ def new_token() -> tuple[str, str, str]:
 
 def token_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class TokenExpired(Exception):
+    """A token presented after its expiry: refused as an unknown one is, but saying so, so that
+    its holder asks for a new one instead of looking for a typing mistake."""
+
+    def __init__(self, expired_at: datetime) -> None:
+        super().__init__(f"This token expired at {iso(expired_at)}; ask an admin for a new one.")
+        self.expired_at = expired_at
+
+
+def check_not_expired(expires_at: datetime | None, now: datetime) -> None:
+    """Raise TokenExpired from ``expires_at`` on; None (a token older than expiry) never does."""
+    if expires_at is not None and now >= expires_at:
+        raise TokenExpired(expires_at)

@@ -111,17 +111,23 @@ def services(migrated_database, tmp_path) -> Iterator[Services]:
                 .values(name=name, kind="local_authority", jwks=None)
             )
     engine.dispose()
+    built = services_on(migrated_database, tmp_path)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def services_on(database_url: str, folder: Path) -> Services:
+    """The relay's parts on ``database_url``, with their keys in ``folder``; the caller closes
+    them."""
     settings = Settings.from_env(
         {
-            "CAF_RELAY_INSTANCE_DIR": str(tmp_path / "instance"),
-            "CAF_RELAY_DATABASE_URL": migrated_database,
+            "CAF_RELAY_INSTANCE_DIR": str(folder / "instance"),
+            "CAF_RELAY_DATABASE_URL": database_url,
             # The tests publish as the broker's guest account, for every authority.
             "CAF_RELAY_TRUSTED_BROKER_USERS": "guest",
             "CAF_RELAY_SECRETS_KEYS": Fernet.generate_key().decode(),
         }
     )
-    built = build_services(settings, clock=fixed_clock)
-    try:
-        yield built
-    finally:
-        built.close()
+    return build_services(settings, clock=fixed_clock)

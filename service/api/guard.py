@@ -1,11 +1,13 @@
 """Authentication and authorisation for every ``/api`` call, and the audit of each refusal.
 
-A request's bearer token is looked up (by digest) before any view runs; no token or an unknown
-one is a 401. Each view then declares the roles it admits with ``@allow(...)``, and checks the
-authority it touches with ``require_authority(...)``; a caller outside either gets a 403. Every
-403 is written to the audit trail with who asked for what, never with the token. A 401 names no
-one, so it is logged, not audited: anyone who can reach the API could otherwise grow the
-permanent audit without end, and hold up intake at the audit chain's head with every request.
+A request's bearer token is looked up (by digest) before any view runs; no token, an unknown or
+revoked one, or one past its expiry by the services' clock is a 401 (an expired one's says so,
+found by the same lookup). Each view then declares the roles it admits with ``@allow(...)``, and
+checks the authority it touches with ``require_authority(...)``; a caller outside either gets a
+403. Every 403 is written to the audit trail with who asked for what, never with the token. A
+401 names no one, so it is logged, not audited: anyone who can reach the API could otherwise
+grow the permanent audit without end, and hold up intake at the audit chain's head with every
+request.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from flask import current_app, g, request
 from flask_smorest import abort
 
-from service.access import Principal, Role
+from service.access import Principal, Role, TokenExpired
 from service.bootstrap import Services
 
 ROLES_ATTRIBUTE = "_caf_roles"
@@ -42,7 +44,11 @@ def authenticate() -> None:
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     caller = None
     if scheme.lower() == "bearer" and secret.strip():
-        caller = app_services().store.access.principal(secret.strip())
+        services = app_services()
+        try:
+            caller = services.store.access.principal(secret.strip(), now=services.clock())
+        except TokenExpired as expired:
+            refuse(HTTPStatus.UNAUTHORIZED, str(expired))
     if caller is None:
         refuse(HTTPStatus.UNAUTHORIZED, "A valid bearer token is required.")
     g.principal = caller

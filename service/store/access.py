@@ -7,7 +7,14 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from service.access import Principal, Role, check_scope, new_token, token_digest
+from service.access import (
+    Principal,
+    Role,
+    check_not_expired,
+    check_scope,
+    new_token,
+    token_digest,
+)
 from service.domain.isotime import iso
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
@@ -27,7 +34,14 @@ class Access:
         self._append_audit = append_audit
 
     def create_token(
-        self, *, name: str, role: Role, authority: str | None, now: datetime, by: Principal
+        self,
+        *,
+        name: str,
+        role: Role,
+        authority: str | None,
+        now: datetime,
+        expires_at: datetime,
+        by: Principal,
     ) -> IssuedToken:
         check_scope(role, authority)
         token_id, secret, digest = new_token()
@@ -42,6 +56,7 @@ class Access:
                     authority_code=authority,
                     digest=digest,
                     created_at=now,
+                    expires_at=expires_at,
                 )
             )
             self._append_audit(
@@ -52,13 +67,15 @@ class Access:
                     "token_id": token_id,
                     "role": role.value,
                     "authority": authority,
+                    "expires_at": iso(expires_at),
                     "by": by.describe(),
                 },
             )
         return IssuedToken(token_id, secret)
 
-    def principal(self, secret: str) -> Principal | None:
-        """The caller a presented token stands for; None if it is unknown or revoked."""
+    def principal(self, secret: str, *, now: datetime) -> Principal | None:
+        """The caller a presented token stands for; None if it is unknown or revoked, and
+        TokenExpired if it has expired by ``now``: the one query finds it either way."""
         with self._transaction() as session:
             row = session.scalar(
                 sa.select(t.ApiToken).where(
@@ -67,6 +84,7 @@ class Access:
             )
             if row is None:
                 return None
+            check_not_expired(row.expires_at, now)
             return Principal(row.name, Role(row.role), row.authority_code, row.token_id)
 
     def tokens(self) -> list[dict]:
@@ -79,6 +97,7 @@ class Access:
                     "role": row.role,
                     "authority": row.authority_code,
                     "created_at": iso(row.created_at),
+                    "expires_at": iso(row.expires_at) if row.expires_at else None,
                     "revoked_at": iso(row.revoked_at) if row.revoked_at else None,
                 }
                 for row in rows

@@ -255,6 +255,8 @@ class ApiToken(Base):
     authority_code: Mapped[str | None] = mapped_column(sa.ForeignKey("authorities.code"))
     digest: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime]
+    # None: made before tokens expired (migration 0009), and never expires.
+    expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -260,7 +261,13 @@ def test_only_an_admin_token_may_be_global(services, role):
     assert made.exit_code != 0
     assert f"A {role} token must name the one authority it acts for." in made.output
     assert json.loads(run("token", "list", "--json").output) == []
+    now = services.clock()
     with pytest.raises(ValueError, match="must name the one authority"):
         services.store.access.create_token(
-            name="unscoped", role=Role(role), authority=None, now=services.clock(), by=OPERATOR
+            name="unscoped",
+            role=Role(role),
+            authority=None,
+            now=now,
+            expires_at=now + timedelta(days=1),
+            by=OPERATOR,
         )

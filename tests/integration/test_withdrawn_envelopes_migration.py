@@ -5,13 +5,13 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 
-from service.store.engine import MIGRATIONS
+from service.store.engine import make_engine
 from service.store.tables import Base
 from tests.conftest import fixed_clock, fresh_database
 from tests.support.isps import NEWHAM, TOWER_HAMLETS
+from tests.support.migrations import migrate
 
 AUTHORITY = sa.text(
     "INSERT INTO authorities (code, name, kind) VALUES (:c, :c, 'local_authority')"
@@ -33,14 +33,6 @@ ATTEMPT = sa.text(
 ATTEMPTS = sa.text("SELECT id, envelope_id, detail FROM delivery_attempts ORDER BY id")
 
 
-def _migrate(engine: sa.Engine, how, target: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        how(config, target)
-
-
 def _count(connection, table: str) -> int:
     return connection.scalar(sa.text(f"SELECT count(*) FROM {table}"))
 
@@ -50,8 +42,10 @@ def test_0008_keeps_a_populated_store_and_refuses_to_go_down_with_an_envelope_wi
 ):
     at = fixed_clock()
     with fresh_database(tmp_path) as url:
-        engine = sa.create_engine(url)
-        _migrate(engine, command.upgrade, "0007")
+        # The store's own engine: on SQLite its DDL is transactional, so the refused downgrade
+        # also undoes 0009's, which runs before it (a plain pysqlite engine commits DDL at once).
+        engine = make_engine(url)
+        migrate(engine, command.upgrade, "0007")
         with engine.begin() as c:
             for code in (NEWHAM, TOWER_HAMLETS):
                 c.execute(AUTHORITY, {"c": code})
@@ -61,7 +55,7 @@ def test_0008_keeps_a_populated_store_and_refuses_to_go_down_with_an_envelope_wi
                 for k in range(2):
                     c.execute(ATTEMPT, {"v": f"env-{n}", "at": at, "ok": False, "d": f"{n}{k}"})
             before = c.execute(ATTEMPTS).all()
-        _migrate(engine, command.upgrade, "head")
+        migrate(engine, command.upgrade, "head")
         with engine.begin() as c:
             assert c.execute(ATTEMPTS).all() == before
             assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
@@ -72,14 +66,14 @@ def test_0008_keeps_a_populated_store_and_refuses_to_go_down_with_an_envelope_wi
             with pytest.raises(sa.exc.IntegrityError), c.begin_nested():
                 c.execute(ENVELOPE, {"v": "env-0c", "e": "e-0", "at": at})
         with pytest.raises(RuntimeError, match="withdrawn"):
-            _migrate(engine, command.downgrade, "0007")
+            migrate(engine, command.downgrade, "0007")
         with engine.begin() as c:
             assert (_count(c, "envelopes"), _count(c, "delivery_attempts")) == (4, 7)
             assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
             c.execute(sa.text("DELETE FROM delivery_attempts WHERE envelope_id = 'env-0'"))
             c.execute(sa.text("DELETE FROM envelopes WHERE envelope_id = 'env-0'"))
-        _migrate(engine, command.downgrade, "0007")
-        _migrate(engine, command.upgrade, "head")
+        migrate(engine, command.downgrade, "0007")
+        migrate(engine, command.upgrade, "head")
         with engine.begin() as c:
             assert (_count(c, "envelopes"), _count(c, "delivery_attempts")) == (3, 5)
         engine.dispose()

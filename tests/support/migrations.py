@@ -1,5 +1,7 @@
 """Running the store's Alembic migrations to a revision, as ``caf-relay db upgrade`` would."""
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -7,11 +9,16 @@ from alembic.config import Config
 from service.store.engine import MIGRATIONS
 
 
-def down_and_up_again(engine: sa.Engine, revision: str) -> None:
-    """Downgrade the database to ``revision``, then upgrade it to the newest again."""
+def migrate(engine: sa.Engine, how: Callable[[Config, str], None], revision: str) -> None:
+    """Bring the database to ``revision`` with ``how``: ``command.upgrade`` or ``downgrade``."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    for migrate, target in ((command.downgrade, revision), (command.upgrade, "head")):
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            migrate(config, target)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        how(config, revision)
+
+
+def down_and_up_again(engine: sa.Engine, revision: str) -> None:
+    """Downgrade the database to ``revision``, then upgrade it to the newest again."""
+    migrate(engine, command.downgrade, revision)
+    migrate(engine, command.upgrade, "head")
