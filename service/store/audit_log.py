@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.audit_chain import GENESIS, Anchor, ChainRecord, record_hash
+from service.domain.audit_time import TimeOrder
 from service.domain.judgement_digests import StoredJudgement
 from service.store import tables as t
 from service.store.audit_index import index_records
@@ -37,17 +38,26 @@ AppendAudit = Callable[[Session, str | None, str, dict[str, Any]], None]
 HEAD_ID = 1
 # Where a stored event keeps the judgement its transfer was decided on (the event contract's).
 EVENT_JUDGEMENT = ("data", "sharing", "judgement")
+EMPTY_HEAD = {"id": HEAD_ID, "seq": 0, "hash": GENESIS, "latest_recorded_at": None, "max_lag_us": 0}
+MICROSECOND = timedelta(microseconds=1)  # the head keeps the lag in microseconds
 _PENDING = "caf_relay.pending_audit"  # the session.info key of the records to chain at commit
 
 # Every store transaction runs these, so they are built once (``service.store.rows``).
 _head = t.AuditChainHead.__table__
 _SELECT_HEAD_FOR_UPDATE = (
-    sa.select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID).with_for_update()
+    sa.select(_head.c.seq, _head.c.hash, _head.c.latest_recorded_at, _head.c.max_lag_us)
+    .where(_head.c.id == HEAD_ID)
+    .with_for_update()
 )
 _MOVE_HEAD = (
     sa.update(_head)
     .where(_head.c.id == HEAD_ID)
-    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+    .values(
+        seq=sa.bindparam("new_seq"),
+        hash=sa.bindparam("new_hash"),
+        latest_recorded_at=sa.bindparam("new_latest"),
+        max_lag_us=sa.bindparam("new_lag"),
+    )
 )
 _INSERT_RECORDS = sa.insert(t.AuditRecord.__table__)
 # A rejected message's record keeps the id the message claimed, which may be another sender's
@@ -79,7 +89,8 @@ def _chain_pending_records(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    seq, prev = _lock_head(session)
+    head = _lock_head(session)
+    seq, prev = head.seq, head.hash
     rows = []
     for recorded_at, event_id, action, detail in pending:
         seq += 1
@@ -97,12 +108,26 @@ def _chain_pending_records(session: Session) -> None:
         )
         prev = digest
     session.execute(_INSERT_RECORDS, rows)
-    session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
+    order = time_order(head).after(r[0] for r in pending)
+    session.execute(
+        _MOVE_HEAD,
+        {
+            "new_seq": seq,
+            "new_hash": prev,
+            "new_latest": order.latest,
+            "new_lag": order.lag // MICROSECOND,
+        },
+    )
     index_records(session, [(r["event_id"], r["action"], r["detail"]) for r in rows])
 
 
-def _lock_head(session: Session) -> tuple[int, str]:
-    """The head's (seq, hash), locked until commit; an empty log's head is made on first use.
+def time_order(head: sa.Row) -> TimeOrder:
+    """How far the records' times have run backwards along seq, as the head row keeps it."""
+    return TimeOrder(head.latest_recorded_at, head.max_lag_us * MICROSECOND)
+
+
+def _lock_head(session: Session) -> sa.Row:
+    """The head's row, locked until commit; an empty log's head is made on first use.
 
     The migration makes the head row; it is made here only when the row is missing, as after
     the tables were emptied. Were it deleted under a non-empty log, the next append would reuse
@@ -110,9 +135,9 @@ def _lock_head(session: Session) -> tuple[int, str]:
     """
     row = session.execute(_SELECT_HEAD_FOR_UPDATE).first()
     if row is None:
-        insert_if_absent(session, t.AuditChainHead, {"id": HEAD_ID, "seq": 0, "hash": GENESIS})
+        insert_if_absent(session, t.AuditChainHead, EMPTY_HEAD)
         row = session.execute(_SELECT_HEAD_FOR_UPDATE).one()
-    return row.seq, row.hash
+    return row
 
 
 @dataclass(frozen=True)

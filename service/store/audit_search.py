@@ -7,11 +7,18 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from service.domain.audit_chain import timestamp
 from service.domain.child_keys import without_child_keys
 from service.store import tables as t
-from service.store.audit_log import OF_ITS_TRANSFER, SENDERS_OWN, Transaction
+from service.store.audit_log import (
+    HEAD_ID,
+    OF_ITS_TRANSFER,
+    SENDERS_OWN,
+    Transaction,
+    time_order,
+)
 from service.store.transfers import UNSENT
 
 
@@ -39,6 +46,32 @@ class AuditQuery:
 class AuditPage:
     records: list[dict[str, Any]]
     next_after: int | None  # pass as ``after`` for the next page; None on the last page
+
+
+def _first_record_since(session: Session, since: datetime) -> sa.ScalarSelect | None:
+    """The first record, in seq order, recorded at or after ``since`` (a subquery for its
+    seq), or None if there is none yet.
+
+    Walking the records in seq order until one is that recent read nearly all of them for a
+    recent ``since`` (about 0.5 s at 1M records on PostgreSQL). As recorded times run backwards
+    along seq by the lag at most, the first lies within the lag of the earliest time from
+    ``since`` (``service.domain.audit_time``): two lookups in the ``recorded_at`` index.
+    """
+    record, head = t.AuditRecord, t.AuditChainHead
+    earliest = sa.select(sa.func.min(record.recorded_at)).where(record.recorded_at >= since)
+    found = session.execute(
+        sa.select(head.latest_recorded_at, head.max_lag_us, earliest.scalar_subquery()).where(
+            head.id == HEAD_ID
+        )
+    ).first()
+    if found is None or found[2] is None:
+        return None
+    span_end = time_order(found).first_span(found[2])
+    return (
+        sa.select(sa.func.min(record.seq))
+        .where(record.recorded_at >= since, record.recorded_at <= span_end)
+        .scalar_subquery()
+    )
 
 
 def _transfers_of_child(child_key: str) -> sa.Select:
@@ -82,11 +115,14 @@ class AuditSearch:
             statement = statement.where(subject.basis_kind == query.basis_kind)
         if query.child_key:
             statement = statement.where(record.event_id.in_(_transfers_of_child(query.child_key)))
-        if query.since:
-            statement = statement.where(record.recorded_at >= query.since)
         if query.until:
             statement = statement.where(record.recorded_at < query.until)
         with self._transaction() as session:
+            if query.since:
+                first = _first_record_since(session, query.since)
+                if first is None:
+                    return AuditPage(records=[], next_after=None)
+                statement = statement.where(record.recorded_at >= query.since, record.seq >= first)
             rows = session.scalars(statement.order_by(record.seq).limit(query.page_size + 1)).all()
         page = rows[: query.page_size]
         return AuditPage(

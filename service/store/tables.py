@@ -186,12 +186,20 @@ class AuditRecord(Base):
 
 
 class AuditChainHead(Base):
-    """The newest record's seq and hash: one row, locked by every append to serialise them."""
+    """The newest record's seq and hash: one row, locked by every append to serialise them.
+
+    It also keeps how far ``recorded_at`` has run backwards along ``seq`` (a record's time is
+    taken when it is appended, its seq when its transaction commits, and clocks of several
+    hosts differ): the latest ``recorded_at`` so far and the most any record fell behind the
+    latest before it. A search from a time finds its first record from them (migration 0009).
+    """
 
     __tablename__ = "audit_chain_head"
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(sa.BigInteger)
     hash: Mapped[str] = mapped_column(sa.String(64))
+    latest_recorded_at: Mapped[datetime | None]  # None while the log is empty
+    max_lag_us: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")  # microseconds
 
 
 class ReferenceVersion(Base):

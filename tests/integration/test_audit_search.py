@@ -9,8 +9,11 @@ import sqlalchemy as sa
 
 from service.audit import audit_query
 from service.senders import EMBEDDED
+from service.store.engine import make_engine
+from service.store.tables import AuditChainHead
 from tests.support import examples
 from tests.support.children import child, transfer_of
+from tests.support.migrations import down_and_up_again
 
 HACKNEY, ISLINGTON, LAMBETH = "E09000012", "E09000019", "E09000022"
 
@@ -134,3 +137,71 @@ def test_no_audit_table_holds_a_childs_identifier_in_clear(populated):
         assert value not in dumped
     assert identity["family_name"] not in dumped and identity["date_of_birth"] not in dumped
     assert populated.child_keys.of_case(identity)[0] in dumped
+
+
+class _Clocks:
+    """The time each next audit record is appended at, as hosts whose clocks disagree, or
+    transactions committing in another order than they appended, would give it."""
+
+    def __init__(self, times):
+        self._times = iter(times)
+
+    def now(self, tz=None):
+        return next(self._times)
+
+
+@pytest.fixture
+def out_of_time_order(services, monkeypatch):
+    """Six transfers whose audit records' times run backwards along seq now and then: the
+    services, and the time of the first record."""
+    start = datetime(2026, 11, 24, 10, tzinfo=UTC)
+    # Along seq, four records a transfer: 10:00, 10:10, then 10:05 (behind by 5 minutes), then
+    # 10:03 (behind by 7), 10:20 and 10:04.
+    minutes = [0, 10, 5, 3, 20, 4]
+    times = [start + timedelta(minutes=m, seconds=s) for m in minutes for s in range(4)]
+    monkeypatch.setattr("service.store.audit_log.datetime", _Clocks([start, *times]))
+    services.store.add_isp(examples.pan_london_isp())
+    for n in range(len(minutes)):
+        event = examples.routine(f"clock-{n}", case=f"CAF-CLOCK-{n}")
+        assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
+    monkeypatch.undo()
+    return services, start
+
+
+def test_a_search_from_a_time_finds_every_record_from_then_though_times_run_backwards(
+    out_of_time_order,
+):
+    services, start = out_of_time_order
+    everything = _search(services, page_size="500").records
+    assert [r["recorded_at"] for r in everything] != sorted(r["recorded_at"] for r in everything)
+    for since in (start + timedelta(minutes=m, seconds=s) for m in range(22) for s in (0, 2)):
+        expected = [r for r in everything if datetime.fromisoformat(r["recorded_at"]) >= since]
+        pages, after = [], "0"
+        while True:
+            page = _search(services, since=since.isoformat(), page_size="3", after=after)
+            pages.append(page.records)
+            if page.next_after is None:
+                break
+            assert page.next_after == page.records[-1]["seq"]
+            after = str(page.next_after)
+        assert [r for p in pages for r in p] == expected, since
+        assert all(len(p) == 3 for p in pages[:-1])
+
+
+def test_upgrading_to_0010_reads_the_same_time_order_from_the_records_as_appending_kept(
+    out_of_time_order,
+):
+    services, _ = out_of_time_order
+    engine = make_engine(services.store.url)
+    kept = _time_order(engine)
+    # The most any record fell behind: 10:04:00, after 10:20:03.
+    assert kept[1] == (16 * 60 + 3) * 1_000_000
+    down_and_up_again(engine, "0009")
+    assert _time_order(engine) == kept
+    engine.dispose()
+
+
+def _time_order(engine) -> tuple:
+    head = AuditChainHead.__table__
+    with engine.connect() as conn:
+        return tuple(conn.execute(sa.select(head.c.latest_recorded_at, head.c.max_lag_us)).one())

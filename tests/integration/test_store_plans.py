@@ -8,13 +8,13 @@ plan shows what the indexes allow rather than what suits a table of a few rows; 
 from __future__ import annotations
 
 import json
-
-import sqlalchemy as sa
+from datetime import datetime
 
 from service.senders import EMBEDDED
 from service.store.audit_search import AuditQuery
 from service.store.transfers import TransferQuery
 from tests.support import examples
+from tests.support.store_reads import selects
 
 ISLINGTON = "E09000019"
 
@@ -24,23 +24,6 @@ def _populated(services) -> None:
     for n in range(5):
         event = examples.routine(f"plan-{n}", case=f"CAF-PLAN-{n}")
         services.relay.receive(examples.encode(event), sender=EMBEDDED)
-
-
-def _statements(services, call) -> list[tuple[str, object]]:
-    """The SELECT statements ``call`` issues through the store, with their parameters."""
-    seen: list[tuple[str, object]] = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append((statement, parameters))
-
-    engine = services.store._engine
-    sa.event.listen(engine, "before_cursor_execute", capture)
-    try:
-        call()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", capture)
-    return seen
 
 
 def _plan(services, statement: str, parameters) -> list[str]:
@@ -69,9 +52,9 @@ def _nodes(node: dict):
 
 
 def _the_one(services, call, marker: str) -> list[str]:
-    [(statement, parameters)] = [(s, p) for s, p in _statements(services, call) if marker in s] or [
-        ("", None)
-    ]
+    [(statement, parameters)] = [
+        (s, p) for s, p in selects(services.store, call) if marker in s
+    ] or [("", None)]
     assert statement, f"no statement with {marker!r} was issued"
     return _plan(services, statement, parameters)
 
@@ -117,3 +100,25 @@ def test_an_authoritys_audit_search_looks_up_its_transfers_not_the_whole_table(s
     transfers = [line for line in plan if "transfers" in line.split()]
     assert transfers, plan
     assert all("event_id" in line for line in transfers), transfers
+
+
+def test_an_audit_search_from_a_time_starts_at_its_first_record_not_the_oldest(services):
+    _populated(services)
+    since = services.store.audit_search.search(AuditQuery()).records[3]["recorded_at"]
+    query = AuditQuery(since=datetime.fromisoformat(since))
+    assert services.store.audit_search.search(query).records
+    plan = _the_one(
+        services, lambda: services.store.audit_search.search(query), "ORDER BY audit_records.seq"
+    )
+    assert not _reads_whole(plan, "audit_records"), plan
+    # The first record from then is looked up among those recorded within the lag of the
+    # earliest time from then: a range bounded at both ends.
+    first = [
+        line
+        for line in plan
+        if "ix_audit_records_recorded_at" in line
+        and any(bound in line for bound in ("recorded_at <=", "recorded_at<?"))
+    ]
+    assert first, plan
+    if services.store.url.startswith("postgresql"):  # SQLite shows one bound of a range
+        assert any("ix_audit_records_seq" in line and "seq >= $" in line for line in plan), plan

@@ -43,3 +43,20 @@ def audit_actions(store: Store, event_id: str | None = None) -> list[tuple[str |
         if event_id is not None:
             query = query.where(t.AuditRecord.event_id == event_id)
         return [(r.event_id, r.action, r.detail) for r in session.scalars(query)]
+
+
+def selects(store: Store, call) -> list[tuple[str, object]]:
+    """The SELECT statements ``call`` issues through ``store``, with their parameters."""
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    engine = store._engine
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    return seen
