@@ -98,8 +98,9 @@ def redeliver(event_id: str):
     visible_transfer(event_id)
     services = app_services()
     if not services.store.outbox.redeliver(event_id, services.clock(), by=principal()):
-        # Its state says why: not failed, or parked by the expiry of its ISP just now.
-        state = services.store.transfers.view(event_id)["state"]
+        # Its state says why: not failed, or parked by the expiry of its ISP just now, which
+        # makes it its sender's alone, as if unknown to its recipient.
+        state = visible_transfer(event_id)["state"]
         abort(
             HTTPStatus.CONFLICT,
             message=f"It is {state}; only a failed transfer can be redelivered.",

@@ -191,7 +191,7 @@ class AuditChainHead(Base):
     It also keeps how far ``recorded_at`` has run backwards along ``seq`` (a record's time is
     taken when it is appended, its seq when its transaction commits, and clocks of several
     hosts differ): the latest ``recorded_at`` so far and the most any record fell behind the
-    latest before it. A search from a time finds its first record from them (migration 0009).
+    latest before it. A search from a time finds its first record from them (migration 0010).
     """
 
     __tablename__ = "audit_chain_head"

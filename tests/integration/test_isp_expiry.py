@@ -128,6 +128,26 @@ def test_a_failed_transfer_is_parked_once_its_isp_has_expired_and_cannot_be_rede
     assert (withdrawn["status"], withdrawn["was"]) == ("expired", "failed")
 
 
+def test_the_recipient_redelivering_it_as_the_expiry_parks_it_is_told_of_no_such_transfer(
+    services, receiver
+):
+    """The recipient's admin may redeliver what failed on its way to it, but a transfer parked
+    again is its sender's alone: the redelivery that parks it must not tell the recipient so."""
+    _expiring_today(services)
+    withdrawing.send(services, "failed")
+    receiver.respond_with(400)
+    withdrawing.deliverer(services).deliver_due("test")
+    client = create_app(replace(services, clock=_days_later(services, 1))).test_client()
+
+    response = client.post(
+        "/api/v1/transfers/failed/redeliver", headers=bearer(services, "admin", ISLINGTON)
+    )
+
+    assert response.status_code == 404
+    assert response.get_json()["detail"] == "No transfer with event id 'failed'."
+    assert services.store.transfers.view("failed")["state"] == "awaiting_judgement"
+
+
 def test_an_attempt_in_flight_at_expiry_is_delivered_as_decided(services, receiver):
     _expiring_today(services)
     withdrawing.send(services, "in-flight")
