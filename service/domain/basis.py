@@ -84,17 +84,6 @@ def expired(isp: IspTerms, on: date) -> bool:
     return isp.expires_on is not None and on > isp.expires_on
 
 
-def expired_in_force(isps: Iterable[IspTerms], on: date) -> list[IspTerms]:
-    """The ISPs whose version in force on day ``on`` is active and has expired: nothing signed
-    under any of their versions may be sent that day (rules 1 and 2). An envelope signed under a
-    version since superseded goes on as long as the ISP's version in force has not expired, as
-    an amendment leaves it to be delivered as decided; one that extends the date, once in
-    force, so extends it."""
-    return [
-        isp for isp in versions_in_force(isps, on) if isp.status == "active" and expired(isp, on)
-    ]
-
-
 def versions_in_force(isps: Iterable[IspTerms], on: date) -> list[IspTerms]:
     """The version of each ISP that speaks for it on day ``on``: its newest that is not a draft
     and, if active, has come into effect; failing that, its newest, to record why it does not

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from contracts.reference import expand_parties
-from service.domain.basis import decide_basis, versions_in_force
+from service.domain.basis import decide_basis, expired, versions_in_force
 from service.domain.model import (
     BasisDecision,
     IspFinding,
@@ -149,3 +149,19 @@ def applicability(
         judgement=None,
     )
     return decide_basis(request, isps, on)
+
+
+def ended_in_force(isps: Iterable[IspTerms], on: date) -> list[IspTerms]:
+    """The ISPs whose version in force on day ``on`` binds no one (suspended, retired) or has
+    expired: nothing signed under any of their versions may be sent that day (rules 1 and 2).
+
+    An envelope signed under a version since superseded goes on as long as the ISP's version in
+    force applies, as an amendment leaves it to be delivered as decided; one that extends the
+    date, once in force, so extends it. Recording a suspension or retirement withdraws what is
+    waiting at once; it is listed here too, for what a race stored after it, or what was in
+    flight then and is handed out again (``service.store.ended_isps``)."""
+    return [
+        isp
+        for isp in versions_in_force(isps, on)
+        if isp.status in BINDS_NO_ONE or (isp.status == "active" and expired(isp, on))
+    ]

@@ -24,11 +24,13 @@ from service.access import Principal
 from service.domain.isotime import iso
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
-from service.store.expiry import Expiries
+from service.store.ended_isps import Ended, EndedIsps
 from service.store.withdrawals import (
     NOT_WITHDRAWN,
+    Withdrawn,
     reinstate,
     still_withdrawn,
+    withdraw,
     withdraw_after_failing,
 )
 
@@ -92,6 +94,13 @@ _SET_TRANSFER_STATE = (
     .values(state=sa.bindparam("new_state"), updated_at=sa.bindparam("at"))
 )
 _INSERT_ATTEMPTS = sa.insert(t.DeliveryAttempt.__table__)
+# The ISP (if any) each of the items a claim chose was signed under, in outbox order.
+_ISP_OF_ITEMS = (
+    sa.select(_item.c.id, t.Transfer.decision[("isp", "id")].as_string())
+    .join(t.Transfer, t.Transfer.event_id == _item.c.event_id)
+    .where(_item.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_item.c.id)
+)
 # Gives up a claim if it is still this very claim (``_still_held``), for many items in one call.
 _RELEASE_CLAIM = (
     sa.update(_item)
@@ -142,22 +151,23 @@ class Outbox:
     def __init__(self, transaction: Transaction, append_audit: AppendAudit) -> None:
         self._transaction = transaction
         self._append_audit = append_audit
-        self._expiries = Expiries()
+        self._ended = EndedIsps()
 
     @contextmanager
-    def _expiries_withdrawn(self, now: datetime) -> Iterator[Session]:
-        """A transaction in which what is still to be sent under ISPs expired as of ``now`` has
-        been withdrawn first, each audited ``basis_withdrawn`` (``service.store.expiry``)."""
+    def _ended_withdrawn(self, now: datetime) -> Iterator[tuple[Session, Ended]]:
+        """A transaction in which what is still to be sent under ISPs ended as of ``now`` has
+        been withdrawn first, each audited ``basis_withdrawn`` (``service.store.ended_isps``);
+        with what has ended."""
         with self._transaction() as session:
-            swept = self._expiries.sweep(session, now)
-            if swept is not None:
-                expired, parked = swept
-                for withdrawn in parked:
-                    detail = withdrawn.audit_detail() | {"reason": expired.reason(withdrawn.isp_id)}
-                    self._append_audit(session, withdrawn.event_id, "basis_withdrawn", detail)
-            yield session
-        if swept is not None:
-            self._expiries.swept(expired)
+            ended, parked = self._ended.sweep(session, now)
+            self._audit_withdrawn(session, ended, parked)
+            yield session, ended
+        self._ended.swept(ended)
+
+    def _audit_withdrawn(self, session: Session, ended: Ended, parked: list[Withdrawn]) -> None:
+        for withdrawn in parked:
+            detail = withdrawn.audit_detail() | {"reason": ended.reason(withdrawn.isp_id)}
+            self._append_audit(session, withdrawn.event_id, "basis_withdrawn", detail)
 
     def claim(
         self,
@@ -173,8 +183,9 @@ class Outbox:
 
         An item is due when its time has come, nobody holds a live lease on it, and no earlier
         item for the same recipient and case is still waiting. The claim is a conditional update,
-        so two workers racing for one item cannot both win it. Nothing under an ISP expired by
-        ``now``'s day is left to claim (``service.store.expiry``).
+        so two workers racing for one item cannot both win it. Nothing under an ISP ended by
+        ``now``'s day (expired, suspended, retired) is handed out: it is withdrawn instead
+        (``service.store.ended_isps``).
         """
         item, earlier = t.OutboxItem, aliased(t.OutboxItem)
         waiting_behind = (
@@ -201,7 +212,7 @@ class Outbox:
             .subquery()
         )
         until = now + lease
-        with self._expiries_withdrawn(now) as session:
+        with self._ended_withdrawn(now) as (session, ended):
             candidates = session.execute(
                 sa.select(due.c.id, due.c.to_authority)
                 .where(due.c.place <= per_recipient)
@@ -213,6 +224,8 @@ class Outbox:
                 if len(chosen) < limit and taken.get(recipient, 0) < per_recipient:
                     chosen.append(item_id)
                     taken[recipient] = taken.get(recipient, 0) + 1
+            if ended.versions:
+                chosen = self._withdraw_ended(session, ended, chosen, now)
             if not chosen:
                 return []
             session.execute(
@@ -223,6 +236,21 @@ class Outbox:
                 .execution_options(synchronize_session=False)
             )
             return _claimed_by(session, Lease(worker, until), item.id.in_(chosen))
+
+    def _withdraw_ended(
+        self, session: Session, ended: Ended, chosen: list[int], now: datetime
+    ) -> list[int]:
+        """``chosen`` but for the items signed under an ISP that has ended, whose ISPs' waiting
+        transfers are withdrawn, as a sweep does: a batch stored after the sweep, or an item
+        whose holder died, would otherwise be sent under it."""
+        under = session.execute(_ISP_OF_ITEMS, {"ids": chosen}).all()
+        stale = {isp_id for _, isp_id in under if isp_id in ended.versions}
+        if not stale:
+            return chosen
+        endings = ended.endings()
+        parked = withdraw(session, {isp_id: endings[isp_id] for isp_id in stale}, now)
+        self._audit_withdrawn(session, ended, parked)
+        return [item_id for item_id, isp_id in under if isp_id not in stale]
 
     def release(self, worker: str) -> int:
         """Give up every lease ``worker`` holds: a restarted worker's claims are stale."""
@@ -296,8 +324,8 @@ class Outbox:
                 # In flight when its ISP was suspended, retired or expired, it is sent no more
                 # under it.
                 now = max(o.attempt.attempted_at for o in settled)
-                expired = self._expiries.as_of(session, now).endings()
-                for withdrawn in withdraw_after_failing(session, still_to_send, expired, now):
+                ended = self._ended.as_of(session, now).endings()
+                for withdrawn in withdraw_after_failing(session, still_to_send, ended, now):
                     detail = withdrawn.audit_detail() | {"reason": IN_FLIGHT_THEN_FAILED}
                     audit.append((withdrawn.event_id, "basis_withdrawn", detail))
             if settled:
@@ -367,8 +395,8 @@ class Outbox:
     def redeliver(self, event_id: str, now: datetime, by: Principal) -> bool:
         """Put a failed transfer's envelope back in the outbox, audited as ``by``'s request;
         False if it is not failed, as when the ISP it was signed under has expired by ``now``'s
-        day (the transfer then awaits a judgement: ``service.store.expiry``)."""
-        with self._expiries_withdrawn(now) as session:
+        day (the transfer then awaits a judgement: ``service.store.ended_isps``)."""
+        with self._ended_withdrawn(now) as (session, _):
             transfer = session.get(t.Transfer, event_id, with_for_update=True)
             if transfer is None or transfer.state != TransferState.FAILED:
                 return False

@@ -10,7 +10,7 @@ redeliver), goes back to ``awaiting_judgement``, in the transaction that records
 removed. The stored event stays as it is: it already holds only the categories that would have
 gone, so a judgement can share at most those.
 
-Expiry withdraws the same way, without anyone recording it: ``service.store.expiry`` runs
+Expiry withdraws the same way, without anyone recording it: ``service.store.ended_isps`` runs
 ``withdraw`` for the ISPs expired that day before the outbox hands anything out or takes
 anything back, and ``withdraw_after_failing`` parks an envelope in flight at expiry whose
 attempt then fails.

@@ -206,3 +206,22 @@ def test_an_amendment_that_extends_the_date_keeps_what_was_signed_before_it_goin
         assert sent == 0 and view["state"] == "awaiting_judgement"
         (withdrawn,) = withdrawing.withdrawn(services, "extended")
         assert (withdrawn["ended_by_version"], withdrawn["status"]) == (2, "expired")
+
+
+def test_a_transfer_decided_on_the_last_day_and_stored_after_the_new_days_sweep_is_not_sent(
+    services, receiver
+):
+    """The next day's first claim has swept already when a batch decided just before midnight
+    is stored; the claim after it must still not hand its envelope out."""
+    _expiring_today(services)
+    next_day = _days_later(services, 1)
+    assert withdrawing.deliverer(services, next_day).deliver_due("test") == 0
+    withdrawing.send(services, "just-before-midnight")
+
+    assert withdrawing.deliverer(services, next_day).deliver_due("test") == 0
+
+    assert receiver.requests == [], "nothing sent under the expired ISP"
+    view = services.store.transfers.view("just-before-midnight")
+    assert view["state"] == "awaiting_judgement"
+    (withdrawn,) = withdrawing.withdrawn(services, "just-before-midnight")
+    assert (withdrawn["status"], withdrawn["ended_by_version"]) == ("expired", 2)

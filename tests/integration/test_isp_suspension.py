@@ -150,6 +150,27 @@ def test_an_envelope_in_flight_at_the_suspension_is_delivered_as_decided(
     assert withdrawing.withdrawn(services, "in-flight") == []
 
 
+def test_an_envelope_in_flight_at_the_suspension_whose_holder_died_is_withdrawn_not_sent(
+    services, receiver, client
+):
+    """Its holder never records an attempt. Claims while its lease runs find nothing to do;
+    once it has run out, the next claim finds it under the suspended ISP and withdraws it
+    rather than handing it out."""
+    lease = Lease("died", services.clock() + timedelta(minutes=2))
+    withdrawing.send(services, "orphaned", lease=lease)
+    assert _suspend(services, client)["parked"] == 0
+    assert withdrawing.deliverer(services).deliver_due("test") == 0
+
+    after_the_lease = withdrawing.deliverer(services, lambda: lease.until + timedelta(seconds=1))
+    assert after_the_lease.deliver_due("test") == 0
+
+    assert receiver.requests == [], "nothing sent under the suspended ISP"
+    assert services.store.transfers.view("orphaned")["state"] == "awaiting_judgement"
+    (withdrawn,) = withdrawing.withdrawn(services, "orphaned")
+    assert withdrawn["status"] == "suspended"
+    assert withdrawn["reason"] == "ISP pan-london-caf v2, in force, is suspended."
+
+
 def test_a_delivery_recorded_after_its_envelope_was_withdrawn_gives_the_transfer_its_basis_back(
     services, receiver, client
 ):

@@ -11,8 +11,8 @@ from service.domain.basis import (
     dated_ahead,
     decide_basis,
     decision_day,
-    expired_in_force,
 )
+from service.domain.isp_register import ended_in_force
 from service.domain.model import IspFinding, IspTerms, Judgement, Outcome, TransferRequest
 
 HACKNEY, ISLINGTON, CAMDEN = "E09000012", "E09000019", "E09000007"
@@ -206,20 +206,23 @@ def test_an_expired_isp_is_recorded_and_the_transfer_waits():
     assert decision.considered[0].finding is IspFinding.EXPIRED
 
 
-def test_an_isp_counts_as_expired_by_its_version_in_force_from_the_day_after_it_expires():
+def test_an_isp_has_ended_by_its_version_in_force_from_the_day_after_it_expires():
     """What was signed under version 1 may go on while a version in force extends the date;
-    an extension that starts later leaves a day on which the ISP has expired."""
+    an extension that starts later leaves a day on which the ISP has expired; a suspended or
+    retired version in force ends it at once."""
     ends = replace(PAN_LONDON, expires_on=TODAY)
     extended = replace(PAN_LONDON, version=2, expires_on=date(2030, 3, 31))
     starts_later = replace(extended, effective_from=TODAY + timedelta(days=2))
     next_day = TODAY + timedelta(days=1)
-    assert expired_in_force([ends], TODAY) == []
-    assert expired_in_force([ends], next_day) == [ends]
-    assert expired_in_force([ends, extended], next_day) == []
-    assert expired_in_force([ends, starts_later], next_day) == [ends]
-    assert expired_in_force([ends, starts_later], next_day + timedelta(days=1)) == []
+    assert ended_in_force([ends], TODAY) == []
+    assert ended_in_force([ends], next_day) == [ends]
+    assert ended_in_force([ends, extended], next_day) == []
+    assert ended_in_force([ends, starts_later], next_day) == [ends]
+    assert ended_in_force([ends, starts_later], next_day + timedelta(days=1)) == []
     suspended = replace(ends, version=2, status="suspended")
-    assert expired_in_force([ends, suspended], next_day) == [], "withdrawn when it was suspended"
+    assert ended_in_force([ends, suspended], TODAY) == [suspended]
+    retired = replace(extended, status="retired")
+    assert ended_in_force([ends, retired], TODAY) == [retired]
 
 
 def test_the_most_specific_isp_wins_and_the_other_is_recorded_as_outranked():
