@@ -28,6 +28,8 @@ ROLES_ATTRIBUTE = "_caf_roles"
 GUARDED_PATHS = frozenset({"/metrics"})  # besides everything under /api/
 ANY_ROLE = tuple(Role)
 EXTENSION = "caf_relay"  # where ``web.create_app`` keeps the services in the Flask app
+CHALLENGE = 'Bearer realm="caf-relay"'
+INVALID_TOKEN = f'{CHALLENGE}, error="invalid_token"'
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +44,26 @@ def authenticate() -> None:
     if not (request.path.startswith("/api/") or request.path in GUARDED_PATHS):
         return
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    caller = None
-    if scheme.lower() == "bearer" and secret.strip():
-        services = app_services()
-        try:
-            caller = services.store.access.principal(secret.strip(), now=services.clock())
-        except TokenExpired as expired:
-            refuse(HTTPStatus.UNAUTHORIZED, str(expired))
+    if not (scheme.lower() == "bearer" and secret.strip()):
+        _unauthorised("A valid bearer token is required.", CHALLENGE)
+    services = app_services()
+    try:
+        caller = services.store.access.principal(secret.strip(), now=services.clock())
+    except TokenExpired as expired:
+        _unauthorised(str(expired), INVALID_TOKEN)
     if caller is None:
-        refuse(HTTPStatus.UNAUTHORIZED, "A valid bearer token is required.")
+        _unauthorised("A valid bearer token is required.", INVALID_TOKEN)
     g.principal = caller
+
+
+def _unauthorised(detail: str, challenge: str) -> None:
+    """Log the refusal (it names no one, so it is not audited) and answer 401 with the
+    challenge RFC 6750 asks for: with ``error="invalid_token"`` when a token was presented
+    but is unknown, revoked or expired, so a client knows to get a new one."""
+    log.warning(
+        "refused %s %s from %s: %s", request.method, request.path, request.remote_addr, detail
+    )
+    abort(HTTPStatus.UNAUTHORIZED, message=detail, headers={"WWW-Authenticate": challenge})
 
 
 def principal() -> Principal:
@@ -108,14 +120,8 @@ def require_global_admin() -> None:
 
 
 def refuse(status: HTTPStatus, detail: str) -> None:
-    """Audit the refusal of a known caller (log that of an unknown one), then abort the request
-    with it."""
-    caller = g.get("principal")
-    if caller is None:
-        log.warning(
-            "refused %s %s from %s: %s", request.method, request.path, request.remote_addr, detail
-        )
-        abort(status, message=detail)
+    """Audit the refusal of the caller, then abort the request with it."""
+    caller = principal()
     app_services().store.record_audit(
         None,
         "access_refused",

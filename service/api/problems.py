@@ -41,8 +41,6 @@ class ProblemApi(Api):
         detail = data.get("message") or error.description or error.name
         response = problem(HTTPStatus(error.code or 500), detail, **extra)
         response.headers.update(data.get("headers", {}))
-        if error.code == HTTPStatus.UNAUTHORIZED:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="caf-relay"'
         return response
 
     def _register_responses(self) -> None:

@@ -65,7 +65,7 @@ def test_a_token_works_until_its_expiry_and_is_then_refused_saying_so_but_not_au
         refused = client.get(AUTHORITIES, headers=headers)
     said = f"This token expired at {iso(expires_at)}; ask an admin for a new one."
     assert refused.status_code == 401 and refused.get_json()["detail"] == said
-    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="caf-relay"'
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="caf-relay", error="invalid_token"'
     assert said in caplog.records[-1].getMessage() and issued.secret not in caplog.text
     assert len(audit_actions(services.store)) == audited, "a 401 is logged, not audited"
 

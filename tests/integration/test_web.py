@@ -157,15 +157,20 @@ def test_a_contract_violation_names_the_fields_at_fault(auth, client):
 
 
 @pytest.mark.parametrize(
-    "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "cafr_not_a_bearer"}],
+    ("headers", "challenge"),
+    [
+        ({}, 'Bearer realm="caf-relay"'),
+        ({"Authorization": "Bearer wrong"}, 'Bearer realm="caf-relay", error="invalid_token"'),
+        ({"Authorization": "cafr_not_a_bearer"}, 'Bearer realm="caf-relay"'),
+    ],
     ids=["none", "unknown", "no-scheme"],
 )
-def test_the_api_refuses_calls_without_the_token(client, headers):
+def test_the_api_refuses_calls_without_the_token(client, headers, challenge):
+    """RFC 6750: a token presented and not accepted is an ``invalid_token``; none, no error."""
     for method, path in (("post", "/api/v1/events"), ("get", "/api/v1/transfers/x")):
         response = getattr(client, method)(path, headers=headers, data=b"{}")
         assert response.status_code == 401
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.headers["WWW-Authenticate"] == challenge
 
 
 def test_unknown_transfer_is_a_404_with_a_message(auth, client):
