@@ -16,7 +16,7 @@ import functools
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import current_app, g, request
 from flask_smorest import abort
@@ -56,7 +56,7 @@ def authenticate() -> None:
     g.principal = caller
 
 
-def _unauthorised(detail: str, challenge: str) -> None:
+def _unauthorised(detail: str, challenge: str) -> NoReturn:
     """Log the refusal (it names no one, so it is not audited) and answer 401 with the
     challenge RFC 6750 asks for: with ``error="invalid_token"`` when a token was presented
     but is unknown, revoked or expired, so a client knows to get a new one."""

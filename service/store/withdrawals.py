@@ -207,14 +207,15 @@ def still_withdrawn(session: Session, envelope_ids: Collection[str]) -> set[str]
 
 
 def withdraw_after_failing(
-    session: Session, event_ids: Collection[str], expired: Mapping[str, Ending], now: datetime
+    session: Session, event_ids: Collection[str], ended: Mapping[str, Ending], now: datetime
 ) -> list[Withdrawn]:
     """Park again, in ``session``, those of ``event_ids`` (envelopes in flight at a suspension
     or expiry, whose attempt has just failed, to be retried or failed for good) that were signed
-    under an ISP suspended or retired since their envelope was issued, or one of ``expired`` (by
-    id, as of ``now``): a suspension or expiry leaves an envelope in flight to be delivered as
-    decided, never to be retried or redelivered under an ISP that has ended. Call once the
-    outbox items are settled (items, then transfers)."""
+    under an ISP suspended or retired since their envelope was issued, or one of ``ended`` (by
+    id: its version in force expired, suspended or retired as of ``now``): a suspension or
+    expiry leaves an envelope in flight to be delivered as decided, never to be retried or
+    redelivered under an ISP that has ended. Call once the outbox items are settled (items,
+    then transfers)."""
     if not event_ids:
         return []
     rows = session.execute(
@@ -225,7 +226,7 @@ def withdraw_after_failing(
         .order_by(t.Transfer.received_at, t.Transfer.event_id)
         .with_for_update(of=t.Transfer)
     ).all()
-    ended = []
+    to_park = []
     for transfer, envelope in rows:
         isp = transfer.decision.get("isp")
         if isp is None:
@@ -236,13 +237,13 @@ def withdraw_after_failing(
             .where(t.Isp.recorded_at >= envelope.issued_at)
             .order_by(t.Isp.version)
             .limit(1)
-        ).first() or expired.get(isp["id"])
+        ).first() or ended.get(isp["id"])
         if ending:
-            ended.append((transfer, envelope.envelope_id, *ending))
-    if ended:
+            to_park.append((transfer, envelope.envelope_id, *ending))
+    if to_park:
         session.execute(
             sa.delete(t.OutboxItem).where(
-                t.OutboxItem.event_id.in_([transfer.event_id for transfer, *_ in ended])
+                t.OutboxItem.event_id.in_([transfer.event_id for transfer, *_ in to_park])
             )
         )
-    return _park(session, ended, now)
+    return _park(session, to_park, now)

@@ -260,12 +260,18 @@ def test_retiring_the_isp_withdraws_what_is_still_to_be_sent_as_suspending_it_do
     assert len(receiver.requests) == 1
 
 
+def _claimed_then_suspended(services, client, event_id: str):
+    """A transfer claimed for delivery, then its ISP suspended: it is in flight, not parked."""
+    withdrawing.send(services, event_id)
+    in_flight = withdrawing.claim(services, timedelta(minutes=2))
+    assert _suspend(services, client)["parked"] == 0
+    return in_flight
+
+
 def test_an_attempt_in_flight_at_the_suspension_that_fails_is_not_retried_under_it(
     services, receiver, client
 ):
-    withdrawing.send(services, "inflight-retry")
-    in_flight = withdrawing.claim(services, timedelta(minutes=2))
-    assert _suspend(services, client)["parked"] == 0
+    in_flight = _claimed_then_suspended(services, client, "inflight-retry")
     receiver.respond_with(503)
     assert withdrawing.deliverer(services).deliver_group(in_flight).results == ["retry"]
     time.sleep(1.1)
@@ -278,9 +284,7 @@ def test_an_attempt_in_flight_at_the_suspension_that_fails_is_not_retried_under_
 def test_an_attempt_in_flight_at_the_suspension_that_fails_for_good_is_not_redelivered(
     services, receiver, client
 ):
-    withdrawing.send(services, "inflight-fail")
-    in_flight = withdrawing.claim(services, timedelta(minutes=2))
-    assert _suspend(services, client)["parked"] == 0
+    in_flight = _claimed_then_suspended(services, client, "inflight-fail")
     receiver.respond_with(400)
     assert withdrawing.deliverer(services).deliver_group(in_flight).results == ["failed"]
     redeliver = client.post(
