@@ -23,7 +23,7 @@ from contracts.judgement import JudgementSchema
 from contracts.vocabulary import TransferState
 from service.access import Principal, Role
 from service.domain.basis import dated_ahead, decide_basis, decision_day
-from service.domain.model import Outcome, decision_record, transfer_request
+from service.domain.model import Outcome, judged_decision, transfer_request
 from service.domain.storable import unstorable
 from service.relay import Clock
 from service.sealing import Sealer, judgement_summary
@@ -113,7 +113,7 @@ class Judgements:
             Settlement(
                 event=concluded.kept,
                 state=concluded.state,
-                decision=decision_record(decision),
+                decision=judged_decision(decision, transfer.decision),
                 envelope=concluded.envelope,
                 audit=[recorded, *concluded.audit],
                 at=now,

@@ -234,7 +234,26 @@ def withdrawn_decision(
     }
 
 
+def judged_decision(decision: BasisDecision, parked: dict[str, Any]) -> dict[str, Any]:
+    """The decision as recorded for a judgement on a transfer whose ``parked`` decision it
+    replaces. The decision an ISP's ending withdrew stays under ``withdrawn``: should the
+    withdrawn envelope turn out to have arrived before the ending was recorded, it is that
+    decision, not the judgement, that the recipient holds (``reinstated_decision``)."""
+    record = decision_record(decision)
+    if "withdrawn" in parked:
+        record["withdrawn"] = parked["withdrawn"]
+    return record
+
+
 def reinstated_decision(record: dict[str, Any]) -> dict[str, Any]:
     """The decision ``withdrawn_decision`` withdrew, for an envelope found delivered after all:
-    its delivery, started within its lease, ended before the suspension was recorded."""
-    return record["withdrawn"]
+    its delivery, started within its lease, ended before the suspension was recorded.
+
+    A judgement recorded since (one not to share: any other sent an envelope of its own) came
+    after the envelope had arrived. It is kept, as ``overtaken_judgement``, for the sender and
+    for the audit chain's digest of it, but the basis is the one the recipient's envelope
+    carries."""
+    reinstated = dict(record["withdrawn"])
+    if "judgement" in record:
+        reinstated["overtaken_judgement"] = record["judgement"]
+    return reinstated

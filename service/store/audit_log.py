@@ -176,16 +176,18 @@ class ChainSnapshot:
             yield ChainRecord(*row)
 
     def judgements(self) -> Iterator[StoredJudgement]:
-        """Every transfer's judgement as stored, for the chain's digests to vouch for."""
+        """Every transfer's judgement as stored, for the chain's digests to vouch for: the one
+        its decision rests on, or one a late delivery overtook (``reinstated_decision``)."""
         transfer = t.Transfer
         judgement = transfer.decision["judgement"]
+        overtaken = transfer.decision["overtaken_judgement"]
         rows = self._session.execute(
-            sa.select(transfer.event_id, judgement, transfer.event[EVENT_JUDGEMENT])
-            .where(judgement.as_string().is_not(None))
+            sa.select(transfer.event_id, judgement, overtaken, transfer.event[EVENT_JUDGEMENT])
+            .where(sa.or_(judgement.as_string().is_not(None), overtaken.as_string().is_not(None)))
             .execution_options(yield_per=2000)
         )
-        for row in rows:
-            yield StoredJudgement(*row)
+        for event_id, in_decision, overtook, in_event in rows:
+            yield StoredJudgement(event_id, in_decision or overtook, in_event)
 
 
 # An execution option: the connection's transactions only read (see ``AuditLog.snapshot``).

@@ -73,6 +73,7 @@ HOLD_LOCK_ID = 0x_CAF_0002
 
 # Intake and every recorded delivery run these, so they are built once (``service.store.rows``).
 _item = t.OutboxItem.__table__
+_envelope = t.Envelope.__table__
 _adapter = t.AdapterConfig.__table__
 _transfer = t.Transfer.__table__
 _TAKE_HOLD_LOCK = sa.select(sa.func.pg_advisory_xact_lock(HOLD_LOCK_ID))
@@ -87,7 +88,16 @@ _INSERT_ITEMS_RETURNING_IDS = sa.insert(_item).returning(_item.c.id, sort_by_par
 _ADAPTER_SETTINGS = sa.select(
     _adapter.c.authority_code, _adapter.c.retry, _adapter.c.updated_at
 ).where(_adapter.c.authority_code.in_(sa.bindparam("codes", expanding=True)))
-_DELETE_ITEMS = sa.delete(_item).where(_item.c.id.in_(sa.bindparam("ids", expanding=True)))
+# The items that would send envelopes now delivered: by envelope, not by item id, which SQLite
+# hands out again once the newest item is gone (to a judgement's new envelope for the same
+# transfer, say, or to another transfer's), and which a redelivery of the same envelope changes.
+_DELETE_ITEMS = sa.delete(_item).where(
+    _item.c.event_id.in_(
+        sa.select(_envelope.c.event_id)
+        .where(_envelope.c.envelope_id.in_(sa.bindparam("envelope_ids", expanding=True)))
+        .where(_envelope.c.withdrawn_at.is_(None))
+    )
+)
 _SET_TRANSFER_STATE = (
     sa.update(_transfer)
     .where(_transfer.c.event_id == sa.bindparam("of_event"))
@@ -309,8 +319,9 @@ class Outbox:
             if delivered:
                 # Even if the claim ran out meanwhile: the envelope has arrived, whoever else is
                 # sending it again.
-                item_ids = [outcome.claimed.item_id for outcome in delivered]
-                if session.execute(_DELETE_ITEMS, {"ids": item_ids}).rowcount < len(item_ids):
+                envelope_ids = [outcome.claimed.envelope.envelope_id for outcome in delivered]
+                deleted = session.execute(_DELETE_ITEMS, {"envelope_ids": envelope_ids}).rowcount
+                if deleted < len(envelope_ids):
                     states = self._after_withdrawals(session, delivered, states)
             if states:
                 session.execute(

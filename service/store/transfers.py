@@ -23,14 +23,11 @@ from service.store import tables as t
 from service.store.audit_log import OF_ITS_TRANSFER, SENDERS_OWN, AppendAudit, Transaction
 from service.store.outbox import stage_delivery
 from service.store.payloads import purged_from_the_start
-from service.store.withdrawals import NOT_WITHDRAWN
+from service.store.withdrawals import NOT_WITHDRAWN, UNSENT
 
 if TYPE_CHECKING:
     from service.store.store import AuditEntry, SignedEnvelope
 
-# Transfers not sent to their recipient, which therefore sees neither them nor the judgement not
-# to share: a parked transfer is the sender's to decide, a withheld one the sender's decision.
-UNSENT = frozenset({TransferState.AWAITING_JUDGEMENT, TransferState.WITHHELD})
 # What a listing reads: never ``event``, which holds the case.
 LISTED = (
     "event_id",
@@ -47,9 +44,12 @@ LISTED = (
 
 
 def as_its_recipient_sees(view: dict[str, Any]) -> dict[str, Any]:
-    """A transfer's ``view`` for its recipient: the timeline without the sender's own business."""
+    """A transfer's ``view`` for its recipient, without the sender's own business: in the
+    timeline, and a judgement not to share that came after the envelope had arrived, whose
+    reasons were never meant for the recipient."""
     timeline = [entry for entry in view["timeline"] if entry["action"] not in SENDERS_OWN]
-    return {**view, "timeline": timeline}
+    decision = {k: v for k, v in view["decision"].items() if k != "overtaken_judgement"}
+    return {**view, "decision": decision, "timeline": timeline}
 
 
 @dataclass(frozen=True)

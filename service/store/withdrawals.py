@@ -20,7 +20,8 @@ delivery process): it is left alone and delivered as decided. A delivery starts 
 whole attempt's time left on its lease, so one recorded after its envelope was withdrawn (its
 lease ran out before the suspension, its record came after) had arrived before the suspension:
 ``reinstate`` then gives the transfer its envelope and basis back, so that no envelope is
-delivered while the store says the transfer awaits a judgement.
+delivered while the store says the transfer awaits a judgement, or that a practitioner's
+judgement not to share, recorded in between, kept it from its recipient.
 """
 
 from __future__ import annotations
@@ -35,14 +36,22 @@ from sqlalchemy.orm import Session
 
 from contracts.vocabulary import TransferState
 from service.domain.isp_register import BINDS_NO_ONE
+from service.domain.judgement_digests import judgement_digest
 from service.domain.model import reinstated_decision, withdrawn_decision
 from service.store import tables as t
 
 REINSTATED = "Delivered before the change to its ISP that withdrew it was recorded."
+OVERTAKEN = (
+    f"{REINSTATED} The judgement not to share, recorded since, came after it had arrived: the "
+    "recipient has it."
+)
 NOT_WITHDRAWN = t.Envelope.withdrawn_at.is_(None)
 WITHDRAWN = t.Envelope.withdrawn_at.is_not(None)
 # Not delivered: waiting in the outbox, or failed.
 UNDELIVERED = (TransferState.SIGNED, TransferState.FAILED)
+# Transfers not sent to their recipient, which therefore sees neither them nor the judgement not
+# to share: a parked transfer is the sender's to decide, a withheld one the sender's decision.
+UNSENT = frozenset({TransferState.AWAITING_JUDGEMENT, TransferState.WITHHELD})
 
 
 class Ending(NamedTuple):
@@ -169,29 +178,29 @@ def _withheld_before(session: Session, event_ids: list[str]) -> dict[str, list[s
 
 def reinstate(session: Session, envelope_ids: Collection[str]) -> list[tuple[str, dict[str, Any]]]:
     """Give back, in ``session``, the envelopes of ``envelope_ids`` found delivered after they
-    were withdrawn, with their transfers' bases, where no judgement has been recorded since;
-    return the audit records to append (event id, detail)."""
+    were withdrawn, with their transfers' bases, where the transfer still awaits a judgement or
+    a judgement not to share has been recorded since (it came too late: the recipient has the
+    envelope); return the audit records to append (event id, detail). A judgement to share
+    sent an envelope of its own, and its transfer keeps that."""
     rows = session.execute(
         sa.select(t.Envelope, t.Transfer)
         .join(t.Transfer, t.Transfer.event_id == t.Envelope.event_id)
         .where(t.Envelope.envelope_id.in_(envelope_ids))
         .where(WITHDRAWN)
-        .where(t.Transfer.state == TransferState.AWAITING_JUDGEMENT)
+        .where(t.Transfer.state.in_(UNSENT))
         .with_for_update(of=t.Transfer)
     ).all()
     audit = []
     for envelope, transfer in rows:
+        detail: dict[str, Any] = {"envelope_id": envelope.envelope_id, "reason": REINSTATED}
+        if "judgement" in transfer.decision:
+            detail |= {
+                "reason": OVERTAKEN,
+                "overtaken_judgement": judgement_digest(transfer.decision["judgement"]),
+            }
         envelope.withdrawn_at = None
         transfer.decision = reinstated_decision(transfer.decision)
-        audit.append(
-            (
-                transfer.event_id,
-                {
-                    "envelope_id": envelope.envelope_id,
-                    "reason": REINSTATED,
-                },
-            )
-        )
+        audit.append((transfer.event_id, detail))
     return audit
 
 

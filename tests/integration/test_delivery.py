@@ -24,7 +24,7 @@ from service.domain.retry import RetryPolicy
 from service.senders import EMBEDDED
 from service.signing import KeyRing
 from service.store import tables as t
-from service.store.outbox import Lease
+from service.store.outbox import Claimed, Lease
 from service.web import create_app
 from tests.conftest import BROKER_HOST
 from tests.support import examples
@@ -449,16 +449,22 @@ def test_a_recipient_that_hangs_does_not_hold_up_another(services, receiver):
         thread.join(15)
 
 
-def test_a_worker_whose_claim_ran_out_does_not_undo_the_new_holders_work(services, receiver):
-    event_id = _send(services, "stale-claim")
+def _claimed_then_taken_over(services) -> tuple[Claimed, Claimed]:
+    """The outbox's one item claimed by a slow worker, then, its lease run out, by a quick one."""
     outbox, lease = services.store.outbox, timedelta(minutes=2)
     start = services.clock()
-    (stale,) = outbox.claim(
+    (slow,) = outbox.claim(
         worker="slow", now=start, lease=lease, limit=1, per_recipient=1, in_flight={}
     )
-    (fresh,) = outbox.claim(
+    (quick,) = outbox.claim(
         worker="quick", now=start + lease * 2, lease=lease, limit=1, per_recipient=1, in_flight={}
     )
+    return slow, quick
+
+
+def test_a_worker_whose_claim_ran_out_does_not_undo_the_new_holders_work(services, receiver):
+    event_id = _send(services, "stale-claim")
+    stale, fresh = _claimed_then_taken_over(services)
     deliverer = _deliverer(services)
 
     assert deliverer.deliver(fresh) == "delivered"
@@ -468,6 +474,41 @@ def test_a_worker_whose_claim_ran_out_does_not_undo_the_new_holders_work(service
     assert services.store.transfers.view(event_id)["state"] == "delivered"
     *_, (_, action, detail) = audit_actions(services.store, event_id)
     assert (action, detail["claim_lost"]) == ("delivery_failed", True)
+
+
+def test_a_late_record_of_a_delivery_leaves_the_transfer_queued_after_it_to_be_sent(
+    services, receiver
+):
+    """The slow worker's envelope is delivered by the quick one and its item gone; the next
+    transfer's item takes its place (on SQLite, its very id). The slow worker's record of its
+    own delivery, late, must not take that item out: the next transfer would never be sent."""
+    _send(services, "first", case="C-1")
+    slow, quick = _claimed_then_taken_over(services)
+    deliverer = _deliverer(services)
+    assert deliverer.deliver(quick) == "delivered"
+    _send(services, "next", case="C-2")
+
+    assert deliverer.deliver(slow) == "delivered"
+    assert deliverer.deliver_due("test") == 1
+    assert event_ids(receiver.requests) == ["first", "first", "next"]
+    assert services.store.transfers.view("next")["state"] == "delivered"
+
+
+def test_a_late_record_of_a_delivery_takes_out_the_redelivery_of_the_same_envelope(
+    services, receiver
+):
+    """The envelope has arrived after all: sending it again would only repeat it."""
+    event_id = _send(services, "redelivered")
+    slow, quick = _claimed_then_taken_over(services)
+    deliverer = _deliverer(services)
+    receiver.respond_with(400)
+    assert deliverer.deliver(quick) == "failed"
+    assert services.store.outbox.redeliver(event_id, services.clock(), OPERATOR)
+
+    assert deliverer.deliver(slow) == "delivered"
+    assert services.store.transfers.view(event_id)["state"] == "delivered"
+    assert deliverer.deliver_due("test") == 0, "nothing left to send"
+    assert len(receiver.requests) == 2
 
 
 def test_two_delivery_workers_never_send_the_same_envelope_twice(services, receiver):

@@ -18,6 +18,7 @@ from tests.support import examples, judgements, withdrawing
 from tests.support.children import child, transfer_of
 from tests.support.https_receiver import event_ids, https_recipients
 from tests.support.store_reads import audit_actions
+from tests.support.tampering import rewrite_transfer
 from tests.support.tokens import bearer
 
 HACKNEY, ISLINGTON = "E09000012", "E09000019"
@@ -397,29 +398,84 @@ def test_a_batch_stored_as_the_suspension_is_recorded_is_not_sent_under_the_susp
     assert services.store.transfers.view("in-the-batch")["state"] == "awaiting_judgement"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: a judgement made while a withdrawn envelope was in fact arriving stands",
-)
-def test_a_late_delivery_after_a_judgement_not_to_share_leaves_it_withheld_though_received(
-    services, receiver, client
-):
-    withdrawing.send(services, "late-withheld")
+def _late_delivery_after_judging(services, client, event_id: str, document: dict):
+    """An envelope claimed, its lease run out, withdrawn by a suspension, the transfer judged
+    with ``document``; then the attempt, which had arrived before the suspension, is recorded."""
+    withdrawing.send(services, event_id)
     claimed = withdrawing.claim(services, timedelta(0))
     assert _suspend(services, client)["parked"] == 1
-    document = judgements.not_share(recipients=[ISLINGTON], purpose="continuity_of_early_help")
-    document["practitioner"]["organisation"] = HACKNEY
     judged = client.post(
-        "/api/v1/transfers/late-withheld/judgement",
+        f"/api/v1/transfers/{event_id}/judgement",
         json=document,
         headers=bearer(services, "practitioner", HACKNEY),
     )
     assert judged.status_code == 200, judged.get_json()
     assert withdrawing.deliverer(services).deliver_group(claimed).results == ["delivered"]
+
+
+def test_a_late_delivery_overtakes_a_judgement_not_to_share_and_its_recipient_sees_it(
+    services, receiver, client
+):
+    document = judgements.not_share(recipients=[ISLINGTON], purpose="continuity_of_early_help")
+    document["practitioner"]["organisation"] = HACKNEY
+    _late_delivery_after_judging(services, client, "late-withheld", document)
     assert event_ids(receiver.requests) == ["late-withheld"]
-    view = services.store.transfers.view("late-withheld")
-    assert view["state"] == "withheld" and view["timeline"][-1]["action"] == "delivered"
-    listed = client.get(
-        "/api/v1/transfers", headers=bearer(services, "auditor", ISLINGTON)
-    ).get_json()["transfers"]
-    assert "late-withheld" in [t["event_id"] for t in listed], "its recipient has it"
+
+    sender = client.get(
+        "/api/v1/transfers/late-withheld", headers=bearer(services, "practitioner", HACKNEY)
+    ).get_json()
+    assert sender["state"] == "delivered", "the store says what the recipient has"
+    assert sender["decision"]["isp"]["id"] == "pan-london-caf"
+    assert sender["decision"]["overtaken_judgement"]["decision"] == "not_share"
+    reinstated = sender["timeline"][-2]
+    assert reinstated["action"] == "basis_reinstated"
+    assert (
+        "judgement not to share, recorded since, came after it had arrived"
+        in (reinstated["detail"]["reason"])
+    )
+
+    as_recipient = bearer(services, "auditor", ISLINGTON)
+    listed = client.get("/api/v1/transfers", headers=as_recipient).get_json()["transfers"]
+    assert [(t["event_id"], t["basis"]) for t in listed] == [("late-withheld", "isp")]
+    seen = client.get("/api/v1/transfers/late-withheld", headers=as_recipient).get_json()
+    assert "overtaken_judgement" not in seen["decision"], "its reasons are the sender's"
+    assert seen["state"] == "delivered"
+    nhs_number = examples.routine("late-withheld")["data"]["case"]["child_identity"]["nhs_number"]
+    (exported,) = services.subject_access.export({"nhs_number": nhs_number}, ISLINGTON)["transfers"]
+    assert (exported["basis"]["kind"], exported["delivery"]["outcome"]) == ("isp", "delivered")
+    assert exported["categories"]["shared"], "what the envelope carried"
+
+    report = services.audit.verify()
+    assert report.intact, report.as_dict()
+    assert report.as_dict()["judgements"] == {"checked": 1, "not_checked": 0, "errors": []}
+
+
+def _overtaken_rewritten(row) -> dict:
+    decision = row.decision
+    decision["overtaken_judgement"]["reasons"]["necessity"] = "Rewritten afterwards."
+    return {"decision": decision}
+
+
+def test_the_overtaken_judgement_is_still_vouched_for_by_the_audit_chain(
+    services, receiver, client
+):
+    document = judgements.not_share(recipients=[ISLINGTON], purpose="continuity_of_early_help")
+    document["practitioner"]["organisation"] = HACKNEY
+    _late_delivery_after_judging(services, client, "late-withheld", document)
+    rewrite_transfer(services.store.url, "late-withheld", _overtaken_rewritten)
+    report = services.audit.verify()
+    assert not report.intact
+    (problem,) = report.as_dict()["judgements"]["errors"]
+    assert "has changed since it was recorded" in problem
+
+
+def test_a_late_delivery_after_a_judgement_to_share_leaves_the_judgements_envelope_to_go(
+    services, receiver, client
+):
+    _late_delivery_after_judging(services, client, "late-shared", _share())
+    view = services.store.transfers.view("late-shared")
+    assert view["state"] == "signed" and "judgement" in view["decision"]
+    assert "overtaken_judgement" not in view["decision"]
+    withdrawing.deliverer(services).deliver_due("test")
+    assert event_ids(receiver.requests) == ["late-shared", "late-shared"]
+    assert services.store.transfers.view("late-shared")["state"] == "delivered"
