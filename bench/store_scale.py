@@ -252,8 +252,13 @@ def measure() -> None:
     services = build_services(settings)
     store = services.store
     engine = store._engine
+    mid_year = START + timedelta(days=182)
     with engine.connect() as conn:
         last = conn.execute(sa.text("SELECT max(recorded_at) FROM audit_records")).scalar_one()
+        mid_year_seq = conn.execute(
+            sa.text("SELECT max(seq) FROM audit_records WHERE recorded_at < :until"),
+            {"until": mid_year},
+        ).scalar_one()
     reads = {
         "scrape": lambda: _scrape(services),
         "audit since last day": lambda: store.audit_search.search(
@@ -267,6 +272,9 @@ def measure() -> None:
         ),
         "audit in one day mid-year": lambda: store.audit_search.search(
             AuditQuery(since=START + timedelta(days=180), until=START + timedelta(days=181))
+        ),
+        "audit until, last page": lambda: store.audit_search.search(
+            AuditQuery(until=mid_year, after=mid_year_seq - 10)
         ),
         "audit since, an authority": lambda: store.audit_search.search(
             AuditQuery(since=last - timedelta(days=1), authority="E09000019")

@@ -11,6 +11,10 @@ Why that bounds the search: let ``x`` be the record with the earliest time at or
 is not ``x`` it comes before ``x``, and ``x`` fell behind ``f`` by the lag at most; so ``f``'s
 time lies between ``since`` and ``x``'s time plus the lag, and ``f`` is the lowest seq of the
 records in that span. No record before ``f`` is that recent, so a search may start at ``f``.
+
+And a search up to ``until`` may stop before the first record ``z`` with a time at or after
+``until`` plus the lag: a record after ``z`` fell behind ``z``'s time by the lag at most, so it
+too is at or after ``until``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ class TimeOrder:
             else:
                 lag = max(lag, latest - moment)
         return TimeOrder(latest, lag)
+
+    def past(self, until: datetime) -> datetime:
+        """The time whose first record, in seq order, ends a search up to ``until``: from it
+        on, every record is at or after ``until`` (module docstring)."""
+        return until + self.lag
 
     def first_span(self, earliest: datetime) -> datetime:
         """The end of the span of times in which the first record from a time lies, given

@@ -168,24 +168,53 @@ def out_of_time_order(services, monkeypatch):
     return services, start
 
 
+def _in_pages_of_three(services, **times: str) -> list[list[dict]]:
+    """Every page of a search between ``times`` (since, until), following ``next_after``."""
+    pages, after = [], "0"
+    while True:
+        page = _search(services, page_size="3", after=after, **times)
+        pages.append(page.records)
+        if page.next_after is None:
+            return pages
+        assert page.next_after == page.records[-1]["seq"]
+        after = str(page.next_after)
+
+
+def _moments(start: datetime) -> list[datetime]:
+    return [start + timedelta(minutes=m, seconds=s) for m in range(22) for s in (0, 2)]
+
+
 def test_a_search_from_a_time_finds_every_record_from_then_though_times_run_backwards(
     out_of_time_order,
 ):
     services, start = out_of_time_order
     everything = _search(services, page_size="500").records
     assert [r["recorded_at"] for r in everything] != sorted(r["recorded_at"] for r in everything)
-    for since in (start + timedelta(minutes=m, seconds=s) for m in range(22) for s in (0, 2)):
+    for since in _moments(start):
         expected = [r for r in everything if datetime.fromisoformat(r["recorded_at"]) >= since]
-        pages, after = [], "0"
-        while True:
-            page = _search(services, since=since.isoformat(), page_size="3", after=after)
-            pages.append(page.records)
-            if page.next_after is None:
-                break
-            assert page.next_after == page.records[-1]["seq"]
-            after = str(page.next_after)
+        pages = _in_pages_of_three(services, since=since.isoformat())
         assert [r for p in pages for r in p] == expected, since
         assert all(len(p) == 3 for p in pages[:-1])
+
+
+def test_a_search_up_to_a_time_finds_every_record_before_it_though_times_run_backwards(
+    out_of_time_order,
+):
+    """The search stops at the first record from which on none can be that early: it must not
+    stop short of one recorded before ``until`` that committed after later ones."""
+    services, start = out_of_time_order
+    everything = _search(services, page_size="500").records
+    moments = _moments(start)
+    for until in moments:
+        expected = [r for r in everything if datetime.fromisoformat(r["recorded_at"]) < until]
+        pages = _in_pages_of_three(services, until=until.isoformat())
+        assert [r for p in pages for r in p] == expected, until
+    for since, until in zip(moments, moments[7:], strict=False):
+        expected = [
+            r for r in everything if since <= datetime.fromisoformat(r["recorded_at"]) < until
+        ]
+        pages = _in_pages_of_three(services, since=since.isoformat(), until=until.isoformat())
+        assert [r for p in pages for r in p] == expected, (since, until)
 
 
 def test_upgrading_to_0010_reads_the_same_time_order_from_the_records_as_appending_kept(
