@@ -25,7 +25,7 @@ from contracts.vocabulary import TransferState
 from service.domain.basis import dated_ahead, decide_basis, decision_day
 from service.domain.child_keys import ChildKeys
 from service.domain.model import decision_record, transfer_request
-from service.domain.storable import unstorable
+from service.domain.storable import unreadable, unstorable
 from service.sealing import Sealer
 from service.senders import Sender
 from service.store.engine import StoreUnavailable
@@ -246,9 +246,9 @@ class Relay:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return Received(None, rejection=Rejection.NOT_JSON, reason=f"Not JSON: {exc}")
-        except RecursionError:
+        except (ValueError, RecursionError) as exc:
             return Received(
-                None, rejection=Rejection.NOT_JSON, reason="Not JSON we accept: nested too deeply."
+                None, rejection=Rejection.NOT_JSON, reason=f"Not JSON we accept: {unreadable(exc)}"
             )
         why_unstorable = unstorable(document, parsed_from=body)
         if why_unstorable:

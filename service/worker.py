@@ -28,6 +28,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from service.amqp_headers import dead_letter_properties, read_any_timestamp
 from service.logs import own_log_context, set_event_id, where_it_failed
 from service.relay import PROCESSING_FAILED, Received, Relay
 from service.senders import Sender
@@ -141,6 +142,7 @@ class Worker:
         prefetch: int,
         delivery: Delivery | None = None,
     ) -> None:
+        read_any_timestamp()  # a publisher's timestamp header out of range stops no one
         self._parameters = pika.URLParameters(broker_url)
         self._relay = relay
         self._senders = senders
@@ -319,25 +321,17 @@ class Worker:
         )
         return True
 
-    @staticmethod
-    def _dead_letter(channel, message: _Message, reason: str, rejection: str) -> None:
+    def _dead_letter(self, channel, message: _Message, reason: str, rejection: str) -> None:
         """Publish to caf.dead, confirmed by the broker before the original is acknowledged.
 
         Mandatory, so that a confirm means a queue took the copy: if caf.dead lost its queue
         or binding since the worker declared them, they are declared again and the copy sent
-        once more; failing again, it raises, and the original stays unacknowledged.
+        once more; failing again, it raises, and the original stays unacknowledged. The copy
+        keeps what it can of the publisher's headers (``service.amqp_headers``); the frame it
+        must fit is the one the worker asks for, which RabbitMQ grants unless set lower.
         """
-        properties = message.properties
-        copy = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent,
-            content_type=properties.content_type,
-            message_id=properties.message_id,
-            headers={
-                **(properties.headers or {}),
-                REASON_HEADER: reason,
-                REJECTION_HEADER: str(rejection),
-            },
-        )
+        ours = {REASON_HEADER: reason, REJECTION_HEADER: str(rejection)}
+        copy = dead_letter_properties(message.properties, ours, self._parameters.frame_max)
         route = (DEAD_EXCHANGE, message.method.routing_key, message.body, copy)
         try:
             channel.basic_publish(*route, mandatory=True)

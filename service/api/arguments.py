@@ -12,6 +12,9 @@ audit of a refused call would otherwise fail on its path.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
 
@@ -22,7 +25,7 @@ from marshmallow import ValidationError
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from service.api.bodies import whole_body
-from service.domain.storable import unstorable
+from service.domain.storable import unreadable, unstorable
 
 ISPS = "/api/v1/isps"
 
@@ -40,11 +43,24 @@ def refuse_other_types() -> None:
         )
 
 
+@contextmanager
+def json_refusals() -> Iterator[None]:
+    """A 400 problem saying why, for a JSON body that is not broken but cannot be read (nested
+    too deeply, a number too long), rather than a server error; broken JSON passes through."""
+    try:
+        yield
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except (ValueError, RecursionError) as exc:
+        abort(HTTPStatus.BAD_REQUEST, message=f"The JSON body cannot be read: {unreadable(exc)}")
+
+
 class StorableArgumentsParser(FlaskParser):
     def _raw_load_json(self, req) -> Any:
         whole_body()  # a chunked body longer than the limit is a 413, not parsed cut short
         refuse_other_types()
-        return super()._raw_load_json(req)
+        with json_refusals():
+            return super()._raw_load_json(req)
 
     def pre_load(self, location_data: Any, *, schema, req, location: str) -> Any:
         if location == "json":

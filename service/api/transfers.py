@@ -16,7 +16,7 @@ from contracts.api.transfers import (
 )
 from contracts.judgement import JudgementSchema
 from service.access import Role
-from service.api.arguments import Blueprint, refuse_other_types
+from service.api.arguments import Blueprint, json_refusals, refuse_other_types
 from service.api.bodies import whole_body
 from service.api.guard import (
     ANY_ROLE,
@@ -128,7 +128,8 @@ def record_judgement(event_id: str):
     services = app_services()
     whole_body()  # read whole, or refused, before get_json parses what was read
     refuse_other_types()
-    document = request.get_json(silent=True)
+    with json_refusals():
+        document = request.get_json(silent=True)
     try:
         services.judgements.record(event_id, document, by=principal())
     except JudgementRefused as refused:

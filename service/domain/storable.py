@@ -3,15 +3,27 @@
 Signing needs UTF-8, which an unpaired surrogate escape ("\\ud800") cannot be; PostgreSQL's
 JSONB and text columns refuse the NUL character ("\\u0000"). Input holding either would
 otherwise fail later, on every delivery of a message or as a server error, as if it were a bug.
+Nor can JSON be read at all if it holds an integer longer than Python converts: ``json.loads``
+raises a plain ``ValueError`` for it, not the ``JSONDecodeError`` of broken JSON.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def unreadable(exc: ValueError | RecursionError) -> str:
+    """Why ``json.loads`` refused JSON that is not broken: nested deeper than Python recurses,
+    or an integer longer than it converts (its only ``ValueError`` other than a
+    ``JSONDecodeError``, or a ``UnicodeDecodeError`` for bytes that are not text)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply."
+    return f"a number has more than {sys.get_int_max_str_digits()} digits."
 
 
 def unstorable(document: Any, parsed_from: bytes | None = None) -> str | None:

@@ -297,6 +297,41 @@ def test_a_json_body_the_store_could_not_hold_is_a_422_naming_why(
     assert services.store.isps.latest()["pan-london-caf"].document == examples.pan_london_isp()
 
 
+LONG_NUMBER = '{"id": ' + "1" * 5000 + "}"
+DEEP = "[" * 100_000
+PARKED = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+
+
+@pytest.mark.parametrize(
+    ("path", "role", "body", "why"),
+    [
+        ("/api/v1/isps", "admin", LONG_NUMBER, "a number has more than 4300 digits."),
+        ("/api/v1/audit/search", "admin", DEEP, "nested too deeply."),
+        (f"/api/v1/transfers/{PARKED['id']}/judgement", "practitioner", DEEP, "nested too deeply."),
+    ],
+    ids=["isp-long-number", "search-deep", "judgement-deep"],
+)
+def test_json_too_deep_or_with_too_long_a_number_to_read_is_a_400_naming_why(
+    services, client, path, role, body, why
+):
+    """JSON Python gives up on (nested too deeply) or cannot convert (too long a number): it
+    was a server error."""
+    client.post(
+        "/api/v1/events",
+        data=examples.encode(PARKED),
+        headers=bearer(services, "publisher", NEWHAM),
+    )
+    response = client.post(
+        path,
+        data=body,
+        content_type="application/json",
+        headers=bearer(services, role, NEWHAM if role == "practitioner" else None),
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["detail"] == f"The JSON body cannot be read: {why}"
+    assert services.store.transfers.view(PARKED["id"])["state"] == "awaiting_judgement"
+
+
 @pytest.mark.parametrize(
     ("url", "status"),
     [

@@ -14,10 +14,12 @@ from service.worker import DEAD_QUEUE, REASON_HEADER, Worker
 from tests.conftest import BROKER_HOST
 from tests.support import examples
 from tests.support.amqp import (
+    Raw,
     delete_queue,
     publish,
     reset_topology,
     running_worker,
+    sending_raw_headers,
     take,
     wait_until,
 )
@@ -57,6 +59,7 @@ def test_bad_input_of_each_kind_is_dead_lettered_and_the_next_event_still_arrive
         examples.encode(unknown_field): "contract_violation",
         examples.encode(unknown_authority): "unknown_authority",
         b'{"padding": "' + b"x" * 300_000 + b'"}': "oversized",
+        b'{"id": ' + b"1" * 5000 + b"}": "not_json",  # a number longer than Python converts
     }
     valid = examples.event(examples.ROUTINE_WITH_ISP, id="valid-after-bad-input")
 
@@ -204,6 +207,51 @@ def test_one_batch_with_bad_input_a_duplicate_and_a_poison_message_loses_nothing
     assert [a for _, a, _ in audit_actions(services.store, first["id"])].count("duplicate") == 1
     assert not has_transfer(services.store, poison["id"])
     assert services.audit.verify().intact
+
+
+# Headers another client library may send: a time in milliseconds where AMQP has seconds (past
+# year 9999), a double pika decodes to an integer it cannot encode again, and headers that
+# leave no room in their frame for the reason. Each with what the dead letter keeps of them
+# and how many it says it left out.
+ODD_HEADERS = [
+    pytest.param(
+        {"sent-at": Raw(b"T", ">Q", 1_772_000_000_000)},
+        {"sent-at": 1_772_000_000_000},
+        None,
+        id="timestamp-in-milliseconds",
+    ),
+    pytest.param(
+        {"score": Raw(b"d", ">d", 1e300), "trace": "t-1"},
+        {"score": None, "trace": "t-1"},
+        1,
+        id="double-past-2-to-the-63",
+    ),
+    pytest.param({"trace": "t" * 131_000}, {"trace": None}, 1, id="headers-filling-the-frame"),
+]
+
+
+@pytest.mark.parametrize(("headers", "kept", "left_out"), ODD_HEADERS)
+def test_a_message_with_odd_headers_is_taken_or_dead_lettered_and_blocks_nothing(
+    services, broker_url, inbox, headers, kept, left_out
+):
+    valid = examples.event(examples.ROUTINE_WITH_ISP, id="valid-with-odd-headers")
+    after = examples.event(examples.ROUTINE_WITH_ISP, id="after-odd-headers", subject="CAF-2")
+    with running_worker(broker_url, services):
+        with sending_raw_headers():
+            publish(broker_url, b"{not json", examples.encode(valid), headers=headers)
+        publish(broker_url, examples.encode(after))
+        ((properties, body),) = take(broker_url, DEAD_QUEUE, 1)
+        wait_until(lambda: len(_delivered(inbox, "E09000019")) == 2)
+
+    assert body == b"{not json"
+    assert properties.headers["x-caf-rejection"] == "not_json"
+    assert properties.headers[REASON_HEADER].startswith("Not JSON: Expecting property name")
+    assert {key: properties.headers.get(key) for key in headers} == kept
+    assert properties.headers.get("x-caf-headers-left-out") == left_out
+    for event in (valid, after):
+        assert services.store.transfers.view(event["id"])["state"] == "delivered"
+    rejected = [d["rejection"] for _, a, d in audit_actions(services.store) if a == "rejected"]
+    assert rejected == ["not_json"], "refused once, not again on each new connection"
 
 
 def test_a_dead_letter_still_reaches_caf_dead_after_its_queue_was_deleted(

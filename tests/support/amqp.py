@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pika
+import pika.data
 import pika.exceptions
 
 from contracts.vocabulary import EVENT_TYPE
@@ -71,6 +74,34 @@ def running_worker(
         delivery.stop()
         for thread in threads:
             thread.join(15)
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A header value as another client library may send it and pika would not: an AMQP field
+    type (``b"T"`` timestamp, ``b"d"`` double) and the value packed as ``format``."""
+
+    kind: bytes
+    format: str
+    value: float | int
+
+
+@contextmanager
+def sending_raw_headers() -> Iterator[None]:
+    """While it lasts, pika encodes a ``Raw`` header value as it says; every other as before."""
+    encode_value = pika.data.encode_value
+
+    def encode(pieces: list[bytes], value) -> int:
+        if not isinstance(value, Raw):
+            return encode_value(pieces, value)
+        pieces.append(value.kind + struct.pack(value.format, value.value))
+        return 1 + struct.calcsize(value.format)
+
+    pika.data.encode_value = encode
+    try:
+        yield
+    finally:
+        pika.data.encode_value = encode_value
 
 
 def publish(

@@ -184,6 +184,12 @@ BAD_INPUT = [
     pytest.param(b" " * 300_000, Rejection.OVERSIZED, "limit is 262144", id="oversized"),
     pytest.param(b"[" * 100_000, Rejection.NOT_JSON, "nested too deeply", id="nested-too-deeply"),
     pytest.param(
+        _routine().replace(b'"specversion"', b'"n": ' + b"1" * 5000 + b', "specversion"', 1),
+        Rejection.NOT_JSON,
+        "a number has more than 4300 digits",
+        id="number-too-long",
+    ),
+    pytest.param(
         _routine(subject="\ud800"),
         Rejection.NOT_JSON,
         "unpaired UTF-16 surrogate",
