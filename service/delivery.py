@@ -27,10 +27,16 @@ from service.domain.retry import RetryPolicy, after_failure
 from service.logs import own_log_context, set_event_id
 from service.receipts import check_receipt
 from service.secrets import SecretsKeyError
+from service.store.engine import StoreUnavailable
 from service.store.outbox import Attempt, Claimed, Settled
 from service.store.store import Store
 
 log = logging.getLogger(__name__)
+
+# How long a group whose outcomes the database would not take waits before trying again: twice
+# as long each time, up to the most.
+FIRST_RECORD_RETRY_SECONDS = 0.5
+MAX_RECORD_RETRY_SECONDS = 30.0
 
 Clock = Callable[[], datetime]
 
@@ -209,10 +215,14 @@ class Deliverer:
 
     @own_log_context
     def deliver_group(
-        self, group: Sequence[Claimed], deadline: float | None = None
+        self,
+        group: Sequence[Claimed],
+        deadline: float | None = None,
+        stopping: threading.Event | None = None,
     ) -> DeliveredGroup:
         """Try each claimed item in turn; record every attempt and what follows in one
-        transaction (with other groups finishing at the same time: ``CombinedRecords``).
+        transaction (with other groups finishing at the same time: ``CombinedRecords``), once
+        the database takes it (``_record``), unless ``stopping`` is set meanwhile.
         Returns delivered, retry or failed for each item attempted, and whether envelopes may
         be waiting behind the group's (so a claim could now find them).
 
@@ -231,7 +241,7 @@ class Deliverer:
             waiting = group[len(settled) :]
             adapter = self._adapter(waiting[0], adapters)
             settled += self._attempt(_together(waiting, adapter), adapter)
-        waiting_behind = self._records.record(settled, group[len(settled) :])
+        waiting_behind = self._record(settled, group[len(settled) :], stopping or threading.Event())
         outcomes = []
         for outcome in settled:
             result = _result(outcome)
@@ -247,6 +257,31 @@ class Deliverer:
             )
             outcomes.append(result)
         return DeliveredGroup(outcomes, waiting_behind)
+
+    def _record(
+        self, settled: list[Settled], unattempted: Sequence[Claimed], stopping: threading.Event
+    ) -> bool:
+        """Record a group's outcomes, trying again while the database is unavailable, until it
+        is stored or ``stopping`` is set. Its envelopes have gone: a record dropped would have
+        them sent again once their leases ran out, or, were their ISP suspended or expired
+        meanwhile, the transfers parked (and perhaps withheld) though their recipient has them.
+        A record that comes after its leases is taken as any late one is (``Outbox.record``)."""
+        wait = FIRST_RECORD_RETRY_SECONDS
+        while True:
+            try:
+                return self._records.record(settled, unattempted)
+            except StoreUnavailable as exc:
+                if stopping.is_set():
+                    raise
+                log.warning(
+                    "delivery outcomes not recorded, trying again in %.1fs: %s",
+                    wait,
+                    exc,
+                    extra={"event_id": ",".join(s.claimed.envelope.event_id for s in settled)},
+                )
+                if stopping.wait(wait):
+                    raise
+                wait = min(wait * 2, MAX_RECORD_RETRY_SECONDS)
 
     def _adapter(
         self, claimed: Claimed, adapters: dict[str, tuple[str, Adapter]]

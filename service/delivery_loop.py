@@ -235,10 +235,13 @@ class DeliveryLoop:
         deadline = time.monotonic() + lease_left.total_seconds() - LONGEST_ATTEMPT_SECONDS
         claimable = False
         try:
-            claimable = self._deliverer.deliver_group(group, deadline).waiting_behind
+            claimable = self._deliverer.deliver_group(
+                group, deadline, self._stopping
+            ).waiting_behind
         except Exception:
-            # Recording the outcomes failed (e.g. the database went away); the leases run out
-            # and the items are delivered again, under the same envelope ids.
+            # Recording the outcomes failed (the database went away as the loop was stopping,
+            # or refused them for a fault of its own); the leases run out and the items are
+            # delivered again, under the same envelope ids.
             log.exception(
                 "delivery outcomes not recorded",
                 extra={"event_id": ",".join(item.envelope.event_id for item in group)},

@@ -15,8 +15,10 @@ from service.senders import EMBEDDED
 from service.store.outbox import Lease
 from service.web import create_app
 from tests.support import examples, judgements, withdrawing
+from tests.support.amqp import wait_until
 from tests.support.children import child, transfer_of
 from tests.support.https_receiver import event_ids, https_recipients
+from tests.support.read_only import refusing_changes
 from tests.support.store_reads import audit_actions
 from tests.support.tampering import rewrite_transfer
 from tests.support.tokens import bearer
@@ -188,6 +190,29 @@ def test_a_delivery_recorded_after_its_envelope_was_withdrawn_gives_the_transfer
     assert view["envelope"]["envelope_id"] == claimed[0].envelope.envelope_id
     actions = [a for _, a, _ in audit_actions(services.store, "late")]
     assert actions[-3:] == ["basis_withdrawn", "basis_reinstated", "delivered"]
+
+
+def test_a_delivery_made_while_the_database_refused_changes_is_recorded_once_it_is_back(
+    services, receiver, client, caplog
+):
+    """The envelope arrived, but the database refused its record, and its lease ran out
+    meanwhile. Dropping the record would have the suspension after the outage park a transfer
+    its recipient has (and a judgement not to share then say it was withheld): the record waits
+    for the database instead."""
+    refusing = refusing_changes(services)  # first: on SQLite the test stops here
+    withdrawing.send(services, "through-an-outage")
+    claimed = withdrawing.claim(services, timedelta(0))
+    deliver = threading.Thread(target=withdrawing.deliverer(services).deliver_group, args=[claimed])
+    with refusing:
+        deliver.start()
+        wait_until(lambda: "trying again" in caplog.text or not deliver.is_alive())
+    deliver.join(15)
+    assert event_ids(receiver.requests) == ["through-an-outage"]
+
+    assert _suspend(services, client)["parked"] == 0, "its recipient has it"
+    assert services.store.transfers.view("through-an-outage")["state"] == "delivered"
+    assert withdrawing.deliverer(services).deliver_due("test") == 0
+    assert len(receiver.requests) == 1, "not sent again"
 
 
 def test_a_reinstated_transfers_subject_access_export_says_what_was_shared(
