@@ -271,3 +271,25 @@ def test_only_an_admin_token_may_be_global(services, role):
             expires_at=now + timedelta(days=1),
             by=OPERATOR,
         )
+
+
+def test_a_token_revoked_at_the_command_line_is_refused_at_once_by_a_running_app(services):
+    run = runner(services)
+    made = run(
+        "token", "create", "--name", "Islington ops", "--role", "admin", "--authority", ISLINGTON
+    )
+    headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    client = create_app(services).test_client()  # running before, and after, the revocation
+    assert client.get(ADAPTER, headers=headers).status_code == 404, "let in: no adapter yet"
+
+    (token,) = json.loads(run("token", "list", "--json").output)
+    assert run("token", "revoke", token["token_id"]).exit_code == 0
+    refused = client.get(ADAPTER, headers=headers)
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].endswith('error="invalid_token"')
+    again = run("token", "revoke", token["token_id"])
+    assert again.exit_code == 1 and f"No live token {token['token_id']}." in again.output
+    (listed,) = json.loads(run("token", "list", "--json").output)
+    assert listed["revoked_at"] is not None
+    revoked = [d for _, a, d in audit_actions(services.store) if a == "token_revoked"]
+    assert [d["token_id"] for d in revoked] == [token["token_id"]]
