@@ -42,14 +42,21 @@ BLOCKED_SECONDS = 30
 ATTEMPT_SECONDS = LONGEST_ATTEMPT_SECONDS - CLOSE_SECONDS
 
 
+def _short_string(value: str) -> None:
+    """AMQP sends names as short strings, of 255 bytes at most: a longer one in UTF-8 (fewer
+    characters, some of them not ASCII) would fail every delivery as if the broker were down."""
+    if len(value.encode("utf-8", "surrogatepass")) > 255:
+        raise ValidationError("Must be at most 255 bytes in UTF-8.")
+
+
 class AmqpSettingsSchema(Schema):
     url = fields.String(
         required=True,
         validate=validate.Length(max=2048),
         metadata={"description": "amqp:// or amqps:// URL with no credentials in it."},
     )
-    exchange = fields.String(required=True, validate=validate.Length(max=255))
-    routing_key = fields.String(required=True, validate=validate.Length(max=255))
+    exchange = fields.String(required=True, validate=_short_string)
+    routing_key = fields.String(required=True, validate=_short_string)
     declare_exchange = fields.Boolean(
         load_default=False,
         metadata={"description": "Declare the exchange (durable, topic) before publishing."},

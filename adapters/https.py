@@ -10,6 +10,7 @@ relay to check against the recipient's registered keys.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import requests
@@ -136,7 +137,7 @@ class HttpsAdapter(Adapter):
                         "connect and read timeouts together",
                         retryable=True,
                     ) from exc
-                if isinstance(exc, requests.exceptions.SSLError):
+                if isinstance(exc, requests.exceptions.SSLError) and not _cut_short(exc):
                     raise DeliveryFailed(
                         f"TLS verification of {self._url} failed: {_first_line(exc)}",
                         retryable=False,
@@ -183,6 +184,20 @@ def _signed_receipt(response: requests.Response, watching: Cutoff) -> str | None
     except (urllib3.exceptions.HTTPError, OSError):
         return None  # delivered all the same, as the status said; only the receipt is missing
     return None if watching.fired else body.decode("utf-8", errors="replace")
+
+
+def _cut_short(exc: BaseException) -> bool:
+    """Whether the TLS error under ``exc`` is the server closing the connection mid-exchange:
+    one restarting, or a load balancer with no server behind it, may do that during the
+    handshake. Like a reset connection, that may pass; a certificate the relay refused will
+    not without someone acting."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ssl.SSLEOFError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _first_line(exc: Exception) -> str:

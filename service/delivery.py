@@ -24,6 +24,7 @@ from adapters.registry import AdapterConfigError, build_adapter
 from service import retry_settings
 from service.combined_records import CombinedRecords
 from service.domain.retry import RetryPolicy, after_failure
+from service.domain.storable import storable_text
 from service.logs import own_log_context, set_event_id
 from service.receipts import check_receipt
 from service.secrets import SecretsKeyError
@@ -84,14 +85,19 @@ def try_delivering(
 
 
 def _tried(outcome: Receipt | Exception, duration_ms: int) -> TriedDelivery:
+    """The outcome as recorded. An adapter's words may quote its recipient (an HTTP reason
+    phrase, a broker's reply, a receipt), so they are made storable: a NUL character in them
+    would otherwise sink the record of the whole group, to be sent again and again."""
     if isinstance(outcome, Receipt):
-        return TriedDelivery(outcome, False, outcome.detail, duration_ms)
+        signed = None if outcome.signed is None else storable_text(outcome.signed)
+        receipt = Receipt(storable_text(outcome.detail), signed=signed)
+        return TriedDelivery(receipt, False, receipt.detail, duration_ms)
     if isinstance(outcome, AdapterConfigError | SecretsKeyError):
         errors = getattr(outcome, "errors", None)  # which setting is wrong, never its value
         detail = f"Adapter not usable: {outcome}" + (f" {json.dumps(errors)}" if errors else "")
-        return TriedDelivery(None, True, detail, duration_ms)
+        return TriedDelivery(None, True, storable_text(detail), duration_ms)
     if isinstance(outcome, DeliveryFailed):
-        return TriedDelivery(None, outcome.retryable, outcome.reason, duration_ms)
+        return TriedDelivery(None, outcome.retryable, storable_text(outcome.reason), duration_ms)
     return TriedDelivery(None, True, f"Adapter error: {type(outcome).__name__}", duration_ms)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import OutboundEnvelope
+from service.domain.storable import storable_text
 from service.signing import VerificationError, verify
 
 
@@ -22,8 +23,8 @@ def check_receipt(
         return {"verified": False, "reason": f"{envelope.to_authority} has no receipt keys"}
     try:
         header, payload = verify(receipt, keys)
-    except VerificationError as exc:
-        return {"verified": False, "reason": str(exc)}
+    except VerificationError as exc:  # may quote the receipt's header
+        return {"verified": False, "reason": storable_text(str(exc))}
     if not isinstance(payload, dict):
         return {"verified": False, "reason": "The receipt's payload is not a JSON object."}
     if (payload.get("envelope_id"), payload.get("sha256")) != (
@@ -32,10 +33,10 @@ def check_receipt(
     ):
         return {"verified": False, "reason": "The receipt is for another envelope or content."}
     received_at = payload.get("received_at")
-    # Only text goes into the audit from outside: a number could be re-formatted by PostgreSQL's
-    # JSONB and so break the audit record's hash.
+    # Only text goes into the audit from outside, and only text it can store: a number could be
+    # re-formatted by PostgreSQL's JSONB and so break the audit record's hash.
     return {
         "verified": True,
         "kid": str(header.get("kid")),
-        "received_at": received_at if isinstance(received_at, str) else None,
+        "received_at": storable_text(received_at) if isinstance(received_at, str) else None,
     }

@@ -15,6 +15,8 @@ import sys
 from typing import Any
 
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# A surrogate in a Python string is always unpaired: json.loads joins an escaped pair into one.
+_UNSTORABLE_CHARACTER = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def unreadable(exc: ValueError | RecursionError) -> str:
@@ -24,6 +26,13 @@ def unreadable(exc: ValueError | RecursionError) -> str:
     if isinstance(exc, RecursionError):
         return "nested too deeply."
     return f"a number has more than {sys.get_int_max_str_digits()} digits."
+
+
+def storable_text(text: str) -> str:
+    """``text`` with each NUL character and unpaired surrogate replaced by U+FFFD: for words
+    from outside that are recorded, not refused, such as what a recipient answered a delivery
+    (its HTTP reason phrase, its receipt), which would otherwise sink the record of it."""
+    return _UNSTORABLE_CHARACTER.sub("\ufffd", text)
 
 
 def unstorable(document: Any, parsed_from: bytes | None = None) -> str | None:

@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -172,6 +173,33 @@ def test_https_to_a_closed_port_is_a_retryable_failure(envelope):
     with pytest.raises(DeliveryFailed, match="ConnectionError") as failed:
         adapter.deliver(envelope)
     assert failed.value.retryable is True
+
+
+def _closing_in_the_handshake(listener: socket.socket) -> None:
+    """Take the ClientHello, then close, as a load balancer with no server behind it may."""
+    connection, _ = listener.accept()
+    connection.settimeout(0.5)
+    with suppress(TimeoutError):
+        while connection.recv(65536):
+            pass
+    connection.close()
+
+
+def test_https_to_a_server_that_closes_during_the_handshake_is_a_retryable_failure(envelope):
+    # Before, the transfer failed at once, its detail saying "TLS verification ... failed",
+    # though no certificate had been seen.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        threading.Thread(target=_closing_in_the_handshake, args=(listener,), daemon=True).start()
+        adapter = build_adapter(
+            "https",
+            {"url": f"https://127.0.0.1:{listener.getsockname()[1]}/caf"},
+            {"bearer_token": TOKEN},
+        )
+        with pytest.raises(DeliveryFailed) as failed:
+            adapter.deliver(envelope)
+    assert failed.value.retryable is True
+    assert "verification" not in failed.value.reason
+    assert "EOF occurred in violation of protocol" in failed.value.reason
 
 
 def test_https_configuration_errors_name_the_field():
@@ -507,6 +535,22 @@ def test_amqp_refuses_credentials_or_connection_options_in_the_url(url, error):
             {"username": "guest", "password": "guest"},
         )
     assert invalid.value.errors["settings"]["url"] == [error]
+
+
+def test_amqp_refuses_an_exchange_or_routing_key_longer_than_amqp_carries():
+    # 128 characters, but 256 bytes in UTF-8: before, accepted, then every delivery failed as
+    # "Broker ... unreachable: ShortStringTooLong", each on a second connection too.
+    too_long, longest = "é" * 128, "é" * 127 + "x"
+    with pytest.raises(AdapterConfigError) as invalid:
+        build_adapter(
+            "amqp",
+            {"url": "amqp://127.0.0.1/", "exchange": too_long, "routing_key": too_long},
+            {"username": "guest", "password": "guest"},
+        )
+    refused = ["Must be at most 255 bytes in UTF-8."]
+    assert invalid.value.errors["settings"] == {"exchange": refused, "routing_key": refused}
+    settings = {"url": "amqp://127.0.0.1/", "exchange": longest, "routing_key": longest}
+    build_adapter("amqp", settings, {"username": "guest", "password": "guest"}).close()
 
 
 def test_directory_writes_the_envelope_whole_under_its_id(tmp_path, envelope, keyring):

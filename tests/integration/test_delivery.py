@@ -1,6 +1,7 @@
 """Delivery from the outbox to a real HTTPS endpoint: retries, giving up, redelivery, receipts,
 order within a case, and recipients that do not hold each other up."""
 
+import base64
 import hashlib
 import json
 import logging
@@ -224,6 +225,82 @@ def test_a_receipt_for_another_envelope_or_content_is_recorded_as_not_verified(
     assert (action, detail) == (
         "receipt",
         {"verified": False, "reason": "The receipt is for another envelope or content."},
+    )
+
+
+def _encoded(document: dict) -> str:
+    text = json.dumps(document).encode()  # ASCII: an unpaired surrogate as its escape
+    return base64.urlsafe_b64encode(text).decode().rstrip("=")
+
+
+# A receipt no database can store as it came, though its bytes on the wire are fine:
+# verification quotes its header's kid, an unpaired surrogate that cannot be encoded (on every
+# database); a NUL byte, which PostgreSQL's text columns refuse.
+UNSTORABLE_RECEIPTS = {
+    "unpaired surrogate in kid": json.dumps(
+        {
+            "protected": _encoded({"alg": "EdDSA", "kid": "\ud800"}),
+            "payload": _encoded({}),
+            "signature": "AAAA",
+        }
+    ).encode(),
+    "NUL byte": b'{"payload": "\x00"}',
+}
+
+
+@pytest.mark.parametrize("body", UNSTORABLE_RECEIPTS.values(), ids=UNSTORABLE_RECEIPTS.keys())
+def test_a_receipt_no_database_could_store_is_recorded_as_not_verified_with_every_delivery(
+    services, receiver, borough_key, body
+):
+    # Before, the group's outcomes could not be recorded at all (the surrogate on every
+    # database, the NUL byte on PostgreSQL): both envelopes would be sent again whenever their
+    # claims ran out, forever, and no attempt ever recorded.
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
+    receiver.answer = lambda request: (200, {"Content-Type": "application/jose+json"}, body)
+    first, second = _send(services, "odd-receipt-1"), _send(services, "odd-receipt-2", case="B")
+
+    assert _deliverer(services).deliver_due("test") == 2
+
+    assert len(receiver.requests) == 2
+    for event_id in (first, second):
+        view = services.store.transfers.view(event_id)
+        assert view["state"] == "delivered"
+        assert view["deliveries"][0]["receipt"] == body.decode().replace("\x00", "\ufffd")
+        _, action, detail = audit_actions(services.store, event_id)[-1]
+        assert action == "receipt" and detail["verified"] is False
+        assert "\ud800" not in detail["reason"] and "\x00" not in detail["reason"]
+    if b"kid" in body:
+        assert "No key for kid: '\ufffd'" in detail["reason"]
+
+
+def test_a_recipients_reason_phrase_and_receipt_time_with_a_nul_are_recorded_replaced(
+    services, receiver, borough_key
+):
+    # Fails on PostgreSQL before the fix, whose text and JSONB refuse the NUL character.
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
+    receiver.respond_with(503)
+    receiver.reason_phrase = "Busy\x00"
+
+    def answer(request):
+        receipt = {
+            "envelope_id": request.headers["X-Caf-Envelope-Id"],
+            "sha256": hashlib.sha256(request.body).hexdigest(),
+            "received_at": "2026-11-24T10:00:00Z\x00",
+        }
+        return 200, {"Content-Type": "application/jose+json"}, borough_key.sign(receipt).encode()
+
+    receiver.answer = answer
+    event_id = _send(services, "nul-answers")
+
+    assert _deliverer(services).deliver_due("test") == 2
+
+    view = services.store.transfers.view(event_id)
+    assert view["state"] == "delivered"
+    assert view["deliveries"][0]["detail"].startswith("HTTP 503 Busy\ufffd from https://")
+    receipt = audit_actions(services.store, event_id)[-1]
+    assert receipt[1:] == (
+        "receipt",
+        {"verified": True, "kid": borough_key.kid, "received_at": "2026-11-24T10:00:00Z\ufffd"},
     )
 
 

@@ -87,7 +87,7 @@ class HttpsReceiver:
     sent a byte at a time, that long apart, as by a slow or hostile endpoint; with
     ``drip_headers`` too, the status line and headers are. With ``read_pause``, the request's
     body is read 64 KiB at a time, that long apart; ``handshake_pause`` holds back the TLS
-    handshake.
+    handshake. ``reason_phrase``, if set, follows the status in place of its usual phrase.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -121,6 +121,7 @@ class HttpsReceiver:
         self.answer: Answer | None = None
         self.drip_seconds = 0.0
         self.drip_headers = False
+        self.reason_phrase: str | None = None
         self.read_pause = 0.0
         self.handshake_pause = 0.0
         self._statuses: list[int] = []
@@ -189,7 +190,7 @@ class HttpsReceiver:
                 if receiver.drip_headers:
                     self._drip(_head(status, headers) + reply)
                     return
-                self.send_response(status)
+                self.send_response(status, receiver.reason_phrase)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
