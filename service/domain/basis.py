@@ -86,17 +86,23 @@ def expired(isp: IspTerms, on: date) -> bool:
 
 def versions_in_force(isps: Iterable[IspTerms], on: date) -> list[IspTerms]:
     """The version of each ISP that speaks for it on day ``on``: its newest that is not a draft
-    and, if active, has come into effect; failing that, its newest, to record why it does not
-    apply. A draft amendment, or one that starts later, leaves the version before it in force
+    and, if active, has come into effect; failing that, to record why it does not apply, the
+    agreement still to come (its newest version that is not a draft), and a draft only when
+    there is nothing else: a draft binds no one, so it does not speak over an agreement that
+    will. A draft amendment, or one that starts later, leaves the version before it in force
     until then; a suspension or retirement acts at once."""
     newest: dict[str, IspTerms] = {}
+    agreed: dict[str, IspTerms] = {}
     in_force: dict[str, IspTerms] = {}
     for isp in sorted(isps, key=lambda isp: (isp.id, isp.version)):
         newest[isp.id] = isp
-        waiting = isp.status == "draft" or (isp.status == "active" and on < isp.effective_from)
-        if not waiting:
-            in_force[isp.id] = isp
-    return [in_force.get(isp_id, latest) for isp_id, latest in newest.items()]
+        if isp.status != "draft":
+            agreed[isp.id] = isp
+            if not (isp.status == "active" and on < isp.effective_from):
+                in_force[isp.id] = isp
+    return [
+        in_force.get(isp_id) or agreed.get(isp_id) or latest for isp_id, latest in newest.items()
+    ]
 
 
 def _precedence(isp: IspTerms) -> tuple[int, int, str]:

@@ -108,9 +108,6 @@ def in_force(versions: Sequence[dict[str, Any]], on: date) -> dict[str, Any]:
     to come (its newest version that is not a draft), and a draft only when there is nothing
     else: a draft binds no one, so its parties speak for the ISP only if no one else does."""
     (speaking,) = versions_in_force([isp_terms(v, confirmed=()) for v in versions], on)
-    agreed = [v for v in versions if v["status"] != "draft"]
-    if speaking.status == "draft" and agreed:  # nothing in force yet
-        return max(agreed, key=lambda v: v["version"])
     return next(v for v in versions if v["version"] == speaking.version)
 
 

@@ -298,6 +298,20 @@ def test_an_isp_whose_only_version_is_a_draft_is_recorded_as_not_active():
     assert [(c.version, c.finding) for c in decision.considered] == [(1, IspFinding.NOT_ACTIVE)]
 
 
+def test_before_an_isp_comes_into_effect_its_agreement_to_come_is_recorded_not_a_draft_after_it():
+    """The audit says why each ISP did not apply: not yet in effect, not "a draft", when a draft
+    amendment follows an agreement still to come (as ``isp_register.in_force`` says of it)."""
+    coming = replace(PAN_LONDON, effective_from=TODAY + timedelta(days=7))
+    draft = replace(coming, version=2, status="draft")
+    decision = decide_basis(REQUEST, [coming, draft], TODAY)
+    assert decision.outcome is Outcome.AWAIT_JUDGEMENT
+    assert [(c.version, c.finding) for c in decision.considered] == [
+        (1, IspFinding.NOT_YET_EFFECTIVE)
+    ]
+    on_its_day = decide_basis(REQUEST, [coming, draft], coming.effective_from)
+    assert on_its_day.isp == coming
+
+
 def test_a_party_binds_itself_only_from_the_day_its_signatory_signed():
     signs_later = replace(
         BILATERAL,
