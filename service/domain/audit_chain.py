@@ -14,6 +14,7 @@ of the head (``Anchor``s for a prefix of the chain) and the head row the appende
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,6 +99,11 @@ class Anchor:
     source: str
 
 
+# The head of a log whose head row is gone. The row is made with the log and never removed, so
+# under records it means the one statement of how far the log reached was taken away.
+MISSING_HEAD = Anchor(0, GENESIS, "the chain head")
+
+
 @dataclass(frozen=True)
 class Verification:
     records: int
@@ -119,34 +125,109 @@ def verify_chain(
     """Walk ``records`` in seq order; report the first break, or none for an intact chain.
 
     ``checkpoints`` vouch for a prefix (the record at their seq must have their hash); ``head``
-    vouches for the whole chain (its last record). The earliest problem found is reported.
+    vouches for the whole chain (its last record; ``MISSING_HEAD`` if the log has lost it).
+    The earliest problem found is reported. Memory stays the same however long the chain: only
+    the last ``RECENT`` hashes are kept, and the checkpoints are checked as the walk passes them.
     """
-    hashes = [GENESIS]  # hashes[seq] for every record accepted so far
+    prefix = _Prefix(checkpoints)
     remaining = iter(records)
     found = None
     for record in remaining:
         if (
-            record.seq == len(hashes)
-            and record.prev_hash == hashes[-1]
+            record.seq == prefix.seq + 1
+            and record.prev_hash == prefix.hash
             and _rehash(record) == record.hash
         ):
-            hashes.append(record.hash)
+            prefix.accept(record.hash)
             continue
-        later = [(r.seq, r.prev_hash, r.hash) for r in remaining]
-        found = _diagnose(record, hashes, later)
+        found = _diagnose(record, prefix, _Later(record, prefix.hash, remaining))
         break
-    findings = [f for f in (found, _check_checkpoints(hashes, checkpoints)) if f is not None]
+    findings = [f for f in (found, prefix.checkpoint_finding()) if f is not None]
     if found is None and head is not None:
-        findings += [f for f in [_check_head(hashes, head)] if f is not None]
+        findings += [f for f in [_check_head(prefix.seq, prefix.hash, head)] if f is not None]
     first = min(findings, key=lambda f: f.seq) if findings else None
-    return Verification(len(hashes) - 1, len(hashes) - 1, hashes[-1], first)
+    return Verification(prefix.seq, prefix.seq, prefix.hash, first)
 
 
-def _diagnose(record: ChainRecord, hashes: list[str], later: list[tuple[int, str, str]]) -> Finding:
-    """Why ``record`` does not follow the accepted chain ``hashes``, given the records after it."""
-    last_seq, last_hash = len(hashes) - 1, hashes[-1]
+# How many of the latest accepted hashes a walk keeps, to name the record a broken link goes
+# back to (a run of inserted records, say): about 1 MB. A link further back than that is
+# reported as an edit where the chain breaks.
+RECENT = 10_000
+
+
+class _Prefix:
+    """The records accepted so far, as a walk keeps them: the last seq and hash, the latest
+    hashes, and the first checkpoint they contradict, checked as the walk passes its seq."""
+
+    def __init__(self, checkpoints: Sequence[Anchor]) -> None:
+        self.seq, self.hash = 0, GENESIS
+        self._recent = deque([GENESIS], maxlen=RECENT)
+        self._anchors = deque(sorted(checkpoints, key=lambda a: a.seq))
+        self._last_good = 0  # the seq of the last checkpoint that held
+        self._contradicted: Finding | None = None
+        self._check_anchors()
+
+    def accept(self, digest: str) -> None:
+        self.seq, self.hash = self.seq + 1, digest
+        self._recent.append(digest)
+        self._check_anchors()
+
+    def origin(self, digest: str) -> int | None:
+        """The seq of the recent accepted record with hash ``digest``, if there is one."""
+        for back, recent in enumerate(reversed(self._recent)):
+            if recent == digest:
+                return self.seq - back
+        return None
+
+    def _check_anchors(self) -> None:
+        while self._anchors and self._anchors[0].seq <= self.seq:
+            anchor = self._anchors.popleft()
+            if self._contradicted is not None:
+                continue
+            if anchor.hash != self.hash:
+                self._contradicted = Finding(
+                    self._last_good + 1,
+                    Damage.EDITED,
+                    f"Record {anchor.seq} does not have the hash {anchor.source} vouches for: "
+                    f"records {self._last_good + 1} to {anchor.seq} were rewritten.",
+                )
+            else:
+                self._last_good = anchor.seq
+
+    def checkpoint_finding(self) -> Finding | None:
+        """The first checkpoint the accepted records contradict; beyond them, a truncated log."""
+        if self._contradicted is not None or not self._anchors:
+            return self._contradicted
+        anchor = self._anchors[0]
+        return Finding(
+            self.seq + 1,
+            Damage.DELETED,
+            f"The log ends at seq {self.seq} but {anchor.source} covers seq {anchor.seq}.",
+        )
+
+
+class _Later:
+    """What a diagnosis needs of the records after a break, read in one pass without keeping
+    them (the pass also lets a caller that watches the records see every one)."""
+
+    def __init__(self, record: ChainRecord, last_hash: str, later: Iterable[ChainRecord]) -> None:
+        self.any = False
+        self.next_links_to_last = False  # the record right after links to the last accepted
+        self.successor: int | None = None  # the first later record that links to it
+        self.holds_its_link = False  # a later record has the hash ``record`` links to
+        for r in later:
+            if not self.any:
+                self.any, self.next_links_to_last = True, r.prev_hash == last_hash
+            if self.successor is None and r.prev_hash == last_hash:
+                self.successor = r.seq
+            self.holds_its_link = self.holds_its_link or r.hash == record.prev_hash
+
+
+def _diagnose(record: ChainRecord, prefix: _Prefix, later: _Later) -> Finding:
+    """Why ``record`` does not follow the accepted chain ``prefix``, given the records after."""
+    last_seq, last_hash = prefix.seq, prefix.hash
     expected = last_seq + 1
-    successor = next((seq for seq, prev, _ in later if prev == last_hash), None)
+    successor = later.successor
     if record.seq > expected:
         if successor is not None:
             return Finding(
@@ -163,16 +244,15 @@ def _diagnose(record: ChainRecord, hashes: list[str], later: list[tuple[int, str
     if record.seq < expected:
         return Finding(record.seq, Damage.INSERTED, f"A second record with seq {record.seq}.")
     if record.prev_hash == last_hash:
-        if later and later[0][1] == last_hash:
+        if later.next_links_to_last:
             return Finding(
                 record.seq,
                 Damage.INSERTED,
                 f"It is not part of the chain: the record after it links to record {last_seq}.",
             )
         return Finding(record.seq, Damage.EDITED, "Its content no longer matches its hash.")
-    accepted = {h: seq for seq, h in enumerate(hashes)}
-    if record.prev_hash in accepted:
-        origin = accepted[record.prev_hash]
+    origin = prefix.origin(record.prev_hash)
+    if origin is not None:
         return Finding(
             origin + 1,
             Damage.INSERTED,
@@ -180,7 +260,7 @@ def _diagnose(record: ChainRecord, hashes: list[str], later: list[tuple[int, str
             f"record {origin}.",
         )
     if successor is not None:
-        if record.prev_hash in {h for _, _, h in later}:
+        if later.holds_its_link:
             return Finding(
                 record.seq,
                 Damage.REORDERED,
@@ -202,30 +282,16 @@ def _diagnose(record: ChainRecord, hashes: list[str], later: list[tuple[int, str
     return Finding(record.seq, Damage.EDITED, "Neither its content nor its link fits the chain.")
 
 
-def _check_checkpoints(hashes: list[str], checkpoints: Sequence[Anchor]) -> Finding | None:
-    """The first checkpoint the accepted records contradict; beyond them, a truncated log."""
-    last_good = 0
-    for anchor in sorted(checkpoints, key=lambda a: a.seq):
-        if anchor.seq >= len(hashes):
-            return Finding(
-                len(hashes),
-                Damage.DELETED,
-                f"The log ends at seq {len(hashes) - 1} but {anchor.source} covers seq "
-                f"{anchor.seq}.",
-            )
-        if hashes[anchor.seq] != anchor.hash:
-            return Finding(
-                last_good + 1,
-                Damage.EDITED,
-                f"Record {anchor.seq} does not have the hash {anchor.source} vouches for: records "
-                f"{last_good + 1} to {anchor.seq} were rewritten.",
-            )
-        last_good = anchor.seq
-    return None
-
-
-def _check_head(hashes: list[str], head: Anchor) -> Finding | None:
-    last = len(hashes) - 1
+def _check_head(last: int, last_hash: str, head: Anchor) -> Finding | None:
+    if head is MISSING_HEAD:
+        if last == 0:
+            return None  # an emptied log: its next append makes the head again
+        return Finding(
+            last + 1,
+            Damage.DELETED,
+            f"The chain head is missing, so nothing shows where the log ended: records after "
+            f"seq {last} may have been cut off.",
+        )
     if head.seq > last:
         return Finding(
             last + 1, Damage.DELETED, f"The log ends at seq {last} but {head.source} is {head.seq}."
@@ -236,6 +302,6 @@ def _check_head(hashes: list[str], head: Anchor) -> Finding | None:
             Damage.INSERTED,
             f"Records after {head.source} (seq {head.seq}) were not appended by the relay.",
         )
-    if head.hash != hashes[last]:
+    if head.hash != last_hash:
         return Finding(last, Damage.EDITED, f"Its hash differs from {head.source}.")
     return None

@@ -25,7 +25,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.domain.audit_chain import GENESIS, Anchor, ChainRecord, record_hash
+from service.domain.audit_chain import (
+    GENESIS,
+    MISSING_HEAD,
+    Anchor,
+    ChainRecord,
+    record_hash,
+)
 from service.domain.audit_time import TimeOrder
 from service.domain.judgement_digests import StoredJudgement
 from service.store import tables as t
@@ -159,7 +165,7 @@ class ChainSnapshot:
                 t.AuditChainHead.id == HEAD_ID
             )
         ).first()
-        self.head = None if head is None else Anchor(head.seq, head.hash, "the chain head")
+        self.head = MISSING_HEAD if head is None else Anchor(head.seq, head.hash, "the chain head")
         self.checkpoints = [
             StoredCheckpoint(c.seq, c.hash, c.signed_at, c.kid, c.jws)
             for c in session.scalars(sa.select(t.AuditCheckpoint).order_by(t.AuditCheckpoint.seq))

@@ -13,12 +13,13 @@ from service.domain.audit_chain import Damage, record_hash
 from service.secrets import SecretBox
 from service.senders import EMBEDDED
 from service.store.store import AuditEntry, NewTransfer, Store
-from service.store.tables import AuditRecord
+from service.store.tables import AuditChainHead, AuditRecord
 from tests.conftest import fixed_clock
 from tests.support import examples
 from tests.support.store_reads import audit_actions
 
 records = AuditRecord.__table__
+head = AuditChainHead.__table__
 OLD_RECEIVED = {
     "case_reference": "CAF-OLD-1",
     "from_authority": "E09000012",
@@ -145,6 +146,26 @@ def test_cutting_records_off_the_end_is_caught_by_the_chain_head(services, datab
         conn.execute(sa.delete(records).where(records.c.seq >= 14))
     finding = services.audit.verify().verification.finding
     assert (finding.seq, finding.damage) == (14, Damage.DELETED)
+
+
+def test_cutting_records_off_the_end_and_deleting_the_chain_head_is_caught(services, database):
+    _populate(services)
+    with database.begin() as conn:
+        conn.execute(sa.delete(records).where(records.c.seq == 15))
+        conn.execute(sa.delete(head))
+    report = services.audit.verify()
+    finding = report.verification.finding
+    assert (finding.seq, finding.damage) == (15, Damage.DELETED)
+    assert "chain head is missing" in finding.reason
+    assert services.audit.sign_checkpoint(report) is None  # no checkpoint vouches for the cut
+
+
+def test_an_emptied_log_without_its_head_verifies_and_appends_again(services, database):
+    with database.begin() as conn:
+        conn.execute(sa.delete(head))
+    assert services.audit.verify().intact
+    services.store.record_audit(None, "after", {})
+    assert services.audit.verify().verification.head_seq == 1
 
 
 def test_a_chain_rewritten_with_fresh_hashes_is_caught_by_an_earlier_checkpoint(services, database):
