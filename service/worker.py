@@ -62,15 +62,24 @@ _NEEDS_A_PERSON = (
     pika.exceptions.ProbableAccessDeniedError,
     ssl.SSLCertVerificationError,
 )
+# The broker's replies, closing the channel, that trying again will not mend either: the
+# relay's queue declared by someone else with other arguments (PRECONDITION_FAILED), or the
+# user not allowed to declare it (ACCESS_REFUSED).
+_REFUSED_FOR_GOOD = (403, 406)
 # A broker restart takes seconds; one gone a minute is an outage.
 OUTAGE_SECONDS = 60.0
 
 
 def loss_level(error: BaseException, down_for: float) -> int:
     """The level to log a failed try at: WARNING for a broker restarting, which the worker rides
-    out alone; ERROR for what needs a person (a login refused, a certificate not trusted), at
-    once, or for a broker gone for OUTAGE_SECONDS."""
+    out alone; ERROR for what needs a person (a login refused, a certificate not trusted, a
+    queue that exists with other arguments), at once, or for a broker gone for OUTAGE_SECONDS."""
     if isinstance(error, _NEEDS_A_PERSON) or isinstance(error.__cause__, _NEEDS_A_PERSON):
+        return logging.ERROR
+    if (
+        isinstance(error, pika.exceptions.ChannelClosedByBroker)
+        and error.reply_code in _REFUSED_FOR_GOOD
+    ):
         return logging.ERROR
     return logging.ERROR if down_for >= OUTAGE_SECONDS else logging.WARNING
 
@@ -193,6 +202,11 @@ class Worker:
             channel.confirm_delivery()
             channel.basic_qos(prefetch_count=self._prefetch)
             channel.basic_consume(TRANSFERS_QUEUE, self._on_message)
+            # pika drops the broker's cancelling of a consumer (as when caf.transfers is
+            # deleted) unless asked; the worker would wait on, ready, for messages that never
+            # come. A new connection declares the queue again.
+            cancelled = []
+            channel.add_on_cancel_callback(cancelled.append)
             self._broker_lost_at = None
             self.ready.set()
             log.info("worker consuming from %s", TRANSFERS_QUEUE)
@@ -200,6 +214,8 @@ class Worker:
                 batch = self._gather()
                 if batch:
                     self._handle(channel, batch)
+                if cancelled:
+                    raise pika.exceptions.ConsumerCancelled
         finally:
             self.ready.clear()
             if self._connection.is_open:
@@ -247,17 +263,20 @@ class Worker:
             if len(held) < stored:
                 self._delivery.wake()  # some must be claimed when their turn comes
         settled = []
-        for message, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                set_event_id(None)  # not the previous message's
-                if self._processing_failed(channel, message, outcome):
-                    settled.append(message)
-                continue
-            set_event_id(outcome.event_id)
-            if outcome.rejection is not None:
-                self._dead_letter(channel, message, outcome.reason, outcome.rejection)
-                log.warning("dead-lettered: %s", outcome.reason)
-            settled.append(message)
+        try:
+            for message, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    set_event_id(None)  # not the previous message's
+                    if self._processing_failed(channel, message, outcome):
+                        settled.append(message)
+                    continue
+                set_event_id(outcome.event_id)
+                if outcome.rejection is not None:
+                    self._dead_letter(channel, message, outcome.reason, outcome.rejection)
+                    log.warning("dead-lettered: %s", outcome.reason)
+                settled.append(message)
+        except _Stopping:
+            pass  # the message held and those after it go to the next consumer
         if settled:
             # Delivery tags grow along the channel, so this settles exactly the batch's messages
             # but those handed back (already settled by their nack); later arrivals are higher.
@@ -329,10 +348,36 @@ class Worker:
         once more; failing again, it raises, and the original stays unacknowledged. The copy
         keeps what it can of the publisher's headers (``service.amqp_headers``); the frame it
         must fit is the one the worker asks for, which RabbitMQ grants unless set lower.
+
+        A copy the broker refuses (a nack: caf.dead full under a ``reject-publish`` length
+        limit) is sent again with backoff while the original is held, as in a database outage.
+        Dropping the connection instead would hand back the whole prefetch window each time,
+        and the broker would dead-letter every message in it, unread, once its deliveries
+        reached caf.transfers' delivery limit.
         """
         ours = {REASON_HEADER: reason, REJECTION_HEADER: str(rejection)}
         copy = dead_letter_properties(message.properties, ours, self._parameters.frame_max)
         route = (DEAD_EXCHANGE, message.method.routing_key, message.body, copy)
+        wait = FIRST_BACKOFF_SECONDS
+        while True:
+            try:
+                self._publish_routed(channel, route)
+                return
+            except pika.exceptions.NackError as exc:
+                if not self._stopping.is_set():
+                    log.error(
+                        "caf.dead refused a dead letter (is it full?); holding the message, "
+                        "sending it again in %.1fs",
+                        wait,
+                    )
+                    self._pause(wait)
+                if self._stopping.is_set():
+                    raise _Stopping from exc
+                wait = min(wait * 2, MAX_BACKOFF_SECONDS)
+
+    @staticmethod
+    def _publish_routed(channel: BlockingChannel, route: tuple) -> None:
+        """Publish, confirmed; a copy no queue took goes once more, the topology declared again."""
         try:
             channel.basic_publish(*route, mandatory=True)
         except pika.exceptions.UnroutableError:

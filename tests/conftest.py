@@ -33,7 +33,8 @@ from service.store.store import Store
 BROKER_HOST = os.environ.get("CAF_RELAY_TEST_BROKER_HOST", "127.0.0.1")
 
 
-def _rabbitmqctl(*args: str) -> None:
+def rabbitmqctl(*args: str) -> None:
+    """Run rabbitmqctl on the test broker; only ever on a vhost of this test session."""
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
@@ -41,12 +42,12 @@ def _rabbitmqctl(*args: str) -> None:
 def broker_url() -> Iterator[str]:
     """An AMQP URL for a vhost that exists only for this test session."""
     vhost = f"caf-test-{uuid.uuid4().hex[:12]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     try:
         yield f"amqp://guest:guest@{BROKER_HOST}:5672/{quote(vhost, safe='')}"
     finally:
-        _rabbitmqctl("delete_vhost", vhost)
+        rabbitmqctl("delete_vhost", vhost)
 
 
 @contextmanager

@@ -4,19 +4,23 @@ import json
 import logging
 import socket
 import threading
+import time
 from urllib.parse import urlsplit
 
+import pika.exceptions
 import pytest
 
 from service import worker as worker_module
 from service.logs import configure_logging
-from service.worker import DEAD_QUEUE, REASON_HEADER, Worker
+from service.worker import DEAD_QUEUE, REASON_HEADER, TRANSFERS_QUEUE, Worker
 from tests.conftest import BROKER_HOST
 from tests.support import examples
 from tests.support.amqp import (
     Raw,
+    broker_channel,
     delete_queue,
     publish,
+    queue_policy,
     reset_topology,
     running_worker,
     sending_raw_headers,
@@ -405,3 +409,97 @@ def test_a_worker_told_to_stop_while_waiting_out_a_database_outage_stops_at_once
     with running_worker(broker_url, services):  # the held message was handed back, not lost
         wait_until(lambda: _delivered(inbox, "E09000019"))
     assert services.store.transfers.view(event["id"])["state"] == "delivered"
+
+
+def test_a_worker_whose_queue_was_deleted_declares_it_again_and_consumes_from_it(
+    services, broker_url, inbox, caplog
+):
+    caplog.set_level(logging.WARNING, logger="service.worker")
+    event = examples.event(examples.ROUTINE_WITH_ISP, id="after-the-queue-was-deleted")
+    with running_worker(broker_url, services) as worker:
+        delete_queue(broker_url, TRANSFERS_QUEUE)  # by an operator, with the worker consuming
+        wait_until(lambda: "ConsumerCancelled" in caplog.text)
+        wait_until(worker.ready.is_set)
+        publish(broker_url, examples.encode(event))
+        wait_until(lambda: _delivered(inbox, "E09000019"))
+    assert services.store.transfers.view(event["id"])["state"] == "delivered"
+    said = [(r.name, r.getMessage()) for r in caplog.records]
+    assert said == [
+        (
+            "service.worker",
+            "broker connection lost (ConsumerCancelled: Server cancelled consumer); "
+            "reconnecting in 0.5s",
+        )
+    ]
+
+
+def _refuses_more(channel) -> bool:
+    try:
+        channel.basic_publish(DEAD_QUEUE, "filler", b"filler", mandatory=True)
+    except pika.exceptions.NackError:
+        return True
+    return False
+
+
+def test_a_dead_letter_caf_dead_refuses_is_held_and_no_message_behind_it_is_lost(
+    services, broker_url, inbox, caplog, monkeypatch
+):
+    """Dropping the connection on a refused dead letter, as on a lost one, handed back the whole
+    prefetch window each time; after five times the broker dead-lettered the messages in it
+    unread, and caf.dead, full, dropped them."""
+    monkeypatch.setattr(worker_module, "FIRST_BACKOFF_SECONDS", 0.1)
+    monkeypatch.setattr(worker_module, "MAX_BACKOFF_SECONDS", 0.2)
+    caplog.set_level(logging.WARNING, logger="service.worker")
+    reset_topology(broker_url)
+    good = [examples.routine(f"behind-a-refused-letter-{i}", case=f"CAF-{i}") for i in range(15)]
+    with queue_policy(broker_url, DEAD_QUEUE, '{"max-length": 1, "overflow": "reject-publish"}'):
+        with broker_channel(broker_url) as channel:
+            channel.confirm_delivery()
+            wait_until(lambda: _refuses_more(channel))  # caf.dead is full
+        # Published before the worker starts, so that they fill its prefetch window at once.
+        publish(broker_url, b"{not json", *map(examples.encode, good))
+        with running_worker(broker_url, services):
+            wait_until(lambda: caplog.text.count("caf.dead refused a dead letter") >= 10)
+            asked_to_stop = time.monotonic()
+        assert time.monotonic() - asked_to_stop < 2, "held on, trying, after it was told to stop"
+        with broker_channel(broker_url) as channel:
+            channel.queue_purge(DEAD_QUEUE)  # an operator makes room
+        with running_worker(broker_url, services):
+            wait_until(lambda: len(_delivered(inbox, "E09000019")) == len(good))
+            dead = take(broker_url, DEAD_QUEUE, 1)
+    assert [(p.headers["x-caf-rejection"], body) for p, body in dead] == [
+        ("not_json", b"{not json")
+    ]
+    assert all(services.store.transfers.view(e["id"])["state"] == "delivered" for e in good)
+    said = {r.getMessage() for r in caplog.records if r.name == "service.worker"}
+    assert said == {
+        "caf.dead refused a dead letter (is it full?); holding the message, sending it again "
+        f"in {seconds}s"
+        for seconds in (0.1, 0.2)
+    } | {
+        "dead-lettered: Not JSON: Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1)"
+    }
+
+
+def test_a_queue_declared_with_other_arguments_is_an_error_at_once_saying_which(
+    services, broker_url, caplog
+):
+    configure_logging("INFO", "json")
+    caplog.set_level(logging.WARNING, logger="service.worker")
+    delete_queue(broker_url, TRANSFERS_QUEUE)
+    with broker_channel(broker_url) as channel:  # by someone else, before the worker first started
+        channel.queue_declare(TRANSFERS_QUEUE, durable=True, arguments={"x-queue-type": "classic"})
+    worker = Worker(broker_url, services.relay, senders=services.senders, prefetch=16)
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: "reconnecting in" in caplog.text)
+    finally:
+        worker.stop()
+        thread.join(5)
+        delete_queue(broker_url, TRANSFERS_QUEUE)
+    first = next(r for r in caplog.records if r.name == "service.worker")
+    assert first.levelname == "ERROR"
+    assert "PRECONDITION_FAILED - inequivalent arg" in first.getMessage()
+    assert "'caf.transfers'" in first.getMessage()

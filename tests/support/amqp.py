@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import pika
 import pika.data
@@ -16,6 +18,7 @@ import pika.exceptions
 from contracts.vocabulary import EVENT_TYPE
 from service.bootstrap import Services
 from service.worker import DEAD_QUEUE, EVENTS_EXCHANGE, TRANSFERS_QUEUE, Worker, declare_topology
+from tests.conftest import rabbitmqctl
 
 
 def broker_user(broker_url: str) -> str:
@@ -25,19 +28,35 @@ def broker_user(broker_url: str) -> str:
 
 def reset_topology(broker_url: str) -> None:
     """Declare the relay's topology and empty its queues, so a test starts from nothing."""
-    with _channel(broker_url) as channel:
+    with broker_channel(broker_url) as channel:
         declare_topology(channel)
         for queue in (TRANSFERS_QUEUE, DEAD_QUEUE):
             channel.queue_purge(queue)
 
 
 def delete_queue(broker_url: str, queue: str) -> None:
-    with _channel(broker_url) as channel:
+    with broker_channel(broker_url) as channel:
         channel.queue_delete(queue)
 
 
 @contextmanager
-def _channel(broker_url: str) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+def queue_policy(broker_url: str, queue: str, definition: str) -> Iterator[None]:
+    """While it lasts, a policy (JSON ``definition``) applies to ``queue`` in the URL's vhost,
+    as an operator would set one."""
+    vhost = unquote(urlsplit(broker_url).path[1:])
+    name = f"test-{queue}"
+    rabbitmqctl(
+        "set_policy", "-p", vhost, "--apply-to", "queues", name, f"^{re.escape(queue)}$", definition
+    )
+    try:
+        yield
+    finally:
+        rabbitmqctl("clear_policy", "-p", vhost, name)
+
+
+@contextmanager
+def broker_channel(broker_url: str) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+    """A channel on a connection of its own, as another client of the broker has."""
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
         yield connection.channel()
@@ -116,7 +135,7 @@ def publish(
     Messages carry the login as ``user_id`` (the broker checks it), unless ``with_user_id`` is
     False, as from a case system that does not say who it is; and ``headers``, if given.
     """
-    with _channel(broker_url) as channel:
+    with broker_channel(broker_url) as channel:
         channel.confirm_delivery()
         for body in bodies:
             channel.basic_publish(
@@ -167,7 +186,7 @@ def take(broker_url: str, queue: str, count: int, timeout: float = 20.0) -> list
     """Wait for ``count`` messages on ``queue`` and return (properties, body) for each."""
     taken: list[tuple] = []
     deadline = time.monotonic() + timeout
-    with _channel(broker_url) as channel:
+    with broker_channel(broker_url) as channel:
         while len(taken) < count and time.monotonic() < deadline:
             method, properties, body = channel.basic_get(queue, auto_ack=True)
             if method is None:
