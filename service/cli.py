@@ -22,18 +22,19 @@ from service.cli_isps import isp
 from service.cli_tokens import token
 from service.cli_transfers import judgement, transfer
 from service.signing import KeyRing, VerificationError, verify, write_new_key
-from service.store.engine import StoreUnavailable
+from service.store.engine import SchemaTooNew, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class _Commands(click.Group):
-    """Every command: a database that cannot be reached is a one-line error (exit 1)."""
+    """Every command: a database that cannot be reached, or whose schema a newer release
+    made, is a one-line error (exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, SchemaTooNew) as exc:
             raise click.ClickException(str(exc)) from exc
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from adapters.base import LONGEST_ATTEMPT_SECONDS
 from adapters.urls import readable_url
@@ -82,9 +82,7 @@ class Settings:
         instance = Path(get("INSTANCE_DIR", "instance")).resolve()
         return cls(
             instance_dir=instance,
-            database_url=_database_url(
-                get("DATABASE_URL", f"sqlite:///{instance / 'caf-relay.sqlite3'}")
-            ),
+            database_url=_database_url(get("DATABASE_URL") or _sqlite_url(instance)),
             broker_url=_broker_url(get("BROKER_URL")),
             signing_key_file=Path(get("SIGNING_KEY_FILE", str(instance / "signing-key.pem"))),
             retired_keys_file=_optional_path(get("RETIRED_KEYS_FILE")),
@@ -163,6 +161,12 @@ def _lease(value: str) -> timedelta:
 
 def _optional_path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+def _sqlite_url(instance: Path) -> str:
+    """The URL of the default SQLite file in the instance folder, its path escaped: a folder
+    name's '?' would otherwise end the path there, and a '%41' be read as an 'A'."""
+    return URL.create("sqlite", database=str(instance / "caf-relay.sqlite3")).render_as_string()
 
 
 def _database_url(url: str) -> str:

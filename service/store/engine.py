@@ -45,6 +45,11 @@ class StoreUnavailable(Exception):
     """The database could not be reached or was busy; the same call may succeed later."""
 
 
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer release than this one (after a rollback, say):
+    this code does not know its schema, and must not write to it."""
+
+
 # PostgreSQL's codes for a read-only transaction (a standby promoted, or a primary demoted) and
 # for a privilege revoked: every message fails alike until an operator acts.
 REFUSES_EVERY_CHANGE = frozenset({"25006", "42501"})
@@ -69,7 +74,14 @@ def bring_to_newest_schema(connection: sa.Connection) -> None:
         # But a table another release's workers are using is not waited for without end, as
         # their statements would then queue behind the migration's lock.
         connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
-    if _revision(connection) != SCHEMA_REVISION:
+    revision = _revision(connection)
+    if revision is not None and revision > SCHEMA_REVISION:  # revisions are zero-padded numbers
+        raise SchemaTooNew(
+            f"The database's schema is at revision {revision}, newer than this release's "
+            f"{SCHEMA_REVISION}: run the release that migrated it, or first downgrade the "
+            f"database to {SCHEMA_REVISION} with that release's Alembic migrations."
+        )
+    if revision != SCHEMA_REVISION:
         _migrate(connection)
 
 

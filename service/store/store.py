@@ -306,7 +306,10 @@ def _insert_transfers(
     (event id, action, detail) to append, and the items held under ``lease``.
 
     The outbox items are inserted in the order given, so that a case's envelopes to a
-    recipient are delivered in the order their events arrived.
+    recipient are delivered in the order their events arrived. The transfers are inserted in
+    event id order: on PostgreSQL an insert waits for another transaction's uncommitted row
+    with its key, so two workers storing the same ids in other orders (a publisher sending
+    again) would each wait for the other, and one be ended as deadlocked.
     """
     transfers, envelopes, items, outbound = [], [], [], []
     for new in news:
@@ -341,6 +344,7 @@ def _insert_transfers(
                     sha256=new.envelope.sha256,
                 )
             )
+    transfers.sort(key=lambda row: row["event_id"])
     for insert, rows in ((_INSERT_TRANSFERS, transfers), (_INSERT_ENVELOPES, envelopes)):
         if rows:
             session.execute(insert, rows)

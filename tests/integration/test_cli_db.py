@@ -1,8 +1,12 @@
 """``caf-relay db ...``, as a deploy pipeline runs it: its output ends up in the pipeline's log."""
 
 import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
+from service.cli import main
+from service.store.engine import SCHEMA_REVISION
 from tests.support.cli import runner
 
 
@@ -19,3 +23,38 @@ def test_db_upgrade_says_where_without_a_password_from_the_url_or_its_query(serv
     where = f"{url.drivername}://{url.username}:***@{url.host}:{url.port}/{url.database}"
     assert upgraded.output == f"Database at the newest schema: {where}\n"
     assert "s3cret" not in upgraded.output
+
+
+@pytest.mark.parametrize("folder", ["what?now", "caf%41relay", "case #1"])
+def test_db_upgrade_keeps_the_default_database_in_an_instance_folder_of_any_name(tmp_path, folder):
+    """With no database URL set, the SQLite file is made in the instance folder, whatever its
+    name: a '?' in it used to end the path there (the database was made beside the folder, as
+    "what"), and a '%41' was read as an escape ("cafArelay", which does not exist)."""
+    instance = tmp_path / folder
+    instance.mkdir()
+    upgraded = CliRunner().invoke(
+        main,
+        ["db", "upgrade"],
+        env={"CAF_RELAY_INSTANCE_DIR": str(instance), "CAF_RELAY_DATABASE_URL": None},
+    )
+    assert upgraded.exit_code == 0, upgraded.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]
+    assert (instance / "caf-relay.sqlite3").is_file()
+
+
+def test_a_database_a_newer_release_migrated_is_refused_in_one_line_and_left_as_it_is(services):
+    """After a rollback: this release cannot migrate a schema it does not know, or write to
+    it. It was an Alembic traceback ("Can't locate revision identified by ...")."""
+    engine = sa.create_engine(services.store.url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    upgraded = runner(services)("db", "upgrade")
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "9999"
+    engine.dispose()
+    assert upgraded.exit_code == 1
+    assert upgraded.output == (
+        f"Error: The database's schema is at revision 9999, newer than this release's "
+        f"{SCHEMA_REVISION}: run the release that migrated it, or first downgrade the database "
+        f"to {SCHEMA_REVISION} with that release's Alembic migrations.\n"
+    )

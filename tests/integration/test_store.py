@@ -26,7 +26,7 @@ from service.store.engine import MIGRATIONS, SCHEMA_REVISION, StoreUnavailable
 from service.store.isps import IspChange
 from service.store.store import NewTransfer, Store
 from service.store.tables import Base, Isp
-from tests.conftest import fixed_clock, fresh_database
+from tests.conftest import fixed_clock, fresh_database, services_on
 from tests.support import examples
 from tests.support.https_receiver import https_recipients
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
@@ -327,6 +327,38 @@ def test_another_authoritys_transfer_with_a_stored_event_id_is_refused_as_a_conf
         ("duplicate", None),
     ]
     assert services.store.transfers.view(event["id"])["case_reference"] == event["subject"]
+
+
+def _receiving(services, event_ids: list[str]) -> Callable[[], None]:
+    """A worker taking in one batch of routine events with ``event_ids``; raises what any of
+    them failed with."""
+    batch = [(examples.encode(examples.routine(i)), EMBEDDED) for i in event_ids]
+
+    def receive() -> None:
+        for outcome in services.relay.receive_many(batch):
+            if isinstance(outcome, Exception):
+                raise outcome
+
+    return receive
+
+
+def test_two_workers_taking_in_the_same_events_in_other_orders_store_each_once(services, tmp_path):
+    """A publisher sending a batch again reaches another worker at once, in another order. On
+    PostgreSQL each worker's insert waited for the other's uncommitted row, and one was ended
+    as deadlocked: its batch held back as if the database were down."""
+    services.store.add_isp(examples.pan_london_isp())
+    other = services_on(services.store.url, tmp_path / "other")
+    try:
+        for n in range(20):
+            ids = [f"resent-{n}-{k}" for k in range(4)]
+            racing = _receiving(services, ids), _receiving(other, ids[::-1])
+            assert _race(*racing) == [], f"round {n}"
+            for event_id in ids:
+                actions = [a for _, a, _ in audit_actions(services.store, event_id)]
+                assert actions.count("received") == 1 and actions.count("duplicate") == 1
+                assert services.store.transfers.view(event_id)["state"] == "signed"
+    finally:
+        other.close()
 
 
 def test_the_schema_revision_the_store_expects_is_the_newest_migration():
