@@ -10,7 +10,13 @@ from pathlib import Path
 import click
 
 from service.audit import AuditReport, audit_query, read_checkpoint
-from service.cli_common import load_services, read_jwks, require_known_authority
+from service.cli_common import (
+    load_services,
+    read_jwks,
+    read_text,
+    require_known_authority,
+    write_text,
+)
 from service.domain.child_keys import IdentifierError
 from service.retention import DEAD_LETTER_PERIOD
 from service.signing import VerificationError
@@ -92,9 +98,10 @@ def audit() -> None:
 def audit_verify(checkpoint_files, jwks_source, no_checkpoint, as_json) -> None:
     """Walk the chain; exit 1 naming the first bad record. An intact head is checkpointed."""
     jwks = read_jwks(jwks_source) if jwks_source else None
+    kept = [read_text(path, "the checkpoint") for path in checkpoint_files]
     services = load_services()
     try:
-        report = services.audit.verify([p.read_text() for p in checkpoint_files], jwks)
+        report = services.audit.verify(kept, jwks)
         signed = None if no_checkpoint else services.audit.sign_checkpoint(report)
     finally:
         services.close()
@@ -123,7 +130,7 @@ def audit_checkpoint(out: Path | None) -> None:
     if out is None:
         click.echo(signed.jws)
     else:
-        out.write_text(signed.jws + "\n")
+        write_text(out, signed.jws + "\n", f"the checkpoint of record {signed.seq}")
         click.echo(f"Checkpoint of record {signed.seq} written to {out}")
 
 
@@ -133,7 +140,7 @@ def audit_checkpoint(out: Path | None) -> None:
 def audit_verify_checkpoint(file: Path, jwks_source: str) -> None:
     """Check a checkpoint's signature offline, with the published JWKS; needs no database."""
     try:
-        checkpoint = read_checkpoint(file.read_text(), read_jwks(jwks_source))
+        checkpoint = read_checkpoint(read_text(file, "the checkpoint"), read_jwks(jwks_source))
     except VerificationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -195,7 +202,7 @@ def audit_subject_access(html_path: Path | None, **options) -> None:
     if html_path is None:
         click.echo(json.dumps(export, indent=2, ensure_ascii=False))
         return
-    html_path.write_text(render_html(export), encoding="utf-8")
+    write_text(html_path, render_html(export), "the export")
     click.echo(f"{len(export['transfers'])} transfers written to {html_path}")
 
 

@@ -50,6 +50,23 @@ def require_known_authority(services: Services, code: str | None) -> None:
         )
 
 
+def read_text(path: Path, what: str) -> str:
+    """A file's text (UTF-8), or a one-line reason it cannot be read: a binary file given by
+    mistake is not a traceback."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"Cannot read {what} from {path}: {exc}") from exc
+
+
+def write_text(path: Path, text: str, what: str) -> None:
+    """Write ``text`` to ``path``, or say in one line why it cannot be written there."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"Cannot write {what} to {path}: {exc.strerror}.") from exc
+
+
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 

@@ -16,7 +16,7 @@ from service.access import OPERATOR
 from service.cli_common import Moment, emit, require_known_authority
 from service.cli_common import load_services as _services
 from service.judgements import JudgementRefused
-from service.store.transfers import TransferQuery
+from service.store.transfers import TransferQuery, UnknownCursor
 
 LISTED_COLUMNS = ["event_id", "state", "basis", "from_authority", "to_authority", "received_at"]
 TIMELINE_COLUMNS = ["at", "action", "detail"]
@@ -41,6 +41,8 @@ def transfer_list(as_json: bool, **filters: Any) -> None:
     try:
         require_known_authority(services, filters["authority"])
         page = services.store.transfers.page(TransferQuery(**filters))
+    except UnknownCursor as exc:
+        raise click.BadParameter(str(exc), param_hint="'--after'") from exc
     finally:
         services.close()
     emit(page.transfers, as_json, LISTED_COLUMNS)
@@ -98,7 +100,7 @@ def judgement() -> None:
 
 @judgement.command("record")
 @click.argument("event_id")
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.File("rb"))
 def judgement_record(event_id: str, file) -> None:
     """Record the judgement in FILE (JSON or YAML) for the parked transfer EVENT_ID.
 
@@ -106,8 +108,13 @@ def judgement_record(event_id: str, file) -> None:
     """
     import yaml  # here, not in every process that imports the CLI: a worker's among them
 
-    try:
+    try:  # read as bytes: YAML then says where a file is not in UTF-8 (or UTF-16)
         document = yaml.safe_load(file)
+    except yaml.reader.ReaderError as exc:
+        raise click.ClickException(
+            f"{file.name} is not text in UTF-8 ({exc.reason} at byte {exc.position}); "
+            "save it as UTF-8."
+        ) from exc
     except yaml.YAMLError as exc:
         raise click.ClickException(f"{file.name} is neither JSON nor YAML: {exc}") from exc
     services = _services()

@@ -27,7 +27,12 @@ from service.api.guard import (
     require_authority,
 )
 from service.judgements import JudgementRefused, Refusal
-from service.store.transfers import UNSENT, TransferQuery, as_its_recipient_sees
+from service.store.transfers import (
+    UNSENT,
+    TransferQuery,
+    UnknownCursor,
+    as_its_recipient_sees,
+)
 
 blp = Blueprint(
     "transfers", __name__, url_prefix="/api/v1", description="Transfers and their timelines."
@@ -71,9 +76,15 @@ def list_transfers(authority: str | None = None, **filters: Any):
     if authority is not None:
         require_authority(authority)
     own = principal().authority
-    page = app_services().store.transfers.page(
-        TransferQuery(authority=authority or own, as_authority=own is not None, **filters)
-    )
+    query = TransferQuery(authority=authority or own, as_authority=own is not None, **filters)
+    try:
+        page = app_services().store.transfers.page(query)
+    except UnknownCursor as exc:
+        abort(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            message=f"after: {exc}",
+            errors={"query": {"after": [str(exc)]}},
+        )
     following = None
     if page.next_after is not None:
         following = url_for(

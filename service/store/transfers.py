@@ -75,6 +75,18 @@ class TransferPage:
     next_after: str | None  # pass as ``after`` for the next page; None on the last page
 
 
+class UnknownCursor(LookupError):
+    """``after`` names no transfer the listing shows: none by that event id, or one the caller
+    may no longer see (its recipient's, parked again by an ISP's suspension or expiry). Said
+    alike for both, so that it confirms nothing of another authority's transfer."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Names no transfer in this listing: none with that event id, or one no longer "
+            "listed to you; start again from the first page."
+        )
+
+
 @dataclass(frozen=True)
 class ToJudge:
     """A transfer as a judgement needs it: its parties, its state and the event as received."""
@@ -121,14 +133,11 @@ class Transfers:
             statement = statement.where(transfer.received_at >= query.since)
         if query.until:
             statement = statement.where(transfer.received_at < query.until)
+        # Only a transfer the listing could show places the cursor: another authority's
+        # would otherwise confirm that it exists, and when it was received.
+        placed = sa.select(transfer.received_at).where(transfer.event_id == query.after, visible)
         if query.after:
-            # Only a transfer the listing could show places the cursor: another authority's
-            # would otherwise confirm that it exists, and when it was received.
-            cursor = (
-                sa.select(transfer.received_at)
-                .where(transfer.event_id == query.after, visible)
-                .scalar_subquery()
-            )
+            cursor = placed.scalar_subquery()
             # The first condition is the range the listing index starts from; the second
             # alone would have it read every transfer received before the cursor.
             statement = statement.where(transfer.received_at >= cursor).where(
@@ -140,6 +149,9 @@ class Transfers:
         statement = statement.order_by(transfer.received_at, transfer.event_id)
         with self._transaction() as session:
             rows = session.execute(statement.limit(query.limit + 1)).all()
+            # A page after a cursor the listing cannot place is empty: not the listing's end.
+            if query.after and not rows and session.scalar(placed) is None:
+                raise UnknownCursor()
         listed = [_summary(row) for row in rows[: query.limit]]
         following = listed[-1]["event_id"] if len(rows) > query.limit else None
         return TransferPage(listed, following)

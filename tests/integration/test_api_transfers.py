@@ -7,6 +7,8 @@ import json
 import pytest
 import requests
 
+from service import isps
+from service.access import OPERATOR
 from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples, judgements
@@ -107,12 +109,43 @@ def test_a_cursor_naming_another_authoritys_transfer_tells_nothing_of_it(service
     nor, through since/until, when it was received."""
     newham = bearer(services, "publisher", NEWHAM)
 
-    def listed(after: str) -> list[str]:
+    def listed(after: str) -> tuple[int, dict]:
         query = {"after": after}
-        return _listed(client.get("/api/v1/transfers", query_string=query, headers=newham))
+        response = client.get("/api/v1/transfers", query_string=query, headers=newham)
+        return response.status_code, response.get_json()
 
-    assert listed("no-such-event") == []
+    assert listed("no-such-event")[0] == 422
     assert listed("hk-0") == listed("no-such-event"), "hk-0 is Hackney's and Islington's"
+
+
+def _lambeth_shares_with_islington(services, event_id: str) -> None:
+    """An ad hoc transfer to Islington on a Lambeth practitioner's judgement: no ISP's."""
+    event = examples.event(examples.AD_HOC_WITH_JUDGEMENT, id=event_id)
+    event["data"]["to_authority"] = ISLINGTON
+    event["data"]["sharing"]["judgement"]["recipients"] = [ISLINGTON]
+    services.relay.receive(examples.encode(event), sender=EMBEDDED)
+
+
+def test_a_page_after_a_transfer_parked_again_since_says_so_rather_than_ending_the_listing(
+    services, client
+):
+    """Islington pages from hk-0, which it was shown; the ISP's suspension then parks hk-0
+    again, making it Hackney's alone. The next page must not come back empty as if the listing
+    had ended: lam-1 is still there to be listed."""
+    _lambeth_shares_with_islington(services, "lam-1")
+    islington = bearer(services, "auditor", ISLINGTON)
+    first = client.get("/api/v1/transfers?limit=1", headers=islington).get_json()
+    assert first["next_after"] == "hk-0"
+    isps.suspend(services.store, "pan-london-caf", "Breach.", by=OPERATOR, now=services.clock())
+    assert _listed(client.get("/api/v1/transfers", headers=islington)) == ["lam-1"]
+
+    following = client.get(first["next"], headers=islington)
+
+    assert following.status_code == 422, following.get_json()
+    said = following.get_json()["errors"]["query"]["after"][0]
+    assert "start again from the first page" in said
+    unknown = client.get("/api/v1/transfers?after=no-such-event", headers=islington)
+    assert unknown.get_json() == following.get_json(), "nothing tells the two apart"
 
 
 def test_the_recipient_sees_a_parked_transfer_only_once_a_judgement_has_it_sent(services, client):

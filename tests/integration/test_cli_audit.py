@@ -154,6 +154,38 @@ def test_subject_access_writes_a_printable_page(run, tmp_path):
     assert by_name.exit_code == 2 and "No such option '--given-name'" in by_name.output
 
 
+def _said_in_one_line(result, *words: str) -> None:
+    """A refusal a person reads: a one-line error, exit 1, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.output.startswith("Error: ") and len(result.output.splitlines()) == 1
+    for word in words:
+        assert word in result.output, result.output
+
+
+def test_a_page_or_checkpoint_written_where_no_folder_is_says_so(run, tmp_path):
+    missing = tmp_path / "no-such-folder"
+
+    page = run("audit", "subject-access", "--upn", "H801200001001", "--html", f"{missing}/a.html")
+    _said_in_one_line(page, f"{missing}/a.html", "No such file or directory")
+    kept_elsewhere = run("audit", "checkpoint", "--out", f"{missing}/head.jws")
+    _said_in_one_line(kept_elsewhere, f"{missing}/head.jws", "No such file or directory")
+
+
+def test_a_checkpoint_file_that_is_not_text_is_a_reason_not_a_traceback(run, tmp_path):
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": []}))
+    garbled = tmp_path / "head.jws"
+    garbled.write_bytes(b"\xff\xfe\x00garbled")
+
+    _said_in_one_line(
+        run("audit", "verify-checkpoint", str(garbled), "--jwks", str(jwks)), str(garbled)
+    )
+    _said_in_one_line(
+        run("audit", "verify", "--no-checkpoint", "--checkpoint", str(garbled)), str(garbled)
+    )
+
+
 def test_retention_run_reports_what_it_purged(run):
     result = run("retention", "run")
     assert result.exit_code == 0, result.output

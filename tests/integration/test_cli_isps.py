@@ -129,3 +129,25 @@ def test_errors_say_what_is_wrong_and_record_nothing(services, run, files):
     assert [
         v.document["version"] for v in services.store.isps.versions("newham-tower-hamlets")
     ] == [1]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        # A second list of categories, pasted below the first while editing, would silently
+        # replace it: the agreement recorded would not be the one its parties read.
+        ("isp.yaml", YAML + "data_categories: [child_identity, family_members]\n"),
+        ("isp.json", json.dumps(bilateral())[:-1] + ', "purposes": ["continuity_of_early_help"]}'),
+    ],
+)
+def test_an_isp_file_naming_a_field_twice_is_refused_not_read_as_the_last(
+    services, run, tmp_path, name, content
+):
+    path = tmp_path / name
+    path.write_text(content)
+
+    for command in (["add"], ["import"]):
+        result = run("isp", *command, str(path))
+        assert result.exit_code == 1, result.output
+        assert "Not readable as" in result.output and "given twice" in result.output
+    assert services.store.isps.latest() == {}, "nothing recorded"

@@ -58,6 +58,13 @@ def test_list_prints_a_table_and_json_filtered_and_paged(run):
     assert rest.stderr == ""
 
 
+def test_list_after_an_event_id_not_in_the_listing_says_so(run):
+    """A mistyped ``--after`` would otherwise print an empty table, as if nothing were left."""
+    result = run("transfer", "list", "--after", "hk-9")
+    assert result.exit_code == 2, result.output
+    assert "'--after'" in result.output and "start again from the first page" in result.output
+
+
 def test_list_takes_times_with_or_without_their_zone(run):
     received = {
         t["event_id"]: t["received_at"]
@@ -124,6 +131,21 @@ def test_judgement_record_names_a_stray_yaml_line_read_as_a_dated_key(services, 
 
     assert result.exit_code == 1, result.output
     assert '"2026-11-24": [\n    "Unknown field."' in result.output
+    assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
+
+
+def test_judgement_record_says_a_file_not_in_utf8_cannot_be_read(services, run, tmp_path):
+    """A judgement saved by an editor in Windows-1252, a practitioner named Zoë in it."""
+    document = judgements.share()
+    document["practitioner"]["name"] = "Zoë Adebayo"
+    path = tmp_path / "judgement.yaml"
+    path.write_bytes(yaml.safe_dump(document, allow_unicode=True).encode("cp1252"))
+
+    result = run("judgement", "record", PARKED, str(path))
+
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), "no traceback"
+    assert "judgement.yaml is not text in UTF-8" in result.output, result.output
     assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
 
 
