@@ -5,6 +5,9 @@ JSONB and text columns refuse the NUL character ("\\u0000"). Input holding eithe
 otherwise fail later, on every delivery of a message or as a server error, as if it were a bug.
 Nor can JSON be read at all if it holds an integer longer than Python converts: ``json.loads``
 raises a plain ``ValueError`` for it, not the ``JSONDecodeError`` of broken JSON.
+
+Words from outside that are recorded rather than refused (what a recipient answered a
+delivery) have those characters replaced instead (``storable_text``).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from sqlalchemy.engine import make_url
 
 from service.cli import main
 from service.store.engine import SCHEMA_REVISION
+from tests.conftest import fresh_database
 from tests.support.cli import runner
 
 
@@ -42,16 +43,24 @@ def test_db_upgrade_keeps_the_default_database_in_an_instance_folder_of_any_name
     assert (instance / "caf-relay.sqlite3").is_file()
 
 
-def test_a_database_a_newer_release_migrated_is_refused_in_one_line_and_left_as_it_is(services):
+def test_a_database_a_newer_release_migrated_is_refused_in_one_line_and_left_as_it_is(
+    services, tmp_path
+):
     """After a rollback: this release cannot migrate a schema it does not know, or write to
-    it. It was an Alembic traceback ("Can't locate revision identified by ...")."""
-    engine = sa.create_engine(services.store.url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
-    upgraded = runner(services)("db", "upgrade")
-    with engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "9999"
-    engine.dispose()
+    it. It was an Alembic traceback ("Can't locate revision identified by ..."). The database is
+    the test's own: the session's, left at that revision, would be refused to every later test."""
+    run = runner(services)
+    with fresh_database(tmp_path) as url:
+        assert run("db", "upgrade", CAF_RELAY_DATABASE_URL=url).exit_code == 0
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+            upgraded = run("db", "upgrade", CAF_RELAY_DATABASE_URL=url)
+            with engine.connect() as conn:
+                assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "9999"
+        finally:
+            engine.dispose()
     assert upgraded.exit_code == 1
     assert upgraded.output == (
         f"Error: The database's schema is at revision 9999, newer than this release's "
