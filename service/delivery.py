@@ -23,7 +23,7 @@ from adapters.base import Adapter, DeliveryFailed, GroupAdapter, OutboundEnvelop
 from adapters.registry import AdapterConfigError, build_adapter
 from service import retry_settings
 from service.combined_records import CombinedRecords
-from service.domain.retry import RetryPolicy, after_failure
+from service.domain.retry import RetryPolicy, after_failure, outage_waits
 from service.domain.storable import storable_text
 from service.logs import own_log_context, set_event_id
 from service.receipts import check_receipt
@@ -33,11 +33,6 @@ from service.store.outbox import Attempt, Claimed, Settled
 from service.store.store import Store
 
 log = logging.getLogger(__name__)
-
-# How long a group whose outcomes the database would not take waits before trying again: twice
-# as long each time, up to the most.
-FIRST_RECORD_RETRY_SECONDS = 0.5
-MAX_RECORD_RETRY_SECONDS = 30.0
 
 Clock = Callable[[], datetime]
 
@@ -272,8 +267,7 @@ class Deliverer:
         them sent again once their leases ran out, or, were their ISP suspended or expired
         meanwhile, the transfers parked (and perhaps withheld) though their recipient has them.
         A record that comes after its leases is taken as any late one is (``Outbox.record``)."""
-        wait = FIRST_RECORD_RETRY_SECONDS
-        while True:
+        for wait in outage_waits():
             try:
                 return self._records.record(settled, unattempted)
             except StoreUnavailable as exc:
@@ -287,7 +281,6 @@ class Deliverer:
                 )
                 if stopping.wait(wait):
                     raise
-                wait = min(wait * 2, MAX_RECORD_RETRY_SECONDS)
 
     def _adapter(
         self, claimed: Claimed, adapters: dict[str, tuple[str, Adapter]]

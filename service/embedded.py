@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from service.delivery import Deliverer
+from service.domain.retry import outage_waits
 from service.logs import where_it_failed
 from service.relay import Relay
 from service.senders import EMBEDDED
@@ -71,11 +72,9 @@ class InProcessQueue:
 def _waiting_out_outages(call: Callable[[], T]) -> T:
     """``call``'s result, tried again with backoff while the store is unavailable, as the AMQP
     worker holds its messages: an outage is not a fault of the message."""
-    wait = 0.5
-    while True:
+    for wait in outage_waits():
         try:
             return call()
         except StoreUnavailable as exc:
             log.warning("embedded queue: store unavailable, waiting %.1fs: %s", wait, exc)
             time.sleep(wait)
-            wait = min(wait * 2, 30.0)

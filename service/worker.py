@@ -29,6 +29,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from service.amqp_headers import dead_letter_properties, read_any_timestamp
+from service.domain.retry import outage_waits
 from service.logs import own_log_context, set_event_id, where_it_failed
 from service.relay import PROCESSING_FAILED, Received, Relay
 from service.senders import Sender
@@ -45,8 +46,6 @@ DEAD_QUEUE = "caf.dead"
 DELIVERY_LIMIT = 5
 REASON_HEADER = "x-caf-reason"
 REJECTION_HEADER = "x-caf-rejection"
-FIRST_BACKOFF_SECONDS = 0.5
-MAX_BACKOFF_SECONDS = 30.0
 STOP_CHECK_SECONDS = 0.2  # how often a worker waiting out an outage looks for stop()
 _BROKER_LOST = (
     pika.exceptions.AMQPConnectionError,
@@ -168,7 +167,7 @@ class Worker:
 
     def run(self) -> None:
         """Consume until ``stop()``, reconnecting whenever the broker goes away."""
-        backoff = FIRST_BACKOFF_SECONDS
+        waits = outage_waits()
         while not self._stopping.is_set():
             try:
                 self._consume()
@@ -176,11 +175,11 @@ class Worker:
                 self.ready.clear()
                 if self._broker_lost_at is None:  # consuming since the last loss: a new outage
                     self._broker_lost_at = time.monotonic()
-                    backoff = FIRST_BACKOFF_SECONDS
+                    waits = outage_waits()
+                wait = next(waits)
                 level = loss_level(exc, time.monotonic() - self._broker_lost_at)
-                log.log(level, "broker connection lost (%r); reconnecting in %.1fs", exc, backoff)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                log.log(level, "broker connection lost (%r); reconnecting in %.1fs", exc, wait)
+                self._stopping.wait(wait)
 
     def stop(self) -> None:
         """Ask the consumer to finish the batch in hand and return; safe from any thread."""
@@ -291,8 +290,7 @@ class Worker:
             if user_id not in senders:
                 senders[user_id] = self._senders(user_id)
             messages.append((message.body, senders[user_id]))
-        wait = FIRST_BACKOFF_SECONDS
-        while True:
+        for wait in outage_waits():
             lease = self._delivery.lease() if self._delivery is not None else None
             try:
                 return self._relay.receive_many(messages, lease=lease)
@@ -307,13 +305,12 @@ class Worker:
                     self._pause(wait)
                 if self._stopping.is_set():
                     raise _Stopping from exc
-                wait = min(wait * 2, MAX_BACKOFF_SECONDS)
 
     def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` serving the broker connection (its heartbeats), but no longer once
         asked to stop: a worker told to stop during an outage goes at once, its held messages
         unacknowledged for the next consumer, rather than at the end of a backoff of up to
-        MAX_BACKOFF_SECONDS."""
+        LONGEST_OUTAGE_WAIT_SECONDS."""
         deadline = time.monotonic() + seconds
         while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
             self._connection.sleep(min(left, STOP_CHECK_SECONDS))
@@ -358,8 +355,7 @@ class Worker:
         ours = {REASON_HEADER: reason, REJECTION_HEADER: str(rejection)}
         copy = dead_letter_properties(message.properties, ours, self._parameters.frame_max)
         route = (DEAD_EXCHANGE, message.method.routing_key, message.body, copy)
-        wait = FIRST_BACKOFF_SECONDS
-        while True:
+        for wait in outage_waits():
             try:
                 self._publish_routed(channel, route)
                 return
@@ -373,7 +369,6 @@ class Worker:
                     self._pause(wait)
                 if self._stopping.is_set():
                     raise _Stopping from exc
-                wait = min(wait * 2, MAX_BACKOFF_SECONDS)
 
     @staticmethod
     def _publish_routed(channel: BlockingChannel, route: tuple) -> None:

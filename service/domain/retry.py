@@ -8,9 +8,24 @@ rather than all at once. A delivery stops being retried after ``max_attempts`` o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+# Waiting out what the relay needs and cannot reach (the database, the broker, room in
+# caf.dead): the first wait, doubled each time up to the longest.
+FIRST_OUTAGE_WAIT_SECONDS = 0.5
+LONGEST_OUTAGE_WAIT_SECONDS = 30.0
+
+
+def outage_waits() -> Iterator[float]:
+    """The waits between tries while something the relay needs is away, without end: short
+    at first, as most outages are a restart, then no more often than every half minute. Not
+    jittered: one process waits for its own connection, not for a recipient many retry."""
+    wait = FIRST_OUTAGE_WAIT_SECONDS
+    while True:
+        yield wait
+        wait = min(wait * 2, LONGEST_OUTAGE_WAIT_SECONDS)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import pika.exceptions
 import pytest
 
 from service import worker as worker_module
+from service.domain import retry
 from service.logs import configure_logging
 from service.worker import DEAD_QUEUE, REASON_HEADER, TRANSFERS_QUEUE, Worker
 from tests.conftest import BROKER_HOST
@@ -447,8 +448,8 @@ def test_a_dead_letter_caf_dead_refuses_is_held_and_no_message_behind_it_is_lost
     """Dropping the connection on a refused dead letter, as on a lost one, handed back the whole
     prefetch window each time; after five times the broker dead-lettered the messages in it
     unread, and caf.dead, full, dropped them."""
-    monkeypatch.setattr(worker_module, "FIRST_BACKOFF_SECONDS", 0.1)
-    monkeypatch.setattr(worker_module, "MAX_BACKOFF_SECONDS", 0.2)
+    monkeypatch.setattr(retry, "FIRST_OUTAGE_WAIT_SECONDS", 0.1)
+    monkeypatch.setattr(retry, "LONGEST_OUTAGE_WAIT_SECONDS", 0.2)
     caplog.set_level(logging.WARNING, logger="service.worker")
     reset_topology(broker_url)
     good = [examples.routine(f"behind-a-refused-letter-{i}", case=f"CAF-{i}") for i in range(15)]

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.domain.retry import RetryPolicy, after_failure
+from service.domain.retry import RetryPolicy, after_failure, outage_waits
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 POLICY = RetryPolicy(
@@ -57,3 +57,8 @@ def test_a_retry_that_would_fall_after_the_maximum_age_is_not_scheduled():
 
 def test_a_failure_a_retry_cannot_fix_is_not_retried():
     assert _after(1, retryable=False).gave_up == "the failure is not one a retry can fix"
+
+
+def test_an_outage_is_waited_out_half_a_second_at_first_then_doubling_to_half_a_minute():
+    waits = outage_waits()
+    assert [next(waits) for _ in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
