@@ -124,9 +124,12 @@ class AuditSearch:
         if query.child_key:
             statement = statement.where(record.event_id.in_(_transfers_of_child(query.child_key)))
         with self._transaction() as session:
-            order = _time_order(session) if query.since or query.until else None
+            if query.since or query.until:
+                order = _time_order(session)
+                if order is None:  # no records yet
+                    return AuditPage(records=[], next_after=None)
             if query.since:
-                first = order and _first_record_from(session, query.since, order)
+                first = _first_record_from(session, query.since, order)
                 if first is None:
                     return AuditPage(records=[], next_after=None)
                 statement = statement.where(record.recorded_at >= query.since, record.seq >= first)
@@ -134,7 +137,7 @@ class AuditSearch:
                 statement = statement.where(record.recorded_at < query.until)
                 # From the first record at or after ``until`` and the lag, every record is at
                 # or after ``until``: the last page need not read on to the end of the log.
-                beyond = order and _first_record_from(session, order.past(query.until), order)
+                beyond = _first_record_from(session, order.past(query.until), order)
                 if beyond is not None:
                     statement = statement.where(record.seq < beyond)
             rows = session.scalars(statement.order_by(record.seq).limit(query.page_size + 1)).all()

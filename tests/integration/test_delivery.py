@@ -155,12 +155,12 @@ def borough_key(tmp_path):
     return KeyRing.from_file(tmp_path / "islington-receipts.pem", create=True)
 
 
-def _signing_receipts(keyring: KeyRing):
+def _signing_receipts(keyring: KeyRing, received_at: str = "2026-11-24T10:00:00Z"):
     def answer(request):
         receipt = {
             "envelope_id": request.headers["X-Caf-Envelope-Id"],
             "sha256": hashlib.sha256(request.body).hexdigest(),
-            "received_at": "2026-11-24T10:00:00Z",
+            "received_at": received_at,
         }
         return 200, {"Content-Type": "application/jose+json"}, keyring.sign(receipt).encode()
 
@@ -280,16 +280,7 @@ def test_a_recipients_reason_phrase_and_receipt_time_with_a_nul_are_recorded_rep
     services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
     receiver.respond_with(503)
     receiver.reason_phrase = "Busy\x00"
-
-    def answer(request):
-        receipt = {
-            "envelope_id": request.headers["X-Caf-Envelope-Id"],
-            "sha256": hashlib.sha256(request.body).hexdigest(),
-            "received_at": "2026-11-24T10:00:00Z\x00",
-        }
-        return 200, {"Content-Type": "application/jose+json"}, borough_key.sign(receipt).encode()
-
-    receiver.answer = answer
+    receiver.answer = _signing_receipts(borough_key, received_at="2026-11-24T10:00:00Z\x00")
     event_id = _send(services, "nul-answers")
 
     assert _deliverer(services).deliver_due("test") == 2
