@@ -72,6 +72,12 @@ class AmqpSettingsSchema(Schema):
             )
         if parts.username or parts.password:
             raise ValidationError("Must not hold credentials; give them as secrets.")
+        try:  # as the socket will look the host up
+            parts.hostname.encode("idna")
+        except UnicodeError as exc:
+            raise ValidationError(
+                "Must have a host name valid in IDNA, each label 1 to 63 characters."
+            ) from exc
         if parts.query or parts.fragment:
             # pika reads connection options from the query, TLS verification and retries among
             # them, which would undo the bounds set on every attempt.

@@ -70,6 +70,10 @@ class HttpsSettingsSchema(Schema):
             raise ValidationError("Must not hold credentials; give a bearer_token as a secret.")
         if parts.query or parts.fragment:
             raise ValidationError("Must have no query or fragment: a token there would be shown.")
+        try:  # requests' own reading, which refuses a host name that is not valid IDNA 2008
+            requests.PreparedRequest().prepare_url(value, None)
+        except requests.RequestException as exc:
+            raise ValidationError(f"Must be a URL the HTTPS client can use: {exc}") from exc
 
 
 class HttpsSecretsSchema(Schema):

@@ -217,9 +217,15 @@ def test_https_configuration_errors_name_the_field():
         ("https://user:pass@borough.example/caf", "Must not hold credentials"),
         ("https://borough.example/caf?token=abc", "Must have no query or fragment"),
         ("https://borough.example:70000/caf", "Must have a port (if any) from 1 to 65535."),
+        # Before, accepted, then every delivery failed (retried) as "InvalidURL posting to ...".
+        (
+            "https://\u0660borough.example/caf",
+            "Must be a URL the HTTPS client can use: Failed to parse: Name '\u0660borough' is "
+            "not a valid IDNA label",
+        ),
     ],
 )
-def test_https_refuses_a_url_holding_a_secret_as_details_and_the_audit_show_it(url, error):
+def test_https_refuses_a_url_it_cannot_use_or_holding_a_secret_the_audit_would_show(url, error):
     with pytest.raises(AdapterConfigError) as invalid:
         build_adapter("https", {"url": url}, {"bearer_token": "a-token-of-sixteen-or-more"})
     assert invalid.value.errors["settings"]["url"][0].startswith(error)
@@ -525,9 +531,14 @@ AMQP_URL_REFUSED = (
             (url, AMQP_URL_REFUSED)
             for url in ("amqp://[broker", "amqp://broker.example:notaport/caf", "amqp://h:70000/")
         ),
+        # Before, accepted, then every delivery failed (retried) as "unreachable".
+        (
+            f"amqp://{'ü' * 64}.example/",
+            "Must have a host name valid in IDNA, each label 1 to 63 characters.",
+        ),
     ],
 )
-def test_amqp_refuses_credentials_or_connection_options_in_the_url(url, error):
+def test_amqp_refuses_a_url_it_cannot_use_or_holding_credentials_or_options(url, error):
     with pytest.raises(AdapterConfigError) as invalid:
         build_adapter(
             "amqp",
