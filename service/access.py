@@ -33,6 +33,8 @@ class Role(StrEnum):
     PUBLISHER = "publisher"  # a case system: sends events from its own authority
     PRACTITIONER = "practitioner"  # sees and decides its own authority's transfers
     AUDITOR = "auditor"  # reads the audit trail of its own authority
+    # reads /metrics only, counts and no case: a global one (Prometheus) the whole deployment's
+    MONITOR = "monitor"
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Principal:
 
     name: str
     role: Role
-    authority: str | None  # None only for a global admin
+    authority: str | None  # None only for a global admin or monitor
     token_id: str | None = None  # None for the operator at the command line
 
     @property
@@ -66,8 +68,8 @@ OPERATOR = Principal(name="command line", role=Role.ADMIN, authority=None)
 
 
 def check_scope(role: Role, authority: str | None) -> None:
-    """A token's role and authority must fit: only an admin may be global."""
-    if authority is None and role is not Role.ADMIN:
+    """A token's role and authority must fit: only an admin or a monitor may be global."""
+    if authority is None and role not in (Role.ADMIN, Role.MONITOR):
         raise ValueError(f"A {role.value} token must name the one authority it acts for.")
 
 

@@ -15,13 +15,15 @@ from service.store.organisations import UnknownAuthority
 
 @click.group()
 def token() -> None:
-    """API tokens, each with a role and (except a global admin's) one authority."""
+    """API tokens, each with a role and (except a global admin's or monitor's) one authority."""
 
 
 @token.command("create")
 @click.option("--name", required=True, help="Who or what holds it, e.g. 'Hackney Mosaic'.")
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
-@click.option("--authority", help="The authority it acts for; omit only for a global admin.")
+@click.option(
+    "--authority", help="The authority it acts for; omit only for a global admin or monitor."
+)
 @click.option(
     "--expires-in-days",
     type=click.IntRange(1, MAX_TOKEN_DAYS),

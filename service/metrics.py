@@ -11,6 +11,13 @@ The cost is a few aggregate queries per scrape, growing with the rows kept; scra
 30 seconds or more. Delivery latency is a histogram built the same way, from each envelope's
 signing (when it entered the outbox) to the end of the attempt that delivered it.
 
+Whose figures: a global scrape (the operator's Prometheus, with a global monitor token, or a
+global admin) gets the whole deployment's; an auditor's or an authority's monitor's, its own
+authority's, as everywhere else in the API: the transfers it sent, and those to it once sent
+(``seen_by``). Another borough's volumes, outcomes and failing recipients are that borough's
+business. The figures no one authority owns, the deployment's rejected input and the broker,
+are the operator's alone, so an authority's scrape leaves them out.
+
 Metrics:
 - ``caf_relay_transfers{state}``: transfers by outcome (awaiting_judgement, withheld, signed,
   delivered, failed); ``caf_relay_transfers_by_basis{basis}``: by isp, judgement or none;
@@ -21,13 +28,16 @@ Metrics:
   (``adapter_type`` "none" when the recipient had no usable adapter);
 - ``caf_relay_outbox_pending`` and ``caf_relay_outbox_oldest_seconds``: the delivery queue and
   how long its oldest envelope has waited (queue lag);
-- with a broker configured, ``caf_relay_broker_up`` and ``caf_relay_broker_queue_messages{queue}``
-  (messages ready in caf.transfers, i.e. not yet taken in, and in caf.dead).
+- with a broker configured, ``caf_relay_broker_up``, ``caf_relay_broker_queue_messages{queue}``
+  (messages ready in caf.transfers, i.e. not yet taken in, and in caf.dead) and
+  ``caf_relay_broker_queue_consumers{queue}`` (on caf.transfers, the workers taking events in).
 
 Alert on ``caf_relay_transfers{state="failed"} > 0`` (someone must redeliver), on a growing
 ``caf_relay_outbox_oldest_seconds`` (a recipient has been unreachable for that long), on a
-growing ``caf_relay_broker_queue_messages{queue="caf.transfers"}`` (intake is falling behind)
-and on ``caf_relay_broker_up == 0``.
+growing ``caf_relay_broker_queue_messages{queue="caf.transfers"}`` (intake is falling behind),
+on ``caf_relay_broker_queue_consumers{queue="caf.transfers"} == 0`` (no worker is running: the
+web app's ``/readyz`` does not say so, as it is that process's readiness) and on
+``caf_relay_broker_up == 0``.
 """
 
 from __future__ import annotations
@@ -54,30 +64,38 @@ LATENCY_BOUNDS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 
 
 class StoreCollector(Collector):
     def __init__(
-        self, store: Store, clock: Callable[[], datetime], broker_url: str | None = None
+        self,
+        store: Store,
+        clock: Callable[[], datetime],
+        broker_url: str | None = None,
+        viewer: str | None = None,
     ) -> None:
+        """``viewer``: the authority whose figures to give; None for the whole deployment's."""
         self._store = store
         self._clock = clock
         self._broker_url = broker_url
+        self._viewer = viewer
 
     def collect(self) -> Iterator[Metric]:
         yield from self._transfers()
+        if self._viewer is None:
+            yield self._rejections()
         yield self._latency()
         failures = CounterMetricFamily(
             "caf_relay_delivery_failures",
             "Failed delivery attempts, by adapter type and receiving authority.",
             labels=["adapter_type", "authority"],
         )
-        for row in self._store.operations.delivery_failures():
+        for row in self._store.operations.delivery_failures(self._viewer):
             failures.add_metric([row.adapter_type or "none", row.authority], row.failures)
         yield failures
         yield from self._outbox()
-        if self._broker_url:
+        if self._broker_url and self._viewer is None:
             yield from self._broker(self._broker_url)
 
     def _transfers(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily("caf_relay_transfers", "Transfers by state.", labels=["state"])
-        counts = self._store.transfers.counts_by_state()
+        counts = self._store.transfers.counts_by_state(self._viewer)
         for state in TRANSFER_STATES:
             by_state.add_metric([state], counts.get(state, 0))
         yield by_state
@@ -86,19 +104,21 @@ class StoreCollector(Collector):
             "Transfers by what their decision rests on: an ISP, a judgement, or none yet.",
             labels=["basis"],
         )
-        counts = self._store.operations.transfers_by_basis()
+        counts = self._store.operations.transfers_by_basis(self._viewer)
         for kind in BASIS_KINDS:
             by_basis.add_metric([kind], counts.get(kind, 0))
         yield by_basis
+
+    def _rejections(self) -> CounterMetricFamily:
         rejected = CounterMetricFamily(
             "caf_relay_events_rejected", "Inbound events refused, by reason.", labels=["rejection"]
         )
         for rejection, count in sorted(self._store.operations.rejections().items()):
             rejected.add_metric([rejection], count)
-        yield rejected
+        return rejected
 
     def _latency(self) -> HistogramMetricFamily:
-        latencies = self._store.operations.delivery_latencies(LATENCY_BOUNDS)
+        latencies = self._store.operations.delivery_latencies(LATENCY_BOUNDS, self._viewer)
         return HistogramMetricFamily(
             "caf_relay_delivery_latency_seconds",
             "From signing (entering the outbox) to delivered; a redelivery from the first signing.",
@@ -113,7 +133,7 @@ class StoreCollector(Collector):
         )
 
     def _outbox(self) -> Iterator[Metric]:
-        pending, oldest = self._store.outbox.summary()
+        pending, oldest = self._store.outbox.summary(self._viewer)
         yield GaugeMetricFamily(
             "caf_relay_outbox_pending", "Signed envelopes waiting for delivery.", value=pending
         )
@@ -135,15 +155,26 @@ class StoreCollector(Collector):
         depth = GaugeMetricFamily(
             "caf_relay_broker_queue_messages", "Messages ready in a queue.", labels=["queue"]
         )
-        for queue, messages in (queues or {}).items():
-            if messages is not None:
-                depth.add_metric([queue], messages)
+        consumers = GaugeMetricFamily(
+            "caf_relay_broker_queue_consumers",
+            "Consumers of a queue; on caf.transfers, the workers taking events in.",
+            labels=["queue"],
+        )
+        for queue, state in (queues or {}).items():
+            if state is not None:
+                depth.add_metric([queue], state.messages)
+                consumers.add_metric([queue], state.consumers)
         yield depth
+        yield consumers
 
 
 def registry_for(
-    store: Store, clock: Callable[[], datetime], broker_url: str | None = None
+    store: Store,
+    clock: Callable[[], datetime],
+    broker_url: str | None = None,
+    viewer: str | None = None,
 ) -> CollectorRegistry:
+    """The metrics of the whole deployment, or (``viewer``) of one authority's transfers."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store, clock, broker_url))
+    registry.register(StoreCollector(store, clock, broker_url, viewer))
     return registry

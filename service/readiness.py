@@ -25,6 +25,14 @@ _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*):[^@\s]*@")
 
 
 @dataclass(frozen=True)
+class QueueState:
+    """What the broker says of a queue when it is declared passively."""
+
+    messages: int  # ready, not yet taken by a consumer
+    consumers: int
+
+
+@dataclass(frozen=True)
 class Check:
     ok: bool
     detail: str
@@ -49,8 +57,8 @@ def check_broker(broker_url: str) -> Check:
     return Check(True, "The broker accepts connections.")
 
 
-def broker_queues(broker_url: str) -> dict[str, int | None]:
-    """Messages ready in each of the relay's queues (None for one not declared yet).
+def broker_queues(broker_url: str) -> dict[str, QueueState | None]:
+    """Each of the relay's queues as the broker sees it (None for one not declared yet).
 
     Raises whatever pika raises when the broker cannot be reached or refuses the login.
     """
@@ -61,15 +69,16 @@ def broker_queues(broker_url: str) -> dict[str, int | None]:
     parameters.blocked_connection_timeout = PROBE_TIMEOUT_SECONDS
     connection = pika.BlockingConnection(parameters)
     try:
-        return {queue: _ready_messages(connection, queue) for queue in QUEUES}
+        return {queue: _queue_state(connection, queue) for queue in QUEUES}
     finally:
         connection.close()
 
 
-def _ready_messages(connection: pika.BlockingConnection, queue: str) -> int | None:
+def _queue_state(connection: pika.BlockingConnection, queue: str) -> QueueState | None:
     channel = connection.channel()
     try:
-        return channel.queue_declare(queue, passive=True).method.message_count
+        declared = channel.queue_declare(queue, passive=True).method
+        return QueueState(declared.message_count, declared.consumer_count)
     except pika.exceptions.ChannelClosedByBroker as exc:
         if exc.reply_code == 404:  # the worker declares it when it first starts
             return None

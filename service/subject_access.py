@@ -19,7 +19,7 @@ from service.domain.child_keys import IDENTIFIER_FIELDS, ChildKeys, IdentifierEr
 from service.domain.model import basis_kind
 from service.store.audit_log import SENDERS_OWN
 from service.store.audit_search import AuditSearch
-from service.store.transfers import UNSENT
+from service.store.withdrawals import UNSENT
 
 if TYPE_CHECKING:
     from jinja2 import Environment

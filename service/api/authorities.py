@@ -28,7 +28,7 @@ from service import authorities as admin
 from service.access import Role
 from service.api.arguments import Blueprint
 from service.api.guard import (
-    ANY_ROLE,
+    CASE_ROLES,
     allow,
     app_services,
     principal,
@@ -90,7 +90,7 @@ def _as_problem() -> Iterator[None]:
 
 
 @blp.route("/authorities")
-@allow(*ANY_ROLE)
+@allow(*CASE_ROLES)
 @blp.response(HTTPStatus.OK, AuthoritySummarySchema(many=True))
 def list_authorities():
     """Every authority and organisation, with the type of adapter each receives through."""
@@ -109,7 +109,7 @@ def add_authority(document):
 
 
 @blp.route("/authorities/<code>")
-@allow(*ANY_ROLE)
+@allow(*CASE_ROLES)
 @blp.response(HTTPStatus.OK, AuthorityViewSchema)
 def get_authority(code: str):
     """One authority: its receipt keys (JWKS), broker publishers and adapter type."""

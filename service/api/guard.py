@@ -26,7 +26,8 @@ from service.bootstrap import Services
 
 ROLES_ATTRIBUTE = "_caf_roles"
 GUARDED_PATHS = frozenset({"/metrics"})  # besides everything under /api/
-ANY_ROLE = tuple(Role)
+# Every role that acts on cases, i.e. all but a monitor, which sees counts and nothing else.
+CASE_ROLES = tuple(role for role in Role if role is not Role.MONITOR)
 EXTENSION = "caf_relay"  # where ``web.create_app`` keeps the services in the Flask app
 CHALLENGE = 'Bearer realm="caf-relay"'
 INVALID_TOKEN = f'{CHALLENGE}, error="invalid_token"'

@@ -22,7 +22,7 @@ from service import isps
 from service.access import Role
 from service.api.arguments import Blueprint
 from service.api.bodies import whole_body
-from service.api.guard import ANY_ROLE, allow, app_services, principal, refuse
+from service.api.guard import CASE_ROLES, allow, app_services, principal, refuse
 from service.domain.basis import decision_day
 
 blp = Blueprint(
@@ -65,7 +65,7 @@ def _register_errors() -> Iterator[None]:
 
 
 @blp.route("/isps")
-@allow(*ANY_ROLE)
+@allow(*CASE_ROLES)
 @blp.response(HTTPStatus.OK, IspSummarySchema(many=True))
 def list_isps():
     """The newest version of every ISP, with its status."""
@@ -117,7 +117,7 @@ def import_isps():
 
 
 @blp.route("/isps/applicable")
-@allow(*ANY_ROLE)
+@allow(*CASE_ROLES)
 @blp.arguments(ApplicableQuerySchema, location="query")
 @blp.response(HTTPStatus.OK, ApplicabilitySchema)
 def applicable(query):
@@ -129,7 +129,7 @@ def applicable(query):
 
 
 @blp.route("/isps/<isp_id>")
-@allow(*ANY_ROLE)
+@allow(*CASE_ROLES)
 @blp.response(HTTPStatus.OK, IspHistorySchema)
 def show_isp(isp_id: str):
     """One ISP with every version ever recorded."""

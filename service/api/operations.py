@@ -4,30 +4,26 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.access import Role
-from service.api.guard import EXTENSION, allow, app_services
+from service.api.guard import allow, app_services, principal
 from service.metrics import registry_for
 from service.readiness import check_broker, check_database
 
 blp = Blueprint("operations", __name__)
 
 
-@blp.record_once
-def _build_registry(state) -> None:
-    services = state.app.extensions[EXTENSION]
-    state.app.extensions["caf_relay_metrics"] = registry_for(
-        services.store, services.clock, services.settings.broker_url
-    )
-
-
 @blp.get("/metrics")
-@allow(Role.AUDITOR)
+@allow(Role.AUDITOR, Role.MONITOR)
 def metrics() -> Response:
-    """Prometheus metrics; counts only, never personal data."""
-    registry = current_app.extensions["caf_relay_metrics"]
+    """Prometheus metrics; counts only, never personal data. A global monitor's or admin's are
+    the whole deployment's; an auditor's or an authority's monitor's, its authority's."""
+    services = app_services()
+    registry = registry_for(
+        services.store, services.clock, services.settings.broker_url, principal().authority
+    )
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 

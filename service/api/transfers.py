@@ -19,7 +19,7 @@ from service.access import Role
 from service.api.arguments import Blueprint, json_refusals, refuse_other_types
 from service.api.bodies import whole_body
 from service.api.guard import (
-    ANY_ROLE,
+    CASE_ROLES,
     allow,
     app_services,
     principal,
@@ -27,12 +27,8 @@ from service.api.guard import (
     require_authority,
 )
 from service.judgements import JudgementRefused, Refusal
-from service.store.transfers import (
-    UNSENT,
-    TransferQuery,
-    UnknownCursor,
-    as_its_recipient_sees,
-)
+from service.store.transfers import TransferQuery, UnknownCursor, as_its_recipient_sees
+from service.store.withdrawals import UNSENT
 
 blp = Blueprint(
     "transfers", __name__, url_prefix="/api/v1", description="Transfers and their timelines."
@@ -68,7 +64,7 @@ def visible_transfer(event_id: str) -> dict[str, Any]:
 
 
 @blp.route("/transfers")
-@allow(*ANY_ROLE)
+@allow(*CASE_ROLES)
 @blp.arguments(TransferListQuerySchema, location="query", as_kwargs=True)
 @blp.response(HTTPStatus.OK, TransferPageSchema)
 def list_transfers(authority: str | None = None, **filters: Any):
@@ -94,7 +90,7 @@ def list_transfers(authority: str | None = None, **filters: Any):
 
 
 @blp.route("/transfers/<path:event_id>")
-@allow(*ANY_ROLE)
+@allow(*CASE_ROLES)
 @blp.response(HTTPStatus.OK, TransferViewSchema)
 def get_transfer(event_id: str):
     """One transfer: its state, basis, deliveries and timeline."""

@@ -20,7 +20,7 @@ from service.store.audit_log import (
     Transaction,
     time_order,
 )
-from service.store.transfers import UNSENT
+from service.store.withdrawals import UNSENT
 
 
 @dataclass(frozen=True)

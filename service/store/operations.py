@@ -3,7 +3,8 @@
 Everything is derived from rows every process writes anyway (transfers, delivery attempts, the
 audit), so the numbers are the same whichever web process is scraped, however many workers
 deliver, and across restarts. Each query aggregates in the database; none loads rows into
-Python.
+Python. Each counts either everything or, given a ``viewer`` (an authority), only the
+transfers that authority's callers see (``seen_by``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from service.store import tables as t
 from service.store.audit_log import Transaction
+from service.store.withdrawals import seen_by
 
 
 class _SecondsBetween(FunctionElement):
@@ -58,7 +60,7 @@ class OperationsCounts:
     def __init__(self, transaction: Transaction) -> None:
         self._transaction = transaction
 
-    def transfers_by_basis(self) -> dict[str, int]:
+    def transfers_by_basis(self, viewer: str | None = None) -> dict[str, int]:
         """Transfers by what their decision rests on: ``isp``, ``judgement`` or ``none``.
 
         The same rule as ``service.domain.model.basis_kind``, over the stored decisions.
@@ -69,9 +71,11 @@ class OperationsCounts:
             (decision["judgement"].as_string().is_not(None), "judgement"),
             else_="none",
         ).label("kind")
+        statement = sa.select(kind, sa.func.count()).group_by(kind)
+        if viewer:
+            statement = statement.where(seen_by(viewer))
         with self._transaction() as session:
-            rows = session.execute(sa.select(kind, sa.func.count()).group_by(kind))
-            return {basis: count for basis, count in rows}
+            return {basis: count for basis, count in session.execute(statement)}
 
     def rejections(self) -> dict[str, int]:
         """Inbound events refused, by rejection (contract_violation, forged_sender, ...)."""
@@ -85,20 +89,22 @@ class OperationsCounts:
             )
             return {kind: count for kind, count in rows}
 
-    def delivery_failures(self) -> list[FailureCount]:
+    def delivery_failures(self, viewer: str | None = None) -> list[FailureCount]:
         """Failed delivery attempts by adapter type and receiving authority."""
         attempt = t.DeliveryAttempt
+        statement = (
+            sa.select(attempt.adapter_type, t.Transfer.to_authority, sa.func.count())
+            .join(t.Envelope, t.Envelope.envelope_id == attempt.envelope_id)
+            .join(t.Transfer, t.Transfer.event_id == t.Envelope.event_id)
+            .where(sa.not_(attempt.succeeded))
+            .group_by(attempt.adapter_type, t.Transfer.to_authority)
+        )
+        if viewer:
+            statement = statement.where(seen_by(viewer))
         with self._transaction() as session:
-            rows = session.execute(
-                sa.select(attempt.adapter_type, t.Transfer.to_authority, sa.func.count())
-                .join(t.Envelope, t.Envelope.envelope_id == attempt.envelope_id)
-                .join(t.Transfer, t.Transfer.event_id == t.Envelope.event_id)
-                .where(sa.not_(attempt.succeeded))
-                .group_by(attempt.adapter_type, t.Transfer.to_authority)
-            )
-            return [FailureCount(*row) for row in rows]
+            return [FailureCount(*row) for row in session.execute(statement)]
 
-    def delivery_latencies(self, bounds: Sequence[float]) -> Latencies:
+    def delivery_latencies(self, bounds: Sequence[float], viewer: str | None = None) -> Latencies:
         """From an envelope's signing, when it entered the outbox, to the end of the first
         attempt that delivered it: one figure an envelope, though one whose claim ran out
         mid-attempt may have gone twice; a redelivered transfer counts from its first signing,
@@ -109,14 +115,18 @@ class OperationsCounts:
             + attempt.duration_ms / 1000.0,
             sa.Float,
         )
-        first = (
+        firsts = (
             sa.select(sa.func.min(latency).label("seconds"))
             .select_from(attempt)
             .join(t.Envelope, t.Envelope.envelope_id == attempt.envelope_id)
             .where(attempt.succeeded)
             .group_by(attempt.envelope_id)
-            .subquery()
         )
+        if viewer:
+            firsts = firsts.join(t.Transfer, t.Transfer.event_id == t.Envelope.event_id).where(
+                seen_by(viewer)
+            )
+        first = firsts.subquery()
         within = [sa.func.sum(sa.case((first.c.seconds <= bound, 1), else_=0)) for bound in bounds]
         with self._transaction() as session:
             count, total, *counts = session.execute(

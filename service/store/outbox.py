@@ -29,6 +29,7 @@ from service.store.withdrawals import (
     NOT_WITHDRAWN,
     Withdrawn,
     reinstate,
+    seen_by,
     still_withdrawn,
     withdraw,
     withdraw_after_failing,
@@ -277,12 +278,17 @@ class Outbox:
         with self._transaction() as session:
             return session.scalar(sa.select(sa.func.min(t.OutboxItem.next_attempt_at)))
 
-    def summary(self) -> tuple[int, datetime | None]:
-        """How many items wait, and since when the oldest has."""
+    def summary(self, viewer: str | None = None) -> tuple[int, datetime | None]:
+        """How many items wait, and since when the oldest has: all, or those of the transfers
+        ``viewer`` (an authority) sees."""
+        item = t.OutboxItem
+        statement = sa.select(sa.func.count(), sa.func.min(item.enqueued_at))
+        if viewer:
+            statement = statement.join(t.Transfer, t.Transfer.event_id == item.event_id).where(
+                seen_by(viewer)
+            )
         with self._transaction() as session:
-            count, oldest = session.execute(
-                sa.select(sa.func.count(), sa.func.min(t.OutboxItem.enqueued_at))
-            ).one()
+            count, oldest = session.execute(statement).one()
             return count, oldest
 
     def record(self, settled: Sequence[Settled], unattempted: Sequence[Claimed] = ()) -> bool:

@@ -23,7 +23,7 @@ from service.store import tables as t
 from service.store.audit_log import OF_ITS_TRANSFER, SENDERS_OWN, AppendAudit, Transaction
 from service.store.outbox import stage_delivery
 from service.store.payloads import purged_from_the_start
-from service.store.withdrawals import NOT_WITHDRAWN, UNSENT
+from service.store.withdrawals import NOT_WITHDRAWN, seen_by
 
 if TYPE_CHECKING:
     from service.store.store import AuditEntry, SignedEnvelope
@@ -124,10 +124,14 @@ class Transfers:
             statement = statement.where(transfer.state == query.state)
         visible = sa.true()
         if query.authority:
-            received = transfer.to_authority == query.authority
-            if query.as_authority:
-                received = sa.and_(received, transfer.state.not_in(UNSENT))
-            visible = sa.or_(transfer.from_authority == query.authority, received)
+            visible = (
+                seen_by(query.authority)
+                if query.as_authority
+                else sa.or_(
+                    transfer.from_authority == query.authority,
+                    transfer.to_authority == query.authority,
+                )
+            )
             statement = statement.where(visible)
         if query.since:
             statement = statement.where(transfer.received_at >= query.since)
@@ -156,12 +160,13 @@ class Transfers:
         following = listed[-1]["event_id"] if len(rows) > query.limit else None
         return TransferPage(listed, following)
 
-    def counts_by_state(self) -> dict[str, int]:
+    def counts_by_state(self, viewer: str | None = None) -> dict[str, int]:
+        """Transfers by state: all, or those ``viewer`` (an authority) sees."""
+        statement = sa.select(t.Transfer.state, sa.func.count()).group_by(t.Transfer.state)
+        if viewer:
+            statement = statement.where(seen_by(viewer))
         with self._transaction() as session:
-            rows = session.execute(
-                sa.select(t.Transfer.state, sa.func.count()).group_by(t.Transfer.state)
-            )
-            return {state: count for state, count in rows}
+            return {state: count for state, count in session.execute(statement)}
 
     def view(self, event_id: str) -> dict[str, Any] | None:
         """A transfer as its sender sees it: state, basis, categories, deliveries; no case data.

@@ -54,6 +54,16 @@ UNDELIVERED = (TransferState.SIGNED, TransferState.FAILED)
 UNSENT = frozenset({TransferState.AWAITING_JUDGEMENT, TransferState.WITHHELD})
 
 
+def seen_by(authority: str) -> sa.ColumnElement[bool]:
+    """The transfers an authority's callers (but a global admin) see, in listings and figures
+    alike: those it sent, and those to it once sent."""
+    transfer = t.Transfer
+    return sa.or_(
+        transfer.from_authority == authority,
+        sa.and_(transfer.to_authority == authority, transfer.state.not_in(UNSENT)),
+    )
+
+
 class Ending(NamedTuple):
     """The version of an ISP that ended its basis for what is still to be sent, and why:
     that version's status (suspended, retired), or ``expired``."""

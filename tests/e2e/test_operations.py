@@ -16,7 +16,7 @@ from service.store.store import Store
 from service.web import create_app
 from service.worker import TRANSFERS_QUEUE
 from tests.support import examples
-from tests.support.amqp import publish, reset_topology, wait_until
+from tests.support.amqp import publish, reset_topology, running_worker, wait_until
 from tests.support.children import child, transfer_of
 from tests.support.processes import RelayProcess
 from tests.support.tokens import bearer
@@ -91,6 +91,17 @@ def test_metrics_show_events_waiting_in_the_broker(services, broker_url):
 
     down = f"amqp://guest:guest@127.0.0.1:{_closed_port()}/"
     assert _scrape(services, down)[("caf_relay_broker_up",)] == 0
+
+
+def test_metrics_say_whether_a_worker_takes_events_in(services, broker_url):
+    """With no worker consuming caf.transfers, events wait unseen, though the broker and the
+    database answer (``/readyz`` is ready): the consumers are what to alert on."""
+    reset_topology(broker_url)
+    consumers = ("caf_relay_broker_queue_consumers", ("queue", TRANSFERS_QUEUE))
+    assert _scrape(services, broker_url)[consumers] == 0
+    with running_worker(broker_url, services):
+        assert _scrape(services, broker_url)[consumers] == 1
+    wait_until(lambda: _scrape(services, broker_url)[consumers] == 0)
 
 
 def _scrape(services, broker_url) -> dict[tuple, float]:

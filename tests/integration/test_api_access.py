@@ -253,8 +253,19 @@ def test_no_endpoint_ever_answers_with_an_adapter_secret(services, app):
         assert secret not in response.get_data(as_text=True), key
 
 
+@pytest.mark.parametrize("key", list(SAMPLES), ids=" ".join)
+def test_a_global_monitor_reads_metrics_and_nothing_else(services, app, key):
+    response = _call(app.test_client(), key, bearer(services, Role.MONITOR))
+    if key == ("GET", "/metrics"):
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 403, response.get_data(as_text=True)
+        caller = _last_refusal(services)["caller"]
+        assert (caller["role"], caller["authority"]) == ("monitor", None)
+
+
 @pytest.mark.parametrize("role", ["publisher", "practitioner", "auditor"])
-def test_only_an_admin_token_may_be_global(services, role):
+def test_only_an_admin_or_monitor_token_may_be_global(services, role):
     # A token with no authority is unscoped: an auditor's would read every authority's audit.
     run = runner(services)
     made = run("token", "create", "--name", f"unscoped {role}", "--role", role)
@@ -271,6 +282,12 @@ def test_only_an_admin_token_may_be_global(services, role):
             expires_at=now + timedelta(days=1),
             by=OPERATOR,
         )
+
+
+def test_a_global_monitor_token_is_made_at_the_command_line(services):
+    made = runner(services)("token", "create", "--name", "Prometheus", "--role", "monitor")
+    assert made.exit_code == 0, made.output
+    assert "(monitor, global) for Prometheus" in made.output
 
 
 def test_a_token_revoked_at_the_command_line_is_refused_at_once_by_a_running_app(services):

@@ -1,4 +1,5 @@
-"""``/metrics`` after real transfers: outcomes, bases, rejections, latency, adapter failures."""
+"""``/metrics`` after real transfers: outcomes, bases, rejections, latency, adapter failures;
+the whole deployment's to a global admin, an authority's own to its auditor."""
 
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from tests.support.https_receiver import https_recipients
 from tests.support.tokens import bearer
 
 ISLINGTON, CAMDEN, HAVERING = "E09000019", "E09000007", "E09000025"
+HACKNEY, TOWER_HAMLETS = "E09000012", "E09000030"
 WAIT = 42  # seconds the deliverer's clock runs ahead of intake's: every delivery takes this long
 
 
@@ -39,7 +41,7 @@ def _receive(services, event) -> str:
     return services.relay.receive(examples.encode(event), sender=EMBEDDED).state
 
 
-def _scrape(services, role="auditor", authority=ISLINGTON) -> dict[tuple, float]:
+def _scrape(services, role="admin", authority=None) -> dict[tuple, float]:
     text = (
         create_app(services)
         .test_client()
@@ -53,7 +55,9 @@ def _scrape(services, role="auditor", authority=ISLINGTON) -> dict[tuple, float]
     }
 
 
-def test_metrics_count_outcomes_bases_rejections_latency_and_adapter_failures(services, receiver):
+def _receive_the_mix(services, receiver) -> None:
+    """From Hackney: two delivered to Islington, one failed to Camden (503 twice), one to
+    Havering (no adapter); from Havering, one parked for Tower Hamlets; two refused."""
     for n in range(2):
         assert _receive(services, examples.routine(f"to-islington-{n}", case=f"C-{n}")) == "signed"
     _deliver_due(services)
@@ -66,6 +70,10 @@ def test_metrics_count_outcomes_bases_rejections_latency_and_adapter_failures(se
     assert services.relay.receive(no_data, sender=EMBEDDED).rejection == "contract_violation"
     assert services.relay.receive(b"not json", sender=EMBEDDED).rejection == "not_json"
     _deliver_due(services)
+
+
+def test_metrics_count_outcomes_bases_rejections_latency_and_adapter_failures(services, receiver):
+    _receive_the_mix(services, receiver)
 
     metrics = _scrape(services)
 
@@ -115,9 +123,66 @@ def test_an_envelope_sent_twice_after_its_claim_ran_out_is_one_delivery_latency(
     assert metrics[("caf_relay_delivery_latency_seconds_count",)] == 1
 
 
-def test_metrics_need_an_auditor_or_a_global_admin(services):
+def test_metrics_need_an_auditor_a_monitor_or_a_global_admin(services):
     client = create_app(services).test_client()
     assert client.get("/metrics").status_code == 401
     practitioner = bearer(services, "practitioner", ISLINGTON)
     assert client.get("/metrics", headers=practitioner).status_code == 403
     assert client.get("/metrics", headers=bearer(services, "admin")).status_code == 200
+
+
+def test_a_global_monitor_scrapes_the_whole_deployment_and_an_authoritys_monitor_its_own(
+    services, receiver
+):
+    """The operator's Prometheus needs no admin token, which could change every borough."""
+    _receive_the_mix(services, receiver)
+
+    assert _scrape(services, "monitor") == _scrape(services, "admin")
+    assert _scrape(services, "monitor", HACKNEY) == _scrape(services, "auditor", HACKNEY)
+    assert _scrape(services, "monitor", HACKNEY) != _scrape(services, "monitor")
+
+
+def test_an_auditor_sees_the_figures_of_its_own_authoritys_transfers_only(services, receiver):
+    """As in its listings: what its authority sent, and what was sent to it; not another
+    authority's transfers, nor the deployment's rejections and broker."""
+    _receive_the_mix(services, receiver)
+
+    def seen_by(authority):
+        metrics = _scrape(services, "auditor", authority)
+        states = {k[1][1]: v for k, v in metrics.items() if k[0] == "caf_relay_transfers"}
+        failures = {
+            k[1:]: v for k, v in metrics.items() if k[0] == "caf_relay_delivery_failures_total"
+        }
+        return metrics, {s: n for s, n in states.items() if n}, failures
+
+    metrics, states, failures = seen_by(ISLINGTON)
+    assert states == {"delivered": 2}
+    assert failures == {}
+    assert metrics[("caf_relay_transfers_by_basis", ("basis", "isp"))] == 2
+    assert metrics[("caf_relay_delivery_latency_seconds_count",)] == 2
+    assert not any(k[0].startswith("caf_relay_events_rejected") for k in metrics)
+
+    metrics, states, failures = seen_by(HACKNEY)
+    assert states == {"delivered": 2, "failed": 2}
+    assert failures == {
+        (("adapter_type", "https"), ("authority", CAMDEN)): 2,
+        (("adapter_type", "none"), ("authority", HAVERING)): 2,
+    }
+
+    _, states, failures = seen_by(HAVERING)
+    assert states == {"awaiting_judgement": 1, "failed": 1}  # its parked one, and one to it
+    assert failures == {(("adapter_type", "none"), ("authority", HAVERING)): 2}
+
+    metrics, states, failures = seen_by(TOWER_HAMLETS)  # its one is parked: never sent to it
+    assert states == {} and failures == {}
+    assert metrics[("caf_relay_transfers_by_basis", ("basis", "none"))] == 0
+
+
+def test_an_auditor_sees_only_its_own_authoritys_envelopes_waiting(services):
+    services.store.add_isp(examples.pan_london_isp())
+    assert _receive(services, examples.routine("waiting-camden", to=CAMDEN)) == "signed"
+    assert _scrape(services)[("caf_relay_outbox_pending",)] == 1
+    islington = _scrape(services, "auditor", ISLINGTON)
+    assert islington[("caf_relay_outbox_pending",)] == 0
+    assert islington[("caf_relay_outbox_oldest_seconds",)] == 0
+    assert _scrape(services, "auditor", CAMDEN)[("caf_relay_outbox_pending",)] == 1
