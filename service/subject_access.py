@@ -91,6 +91,9 @@ def _transfer(stored: dict[str, Any], *, for_sender: bool) -> dict[str, Any]:
     actions = {r["action"]: r for r in _since_withdrawn(stored["audit"])}  # the latest of each
     received = actions.get("received", {}).get("detail", {})
     minimised = actions.get("minimised", {}).get("detail")
+    current = minimised["shared"] if minimised else []
+    shared = list(dict.fromkeys([*current, *_delivered_categories(stored["audit"])]))
+    withheld = minimised["withheld"] if minimised else received.get("categories_present", [])
     delivered = actions.get("delivered")
     decision = stored["decision"]
     return {
@@ -101,13 +104,11 @@ def _transfer(stored: dict[str, Any], *, for_sender: bool) -> dict[str, Any]:
         "purpose": stored["purpose"],
         "mode": stored["mode"],
         "received_at": stored["received_at"],
-        "basis": _basis(decision),
+        "basis": _basis(decision, for_sender=for_sender),
         "decision": decision["reason"],
         "categories": {
-            "shared": minimised["shared"] if minimised else [],
-            "withheld": minimised["withheld"]
-            if minimised
-            else received.get("categories_present", []),
+            "shared": shared,
+            "withheld": [category for category in withheld if category not in shared],
         },
         "delivery": {
             "outcome": DELIVERY_BY_STATE.get(stored["state"], stored["state"]),
@@ -137,9 +138,33 @@ def _since_withdrawn(audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in audit[:since] if r["action"] == "received"] + audit[since:]
 
 
-def _basis(decision: dict[str, Any]) -> dict[str, Any]:
+def _delivered_categories(audit: list[dict[str, Any]]) -> list[str]:
+    """The categories of every envelope of the transfer that was delivered, withdrawn or not:
+    one withdrawn by an ISP's ending may still have arrived before it was recorded, besides
+    the envelope a judgement then signed (``service.store.withdrawals``), and its recipient
+    holds both. An envelope's ``minimised`` record comes just before its ``signed`` one."""
+    shared_by_envelope: dict[str, list[str]] = {}
+    minimised: list[str] = []
+    delivered: list[str] = []
+    for record in audit:
+        if record["action"] == "minimised":
+            minimised = record["detail"]["shared"]
+        elif record["action"] == "signed":
+            shared_by_envelope[record["detail"]["envelope_id"]] = minimised
+        elif record["action"] == "delivered":
+            delivered += shared_by_envelope.get(record["detail"]["envelope_id"], [])
+    return delivered
+
+
+def _basis(decision: dict[str, Any], *, for_sender: bool) -> dict[str, Any]:
+    """The basis the transfer went on. For its sender, also a judgement not to share that a
+    late delivery overtook (``reinstated_decision``): the relay keeps it, reasons and all, so
+    the child's export holds it; its recipient was never meant to see it."""
     kind = basis_kind(decision)
     if kind == "isp":
+        overtaken = decision.get("overtaken_judgement") if for_sender else None
+        if overtaken is not None:
+            return {"kind": kind, "isp": decision["isp"], "overtaken_judgement": overtaken}
         return {"kind": kind, "isp": decision["isp"]}
     if kind == "judgement":
         return {"kind": kind, "judgement": decision["judgement"]}

@@ -3,16 +3,19 @@ transfers wait for a practitioner's judgement again, unless a delivery process h
 so against deliveries in flight, redeliveries and late deliveries, and in what the audit index
 and the subject-access export make of a withdrawn or reinstated basis."""
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from html import escape
 
 import pytest
 
 from service.senders import EMBEDDED
 from service.store.outbox import Lease
+from service.subject_access import render_html
 from service.web import create_app
 from tests.support import examples, judgements, withdrawing
 from tests.support.amqp import wait_until
@@ -473,6 +476,53 @@ def test_a_late_delivery_overtakes_a_judgement_not_to_share_and_its_recipient_se
     report = services.audit.verify()
     assert report.intact, report.as_dict()
     assert report.as_dict()["judgements"] == {"checked": 1, "not_checked": 0, "errors": []}
+
+
+def test_the_senders_export_holds_the_judgement_not_to_share_a_late_delivery_overtook(
+    services, receiver, client
+):
+    """The relay keeps the practitioner's judgement, reasons and all, with the transfer: a
+    subject access export for its sender (or the operator) must show it, its recipient's not."""
+    document = judgements.not_share(recipients=[ISLINGTON], purpose="continuity_of_early_help")
+    document["practitioner"]["organisation"] = HACKNEY
+    _late_delivery_after_judging(services, client, "late-withheld", document)
+    nhs_number = examples.routine("late-withheld")["data"]["case"]["child_identity"]["nhs_number"]
+
+    def exported(authority: str | None) -> dict:
+        export = services.subject_access.export({"nhs_number": nhs_number}, authority)
+        (transfer,) = export["transfers"]
+        return transfer
+
+    necessity = judgements.as_recorded(document)["reasons"]["necessity"]
+    for sender in (None, HACKNEY):
+        overtaken = exported(sender)["basis"]["overtaken_judgement"]
+        assert overtaken["decision"] == "not_share"
+        assert overtaken["reasons"]["necessity"] == necessity
+    assert "overtaken_judgement" not in exported(ISLINGTON)["basis"]
+    assert necessity not in json.dumps(exported(ISLINGTON))
+
+    page = render_html(services.subject_access.export({"nhs_number": nhs_number}, HACKNEY))
+    assert "not share" in page and escape(necessity) in page
+    page = render_html(services.subject_access.export({"nhs_number": nhs_number}, ISLINGTON))
+    assert escape(necessity) not in page
+
+
+def test_the_export_lists_what_a_late_delivery_shared_besides_the_judgements_envelope(
+    services, receiver, client
+):
+    """The envelope signed under the ISP arrived before the suspension, the judgement's after
+    it: the recipient holds both, so the child's export lists what either shared."""
+    _late_delivery_after_judging(services, client, "late-shared", _share())
+    withdrawing.deliverer(services).deliver_due("test")
+    nhs_number = examples.routine("late-shared")["data"]["case"]["child_identity"]["nhs_number"]
+
+    for authority in (None, ISLINGTON):
+        export = services.subject_access.export({"nhs_number": nhs_number}, authority)
+        (transfer,) = export["transfers"]
+        shared, withheld = transfer["categories"]["shared"], transfer["categories"]["withheld"]
+        assert {"child_identity", "lead_professional", "child_contact", "plan"} <= set(shared)
+        assert "family_and_environment" in withheld
+        assert not set(shared) & set(withheld)
 
 
 def _overtaken_rewritten(row) -> dict:
