@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from service.audit import Audit
-from service.config import Settings
+from service.config import PREFIX, Settings
 from service.delivery import AdapterCache, Deliverer
 from service.delivery_loop import DeliveryLoop
 from service.domain.child_keys import ChildKeys
@@ -74,7 +74,12 @@ def services_from_env() -> Services:
 def build_services(
     settings: Settings, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> Services:
-    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"{PREFIX}INSTANCE_DIR {settings.instance_dir} cannot be made: {exc.strerror}."
+        ) from exc
     store = Store(settings.database_url, settings.secret_box())
     keyring = settings.keyring()
     child_keys = settings.child_keys()

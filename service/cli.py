@@ -183,7 +183,11 @@ def keys() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 def keys_generate(path: Path) -> None:
     """Write a new Ed25519 signing key (PEM, owner-readable only) to PATH."""
-    if not write_new_key(path):
+    try:
+        written = write_new_key(path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not written:
         raise click.UsageError(f"{path} exists; refusing to overwrite a signing key.")
     click.echo(f"Wrote a new Ed25519 signing key to {path}")
 

@@ -90,10 +90,14 @@ def read_jwks(source: str) -> dict[str, Any]:
                     f"{source} redirects to {moved}; give the JWKS's own https address."
                 )
             response.raise_for_status()
-            return response.json()
-        return json.loads(Path(source).read_text())
+            document = response.json()
+        else:
+            document = json.loads(Path(source).read_text())
     except (OSError, ValueError, requests.RequestException) as exc:
         raise click.ClickException(f"Cannot read the JWKS from {source}: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise click.ClickException(f"{source} is not a JWKS: an object with a list of keys.")
+    return document
 
 
 def emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:

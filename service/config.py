@@ -21,7 +21,7 @@ from adapters.urls import readable_url
 from service import retry_settings
 from service.domain.child_keys import ChildKeys
 from service.domain.retry import RetryPolicy
-from service.key_files import create_once
+from service.key_files import read_key_file
 from service.logs import FORMATS, LEVELS
 from service.secrets import SecretBox
 from service.signing import MAX_PAYLOAD_CHARACTERS, KeyRing, read_retired_keys
@@ -137,15 +137,18 @@ class Settings:
         Every process of a deployment must use the same key, or searches by child miss records.
         """
         if self.audit_key:
-            if len(self.audit_key) < MIN_AUDIT_KEY_LENGTH:
-                raise ValueError(
-                    f"{PREFIX}AUDIT_KEY must be at least {MIN_AUDIT_KEY_LENGTH} characters."
-                )
-            return ChildKeys(self.audit_key.encode())
+            return ChildKeys(_audit_key(self.audit_key, f"{PREFIX}AUDIT_KEY"))
         path = self.instance_dir / "audit.key"
-        if not path.exists():
-            create_once(path, f"{secrets.token_urlsafe(32)}\n".encode())
-        return ChildKeys(path.read_text().strip().encode())
+        made = read_key_file(path, "Audit key", lambda: f"{secrets.token_urlsafe(32)}\n".encode())
+        return ChildKeys(_audit_key(made.decode().strip(), str(path)))
+
+
+def _audit_key(key: str, where: str) -> bytes:
+    """The key, if long enough to key child identifiers' hashes: a short one (an empty file
+    from a ``touch``, say) would let anyone who can list identifiers find every child's."""
+    if len(key) < MIN_AUDIT_KEY_LENGTH:
+        raise ValueError(f"{where} must hold at least {MIN_AUDIT_KEY_LENGTH} characters.")
+    return key.encode()
 
 
 def _lease(value: str) -> timedelta:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -32,3 +33,18 @@ def create_once(path: Path, content: bytes) -> bool:
         return True
     finally:
         draft.unlink()
+
+
+def read_key_file(path: Path, what: str, new: Callable[[], bytes] | None = None) -> bytes:
+    """The bytes of the key file at ``path``, first made with ``new()`` if it is missing and
+    ``new`` is given. A file that cannot be made or read (another user's, say) is a
+    ``ValueError`` naming it, which every entrypoint reports in one line."""
+    try:
+        if new is not None and not path.exists():
+            create_once(path, new())
+    except OSError as exc:
+        raise ValueError(f"{what} file {path} cannot be written: {exc.strerror}.") from exc
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{what} file {path} cannot be read: {exc.strerror}.") from exc

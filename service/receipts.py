@@ -32,11 +32,12 @@ def check_receipt(
         envelope.sha256,
     ):
         return {"verified": False, "reason": "The receipt is for another envelope or content."}
-    received_at = payload.get("received_at")
+    received_at, kid = payload.get("received_at"), header.get("kid")
     # Only text goes into the audit from outside, and only text it can store: a number could be
-    # re-formatted by PostgreSQL's JSONB and so break the audit record's hash.
+    # re-formatted by PostgreSQL's JSONB and so break the audit record's hash. A receipt naming
+    # no key (verified by the recipient's only one) is audited with none.
     return {
         "verified": True,
-        "kid": str(header.get("kid")),
+        "kid": storable_text(kid) if isinstance(kid, str) else None,
         "received_at": storable_text(received_at) if isinstance(received_at, str) else None,
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from service.key_files import create_once
+from service.key_files import read_key_file
 
 UNREADABLE = "Stored adapter secrets cannot be decrypted with the configured keys."
 
@@ -34,9 +34,9 @@ class SecretBox:
     @classmethod
     def from_file(cls, path: Path, *, create: bool = False) -> SecretBox:
         """Keys from a file, one a line; with ``create``, a new file with one key if absent."""
-        if not path.exists() and create:
-            create_once(path, Fernet.generate_key() + b"\n")
-        return cls([line.strip() for line in path.read_text().splitlines() if line.strip()])
+        new = (lambda: Fernet.generate_key() + b"\n") if create else None
+        lines = read_key_file(path, "Secrets key", new).decode().splitlines()
+        return cls([line.strip() for line in lines if line.strip()])
 
     def seal(self, secrets: dict[str, Any]) -> str:
         return self._fernet.encrypt(json.dumps(secrets).encode()).decode()

@@ -23,9 +23,11 @@ from joserfc.util import to_bytes
 
 from contracts.envelope import ENVELOPE_JWS_TYP
 from service.domain.canonical import canonical_json
-from service.key_files import create_once
+from service.key_files import create_once, read_key_file
 
 SIGNING_ALG = "EdDSA"
+# What an Ed25519 public key is (RFC 8037); the private key adds ``d``.
+PUBLIC_PARAMETERS = ("kty", "crv", "x")
 ACCEPTED_ALGS = ("EdDSA", "Ed25519")
 # joserfc refuses a payload over 128,000 characters by default: less than the envelope of an
 # event at the default size limit (about 350,000 in base64url). What it verifies here is an
@@ -57,15 +59,11 @@ class KeyRing:
     def from_file(
         cls, path: Path, *, create: bool = False, retired: Sequence[OKPKey] = ()
     ) -> KeyRing:
-        """Load a PEM (PKCS#8) or JWK Ed25519 private key; with ``create``, make one if absent."""
-        if create and not path.exists():
-            write_new_key(path)
+        """Load a PEM (PKCS#8) or JWK Ed25519 private key; with ``create``, make one if absent
+        (a configured key that is missing is an error, not a new key)."""
+        data = read_key_file(path, "Signing key", _new_key_pem if create else None)
         try:
-            data = path.read_bytes()
-        except OSError as exc:  # a configured key that is missing is an error, not a new key
-            raise ValueError(f"Signing key file {path} cannot be read: {exc.strerror}.") from exc
-        try:
-            key = OKPKey.import_key(json.loads(data) if data.lstrip().startswith(b"{") else data)
+            key = _private_key(data)
         except (JoseError, ValueError) as exc:
             raise ValueError(f"{path} does not hold an Ed25519 private key: {exc}") from exc
         if key.curve_name != "Ed25519" or not key.is_private:
@@ -88,8 +86,24 @@ class KeyRing:
         return json.dumps(signed, separators=(",", ":"))
 
 
+def _private_key(data: bytes) -> OKPKey:
+    """The key in a PEM or JWK file. Of a JWK, only the key itself counts: what it says of its
+    use (``alg``, ``use``, ``key_ops``) would otherwise stop the relay signing as it does (as
+    ``alg: Ed25519`` would), or be published and stop receivers verifying (as ``key_ops: sign``
+    would)."""
+    if not data.lstrip().startswith(b"{"):
+        return OKPKey.import_key(data)
+    return OKPKey.import_key(_parameters(json.loads(data), (*PUBLIC_PARAMETERS, "d")))
+
+
 def _published(key: OKPKey) -> dict[str, Any]:
-    return {**key.as_dict(private=False), "kid": key.thumbprint(), "use": "sig", "alg": SIGNING_ALG}
+    """The public key as receivers verify with it: for signatures, as the relay signs."""
+    public = _parameters(key.as_dict(private=False), PUBLIC_PARAMETERS)
+    return {**public, "kid": key.thumbprint(), "use": "sig", "alg": SIGNING_ALG}
+
+
+def _parameters(jwk: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    return {name: value for name, value in jwk.items() if name in names}
 
 
 def read_retired_keys(path: Path) -> list[OKPKey]:
@@ -109,17 +123,46 @@ def read_retired_keys(path: Path) -> list[OKPKey]:
 
 def write_new_key(path: Path) -> bool:
     """Create a new Ed25519 private key as PEM, readable by its owner only, unless a file is
-    already at ``path``; True if this call made it."""
-    return create_once(path, OKPKey.generate_key("Ed25519").as_pem(private=True))
+    already at ``path``; True if this call made it. A ``ValueError`` says why it cannot be."""
+    try:
+        return create_once(path, _new_key_pem())
+    except OSError as exc:
+        raise ValueError(f"Signing key file {path} cannot be written: {exc.strerror}.") from exc
+
+
+def _new_key_pem() -> bytes:
+    return OKPKey.generate_key("Ed25519").as_pem(private=True)
 
 
 def verify(jws_text: str | bytes, jwks: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Check a JWS against a JWKS; return (protected header, payload) or raise."""
     try:
-        document = json.loads(jws_text)
+        document = _flattened(json.loads(jws_text))
         keys = KeySet.import_key_set(jwks)
         result = jws.deserialize_json(document, keys, registry=_REGISTRY)
         payload = json.loads(to_bytes(result.payload))
-    except (JoseError, ValueError, TypeError, KeyError) as exc:
+    except (JoseError, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise VerificationError(f"Signature does not verify: {exc}") from exc
     return result.headers(), payload
+
+
+def _flattened(document: Any) -> dict[str, Any]:
+    """``document`` in the flattened JSON serialization, which joserfc's result gives one
+    header for. The general serialization with a single signature is the same JWS (RFC 7515,
+    7.2.2), as a recipient's library may sign its receipt; with several, which signer vouches
+    for the payload would be a guess. Anything else that is not a JWS is refused here, as
+    joserfc would fail on it with an ``AttributeError``."""
+    if not isinstance(document, dict) or not isinstance(document.get("payload"), str):
+        raise ValueError("not a JWS in JSON serialization (an object with a text payload).")
+    signatures = document.get("signatures")
+    if signatures is None:
+        return document
+    if not isinstance(signatures, list) or not all(isinstance(s, dict) for s in signatures):
+        raise ValueError("its signatures are not a list of objects.")
+    if len(signatures) != 1:
+        raise ValueError(f"it holds {len(signatures)} signatures; one is expected.")
+    (signature,) = signatures
+    return {
+        **_parameters(signature, ("protected", "header", "signature")),
+        "payload": document["payload"],
+    }

@@ -186,6 +186,14 @@ def test_a_checkpoint_file_that_is_not_text_is_a_reason_not_a_traceback(run, tmp
     )
 
 
+@pytest.mark.parametrize("not_a_jwks", [["a key"], {"keys": 5}, "keys"])
+def test_a_jwks_file_that_is_not_a_jwks_is_a_reason_not_a_traceback(run, tmp_path, not_a_jwks):
+    # Before, AttributeError or TypeError: the keys were only looked at as checkpoints were.
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(not_a_jwks))
+    _said_in_one_line(run("audit", "verify", "--jwks", str(jwks)), str(jwks), "not a JWKS")
+
+
 def test_retention_run_reports_what_it_purged(run):
     result = run("retention", "run")
     assert result.exit_code == 0, result.output

@@ -14,6 +14,8 @@ import pika
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from joserfc import jws as joserfc_jws
+from joserfc.jwk import OKPKey
 
 from adapters import amqp
 from adapters.amqp import AmqpAdapter
@@ -226,6 +228,74 @@ def test_a_receipt_for_another_envelope_or_content_is_recorded_as_not_verified(
         "receipt",
         {"verified": False, "reason": "The receipt is for another envelope or content."},
     )
+
+
+def _recipient_key(services) -> OKPKey:
+    """A key of the recipient's own, registered for its receipts."""
+    key = OKPKey.generate_key("Ed25519")
+    jwks = {"keys": [{**key.as_dict(private=False), "kid": key.thumbprint()}]}
+    services.store.organisations.edit(ISLINGTON, {"jwks": jwks}, by=OPERATOR)
+    return key
+
+
+def _receipts_signed_by(key: OKPKey, header: dict, *, general: bool):
+    def answer(request):
+        receipt = {
+            "envelope_id": request.headers["X-Caf-Envelope-Id"],
+            "sha256": hashlib.sha256(request.body).hexdigest(),
+        }
+        members = [{"protected": header}] if general else {"protected": header}
+        signed = joserfc_jws.serialize_json(members, json.dumps(receipt), key, algorithms=["EdDSA"])
+        return 200, {"Content-Type": "application/jose+json"}, json.dumps(signed).encode()
+
+    return answer
+
+
+def test_a_receipt_in_the_general_json_serialization_is_verified(services, receiver):
+    # RFC 7515's JSON serialization, as a recipient's library signs with a list of signers.
+    # Before, checking it raised AttributeError: "Not checked" in the audit, a traceback logged.
+    key = _recipient_key(services)
+    header = {"alg": "EdDSA", "kid": key.thumbprint()}
+    receiver.answer = _receipts_signed_by(key, header, general=True)
+    event_id = _send(services, "general-receipt")
+
+    _deliverer(services).deliver_due("test")
+
+    assert audit_actions(services.store, event_id)[-1][1:] == (
+        "receipt",
+        {"verified": True, "kid": key.thumbprint(), "received_at": None},
+    )
+
+
+def test_a_receipt_naming_no_key_is_audited_with_no_kid(services, receiver):
+    # Its recipient's only key verifies it; before, the audit named the key "None".
+    key = _recipient_key(services)
+    receiver.answer = _receipts_signed_by(key, {"alg": "EdDSA"}, general=False)
+    event_id = _send(services, "receipt-without-kid")
+
+    _deliverer(services).deliver_due("test")
+
+    assert audit_actions(services.store, event_id)[-1][1:] == (
+        "receipt",
+        {"verified": True, "kid": None, "received_at": None},
+    )
+
+
+def test_a_receipt_that_is_not_a_jws_is_recorded_as_not_verified_saying_why(
+    services, receiver, borough_key, caplog
+):
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
+    receiver.answer = lambda request: (200, {"Content-Type": "application/jose+json"}, b"[]")
+    event_id = _send(services, "array-receipt")
+
+    with caplog.at_level(logging.INFO, logger="service.delivery"):
+        _deliverer(services).deliver_due("test")
+
+    assert services.store.transfers.view(event_id)["state"] == "delivered"
+    _, action, detail = audit_actions(services.store, event_id)[-1]
+    assert (action, detail["verified"]) == ("receipt", False)
+    assert "not a JWS in JSON serialization" in detail["reason"]
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 def _encoded(document: dict) -> str:

@@ -155,3 +155,93 @@ def test_a_public_key_is_refused_as_the_signing_key(tmp_path):
     path.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)))
     with pytest.raises(ValueError, match="does not hold an Ed25519 private key"):
         KeyRing.from_file(path)
+
+
+# What a JWK file may say about the key beyond the key itself. Only the key material counts:
+# the relay signs as it always does and publishes what any verifier accepts. Before, the first
+# three failed every signature (each event requeued and in the end dead-lettered), and the last
+# was published as a key for signing only, which jwcrypto and the relay itself then refused to
+# verify with.
+JWK_METADATA = {
+    "RFC 9864's alg name": {"alg": "Ed25519"},
+    "use for encryption": {"use": "enc"},
+    "verify only": {"key_ops": ["verify"]},
+    "sign only, as RFC 7517 suggests for a private key": {"key_ops": ["sign"]},
+}
+
+
+@pytest.mark.parametrize("metadata", JWK_METADATA.values(), ids=JWK_METADATA.keys())
+def test_a_jwk_signing_key_signs_and_verifies_whatever_else_its_file_says(tmp_path, metadata):
+    generated = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="relay-2026")
+    path = tmp_path / "signing-key.jwk"
+    path.write_text(json.dumps({**json.loads(generated.export_private()), **metadata}))
+    keyring = KeyRing.from_file(path)
+
+    signed = keyring.sign({"envelope_id": "e"})
+
+    assert verify(signed, keyring.jwks())[1] == {"envelope_id": "e"}
+    (published,) = keyring.jwks()["keys"]
+    assert published == {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": json.loads(generated.export_public())["x"],
+        "kid": keyring.kid,
+        "use": "sig",
+        "alg": "EdDSA",
+    }
+    token = jws.JWS()
+    token.deserialize(signed)
+    token.verify(jwk.JWKSet.from_json(json.dumps(keyring.jwks())).get_key(keyring.kid))
+
+
+def _one_signature_in_general_form(flattened: str) -> str:
+    signed = json.loads(flattened)
+    signature = {"protected": signed["protected"], "signature": signed["signature"]}
+    return json.dumps({"payload": signed["payload"], "signatures": [signature]})
+
+
+def test_a_jws_in_the_general_json_serialization_with_one_signature_verifies(keyring):
+    # RFC 7515's JSON serialization has two forms; a recipient's library may sign its receipt
+    # in the general one. Before, verifying it raised AttributeError.
+    general = _one_signature_in_general_form(keyring.sign({"envelope_id": "e"}))
+    header, payload = verify(general, keyring.jwks())
+    assert (header["kid"], payload) == (keyring.kid, {"envelope_id": "e"})
+
+
+def test_a_jws_with_two_signatures_is_refused_saying_so(keyring, tmp_path):
+    other = KeyRing.from_file(tmp_path / "other.pem", create=True)
+    first, second = (json.loads(k.sign({"a": 1})) for k in (keyring, other))
+    both = {
+        "payload": first["payload"],
+        "signatures": [{k: s[k] for k in ("protected", "signature")} for s in (first, second)],
+    }
+    with pytest.raises(VerificationError, match="2 signatures; one is expected"):
+        verify(json.dumps(both), {"keys": keyring.jwks()["keys"] + other.jwks()["keys"]})
+
+
+NOT_A_JWS = {
+    "a JSON array": "[]",
+    "a JSON string": '"signed"',
+    "a payload that is a number": '{"payload": 1, "protected": "e30", "signature": "AAAA"}',
+    "a list of signatures that is not a list": '{"payload": "e30", "signatures": {}}',
+    "nested deeper than Python reads": "[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("text", NOT_A_JWS.values(), ids=NOT_A_JWS.keys())
+def test_json_that_is_not_a_jws_does_not_verify_and_says_why(keyring, text):
+    # Before, each raised AttributeError or RecursionError: a traceback from `caf-relay verify`,
+    # and a receipt recorded as "Not checked: AttributeError" with a traceback in the log.
+    with pytest.raises(VerificationError, match="Signature does not verify: "):
+        verify(text, keyring.jwks())
+
+
+@pytest.mark.parametrize("text", NOT_A_JWS.values(), ids=NOT_A_JWS.keys())
+def test_the_verify_command_says_in_one_line_that_a_file_is_not_a_jws(keyring, tmp_path, text):
+    envelope = tmp_path / "envelope.json"
+    envelope.write_text(text)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(keyring.jwks()))
+    result = CliRunner().invoke(main, ["verify", str(envelope), "--jwks", str(jwks)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Signature does not verify: ")
