@@ -47,7 +47,7 @@ from bench.isolation import BROKER_USER, POSTGRES_ADMIN_URL, own_database
 from bench.traffic import large_routine_events, routine_events
 from service.bootstrap import build_services
 from service.config import DEFAULT_MAX_EVENT_BYTES, Settings
-from service.senders import Sender
+from service.senders import BrokerSenders
 
 WARM_UP = 40
 # Event counts for --instructions: the count per event is the difference over the difference.
@@ -138,7 +138,7 @@ def _cpu_ms_per_event(
         )
         try:
             prepare_intake(services.store)
-            sender = Sender("the bench's publisher", broker_user=BROKER_USER)
+            sender = BrokerSenders(trusted_users=())(BROKER_USER)  # as the worker makes it
             warm_up = -(-WARM_UP // batch) * batch  # whole batches
             # As many events are made for a count of FEWER as of MORE: making one takes about
             # 0.8 million instructions, which the difference (--instructions) must not count.

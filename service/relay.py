@@ -225,7 +225,7 @@ class Relay:
             transfer_request(event), reference.isp_terms, decision_day(received_at)
         )
         concluded = self._sealer.conclude(event, decision, received_at, names)
-        arrival = AuditEntry("received", _received_detail(event, self._child_keys))
+        arrival = AuditEntry("received", _received_detail(event, sender, self._child_keys))
         audit = [arrival, *concluded.audit]
         new = NewTransfer(
             concluded.kept,
@@ -325,11 +325,15 @@ def _field_like_keys(messages: Any) -> Any:
     return kept
 
 
-def _received_detail(event: dict[str, Any], child_keys: ChildKeys) -> dict[str, Any]:
-    """The arrival, findable by child through keyed hashes of the child's identifiers only."""
+def _received_detail(
+    event: dict[str, Any], sender: Sender, child_keys: ChildKeys
+) -> dict[str, Any]:
+    """The arrival, who handed it in, and findable by child through keyed hashes of the
+    child's identifiers only."""
     data = event["data"]
     return {
         "source": event["source"],
+        "sent_by": dict(sender.sent_by),
         "case_reference": event["subject"],
         "from_authority": data["from_authority"],
         "to_authority": data["to_authority"],

@@ -18,7 +18,7 @@ from service.api.arguments import Blueprint
 from service.api.bodies import body_within
 from service.api.guard import allow, app_services, principal, refuse
 from service.relay import Rejection
-from service.senders import Sender
+from service.senders import token_sender
 
 blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Case-transfer events in.")
 
@@ -49,7 +49,7 @@ def post_event():
     """Send one case-transfer event (a CloudEvent, structured JSON mode)."""
     caller = principal()
     services = app_services()
-    sender = Sender(f"Token {caller.token_id} ({caller.name})", authority=caller.authority)
+    sender = token_sender(caller.token_id, caller.name, caller.authority)
     body = body_within()
     if body is None:  # Content-Length is None for a chunked body
         received = services.relay.refuse_oversized(request.content_length)

@@ -78,3 +78,34 @@ def test_an_unregistered_account_may_send_for_no_authority(services, broker_url,
 
     dead = _dead_by_id(broker_url, 1)
     assert "(it sends for no authority)" in dead["unregistered"][REASON_HEADER]
+
+
+def _sent_by(services, event_id):
+    """Who the transfer's arrival record, and its timeline as the API shows it, say sent it."""
+    [received] = [d for _, a, d in audit_actions(services.store, event_id) if a == "received"]
+    timeline = services.store.transfers.view(event_id)["timeline"]
+    [arrival] = [entry["detail"] for entry in timeline if entry["action"] == "received"]
+    assert arrival["sent_by"] == received["sent_by"]
+    return received["sent_by"]
+
+
+def test_the_audit_names_the_broker_account_that_sent_an_accepted_event(
+    services, broker_url, strict_worker
+):
+    publish(broker_url, examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="by-guest")))
+
+    wait_until(lambda: services.store.transfers.view("by-guest") is not None)
+    assert _sent_by(services, "by-guest") == {"via": "amqp", "broker_user": "guest"}
+
+
+def test_the_audit_says_an_account_was_trusted_to_send_for_any_authority(services, broker_url):
+    reset_topology(broker_url)
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS, id="by-the-hub")
+    with running_worker(broker_url, services, senders=BrokerSenders(trusted_users=("guest",))):
+        publish(broker_url, examples.encode(event))
+        wait_until(lambda: services.store.transfers.view("by-the-hub") is not None)
+    assert _sent_by(services, "by-the-hub") == {
+        "via": "amqp",
+        "broker_user": "guest",
+        "trusted": True,
+    }

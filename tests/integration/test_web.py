@@ -14,7 +14,7 @@ from tests.support import examples, malformed
 from tests.support import isps as isps_support
 from tests.support.served import chunked, serving
 from tests.support.store_reads import audit_actions
-from tests.support.tokens import bearer
+from tests.support.tokens import bearer, headers_for, issue, token_name
 
 HACKNEY, NEWHAM = "E09000012", "E09000025"
 
@@ -373,3 +373,25 @@ def test_an_isp_file_holding_a_nul_is_refused_whole(services, client):
     assert response.status_code == 422, response.get_data(as_text=True)
     assert response.get_json()["detail"] == ("Not storable: a string holds the NUL character.")
     assert "newham-tower-hamlets" not in services.store.isps.latest()
+
+
+def test_the_audit_names_the_token_that_sent_an_accepted_event_never_its_secret(services, client):
+    sent_with = issue(services, "publisher", HACKNEY)
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    response = client.post(
+        "/api/v1/events", data=examples.encode(event), headers=headers_for(sent_with)
+    )
+    assert response.status_code == 202
+
+    sent_by = {
+        "via": "http",
+        "token_id": sent_with.token_id,
+        "token_name": token_name("publisher", HACKNEY),
+    }
+    [arrival] = [e for e in response.get_json()["timeline"] if e["action"] == "received"]
+    assert arrival["detail"]["sent_by"] == sent_by
+    auditor = bearer(services, "auditor", HACKNEY)
+    page = client.get(f"/api/v1/audit?case_reference={event['subject']}", headers=auditor)
+    [received] = [r for r in page.get_json()["records"] if r["action"] == "received"]
+    assert received["detail"]["sent_by"] == sent_by
+    assert sent_with.secret not in json.dumps(audit_actions(services.store))

@@ -6,18 +6,32 @@ from datetime import timedelta
 
 from service.access import OPERATOR, TOKEN_DAYS, Role
 from service.bootstrap import Services
+from service.store.access import IssuedToken
 
 
 def bearer(services: Services, role: Role | str, authority: str | None = None) -> dict[str, str]:
     """Authorization headers for a new token with ``role`` acting for ``authority``, lasting
     as long as one made at the command line does by default."""
+    return headers_for(issue(services, role, authority))
+
+
+def issue(services: Services, role: Role | str, authority: str | None = None) -> IssuedToken:
+    """A new token as ``bearer`` makes it, for a test that also needs its id; its name is
+    ``token_name(role, authority)``."""
     now = services.clock()
-    issued = services.store.access.create_token(
-        name=f"test {role} {authority or 'global'}",
+    return services.store.access.create_token(
+        name=token_name(role, authority),
         role=Role(role),
         authority=authority,
         now=now,
         expires_at=now + timedelta(days=TOKEN_DAYS),
         by=OPERATOR,
     )
+
+
+def token_name(role: Role | str, authority: str | None = None) -> str:
+    return f"test {role} {authority or 'global'}"
+
+
+def headers_for(issued: IssuedToken) -> dict[str, str]:
     return {"Authorization": f"Bearer {issued.secret}"}
