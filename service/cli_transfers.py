@@ -15,6 +15,7 @@ from contracts.vocabulary import TransferState
 from service.access import OPERATOR
 from service.cli_common import Moment, emit, require_known_authority
 from service.cli_common import load_services as _services
+from service.documents import read_yaml
 from service.judgements import JudgementRefused
 from service.store.transfers import TransferQuery, UnknownCursor
 
@@ -109,14 +110,14 @@ def judgement_record(event_id: str, file) -> None:
     import yaml  # here, not in every process that imports the CLI: a worker's among them
 
     try:  # read as bytes: YAML then says where a file is not in UTF-8 (or UTF-16)
-        document = yaml.safe_load(file)
+        document = read_yaml(file)  # refusing a field given twice, as ISP files are
     except yaml.reader.ReaderError as exc:
         raise click.ClickException(
             f"{file.name} is not text in UTF-8 ({exc.reason} at byte {exc.position}); "
             "save it as UTF-8."
         ) from exc
     except yaml.YAMLError as exc:
-        raise click.ClickException(f"{file.name} is neither JSON nor YAML: {exc}") from exc
+        raise click.ClickException(f"{file.name} cannot be read as JSON or YAML: {exc}") from exc
     services = _services()
     try:
         state = services.judgements.record(event_id, document, by=OPERATOR)

@@ -18,10 +18,7 @@ while a draft or a later-starting amendment is the newest version.
 
 from __future__ import annotations
 
-import functools
-import json
-from collections import Counter
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from pathlib import PurePath
 from typing import Any
@@ -32,6 +29,7 @@ from contracts.common import contract_errors
 from contracts.isp import IspSchema
 from contracts.reference import expand_parties
 from service.access import Principal, Role
+from service.documents import read_json, read_yaml
 from service.domain.basis import decision_day
 from service.domain.isotime import iso
 from service.domain.isp_register import (
@@ -51,55 +49,17 @@ from service.store.isps import IspChange, RecordedIsp, confirmed_on_recording
 from service.store.store import Store
 
 
-def _given_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are each given once: a field given twice is refused, rather
-    than read as its last value, which would record terms the parties never saw together."""
-    counted = Counter(key for key, _ in pairs)
-    if twice := sorted(key for key, times in counted.items() if times > 1):
-        raise ValueError(f"{', '.join(map(repr, twice))} given twice in one object.")
-    return dict(pairs)
-
-
-def _parse_json(data: bytes) -> Any:
-    return json.loads(data, object_pairs_hook=_given_once)
-
-
-@functools.cache
-def _yaml_loader() -> type:
-    """YAML's safe loader, refusing a key given twice in one mapping as ``_given_once`` does
-    (YAML forbids it; PyYAML keeps the last); a merge (``<<``) may still be overridden."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            seen = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=deep)
-                if not isinstance(key, Hashable):
-                    continue  # refused by SafeLoader itself
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"{key!r} given twice in one mapping", key_node.start_mark
-                    )
-                seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return Loader
-
-
 def _parse_yaml(data: bytes) -> Any:
     """YAML's parser, imported only when an ISP comes as YAML: not in every worker process."""
     import yaml
 
     try:
-        return yaml.load(data, Loader=_yaml_loader())  # a SafeLoader, refusing keys twice
+        return read_yaml(data)
     except yaml.YAMLError as exc:
         raise ValueError(str(exc)) from exc
 
 
-PARSERS = {"json": _parse_json, "yaml": _parse_yaml}
+PARSERS = {"json": read_json, "yaml": _parse_yaml}
 FORMAT_BY_MEDIA_TYPE = {
     "application/json": "json",
     "application/yaml": "yaml",

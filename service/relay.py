@@ -22,6 +22,7 @@ from marshmallow import ValidationError
 from contracts.common import contract_errors
 from contracts.event import CaseTransferEventSchema
 from contracts.vocabulary import TransferState
+from service.documents import GivenTwice, read_json
 from service.domain.basis import dated_ahead, decide_basis, decision_day
 from service.domain.child_keys import ChildKeys
 from service.domain.model import decision_record, transfer_request
@@ -243,9 +244,13 @@ class Relay:
         if len(body) > self._max_event_bytes:
             return self._oversized(len(body))
         try:
-            document = json.loads(body)
+            document = read_json(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return Received(None, rejection=Rejection.NOT_JSON, reason=f"Not JSON: {exc}")
+        except GivenTwice as exc:
+            return Received(
+                None, rejection=Rejection.NOT_JSON, reason=f"Not JSON we accept: {_twice(exc)}"
+            )
         except (ValueError, RecursionError) as exc:
             return Received(
                 None, rejection=Rejection.NOT_JSON, reason=f"Not JSON we accept: {unreadable(exc)}"
@@ -313,6 +318,14 @@ def _summary(messages: Any, limit: int = 500) -> str:
 
 FIELD_LIKE = re.compile(r"(?:[a-z_][a-z0-9_]{0,63}|[0-9]{1,4})\Z")  # a name, or a list index
 UNQUOTED_FIELD = "(an unknown field, its name not quoted)"
+
+
+def _twice(exc: GivenTwice) -> str:
+    """Why an event giving a key twice is refused: read as the last, the relay could act on
+    another recipient or judgement than its sender's system showed. The keys are quoted only
+    if they could be fields' names, as in ``_summary``."""
+    names = [repr(key) if FIELD_LIKE.match(key) else "(a key not quoted)" for key in exc.keys]
+    return f"{', '.join(names)} given twice in one object."
 
 
 def _field_like_keys(messages: Any) -> Any:

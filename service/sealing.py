@@ -16,9 +16,9 @@ from typing import Any
 
 from contracts.vocabulary import TransferState
 from service.domain.envelope import Organisation, build_envelope
-from service.domain.judgement_digests import judgement_digest
+from service.domain.judgement_digests import JUDGEMENT_SET_ASIDE, judgement_digest
 from service.domain.minimise import Minimised, also_withheld, minimise, with_case
-from service.domain.model import BasisDecision, Outcome, decision_record
+from service.domain.model import SET_ASIDE, BasisDecision, Outcome, decision_record
 from service.signing import KeyRing
 from service.store.store import AuditEntry, SignedEnvelope
 
@@ -61,6 +61,9 @@ class Sealer:
         ``withheld_before``, categories a withdrawn envelope withheld, gone from ``event``."""
         state = STATE_BY_OUTCOME[decision.outcome]
         audit = [AuditEntry("basis_decided", _decision_summary(decision))]
+        if decision.set_aside is not None:
+            set_aside = judgement_summary(decision.set_aside.record)
+            audit.append(AuditEntry(JUDGEMENT_SET_ASIDE, {**set_aside, "reason": decision.reason}))
         if not decision.shares:
             kept = event if decision.outcome is Outcome.AWAIT_JUDGEMENT else with_case(event, {})
             audit.append(AuditEntry(state, {"reason": decision.reason}))
@@ -105,8 +108,11 @@ class Sealer:
 
 
 def _decision_summary(decision: BasisDecision) -> dict[str, Any]:
-    """The decision for the audit: who decided and on what basis, without free-text prose."""
+    """The decision for the audit: who decided and on what basis, without free-text prose; a
+    judgement set aside has a record of its own (``JUDGEMENT_SET_ASIDE``), which its recipient
+    does not see: the judgement may name others."""
     summary = decision_record(decision)
+    summary.pop(SET_ASIDE, None)
     judgement = summary.pop("judgement", None)
     if judgement is not None:
         summary["judgement"] = judgement_summary(judgement)

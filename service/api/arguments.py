@@ -5,7 +5,7 @@ marshmallow takes a string holding the NUL character, or an unpaired surrogate e
 other; PostgreSQL refuses the first and UTF-8 cannot encode the second, so such a value in a
 URL or a JSON body reached the database and came back as a server error. The API's
 blueprints parse their arguments with ``StorableArgumentsParser`` (a 422 naming the problem;
-it reads a JSON body whole first, ``bodies.whole_body``, or refuses it as too long), and
+it reads a JSON body with ``json_body``, as the views that read their own do), and
 ``refuse_nul_in_url`` runs before anything else looks at a request (a 400): even the
 audit of a refused call would otherwise fail on its path.
 """
@@ -25,6 +25,7 @@ from marshmallow import ValidationError
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from service.api.bodies import whole_body
+from service.documents import GivenTwice, read_json
 from service.domain.storable import unreadable, unstorable
 
 ISPS = "/api/v1/isps"
@@ -46,21 +47,33 @@ def refuse_other_types() -> None:
 @contextmanager
 def json_refusals() -> Iterator[None]:
     """A 400 problem saying why, for a JSON body that is not broken but cannot be read (nested
-    too deeply, a number too long), rather than a server error; broken JSON passes through."""
+    too deeply, a number too long) or is read only by guessing (a key given twice in one
+    object), rather than a server error or the last value; broken JSON passes through."""
     try:
         yield
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise
+    except GivenTwice as exc:
+        abort(HTTPStatus.BAD_REQUEST, message=f"The JSON body gives a field twice: {exc}")
     except (ValueError, RecursionError) as exc:
         abort(HTTPStatus.BAD_REQUEST, message=f"The JSON body cannot be read: {unreadable(exc)}")
 
 
+def json_body() -> Any:
+    """The request's JSON body, for every view that takes one: read whole (a chunked body
+    longer than the limit is a 413, not parsed cut short), JSON (else a 415) and readable (else
+    a 400, ``json_refusals``). Broken JSON raises ``json.JSONDecodeError`` or
+    ``UnicodeDecodeError`` for the caller to answer; an empty body is one ("Expecting value",
+    at 0)."""
+    whole_body()
+    refuse_other_types()
+    with json_refusals():
+        return read_json(request.get_data(cache=True))
+
+
 class StorableArgumentsParser(FlaskParser):
     def _raw_load_json(self, req) -> Any:
-        whole_body()  # a chunked body longer than the limit is a 413, not parsed cut short
-        refuse_other_types()
-        with json_refusals():
-            return super()._raw_load_json(req)
+        return json_body()  # no body at all is webargs' missing, as it is for its own parser
 
     def pre_load(self, location_data: Any, *, schema, req, location: str) -> Any:
         if location == "json":

@@ -3,6 +3,7 @@ their recipient."""
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -16,8 +17,7 @@ from contracts.api.transfers import (
 )
 from contracts.judgement import JudgementSchema
 from service.access import Role
-from service.api.arguments import Blueprint, json_refusals, refuse_other_types
-from service.api.bodies import whole_body
+from service.api.arguments import Blueprint, json_body
 from service.api.guard import (
     CASE_ROLES,
     allow,
@@ -133,10 +133,10 @@ def record_judgement(event_id: str):
     """
     visible_transfer(event_id)  # its recipient, not yet sent it, is told of no such transfer
     services = app_services()
-    whole_body()  # read whole, or refused, before get_json parses what was read
-    refuse_other_types()
-    with json_refusals():
-        document = request.get_json(silent=True)
+    try:
+        document = json_body()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        document = None  # not a judgement: refused by its contract, and audited, as any such
     try:
         services.judgements.record(event_id, document, by=principal())
     except JudgementRefused as refused:

@@ -24,6 +24,7 @@ from service.domain.model import (
     IspConsidered,
     IspFinding,
     IspTerms,
+    Judgement,
     Outcome,
     TransferRequest,
 )
@@ -112,6 +113,21 @@ def _precedence(isp: IspTerms) -> tuple[int, int, str]:
     return (len(isp.parties), -isp.effective_from.toordinal(), isp.id)
 
 
+def _not_about(judgement: Judgement, request: TransferRequest) -> str | None:
+    """Why ``judgement`` is not about ``request``, if it is not: made for another sender, for
+    another recipient or for another purpose."""
+    if judgement.decided_for != request.from_authority:
+        return (
+            f"The judgement was made for {judgement.decided_for}, not the sender "
+            f"{request.from_authority}."
+        )
+    if request.to_authority not in judgement.recipients:
+        return f"The judgement does not name {request.to_authority} as a recipient."
+    if judgement.purpose != request.purpose:
+        return f"The judgement was made for {judgement.purpose}, not {request.purpose}."
+    return None
+
+
 def decide_basis(request: TransferRequest, isps: Iterable[IspTerms], on: date) -> BasisDecision:
     """The basis for ``request`` on day ``on``, given the versions of the ISPs in the register."""
     findings = [(isp, assess_isp(isp, request, on)) for isp in versions_in_force(isps, on)]
@@ -132,24 +148,10 @@ def decide_basis(request: TransferRequest, isps: Iterable[IspTerms], on: date) -
     if judgement is not None:
         # What the judgement is about comes first: one about another transfer decides nothing
         # here, whether it shares or not, and the transfer waits for one that is about it.
-        if judgement.decided_for != request.from_authority:
+        not_about = _not_about(judgement, request)
+        if not_about is not None:
             return BasisDecision(
-                Outcome.AWAIT_JUDGEMENT,
-                f"The judgement was made for {judgement.decided_for}, not the sender "
-                f"{request.from_authority}.",
-                considered,
-            )
-        if request.to_authority not in judgement.recipients:
-            return BasisDecision(
-                Outcome.AWAIT_JUDGEMENT,
-                f"The judgement does not name {request.to_authority} as a recipient.",
-                considered,
-            )
-        if judgement.purpose != request.purpose:
-            return BasisDecision(
-                Outcome.AWAIT_JUDGEMENT,
-                f"The judgement was made for {judgement.purpose}, not {request.purpose}.",
-                considered,
+                Outcome.AWAIT_JUDGEMENT, not_about, considered, set_aside=judgement
             )
         if judgement.decision == "not_share":
             return BasisDecision(

@@ -26,6 +26,10 @@ from service.domain.canonical import canonical_json
 # The audit action whose detail says what basis a transfer's decision rests on; its
 # ``judgement`` (if any) is the judgement's summary, with its digest under ``sha256``.
 BASIS_DECIDED = "basis_decided"
+# The audit action of a judgement that came with a transfer but does not count for it: its
+# detail is the judgement's summary, with its digest under ``sha256``. The decision keeps the
+# judgement (``set_aside_judgement``) after a later one has replaced it in the event.
+JUDGEMENT_SET_ASIDE = "judgement_set_aside"
 
 
 def judgement_digest(judgement: dict[str, Any]) -> str:
@@ -35,12 +39,14 @@ def judgement_digest(judgement: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class StoredJudgement:
-    """A transfer's judgement as stored: in its decision, and in its stored event (None if
-    the event no longer carries one)."""
+    """A transfer's judgements as stored: the one its decision rests on, in its decision and
+    in its stored event (None if the event no longer carries one), or None if its decision
+    rests on none; and one it set aside, as its decision keeps it, if any."""
 
     event_id: str
-    in_decision: dict[str, Any]
+    in_decision: dict[str, Any] | None
     in_event: dict[str, Any] | None
+    set_aside: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,41 +72,62 @@ class JudgementLedger:
 
     def __init__(self) -> None:
         self._latest: dict[str, _Decided] = {}
+        self._set_aside: dict[str, _Decided] = {}
 
     def noting(self, records: Iterable[ChainRecord]) -> Iterator[ChainRecord]:
-        """``records``, unchanged, noting each transfer's latest basis decision on the way."""
+        """``records``, unchanged, noting each transfer's latest basis decision on the way,
+        and any judgement it set aside (few: one that came with the event and did not count)."""
         for record in records:
-            if record.action == BASIS_DECIDED and record.event_id is not None:
-                judgement = record.detail.get("judgement")
-                if judgement is None:
-                    self._latest.pop(record.event_id, None)
-                else:
-                    self._latest[record.event_id] = _Decided(record.seq, judgement.get("sha256"))
+            if record.event_id is not None:
+                self._note(record)
             yield record
 
+    def _note(self, record: ChainRecord) -> None:
+        if record.action == BASIS_DECIDED:
+            judgement = record.detail.get("judgement")
+            if judgement is None:
+                self._latest.pop(record.event_id, None)
+            else:
+                self._latest[record.event_id] = _Decided(record.seq, judgement.get("sha256"))
+        elif record.action == JUDGEMENT_SET_ASIDE:
+            self._set_aside[record.event_id] = _Decided(record.seq, record.detail["sha256"])
+
     def check(self, stored: Iterable[StoredJudgement]) -> JudgementCheck:
-        """Hold every transfer's stored judgement against the digest its latest basis decision
-        holds; ``stored``: every transfer whose decision holds a judgement. Problems come in
-        the order of their records, a judgement no decision rests on first."""
+        """Hold every transfer's stored judgements against the digests the audit holds for
+        them; ``stored``: every transfer whose decision holds a judgement. Problems come in
+        the order of their records, a judgement no record vouches for first."""
         result, problems = JudgementCheck(), []
         for judgement in stored:
-            decided = self._latest.pop(judgement.event_id, None)
-            if decided is None:
-                problems.append((0, ADDED))
-            elif decided.digest is None:
-                result.not_checked += 1
-            else:
-                result.checked += 1
+            if judgement.in_decision is not None:
                 copies = (judgement.in_decision, judgement.in_event)
-                if any(c is None or judgement_digest(c) != decided.digest for c in copies):
-                    problems.append((decided.seq, _changed(decided.seq)))
+                decided = self._latest.pop(judgement.event_id, None)
+                problems += _held(copies, decided, result)
+            if judgement.set_aside is not None:
+                noted = self._set_aside.pop(judgement.event_id, None)
+                problems += _held((judgement.set_aside,), noted, result)
         problems += [
-            (decided.seq, _gone(decided.seq))
-            for decided in self._latest.values()
-            if decided.digest is not None
+            (noted.seq, _gone(noted.seq))
+            for noted in (*self._latest.values(), *self._set_aside.values())
+            if noted.digest is not None
         ]
         result.problems = [problem for _, problem in sorted(problems)]
         return result
+
+
+def _held(
+    copies: tuple[dict[str, Any] | None, ...], noted: _Decided | None, result: JudgementCheck
+) -> list[tuple[int, str]]:
+    """The problem, if any, with a judgement's stored ``copies`` against the audit record that
+    ``noted`` its digest (None: no record does); counted in ``result`` if checked."""
+    if noted is None:
+        return [(0, ADDED)]
+    if noted.digest is None:
+        result.not_checked += 1
+        return []
+    result.checked += 1
+    if any(c is None or judgement_digest(c) != noted.digest for c in copies):
+        return [(noted.seq, _changed(noted.seq))]
+    return []
 
 
 ADDED = (

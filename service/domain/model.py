@@ -109,6 +109,9 @@ class BasisDecision:
     isp: IspTerms | None = None
     judgement: Judgement | None = None
     permitted_categories: frozenset[str] = frozenset()
+    # A judgement that came with the transfer but does not count for it (``reason`` says
+    # why): no basis, yet a practitioner's decision all the same, kept on the record.
+    set_aside: Judgement | None = None
 
     @property
     def shares(self) -> bool:
@@ -175,6 +178,11 @@ def transfer_request(event: dict[str, Any]) -> TransferRequest:
     )
 
 
+# Where a decision keeps a judgement it set aside (``BasisDecision.set_aside``), from the
+# transfer's parking until it is decided and after: a later judgement replaces it in the event.
+SET_ASIDE = "set_aside_judgement"
+
+
 def decision_record(decision: BasisDecision) -> dict[str, Any]:
     """The decision as recorded: outcome, reasons, every ISP considered, and the basis itself."""
     record: dict[str, Any] = {
@@ -190,6 +198,8 @@ def decision_record(decision: BasisDecision) -> dict[str, Any]:
         record["isp"] = {"id": decision.isp.id, "version": decision.isp.version}
     if decision.judgement is not None:
         record["judgement"] = decision.judgement.record
+    if decision.set_aside is not None:
+        record[SET_ASIDE] = decision.set_aside.record
     return record
 
 
@@ -238,10 +248,12 @@ def judged_decision(decision: BasisDecision, parked: dict[str, Any]) -> dict[str
     """The decision as recorded for a judgement on a transfer whose ``parked`` decision it
     replaces. The decision an ISP's ending withdrew stays under ``withdrawn``: should the
     withdrawn envelope turn out to have arrived before the ending was recorded, it is that
-    decision, not the judgement, that the recipient holds (``reinstated_decision``)."""
+    decision, not the judgement, that the recipient holds (``reinstated_decision``). A
+    judgement the parked decision set aside stays too: it was recorded, and only there."""
     record = decision_record(decision)
-    if "withdrawn" in parked:
-        record["withdrawn"] = parked["withdrawn"]
+    for kept in ("withdrawn", SET_ASIDE):
+        if kept in parked:
+            record[kept] = parked[kept]
     return record
 
 

@@ -33,7 +33,8 @@ from service.domain.audit_chain import (
     record_hash,
 )
 from service.domain.audit_time import TimeOrder
-from service.domain.judgement_digests import StoredJudgement
+from service.domain.judgement_digests import JUDGEMENT_SET_ASIDE, StoredJudgement
+from service.domain.model import SET_ASIDE
 from service.store import tables as t
 from service.store.audit_index import index_records
 from service.store.rows import insert_if_absent
@@ -74,8 +75,9 @@ _INSERT_RECORDS = sa.insert(t.AuditRecord.__table__)
 OF_ITS_TRANSFER = t.AuditRecord.action != "rejected"
 # The records of a transfer that are its sender's own business, shown to the sending authority
 # (and a global admin, the operator) but not to its recipient: a practitioner's attempt at a
-# judgement that was refused (``service.judgements``), which says who tried what and why not.
-SENDERS_OWN = ("judgement_refused",)
+# judgement that was refused (``service.judgements``), which says who tried what and why not,
+# and a judgement that came with the event and was set aside, which may name other recipients.
+SENDERS_OWN = ("judgement_refused", JUDGEMENT_SET_ASIDE)
 
 
 def chain_on_commit(sessions: sessionmaker) -> None:
@@ -182,18 +184,21 @@ class ChainSnapshot:
             yield ChainRecord(*row)
 
     def judgements(self) -> Iterator[StoredJudgement]:
-        """Every transfer's judgement as stored, for the chain's digests to vouch for: the one
-        its decision rests on, or one a late delivery overtook (``reinstated_decision``)."""
+        """Every transfer's judgements as stored, for the chain's digests to vouch for: the one
+        its decision rests on, or one a late delivery overtook (``reinstated_decision``), and
+        one that came with its event and was set aside."""
         transfer = t.Transfer
         judgement = transfer.decision["judgement"]
         overtaken = transfer.decision["overtaken_judgement"]
+        set_aside = transfer.decision[SET_ASIDE]
+        held = [judgement, overtaken, set_aside]
         rows = self._session.execute(
-            sa.select(transfer.event_id, judgement, overtaken, transfer.event[EVENT_JUDGEMENT])
-            .where(sa.or_(judgement.as_string().is_not(None), overtaken.as_string().is_not(None)))
+            sa.select(transfer.event_id, *held, transfer.event[EVENT_JUDGEMENT])
+            .where(sa.or_(*(kept.as_string().is_not(None) for kept in held)))
             .execution_options(yield_per=2000)
         )
-        for event_id, in_decision, overtook, in_event in rows:
-            yield StoredJudgement(event_id, in_decision or overtook, in_event)
+        for event_id, in_decision, overtook, aside, in_event in rows:
+            yield StoredJudgement(event_id, in_decision or overtook, in_event, aside)
 
 
 # An execution option: the connection's transactions only read (see ``AuditLog.snapshot``).

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from contracts.vocabulary import TransferState
 from service.domain.child_keys import without_child_keys
 from service.domain.isotime import iso
-from service.domain.model import basis_kind
+from service.domain.model import SET_ASIDE, basis_kind
 from service.store import tables as t
 from service.store.audit_log import OF_ITS_TRANSFER, SENDERS_OWN, AppendAudit, Transaction
 from service.store.outbox import stage_delivery
@@ -43,12 +43,18 @@ LISTED = (
 )
 
 
+# The judgements a decision keeps that are its sender's own business: one not to share that
+# came after the envelope had arrived (``reinstated_decision``), and one that came with the
+# event and was set aside, which may name other recipients.
+SENDERS_JUDGEMENTS = ("overtaken_judgement", SET_ASIDE)
+
+
 def as_its_recipient_sees(view: dict[str, Any]) -> dict[str, Any]:
     """A transfer's ``view`` for its recipient, without the sender's own business: in the
-    timeline, and a judgement not to share that came after the envelope had arrived, whose
-    reasons were never meant for the recipient."""
+    timeline, and the judgements in its decision whose reasons were never meant for the
+    recipient (``SENDERS_JUDGEMENTS``)."""
     timeline = [entry for entry in view["timeline"] if entry["action"] not in SENDERS_OWN]
-    decision = {k: v for k, v in view["decision"].items() if k != "overtaken_judgement"}
+    decision = {k: v for k, v in view["decision"].items() if k not in SENDERS_JUDGEMENTS}
     return {**view, "decision": decision, "timeline": timeline}
 
 

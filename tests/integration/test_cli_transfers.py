@@ -134,6 +134,29 @@ def test_judgement_record_names_a_stray_yaml_line_read_as_a_dated_key(services, 
     assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
 
 
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        # A decision changed by pasting a second line below the first: read as the last, the
+        # transfer would be shared on a decision the practitioner may have meant to undo.
+        ("judgement.yaml", yaml.safe_dump(judgements.share()) + "decision: not_share\n"),
+        ("judgement.json", json.dumps(judgements.share())[:-1] + ', "recipients": ["E09000012"]}'),
+    ],
+)
+def test_judgement_record_refuses_a_file_giving_a_field_twice(
+    services, run, tmp_path, name, content
+):
+    path = tmp_path / name
+    path.write_text(content)
+
+    result = run("judgement", "record", PARKED, str(path))
+
+    assert result.exit_code == 1, result.output
+    assert f"{name} cannot be read as JSON or YAML" in result.output, result.output
+    assert "given twice" in result.output
+    assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
+
+
 def test_judgement_record_says_a_file_not_in_utf8_cannot_be_read(services, run, tmp_path):
     """A judgement saved by an editor in Windows-1252, a practitioner named Zoë in it."""
     document = judgements.share()

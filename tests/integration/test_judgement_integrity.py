@@ -151,3 +151,48 @@ def test_judgements_recorded_before_their_digests_verify_and_are_counted_as_not_
     }
     rewrite_transfer(services.store.url, recorded_now, _in_event)
     assert not services.audit.verify().intact
+
+
+def _set_aside_rewritten(row) -> dict:
+    decision = row.decision
+    decision["set_aside_judgement"]["reasons"]["necessity"] = "Rewritten."
+    return {"decision": decision}
+
+
+def _set_aside_taken_out(row) -> dict:
+    return {"decision": {k: v for k, v in row.decision.items() if k != "set_aside_judgement"}}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (_set_aside_rewritten, "has changed since it was recorded"),
+        (_set_aside_taken_out, "is no longer stored"),
+    ],
+    ids=["rewritten", "taken-out"],
+)
+def test_a_judgement_set_aside_at_intake_is_vouched_for_as_well(services, change, problem):
+    """The judgement that came with the event for the wrong recipient is kept once a
+    colleague's decides the transfer; rewriting or removing it fails verification too."""
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+    event["data"]["sharing"]["judgement"] = judgements.share(recipients=["E09000012"])
+    services.relay.receive(examples.encode(event), sender=EMBEDDED)
+    services.judgements.record(event["id"], judgements.not_share(), by=PRACTITIONER)
+    report = services.audit.verify()
+    assert report.intact and report.judgements.checked == 2, report.as_dict()["judgements"]
+
+    rewrite_transfer(services.store.url, event["id"], change)
+
+    report = services.audit.verify()
+    assert not report.intact and report.verification.intact
+    [set_aside] = [
+        seq for seq, action in _records(services, event["id"]) if action == "judgement_set_aside"
+    ]
+    assert report.judgements.problems == [
+        f"The judgement whose digest audit record {set_aside} holds {problem}"
+        + (
+            ": its transfer stores another."
+            if "changed" in problem
+            else ": it was taken from its transfer, or the transfer removed."
+        )
+    ]

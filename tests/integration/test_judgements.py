@@ -10,9 +10,11 @@ import pytest
 from jwcrypto import jwk, jws
 
 from service.access import OPERATOR, Principal, Role
+from service.domain.judgement_digests import judgement_digest
 from service.judgements import JudgementRefused, Judgements, Refusal
 from service.sealing import Sealer
 from service.senders import EMBEDDED
+from service.store.transfers import as_its_recipient_sees
 from tests.support import examples, judgements
 from tests.support.store_reads import audit_actions, outbound
 
@@ -109,6 +111,36 @@ def test_a_judgement_that_gives_no_basis_is_refused_and_the_transfer_stays_parke
     assert view["state"] == "awaiting_judgement" and view["envelope"] is None
     assert "judgement" not in view["decision"]
     assert _actions(services, parked)[-1] == "judgement_refused"
+
+
+def test_a_judgement_sent_with_the_event_that_does_not_count_stays_on_record_after_another(
+    services,
+):
+    """The practitioner who decided first (for the wrong recipient, say) decided all the same:
+    golden rule 7 keeps who decided what and why, and the audit vouches for it, even once a
+    colleague's judgement becomes the basis. It is the sender's own business: the recipient,
+    never named in it, does not see it."""
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+    first = judgements.share(recipients=[HACKNEY])
+    event["data"]["sharing"]["judgement"] = first
+    received = services.relay.receive(examples.encode(event), sender=EMBEDDED)
+    assert received.state == "awaiting_judgement"
+    [(_, _, set_aside)] = [
+        r for r in audit_actions(services.store, event["id"]) if r[1] == "judgement_set_aside"
+    ]
+    assert set_aside["reason"] == f"The judgement does not name {TOWER_HAMLETS} as a recipient."
+    assert set_aside["sha256"] == judgement_digest(first)  # as it came, as the event keeps it
+    assert set_aside["recipients"] == [HACKNEY] and "reasons" not in set_aside
+
+    services.judgements.record(event["id"], judgements.not_share(), by=NEWHAM_PRACTITIONER)
+
+    view = services.store.transfers.view(event["id"])
+    assert view["state"] == "withheld"
+    assert view["decision"]["judgement"] == judgements.as_recorded(judgements.not_share())
+    assert view["decision"]["set_aside_judgement"] == first
+    seen_by_recipient = as_its_recipient_sees(view)
+    assert "set_aside_judgement" not in seen_by_recipient["decision"]
+    assert "judgement_set_aside" not in [e["action"] for e in seen_by_recipient["timeline"]]
 
 
 def test_a_judgement_breaking_its_contract_gets_field_level_errors(services, parked):

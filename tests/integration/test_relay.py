@@ -124,6 +124,19 @@ def test_bad_input_is_refused_with_a_reason_that_is_audited(
     assert audited == [{"rejection": rejection.value, "reason": received.reason}]
 
 
+def test_a_key_given_twice_is_quoted_into_the_audit_only_if_it_could_be_a_fields_name(
+    services, relay
+):
+    body = examples.encode(examples.event(examples.ROUTINE_WITH_ISP)).replace(
+        b'"child_identity": {', b'"child_identity": {"Amara Okafor": 1, "Amara Okafor": 2, ', 1
+    )
+
+    received = relay.receive(body, sender=EMBEDDED)
+
+    assert received.rejection is Rejection.NOT_JSON
+    assert received.reason == "Not JSON we accept: (a key not quoted) given twice in one object."
+
+
 def test_an_unknown_field_named_with_case_data_is_not_quoted_into_the_audit(services, relay):
     """The audit is kept for good (a hash chain, never purged), so a refusal's reason names an
     unknown field only if it could be a field's name; the publisher still gets it in errors."""

@@ -10,7 +10,7 @@ from jwcrypto import jwk, jws
 
 from service.relay import Rejection
 from service.web import create_app
-from tests.support import examples, malformed
+from tests.support import examples, judgements, malformed
 from tests.support import isps as isps_support
 from tests.support.served import chunked, serving
 from tests.support.store_reads import audit_actions
@@ -330,6 +330,64 @@ def test_json_too_deep_or_with_too_long_a_number_to_read_is_a_400_naming_why(
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["detail"] == f"The JSON body cannot be read: {why}"
     assert services.store.transfers.view(PARKED["id"])["state"] == "awaiting_judgement"
+
+
+def _given_twice(document: dict, key: str, first: object) -> str:
+    """``document`` as JSON, its top-level ``key`` given twice: first as ``first``, then as
+    ``document`` has it (JSON allows it; read as the last, ``first`` would go unseen)."""
+    rest = json.dumps(document)[1:]
+    return "{" + json.dumps(key) + ": " + json.dumps(first) + ", " + rest
+
+
+@pytest.mark.parametrize(
+    ("path", "role", "body", "key"),
+    [
+        (
+            "/api/v1/isps",
+            "admin",
+            _given_twice(
+                {**examples.pan_london_isp(), "id": "twice"}, "data_categories", ["child_identity"]
+            ),
+            "data_categories",
+        ),
+        (
+            "/api/v1/audit/search",
+            "admin",
+            _given_twice({"authority": NEWHAM}, "authority", HACKNEY),
+            "authority",
+        ),
+        (
+            f"/api/v1/transfers/{PARKED['id']}/judgement",
+            "practitioner",
+            _given_twice(judgements.share(), "decision", "not_share"),
+            "decision",
+        ),
+    ],
+    ids=["isp", "search", "judgement"],
+)
+def test_a_json_body_giving_a_field_twice_is_a_400_not_read_as_the_last(
+    services, client, path, role, body, key
+):
+    """Read as the last value, a field pasted twice (or written twice by a client) would record
+    or search for what the caller never saw together: a decision not to share turned into one
+    to share, categories an ISP's parties did not agree."""
+    client.post(
+        "/api/v1/events",
+        data=examples.encode(PARKED),
+        headers=bearer(services, "publisher", NEWHAM),
+    )
+    response = client.post(
+        path,
+        data=body,
+        content_type="application/json",
+        headers=bearer(services, role, NEWHAM if role == "practitioner" else None),
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["detail"] == (
+        f"The JSON body gives a field twice: {key!r} given twice in one object."
+    )
+    assert services.store.transfers.view(PARKED["id"])["state"] == "awaiting_judgement"
+    assert "twice" not in services.store.isps.latest()
 
 
 @pytest.mark.parametrize(

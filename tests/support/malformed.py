@@ -181,6 +181,15 @@ BAD_INPUT = [
         'decided_at": ["Later than the judgement reached the relay',
         id="judgement-dated-ahead",
     ),
+    pytest.param(
+        # Read as the last, the recipient would be one the sender's system did not show.
+        _routine().replace(
+            b'"to_authority": ', b'"to_authority": "E09000012", "to_authority": ', 1
+        ),
+        Rejection.NOT_JSON,
+        "Not JSON we accept: 'to_authority' given twice in one object.",
+        id="field-given-twice",
+    ),
     pytest.param(b" " * 300_000, Rejection.OVERSIZED, "limit is 262144", id="oversized"),
     pytest.param(b"[" * 100_000, Rejection.NOT_JSON, "nested too deeply", id="nested-too-deeply"),
     pytest.param(

@@ -121,6 +121,8 @@ def test_a_judgement_for_another_recipient_does_not_cover_this_transfer():
     decision = decide_basis(request, [], TODAY)
     assert decision.outcome is Outcome.AWAIT_JUDGEMENT
     assert ISLINGTON in decision.reason
+    assert decision.judgement is None, "no basis"
+    assert decision.set_aside == request.judgement, "but a practitioner's decision, kept"
 
 
 def test_an_ad_hoc_transfer_whose_judgement_names_another_recipient_does_not_fall_back_on_an_isp():
