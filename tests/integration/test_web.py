@@ -302,6 +302,23 @@ DEEP = "[" * 100_000
 PARKED = examples.event(examples.ROUTINE_WITHOUT_BASIS)
 
 
+def _post_beside_a_parked_transfer(services, client, path, role, body):
+    """``body`` posted to ``path`` by ``role``, once PARKED waits for a judgement (which a
+    practitioner of its sender may record)."""
+    client.post(
+        "/api/v1/events",
+        data=examples.encode(PARKED),
+        headers=bearer(services, "publisher", NEWHAM),
+    )
+    response = client.post(
+        path,
+        data=body,
+        content_type="application/json",
+        headers=bearer(services, role, NEWHAM if role == "practitioner" else None),
+    )
+    return response
+
+
 @pytest.mark.parametrize(
     ("path", "role", "body", "why"),
     [
@@ -316,17 +333,7 @@ def test_json_too_deep_or_with_too_long_a_number_to_read_is_a_400_naming_why(
 ):
     """JSON Python gives up on (nested too deeply) or cannot convert (too long a number): it
     was a server error."""
-    client.post(
-        "/api/v1/events",
-        data=examples.encode(PARKED),
-        headers=bearer(services, "publisher", NEWHAM),
-    )
-    response = client.post(
-        path,
-        data=body,
-        content_type="application/json",
-        headers=bearer(services, role, NEWHAM if role == "practitioner" else None),
-    )
+    response = _post_beside_a_parked_transfer(services, client, path, role, body)
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["detail"] == f"The JSON body cannot be read: {why}"
     assert services.store.transfers.view(PARKED["id"])["state"] == "awaiting_judgement"
@@ -371,17 +378,7 @@ def test_a_json_body_giving_a_field_twice_is_a_400_not_read_as_the_last(
     """Read as the last value, a field pasted twice (or written twice by a client) would record
     or search for what the caller never saw together: a decision not to share turned into one
     to share, categories an ISP's parties did not agree."""
-    client.post(
-        "/api/v1/events",
-        data=examples.encode(PARKED),
-        headers=bearer(services, "publisher", NEWHAM),
-    )
-    response = client.post(
-        path,
-        data=body,
-        content_type="application/json",
-        headers=bearer(services, role, NEWHAM if role == "practitioner" else None),
-    )
+    response = _post_beside_a_parked_transfer(services, client, path, role, body)
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["detail"] == (
         f"The JSON body gives a field twice: {key!r} given twice in one object."
