@@ -335,6 +335,7 @@ def asyncapi() -> dict[str, Any]:
     """AsyncAPI 3.0: the exchange case systems publish to, and the dead letters caf-relay writes."""
     # Imported here: the topology belongs to the worker; contracts must not need service to load.
     from service import worker
+    from service.amqp_headers import LEFT_OUT_HEADER
     from service.relay import PROCESSING_FAILED, Rejection
 
     amqp_server = [{"$ref": "#/servers/rabbitmq"}]
@@ -408,7 +409,10 @@ def asyncapi() -> dict[str, Any]:
                     f"Rejected input, byte for byte as received: caf-relay publishes it to the "
                     f"durable fanout exchange {worker.DEAD_EXCHANGE}, keeping the original routing "
                     f"key, content type, message id and headers, and adds {worker.REASON_HEADER} "
-                    f"and {worker.REJECTION_HEADER}. A message whose processing failed on each of "
+                    f"and {worker.REJECTION_HEADER}. A publisher's header the copy cannot carry "
+                    "(one AMQP cannot encode again, or all of them if with the reason they would "
+                    f"not fit in one frame) is left out, and {LEFT_OUT_HEADER} counts those left "
+                    f"out. A message whose processing failed on each of "
                     f"{worker.DELIVERY_LIMIT} deliveries comes here too, with rejection "
                     f"{PROCESSING_FAILED} and the last error as the reason."
                 ),
@@ -479,6 +483,12 @@ def asyncapi() -> dict[str, Any]:
                                 "enum": [rejection.value for rejection in Rejection]
                                 + [PROCESSING_FAILED],
                                 "description": "Why the message was refused, as a stable code.",
+                            },
+                            LEFT_OUT_HEADER: {
+                                "type": "integer",
+                                "minimum": 1,
+                                "description": "How many of the publisher's headers the dead "
+                                "letter could not carry; absent when it carries them all.",
                             },
                         },
                     },

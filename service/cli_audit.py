@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from contracts.api.audit import MOMENT_TEXT
 from service.audit import AuditReport, audit_query, read_checkpoint
 from service.cli_common import (
     load_services,
@@ -154,9 +155,9 @@ def audit_verify_checkpoint(file: Path, jwks_source: str) -> None:
 @_child_options(*IDENTIFIER_OPTIONS, *NAME_OPTIONS)
 @click.option("--authority", help="A transfer's sending or receiving authority (GSS code).")
 @click.option("--basis", type=click.Choice(["isp", "judgement", "none"]))
-@click.option("--since", help="From this date or time (ISO 8601, UTC if a date).")
-@click.option("--until", help="Before this date or time.")
-@click.option("--page-size", default="50", show_default=True)
+@click.option("--since", help=f"From this: {MOMENT_TEXT}")
+@click.option("--until", help=f"Before this: {MOMENT_TEXT}")
+@click.option("--page-size", default="50", show_default=True, help="Records a page, at most 500.")
 @click.option("--after", default="0", help="The seq a previous page ended at.")
 @click.option("--json", "as_json", is_flag=True, help="The page as JSON.")
 def audit_search(as_json: bool, **options) -> None:

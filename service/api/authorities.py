@@ -67,17 +67,6 @@ def _for_authority(view: Callable) -> Callable:
     return scoped
 
 
-def _global_admin_only(view: Callable) -> Callable:
-    """As ``_for_authority``, for what only a global admin may do."""
-
-    @functools.wraps(view)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        require_global_admin()
-        return view(*args, **kwargs)
-
-    return checked
-
-
 @contextmanager
 def _as_problem() -> Iterator[None]:
     """The service layer's refusals, as problem details with their field-level errors."""
@@ -98,8 +87,7 @@ def list_authorities():
 
 
 @blp.route("/authorities", methods=["POST"])
-@allow(Role.ADMIN)
-@_global_admin_only
+@allow(Role.ADMIN, global_only=True)
 @blp.arguments(NewAuthoritySchema)
 @blp.response(HTTPStatus.CREATED, AuthorityViewSchema)
 def add_authority(document):

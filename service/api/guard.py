@@ -71,15 +71,19 @@ def principal() -> Principal:
     return g.principal
 
 
-def allow(*roles: Role, global_admin: bool = True) -> Callable:
+def allow(*roles: Role, global_admin: bool = True, global_only: bool = False) -> Callable:
     """Admit only callers with one of ``roles`` to the decorated view, and a global admin
-    unless ``global_admin`` is False: one acts for no authority, so it may not send for one."""
+    unless ``global_admin`` is False: one acts for no authority, so it may not send for one.
+    With ``global_only``, admit a global admin alone, and say so in the API document: what
+    changes the register for everyone (adding an organisation) is no one authority's to do."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             caller = principal()
-            if not (caller.role in roles or (global_admin and caller.is_global_admin)):
+            if global_only:
+                require_global_admin()
+            elif not (caller.role in roles or (global_admin and caller.is_global_admin)):
                 refuse(
                     HTTPStatus.FORBIDDEN,
                     f"{_a(_kind(caller))} token may not do this; it needs the role "
@@ -88,8 +92,11 @@ def allow(*roles: Role, global_admin: bool = True) -> Callable:
             return view(*args, **kwargs)
 
         setattr(guarded, ROLES_ATTRIBUTE, roles)
-        names = ", ".join(r.value for r in roles)
-        admitted = f"{names} (and a global admin)" if global_admin else names
+        admitted = ", ".join(r.value for r in roles)
+        if global_only:
+            admitted = "a global admin only"
+        elif global_admin:
+            admitted = f"{admitted} (and a global admin)"
         guarded.__doc__ = f"{(view.__doc__ or '').strip()}\n\nRoles: {admitted}."
         return guarded
 

@@ -169,6 +169,14 @@ def test_only_a_global_admin_adds_or_renames_and_the_refusal_is_audited(services
     assert edit["changed"] == ["name"] and edit["by"]["authority"] is None
 
 
+def test_the_api_document_says_only_a_global_admin_adds_an_organisation(client):
+    # A borough engineer reads who may call what from the document: "Roles: admin" for a call
+    # that refuses every borough's admin sends them to a 403 the document said would not come.
+    document = client.get("/openapi.json").get_json()
+    adding = document["paths"]["/api/v1/authorities"]["post"]["description"]
+    assert adding.endswith("Roles: a global admin only.")
+
+
 def test_an_authoritys_admin_sets_its_receipt_keys_but_never_a_private_key(
     services, client, tokens, tmp_path
 ):

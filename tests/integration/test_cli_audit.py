@@ -141,6 +141,15 @@ def test_search_prints_a_table_or_json(run):
     assert refused.exit_code == 2 and "since" in refused.output
 
 
+def test_search_help_says_a_time_needs_its_zone_as_the_search_does(run):
+    # Unlike transfer list, the audit search refuses a time without a zone: its help says so,
+    # rather than leave "UTC if a date" to be read as "UTC if none given".
+    told = " ".join(run("audit", "search", "--help").output.split())
+    assert "--since TEXT From this: ISO 8601 with a time zone, or a date" in told
+    refused = run("audit", "search", "--since", "2026-11-24T09:00")
+    assert refused.exit_code == 2 and "since needs a time zone" in refused.output
+
+
 def test_subject_access_writes_a_printable_page(run, tmp_path):
     page = tmp_path / "export.html"
     result = run("audit", "subject-access", "--nhs-number", "943 476 5919", "--html", str(page))

@@ -25,6 +25,7 @@ from contracts.isp import IspSchema
 from contracts.judgement import JudgementSchema
 from contracts.vocabulary import EVENT_DATASCHEMA, EVENT_TYPE
 from service import worker
+from service.amqp_headers import LEFT_OUT_HEADER
 from service.domain.basis import decide_basis
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
@@ -453,7 +454,7 @@ def test_asyncapi_describes_the_topology_the_worker_declares():
 def test_asyncapi_dead_letter_headers_are_the_ones_the_worker_sends():
     headers = published("asyncapi.json")["components"]["messages"]["deadLetter"]["headers"]
     documented = headers["properties"]
-    assert set(documented) == {worker.REASON_HEADER, worker.REJECTION_HEADER}
+    assert set(documented) == {worker.REASON_HEADER, worker.REJECTION_HEADER, LEFT_OUT_HEADER}
     assert documented[worker.REJECTION_HEADER]["enum"] == [r.value for r in Rejection] + [
         worker.PROCESSING_FAILED
     ]
