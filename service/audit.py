@@ -10,18 +10,20 @@ that verifies, and only over the records verified.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from contracts.api.audit import BASIS_KINDS
 from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
+from service.access import Principal
+from service.child_reads import AUDIT_SEARCH, ChildReads
 from service.domain.audit_chain import Anchor, Verification, timestamp, verify_chain
 from service.domain.child_keys import ChildKeys, identifier_from
 from service.domain.judgement_digests import JudgementCheck, JudgementLedger
 from service.signing import KeyRing, VerificationError, verify
 from service.store.audit_log import AuditLog, StoredCheckpoint
-from service.store.audit_search import AuditQuery
+from service.store.audit_search import AuditPage, AuditQuery, AuditSearch
 
 CHECKPOINT_TYP = "caf-audit-checkpoint+jws"
 MAX_PAGE_SIZE = 500
@@ -151,6 +153,27 @@ def _anchor(text: str, jwks: dict[str, Any], name: str, errors: list[str]) -> An
 LARGEST_SEQ = 2**63 - 1
 
 
+class AuditSearches:
+    """The audit searches a reader asks for (an API caller, the operator at the command line),
+    of what it may read: its own authority's transfers (``AuditQuery.viewer``), or everything
+    for a global admin. A search that names a child is a read of that child's record, and is
+    recorded as one (``service.child_reads``) before its page is given."""
+
+    def __init__(self, search: AuditSearch, child_keys: ChildKeys, reads: ChildReads) -> None:
+        self._search = search
+        self._child_keys = child_keys
+        self._reads = reads
+
+    def page(self, params: Mapping[str, Any], reader: Principal) -> AuditPage:
+        """One page of what ``params`` select (``audit_query``: ValueError for a bad one)."""
+        query = replace(audit_query(params, self._child_keys), viewer=reader.authority)
+        page = self._search.search(query)
+        if query.child_key:
+            transfers = {r["event_id"] for r in page.records if r["event_id"] is not None}
+            self._reads.record(reader, AUDIT_SEARCH, query.child_key, len(transfers))
+        return page
+
+
 def audit_query(params: Mapping[str, Any], child_keys: ChildKeys) -> AuditQuery:
     """The search that request parameters (an API request, CLI options) describe.
 
@@ -165,6 +188,7 @@ def audit_query(params: Mapping[str, Any], child_keys: ChildKeys) -> AuditQuery:
         child_key=child_keys.key(identifier) if identifier else None,
         authority=params.get("authority") or None,
         basis_kind=basis,
+        action=params.get("action") or None,
         since=_moment(params, "since"),
         until=_moment(params, "until"),
         after=min(_number(params, "after", 0, minimum=0), LARGEST_SEQ),

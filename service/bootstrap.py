@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from service.audit import Audit
+from service.audit import Audit, AuditSearches
+from service.child_reads import ChildReads
 from service.config import PREFIX, Settings
 from service.delivery import AdapterCache, Deliverer
 from service.delivery_loop import DeliveryLoop
@@ -37,6 +38,7 @@ class Services:
     clock: Callable[[], datetime]
     child_keys: ChildKeys
     audit: Audit
+    audit_searches: AuditSearches
     subject_access: SubjectAccess
     retention: Retention
     senders: BrokerSenders
@@ -84,6 +86,7 @@ def build_services(
     keyring = settings.keyring()
     child_keys = settings.child_keys()
     adapters = AdapterCache()
+    reads = ChildReads(store.record_audit)
     sealer = Sealer(keyring)
     relay = Relay(
         store, sealer, child_keys=child_keys, max_event_bytes=settings.max_event_bytes, clock=clock
@@ -100,7 +103,8 @@ def build_services(
         clock=clock,
         child_keys=child_keys,
         audit=Audit(store.audit, keyring, clock),
-        subject_access=SubjectAccess(store.audit_search, child_keys, clock),
+        audit_searches=AuditSearches(store.audit_search, child_keys, reads),
+        subject_access=SubjectAccess(store.audit_search, child_keys, reads, clock),
         retention=Retention(
             store.payloads,
             store.dead_letters,

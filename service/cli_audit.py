@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from contracts.api.audit import MOMENT_TEXT
-from service.audit import AuditReport, audit_query, read_checkpoint
+from service.access import OPERATOR
+from service.audit import AuditReport, read_checkpoint
 from service.cli_common import (
     load_services,
     read_jwks,
@@ -18,7 +19,7 @@ from service.cli_common import (
     require_known_authority,
     write_text,
 )
-from service.domain.child_keys import IdentifierError
+from service.domain.child_keys import CHILD_RECORD_READ, IdentifierError
 from service.retention import DEAD_LETTER_PERIOD
 from service.signing import VerificationError
 from service.subject_access import render_html
@@ -155,18 +156,22 @@ def audit_verify_checkpoint(file: Path, jwks_source: str) -> None:
 @_child_options(*IDENTIFIER_OPTIONS, *NAME_OPTIONS)
 @click.option("--authority", help="A transfer's sending or receiving authority (GSS code).")
 @click.option("--basis", type=click.Choice(["isp", "judgement", "none"]))
+@click.option("--action", help=f"Records of this action only, e.g. {CHILD_RECORD_READ}.")
 @click.option("--since", help=f"From this: {MOMENT_TEXT}")
 @click.option("--until", help=f"Before this: {MOMENT_TEXT}")
 @click.option("--page-size", default="50", show_default=True, help="Records a page, at most 500.")
 @click.option("--after", default="0", help="The seq a previous page ended at.")
 @click.option("--json", "as_json", is_flag=True, help="The page as JSON.")
 def audit_search(as_json: bool, **options) -> None:
-    """Find audit records by case, child, authority, basis and time; a page at a time."""
+    """Find audit records by case, child, authority, basis, action and time; a page at a time.
+
+    A search naming a child is audited as a read of its record, as an export is: with
+    --action child_record_read, the child's name finds the reads made by that identifier."""
     params = {**_child_params(options), **options}
     services = load_services()
     try:
         require_known_authority(services, options["authority"])
-        page = services.store.audit_search.search(audit_query(params, services.child_keys))
+        page = services.audit_searches.page(params, OPERATOR)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     finally:
@@ -195,7 +200,7 @@ def audit_subject_access(html_path: Path | None, **options) -> None:
     """Every transfer of one child: basis, parties, dates, categories shared and withheld."""
     services = load_services()
     try:
-        export = services.subject_access.export(_child_params(options))
+        export = services.subject_access.export(_child_params(options), OPERATOR)
     except IdentifierError as exc:
         raise click.UsageError(str(exc)) from exc
     finally:

@@ -14,11 +14,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from contracts.vocabulary import TransferState
+from service.access import Principal
+from service.child_reads import SUBJECT_ACCESS, ChildReads
 from service.domain.audit_chain import timestamp
 from service.domain.child_keys import IDENTIFIER_FIELDS, ChildKeys, IdentifierError, identifier_from
 from service.domain.model import basis_kind
 from service.store.audit_log import SENDERS_OWN
 from service.store.audit_search import AuditSearch
+from service.store.transfers import SENDERS_JUDGEMENTS
 from service.store.withdrawals import UNSENT
 
 if TYPE_CHECKING:
@@ -46,19 +49,23 @@ def _templates() -> Environment:
 
 class SubjectAccess:
     def __init__(
-        self, search: AuditSearch, child_keys: ChildKeys, clock: Callable[[], datetime]
+        self,
+        search: AuditSearch,
+        child_keys: ChildKeys,
+        reads: ChildReads,
+        clock: Callable[[], datetime],
     ) -> None:
         self._search = search
         self._child_keys = child_keys
+        self._reads = reads
         self._clock = clock
 
-    def export(
-        self, params: Mapping[str, str | None], authority: str | None = None
-    ) -> dict[str, Any]:
-        """The export for the child the parameters name (see ``identifier_from``).
+    def export(self, params: Mapping[str, str | None], reader: Principal) -> dict[str, Any]:
+        """The export for the child the parameters name (see ``identifier_from``), recorded as
+        ``reader``'s read of the child's record before it is given (``service.child_reads``).
 
-        With ``authority`` (an auditor's), only the transfers that authority sent, or received
-        once they were sent, the latter without their sender's own business in their history.
+        For a reader with an authority (an auditor), only the transfers that authority sent, or
+        received once they were sent, the latter without their sender's own business.
         """
         identifier = identifier_from(params)
         if identifier is None or identifier.kind == "name_and_birth_date":
@@ -67,12 +74,15 @@ class SubjectAccess:
                 "Name the child by nhs_number or unique_pupil_number: a name and date of birth "
                 "can match more than one child."
             )
+        authority = reader.authority
+        child_key = self._child_keys.key(identifier)
         transfers = [
             transfer
-            for transfer in self._search.child_transfers(self._child_keys.key(identifier))
+            for transfer in self._search.child_transfers(child_key)
             if authority in (None, transfer["from"]["code"])
             or (authority == transfer["to"]["code"] and transfer["state"] not in UNSENT)
         ]
+        self._reads.record(reader, SUBJECT_ACCESS, child_key, len(transfers))
         return {
             "generated_at": timestamp(self._clock()),
             "child": {name: params[name] for name in IDENTIFIER_FIELDS if params.get(name)},
@@ -157,15 +167,14 @@ def _delivered_categories(audit: list[dict[str, Any]]) -> list[str]:
 
 
 def _basis(decision: dict[str, Any], *, for_sender: bool) -> dict[str, Any]:
-    """The basis the transfer went on. For its sender, also a judgement not to share that a
-    late delivery overtook (``reinstated_decision``): the relay keeps it, reasons and all, so
-    the child's export holds it; its recipient was never meant to see it."""
+    """The basis the transfer went on. For its sender, also the judgements the relay keeps
+    beside it, reasons and all, so the child's export holds them (``SENDERS_JUDGEMENTS``): one
+    not to share that a late delivery overtook (``reinstated_decision``), and one sent with the
+    event that was set aside (basis rule 6). Its recipient was never meant to see either."""
     kind = basis_kind(decision)
-    if kind == "isp":
-        overtaken = decision.get("overtaken_judgement") if for_sender else None
-        if overtaken is not None:
-            return {"kind": kind, "isp": decision["isp"], "overtaken_judgement": overtaken}
-        return {"kind": kind, "isp": decision["isp"]}
-    if kind == "judgement":
-        return {"kind": kind, "judgement": decision["judgement"]}
-    return {"kind": kind}
+    basis = {"kind": kind}
+    if kind != "none":
+        basis[kind] = decision[kind]
+    if for_sender:
+        basis.update({name: decision[name] for name in SENDERS_JUDGEMENTS if name in decision})
+    return basis

@@ -27,6 +27,12 @@ class AuditFiltersSchema(Schema):
         }
     )
     basis = fields.String(metadata={"enum": list(BASIS_KINDS)})
+    action = fields.String(
+        metadata={
+            "description": "Records of this action only. A global admin finds who read a "
+            "child's record with child_record_read (and, in a POST search, the child)."
+        }
+    )
     since = fields.String(metadata={**MOMENT, "description": f"From this: {MOMENT_TEXT}"})
     until = fields.String(metadata={**MOMENT, "description": f"Before this: {MOMENT_TEXT}"})
     page_size = fields.Integer(

@@ -2,8 +2,10 @@
 
 An auditor reads its own authority's part of the trail: searches and exports hold only
 transfers its authority sent or received, and asking for another authority's is refused. A
-global admin reads everything. Verifying the chain is of the whole chain, since one missing or
-altered record anywhere breaks it; the answer carries no transfer's details.
+global admin reads everything. Each search that names a child, and each export, is recorded as
+a read of the child's record (``service.child_reads``). Verifying the chain is of the whole
+chain, since one missing or altered record anywhere breaks it; the answer carries no
+transfer's details.
 
 A child is named only in a ``POST`` body, never in a URL (see ``contracts.api.audit``). An
 unknown or badly typed parameter is a 422 problem from the schema (query parameters are read
@@ -13,7 +15,6 @@ the subject-access export with a ``ValueError``) is a 400 problem saying which.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 
@@ -32,7 +33,6 @@ from contracts.api.audit import (
 from service.access import Role
 from service.api.arguments import Blueprint
 from service.api.guard import allow, app_services, principal, require_authority
-from service.audit import audit_query
 from service.subject_access import render_html
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The audit trail.")
@@ -51,12 +51,10 @@ def _search(params: dict[str, Any]) -> dict[str, Any]:
         require_authority(params["authority"])
     else:
         params["authority"] = principal().authority  # None, for a global admin: every record
-    services = app_services()
     try:
-        query = audit_query(params, services.child_keys)
+        page = app_services().audit_searches.page(params, principal())
     except ValueError as exc:
         abort(HTTPStatus.BAD_REQUEST, message=str(exc))
-    page = services.store.audit_search.search(replace(query, viewer=principal().authority))
     return {"records": page.records, "next_after": page.next_after}
 
 
@@ -99,7 +97,7 @@ def verify():
 def subject_access(child: dict[str, Any]):
     """One child's export: JSON, or a printable page for ``Accept: text/html``."""
     try:
-        export = app_services().subject_access.export(child, authority=principal().authority)
+        export = app_services().subject_access.export(child, principal())
     except ValueError as exc:
         abort(HTTPStatus.BAD_REQUEST, message=str(exc))
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":

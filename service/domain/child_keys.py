@@ -25,6 +25,9 @@ NHS_NUMBER = re.compile(r"^[0-9]{10}$")
 UPN = re.compile(r"^[A-Z][0-9]{11}[0-9A-Z]$")
 NAME_FIELDS = ("given_name", "family_name", "date_of_birth")
 IDENTIFIER_FIELDS = ("nhs_number", "unique_pupil_number", *NAME_FIELDS)
+# The audit action of a read of a child's record (``service.child_reads``); its ``child_keys``
+# hold the one key the child was read by.
+CHILD_RECORD_READ = "child_record_read"
 
 
 class IdentifierError(ValueError):

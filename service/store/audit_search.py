@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.domain.audit_chain import timestamp
 from service.domain.audit_time import TimeOrder
-from service.domain.child_keys import without_child_keys
+from service.domain.child_keys import CHILD_RECORD_READ, without_child_keys
 from service.store import tables as t
 from service.store.audit_log import (
     HEAD_ID,
@@ -25,7 +25,9 @@ from service.store.withdrawals import UNSENT
 
 @dataclass(frozen=True)
 class AuditQuery:
-    """Filters that all apply; ``authority`` matches either end of a transfer.
+    """Filters that all apply; ``authority`` matches either end of a transfer. ``child_key``
+    finds the records of the child's transfers or, with ``action`` ``CHILD_RECORD_READ``, the
+    reads of its record made by that key.
 
     ``viewer`` is the authority whose auditor asks (None: a global admin, the operator): it sees
     the transfers it sent, and those to it only once they were sent, as its listings do, without
@@ -36,6 +38,7 @@ class AuditQuery:
     child_key: str | None = None
     authority: str | None = None
     basis_kind: str | None = None
+    action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     after: int = 0
@@ -86,6 +89,15 @@ def _transfers_of_child(child_key: str) -> sa.Select:
     return sa.select(t.AuditChildKey.event_id).where(t.AuditChildKey.child_key == child_key)
 
 
+def _about_child(query: AuditQuery) -> sa.ColumnElement[bool]:
+    """The records about the child ``query`` names: those of its transfers, or, for a search of
+    reads, the reads of its record (each holds the one key it was read by)."""
+    record = t.AuditRecord
+    if query.action == CHILD_RECORD_READ:
+        return record.detail[("child_keys", 0)].as_string() == query.child_key
+    return record.event_id.in_(_transfers_of_child(query.child_key))
+
+
 class AuditSearch:
     def __init__(self, transaction: Transaction) -> None:
         self._transaction = transaction
@@ -121,8 +133,10 @@ class AuditSearch:
             )
         if query.basis_kind:
             statement = statement.where(subject.basis_kind == query.basis_kind)
+        if query.action:
+            statement = statement.where(record.action == query.action)
         if query.child_key:
-            statement = statement.where(record.event_id.in_(_transfers_of_child(query.child_key)))
+            statement = statement.where(_about_child(query))
         with self._transaction() as session:
             if query.since or query.until:
                 order = _time_order(session)

@@ -14,6 +14,7 @@ from service.store.tables import AuditChainHead
 from tests.support import examples
 from tests.support.children import child, transfer_of
 from tests.support.migrations import down_and_up_again
+from tests.support.tokens import reader
 
 HACKNEY, ISLINGTON, LAMBETH = "E09000012", "E09000019", "E09000022"
 
@@ -79,7 +80,7 @@ def test_an_event_refused_for_reusing_a_transfers_id_is_no_part_of_that_transfer
         return [record["action"] for record in records]
 
     assert "rejected" not in actions(populated.store.transfers.view("isp-1")["timeline"])
-    export = populated.subject_access.export({"nhs_number": child(1)["nhs_number"]})
+    export = populated.subject_access.export({"nhs_number": child(1)["nhs_number"]}, reader())
     assert "rejected" not in actions(export["transfers"][0]["history"])
     assert "rejected" not in actions(_search(populated, nhs_number=child(1)["nhs_number"]).records)
     for viewer in (HACKNEY, ISLINGTON):

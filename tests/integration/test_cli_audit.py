@@ -163,6 +163,37 @@ def test_subject_access_writes_a_printable_page(run, tmp_path):
     assert by_name.exit_code == 2 and "No such option '--given-name'" in by_name.output
 
 
+def test_an_export_and_a_search_by_child_at_the_command_line_are_audited_as_reads(
+    services, run, tmp_path
+):
+    identity = examples.load(examples.ROUTINE_WITH_ISP)["data"]["case"]["child_identity"]
+    exported = run("audit", "subject-access", "--nhs-number", identity["nhs_number"])
+    assert len(json.loads(exported.output)["transfers"]) == 4
+    page = tmp_path / "export.html"
+    upn = identity["unique_pupil_number"]
+    assert run("audit", "subject-access", "--upn", upn, "--html", str(page)).exit_code == 0
+    assert run("audit", "search", "--upn", upn).exit_code == 0
+
+    found = run("audit", "search", "--action", "child_record_read", "--json")
+    reads = json.loads(found.output)["records"]
+    operator = {"name": "command line", "role": "admin", "authority": None, "token_id": None}
+    assert [r["detail"] for r in reads] == [
+        {"by": operator, "read": "subject_access", "transfers": 4},
+        {"by": operator, "read": "subject_access", "transfers": 4},
+        {"by": operator, "read": "audit_search", "transfers": 4},
+    ]
+    stored = json.dumps(
+        [d for _, a, d in audit_actions(services.store) if a == "child_record_read"]
+    )
+    assert "child_keys" in stored
+    for value in (identity["nhs_number"], upn, identity["family_name"]):
+        assert value not in found.output and value not in stored
+
+    by_upn = run("audit", "search", "--upn", upn, "--action", "child_record_read", "--json")
+    assert [r["seq"] for r in json.loads(by_upn.output)["records"]] == [r["seq"] for r in reads[1:]]
+    assert run("audit", "verify").exit_code == 0
+
+
 def _said_in_one_line(result, *words: str) -> None:
     """A refusal a person reads: a one-line error, exit 1, no traceback."""
     assert result.exit_code == 1, result.output

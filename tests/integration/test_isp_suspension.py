@@ -24,7 +24,7 @@ from tests.support.https_receiver import event_ids, https_recipients
 from tests.support.read_only import refusing_changes
 from tests.support.store_reads import audit_actions
 from tests.support.tampering import rewrite_transfer
-from tests.support.tokens import bearer
+from tests.support.tokens import bearer, reader
 
 HACKNEY, ISLINGTON = "E09000012", "E09000019"
 ISP = "/api/v1/isps/pan-london-caf"
@@ -230,7 +230,7 @@ def test_a_reinstated_transfers_subject_access_export_says_what_was_shared(
     assert withdrawing.deliverer(services).deliver_group(claimed).results == ["delivered"]
 
     nhs_number = body["data"]["case"]["child_identity"]["nhs_number"]
-    (exported,) = services.subject_access.export({"nhs_number": nhs_number})["transfers"]
+    (exported,) = services.subject_access.export({"nhs_number": nhs_number}, reader())["transfers"]
     assert exported["delivery"]["outcome"] != "awaiting_judgement"
     assert exported["basis"]["kind"] == "isp"
     assert exported["categories"]["shared"], exported["categories"]
@@ -469,7 +469,8 @@ def test_a_late_delivery_overtakes_a_judgement_not_to_share_and_its_recipient_se
     assert "overtaken_judgement" not in seen["decision"], "its reasons are the sender's"
     assert seen["state"] == "delivered"
     nhs_number = examples.routine("late-withheld")["data"]["case"]["child_identity"]["nhs_number"]
-    (exported,) = services.subject_access.export({"nhs_number": nhs_number}, ISLINGTON)["transfers"]
+    export = services.subject_access.export({"nhs_number": nhs_number}, reader(ISLINGTON))
+    (exported,) = export["transfers"]
     assert (exported["basis"]["kind"], exported["delivery"]["outcome"]) == ("isp", "delivered")
     assert exported["categories"]["shared"], "what the envelope carried"
 
@@ -489,7 +490,7 @@ def test_the_senders_export_holds_the_judgement_not_to_share_a_late_delivery_ove
     nhs_number = examples.routine("late-withheld")["data"]["case"]["child_identity"]["nhs_number"]
 
     def exported(authority: str | None) -> dict:
-        export = services.subject_access.export({"nhs_number": nhs_number}, authority)
+        export = services.subject_access.export({"nhs_number": nhs_number}, reader(authority))
         (transfer,) = export["transfers"]
         return transfer
 
@@ -501,9 +502,11 @@ def test_the_senders_export_holds_the_judgement_not_to_share_a_late_delivery_ove
     assert "overtaken_judgement" not in exported(ISLINGTON)["basis"]
     assert necessity not in json.dumps(exported(ISLINGTON))
 
-    page = render_html(services.subject_access.export({"nhs_number": nhs_number}, HACKNEY))
+    page = render_html(services.subject_access.export({"nhs_number": nhs_number}, reader(HACKNEY)))
     assert "not share" in page and escape(necessity) in page
-    page = render_html(services.subject_access.export({"nhs_number": nhs_number}, ISLINGTON))
+    page = render_html(
+        services.subject_access.export({"nhs_number": nhs_number}, reader(ISLINGTON))
+    )
     assert escape(necessity) not in page
 
 
@@ -517,7 +520,7 @@ def test_the_export_lists_what_a_late_delivery_shared_besides_the_judgements_env
     nhs_number = examples.routine("late-shared")["data"]["case"]["child_identity"]["nhs_number"]
 
     for authority in (None, ISLINGTON):
-        export = services.subject_access.export({"nhs_number": nhs_number}, authority)
+        export = services.subject_access.export({"nhs_number": nhs_number}, reader(authority))
         (transfer,) = export["transfers"]
         shared, withheld = transfer["categories"]["shared"], transfer["categories"]["withheld"]
         assert {"child_identity", "lead_professional", "child_contact", "plan"} <= set(shared)

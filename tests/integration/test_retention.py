@@ -11,6 +11,7 @@ from service.senders import EMBEDDED
 from service.store.tables import Envelope, Transfer
 from tests.support import examples
 from tests.support.store_reads import audit_actions
+from tests.support.tokens import reader
 
 ISLINGTON, SOUTHWARK = "E09000019", "E09000028"
 JUDGEMENT_DAYS = 30
@@ -119,7 +120,7 @@ def test_the_metadata_stays_each_purge_is_audited_and_the_chain_verifies(deliver
 
     report = delivered.audit.verify()
     assert report.intact
-    export = delivered.subject_access.export({"nhs_number": "9434765919"})
+    export = delivered.subject_access.export({"nhs_number": "9434765919"}, reader())
     purged = {t["event_id"]: t["payload_purged_at"] for t in export["transfers"]}
     assert purged[ROUTINE] and purged[AD_HOC] and purged[PARKED] is None
 

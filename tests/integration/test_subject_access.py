@@ -2,6 +2,7 @@
 child's transfers, with basis, parties, dates, categories and delivery, and nothing of others."""
 
 import json
+from html import escape
 
 import pytest
 
@@ -12,6 +13,7 @@ from service.senders import EMBEDDED
 from service.subject_access import render_html
 from tests.support import examples, judgements
 from tests.support.children import child, transfer_of
+from tests.support.tokens import reader
 
 ISLINGTON, SOUTHWARK = "E09000019", "E09000028"
 CHILDREN = 40
@@ -43,7 +45,9 @@ def many_children(services, tmp_path):
 
 
 def _export(services, n: int = ASKED, **params):
-    return services.subject_access.export(params or {"nhs_number": child(n)["nhs_number"]})
+    return services.subject_access.export(
+        params or {"nhs_number": child(n)["nhs_number"]}, reader()
+    )
 
 
 def test_the_export_lists_exactly_the_childs_transfers(many_children):
@@ -93,7 +97,7 @@ def test_the_export_says_on_what_basis_to_whom_and_what_went(many_children):
 def test_a_recipients_export_leaves_out_what_was_not_sent_to_it(many_children):
     def exported(authority: str) -> list[str]:
         params = {"nhs_number": child(ASKED)["nhs_number"]}
-        export = many_children.subject_access.export(params, authority=authority)
+        export = many_children.subject_access.export(params, reader(authority))
         return [t["event_id"] for t in export["transfers"]]
 
     parked, withheld = (
@@ -121,7 +125,7 @@ def test_a_senders_refused_attempt_at_a_judgement_is_in_its_export_not_its_recip
 
     def history(authority: str | None) -> list[str]:
         params = {"nhs_number": child(ASKED)["nhs_number"]}
-        export = many_children.subject_access.export(params, authority=authority)
+        export = many_children.subject_access.export(params, reader(authority))
         (judged,) = [t for t in export["transfers"] if t["event_id"] == f"parked-{ASKED}"]
         return [h["action"] for h in judged["history"]]
 
@@ -145,7 +149,8 @@ def test_a_name_and_birth_date_is_not_enough_for_an_export(many_children):
                 "given_name": identity["given_name"],
                 "family_name": identity["family_name"],
                 "date_of_birth": identity["date_of_birth"],
-            }
+            },
+            reader(),
         )
 
 
@@ -155,7 +160,7 @@ def test_a_child_the_relay_never_saw_has_an_empty_export(many_children):
 
 def test_an_export_must_name_a_child(many_children):
     with pytest.raises(IdentifierError, match="Name the child"):
-        many_children.subject_access.export({})
+        many_children.subject_access.export({}, reader())
 
 
 def test_the_printable_page_shows_the_transfers_and_escapes_what_it_quotes(many_children):
@@ -167,3 +172,36 @@ def test_the_printable_page_shows_the_transfers_and_escapes_what_it_quotes(many_
     assert "Jo Reid" in page and "&lt;script&gt;x&lt;/script&gt;" in page
     assert "<script>" not in page
     assert child(ASKED + 1)["nhs_number"] not in page
+
+
+def test_the_senders_export_holds_a_judgement_set_aside_and_its_recipients_does_not(services):
+    """A judgement sent with the event that gave no basis (basis rule 6) is kept with the
+    transfer, reasons and all, after a colleague's judgement too: as with one a late delivery
+    overtook, the sender's and the operator's exports show it, the recipient's does not."""
+    event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
+    set_aside = judgements.share(recipients=[SOUTHWARK])
+    set_aside["reasons"]["necessity"] = "Needed by the Southwark team, who asked first."
+    event["data"]["sharing"]["judgement"] = set_aside
+    assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == (
+        "awaiting_judgement"
+    )
+    sender, recipient = event["data"]["from_authority"], event["data"]["to_authority"]
+    practitioner = Principal("Ada Newham", Role.PRACTITIONER, sender, "tok-newham")
+    services.judgements.record(event["id"], judgements.share(), by=practitioner)
+    nhs_number = event["data"]["case"]["child_identity"]["nhs_number"]
+
+    def exported(authority: str | None) -> dict:
+        return services.subject_access.export({"nhs_number": nhs_number}, reader(authority))
+
+    necessity = set_aside["reasons"]["necessity"]
+    for authority in (None, sender):
+        (transfer,) = exported(authority)["transfers"]
+        assert transfer["basis"]["kind"] == "judgement"
+        assert transfer["basis"]["set_aside_judgement"] == set_aside, "as it came"
+        page = render_html(exported(authority))
+        assert "was set aside" in page and escape(necessity) in page
+    (seen,) = exported(recipient)["transfers"]
+    assert "set_aside_judgement" not in seen["basis"]
+    assert necessity not in json.dumps(seen) and escape(necessity) not in render_html(
+        exported(recipient)
+    )

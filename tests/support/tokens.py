@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service.access import OPERATOR, TOKEN_DAYS, Role
+from service.access import OPERATOR, TOKEN_DAYS, Principal, Role
 from service.bootstrap import Services
 from service.store.access import IssuedToken
 
@@ -35,3 +35,11 @@ def token_name(role: Role | str, authority: str | None = None) -> str:
 
 def headers_for(issued: IssuedToken) -> dict[str, str]:
     return {"Authorization": f"Bearer {issued.secret}"}
+
+
+def reader(authority: str | None = None) -> Principal:
+    """Who reads a child's record in a test that calls the services directly: an auditor of
+    ``authority``, or the operator at the command line for None."""
+    if authority is None:
+        return OPERATOR
+    return Principal(token_name(Role.AUDITOR, authority), Role.AUDITOR, authority, "tok-auditor")
