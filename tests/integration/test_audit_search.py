@@ -12,7 +12,7 @@ from service.senders import EMBEDDED
 from service.store.engine import make_engine
 from service.store.tables import AuditChainHead
 from tests.support import examples
-from tests.support.children import child, transfer_of
+from tests.support.children import child, shared_under_the_isp, transfer_of
 from tests.support.migrations import down_and_up_again
 from tests.support.tokens import reader
 
@@ -22,10 +22,7 @@ HACKNEY, ISLINGTON, LAMBETH = "E09000012", "E09000019", "E09000022"
 @pytest.fixture
 def populated(services):
     """Six children sent Hackney -> Islington under the ISP; child 2 also sent ad hoc by Lambeth."""
-    services.store.add_isp(examples.pan_london_isp())
-    for n in range(6):
-        event = transfer_of(examples.ROUTINE_WITH_ISP, f"isp-{n}", child(n))
-        assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
+    shared_under_the_isp(services, "isp", 6)
     event = transfer_of(examples.AD_HOC_WITH_JUDGEMENT, "adhoc-2", child(2), case="CAF-LAM-2")
     assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
     return services

@@ -7,10 +7,8 @@ import json
 import pytest
 
 from service.domain.child_keys import identifier_from
-from service.senders import EMBEDDED
 from service.web import create_app
-from tests.support import examples
-from tests.support.children import child, transfer_of
+from tests.support.children import child, shared_under_the_isp
 from tests.support.store_reads import audit_actions
 from tests.support.tokens import headers_for, issue
 
@@ -21,10 +19,7 @@ READ = "child_record_read"
 @pytest.fixture
 def client(services):
     """Hackney sent Islington the cases of children 0 and 1 under the ISP."""
-    services.store.add_isp(examples.pan_london_isp())
-    for n in range(2):
-        event = transfer_of(examples.ROUTINE_WITH_ISP, f"read-{n}", child(n))
-        services.relay.receive(examples.encode(event), sender=EMBEDDED)
+    shared_under_the_isp(services, "read", 2)
     return create_app(services).test_client()
 
 

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples
-from tests.support.children import child, transfer_of
+from tests.support.children import child, shared_under_the_isp, transfer_of
 from tests.support.store_reads import audit_actions
 from tests.support.tokens import bearer
 
@@ -21,10 +21,7 @@ def auth(services):
 @pytest.fixture
 def client(services):
     """Hackney sent Islington three children's cases; Havering's case of child 1 is parked."""
-    services.store.add_isp(examples.pan_london_isp())
-    for n in range(3):
-        event = transfer_of(examples.ROUTINE_WITH_ISP, f"web-{n}", child(n))
-        services.relay.receive(examples.encode(event), sender=EMBEDDED)
+    shared_under_the_isp(services, "web", 3)
     parked = transfer_of(examples.ROUTINE_WITHOUT_BASIS, "web-parked", child(1))
     assert services.relay.receive(examples.encode(parked), sender=EMBEDDED).state == (
         "awaiting_judgement"

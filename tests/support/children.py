@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.senders import EMBEDDED
 from tests.support import examples
 
 GIVEN = ["Amara", "Ben", "Chloe", "Dev", "Ella", "Femi", "Grace", "Hamza", "Isla", "Jay"]
@@ -28,3 +29,12 @@ def transfer_of(
     document = examples.event(template, id=event_id, subject=case or f"CAF-{event_id}")
     document["data"]["case"]["child_identity"] = {"sex": "not_stated", **identity}
     return document
+
+
+def shared_under_the_isp(services: Any, prefix: str, count: int) -> None:
+    """Children 0 to ``count - 1``, each sent from Hackney to Islington under the pan-London
+    ISP (added here), as events ``<prefix>-<n>``."""
+    services.store.add_isp(examples.pan_london_isp())
+    for n in range(count):
+        event = transfer_of(examples.ROUTINE_WITH_ISP, f"{prefix}-{n}", child(n))
+        assert services.relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
