@@ -26,6 +26,7 @@ from service.bootstrap import Services
 from service.delivery import checked_receipt, try_delivery
 from service.domain.isotime import iso
 from service.domain.storable import unstorable
+from service.store.access import PublishesElsewhere
 from service.store.organisations import DuplicateAuthority, UnknownAuthority
 from service.store.store import Store
 
@@ -144,18 +145,17 @@ def set_publisher(store: Store, code: str, broker_user: str, *, by: Principal) -
             {"broker_user": ["Must be letters, digits, '.', '_', '@' or '-', at most 128."]},
         )
     _existing(store, code)
-    current = store.access.broker_publisher(broker_user)
-    if current not in (None, code):
-        raise Conflict(f"Broker user {broker_user} publishes for {current}; remove it there first.")
-    store.access.set_broker_publisher(broker_user, code, by=by)
+    try:
+        store.access.set_broker_publisher(broker_user, code, by=by)
+    except PublishesElsewhere as exc:
+        raise Conflict(f"{exc} Remove it there first.") from exc
     return _existing(store, code)
 
 
 def remove_publisher(store: Store, code: str, broker_user: str, *, by: Principal) -> None:
     _existing(store, code)
-    if store.access.broker_publisher(broker_user) != code:
+    if not store.access.remove_broker_publisher(broker_user, code, by=by):
         raise NotFound(f"Broker user {broker_user} does not publish for {code}.")
-    store.access.remove_broker_publisher(broker_user, by=by)
 
 
 # -- adapters -------------------------------------------------------------------------------------

@@ -19,7 +19,16 @@ from service.domain.isotime import iso
 from service.store import tables as t
 from service.store.audit_log import AppendAudit, Transaction
 from service.store.organisations import UnknownAuthority
-from service.store.rows import upsert
+from service.store.rows import insert_or_keep
+
+
+class PublishesElsewhere(Exception):
+    """The broker user publishes for another authority already."""
+
+    def __init__(self, broker_user: str, authority: str) -> None:
+        super().__init__(f"Broker user {broker_user} publishes for {authority}.")
+        self.broker_user = broker_user
+        self.authority = authority
 
 
 @dataclass(frozen=True)
@@ -104,9 +113,13 @@ class Access:
             ]
 
     def revoke_token(self, token_id: str, *, now: datetime, by: Principal) -> bool:
-        """Revoke a token at once; False if there is no such live token."""
+        """Revoke a token at once; False if there is no such live token.
+
+        The row is locked first, so of two admins revoking it at once the second finds it
+        revoked: one ``token_revoked`` record, and the revocation time is the first's.
+        """
         with self._transaction() as session:
-            row = session.get(t.ApiToken, token_id)
+            row = session.get(t.ApiToken, token_id, with_for_update=True)
             if row is None or row.revoked_at is not None:
                 return False
             row.revoked_at = now
@@ -127,14 +140,17 @@ class Access:
             )
 
     def set_broker_publisher(self, broker_user: str, authority: str, *, by: Principal) -> None:
+        """Let ``broker_user`` publish for ``authority``; ``PublishesElsewhere`` if it publishes
+        for another authority, even one named at this very moment by another admin: a user is
+        never moved from one authority to another, which would hand one borough's case system
+        to another's admin. The row as stored, locked, is checked in this transaction."""
         with self._transaction() as session:
             if session.get(t.Authority, authority) is None:
                 raise UnknownAuthority(authority)
-            upsert(
-                session,
-                t.BrokerPublisher,
-                {"broker_user": broker_user, "authority_code": authority},
-            )
+            named = {"broker_user": broker_user, "authority_code": authority}
+            current = insert_or_keep(session, t.BrokerPublisher, named, "authority_code")
+            if current != authority:
+                raise PublishesElsewhere(broker_user, current)
             self._append_audit(
                 session,
                 None,
@@ -142,10 +158,13 @@ class Access:
                 {"broker_user": broker_user, "authority": authority, "by": by.describe()},
             )
 
-    def remove_broker_publisher(self, broker_user: str, *, by: Principal) -> bool:
+    def remove_broker_publisher(self, broker_user: str, authority: str, *, by: Principal) -> bool:
+        """Stop ``broker_user`` publishing for ``authority``; False if it does not (any more):
+        the row is locked and checked here, so that a user moved to another authority
+        meanwhile is not removed from there."""
         with self._transaction() as session:
-            row = session.get(t.BrokerPublisher, broker_user)
-            if row is None:
+            row = session.get(t.BrokerPublisher, broker_user, with_for_update=True)
+            if row is None or row.authority_code != authority:
                 return False
             session.delete(row)
             self._append_audit(

@@ -201,9 +201,10 @@ class Organisations:
             }
 
     def remove_adapter(self, code: str, *, by: Principal) -> bool:
-        """Remove the adapter; False if there was none."""
+        """Remove the adapter; False if there was none. The row is locked first, so of two
+        admins removing it at once the second finds none: one ``adapter_removed`` record."""
         with self._transaction() as session:
-            row = session.get(t.AdapterConfig, code)
+            row = session.get(t.AdapterConfig, code, with_for_update=True)
             if row is None:
                 return False
             session.delete(row)

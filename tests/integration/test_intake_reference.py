@@ -111,7 +111,7 @@ def test_a_broker_publisher_removed_by_another_process_sends_for_no_authority(se
     account = Sender("Broker user 'hackney-mosaic'", broker_user="hackney-mosaic")
     assert _receive(services, "while-registered", account).state == "signed"
 
-    elsewhere.access.remove_broker_publisher("hackney-mosaic", by=OPERATOR)
+    elsewhere.access.remove_broker_publisher("hackney-mosaic", HACKNEY, by=OPERATOR)
 
     refused = _receive(services, "after-removal", account)
     assert refused.rejection == Rejection.FORGED_SENDER

@@ -72,7 +72,7 @@ def test_a_message_that_does_not_say_who_sent_it_is_dead_lettered(
 
 
 def test_an_unregistered_account_may_send_for_no_authority(services, broker_url, strict_worker):
-    services.store.access.remove_broker_publisher("guest", by=OPERATOR)
+    services.store.access.remove_broker_publisher("guest", HACKNEY, by=OPERATOR)
     event = examples.event(examples.ROUTINE_WITH_ISP, id="unregistered")
     publish(broker_url, examples.encode(event))
 

@@ -18,7 +18,8 @@ from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 
 from contracts.reference import LONDON_AUTHORITIES
-from service.access import Principal, Role
+from service import authorities
+from service.access import OPERATOR, Principal, Role
 from service.secrets import SecretBox
 from service.senders import EMBEDDED
 from service.store import tables as t
@@ -27,7 +28,7 @@ from service.store.isps import IspChange
 from service.store.store import NewTransfer, Store
 from service.store.tables import Base, Isp
 from tests.conftest import fixed_clock, fresh_database, services_on
-from tests.support import examples
+from tests.support import examples, tokens
 from tests.support.https_receiver import https_recipients
 from tests.support.isps import NEWHAM, TOWER_HAMLETS, bilateral
 from tests.support.migrations import down_and_up_again
@@ -284,6 +285,87 @@ def test_two_admins_naming_a_new_broker_publisher_at_once_both_succeed(services)
         )
         assert _race(naming, naming) == []
         assert services.store.access.broker_publisher(f"mosaic-{n}") == "E09000012"
+
+
+def _each_returned(results: list, *calls: Callable[[], object]) -> list[Callable[[], None]]:
+    """``calls`` that add what they return to ``results``, for ``_race``."""
+    return [lambda call=call: results.append(call()) for call in calls]
+
+
+def test_two_admins_naming_one_broker_user_for_two_authorities_at_once_do_not_both_get_it(
+    services, tmp_path
+):
+    """A user is never moved from one authority to another. Each admin's check that no other
+    authority had the user came before its change: both passed, and the second moved the user
+    the first had just been told was its own (PostgreSQL and SQLite alike)."""
+    other = services_on(services.store.url, tmp_path / "other")
+    hackney = Principal("hackney admin", Role.ADMIN, "E09000012")
+    islington = Principal("islington admin", Role.ADMIN, "E09000019")
+    try:
+        for n in range(20):
+            user, told = f"case-system-{n}", []
+            naming = [
+                partial(authorities.set_publisher, store, admin.authority, user, by=admin)
+                for store, admin in ((services.store, hackney), (other.store, islington))
+            ]
+            (refused,) = _race(*_each_returned(told, *naming))
+            assert len(told) == 1, f"round {n}: both admins were told the user was theirs"
+            publisher = told[0]["code"]
+            assert user in told[0]["publishers"] and f"publishes for {publisher}" in refused
+            assert services.store.access.broker_publisher(user) == publisher
+    finally:
+        other.close()
+
+
+def test_a_broker_user_is_removed_only_from_the_authority_it_publishes_for(services):
+    """The removal checks whose the user is as it removes it: an admin whose check went before
+    the user was moved to another authority removes nothing there."""
+    access = services.store.access
+    access.set_broker_publisher("case-system", "E09000012", by=OPERATOR)
+    assert not access.remove_broker_publisher("case-system", "E09000019", by=OPERATOR)
+    assert access.broker_publisher("case-system") == "E09000012"
+    assert access.remove_broker_publisher("case-system", "E09000012", by=OPERATOR)
+    assert access.broker_publisher("case-system") is None
+
+
+def test_two_admins_revoking_one_token_at_once_revoke_it_once(services, tmp_path):
+    """On PostgreSQL both read the token as live, both revoked it and both were audited."""
+    other = services_on(services.store.url, tmp_path / "other")
+    try:
+        for n in range(20):
+            issued = tokens.issue(services, "publisher", "E09000012")
+            revoked: list[bool] = []
+            revoking = [
+                partial(store.access.revoke_token, issued.token_id, now=fixed_clock(), by=OPERATOR)
+                for store in (services.store, other.store)
+            ]
+            assert _race(*_each_returned(revoked, *revoking)) == []
+            assert sorted(revoked) == [False, True], f"round {n}"
+        actions = [action for _, action, _ in audit_actions(services.store)]
+        assert actions.count("token_revoked") == 20
+    finally:
+        other.close()
+
+
+def test_two_admins_removing_one_adapter_at_once_remove_it_once(services, tmp_path):
+    """On PostgreSQL both read the adapter, both deleted it and both were audited."""
+    other = services_on(services.store.url, tmp_path / "other")
+    try:
+        for n in range(20):
+            services.store.organisations.set_adapter(
+                "E09000019", "directory", {"path": str(tmp_path / "inbox")}, {}
+            )
+            removed: list[bool] = []
+            removing = [
+                partial(store.organisations.remove_adapter, "E09000019", by=OPERATOR)
+                for store in (services.store, other.store)
+            ]
+            assert _race(*_each_returned(removed, *removing)) == []
+            assert sorted(removed) == [False, True], f"round {n}"
+        actions = [action for _, action, _ in audit_actions(services.store)]
+        assert actions.count("adapter_removed") == 20
+    finally:
+        other.close()
 
 
 def test_an_opened_adapter_setting_keeps_its_secrets_out_of_its_repr(services):
