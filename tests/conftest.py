@@ -29,6 +29,7 @@ from service.config import Settings
 from service.secrets import SecretBox
 from service.store import tables
 from service.store.store import Store
+from tests.support.declared import answers_undeclared
 
 BROKER_HOST = os.environ.get("CAF_RELAY_TEST_BROKER_HOST", "127.0.0.1")
 
@@ -117,6 +118,15 @@ def services(migrated_database, tmp_path) -> Iterator[Services]:
         yield built
     finally:
         built.close()
+
+
+@pytest.fixture(autouse=True)
+def api_answers_only_what_its_document_declares() -> Iterator[None]:
+    """Every test that calls the API also checks each status it gets back is one the OpenAPI
+    document declares for that operation, so the document cannot drift from what is answered."""
+    with answers_undeclared() as undeclared:
+        yield
+    assert not undeclared, f"answers the OpenAPI document does not declare: {undeclared}"
 
 
 def services_on(database_url: str, folder: Path) -> Services:

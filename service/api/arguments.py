@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
 
-import flask_smorest
 from flask import request
 from flask_smorest import abort
 from marshmallow import ValidationError
@@ -59,6 +58,15 @@ def json_refusals() -> Iterator[None]:
         abort(HTTPStatus.BAD_REQUEST, message=f"The JSON body cannot be read: {unreadable(exc)}")
 
 
+# What reading a JSON body can answer besides the view's own refusals: broken or unreadable (400),
+# too long (413), not JSON (415). The API document declares them for each view that takes one.
+JSON_BODY_REFUSALS = (
+    HTTPStatus.BAD_REQUEST,
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+)
+
+
 def json_body() -> Any:
     """The request's JSON body, for every view that takes one: read whole (a chunked body
     longer than the limit is a 413, not parsed cut short), JSON (else a 415) and readable (else
@@ -81,12 +89,6 @@ class StorableArgumentsParser(FlaskParser):
             if why:
                 raise ValidationError(f"Not storable: {why}")
         return location_data
-
-
-class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest's blueprint, with arguments checked to be storable."""
-
-    ARGUMENTS_PARSER = StorableArgumentsParser()
 
 
 def refuse_nul_in_url() -> None:

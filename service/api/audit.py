@@ -31,7 +31,7 @@ from contracts.api.audit import (
     VerificationSchema,
 )
 from service.access import Role
-from service.api.arguments import Blueprint
+from service.api.blueprint import Blueprint
 from service.api.guard import allow, app_services, principal, require_authority
 from service.subject_access import render_html
 

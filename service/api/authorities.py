@@ -26,7 +26,7 @@ from contracts.api.authorities import (
 )
 from service import authorities as admin
 from service.access import Role
-from service.api.arguments import Blueprint
+from service.api.blueprint import Blueprint
 from service.api.guard import (
     CASE_ROLES,
     allow,
@@ -90,6 +90,7 @@ def list_authorities():
 @allow(Role.ADMIN, global_only=True)
 @blp.arguments(NewAuthoritySchema)
 @blp.response(HTTPStatus.CREATED, AuthorityViewSchema)
+@blp.refuses(HTTPStatus.CONFLICT)
 def add_authority(document):
     """Add an organisation beyond the 33 London authorities (health, police, a school...)."""
     with _as_problem():
@@ -99,6 +100,7 @@ def add_authority(document):
 @blp.route("/authorities/<code>")
 @allow(*CASE_ROLES)
 @blp.response(HTTPStatus.OK, AuthorityViewSchema)
+@blp.refuses(HTTPStatus.NOT_FOUND)
 def get_authority(code: str):
     """One authority: its receipt keys (JWKS), broker publishers and adapter type."""
     with _as_problem():
@@ -110,6 +112,7 @@ def get_authority(code: str):
 @_for_authority
 @blp.arguments(AuthorityEditSchema)
 @blp.response(HTTPStatus.OK, AuthorityViewSchema)
+@blp.refuses(HTTPStatus.NOT_FOUND)
 def edit_authority(changes, code: str):
     """Change an authority's name or kind (global admin) or its receipt keys (its admin).
 
@@ -125,6 +128,7 @@ def edit_authority(changes, code: str):
 @allow(Role.ADMIN)
 @_for_authority
 @blp.response(HTTPStatus.OK, AuthorityViewSchema)
+@blp.refuses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY)
 def set_publisher(code: str, broker_user: str):
     """Let a RabbitMQ user publish events from this authority (its ``user_id`` property)."""
     with _as_problem():
@@ -135,6 +139,7 @@ def set_publisher(code: str, broker_user: str):
 @allow(Role.ADMIN)
 @_for_authority
 @blp.response(HTTPStatus.NO_CONTENT)
+@blp.refuses(HTTPStatus.NOT_FOUND)
 def remove_publisher(code: str, broker_user: str):
     """Stop a RabbitMQ user publishing for this authority; its messages are then refused."""
     with _as_problem():
@@ -145,6 +150,7 @@ def remove_publisher(code: str, broker_user: str):
 @allow(Role.ADMIN)
 @_for_authority
 @blp.response(HTTPStatus.OK, AdapterViewSchema)
+@blp.refuses(HTTPStatus.NOT_FOUND)
 def get_adapter(code: str):
     """The adapter's type, settings and retry overrides, and the names of its secrets."""
     with _as_problem():
@@ -156,6 +162,7 @@ def get_adapter(code: str):
 @_for_authority
 @blp.arguments(AdapterConfigSchema)
 @blp.response(HTTPStatus.OK, AdapterViewSchema)
+@blp.refuses(HTTPStatus.NOT_FOUND)
 def put_adapter(config, code: str):
     """Set how this authority receives transfers, replacing any adapter it had.
 
@@ -178,6 +185,7 @@ def put_adapter(config, code: str):
 @allow(Role.ADMIN)
 @_for_authority
 @blp.response(HTTPStatus.NO_CONTENT)
+@blp.refuses(HTTPStatus.NOT_FOUND)
 def delete_adapter(code: str):
     """Remove the adapter. Transfers to this authority then wait in the outbox, retried under
     the retry policy, and fail when it gives up, unless an adapter is set again in time."""
@@ -189,6 +197,7 @@ def delete_adapter(code: str):
 @allow(Role.ADMIN)
 @_for_authority
 @blp.response(HTTPStatus.OK, AdapterTestSchema)
+@blp.refuses(HTTPStatus.NOT_FOUND)
 def test_adapter(code: str):
     """Send a signed test envelope (payload ``"test": true``, no case data, no transfer made)
     through the adapter, and report whether it arrived, how long it took, or the error."""

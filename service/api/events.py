@@ -14,7 +14,7 @@ from flask_smorest import abort
 from contracts.api.transfers import TransferViewSchema
 from contracts.event import CaseTransferEventSchema
 from service.access import Role
-from service.api.arguments import Blueprint
+from service.api.blueprint import Blueprint
 from service.api.bodies import body_within
 from service.api.guard import allow, app_services, principal, refuse
 from service.relay import Rejection
@@ -45,6 +45,9 @@ STATUS_BY_REJECTION = {
 )
 @blp.response(HTTPStatus.ACCEPTED, TransferViewSchema, description="Stored and decided.")
 @blp.alt_response(HTTPStatus.OK, schema=TransferViewSchema, description="Already received.")
+@blp.refuses(
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY
+)
 def post_event():
     """Send one case-transfer event (a CloudEvent, structured JSON mode)."""
     caller = principal()

@@ -20,7 +20,7 @@ from contracts.api.isps import (
 from contracts.isp import IspSchema
 from service import isps
 from service.access import Role
-from service.api.arguments import Blueprint
+from service.api.blueprint import Blueprint
 from service.api.bodies import whole_body
 from service.api.guard import CASE_ROLES, allow, app_services, principal, refuse
 from service.domain.basis import decision_day
@@ -77,6 +77,7 @@ def list_isps():
 @allow(Role.ADMIN)
 @blp.arguments(IspSchema)
 @blp.response(HTTPStatus.CREATED, IspSummarySchema)
+@blp.refuses(HTTPStatus.CONFLICT)
 def create_isp(document):
     """Add a new ISP, at version 1; an admin of one of its parties may."""
     services = app_services()
@@ -88,6 +89,12 @@ def create_isp(document):
 @allow(Role.ADMIN)
 @blp.doc(requestBody=IMPORT_BODY)
 @blp.response(HTTPStatus.CREATED, ImportedIspSchema(many=True))
+@blp.refuses(
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    HTTPStatus.CONFLICT,
+    HTTPStatus.UNPROCESSABLE_ENTITY,
+)
 def import_isps():
     """Import ISPs from a JSON or YAML file: new ISPs or next versions; all of them or none."""
     body = whole_body()  # first: a form's file is then parsed from what it read
@@ -131,6 +138,7 @@ def applicable(query):
 @blp.route("/isps/<isp_id>")
 @allow(*CASE_ROLES)
 @blp.response(HTTPStatus.OK, IspHistorySchema)
+@blp.refuses(HTTPStatus.NOT_FOUND)
 def show_isp(isp_id: str):
     """One ISP with every version ever recorded."""
     services = app_services()
@@ -142,6 +150,7 @@ def show_isp(isp_id: str):
 @allow(Role.ADMIN)
 @blp.arguments(IspSchema)
 @blp.response(HTTPStatus.CREATED, IspSummarySchema)
+@blp.refuses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT)
 def amend_isp(document, isp_id: str):
     """Amend an ISP: record its next version; an admin of a party to the current one may."""
     services = app_services()
@@ -152,6 +161,7 @@ def amend_isp(document, isp_id: str):
 @blp.route("/isps/<isp_id>/versions/<int(min=1):version>/confirm", methods=["POST"])
 @allow(Role.ADMIN)
 @blp.response(HTTPStatus.OK, IspSummarySchema)
+@blp.refuses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT)
 def confirm_isp(isp_id: str, version: int):
     """Confirm your authority's signature on one version: until then it does not bind you."""
     services = app_services()
@@ -163,6 +173,7 @@ def confirm_isp(isp_id: str, version: int):
 @allow(Role.ADMIN)
 @blp.arguments(SuspendSchema)
 @blp.response(HTTPStatus.CREATED, IspSummarySchema)
+@blp.refuses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT)
 def suspend_isp(body, isp_id: str):
     """Suspend an active ISP: a new, suspended version; no transfer is shared under it."""
     services = app_services()

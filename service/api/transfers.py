@@ -17,7 +17,8 @@ from contracts.api.transfers import (
 )
 from contracts.judgement import JudgementSchema
 from service.access import Role
-from service.api.arguments import Blueprint, json_body
+from service.api.arguments import JSON_BODY_REFUSALS, json_body
+from service.api.blueprint import Blueprint
 from service.api.guard import (
     CASE_ROLES,
     allow,
@@ -92,6 +93,7 @@ def list_transfers(authority: str | None = None, **filters: Any):
 @blp.route("/transfers/<path:event_id>")
 @allow(*CASE_ROLES)
 @blp.response(HTTPStatus.OK, TransferViewSchema)
+@blp.refuses(HTTPStatus.NOT_FOUND)
 def get_transfer(event_id: str):
     """One transfer: its state, basis, deliveries and timeline."""
     return visible_transfer(event_id)
@@ -100,6 +102,7 @@ def get_transfer(event_id: str):
 @blp.route("/transfers/<path:event_id>/redeliver", methods=["POST"])
 @allow(Role.ADMIN)
 @blp.response(HTTPStatus.ACCEPTED, TransferViewSchema)
+@blp.refuses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT)
 def redeliver(event_id: str):
     """Put a failed transfer back in the outbox, to be delivered again now."""
     visible_transfer(event_id)
@@ -125,6 +128,9 @@ def redeliver(event_id: str):
     }
 )
 @blp.response(HTTPStatus.OK, TransferViewSchema, description="Decided: signed or withheld.")
+@blp.refuses(
+    *JSON_BODY_REFUSALS, HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.UNPROCESSABLE_ENTITY
+)
 def record_judgement(event_id: str):
     """Record a judgement for a parked transfer: share sends it on, not_share withholds it.
 

@@ -1,0 +1,62 @@
+"""The blueprint every ``/api/v1`` resource is built on: flask-smorest's, with arguments read as
+``service.api.arguments`` reads them, and each operation documenting the problems it answers.
+
+A client generated from the OpenAPI document knows only the statuses the document names, so
+every error an operation really answers is declared there, as ``application/problem+json``
+(``ProblemApi`` registers a response component per status). Those every operation of a kind
+answers are derived from how it is built, so none is forgotten and no view repeats them:
+
+- every operation: 400 (a NUL character in its URL, ``refuse_nul_in_url``) and 401 (no valid
+  token, ``guard.authenticate``), for every call under ``/api``;
+- a view guarded by ``guard.allow``: 403 (the wrong role, or another authority);
+- a view with ``@blp.arguments``: 422 (flask-smorest declares it), and for a JSON body also
+  ``JSON_BODY_REFUSALS``: 400, 413, 415.
+
+A view declares what is its own (404, 409, a 422 its handler raises) with ``@blp.refuses``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+import flask_smorest
+
+from service.api.arguments import JSON_BODY_REFUSALS, StorableArgumentsParser
+from service.api.guard import ROLES_ATTRIBUTE
+
+EVERY_CALL_REFUSALS = (HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's blueprint, with arguments checked to be storable and refusals declared."""
+
+    ARGUMENTS_PARSER = StorableArgumentsParser()
+
+    def refuses(self, *statuses: HTTPStatus) -> Callable:
+        """Declare that the view answers each of ``statuses`` with a problem."""
+
+        def declare(view: Callable) -> Callable:
+            for status in statuses:
+                view = self.alt_response(status, status.name)(view)
+            return view
+
+        return declare
+
+    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable:
+        """flask-smorest's, which declares 422; a JSON body's reading refusals too."""
+        parse = super().arguments(schema, location=location, **kwargs)
+        if location != "json":
+            return parse
+        return lambda view: self.refuses(*JSON_BODY_REFUSALS)(parse(view))
+
+    def route(self, rule: str, **options: Any) -> Callable:
+        """flask-smorest's, declaring what every call may answer, and 403 for a guarded view."""
+        register = super().route(rule, **options)
+
+        def declare_and_register(view: Callable) -> Callable:
+            guarded = (HTTPStatus.FORBIDDEN,) if hasattr(view, ROLES_ATTRIBUTE) else ()
+            return register(self.refuses(*EVERY_CALL_REFUSALS, *guarded)(view))
+
+        return declare_and_register
