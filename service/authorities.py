@@ -259,7 +259,7 @@ def test_adapter(services: Services, code: str, *, by: Principal) -> dict[str, A
         finally:
             delivering.close()
 
-    tried = try_delivery(deliver, envelope)
+    tried = try_delivery(deliver, envelope, configured["type"])
     delivered = tried.receipt is not None
     signed = tried.receipt.signed if delivered else None
     result = {

@@ -22,19 +22,19 @@ from service.cli_isps import isp
 from service.cli_tokens import token
 from service.cli_transfers import judgement, transfer
 from service.signing import KeyRing, VerificationError, verify, write_new_key
-from service.store.engine import SchemaTooNew, StoreUnavailable
+from service.store.engine import SchemaBehind, SchemaTooNew, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class _Commands(click.Group):
-    """Every command: a database that cannot be reached, or whose schema a newer release
-    made, is a one-line error (exit 1)."""
+    """Every command: a database that cannot be reached, whose schema a newer release made, or
+    that has yet to be migrated, is a one-line error (exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (StoreUnavailable, SchemaTooNew) as exc:
+        except (StoreUnavailable, SchemaTooNew, SchemaBehind) as exc:
             raise click.ClickException(str(exc)) from exc
 
 
@@ -71,7 +71,7 @@ def worker() -> None:
     from service.delivery_process import DeliveryProcess
     from service.worker import Worker
 
-    services = _services()
+    services = _services(migrating=True)
     if not services.settings.broker_url:
         raise click.UsageError(
             "CAF_RELAY_BROKER_URL is not set. Without a broker, events come in over HTTP "
@@ -99,7 +99,7 @@ def worker() -> None:
 @main.command()
 def deliver() -> None:
     """Deliver from the outbox only (the worker does this too); needs no broker."""
-    services = _services()
+    services = _services(migrating=True)
     services.store.initialise()
     delivery = services.delivery_loop()
     _until_signalled(services, delivery, main_loop=delivery)
@@ -150,7 +150,7 @@ def serve(host: str, port: int) -> None:
     """
     from service.web import create_app
 
-    services = _services()
+    services = _services(migrating=True)
     services.store.initialise()
     delivery = services.delivery_loop()
     threading.Thread(target=delivery.run, name="delivery", daemon=True).start()
@@ -168,7 +168,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the newest schema and seed the London authorities."""
-    services = _services()
+    services = _services(migrating=True)
     services.store.initialise()
     click.echo(f"Database at the newest schema: {services.store.location}")
     services.close()
@@ -195,8 +195,8 @@ def keys_generate(path: Path) -> None:
 @keys.command("public")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def keys_public(path: Path) -> None:
-    """Print the public key of the signing key in PATH as a JWKS: to keep it published in
-    CAF_RELAY_RETIRED_KEYS_FILE once another key signs instead."""
+    """Print the public key of the signing key in PATH as a JWKS: to publish it in
+    CAF_RELAY_RETIRED_KEYS_FILE, ahead of its signing or once another key signs instead."""
     try:
         keyring = KeyRing.from_file(path)
     except ValueError as exc:

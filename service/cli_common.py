@@ -14,12 +14,21 @@ from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
 from service.bootstrap import Services, services_from_env
 
 
-def load_services() -> Services:
-    """The services the settings describe; a setting that is wrong is a one-line error."""
+def load_services(*, migrating: bool = False) -> Services:
+    """The services the settings describe; a setting that is wrong is a one-line error.
+
+    Unless the command is ``migrating`` the database itself (``db upgrade`` and the processes
+    that run the relay), its schema must be this release's already: a command on a database
+    not yet migrated says to run ``caf-relay db upgrade`` (``SchemaBehind``), rather than that
+    the database is unavailable, or a traceback, for a table that is not there.
+    """
     try:
-        return services_from_env()
+        services = services_from_env()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if not migrating:
+        services.store.require_migrated()
+    return services
 
 
 class Moment(click.ParamType):

@@ -47,20 +47,24 @@ class TriedDelivery:
     duration_ms: int
 
 
-def try_delivery(deliver: Callable[[], Receipt], envelope: OutboundEnvelope) -> TriedDelivery:
-    """Call ``deliver`` once and say, in words fit for the audit, how it went.
+def try_delivery(
+    deliver: Callable[[], Receipt], envelope: OutboundEnvelope, adapter_type: str | None
+) -> TriedDelivery:
+    """Call ``deliver`` once, through an adapter of ``adapter_type`` (None: there is none to
+    use), and say, in words fit for the audit, how it went.
 
     Outbox deliveries and an admin's test delivery both come through here, so the two tell the
     same story of the same failure. A configuration that cannot be used is retried: an admin
     can mend it, and the transfer should then go. An adapter's bug never stops the relay.
     """
-    (tried,) = try_delivering(lambda: [deliver()], [envelope])
+    (tried,) = try_delivering(lambda: [deliver()], [envelope], adapter_type)
     return tried
 
 
 def try_delivering(
     deliver: Callable[[], Sequence[Receipt | DeliveryFailed]],
     envelopes: Sequence[OutboundEnvelope],
+    adapter_type: str | None,
 ) -> list[TriedDelivery]:
     """Call ``deliver`` once for ``envelopes``, delivered together, and say how it went for
     each (``try_delivery``). What makes the call raise fails every envelope alike; each takes
@@ -76,13 +80,19 @@ def try_delivering(
             log.exception("adapter raised", extra={"event_id": event_ids})
         outcomes = [exc] * len(envelopes)
     duration_ms = round((time.monotonic() - started) * 1000)
-    return [_tried(outcome, duration_ms) for outcome in outcomes]
+    return [_tried(outcome, duration_ms, adapter_type) for outcome in outcomes]
 
 
-def _tried(outcome: Receipt | Exception, duration_ms: int) -> TriedDelivery:
+def _tried(outcome: object, duration_ms: int, adapter_type: str | None) -> TriedDelivery:
     """The outcome as recorded. An adapter's words may quote its recipient (an HTTP reason
     phrase, a broker's reply, a receipt), so they are made storable: a NUL character in them
-    would otherwise sink the record of the whole group, to be sent again and again."""
+    would otherwise sink the record of the whole group, to be sent again and again. So would an
+    outcome that breaks the adapter's contract (bytes for text, say), which is a failed attempt
+    instead, retried as an adapter that raised is."""
+    adapter = "the adapter" if adapter_type is None else f"the {adapter_type!r} adapter"
+    broken = _broken_contract(outcome)
+    if broken is not None:
+        return TriedDelivery(None, True, f"Adapter error: {adapter} {broken}.", duration_ms)
     if isinstance(outcome, Receipt):
         signed = None if outcome.signed is None else storable_text(outcome.signed)
         receipt = Receipt(storable_text(outcome.detail), signed=signed)
@@ -93,7 +103,33 @@ def _tried(outcome: Receipt | Exception, duration_ms: int) -> TriedDelivery:
         return TriedDelivery(None, True, storable_text(detail), duration_ms)
     if isinstance(outcome, DeliveryFailed):
         return TriedDelivery(None, outcome.retryable, storable_text(outcome.reason), duration_ms)
-    return TriedDelivery(None, True, f"Adapter error: {type(outcome).__name__}", duration_ms)
+    return TriedDelivery(
+        None, True, f"Adapter error: {adapter} raised {type(outcome).__name__}.", duration_ms
+    )
+
+
+def _broken_contract(outcome: object) -> str | None:
+    """How an adapter's outcome for one envelope breaks the port's types (``adapters.base``),
+    if it does; an exception it raised keeps to it."""
+    if isinstance(outcome, Receipt):
+        if not isinstance(outcome.detail, str):
+            return f"returned a Receipt whose detail is {_type_of(outcome.detail)}, not str"
+        if not isinstance(outcome.signed, str | None):
+            return f"returned a Receipt whose signed is {_type_of(outcome.signed)}, not str"
+        return None
+    if isinstance(outcome, DeliveryFailed):
+        if not isinstance(outcome.reason, str):
+            return f"failed with a reason that is {_type_of(outcome.reason)}, not str"
+        if not isinstance(outcome.retryable, bool):
+            return f"failed with retryable {_type_of(outcome.retryable)}, not bool"
+        return None
+    if isinstance(outcome, Exception):
+        return None
+    return f"returned {_type_of(outcome)}, not a Receipt"
+
+
+def _type_of(value: object) -> str:
+    return "None" if value is None else type(value).__name__
 
 
 def checked_receipt(store: Store, signed: str, envelope: OutboundEnvelope) -> dict:
@@ -314,7 +350,7 @@ class Deliverer:
                 return adapter[1].deliver_group(envelopes)
             return [adapter[1].deliver(envelopes[0])]
 
-        tried = try_delivering(deliver, envelopes)
+        tried = try_delivering(deliver, envelopes, adapter_type)
         return [
             self._settle(claimed, _attempt_of(one, attempted_at, adapter_type))
             for claimed, one in zip(items, tried, strict=True)

@@ -63,7 +63,7 @@ class InProcessQueue:
             _waiting_out_outages(
                 lambda: self._store.add_dead_letter(body, EMBEDDED_PROCESSING_FAILED)
             )
-            self._relay.record_processing_failed(EMBEDDED_PROCESSING_FAILED)
+            self._relay.record_processing_failed(EMBEDDED_PROCESSING_FAILED, EMBEDDED)
             return
         if received.rejection is not None:
             _waiting_out_outages(lambda: self._store.add_dead_letter(body, received.reason))

@@ -3,12 +3,16 @@
 ``/readyz`` reports each check with the reason it failed, for the operator reading it; a reason
 names the error, never a URL's password (it is masked wherever it would appear). The broker is
 probed with a fresh connection and short timeouts, so a broker that hangs makes the check fail
-in seconds rather than hold the caller.
+in seconds rather than hold the caller. ``/readyz`` needs no token, so its broker check is taken
+at most once every ``BROKER_CHECK_SECONDS`` in a process (``SpacedBrokerCheck``): anyone who
+can reach it could otherwise have the relay open broker connections as fast as they call it.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -20,6 +24,9 @@ from service.store.store import Store
 from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE
 
 PROBE_TIMEOUT_SECONDS = 3
+# Shorter than any load balancer's or orchestrator's probe interval (Kubernetes' default is 10 s),
+# so each of their probes still sees the broker as it is.
+BROKER_CHECK_SECONDS = 5
 QUEUES = (TRANSFERS_QUEUE, DEAD_QUEUE)
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*):[^@\s]*@")
 
@@ -55,6 +62,24 @@ def check_broker(broker_url: str) -> Check:
     except Exception as exc:  # any failure to reach the broker makes this not ready
         return Check(False, _reason(exc, broker_url))
     return Check(True, "The broker accepts connections.")
+
+
+class SpacedBrokerCheck:
+    """``check_broker`` taken at most once every ``BROKER_CHECK_SECONDS``: a caller within them
+    gets the last result, and callers who come while it is being taken wait for it rather than each
+    opening a connection of their own."""
+
+    def __init__(self, broker_url: str) -> None:
+        self._broker_url = broker_url
+        self._lock = threading.Lock()
+        self._last: tuple[float, Check] | None = None
+
+    def check(self) -> Check:
+        with self._lock:
+            if self._last is None or time.monotonic() - self._last[0] >= BROKER_CHECK_SECONDS:
+                checked = check_broker(self._broker_url)
+                self._last = (time.monotonic(), checked)
+            return self._last[1]
 
 
 def broker_queues(broker_url: str) -> dict[str, QueueState | None]:

@@ -127,21 +127,23 @@ class Relay:
             raise outcome
         return outcome
 
-    def record_processing_failed(self, reason: str) -> None:
+    def record_processing_failed(self, reason: str, sender: Sender) -> None:
         """Audit a message set aside because processing it kept failing, as rejected input is,
         so that the audit and the rejection metrics count it. Best effort: what kept failing
         may be the store, and the message itself is already kept where it was set aside."""
-        detail = {"rejection": PROCESSING_FAILED, "reason": reason}
         try:
-            self._store.record_audit(None, "rejected", detail)
+            self._store.record_intake(
+                [RejectedInput(None, PROCESSING_FAILED, reason, sender.sent_by)]
+            )
         except Exception:
             log.exception("could not audit a message set aside as %s", PROCESSING_FAILED)
 
-    def refuse_oversized(self, size: int | None) -> Received:
+    def refuse_oversized(self, size: int | None, sender: Sender) -> Received:
         """Audit a body refused unread for its size (``None``: not declared), as one read and
         found too big is: an HTTP server stops reading at the limit, before ``receive``."""
         refused = self._oversized(size)
-        self._store.record_intake([RejectedInput(None, Rejection.OVERSIZED.value, refused.reason)])
+        rejection = RejectedInput(None, Rejection.OVERSIZED.value, refused.reason, sender.sent_by)
+        self._store.record_intake([rejection])
         return refused
 
     def _oversized(self, size: int | None) -> Received:
@@ -219,7 +221,9 @@ class Relay:
         received_at = self._clock()
         parsed = self._parse(body, reference, sender, received_at)
         if isinstance(parsed, Received):
-            rejection = RejectedInput(parsed.event_id, parsed.rejection.value, parsed.reason)
+            rejection = RejectedInput(
+                parsed.event_id, parsed.rejection.value, parsed.reason, sender.sent_by
+            )
             return _Decided(rejection, parsed)
         event = parsed
         decision = decide_basis(
@@ -235,6 +239,7 @@ class Relay:
             received_at,
             concluded.envelope,
             audit,
+            sender.sent_by,
         )
         return _Decided(new, Received(event["id"], state=concluded.state, reason=decision.reason))
 

@@ -10,7 +10,8 @@ registered, can send for no authority and is dead-lettered as ``forged_sender``.
 
 Whoever it was is named in the transfer's ``received`` audit record (``sent_by``), so that an
 auditor can say which system or credential put a transfer in: the event's own ``source`` is
-only what the publisher chose to write.
+only what the publisher chose to write. The ``duplicate`` record of an event sent again, and the
+``rejected`` record of one refused at intake, name their sender the same way.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ class BrokerSenders:
 
     def __call__(self, user_id: str | None) -> Sender:
         if not user_id:
-            return Sender("A message with no user_id property")
+            return Sender(
+                "A message with no user_id property",
+                sent_by={"via": "amqp", "broker_user": None},
+            )
         description = f"Broker user {user_id!r}"
         sent_by = {"via": "amqp", "broker_user": user_id}
         if user_id in self._trusted:

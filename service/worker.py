@@ -333,7 +333,8 @@ class Worker:
         # where to find it instead.
         self._relay.record_processing_failed(
             f"Processing failed on each of {deliveries} deliveries; the last error is in the "
-            "dead letter's reason."
+            "dead letter's reason.",
+            self._senders(message.properties.user_id),
         )
         return True
 

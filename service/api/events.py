@@ -55,7 +55,7 @@ def post_event():
     sender = token_sender(caller.token_id, caller.name, caller.authority)
     body = body_within()
     if body is None:  # Content-Length is None for a chunked body
-        received = services.relay.refuse_oversized(request.content_length)
+        received = services.relay.refuse_oversized(request.content_length, sender)
     else:
         received = services.relay.receive(body, sender=sender)
     if received.rejection is Rejection.FORGED_SENDER:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.access import Role
 from service.api.guard import allow, app_services, principal
 from service.metrics import registry_for
-from service.readiness import check_broker, check_database
+from service.readiness import SpacedBrokerCheck, check_database
 
 blp = Blueprint("operations", __name__)
+# The app's own broker check for /readyz (``service.readiness.SpacedBrokerCheck``).
+BROKER_CHECK = "caf_relay.broker_check"
 
 
 @blp.get("/metrics")
@@ -36,11 +38,16 @@ def healthz() -> Response:
 @blp.get("/readyz")
 def readyz() -> tuple[Response, HTTPStatus]:
     """200 when the database (and the broker, if one is configured) answer; else 503 saying
-    which check failed and why. Open like ``/healthz``: it says nothing but that."""
+    which check failed and why. Open like ``/healthz``: it says nothing but that, and its
+    broker check is taken at most every few seconds, so that calling it cannot have the relay
+    open a broker connection each time."""
     services = app_services()
     checks = {"database": check_database(services.store)}
     if services.settings.broker_url:
-        checks["broker"] = check_broker(services.settings.broker_url)
+        broker = current_app.extensions.setdefault(
+            BROKER_CHECK, SpacedBrokerCheck(services.settings.broker_url)
+        )
+        checks["broker"] = broker.check()
     ready = all(check.ok for check in checks.values())
     body = {
         "status": "ready" if ready else "not_ready",

@@ -50,6 +50,11 @@ class SchemaTooNew(Exception):
     this code does not know its schema, and must not write to it."""
 
 
+class SchemaBehind(Exception):
+    """The database has not been migrated to this release's schema, or not at all: what this
+    code reads and writes may not be there."""
+
+
 # PostgreSQL's codes for a read-only transaction (a standby promoted, or a primary demoted) and
 # for a privilege revoked: every message fails alike until an operator acts.
 REFUSES_EVERY_CHANGE = frozenset({"25006", "42501"})
@@ -83,6 +88,21 @@ def bring_to_newest_schema(connection: sa.Connection) -> None:
         )
     if revision != SCHEMA_REVISION:
         _migrate(connection)
+
+
+def require_migrated(connection: sa.Connection) -> None:
+    """Raise ``SchemaBehind`` unless the schema is at this release's revision or newer (a
+    newer one is refused by what migrates, ``bring_to_newest_schema``)."""
+    revision = _revision(connection)
+    if revision is None:
+        raise SchemaBehind(
+            "The database has no caf-relay schema yet: run `caf-relay db upgrade` first."
+        )
+    if revision < SCHEMA_REVISION:
+        raise SchemaBehind(
+            f"The database's schema is at revision {revision}, older than this release's "
+            f"{SCHEMA_REVISION}: run `caf-relay db upgrade` first."
+        )
 
 
 def _migrate(connection: sa.Connection) -> None:

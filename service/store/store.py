@@ -7,7 +7,7 @@ committed together, before the inbound message is acknowledged, so a crash loses
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +26,7 @@ from service.secrets import SecretBox
 from service.store import tables as t
 from service.store.access import Access
 from service.store.audit_log import (
+    READ_ONLY_SNAPSHOT,
     AuditLog,
     append_audit,
     chain_on_commit,
@@ -35,6 +36,7 @@ from service.store.dead_letters import DeadLetters
 from service.store.engine import (
     bring_to_newest_schema,
     make_engine,
+    require_migrated,
     unavailable_as_store_error,
 )
 from service.store.isps import IspChange, Isps
@@ -81,7 +83,8 @@ class SignedEnvelope:
 
 @dataclass(frozen=True)
 class NewTransfer:
-    """Everything decided about one inbound event, to be stored at once."""
+    """Everything decided about one inbound event, to be stored at once. ``sent_by`` is who
+    handed it in (``Sender.sent_by``), for the record of a duplicate or an id conflict."""
 
     event: dict[str, Any]
     state: str
@@ -89,15 +92,18 @@ class NewTransfer:
     received_at: datetime
     envelope: SignedEnvelope | None
     audit: Sequence[AuditEntry]
+    sent_by: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class RejectedInput:
-    """An inbound message refused as bad input: only its audit record is stored."""
+    """An inbound message refused as bad input: only its audit record is stored, naming who
+    handed it in (``Sender.sent_by``)."""
 
     event_id: str | None
     rejection: str
     reason: str
+    sent_by: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,13 @@ class Store:
             if missing:
                 connection.execute(sa.insert(t.Authority), missing)
 
+    def require_migrated(self) -> None:
+        """Raise ``SchemaBehind`` unless the schema is this release's: for what works on the
+        database without migrating it (the command line), rather than failing on a table or a
+        column that is not there yet. It only reads, so it takes no SQLite write lock."""
+        with unavailable_as_store_error(), self._engine.connect() as connection:
+            require_migrated(connection.execution_options(**{READ_ONLY_SNAPSHOT: True}))
+
     def ping(self) -> None:
         with self._engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
@@ -252,8 +265,9 @@ class Store:
             senders = {row.event_id: row.from_authority for row in rows}
             fresh, audit = [], []
             for item in items:
+                sent_by = {"sent_by": dict(item.sent_by)}
                 if isinstance(item, RejectedInput):
-                    detail = {"rejection": item.rejection, "reason": item.reason}
+                    detail = {"rejection": item.rejection, "reason": item.reason, **sent_by}
                     audit.append((item.event_id, "rejected", detail))
                     repeats.append(None)
                     continue
@@ -264,10 +278,10 @@ class Store:
                     fresh.append(item)
                 elif senders[event_id] == sender:
                     repeats.append(DUPLICATE)
-                    audit.append((event_id, DUPLICATE, {"reason": DUPLICATE_REASON}))
+                    audit.append((event_id, DUPLICATE, {"reason": DUPLICATE_REASON, **sent_by}))
                 else:
                     repeats.append(ID_CONFLICT)
-                    detail = {"rejection": ID_CONFLICT, "reason": ID_CONFLICT_REASON}
+                    detail = {"rejection": ID_CONFLICT, "reason": ID_CONFLICT_REASON, **sent_by}
                     audit.append((event_id, "rejected", detail))
             stored, held = _insert_transfers(session, fresh, lease)
             for event_id, action, detail in stored + audit:

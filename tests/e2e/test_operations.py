@@ -6,19 +6,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.readiness import BROKER_CHECK_SECONDS
 from service.secrets import SecretBox
 from service.store.store import Store
 from service.web import create_app
 from service.worker import TRANSFERS_QUEUE
+from tests.conftest import BROKER_HOST
 from tests.support import examples
 from tests.support.amqp import publish, reset_topology, running_worker, wait_until
 from tests.support.children import child, transfer_of
 from tests.support.processes import RelayProcess
+from tests.support.tcp_proxy import tcp_proxy
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.broker
@@ -64,6 +70,30 @@ def test_not_ready_when_the_broker_is_unreachable_saying_why_without_the_passwor
     assert body["checks"]["broker"]["status"] == "failed"
     assert body["checks"]["broker"]["detail"] == "AMQPConnectionError: Connection refused"
     assert "broker-secret-9" not in response.get_data(as_text=True)
+
+
+def test_readiness_asked_again_and_again_opens_one_broker_connection_in_its_interval(
+    services, broker_url
+):
+    """``/readyz`` needs no token: calls to it, however many and however close together, have
+    the relay open one broker connection per BROKER_CHECK_SECONDS, and what it says is never
+    older than that."""
+    parts = urlsplit(broker_url)
+    with tcp_proxy(BROKER_HOST, parts.port or 5672) as proxy:
+        url = f"amqp://guest:guest@127.0.0.1:{proxy.port}{parts.path}"
+        client = create_app(_with(services, broker_url=url)).test_client()
+        with ThreadPoolExecutor(8) as callers:
+            answers = list(callers.map(lambda _: client.get("/readyz").status_code, range(40)))
+        assert answers == [200] * 40
+        assert proxy.accepted == 1
+
+        proxy.close()  # the broker is gone: the next check, once due, says so
+        assert client.get("/readyz").status_code == 200
+        time.sleep(BROKER_CHECK_SECONDS)
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["broker"]["status"] == "failed"
+    assert proxy.accepted == 1
 
 
 def test_not_ready_when_the_database_is_unreachable_saying_why_without_the_password(services):

@@ -227,7 +227,13 @@ def test_the_records_of_a_change_that_fails_go_with_it_and_leave_no_gap(services
     def transfer(action: str) -> NewTransfer:
         entries = [AuditEntry(action, {})]
         return NewTransfer(
-            event, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, entries
+            event,
+            "awaiting_judgement",
+            {"outcome": "x"},
+            fixed_clock(),
+            None,
+            entries,
+            EMBEDDED.sent_by,
         )
 
     services.store.record_intake([transfer("stored")])
@@ -239,6 +245,7 @@ def test_the_records_of_a_change_that_fails_go_with_it_and_leave_no_gap(services
         fixed_clock(),
         None,
         [AuditEntry("x", {})],
+        EMBEDDED.sent_by,
     )
     with pytest.raises(IntegrityError):
         services.store.record_intake([unstorable])

@@ -67,3 +67,42 @@ def test_a_database_a_newer_release_migrated_is_refused_in_one_line_and_left_as_
         f"{SCHEMA_REVISION}: run the release that migrated it, or first downgrade the database "
         f"to {SCHEMA_REVISION} with that release's Alembic migrations.\n"
     )
+
+
+@pytest.mark.parametrize(
+    "command", [("transfer", "list"), ("retention", "run"), ("audit", "verify"), ("isp", "list")]
+)
+def test_a_command_on_a_database_not_yet_migrated_says_to_run_db_upgrade(
+    services, tmp_path, command
+):
+    """It said "The database is unavailable: no such table: ..." on SQLite, and was a
+    traceback on PostgreSQL (and for audit verify on SQLite too)."""
+    run = runner(services)
+    with fresh_database(tmp_path) as url:
+        refused = run(*command, CAF_RELAY_DATABASE_URL=url)
+        assert run("db", "upgrade", CAF_RELAY_DATABASE_URL=url).exit_code == 0
+        assert run(*command, CAF_RELAY_DATABASE_URL=url).exit_code == 0
+    assert refused.exit_code == 1
+    assert refused.output == (
+        "Error: The database has no caf-relay schema yet: run `caf-relay db upgrade` first.\n"
+    )
+
+
+def test_a_command_on_a_database_an_older_release_migrated_says_to_run_db_upgrade(
+    services, tmp_path
+):
+    run = runner(services)
+    with fresh_database(tmp_path) as url:
+        assert run("db", "upgrade", CAF_RELAY_DATABASE_URL=url).exit_code == 0
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:  # as the schema an earlier release left
+                conn.execute(sa.text("UPDATE alembic_version SET version_num = '0009'"))
+        finally:
+            engine.dispose()
+        listed = run("transfer", "list", CAF_RELAY_DATABASE_URL=url)
+    assert listed.exit_code == 1
+    assert listed.output == (
+        f"Error: The database's schema is at revision 0009, older than this release's "
+        f"{SCHEMA_REVISION}: run `caf-relay db upgrade` first.\n"
+    )

@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from joserfc import jws as joserfc_jws
 from joserfc.jwk import OKPKey
+from marshmallow import Schema
 
 from adapters import amqp
 from adapters.amqp import AmqpAdapter
-from adapters.base import Receipt
+from adapters.base import DeliveryFailed, GroupAdapter, Receipt
 from service.access import OPERATOR
 from service.delivery import Deliverer
 from service.delivery_loop import DeliveryLoop
@@ -31,6 +32,7 @@ from service.store.outbox import Claimed, Lease
 from service.web import create_app
 from tests.conftest import BROKER_HOST
 from tests.support import examples
+from tests.support.adapter_plugins import install_adapters
 from tests.support.amqp import wait_until
 from tests.support.https_receiver import event_ids, https_recipients
 from tests.support.store_reads import audit_actions, outbound
@@ -773,6 +775,88 @@ def test_an_unusable_adapter_is_a_retried_failure_that_holds_up_no_other_recipie
     westminster = services.store.transfers.view(sent[WESTMINSTER])["deliveries"][-1]["detail"]
     assert "Must have no query or fragment" in westminster
     assert "t0ken-in-the-url" not in westminster
+
+
+class _ContractBreaker(GroupAdapter):
+    """A test double for a borough's own adapter package, which is not installed here: it
+    delivers each envelope whose event id starts "fine", and answers for any other with
+    ``outcome()``, which breaks the port's contract (``adapters/base.py``)."""
+
+    settings_schema = Schema
+    secrets_schema = Schema
+
+    @classmethod
+    def from_config(cls, settings, secrets):
+        return cls()
+
+    @staticmethod
+    def outcome() -> object:
+        raise NotImplementedError
+
+    def deliver_group(self, envelopes):
+        return [
+            Receipt("HTTP 200") if envelope.event_id.startswith("fine") else self.outcome()
+            for envelope in envelopes
+        ]
+
+
+class ReceiptSignedInBytes(_ContractBreaker):
+    @staticmethod
+    def outcome():
+        return Receipt("HTTP 200", signed=b'{"payload": "..."}')
+
+
+class FailureWithAnExceptionForItsReason(_ContractBreaker):
+    @staticmethod
+    def outcome():
+        return DeliveryFailed(ConnectionResetError("reset by peer"), retryable=True)
+
+
+class StatusNotReceipt(_ContractBreaker):
+    @staticmethod
+    def outcome():
+        return {"status": 200}
+
+
+BREAKERS = {
+    "signed-in-bytes": ReceiptSignedInBytes,
+    "exception-reason": FailureWithAnExceptionForItsReason,
+    "status-not-receipt": StatusNotReceipt,
+}
+
+
+@pytest.mark.parametrize(
+    ("adapter_type", "reason"),
+    [
+        ("signed-in-bytes", "returned a Receipt whose signed is bytes, not str"),
+        ("exception-reason", "failed with a reason that is ConnectionResetError, not str"),
+        ("status-not-receipt", "returned dict, not a Receipt"),
+    ],
+)
+def test_an_adapter_breaking_its_contract_fails_that_envelope_saying_how_and_no_other(
+    services, tmp_path, monkeypatch, adapter_type, reason
+):
+    """Its outcome is a failed attempt (as returning None is), retried until the transfer is
+    failed for an admin to see; not an error that leaves the whole group unrecorded, to be sent
+    again, the envelope it delivered too, at every lease."""
+    install_adapters(
+        tmp_path / "site-packages",
+        monkeypatch,
+        "caf-relay-borough-adapters",
+        {kind: f"{__name__}:{cls.__name__}" for kind, cls in BREAKERS.items()},
+    )
+    services.store.add_isp(examples.pan_london_isp())
+    services.store.organisations.set_adapter(CAMDEN, adapter_type, {}, {})
+    fine = _send(services, "fine", case="CAF-CM-1", to=CAMDEN)
+    broken = _send(services, "broken", case="CAF-CM-2", to=CAMDEN)
+
+    assert _deliverer(services, max_attempts=2).deliver_due("test") == 3
+
+    assert services.store.transfers.view(fine)["state"] == "delivered"
+    view = services.store.transfers.view(broken)
+    assert view["state"] == "failed"
+    said = f"Adapter error: the {adapter_type!r} adapter {reason}."
+    assert [d["detail"] for d in view["deliveries"]] == [said, said]
 
 
 @pytest.fixture

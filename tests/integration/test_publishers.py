@@ -57,6 +57,7 @@ def test_events_from_the_accounts_own_authority_arrive_and_others_are_dead_lette
         a for a in audit_actions(services.store, "claims-havering") if a[1] == "rejected"
     ]
     assert refusal["rejection"] == "forged_sender"
+    assert refusal["sent_by"] == {"via": "amqp", "broker_user": "guest"}
 
 
 def test_a_message_that_does_not_say_who_sent_it_is_dead_lettered(
@@ -69,6 +70,8 @@ def test_a_message_that_does_not_say_who_sent_it_is_dead_lettered(
     assert dead["anonymous"][REJECTION_HEADER] == "forged_sender"
     assert "no user_id" in dead["anonymous"][REASON_HEADER]
     assert services.store.transfers.view("anonymous") is None
+    [(_, _, refusal)] = audit_actions(services.store, "anonymous")
+    assert refusal["sent_by"] == {"via": "amqp", "broker_user": None}
 
 
 def test_an_unregistered_account_may_send_for_no_authority(services, broker_url, strict_worker):

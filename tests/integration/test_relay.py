@@ -121,7 +121,10 @@ def test_bad_input_is_refused_with_a_reason_that_is_audited(
     assert received.rejection is rejection
     assert reason in received.reason
     audited = [d for _, action, d in audit_actions(services.store) if action == "rejected"]
-    assert audited == [{"rejection": rejection.value, "reason": received.reason}]
+    sent_by = {"via": "embedded"}
+    assert audited == [
+        {"rejection": rejection.value, "reason": received.reason, "sent_by": sent_by}
+    ]
 
 
 def test_a_key_given_twice_is_quoted_into_the_audit_only_if_it_could_be_a_fields_name(

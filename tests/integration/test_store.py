@@ -382,7 +382,9 @@ def test_an_opened_adapter_setting_keeps_its_secrets_out_of_its_repr(services):
 
 def test_a_second_transfer_with_the_same_event_id_is_kept_out_as_a_duplicate(services):
     event = examples.event(examples.ROUTINE_WITHOUT_BASIS)
-    new = NewTransfer(event, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [])
+    new = NewTransfer(
+        event, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [], EMBEDDED.sent_by
+    )
     assert services.store.record_intake([new]).repeats == [None]
     assert services.store.record_intake([new, new]).repeats == ["duplicate", "duplicate"]
     actions = [action for _, action, _ in audit_actions(services.store, event["id"])]
@@ -397,7 +399,9 @@ def test_another_authoritys_transfer_with_a_stored_event_id_is_refused_as_a_conf
     other = examples.event(examples.ROUTINE_WITHOUT_BASIS, subject="CAF-HK-2026-0009")
     other["data"]["from_authority"] = "E09000012"
     first, reused = (
-        NewTransfer(e, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [])
+        NewTransfer(
+            e, "awaiting_judgement", {"outcome": "x"}, fixed_clock(), None, [], EMBEDDED.sent_by
+        )
         for e in (event, other)
     )
     assert services.store.record_intake([first, reused]).repeats == [None, "id_conflict"]

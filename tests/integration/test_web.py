@@ -20,9 +20,23 @@ HACKNEY, NEWHAM = "E09000012", "E09000025"
 
 
 @pytest.fixture
-def auth(services):
+def publisher(services):
     """A Hackney case system's token: the sender of the routine example events."""
-    return bearer(services, "publisher", HACKNEY)
+    return issue(services, "publisher", HACKNEY)
+
+
+@pytest.fixture
+def auth(publisher):
+    return headers_for(publisher)
+
+
+def _sent_by(publisher) -> dict[str, str]:
+    """How the audit names a Hackney publisher's token as the sender of an event."""
+    return {
+        "via": "http",
+        "token_id": publisher.token_id,
+        "token_name": token_name("publisher", HACKNEY),
+    }
 
 
 @pytest.fixture
@@ -112,7 +126,7 @@ STATUS_BY_REJECTION = {
 
 @pytest.mark.parametrize(("body", "rejection", "reason"), malformed.BAD_INPUT)
 def test_bad_input_gets_a_problem_response_naming_its_rejection_and_is_audited(
-    auth, services, client, body, rejection, reason
+    publisher, auth, services, client, body, rejection, reason
 ):
     response = client.post("/api/v1/events", data=body, headers=auth)
     assert response.status_code == STATUS_BY_REJECTION[rejection]
@@ -120,7 +134,10 @@ def test_bad_input_gets_a_problem_response_naming_its_rejection_and_is_audited(
     problem = response.get_json()
     assert problem["rejection"] == rejection.value and reason in problem["detail"]
     audited = [d for _, action, d in audit_actions(services.store) if action == "rejected"]
-    assert audited == [{"rejection": rejection.value, "reason": problem["detail"]}]
+    sent_by = _sent_by(publisher)
+    assert audited == [
+        {"rejection": rejection.value, "reason": problem["detail"], "sent_by": sent_by}
+    ]
 
 
 @pytest.fixture
@@ -130,7 +147,9 @@ def served(client):
 
 
 @pytest.mark.parametrize("size", [262_144, 262_145, 300_000])
-def test_a_chunked_body_is_refused_as_oversized_only_past_the_limit(auth, services, served, size):
+def test_a_chunked_body_is_refused_as_oversized_only_past_the_limit(
+    publisher, auth, services, served, size
+):
     event = examples.event(examples.ROUTINE_WITH_ISP)
     text = examples.encode(event)
     body = text[:-1] + b" " * (size - len(text)) + b"}"
@@ -145,7 +164,8 @@ def test_a_chunked_body_is_refused_as_oversized_only_past_the_limit(auth, servic
     assert response.status_code == 413
     detail = response.json()["detail"]
     assert detail == "Event is longer than the limit; the limit is 262144."
-    assert rejected == [{"rejection": "oversized", "reason": detail}]
+    sent_by = _sent_by(publisher)
+    assert rejected == [{"rejection": "oversized", "reason": detail, "sent_by": sent_by}]
 
 
 def test_a_contract_violation_names_the_fields_at_fault(auth, client):
@@ -438,15 +458,32 @@ def test_the_audit_names_the_token_that_sent_an_accepted_event_never_its_secret(
     )
     assert response.status_code == 202
 
-    sent_by = {
-        "via": "http",
-        "token_id": sent_with.token_id,
-        "token_name": token_name("publisher", HACKNEY),
-    }
     [arrival] = [e for e in response.get_json()["timeline"] if e["action"] == "received"]
-    assert arrival["detail"]["sent_by"] == sent_by
+    assert arrival["detail"]["sent_by"] == _sent_by(sent_with)
     auditor = bearer(services, "auditor", HACKNEY)
     page = client.get(f"/api/v1/audit?case_reference={event['subject']}", headers=auditor)
     [received] = [r for r in page.get_json()["records"] if r["action"] == "received"]
-    assert received["detail"]["sent_by"] == sent_by
+    assert received["detail"]["sent_by"] == _sent_by(sent_with)
     assert sent_with.secret not in json.dumps(audit_actions(services.store))
+
+
+def test_the_audit_names_the_token_that_sent_a_duplicate_or_a_refused_event(services, client):
+    """Who sent it again, or sent what was refused, as the arrival record names its sender."""
+    first, again = issue(services, "publisher", HACKNEY), issue(services, "publisher", HACKNEY)
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    for sent_with, status in ((first, 202), (again, 200)):
+        response = client.post(
+            "/api/v1/events", data=examples.encode(event), headers=headers_for(sent_with)
+        )
+        assert response.status_code == status
+    without_subject = examples.event(examples.ROUTINE_WITH_ISP, id="no-subject")
+    del without_subject["subject"]
+    refused = client.post(
+        "/api/v1/events", data=examples.encode(without_subject), headers=headers_for(again)
+    )
+    assert refused.status_code == 422
+
+    [duplicate] = [d for _, a, d in audit_actions(services.store, event["id"]) if a == "duplicate"]
+    assert duplicate == {"reason": "Event id already received.", "sent_by": _sent_by(again)}
+    [rejected] = [d for _, a, d in audit_actions(services.store, "no-subject") if a == "rejected"]
+    assert rejected["sent_by"] == _sent_by(again)

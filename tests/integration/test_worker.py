@@ -174,6 +174,7 @@ def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_l
         "rejection": "processing_failed",
         "reason": "Processing failed on each of 5 deliveries; the last error is in the dead "
         "letter's reason.",
+        "sent_by": {"via": "amqp", "broker_user": "guest", "trusted": True},
     }
     # The log names the error's type, never its message, which may quote the event.
     failures = [r.getMessage() for r in caplog.records if "processing failed" in r.getMessage()]

@@ -24,8 +24,8 @@ class CrashesOn:
     # The relay's own, so that it raises as the real one does, on the receive_many above.
     receive = Relay.receive
 
-    def record_processing_failed(self, reason: str) -> None:
-        self._relay.record_processing_failed(reason)
+    def record_processing_failed(self, reason: str, sender: Sender) -> None:
+        self._relay.record_processing_failed(reason, sender)
 
     def _crash(self) -> Exception:
         self.attempts += 1

@@ -1,5 +1,6 @@
 """A TCP proxy in front of a real server, for tests of what a client does when the network
-fails it: every connection cut at once, or the server's answers held back."""
+fails it: every connection cut at once, or the server's answers held back; and for tests of how
+many connections a client opens (``accepted``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class TcpProxy:
         self._cut_after: int | None = None
         self._holding = False
         self.cuts = 0
+        self.accepted = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut_after(self, count: int) -> None:
@@ -52,6 +54,7 @@ class TcpProxy:
                 return
             server = socket.create_connection(self._upstream)
             with self._lock:
+                self.accepted += 1
                 self._open += [client, server]
             threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
