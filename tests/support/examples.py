@@ -1,4 +1,4 @@
-"""The published example events and ISP, as the tests' shared fixtures of record."""
+"""The published example events, ISP and envelope, as the tests' shared fixtures of record."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ ALL_EVENTS = (
     ROUTINE_WITHOUT_BASIS,
     JUDGEMENT_NOT_TO_SHARE,
 )
+
+
+ENVELOPE_ROUTINE_WITH_ISP = "envelope-routine-with-isp.json"
 
 
 def load(name: str) -> dict[str, Any]:

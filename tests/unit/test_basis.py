@@ -139,52 +139,78 @@ def test_a_judgement_for_another_purpose_does_not_cover_this_transfer():
     assert "safeguarding" in decision.reason
 
 
-@pytest.mark.parametrize(
-    ("isp", "request_", "on", "finding"),
-    [
-        (replace(PAN_LONDON, status="suspended"), REQUEST, TODAY, IspFinding.SUSPENDED),
-        (replace(PAN_LONDON, status="draft"), REQUEST, TODAY, IspFinding.NOT_ACTIVE),
-        (replace(PAN_LONDON, status="retired"), REQUEST, TODAY, IspFinding.NOT_ACTIVE),
-        (PAN_LONDON, REQUEST, date(2026, 3, 31), IspFinding.NOT_YET_EFFECTIVE),
-        (PAN_LONDON, REQUEST, date(2029, 4, 1), IspFinding.EXPIRED),
-        (PAN_LONDON, REQUEST, date(2029, 3, 31), IspFinding.APPLICABLE),
-        (BILATERAL, replace(REQUEST, to_authority=CAMDEN), TODAY, IspFinding.NOT_A_PARTY),
-        (
-            replace(PAN_LONDON, signatures=frozenset({(HACKNEY, SIGNED_ON)})),
-            REQUEST,
-            TODAY,
-            IspFinding.NOT_SIGNED,
-        ),
-        (
-            replace(PAN_LONDON, confirmed=frozenset({HACKNEY})),
-            REQUEST,
-            TODAY,
-            IspFinding.NOT_CONFIRMED,
-        ),
-        (replace(PAN_LONDON, flows=frozenset()), REQUEST, TODAY, IspFinding.FLOW_NOT_COVERED),
-        (
-            PAN_LONDON,
-            replace(REQUEST, purpose="safeguarding"),
-            TODAY,
-            IspFinding.PURPOSE_NOT_COVERED,
-        ),
-    ],
-    ids=[
-        "suspended",
-        "draft",
-        "retired",
-        "before-effective",
-        "day-after-expiry",
-        "expiry-day-inclusive",
-        "not-a-party",
-        "recipient-not-signed",
-        "recipient-signature-unconfirmed",
-        "flow",
-        "purpose",
-    ],
-)
+# One case for each reason an ISP does, or does not, apply to a transfer.
+ISP_FINDINGS = [
+    (replace(PAN_LONDON, status="suspended"), REQUEST, TODAY, IspFinding.SUSPENDED),
+    (replace(PAN_LONDON, status="draft"), REQUEST, TODAY, IspFinding.NOT_ACTIVE),
+    (replace(PAN_LONDON, status="retired"), REQUEST, TODAY, IspFinding.NOT_ACTIVE),
+    (PAN_LONDON, REQUEST, date(2026, 3, 31), IspFinding.NOT_YET_EFFECTIVE),
+    (PAN_LONDON, REQUEST, date(2029, 4, 1), IspFinding.EXPIRED),
+    (PAN_LONDON, REQUEST, date(2029, 3, 31), IspFinding.APPLICABLE),
+    (BILATERAL, replace(REQUEST, to_authority=CAMDEN), TODAY, IspFinding.NOT_A_PARTY),
+    (
+        replace(PAN_LONDON, signatures=frozenset({(HACKNEY, SIGNED_ON)})),
+        REQUEST,
+        TODAY,
+        IspFinding.NOT_SIGNED,
+    ),
+    (
+        replace(PAN_LONDON, confirmed=frozenset({HACKNEY})),
+        REQUEST,
+        TODAY,
+        IspFinding.NOT_CONFIRMED,
+    ),
+    (replace(PAN_LONDON, flows=frozenset()), REQUEST, TODAY, IspFinding.FLOW_NOT_COVERED),
+    (
+        PAN_LONDON,
+        replace(REQUEST, purpose="safeguarding"),
+        TODAY,
+        IspFinding.PURPOSE_NOT_COVERED,
+    ),
+]
+ISP_FINDING_IDS = [
+    "suspended",
+    "draft",
+    "retired",
+    "before-effective",
+    "day-after-expiry",
+    "expiry-day-inclusive",
+    "not-a-party",
+    "recipient-not-signed",
+    "recipient-signature-unconfirmed",
+    "flow",
+    "purpose",
+]
+
+
+@pytest.mark.parametrize(("isp", "request_", "on", "finding"), ISP_FINDINGS, ids=ISP_FINDING_IDS)
 def test_each_reason_an_isp_does_or_does_not_apply(isp, request_, on, finding):
     assert assess_isp(isp, request_, on) is finding
+
+
+NOT_APPLYING = {
+    case_id: case
+    for case_id, case in zip(ISP_FINDING_IDS, ISP_FINDINGS, strict=True)
+    if case[3] is not IspFinding.APPLICABLE
+} | {"ad-hoc": (PAN_LONDON, replace(REQUEST, mode="ad_hoc"), TODAY, IspFinding.AD_HOC_MODE)}
+
+
+@pytest.mark.parametrize(
+    ("isp", "request_", "on", "finding"), NOT_APPLYING.values(), ids=NOT_APPLYING.keys()
+)
+def test_whatever_keeps_an_isp_from_applying_the_transfer_waits_and_a_judgement_shares_it(
+    isp, request_, on, finding
+):
+    """The core rule: the lack of an ISP is never why a transfer is not shared. Whatever keeps
+    the ISP from applying, the transfer is parked (not withheld, not refused) and the sender's
+    practitioner's judgement to share it is enough to share it."""
+    parked = decide_basis(request_, [isp], on)
+    assert (parked.outcome, parked.permitted_categories) == (Outcome.AWAIT_JUDGEMENT, frozenset())
+    assert [c.finding for c in parked.considered] == [finding]
+    to_share = judgement(recipients=(request_.to_authority,), purpose=request_.purpose)
+    judged = decide_basis(replace(request_, judgement=to_share), [isp], on)
+    assert judged.outcome is Outcome.SHARE_UNDER_JUDGEMENT
+    assert judged.permitted_categories == {"child_identity"}
 
 
 def test_a_party_that_has_not_signed_is_not_bound_so_its_transfer_needs_a_judgement():

@@ -23,6 +23,7 @@ from contracts.envelope import EnvelopeSchema
 from contracts.event import CaseTransferEventSchema, RequestedCaseTransferDataSchema
 from contracts.isp import IspSchema
 from contracts.judgement import JudgementSchema
+from contracts.reference import LONDON_AUTHORITIES
 from contracts.vocabulary import EVENT_DATASCHEMA, EVENT_TYPE
 from service import worker
 from service.amqp_headers import LEFT_OUT_HEADER
@@ -174,6 +175,7 @@ def test_rules_json_schema_cannot_express_are_described():
 
 EVENT = ("case-transfer-event.schema.json", CaseTransferEventSchema)
 ISP = ("isp.schema.json", IspSchema)
+ENVELOPE = ("envelope.schema.json", EnvelopeSchema)
 
 
 def contract_of(example: str) -> tuple[str, type[Schema]]:
@@ -181,6 +183,8 @@ def contract_of(example: str) -> tuple[str, type[Schema]]:
         return EVENT
     if example.startswith("isp-"):
         return ISP
+    if example.startswith("envelope-"):
+        return ENVELOPE
     raise AssertionError(f"No contract for example {example}; say which one it follows.")
 
 
@@ -376,8 +380,16 @@ def built_envelope(name: str) -> dict[str, Any]:
         event=event,
         decision=decision,
         minimised=minimise(data["case"], decision.permitted_categories),
-        sender=Organisation(data["from_authority"], "Sender"),
-        recipient=Organisation(data["to_authority"], "Recipient"),
+        sender=Organisation(data["from_authority"], LONDON_AUTHORITIES[data["from_authority"]]),
+        recipient=Organisation(data["to_authority"], LONDON_AUTHORITIES[data["to_authority"]]),
+    )
+
+
+def test_the_example_envelope_is_the_one_the_relay_builds_for_the_routine_example():
+    """The published example of what a receiving authority gets (DESIGN: an example of each
+    contract) is the relay's own output, so it cannot drift from what is really sent."""
+    assert examples.load(examples.ENVELOPE_ROUTINE_WITH_ISP) == built_envelope(
+        examples.ROUTINE_WITH_ISP
     )
 
 
