@@ -19,6 +19,7 @@ from service.access import OPERATOR
 from service.bootstrap import Services
 from service.cli_common import emit, read_jwks
 from service.cli_common import load_services as _services
+from service.documents import GivenTwice, read_json
 from service.secrets import SecretsKeyError
 
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -41,7 +42,9 @@ def _administering() -> Iterator[Services]:
 
 def _json_option(value: str | None, name: str) -> Any:
     try:
-        return json.loads(value) if value is not None else None
+        return read_json(value) if value is not None else None
+    except GivenTwice as exc:  # as the API refuses such a body
+        raise click.BadParameter(f"Not JSON we accept: {exc}", param_hint=name) from exc
     except ValueError as exc:
         raise click.BadParameter(f"Not JSON: {exc}", param_hint=name) from exc
 
@@ -221,7 +224,9 @@ def adapter_set(
     settings = _json_option(settings_json, "--settings")
     retry = _json_option(retry_json, "--retry")
     try:
-        secrets = json.load(secrets_file) if secrets_file else {}
+        secrets = read_json(secrets_file.read()) if secrets_file else {}
+    except GivenTwice as exc:
+        raise click.BadParameter(f"Not JSON we accept: {exc}", param_hint="--secrets-file") from exc
     except ValueError as exc:
         raise click.BadParameter("Not JSON.", param_hint="--secrets-file") from exc
     with _administering() as services:

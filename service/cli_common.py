@@ -12,6 +12,7 @@ import click
 
 from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
 from service.bootstrap import Services, services_from_env
+from service.documents import read_json
 
 
 def load_services(*, migrating: bool = False) -> Services:
@@ -99,9 +100,9 @@ def read_jwks(source: str) -> dict[str, Any]:
                     f"{source} redirects to {moved}; give the JWKS's own https address."
                 )
             response.raise_for_status()
-            document = response.json()
+            document = read_json(response.content)
         else:
-            document = json.loads(Path(source).read_text())
+            document = read_json(Path(source).read_bytes())
     except (OSError, ValueError, requests.RequestException) as exc:
         raise click.ClickException(f"Cannot read the JWKS from {source}: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):

@@ -130,15 +130,6 @@ class Access:
 
     # -- broker publishers ---------------------------------------------------------------------
 
-    def broker_publisher(self, broker_user: str) -> str | None:
-        """The authority a RabbitMQ user publishes for, if it was registered."""
-        with self._transaction() as session:
-            return session.scalar(
-                sa.select(t.BrokerPublisher.authority_code).where(
-                    t.BrokerPublisher.broker_user == broker_user
-                )
-            )
-
     def set_broker_publisher(self, broker_user: str, authority: str, *, by: Principal) -> None:
         """Let ``broker_user`` publish for ``authority``; ``PublishesElsewhere`` if it publishes
         for another authority, even one named at this very moment by another admin: a user is

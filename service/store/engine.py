@@ -80,20 +80,27 @@ def bring_to_newest_schema(connection: sa.Connection) -> None:
         # their statements would then queue behind the migration's lock.
         connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
     revision = _revision(connection)
+    _refuse_newer(revision)
+    if revision != SCHEMA_REVISION:
+        _migrate(connection)
+
+
+def _refuse_newer(revision: str | None) -> None:
+    """Raise ``SchemaTooNew`` if a newer release migrated the database to ``revision``."""
     if revision is not None and revision > SCHEMA_REVISION:  # revisions are zero-padded numbers
         raise SchemaTooNew(
             f"The database's schema is at revision {revision}, newer than this release's "
             f"{SCHEMA_REVISION}: run the release that migrated it, or first downgrade the "
             f"database to {SCHEMA_REVISION} with that release's Alembic migrations."
         )
-    if revision != SCHEMA_REVISION:
-        _migrate(connection)
 
 
 def require_migrated(connection: sa.Connection) -> None:
-    """Raise ``SchemaBehind`` unless the schema is at this release's revision or newer (a
-    newer one is refused by what migrates, ``bring_to_newest_schema``)."""
+    """Raise ``SchemaBehind`` unless the schema is at this release's revision, and
+    ``SchemaTooNew`` if a newer release's: a command that does not migrate (``retention run``
+    deletes, ``token create`` inserts) must not write to a schema it does not know either."""
     revision = _revision(connection)
+    _refuse_newer(revision)
     if revision is None:
         raise SchemaBehind(
             "The database has no caf-relay schema yet: run `caf-relay db upgrade` first."

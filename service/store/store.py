@@ -190,9 +190,10 @@ class Store:
                 connection.execute(sa.insert(t.Authority), missing)
 
     def require_migrated(self) -> None:
-        """Raise ``SchemaBehind`` unless the schema is this release's: for what works on the
-        database without migrating it (the command line), rather than failing on a table or a
-        column that is not there yet. It only reads, so it takes no SQLite write lock."""
+        """Raise ``SchemaBehind`` (or ``SchemaTooNew``) unless the schema is this release's: for
+        what works on the database without migrating it (the command line), rather than failing
+        on a table or a column that is not there yet, or writing to one it does not know. It
+        only reads, so it takes no SQLite write lock."""
         with unavailable_as_store_error(), self._engine.connect() as connection:
             require_migrated(connection.execution_options(**{READ_ONLY_SNAPSHOT: True}))
 

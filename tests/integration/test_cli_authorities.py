@@ -9,7 +9,7 @@ from joserfc.jwk import OKPKey
 from service.signing import KeyRing, verify
 from tests.support.cli import environment, runner
 from tests.support.https_receiver import HttpsReceiver
-from tests.support.store_reads import audit_actions
+from tests.support.store_reads import audit_actions, broker_publisher
 
 ISLINGTON = "E09000019"
 SECRET = "cli-s3cret-for-islington-77aa01"
@@ -99,14 +99,14 @@ def test_keys_refuses_a_private_key_and_keeps_the_old_ones(run, services, tmp_pa
 
 def test_a_publisher_is_set_and_removed(run, services):
     assert run("authority", "publisher", "set", ISLINGTON, "islington-mosaic").exit_code == 0
-    assert services.store.access.broker_publisher("islington-mosaic") == ISLINGTON
+    assert broker_publisher(services.store, "islington-mosaic") == ISLINGTON
 
     other = run("authority", "publisher", "set", "E09000012", "islington-mosaic")
     assert other.exit_code == 1 and "publishes for E09000019" in other.output
 
     removed = run("authority", "publisher", "remove", ISLINGTON, "islington-mosaic", "--json")
     assert removed.exit_code == 0 and json.loads(removed.output)[0]["publishers"] == []
-    assert services.store.access.broker_publisher("islington-mosaic") is None
+    assert broker_publisher(services.store, "islington-mosaic") is None
 
 
 def test_an_adapter_is_set_shown_by_secret_name_tested_and_removed(
@@ -151,6 +151,40 @@ def test_adapter_settings_that_are_not_a_json_object_are_refused_by_name(run, se
     assert result.exit_code == 1, result.output
     assert '{"settings": {"_schema": ["Invalid input type."]}' in result.output
     assert services.store.organisations.adapter(ISLINGTON) is None
+
+
+def test_adapter_settings_secrets_or_receipt_keys_giving_a_field_twice_are_refused(
+    run, services, tmp_path
+):
+    """As the API refuses such a body: read as the last value, the relay would deliver to, or
+    trust keys from, what the admin who wrote the JSON did not see as the one in force."""
+    twice = '{"url": "https://islington.example/caf", "url": "https://elsewhere.example/caf"}'
+    settings = run("adapter", "set", ISLINGTON, "https", "--settings", twice)
+    assert settings.exit_code == 2 and "'url' given twice" in settings.output, settings.output
+
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(f'{{"bearer_token": "{SECRET}", "bearer_token": "{SECRET}-2"}}')
+    settings_json = json.dumps({"url": "https://islington.example/caf"})
+    given = run(
+        "adapter",
+        "set",
+        ISLINGTON,
+        "https",
+        "--settings",
+        settings_json,
+        "--secrets-file",
+        str(secrets),
+    )
+    assert given.exit_code == 2 and "'bearer_token' given twice" in given.output, given.output
+    assert SECRET not in given.output
+    assert services.store.organisations.adapter(ISLINGTON) is None
+
+    keys = KeyRing.from_file(tmp_path / "islington.pem", create=True).jwks()["keys"]
+    jwks = tmp_path / "islington.jwks"
+    jwks.write_text(f'{{"keys": {json.dumps(keys)}, "keys": []}}')
+    refused = run("authority", "keys", ISLINGTON, str(jwks))
+    assert refused.exit_code == 1 and "'keys' given twice" in refused.output, refused.output
+    assert services.store.authority_keys(ISLINGTON) is None
 
 
 def test_a_bearer_token_file_ending_in_a_line_break_is_refused_without_quoting_it(

@@ -43,12 +43,14 @@ def test_db_upgrade_keeps_the_default_database_in_an_instance_folder_of_any_name
     assert (instance / "caf-relay.sqlite3").is_file()
 
 
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("retention", "run"), ("token", "list")])
 def test_a_database_a_newer_release_migrated_is_refused_in_one_line_and_left_as_it_is(
-    services, tmp_path
+    services, tmp_path, command
 ):
     """After a rollback: this release cannot migrate a schema it does not know, or write to
     it. It was an Alembic traceback ("Can't locate revision identified by ..."). The database is
-    the test's own: the session's, left at that revision, would be refused to every later test."""
+    the test's own: the session's, left at that revision, would be refused to every later test.
+    A command that does not migrate (retention run, token list) went on to read and write it."""
     run = runner(services)
     with fresh_database(tmp_path) as url:
         assert run("db", "upgrade", CAF_RELAY_DATABASE_URL=url).exit_code == 0
@@ -56,7 +58,7 @@ def test_a_database_a_newer_release_migrated_is_refused_in_one_line_and_left_as_
         try:
             with engine.begin() as conn:
                 conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
-            upgraded = run("db", "upgrade", CAF_RELAY_DATABASE_URL=url)
+            upgraded = run(*command, CAF_RELAY_DATABASE_URL=url)
             with engine.connect() as conn:
                 assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "9999"
         finally:

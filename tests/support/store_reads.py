@@ -36,6 +36,17 @@ def outbound(store: Store, event_id: str) -> OutboundEnvelope | None:
         )
 
 
+def broker_publisher(store: Store, broker_user: str) -> str | None:
+    """The authority a RabbitMQ user publishes for, if it was registered (intake reads all of
+    them at once, ``service.store.reference``)."""
+    with store._transaction() as session:
+        return session.scalar(
+            sa.select(t.BrokerPublisher.authority_code).where(
+                t.BrokerPublisher.broker_user == broker_user
+            )
+        )
+
+
 def audit_actions(store: Store, event_id: str | None = None) -> list[tuple[str | None, str, dict]]:
     """Every audit record, or one transfer's, oldest first: (event id, action, detail)."""
     with store._transaction() as session:
