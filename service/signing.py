@@ -22,6 +22,7 @@ from joserfc.jwk import KeySet, OKPKey
 from joserfc.util import to_bytes
 
 from contracts.envelope import ENVELOPE_JWS_TYP
+from service.documents import read_json
 from service.domain.canonical import canonical_json
 from service.key_files import create_once, read_key_file
 
@@ -137,10 +138,10 @@ def _new_key_pem() -> bytes:
 def verify(jws_text: str | bytes, jwks: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Check a JWS against a JWKS; return (protected header, payload) or raise."""
     try:
-        document = _flattened(json.loads(jws_text))
+        document = _flattened(read_json(jws_text))
         keys = KeySet.import_key_set(jwks)
         result = jws.deserialize_json(document, keys, registry=_REGISTRY)
-        payload = json.loads(to_bytes(result.payload))
+        payload = read_json(to_bytes(result.payload))
     except (JoseError, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise VerificationError(f"Signature does not verify: {exc}") from exc
     return result.headers(), payload

@@ -219,6 +219,16 @@ def test_a_jws_with_two_signatures_is_refused_saying_so(keyring, tmp_path):
         verify(json.dumps(both), {"keys": keyring.jwks()["keys"] + other.jwks()["keys"]})
 
 
+def test_a_jws_giving_a_member_twice_does_not_verify(keyring):
+    # Read as its last, a payload given twice would be checked on one value and another
+    # reader of the same text could take the other (RFC 7515 section 5.2 says reject it).
+    signed = json.loads(keyring.sign({"a": 1}))
+    other = json.loads(keyring.sign({"a": 2}))["payload"]
+    twice = json.dumps(signed)[:-1] + f', "payload": "{other}"}}'
+    with pytest.raises(VerificationError, match="'payload' given twice"):
+        verify(twice, keyring.jwks())
+
+
 NOT_A_JWS = {
     "a JSON array": "[]",
     "a JSON string": '"signed"',
