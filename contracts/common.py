@@ -39,6 +39,11 @@ NOT_BLANK = validate.Regexp(rf"^[{_SPACE}]*[^{_SPACE}]", error="Must not be blan
 
 
 OUT_OF_UTC_RANGE = "Out of range: it has no time in UTC."
+UTC_RANGE_RULE = (
+    "It must have a time in UTC: caf-relay refuses a moment in year 1 ahead of UTC or in "
+    "year 9999 behind it (e.g. 0001-01-01T00:00:00+01:00, 9999-12-31T23:30:00-01:00), which "
+    "would fall in year 0 or 10000 in UTC, outside what many date libraries can hold."
+)
 
 
 def contract_errors(exc: ValidationError) -> dict[str, Any]:
@@ -65,6 +70,7 @@ def has_utc_time(moment: datetime) -> bool:
 
 
 def in_utc_range(moment: datetime) -> None:
+    """A validator refusing a moment with no time in UTC, field by field."""
     if not has_utc_time(moment):
         raise ValidationError(OUT_OF_UTC_RANGE)
 
@@ -146,7 +152,15 @@ class StrictDate(fields.Date):
 
 
 class StrictAwareDateTime(fields.AwareDateTime):
-    """An RFC 3339 date-time with its offset (``Z``, ``z`` or ``+01:00``)."""
+    """An RFC 3339 date-time with its offset (``Z``, ``z`` or ``+01:00``), and a time in UTC.
+
+    A moment such as 0001-01-01T00:00:00+01:00 is year 0 in UTC: signed and forwarded, it could
+    break a receiver's date library, and any conversion of it to UTC raises.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.validators.insert(0, in_utc_range)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):

@@ -12,7 +12,8 @@ MarshmallowPlugin converts the schemas (its OpenAPI 3.1 output is JSON Schema 20
 references between them are moved from ``#/components/schemas/X`` into the file's ``$defs``.
 Two things apispec cannot see are added here, never written out by hand:
 
-- field validators that are plain functions (``no_repeats``, an ISP party), by a field hook;
+- field validators that are plain functions (``no_repeats``, an ISP party, ``in_utc_range``),
+  by a field hook;
 - the cross-field rules of ``@validates_schema`` methods, from ``RULES`` below. Every such
   method must have an entry, so a new rule cannot silently go unpublished; what JSON Schema
   cannot say (e.g. two dates in order) goes into the description instead.

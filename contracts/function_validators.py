@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import fields
 
-from contracts.common import ORG_CODE_PATTERN, in_utc_range, no_repeats
+from contracts.common import ORG_CODE_PATTERN, UTC_RANGE_RULE, in_utc_range, no_repeats
 from contracts.isp import _party
 from contracts.reference import PARTY_GROUPS
 
@@ -25,8 +25,9 @@ def function_validators(self, field: fields.Field, **kwargs: Any) -> dict[str, A
             found["uniqueItems"] = True
         elif validator is _party:
             found["anyOf"] = [{"pattern": ORG_CODE_PATTERN}, {"enum": sorted(PARTY_GROUPS)}]
-        elif validator is in_utc_range:
-            pass  # a query's moment with a time in UTC: no JSON Schema keyword bounds a date-time
+        elif validator is in_utc_range:  # no JSON Schema keyword bounds a date-time: say it
+            described = kwargs["ret"].get("description")
+            found["description"] = f"{described} {UTC_RANGE_RULE}" if described else UTC_RANGE_RULE
         elif inspect.isfunction(validator):
             raise LookupError(
                 f"Field {field.name!r} has validator {validator.__qualname__}, which "

@@ -2,6 +2,9 @@
 
 It runs the same relay as the AMQP worker and delivers from the same outbox; rejected input is
 kept in the store's dead-letter table with its reason, as ``caf.dead`` keeps it on a broker.
+A message is only in memory until then, so one whose dead letter cannot be stored is held,
+and the letter tried again, until it is: the worker holds a message whose copy ``caf.dead``
+refuses the same way.
 """
 
 from __future__ import annotations
@@ -60,13 +63,29 @@ class InProcessQueue:
             received = _waiting_out_outages(lambda: self._relay.receive(body, sender=EMBEDDED))
         except Exception as exc:
             log.error("embedded queue: processing failed: %s", where_it_failed(exc))
-            _waiting_out_outages(
-                lambda: self._store.add_dead_letter(body, EMBEDDED_PROCESSING_FAILED)
-            )
+            self._keep_dead_letter(body, EMBEDDED_PROCESSING_FAILED)
             self._relay.record_processing_failed(EMBEDDED_PROCESSING_FAILED, EMBEDDED)
             return
         if received.rejection is not None:
-            _waiting_out_outages(lambda: self._store.add_dead_letter(body, received.reason))
+            self._keep_dead_letter(body, received.reason)
+
+    def _keep_dead_letter(self, body: bytes, reason: str) -> None:
+        """Store the dead letter, holding the message (those behind it waiting) until the store
+        takes it: the body is nowhere else, so giving up would lose it. An outage is waited out
+        as everywhere; any other failure (a constraint, a bug) needs a person, and is an ERROR
+        each try, with the outage backoff between tries."""
+        for wait in outage_waits():
+            try:
+                _waiting_out_outages(lambda: self._store.add_dead_letter(body, reason))
+                return
+            except Exception as exc:
+                log.error(
+                    "embedded queue: could not store a dead letter; holding the message, "
+                    "trying again in %.1fs: %s",
+                    wait,
+                    where_it_failed(exc),
+                )
+                time.sleep(wait)
 
 
 def _waiting_out_outages(call: Callable[[], T]) -> T:

@@ -1,10 +1,14 @@
-"""The embedded queue: bad input and messages that crash processing are kept, and block nothing."""
+"""The embedded queue: bad input and messages that crash processing are kept, never dropped, and
+once kept block nothing."""
+
+import logging
 
 import sqlalchemy as sa
 
 from service.embedded import EMBEDDED_PROCESSING_FAILED, InProcessQueue
 from service.store.engine import StoreUnavailable
-from tests.support import examples
+from tests.support import dead_letters, examples
+from tests.support.amqp import wait_until
 from tests.support.crashing import CrashesOn
 from tests.support.store_reads import audit_actions
 
@@ -64,3 +68,20 @@ def test_a_message_met_by_a_store_outage_waits_it_out_and_is_delivered(services,
     assert relay.calls == 2
     assert services.store.transfers.view(event["id"])["state"] == "delivered"
     assert [a for _, a, _ in audit_actions(services.store) if a == "rejected"] == []
+
+
+def test_a_message_whose_dead_letter_the_store_refuses_is_held_until_it_is_kept(services, caplog):
+    poison = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="refused-poison"))
+    queue = InProcessQueue(
+        CrashesOn(services.relay, b"refused-poison"), services.deliverer, services.store
+    )
+    with caplog.at_level(logging.ERROR, logger="service.embedded"):
+        with dead_letters.refused(services.store):
+            queue.publish(b"this is not json")
+            wait_until(lambda: caplog.records)  # its dead letter refused once at least
+            queue.publish(poison)
+        queue.drain()
+
+    assert [body for _, body in dead_letters.kept(services.store)] == [b"this is not json", poison]
+    rejected = [d for _, a, d in audit_actions(services.store) if a == "rejected"]
+    assert [d["rejection"] for d in rejected] == ["not_json", "processing_failed"]

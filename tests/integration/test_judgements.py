@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from jwcrypto import jwk, jws
 
+from contracts.common import OUT_OF_UTC_RANGE
 from service.access import OPERATOR, Principal, Role
 from service.domain.judgement_digests import judgement_digest
 from service.judgements import JudgementRefused, Judgements, Refusal
@@ -172,6 +173,22 @@ def test_a_judgement_dated_ahead_of_the_relays_clock_is_refused_naming_the_field
         )
         == "signed"
     )
+
+
+def test_a_judgement_decided_at_a_moment_with_no_time_in_utc_is_refused_not_signed(
+    services, parked
+):
+    """0001-01-01T00:00:00+01:00 is year 0 in UTC: it was signed and sent before."""
+    document = judgements.share(decided_at="0001-01-01T00:00:00+01:00")
+
+    refused = _refusal(services, parked, document, NEWHAM_PRACTITIONER)
+
+    assert (refused.refusal, refused.errors) == (
+        Refusal.INVALID,
+        {"decided_at": [OUT_OF_UTC_RANGE]},
+    )
+    assert services.store.transfers.view(parked)["state"] == "awaiting_judgement"
+    assert outbound(services.store, parked) is None
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,13 @@ import pytest
 import requests
 from jwcrypto import jwk, jws
 
+from contracts.common import OUT_OF_UTC_RANGE
 from service.relay import Rejection
 from service.web import create_app
 from tests.support import examples, judgements, malformed
 from tests.support import isps as isps_support
 from tests.support.served import chunked, serving
-from tests.support.store_reads import audit_actions
+from tests.support.store_reads import audit_actions, has_transfer
 from tests.support.tokens import bearer, headers_for, issue, token_name
 
 HACKNEY, NEWHAM = "E09000012", "E09000025"
@@ -174,6 +175,29 @@ def test_a_contract_violation_names_the_fields_at_fault(auth, client):
     )
     assert response.status_code == 422
     assert response.get_json()["errors"]["id"] == ["Missing data for required field."]
+
+
+def test_an_event_dated_with_no_time_in_utc_is_refused_naming_each_field_and_not_stored(
+    services, client
+):
+    """Year 1 ahead of UTC is year 0 in UTC, year 9999 behind it year 10000: signed and sent,
+    such a moment would break a receiver's date library."""
+    event = examples.event(examples.AD_HOC_WITH_JUDGEMENT, time="0001-01-01T00:00:00+01:00")
+    event["data"]["sharing"]["judgement"]["decided_at"] = "9999-12-31T23:30:00-01:00"
+    sender = bearer(services, "publisher", event["data"]["from_authority"])
+
+    response = client.post("/api/v1/events", data=examples.encode(event), headers=sender)
+
+    assert response.status_code == 422, response.get_data(as_text=True)
+    problem = response.get_json()
+    assert problem["rejection"] == Rejection.CONTRACT.value
+    assert problem["errors"] == {
+        "time": [OUT_OF_UTC_RANGE],
+        "data": {"sharing": {"judgement": {"decided_at": [OUT_OF_UTC_RANGE]}}},
+    }
+    assert not has_transfer(services.store, event["id"])
+    rejected = [d for _, action, d in audit_actions(services.store) if action == "rejected"]
+    assert [d["rejection"] for d in rejected] == [Rejection.CONTRACT.value]
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,10 @@ import pytest
 from marshmallow import ValidationError
 
 from contracts.case import CafCaseSchema
+from contracts.common import OUT_OF_UTC_RANGE
 from contracts.event import CaseTransferEventSchema, ForwardedCaseTransferEventSchema
 from contracts.isp import IspSchema
+from contracts.judgement import JudgementSchema
 from contracts.vocabulary import DATA_CATEGORIES, SPECIAL_CATEGORIES
 from tests.support import examples
 
@@ -110,6 +112,35 @@ def test_time_must_carry_its_timezone():
     assert refused(routine() | {"time": "2026-11-20T10:15:00"}) == {
         "time": ["Not a valid aware datetime."]
     }
+
+
+# Year 1 ahead of UTC is year 0 in UTC, year 9999 behind it year 10000: neither exists.
+NO_TIME_IN_UTC = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00"]
+LAST_TIMES_IN_UTC = [
+    "0001-01-01T00:00:00-01:00",
+    "9999-12-31T23:30:00+01:00",
+    "0001-01-01T00:00:00Z",
+]
+
+
+@pytest.mark.parametrize("written", NO_TIME_IN_UTC)
+def test_time_must_have_a_time_in_utc(written):
+    assert refused(routine() | {"time": written}) == {"time": [OUT_OF_UTC_RANGE]}
+
+
+@pytest.mark.parametrize("written", NO_TIME_IN_UTC)
+def test_a_judgement_must_be_decided_at_a_time_in_utc(written):
+    event = ad_hoc()
+    judgement(event)["decided_at"] = written
+    assert refused(event) == {
+        "data": {"sharing": {"judgement": {"decided_at": [OUT_OF_UTC_RANGE]}}}
+    }
+    assert refused(judgement(event), JudgementSchema()) == {"decided_at": [OUT_OF_UTC_RANGE]}
+
+
+@pytest.mark.parametrize("written", LAST_TIMES_IN_UTC)
+def test_a_time_at_the_ends_of_the_calendar_with_a_time_in_utc_is_taken(written):
+    CaseTransferEventSchema().load(routine() | {"time": written})
 
 
 # --- authorities ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from contracts import export
+from contracts.common import UTC_RANGE_RULE
 from contracts.envelope import EnvelopeSchema
 from contracts.event import CaseTransferEventSchema, RequestedCaseTransferDataSchema
 from contracts.isp import IspSchema
@@ -169,6 +170,23 @@ def test_rules_json_schema_cannot_express_are_described():
     data = published("case-transfer-requested.schema.json")
     assert "to_authority differs from from_authority" in data["description"]
     assert "expires_on" in published("isp.schema.json")["description"]
+
+
+def _date_times(node: Any) -> list[dict[str, Any]]:
+    """Every property of a published schema that is a date-time, however deep."""
+    if isinstance(node, list):
+        return [found for item in node for found in _date_times(item)]
+    if not isinstance(node, dict):
+        return []
+    here = [node] if node.get("format") == "date-time" else []
+    return here + [found for value in node.values() for found in _date_times(value)]
+
+
+@pytest.mark.parametrize("name", ["case-transfer-event.schema.json", "judgement.schema.json"])
+def test_each_date_time_a_sender_writes_says_it_needs_a_time_in_utc(name):
+    date_times = _date_times(published(name))
+    assert date_times
+    assert all(UTC_RANGE_RULE in d.get("description", "") for d in date_times)
 
 
 # --- examples and mutations: the published schema and marshmallow agree -------------------------
