@@ -27,10 +27,10 @@ def check_receipt(
         return {"verified": False, "reason": storable_text(str(exc))}
     if not isinstance(payload, dict):
         return {"verified": False, "reason": "The receipt's payload is not a JSON object."}
-    if (payload.get("envelope_id"), payload.get("sha256")) != (
-        envelope.envelope_id,
-        envelope.sha256,
-    ):
+    digest = payload.get("sha256")
+    # Hex in either case: some platforms write it in capitals (.NET's Convert.ToHexString).
+    digest = digest.lower() if isinstance(digest, str) else digest
+    if (payload.get("envelope_id"), digest) != (envelope.envelope_id, envelope.sha256):
         return {"verified": False, "reason": "The receipt is for another envelope or content."}
     received_at, kid = payload.get("received_at"), header.get("kid")
     # Only text goes into the audit from outside, and only text it can store: a number could be
