@@ -330,44 +330,46 @@ def test_a_broker_user_is_removed_only_from_the_authority_it_publishes_for(servi
     assert broker_publisher(services.store, "case-system") is None
 
 
-def test_two_admins_revoking_one_token_at_once_revoke_it_once(services, tmp_path):
-    """On PostgreSQL both read the token as live, both revoked it and both were audited."""
+def _done_once_by_two_admins(services, tmp_path, prepare, act, action: str) -> None:
+    """Twenty rounds of ``prepare()``, then ``act(store, prepared)`` by two admins at once, each
+    on a store of its own: one is told it did it and the other that there was nothing to do,
+    and the audit holds one ``action`` record a round."""
     other = services_on(services.store.url, tmp_path / "other")
     try:
         for n in range(20):
-            issued = tokens.issue(services, "publisher", "E09000012")
-            revoked: list[bool] = []
-            revoking = [
-                partial(store.access.revoke_token, issued.token_id, now=fixed_clock(), by=OPERATOR)
-                for store in (services.store, other.store)
-            ]
-            assert _race(*_each_returned(revoked, *revoking)) == []
-            assert sorted(revoked) == [False, True], f"round {n}"
-        actions = [action for _, action, _ in audit_actions(services.store)]
-        assert actions.count("token_revoked") == 20
+            prepared = prepare()
+            done: list[bool] = []
+            acting = [partial(act, store, prepared) for store in (services.store, other.store)]
+            assert _race(*_each_returned(done, *acting)) == []
+            assert sorted(done) == [False, True], f"round {n}"
+        actions = [recorded for _, recorded, _ in audit_actions(services.store)]
+        assert actions.count(action) == 20
     finally:
         other.close()
+
+
+def test_two_admins_revoking_one_token_at_once_revoke_it_once(services, tmp_path):
+    """On PostgreSQL both read the token as live, both revoked it and both were audited."""
+    _done_once_by_two_admins(
+        services,
+        tmp_path,
+        lambda: tokens.issue(services, "publisher", "E09000012").token_id,
+        lambda store, token_id: store.access.revoke_token(token_id, now=fixed_clock(), by=OPERATOR),
+        "token_revoked",
+    )
 
 
 def test_two_admins_removing_one_adapter_at_once_remove_it_once(services, tmp_path):
     """On PostgreSQL both read the adapter, both deleted it and both were audited."""
-    other = services_on(services.store.url, tmp_path / "other")
-    try:
-        for n in range(20):
-            services.store.organisations.set_adapter(
-                "E09000019", "directory", {"path": str(tmp_path / "inbox")}, {}
-            )
-            removed: list[bool] = []
-            removing = [
-                partial(store.organisations.remove_adapter, "E09000019", by=OPERATOR)
-                for store in (services.store, other.store)
-            ]
-            assert _race(*_each_returned(removed, *removing)) == []
-            assert sorted(removed) == [False, True], f"round {n}"
-        actions = [action for _, action, _ in audit_actions(services.store)]
-        assert actions.count("adapter_removed") == 20
-    finally:
-        other.close()
+    _done_once_by_two_admins(
+        services,
+        tmp_path,
+        lambda: services.store.organisations.set_adapter(
+            "E09000019", "directory", {"path": str(tmp_path / "inbox")}, {}
+        ),
+        lambda store, _: store.organisations.remove_adapter("E09000019", by=OPERATOR),
+        "adapter_removed",
+    )
 
 
 def test_an_opened_adapter_setting_keeps_its_secrets_out_of_its_repr(services):
