@@ -121,7 +121,8 @@ class Settings:
 
     def keyring(self) -> KeyRing:
         """The signing key, generated into the instance folder only when none was configured,
-        with the retired keys it still publishes."""
+        with the other keys it publishes: those it signed with before and, ahead of a rotation,
+        the next."""
         default = self.signing_key_file == self.instance_dir / "signing-key.pem"
         retired = read_retired_keys(self.retired_keys_file) if self.retired_keys_file else ()
         return KeyRing.from_file(self.signing_key_file, create=default, retired=retired)

@@ -16,8 +16,8 @@ only what the publisher chose to write. The ``duplicate`` record of an event sen
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from service.store.reference import IntakeReference
 
@@ -26,19 +26,21 @@ from service.store.reference import IntakeReference
 class Sender:
     """Who handed an event in, as its transport vouched for them (a token, a broker user).
 
-    ``authority`` is the one authority they may send for; ``broker_user`` marks a broker
-    account, which sends for the authority registered for it, read with the ISPs the batch is
-    decided on (so a registration changed meanwhile has the batch decided again);
+    ``via`` is how it came: ``amqp`` (a broker account, the usual way), ``http`` (a token) or
+    ``embedded``. ``authority`` is the one authority a token may send for; ``broker_user`` is
+    the broker account, which sends for the authority registered for it, read with the ISPs
+    the batch is decided on (so a registration changed meanwhile has the batch decided again);
     ``any_authority`` marks a sender trusted to send for every authority (the embedded queue,
-    an integration hub). ``sent_by`` is who it was, for the audit: how it came (``via``) and
-    the broker account, or the token's id and name, never its secret.
+    an integration hub). ``sent_by`` says all this for the audit.
     """
 
     description: str
     authority: str | None = None
     any_authority: bool = False
     broker_user: str | None = None
-    sent_by: Mapping[str, str | bool | None] = field(default_factory=dict)
+    via: str = "amqp"
+    token_id: str | None = None
+    token_name: str | None = None
 
     def sends_for(self, reference: IntakeReference) -> str | None:
         if self.broker_user is not None:
@@ -48,8 +50,19 @@ class Sender:
     def may_send_for(self, authority: str, reference: IntakeReference) -> bool:
         return self.any_authority or self.sends_for(reference) == authority
 
+    @property
+    def sent_by(self) -> dict[str, str | bool | None]:
+        """Who it was, for the audit: how it came and the broker account (and whether it is
+        trusted), or the token's id and name, never its secret."""
+        if self.via == "http":
+            return {"via": "http", "token_id": self.token_id, "token_name": self.token_name}
+        if self.via != "amqp":
+            return {"via": self.via}
+        trusted = {"trusted": True} if self.any_authority else {}
+        return {"via": "amqp", "broker_user": self.broker_user, **trusted}
 
-EMBEDDED = Sender("the embedded queue", any_authority=True, sent_by={"via": "embedded"})
+
+EMBEDDED = Sender("the embedded queue", any_authority=True, via="embedded")
 
 
 def token_sender(token_id: str | None, name: str, authority: str | None) -> Sender:
@@ -57,7 +70,9 @@ def token_sender(token_id: str | None, name: str, authority: str | None) -> Send
     return Sender(
         f"Token {token_id} ({name})",
         authority=authority,
-        sent_by={"via": "http", "token_id": token_id, "token_name": name},
+        via="http",
+        token_id=token_id,
+        token_name=name,
     )
 
 
@@ -67,13 +82,9 @@ class BrokerSenders:
 
     def __call__(self, user_id: str | None) -> Sender:
         if not user_id:
-            return Sender(
-                "A message with no user_id property",
-                sent_by={"via": "amqp", "broker_user": None},
-            )
-        description = f"Broker user {user_id!r}"
-        sent_by = {"via": "amqp", "broker_user": user_id}
-        if user_id in self._trusted:
-            return Sender(description, any_authority=True, sent_by={**sent_by, "trusted": True})
-        # Its authority is looked up with the rest of what its batch is decided on.
-        return Sender(description, broker_user=user_id, sent_by=sent_by)
+            return Sender("A message with no user_id property")
+        return Sender(
+            f"Broker user {user_id!r}",
+            any_authority=user_id in self._trusted,
+            broker_user=user_id,
+        )

@@ -47,8 +47,9 @@ class VerificationError(Exception):
 
 class KeyRing:
     """The service's signing key and every public key receivers may need to verify with: its
-    own, and those of the keys it signed with before (``retired``), so that what they signed
-    still verifies after a rotation."""
+    own, and those published beside it (``retired``, named after the setting that holds them):
+    the keys it signed with before, so that what they signed still verifies after a rotation,
+    and, ahead of a rotation, the next key, so that receivers hold it before it signs."""
 
     def __init__(self, signing_key: OKPKey, retired: Sequence[OKPKey] = ()) -> None:
         self._signing_key = signing_key
@@ -108,7 +109,8 @@ def _parameters(jwk: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
 
 
 def read_retired_keys(path: Path) -> list[OKPKey]:
-    """The public keys in a JWKS file of keys the relay signed with before its current one.
+    """The public keys in the JWKS file ``CAF_RELAY_RETIRED_KEYS_FILE`` names: the keys the
+    relay signed with before its current one and, ahead of a rotation, the next one.
 
     They are published beside the current key, so anything holding private key material is
     refused rather than published.

@@ -30,6 +30,7 @@ from service.api.blueprint import Blueprint
 from service.api.guard import (
     CASE_ROLES,
     allow,
+    allow_global_admin_only,
     app_services,
     principal,
     refuse,
@@ -87,7 +88,7 @@ def list_authorities():
 
 
 @blp.route("/authorities", methods=["POST"])
-@allow(Role.ADMIN, global_only=True)
+@allow_global_admin_only()
 @blp.arguments(NewAuthoritySchema)
 @blp.response(HTTPStatus.CREATED, AuthorityViewSchema)
 @blp.refuses(HTTPStatus.CONFLICT)

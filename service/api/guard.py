@@ -2,12 +2,12 @@
 
 A request's bearer token is looked up (by digest) before any view runs; no token, an unknown or
 revoked one, or one past its expiry by the services' clock is a 401 (an expired one's says so,
-found by the same lookup). Each view then declares the roles it admits with ``@allow(...)``, and
-checks the authority it touches with ``require_authority(...)``; a caller outside either gets a
-403. Every 403 is written to the audit trail with who asked for what, never with the token. A
-401 names no one, so it is logged, not audited: anyone who can reach the API could otherwise
-grow the permanent audit without end, and hold up intake at the audit chain's head with every
-request.
+found by the same lookup). Each view then declares the roles it admits with ``@allow(...)`` or
+``@allow_global_admin_only()``, and checks the authority it touches with
+``require_authority(...)``; a caller outside either gets a 403. Every 403 is written to the
+audit trail with who asked for what, never with the token. A 401 names no one, so it is logged,
+not audited: anyone who can reach the API could otherwise grow the permanent audit without end,
+and hold up intake at the audit chain's head with every request.
 """
 
 from __future__ import annotations
@@ -71,32 +71,41 @@ def principal() -> Principal:
     return g.principal
 
 
-def allow(*roles: Role, global_admin: bool = True, global_only: bool = False) -> Callable:
+def allow(*roles: Role, global_admin: bool = True) -> Callable:
     """Admit only callers with one of ``roles`` to the decorated view, and a global admin
-    unless ``global_admin`` is False: one acts for no authority, so it may not send for one.
-    With ``global_only``, admit a global admin alone, and say so in the API document: what
-    changes the register for everyone (adding an organisation) is no one authority's to do."""
+    unless ``global_admin`` is False: one acts for no authority, so it may not send for one."""
+
+    def check() -> None:
+        caller = principal()
+        if not (caller.role in roles or (global_admin and caller.is_global_admin)):
+            refuse(
+                HTTPStatus.FORBIDDEN,
+                f"{_a(_kind(caller))} token may not do this; it needs the role "
+                f"{' or '.join(r.value for r in roles)}.",
+            )
+
+    admitted = ", ".join(r.value for r in roles)
+    return _guard(check, roles, f"{admitted} (and a global admin)" if global_admin else admitted)
+
+
+def allow_global_admin_only() -> Callable:
+    """Admit a global admin alone, and say so in the API document: what changes the register
+    for everyone (adding an organisation) is no one authority's to do."""
+    return _guard(require_global_admin, (Role.ADMIN,), "a global admin only")
+
+
+def _guard(check: Callable[[], None], roles: tuple[Role, ...], admitted: str) -> Callable:
+    """Run ``check`` before the decorated view. The view is marked with the ``roles`` it admits
+    (``Blueprint.route`` declares its 403 by that mark) and its doc, the operation's
+    description in the API document, ends by saying who is ``admitted``."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            caller = principal()
-            if global_only:
-                require_global_admin()
-            elif not (caller.role in roles or (global_admin and caller.is_global_admin)):
-                refuse(
-                    HTTPStatus.FORBIDDEN,
-                    f"{_a(_kind(caller))} token may not do this; it needs the role "
-                    f"{' or '.join(r.value for r in roles)}.",
-                )
+            check()
             return view(*args, **kwargs)
 
         setattr(guarded, ROLES_ATTRIBUTE, roles)
-        admitted = ", ".join(r.value for r in roles)
-        if global_only:
-            admitted = "a global admin only"
-        elif global_admin:
-            admitted = f"{admitted} (and a global admin)"
         guarded.__doc__ = f"{(view.__doc__ or '').strip()}\n\nRoles: {admitted}."
         return guarded
 
