@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import takewhile
 
@@ -163,6 +163,21 @@ def _together(
     return list(takewhile(lambda item: item.envelope.to_authority == recipient, items))
 
 
+def _refused(outcome: Settled, exc: Exception) -> Settled:
+    """``outcome``, whose record the database refused (``exc``), as an attempt failed for good
+    with why: without what the refusal may have been about (its receipt, the receipt's check,
+    its retry), and saying whether the envelope arrived, for it may have."""
+    said = str(getattr(exc, "orig", None) or exc).splitlines()  # not the failing row's values
+    why = storable_text(type(exc).__name__ + (f": {said[0][:300]}" if said else ""))
+    was = "Delivered" if outcome.attempt.succeeded else "Failed"
+    detail = f"{was} ({outcome.attempt.detail[:300]}), but the database refused to record it"
+    attempt = replace(
+        outcome.attempt, succeeded=False, retryable=False, receipt=None, detail=f"{detail} ({why})"
+    )
+    gave_up = f"the database refused to record its outcome ({why}); redeliver once that is fixed"
+    return Settled(outcome.claimed, attempt, gave_up=gave_up)
+
+
 def _attempt_of(tried: TriedDelivery, attempted_at: datetime, adapter_type: str | None) -> Attempt:
     receipt = tried.receipt
     return Attempt(
@@ -278,7 +293,9 @@ class Deliverer:
             waiting = group[len(settled) :]
             adapter = self._adapter(waiting[0], adapters)
             settled += self._attempt(_together(waiting, adapter), adapter)
-        waiting_behind = self._record(settled, group[len(settled) :], stopping or threading.Event())
+        settled, waiting_behind = self._record(
+            settled, group[len(settled) :], stopping or threading.Event()
+        )
         outcomes = []
         for outcome in settled:
             result = _result(outcome)
@@ -297,9 +314,45 @@ class Deliverer:
 
     def _record(
         self, settled: list[Settled], unattempted: Sequence[Claimed], stopping: threading.Event
+    ) -> tuple[list[Settled], bool]:
+        """Record a group's outcomes (``_stored``); return them as recorded, and whether
+        envelopes may wait behind them.
+
+        A record the database refuses other than for an outage may be refused every time (a
+        constraint, a value a column cannot hold): left unrecorded, the group's envelopes would
+        be sent again each time their leases ran out, forever, with nothing on the record to
+        say why. So each outcome is then recorded alone, and one refused alone is recorded
+        instead as an attempt failed for good (``_refused``), for an admin to redeliver once
+        the cause is fixed: the group's other envelopes are not failed with it."""
+        try:
+            return settled, self._stored(settled, unattempted, stopping)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            if not settled:
+                raise
+            log.exception(
+                "delivery outcomes refused by the database; recording each alone",
+                extra={"event_id": ",".join(s.claimed.envelope.event_id for s in settled)},
+            )
+        waiting_behind = bool(unattempted) and self._stored([], unattempted, stopping)
+        recorded = []
+        for outcome in settled:
+            try:
+                waiting_behind |= self._stored([outcome], (), stopping)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                outcome = _refused(outcome, exc)
+                waiting_behind |= self._stored([outcome], (), stopping)
+            recorded.append(outcome)
+        return recorded, waiting_behind
+
+    def _stored(
+        self, settled: list[Settled], unattempted: Sequence[Claimed], stopping: threading.Event
     ) -> bool:
-        """Record a group's outcomes, trying again while the database is unavailable, until it
-        is stored or ``stopping`` is set. Its envelopes have gone: a record dropped would have
+        """Store outcomes, trying again while the database is unavailable, until they are
+        stored or ``stopping`` is set. Their envelopes have gone: a record dropped would have
         them sent again once their leases ran out, or, were their ISP suspended or expired
         meanwhile, the transfers parked (and perhaps withheld) though their recipient has them.
         A record that comes after its leases is taken as any late one is (``Outbox.record``)."""

@@ -240,8 +240,8 @@ class DeliveryLoop:
             ).waiting_behind
         except Exception:
             # Recording the outcomes failed (the database went away as the loop was stopping,
-            # or refused them for a fault of its own); the leases run out and the items are
-            # delivered again, under the same envelope ids.
+            # or refused even the record of an attempt failed for want of one: ``Deliverer``);
+            # the leases run out and the items are delivered again, under the same envelope ids.
             log.exception(
                 "delivery outcomes not recorded",
                 extra={"event_id": ",".join(item.envelope.event_id for item in group)},

@@ -367,6 +367,87 @@ def test_a_recipients_reason_phrase_and_receipt_time_with_a_nul_are_recorded_rep
     )
 
 
+@pytest.fixture
+def receipts_refused(services):
+    """The store refuses every signed receipt longer than 100 characters: a rule of the
+    database (a constraint here) that the record of a delivery breaks each time it is tried,
+    whatever the recipient does; ``receipts_refused()`` lifts it, as an operator's fix would."""
+    engine = sa.create_engine(services.settings.database_url)
+    if engine.dialect.name == "postgresql":
+        refuse = (
+            "ALTER TABLE delivery_attempts ADD CONSTRAINT receipt_fits"
+            " CHECK (receipt IS NULL OR length(receipt) <= 100)"
+        )
+        lift = "ALTER TABLE delivery_attempts DROP CONSTRAINT IF EXISTS receipt_fits"
+    else:
+        refuse = (
+            "CREATE TRIGGER receipt_fits BEFORE INSERT ON delivery_attempts"
+            " WHEN length(NEW.receipt) > 100 BEGIN SELECT RAISE(ABORT, 'receipt too long'); END"
+        )
+        lift = "DROP TRIGGER IF EXISTS receipt_fits"
+
+    def lifted() -> None:
+        with engine.begin() as conn:
+            conn.execute(sa.text(lift))
+
+    with engine.begin() as conn:
+        conn.execute(sa.text(refuse))
+    try:
+        yield lifted
+    finally:
+        lifted()
+        engine.dispose()
+
+
+def test_a_delivery_the_store_will_not_record_is_failed_once_not_sent_again_each_lease(
+    services, receiver, borough_key, receipts_refused
+):
+    # Before, the group's record was refused as a whole, every time: its envelopes were sent
+    # again whenever their leases ran out, forever, with no attempt recorded and nothing on the
+    # audit or /metrics to say why.
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
+    signing = _signing_receipts(borough_key)
+    receiver.answer = lambda request: (
+        signing(request) if request.envelope["event_id"] == "unrecordable" else (202, {}, b"")
+    )
+    refused, fine = _send(services, "unrecordable"), _send(services, "recordable", case="B")
+    deliverer = Deliverer(
+        services.store,
+        services.adapters,
+        retry=RetryPolicy(),
+        lease=timedelta(milliseconds=200),
+        clock=services.clock,
+    )
+
+    for _ in range(3):
+        deliverer.deliver_due("test")
+        time.sleep(0.3)  # past any lease the first delivery held
+
+    assert sorted(event_ids(receiver.requests)) == [fine, refused]
+    assert services.store.transfers.view(fine)["state"] == "delivered"
+    view = services.store.transfers.view(refused)
+    assert view["state"] == "failed" and view["outbox"] is None
+    (attempt,) = view["deliveries"]
+    assert not attempt["succeeded"] and attempt["receipt"] is None
+    assert attempt["detail"].startswith("Delivered (HTTP 200 from https://")
+    assert "but the database refused to record it (IntegrityError" in attempt["detail"]
+    _, action, detail = audit_actions(services.store, refused)[-1]
+    assert action == "failed"
+    assert detail["gave_up"].startswith("the database refused to record its outcome")
+    client = create_app(services).test_client()
+    metrics = client.get("/metrics", headers=bearer(services, "admin")).get_data(as_text=True)
+    assert 'caf_relay_transfers{state="failed"} 1.0' in metrics
+
+    receipts_refused()
+    # What ``caf-relay transfer redeliver`` does, on the test's clock.
+    auth = bearer(services, "admin", ISLINGTON)
+    assert client.post(f"/api/v1/transfers/{refused}/redeliver", headers=auth).status_code == 202
+    assert deliverer.deliver_due("test") == 1
+    assert services.store.transfers.view(refused)["state"] == "delivered"
+    sent = [r.headers["X-Caf-Envelope-Id"] for r in receiver.requests]
+    assert sent.count(view["envelope"]["envelope_id"]) == 2
+
+
 def test_an_adapter_changed_by_an_admin_is_used_from_the_next_delivery(
     services, receiver, tmp_path
 ):
