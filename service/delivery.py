@@ -25,7 +25,7 @@ from service import retry_settings
 from service.combined_records import CombinedRecords
 from service.domain.retry import RetryPolicy, after_failure, outage_waits
 from service.domain.storable import storable_text
-from service.logs import own_log_context, set_event_id
+from service.logs import own_log_context, set_event_id, where_it_failed
 from service.receipts import check_receipt
 from service.secrets import SecretsKeyError
 from service.store.engine import StoreUnavailable
@@ -76,8 +76,10 @@ def try_delivering(
             raise RuntimeError(f"{len(outcomes)} outcomes for {len(envelopes)} envelopes")
     except Exception as exc:
         if not isinstance(exc, AdapterConfigError | SecretsKeyError | DeliveryFailed):
+            # What and where, not its words: an adapter's error may quote what it was given,
+            # the envelope or its secrets (requests quotes a header it refuses, token and all).
             event_ids = ",".join(envelope.event_id for envelope in envelopes)
-            log.exception("adapter raised", extra={"event_id": event_ids})
+            log.error("adapter raised %s", where_it_failed(exc), extra={"event_id": event_ids})
         outcomes = [exc] * len(envelopes)
     duration_ms = round((time.monotonic() - started) * 1000)
     return [_tried(outcome, duration_ms, adapter_type) for outcome in outcomes]

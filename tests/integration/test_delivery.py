@@ -12,11 +12,12 @@ from urllib.parse import urlsplit
 
 import pika
 import pytest
+import requests
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from joserfc import jws as joserfc_jws
 from joserfc.jwk import OKPKey
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
 from adapters import amqp
 from adapters.amqp import AmqpAdapter
@@ -938,6 +939,62 @@ def test_an_adapter_breaking_its_contract_fails_that_envelope_saying_how_and_no_
     assert view["state"] == "failed"
     said = f"Adapter error: the {adapter_type!r} adapter {reason}."
     assert [d["detail"] for d in view["deliveries"]] == [said, said]
+
+
+class PostsWithRequests(GroupAdapter):
+    """A test double for a borough's own adapter package: it posts each envelope with
+    requests, its token as read from the borough's file, line break and all, and lets what
+    requests raises go by, as a simple adapter does."""
+
+    settings_schema = Schema.from_dict({"url": fields.String()})
+    secrets_schema = Schema.from_dict({"token": fields.String()})
+
+    def __init__(self, url: str, token: str) -> None:
+        self._url, self._token = url, token
+
+    @classmethod
+    def from_config(cls, settings, secrets):
+        return cls(settings["url"], secrets["token"])
+
+    def deliver_group(self, envelopes):
+        for envelope in envelopes:
+            requests.post(
+                self._url, data=envelope.jws, headers={"Authorization": f"Bearer {self._token}"}
+            )
+        return [Receipt("HTTP 202") for _ in envelopes]
+
+
+def test_an_adapter_that_raises_is_logged_by_type_and_place_not_its_words(
+    services, receiver, tmp_path, monkeypatch, caplog
+):
+    """requests refuses the token's line break with an error quoting the whole header: logged
+    as it was, the borough's token was in the relay's log, and an error quoting the envelope
+    would put the child's record there."""
+    install_adapters(
+        tmp_path / "site-packages",
+        monkeypatch,
+        "caf-relay-borough-adapters",
+        {"posts-with-requests": f"{__name__}:PostsWithRequests"},
+    )
+    token = "borough-token-0f9e8d7c6b5a"
+    services.store.organisations.set_adapter(
+        CAMDEN, "posts-with-requests", {"url": f"{receiver.url}/{CAMDEN}"}, {"token": f"{token}\n"}
+    )
+    event_id = _send(services, "raises", case="CAF-CM-3", to=CAMDEN)
+
+    with caplog.at_level(logging.INFO, logger="service.delivery"):
+        _deliverer(services).deliver_due("test")
+
+    assert receiver.requests == []
+    detail = services.store.transfers.view(event_id)["deliveries"][-1]["detail"]
+    assert detail == "Adapter error: the 'posts-with-requests' adapter raised InvalidHeader."
+    raised = [caplog.handler.format(r) for r in caplog.records if "adapter raised" in r.msg]
+    assert raised  # each attempt's, saying what was raised and where
+    for line in raised:
+        assert "adapter raised InvalidHeader" in line
+        assert f"{__name__.replace('.', '/')}.py" in line and "in deliver_group" in line
+    assert token not in caplog.text
+    assert "Okafor" not in caplog.text
 
 
 @pytest.fixture
