@@ -58,11 +58,37 @@ for group in (audit, retention, authority, adapter, secrets, isp, transfer, judg
 )
 def demo(out_dir: Path) -> None:
     """Run the example events through the embedded default and show what happened."""
-    from service.demo import run_demo
+    from service.demo import DemoRefused, run_demo
 
-    results = run_demo(out_dir, click.echo)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupt)
+    try:
+        results = run_demo(out_dir, click.echo)
+    except DemoRefused as exc:
+        raise click.ClickException(str(exc)) from exc
+    except _Interrupted as stopped:
+        # What was published is only in memory until stored: say the folder is part of a run.
+        click.echo(
+            f"Interrupted: the demo stopped part-way, so {out_dir.resolve()} holds only part of "
+            "a run. Run it again to start afresh.",
+            err=True,
+        )
+        sys.exit(128 + stopped.signum)
     if any("DOES NOT VERIFY" in r.signature for r in results):
         sys.exit(1)
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM during the demo: a BaseException, as KeyboardInterrupt, so that the
+    demo's clean-up runs and nothing on the way takes it for an error to handle."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise _Interrupted(signum)
 
 
 @main.command()

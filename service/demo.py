@@ -3,14 +3,23 @@
 It sets up the 33 authorities, the example pan-London CAF ISP and a directory adapter per
 receiving authority under the output folder, publishes the example events on the in-process
 queue, and checks the signature of every envelope that arrived.
+
+Each run starts afresh by deleting the database and inbox in its folder, so it runs only in a
+folder a demo made or one holding no caf-relay database: pointed at an instance folder by
+mistake, it would otherwise delete that instance's store. A demo marks its folder with
+``.caf-relay-demo`` (a folder from before the mark has the demo's ``jwks.json`` and ``inbox/``
+beside the database, which an instance folder has not). The mark is also the run's lock, so two
+runs at once in one folder do not delete each other's work.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -22,6 +31,8 @@ from service.embedded import InProcessQueue
 from service.signing import VerificationError, verify
 
 EXAMPLES = files("contracts") / "examples"
+DEMO_MARK = ".caf-relay-demo"
+DATABASE = "caf-relay.sqlite3"
 DEMO_ISP = "isp-pan-london-caf.json"
 # One example of each outcome, in the order the README explains them.
 DEMO_EVENTS = (
@@ -30,6 +41,10 @@ DEMO_EVENTS = (
     "event-routine-without-basis.json",
     "event-judgement-not-to-share.json",
 )
+
+
+class DemoRefused(Exception):
+    """Why the demo cannot run in the folder it was given, in one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +61,63 @@ def example_events() -> dict[str, bytes]:
 
 def run_demo(out_dir: Path, echo: Callable[[str], None]) -> list[DemoResult]:
     out_dir = out_dir.resolve()
-    # Each run starts from nothing but the keys, so what it prints is all that happened.
-    for stale in out_dir.glob("caf-relay.sqlite3*"):
-        stale.unlink()
-    shutil.rmtree(out_dir / "inbox", ignore_errors=True)
+    with _afresh(out_dir):
+        results = _run(out_dir)
+    echo(f"caf-relay demo: embedded default (SQLite + in-process queue) in {out_dir}")
+    for r in results:
+        echo(f"\n{r.example}\n  {r.route}\n  {r.outcome}\n  {r.signature}")
+    echo(
+        f"\nDelivered envelopes are in {out_dir / 'inbox'}; check one with\n"
+        f"  {_console_script()} verify {out_dir / 'inbox'}/<authority>/<envelope id>.json "
+        f"--jwks {out_dir / 'jwks.json'}"
+    )
+    return results
+
+
+@contextmanager
+def _afresh(out_dir: Path) -> Iterator[None]:
+    """``out_dir`` for this run alone, emptied of the last run but for its keys, so that what
+    the run prints is all that happened; ``DemoRefused`` if it cannot be."""
+    try:
+        if (out_dir / DATABASE).exists() and not _made_by_a_demo(out_dir):
+            raise DemoRefused(
+                f"{out_dir} holds a caf-relay database the demo did not make, and the demo starts "
+                "by deleting its folder's database; give --dir a new or empty folder."
+            )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        mark = (out_dir / DEMO_MARK).open("a")
+    except OSError as exc:
+        raise DemoRefused(f"Cannot use {out_dir} for the demo: {exc.strerror}.") from exc
+    with mark:
+        try:
+            fcntl.flock(mark, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DemoRefused(
+                f"Another caf-relay demo is running in {out_dir}; wait for it to finish, "
+                "or give --dir another folder."
+            ) from None
+        try:
+            for stale in out_dir.glob(f"{DATABASE}*"):
+                stale.unlink()
+            if (out_dir / "inbox").exists():
+                shutil.rmtree(out_dir / "inbox")
+        except OSError as exc:
+            raise DemoRefused(f"Cannot clear {exc.filename} for the demo: {exc.strerror}.") from exc
+        yield
+
+
+def _made_by_a_demo(out_dir: Path) -> bool:
+    if (out_dir / DEMO_MARK).exists():
+        return True
+    return (out_dir / "jwks.json").is_file() and (out_dir / "inbox").is_dir()
+
+
+def _run(out_dir: Path) -> list[DemoResult]:
     settings = Settings.from_env({"CAF_RELAY_INSTANCE_DIR": str(out_dir)})
-    services = build_services(settings)
+    try:
+        services = build_services(settings)
+    except ValueError as exc:  # a key file it cannot write or read
+        raise DemoRefused(str(exc)) from exc
     try:
         store = services.store
         store.initialise()
@@ -78,14 +144,6 @@ def run_demo(out_dir: Path, echo: Callable[[str], None]) -> list[DemoResult]:
             results.append(DemoResult(name, route, _outcome(view), _signature(view, out_dir, jwks)))
     finally:
         services.close()
-    echo(f"caf-relay demo: embedded default (SQLite + in-process queue) in {out_dir}")
-    for r in results:
-        echo(f"\n{r.example}\n  {r.route}\n  {r.outcome}\n  {r.signature}")
-    echo(
-        f"\nDelivered envelopes are in {out_dir / 'inbox'}; check one with\n"
-        f"  {_console_script()} verify {out_dir / 'inbox'}/<authority>/<envelope id>.json "
-        f"--jwks {out_dir / 'jwks.json'}"
-    )
     return results
 
 
