@@ -28,7 +28,7 @@ from service.domain.storable import unstorable
 from service.relay import Clock
 from service.sealing import Sealer, judgement_summary
 from service.store.store import AuditEntry, Store
-from service.store.transfers import Settlement
+from service.store.transfers import Settlement, ToJudge
 
 
 class Refusal(StrEnum):
@@ -87,6 +87,8 @@ class Judgements:
                 f"{by.authority or 'no authority'}.",
             )
         if transfer.state != TransferState.AWAITING_JUDGEMENT:
+            transfer = self._parked_if_its_isp_ended(event_id)
+        if transfer.state != TransferState.AWAITING_JUDGEMENT:
             self._refuse(event_id, by, Refusal.NOT_PARKED, _not_parked(transfer.state))
         judgement = self._validated(event_id, document, by)
         event = copy.deepcopy(transfer.event)
@@ -126,6 +128,14 @@ class Judgements:
             for callback in self._on_signed:
                 callback()
         return concluded.state
+
+    def _parked_if_its_isp_ended(self, event_id: str) -> ToJudge:
+        """The transfer once what is still to be sent under ISPs ended by now is withdrawn, as
+        the outbox's next claim would withdraw it: one whose ISP expired overnight, before any
+        claim that day (the web app runs no delivery loop), then awaits this judgement rather
+        than its practitioner being told its basis is decided."""
+        self._store.outbox.withdraw_ended(self._clock())
+        return self._store.transfers.to_judge(event_id)
 
     def _validated(self, event_id: str, document: Any, by: Principal) -> dict[str, Any]:
         """The judgement in the contract's own JSON form, whatever it was read from (a YAML

@@ -120,13 +120,14 @@ def _decision_summary(decision: BasisDecision) -> dict[str, Any]:
 
 
 def judgement_summary(judgement: dict[str, Any]) -> dict[str, Any]:
-    """A judgement record for the audit: who decided what, when and on what basis; no prose,
-    but the digest of the whole record, which ties the prose kept with the transfer to the
-    chain (``service.domain.judgement_digests``)."""
+    """A judgement record for the audit: who decided what, when, for what purpose, with whom
+    and on what basis (golden rule 7); no prose, but the digest of the whole record, which ties
+    the prose kept with the transfer to the chain (``service.domain.judgement_digests``)."""
     return {
         "practitioner": judgement["practitioner"],
         "decided_at": judgement["decided_at"],
         "decision": judgement["decision"],
+        "purpose": judgement["purpose"],
         "consent": judgement["consent"]["status"],
         "lawful_basis": judgement["lawful_basis"],
         "data_categories": judgement["data_categories"],

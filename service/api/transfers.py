@@ -135,7 +135,8 @@ def record_judgement(event_id: str):
     """Record a judgement for a parked transfer: share sends it on, not_share withholds it.
 
     Only a practitioner of the sending authority may decide. A judgement that gives no basis
-    (another recipient, another purpose) is refused with why, and the transfer stays parked.
+    (another recipient, another purpose, or a share of no category the transfer carries) is
+    refused with why, and the transfer stays parked.
     """
     visible_transfer(event_id)  # its recipient, not yet sent it, is told of no such transfer
     services = app_services()

@@ -7,7 +7,8 @@ The rules come from the London CAF Protocol, Annex 5, and the guidance it quotes
   and a judgement attached to a transfer is its basis even where an ISP would also apply;
 - a judgement not to share is recorded and honoured: nothing is forwarded;
 - a judgement decides only the transfer it is about: made by the sender's practitioner, for
-  this recipient and purpose;
+  this recipient and purpose, and, to share, sharing something the transfer carries (else it
+  would send an empty case, a share in name only);
 - with neither an applicable ISP nor a usable judgement the transfer waits (parked), never dropped.
 Every ISP looked at is recorded with the reason it did or did not apply.
 """
@@ -19,6 +20,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from contracts.rfc3339 import rfc3339_moment
+from contracts.vocabulary import DATA_CATEGORIES
 from service.domain.model import (
     BasisDecision,
     IspConsidered,
@@ -128,6 +130,23 @@ def _not_about(judgement: Judgement, request: TransferRequest) -> str | None:
     return None
 
 
+def _shares_nothing(judgement: Judgement, request: TransferRequest) -> str | None:
+    """Why ``judgement``, a decision to share, would share nothing of ``request``, if so: every
+    category it names is missing from the case as the relay holds it (never sent, or withheld
+    by a basis since withdrawn)."""
+    if judgement.decision != "share" or judgement.data_categories & request.carried:
+        return None
+    return (
+        f"The judgement shares {_listed(judgement.data_categories)}, none of which the transfer "
+        f"carries (it carries {_listed(request.carried)})."
+    )
+
+
+def _listed(categories: frozenset[str]) -> str:
+    """``categories`` in vocabulary order, for a reason."""
+    return ", ".join(category for category in DATA_CATEGORIES if category in categories)
+
+
 def decide_basis(request: TransferRequest, isps: Iterable[IspTerms], on: date) -> BasisDecision:
     """The basis for ``request`` on day ``on``, given the versions of the ISPs in the register."""
     findings = [(isp, assess_isp(isp, request, on)) for isp in versions_in_force(isps, on)]
@@ -147,12 +166,11 @@ def decide_basis(request: TransferRequest, isps: Iterable[IspTerms], on: date) -
     judgement = request.judgement
     if judgement is not None:
         # What the judgement is about comes first: one about another transfer decides nothing
-        # here, whether it shares or not, and the transfer waits for one that is about it.
-        not_about = _not_about(judgement, request)
-        if not_about is not None:
-            return BasisDecision(
-                Outcome.AWAIT_JUDGEMENT, not_about, considered, set_aside=judgement
-            )
+        # here, whether it shares or not, nor does a share of nothing this transfer carries;
+        # the transfer waits for one that is about it.
+        unusable = _not_about(judgement, request) or _shares_nothing(judgement, request)
+        if unusable is not None:
+            return BasisDecision(Outcome.AWAIT_JUDGEMENT, unusable, considered, set_aside=judgement)
         if judgement.decision == "not_share":
             return BasisDecision(
                 Outcome.WITHHOLD,

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from contracts.reference import expand_parties
+from contracts.vocabulary import DATA_CATEGORIES
 from service.domain.basis import decide_basis, expired, versions_in_force
 from service.domain.model import (
     BasisDecision,
@@ -133,7 +134,8 @@ def applicability(
     purpose: str,
     on: date,
 ) -> BasisDecision:
-    """What the relay would decide for a routine transfer with no judgement attached.
+    """What the relay would decide for a routine transfer with no judgement attached, whatever
+    its case carries.
 
     The very decision a transfer gets (``decide_basis``), so the answer cannot drift from it.
     """
@@ -144,6 +146,7 @@ def applicability(
         mode="routine",
         purpose=purpose,
         judgement=None,
+        carried=frozenset(DATA_CATEGORIES),
     )
     return decide_basis(request, isps, on)
 

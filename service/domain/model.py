@@ -58,7 +58,11 @@ class Judgement:
 
 @dataclass(frozen=True)
 class TransferRequest:
-    """One requested transfer, reduced to what the basis decision needs."""
+    """One requested transfer, reduced to what the basis decision needs.
+
+    ``carried`` are the data categories its case holds as the relay keeps it: a judgement
+    sharing none of them would send an empty case.
+    """
 
     flow: str
     from_authority: str
@@ -66,6 +70,7 @@ class TransferRequest:
     mode: str
     purpose: str
     judgement: Judgement | None
+    carried: frozenset[str]
 
 
 class IspFinding(StrEnum):
@@ -175,6 +180,7 @@ def transfer_request(event: dict[str, Any]) -> TransferRequest:
         mode=sharing["mode"],
         purpose=sharing["purpose"],
         judgement=judgement,
+        carried=frozenset(data["case"]),
     )
 
 

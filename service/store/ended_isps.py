@@ -9,10 +9,12 @@ keeps the London day (of the caller's clock, as intake computes it) and the refe
 (moved by the register's triggers) that it last swept for. While both hold, a claim or a
 redelivery costs one more read, of that one-row version table; when either has moved,
 ``EndedIsps.sweep`` withdraws (``withdrawals.withdraw``) what is waiting in the outbox or failed
-under every ISP that has ended, before the claim looks at the outbox. So no claim or redelivery
-on a day puts back an envelope under an ISP ended by then, and a failed transfer is parked as
-at a suspension. A sweep in the delivery loop instead would leave a gap after midnight until it
-ran, and the web app, which redelivers, runs no delivery loop.
+under every ISP that has ended, before the claim looks at the outbox; a practitioner's
+judgement on a transfer not parked sweeps too (``Outbox.withdraw_ended``), before it is refused
+as decided. So no claim or redelivery on a day puts back an envelope under an ISP ended by
+then, and a failed transfer is parked as at a suspension. A sweep in the delivery loop
+instead would leave a gap after midnight until it ran, and the web app, which redelivers, runs
+no delivery loop.
 
 A sweep, or a suspension's own withdrawal, leaves alone an envelope in flight (under a live
 lease: claimed, or handed over by intake), to be delivered as decided and withdrawn only if its

@@ -175,6 +175,12 @@ class Outbox:
             yield session, ended
         self._ended.swept(ended)
 
+    def withdraw_ended(self, now: datetime) -> None:
+        """Withdraw what is still to be sent under ISPs ended as of ``now``, as a claim or a
+        redelivery does first, for a caller that does neither (a practitioner's judgement)."""
+        with self._ended_withdrawn(now):
+            pass
+
     def _audit_withdrawn(self, session: Session, ended: Ended, parked: list[Withdrawn]) -> None:
         for withdrawn in parked:
             detail = withdrawn.audit_detail() | {"reason": ended.reason(withdrawn.isp_id)}

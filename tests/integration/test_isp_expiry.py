@@ -10,10 +10,12 @@ import pytest
 
 from service.access import OPERATOR
 from service.domain.basis import decision_day
+from service.judgements import Judgements
+from service.sealing import Sealer
 from service.store.isps import IspChange
 from service.store.outbox import IN_FLIGHT_THEN_FAILED
 from service.web import create_app
-from tests.support import examples, withdrawing
+from tests.support import examples, judgements, withdrawing
 from tests.support.https_receiver import event_ids, https_recipients
 from tests.support.tokens import bearer
 
@@ -56,6 +58,38 @@ def _retrying(services, receiver, event_id: str) -> str:
     receiver.respond_with(503)
     assert withdrawing.deliverer(services).deliver_due("test") == 1
     return services.store.transfers.view(event_id)["envelope"]["envelope_id"]
+
+
+def test_the_day_after_its_isp_expired_a_failed_transfer_takes_a_judgement_first_thing(
+    services, receiver
+):
+    """No delivery worker has claimed yet today (none is running: the web app runs no delivery
+    loop). The transfer's ISP has expired, so it needs a judgement: the practitioner is not
+    told its basis is already decided, and the judgement sends it on."""
+    _expiring_today(services)
+    withdrawing.send(services, "failed")
+    receiver.respond_with(400)
+    withdrawing.deliverer(services).deliver_due("test")
+    assert services.store.transfers.view("failed")["state"] == "failed"
+    next_day = _days_later(services, 1)
+    judging = Judgements(services.store, Sealer(services.keyring), next_day)
+    client = create_app(replace(services, clock=next_day, judgements=judging)).test_client()
+    share = judgements.share(recipients=[ISLINGTON], purpose="continuity_of_early_help")
+    share["practitioner"]["organisation"] = HACKNEY
+
+    response = client.post(
+        "/api/v1/transfers/failed/judgement",
+        json=share,
+        headers=bearer(services, "practitioner", HACKNEY),
+    )
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["state"] == "signed"
+    (withdrawn,) = withdrawing.withdrawn(services, "failed")
+    assert (withdrawn["status"], withdrawn["was"]) == ("expired", "failed")
+    receiver.respond_with(200)
+    assert withdrawing.deliverer(services, next_day).deliver_due("test") == 1
+    assert receiver.requests[-1].envelope["basis"]["kind"] == "judgement"
 
 
 def test_on_its_expiry_day_a_retry_is_still_delivered_under_the_isp(services, receiver):

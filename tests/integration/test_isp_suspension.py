@@ -264,6 +264,31 @@ def test_a_judgement_after_a_suspension_lists_as_withheld_what_the_isp_withheld_
     assert "family_and_environment" in minimised["withheld"]
 
 
+def test_after_a_suspension_a_judgement_sharing_only_what_the_isp_withheld_is_refused(
+    services, receiver, client
+):
+    """The relay kept only what the ISP allowed; the family and environment section the ISP
+    withheld is gone from it. A judgement sharing only that would send an empty case: it is
+    refused, saying what the transfer still carries, and the transfer waits."""
+    withdrawing.send(services, "withheld-before")
+    _suspend(services, client)
+    document = {**_share(), "data_categories": ["family_and_environment"]}
+
+    judged = client.post(
+        "/api/v1/transfers/withheld-before/judgement",
+        json=document,
+        headers=bearer(services, "practitioner", HACKNEY),
+    )
+
+    assert judged.status_code == 422, judged.get_json()
+    assert (
+        "none of which the transfer carries (it carries child_identity"
+        in (judged.get_json()["detail"])
+    )
+    view = services.store.transfers.view("withheld-before")
+    assert (view["state"], view["envelope"], view["outbox"]) == ("awaiting_judgement", None, None)
+
+
 def test_retiring_the_isp_withdraws_what_is_still_to_be_sent_as_suspending_it_does(
     services, receiver, client
 ):

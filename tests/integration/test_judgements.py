@@ -64,6 +64,7 @@ def test_a_share_judgement_signs_the_transfer_on_that_judgement_only(services, p
     recorded = audit_actions(services.store, parked)[-4][2]
     assert recorded["by"] == NEWHAM_PRACTITIONER.describe()
     assert recorded["decision"] == "share" and recorded["consent"] == "not_sought"
+    assert recorded["purpose"] == "safeguarding", "golden rule 7: for what purpose"
     assert "reasons" not in recorded, "the practitioner's prose stays out of the audit"
 
     token = jws.JWS()
@@ -142,6 +143,26 @@ def test_a_judgement_sent_with_the_event_that_does_not_count_stays_on_record_aft
     seen_by_recipient = as_its_recipient_sees(view)
     assert "set_aside_judgement" not in seen_by_recipient["decision"]
     assert "judgement_set_aside" not in [e["action"] for e in seen_by_recipient["timeline"]]
+
+
+def test_a_judgement_to_share_only_what_the_case_lacks_is_refused_not_sent_empty(services, parked):
+    """The parked example carries no education section: sharing only that would sign and
+    send an envelope with an empty case. The practitioner is told, and may decide again."""
+    refused = _refusal(
+        services, parked, judgements.share(data_categories=["education"]), NEWHAM_PRACTITIONER
+    )
+
+    assert refused.refusal is Refusal.NO_BASIS
+    assert refused.reason == (
+        "This judgement gives no basis to share: The judgement shares education, none of which "
+        "the transfer carries (it carries child_identity, child_contact, lead_professional)."
+    )
+    view = services.store.transfers.view(parked)
+    assert view["state"] == "awaiting_judgement" and view["envelope"] is None
+    assert outbound(services.store, parked) is None
+    assert _actions(services, parked)[-1] == "judgement_refused"
+    shared = judgements.share(data_categories=["education", "child_identity"])
+    assert services.judgements.record(parked, shared, by=NEWHAM_PRACTITIONER) == "signed"
 
 
 def test_a_judgement_breaking_its_contract_gets_field_level_errors(services, parked):

@@ -78,14 +78,42 @@ def test_the_audit_says_who_sent_to_whom_and_what_was_shared_and_withheld(servic
     assert details["minimised"]["withheld"] == ["family_and_environment"]
 
 
-def test_the_audit_of_a_judgement_says_with_whom_it_shares(services, relay):
+def test_the_audit_of_a_judgement_says_with_whom_and_for_what_purpose_it_shares(services, relay):
+    """Golden rule 7: the recorded decision says for what purpose, as well as what and with
+    whom; the envelope's recipient has it in the full record, the audit in the summary."""
     event = examples.event(examples.AD_HOC_WITH_JUDGEMENT)
     relay.receive(examples.encode(event), sender=EMBEDDED)
     judgement = event["data"]["sharing"]["judgement"]
     decided = dict(audit_actions(services.store, event["id"])[1][2])["judgement"]
+    assert decided["purpose"] == judgement["purpose"] == "safeguarding"
     assert decided["recipients"] == judgement["recipients"] == ["E09000028"]
     assert decided["data_categories"] == judgement["data_categories"]
     assert decided["practitioner"] == judgement["practitioner"]
+
+
+def test_an_attached_judgement_sharing_nothing_the_case_carries_parks_it_sending_nothing(
+    services, relay
+):
+    """A decision to share that names only sections the case does not have would sign and
+    send an envelope with an empty case: a share in name only. It gives no basis, so the
+    transfer waits for a judgement that shares something, the first kept on the record."""
+    event = examples.event(examples.AD_HOC_WITH_JUDGEMENT)
+    del event["data"]["case"]["education"]
+    event["data"]["sharing"]["judgement"]["data_categories"] = ["education"]
+
+    received = relay.receive(examples.encode(event), sender=EMBEDDED)
+
+    assert (received.state, received.rejection) == ("awaiting_judgement", None)
+    assert outbound(services.store, event["id"]) is None
+    details = dict((a, d) for _, a, d in audit_actions(services.store, event["id"]))
+    assert details["judgement_set_aside"]["reason"] == (
+        "The judgement shares education, none of which the transfer carries (it carries "
+        "child_identity, child_contact, family_members, development_of_child, "
+        "parents_and_carers, family_and_environment, plan, lead_professional)."
+    )
+    assert details["judgement_set_aside"]["data_categories"] == ["education"]
+    view = services.store.transfers.view(event["id"])
+    assert set(view["decision"]["set_aside_judgement"]["data_categories"]) == {"education"}
 
 
 def test_a_transfer_with_no_basis_is_parked_not_rejected(services, relay):

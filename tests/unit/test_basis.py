@@ -48,6 +48,7 @@ REQUEST = TransferRequest(
     mode="routine",
     purpose="continuity_of_early_help",
     judgement=None,
+    carried=frozenset({"child_identity", "child_contact", "plan"}),
 )
 
 
@@ -286,6 +287,33 @@ def test_a_judgement_not_to_share_made_for_another_recipient_withholds_nothing()
     decision = decide_basis(request, [PAN_LONDON], TODAY)
     assert decision.outcome is Outcome.AWAIT_JUDGEMENT
     assert ISLINGTON in decision.reason
+
+
+def test_a_judgement_to_share_only_what_the_case_lacks_decides_nothing_even_under_an_isp():
+    """It would send an empty case; the ISP does not override a practitioner either."""
+    lacking = replace(judgement(), data_categories=frozenset({"education", "family_members"}))
+    decision = decide_basis(replace(REQUEST, judgement=lacking), [PAN_LONDON], TODAY)
+    assert decision.outcome is Outcome.AWAIT_JUDGEMENT
+    assert decision.set_aside == lacking and decision.judgement is None
+    assert decision.reason == (
+        "The judgement shares family_members, education, none of which the transfer carries "
+        "(it carries child_identity, child_contact, plan)."
+    )
+
+
+def test_a_judgement_sharing_some_of_what_the_case_carries_shares_it():
+    partly = replace(judgement(), data_categories=frozenset({"education", "plan"}))
+    decision = decide_basis(replace(REQUEST, judgement=partly), [], TODAY)
+    assert decision.outcome is Outcome.SHARE_UNDER_JUDGEMENT
+
+
+def test_a_judgement_not_to_share_withholds_whatever_the_case_carries():
+    decision = decide_basis(
+        replace(REQUEST, judgement=judgement("not_share"), carried=frozenset({"child_identity"})),
+        [],
+        TODAY,
+    )
+    assert decision.outcome is Outcome.WITHHOLD
 
 
 def test_a_judgement_made_for_another_authority_than_the_sender_decides_nothing():
