@@ -56,6 +56,7 @@ class AuditReport:
     checkpoints_checked: int
     checkpoint_errors: list[str]
     judgements: JudgementCheck
+    index_errors: list[str]  # where the search index differs from what the records give
 
     @property
     def chain_intact(self) -> bool:
@@ -64,7 +65,7 @@ class AuditReport:
 
     @property
     def intact(self) -> bool:
-        return self.chain_intact and not self.judgements.problems
+        return self.chain_intact and not self.judgements.problems and not self.index_errors
 
     def as_dict(self) -> dict[str, Any]:
         finding = self.verification.finding
@@ -84,6 +85,7 @@ class AuditReport:
                 "not_checked": self.judgements.not_checked,
                 "errors": self.judgements.problems,
             },
+            "index": {"errors": self.index_errors},
         }
 
 
@@ -97,7 +99,8 @@ class Audit:
         self, extra_checkpoints: Iterable[str] = (), jwks: dict[str, Any] | None = None
     ) -> AuditReport:
         """Walk the chain against its head, the stored checkpoints and ``extra_checkpoints``,
-        and hold the judgements stored with transfers against the digests the chain holds.
+        hold the judgements stored with transfers against the digests the chain holds, and the
+        search index against the one the records give (a search, an export, reads through it).
 
         Checkpoints (stored ones, and JWS texts kept elsewhere) are checked with the relay's
         current key plus any keys in ``jwks``, e.g. the published JWKS with retired keys.
@@ -119,13 +122,15 @@ class Audit:
                 ledger.noting(snapshot.records()), checkpoints=anchors, head=snapshot.head
             )
             judgements = ledger.check(snapshot.judgements())
-        return AuditReport(verification, len(anchors), errors, judgements)
+            index_errors = snapshot.index_problems()
+        return AuditReport(verification, len(anchors), errors, judgements, index_errors)
 
     def sign_checkpoint(self, report: AuditReport) -> StoredCheckpoint | None:
         """Sign and keep the head ``report`` verified; None if the chain is broken or empty.
 
-        A judgement that no longer matches its digest does not stop it: the checkpoint keeps
-        the digest in the chain, as evidence, from a later rewrite of the records after it.
+        A judgement that no longer matches its digest, or a search index that no longer matches
+        the records, does not stop it: the checkpoint keeps the records, as evidence, from a
+        later rewrite of them.
         """
         head_seq, head_hash = report.verification.head_seq, report.verification.head_hash
         if not report.chain_intact or head_seq == 0:
@@ -185,6 +190,7 @@ def audit_query(params: Mapping[str, Any], child_keys: ChildKeys) -> AuditQuery:
         raise ValueError(f"basis is one of {', '.join(BASIS_KINDS)}.")
     return AuditQuery(
         case_reference=params.get("case_reference") or None,
+        event_id=params.get("event_id") or None,
         child_key=child_keys.key(identifier) if identifier else None,
         authority=params.get("authority") or None,
         basis_kind=basis,

@@ -76,6 +76,10 @@ def _describe(report: AuditReport) -> str:
         checked += f"; {judgements.not_checked} recorded before the chain held digests, not checked"
     lines.append(checked + ".")
     lines += [f"Judgement problem: {problem}" for problem in judgements.problems]
+    if report.index_errors:
+        lines += [f"Search index problem: {problem}" for problem in report.index_errors]
+    else:
+        lines.append("Search index matches the records.")
     return "\n".join(lines)
 
 
@@ -153,6 +157,7 @@ def audit_verify_checkpoint(file: Path, jwks_source: str) -> None:
 
 @audit.command("search")
 @click.option("--case-reference")
+@click.option("--event-id", help="Every record made under this event id, a refusal of it too.")
 @_child_options(*IDENTIFIER_OPTIONS, *NAME_OPTIONS)
 @click.option("--authority", help="A transfer's sending or receiving authority (GSS code).")
 @click.option("--basis", type=click.Choice(["isp", "judgement", "none"]))
@@ -163,7 +168,8 @@ def audit_verify_checkpoint(file: Path, jwks_source: str) -> None:
 @click.option("--after", default="0", help="The seq a previous page ended at.")
 @click.option("--json", "as_json", is_flag=True, help="The page as JSON.")
 def audit_search(as_json: bool, **options) -> None:
-    """Find audit records by case, child, authority, basis, action and time; a page at a time.
+    """Find audit records by case, event id, child, authority, basis, action and time; a page
+    at a time.
 
     A search naming a child is audited as a read of its record, as an export is: with
     --action child_record_read, the child's name finds the reads made by that identifier."""

@@ -13,10 +13,12 @@ import click
 from contracts.api.transfers import MAX_PAGE, TRANSFER_STATES
 from contracts.vocabulary import TransferState
 from service.access import OPERATOR
+from service.audit import MAX_PAGE_SIZE
 from service.cli_common import Moment, emit, require_known_authority
 from service.cli_common import load_services as _services
 from service.documents import read_yaml
 from service.judgements import JudgementRefused
+from service.store.audit_search import AuditPage, AuditQuery
 from service.store.transfers import TransferQuery, UnknownCursor
 
 LISTED_COLUMNS = ["event_id", "state", "basis", "from_authority", "to_authority", "received_at"]
@@ -59,10 +61,11 @@ def transfer_show(event_id: str, as_json: bool) -> None:
     services = _services()
     try:
         view = services.store.transfers.view(event_id)
+        refusals = None if view else services.store.audit_search.search(_refusals(event_id))
     finally:
         services.close()
     if view is None:
-        raise click.ClickException(f"No transfer with event id {event_id!r}.")
+        raise click.ClickException(f"No transfer with event id {event_id!r}{_refused(refusals)}.")
     if as_json:
         click.echo(json.dumps(view, indent=2))
         return
@@ -79,6 +82,26 @@ def transfer_show(event_id: str, as_json: bool) -> None:
         for entry in view["timeline"]
     ]
     emit(timeline, False, TIMELINE_COLUMNS)
+
+
+def _refusals(event_id: str) -> AuditQuery:
+    return AuditQuery(event_id=event_id, action="rejected", page_size=MAX_PAGE_SIZE)
+
+
+def _refused(refusals: AuditPage) -> str:
+    """What the audit says of an event with no transfer: its refusals, if it was refused (a
+    refused event is no transfer, so its records are in the operator's audit only)."""
+    if not refusals.records:
+        return ""
+    last = refusals.records[-1]
+    count = len(refusals.records)
+    times = f"{count} time{'s' if count > 1 else ''}, last"
+    if refusals.next_after is not None:
+        times = f"more than {count} times, the {count}th"
+    return (
+        f": refused {times} at {last['recorded_at']} ({last['detail']['rejection']}: "
+        f"{last['detail']['reason']}); caf-relay audit search --event-id {last['event_id']}"
+    )
 
 
 @transfer.command("redeliver")

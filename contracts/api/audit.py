@@ -20,6 +20,13 @@ class AuditFiltersSchema(Schema):
     """Filters that all apply; none of them names a child."""
 
     case_reference = fields.String()
+    event_id = fields.String(
+        metadata={
+            "description": "Every record made under this event id. A global admin's search "
+            "finds an event's refusal (rejected, with the reason) too; an auditor's, only the "
+            "records of its own authority's transfer with that id."
+        }
+    )
     authority = fields.String(
         metadata={
             "description": "A transfer's sending or receiving authority (GSS code). An "
@@ -108,6 +115,18 @@ class JudgementsCheckedSchema(Schema):
     errors = fields.List(fields.String(), required=True)
 
 
+class IndexCheckedSchema(Schema):
+    errors = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "Where the search index (a transfer's authorities, case, basis kind "
+            "and child keys) differs from what its audit records say, by the seq of its "
+            "received record."
+        },
+    )
+
+
 class VerificationSchema(Schema):
     intact = fields.Boolean(required=True)
     records = fields.Integer(required=True)
@@ -115,6 +134,7 @@ class VerificationSchema(Schema):
     first_bad_record = fields.Nested(BadRecordSchema, required=True, allow_none=True)
     checkpoints = fields.Nested(CheckpointsCheckedSchema, required=True)
     judgements = fields.Nested(JudgementsCheckedSchema, required=True)
+    index = fields.Nested(IndexCheckedSchema, required=True)
 
 
 class SubjectAccessSchema(Schema):

@@ -36,7 +36,7 @@ from service.domain.audit_time import TimeOrder
 from service.domain.judgement_digests import JUDGEMENT_SET_ASIDE, StoredJudgement
 from service.domain.model import SET_ASIDE
 from service.store import tables as t
-from service.store.audit_index import index_records
+from service.store.audit_index import index_problems, index_records
 from service.store.rows import insert_if_absent
 
 Transaction = Callable[[], AbstractContextManager[Session]]
@@ -182,6 +182,10 @@ class ChainSnapshot:
         )
         for row in rows:
             yield ChainRecord(*row)
+
+    def index_problems(self) -> list[str]:
+        """How the search index differs from the one these records give (``audit_index``)."""
+        return list(index_problems(self._session))
 
     def judgements(self) -> Iterator[StoredJudgement]:
         """Every transfer's judgements as stored, for the chain's digests to vouch for: the one

@@ -27,7 +27,8 @@ from service.store.withdrawals import UNSENT
 class AuditQuery:
     """Filters that all apply; ``authority`` matches either end of a transfer. ``child_key``
     finds the records of the child's transfers or, with ``action`` ``CHILD_RECORD_READ``, the
-    reads of its record made by that key.
+    reads of its record made by that key. ``event_id`` finds every record made under that id,
+    a refusal of an event with it too (``rejected``, seen by the operator only, as below).
 
     ``viewer`` is the authority whose auditor asks (None: a global admin, the operator): it sees
     the transfers it sent, and those to it only once they were sent, as its listings do, without
@@ -35,6 +36,7 @@ class AuditQuery:
     """
 
     case_reference: str | None = None
+    event_id: str | None = None
     child_key: str | None = None
     authority: str | None = None
     basis_kind: str | None = None
@@ -133,6 +135,8 @@ class AuditSearch:
             )
         if query.basis_kind:
             statement = statement.where(subject.basis_kind == query.basis_kind)
+        if query.event_id:
+            statement = statement.where(record.event_id == query.event_id)
         if query.action:
             statement = statement.where(record.action == query.action)
         if query.child_key:

@@ -175,6 +175,8 @@ class AuditRecord(Base):
     """
 
     __tablename__ = "audit_records"
+    # A search by action reads that action's records in seq order (migration 0011).
+    __table_args__ = (sa.Index("ix_audit_records_action", "action", "seq"),)
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
     seq: Mapped[int] = mapped_column(sa.BigInteger, index=True, unique=True)
     recorded_at: Mapped[datetime] = mapped_column(index=True)

@@ -35,6 +35,7 @@ def test_verify_says_the_chain_is_intact_and_checkpoints_it(run):
     assert "Audit chain intact: 15 records, head seq 15" in result.output
     assert "Signed a checkpoint of record 15." in result.output
     assert "Judgements checked against their digests in the chain: 2." in result.output
+    assert "Search index matches the records." in result.output
     again = run("audit", "verify", "--json")
     assert json.loads(again.output)["checkpoints"]["checked"] == 1
 
@@ -69,6 +70,23 @@ def test_verify_exits_1_naming_the_first_bad_record(services, run):
     assert "Audit chain BROKEN at record 5: edited." in result.output
     assert "Signed a checkpoint" not in result.output
     assert run("audit", "checkpoint").exit_code == 1
+
+
+def test_verify_exits_1_naming_the_record_the_search_index_no_longer_matches(services, run):
+    """The index moved the transfers to Lambeth, whose auditor would find them and Islington's
+    not. Record 1 is the ISP's; 2 the first transfer's arrival."""
+    _tamper(services, "UPDATE audit_subjects SET to_authority = 'E09000022'")
+    result = run("audit", "verify")
+    assert result.exit_code == 1
+    assert "Audit chain intact: 15 records" in result.output
+    problems = [line for line in result.output.splitlines() if "Search index problem" in line]
+    assert len(problems) == len(examples.ALL_EVENTS)
+    assert problems[0] == (
+        "Search index problem: The search index's entry for the transfer whose arrival is audit "
+        "record 2 differs in to_authority, so searches may find its records where they should "
+        "not, or miss them."
+    )
+    assert "Signed a checkpoint of record 15." in result.output  # the records are evidence
 
 
 def test_verify_exits_1_naming_the_record_whose_judgement_was_rewritten(services, run):

@@ -90,6 +90,20 @@ def test_show_prints_the_state_reason_and_timeline(run):
     assert json.loads(run("transfer", "show", PARKED, "--json").output)["event_id"] == PARKED
     missing = run("transfer", "show", "no-such-event")
     assert missing.exit_code == 1 and "No transfer with event id 'no-such-event'" in missing.output
+    assert "refused" not in missing.output
+
+
+def test_show_of_an_event_that_was_refused_says_why_and_where_its_records_are(services, run):
+    """The operator, asked why an event never arrived, looks it up by its id."""
+    refused = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="refused", data={}))
+    assert services.relay.receive(refused, sender=EMBEDDED).rejection == "contract_violation"
+    shown = run("transfer", "show", "refused")
+    assert shown.exit_code == 1
+    assert "No transfer with event id 'refused': refused 1 time, last at 20" in shown.output
+    assert "Z (contract_violation: " in shown.output
+    assert "caf-relay audit search --event-id refused" in shown.output
+    found = json.loads(run("audit", "search", "--event-id", "refused", "--json").output)
+    assert [r["detail"]["rejection"] for r in found["records"]] == ["contract_violation"]
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])

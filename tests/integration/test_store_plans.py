@@ -122,3 +122,17 @@ def test_an_audit_search_from_a_time_starts_at_its_first_record_not_the_oldest(s
     assert first, plan
     if services.store.url.startswith("postgresql"):  # SQLite shows one bound of a range
         assert any("ix_audit_records_seq" in line and "seq >= $" in line for line in plan), plan
+
+
+def test_an_audit_search_by_action_reads_that_actions_records_not_the_whole_log(services):
+    """The operator's "who read the child's record" (``--action child_record_read``) finds a few
+    records among all; walking the log in seq order for them read it whole (93-300 ms at 1M
+    records on PostgreSQL, 1 ms with the index)."""
+    _populated(services)
+    query = AuditQuery(action="signed", after=1)
+    assert services.store.audit_search.search(query).records
+    plan = _the_one(
+        services, lambda: services.store.audit_search.search(query), "ORDER BY audit_records.seq"
+    )
+    assert not _reads_whole(plan, "audit_records"), plan
+    assert any("ix_audit_records_action" in line and "action" in line for line in plan), plan

@@ -212,3 +212,32 @@ def test_a_recipients_auditor_finds_no_record_of_a_transfer_not_yet_sent_to_it(s
 
     assert found(sender) == ["web-parked"]
     assert found(recipient) == []
+
+
+def test_an_event_id_finds_its_refusal_for_a_global_admin_and_only_its_transfer_for_an_auditor(
+    auth, services, client
+):
+    """A case system asks why its event never arrived: the refusal is found by the event's id,
+    by the operator, whose audit holds every refusal; an authority's auditor finds only the
+    records of its own transfer by that id, as refusals are no authority's (what a refused
+    message claims does not say who sent it)."""
+    refused = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="web-refused", data={}))
+    assert services.relay.receive(refused, sender=EMBEDDED).rejection == "contract_violation"
+
+    found = client.get("/api/v1/audit?event_id=web-refused", headers=auth).get_json()
+    assert [r["action"] for r in found["records"]] == ["rejected"]
+    assert found["records"][0]["detail"]["rejection"] == "contract_violation"
+    assert "data" in found["records"][0]["detail"]["reason"]
+    body = client.post("/api/v1/audit/search", json={"event_id": "web-refused"}, headers=auth)
+    assert body.get_json()["records"] == found["records"]
+
+    hackney = bearer(services, "auditor", HACKNEY)
+    assert client.get("/api/v1/audit?event_id=web-refused", headers=hackney).get_json() == {
+        "records": [],
+        "next_after": None,
+        "next": None,
+    }
+    own = client.get("/api/v1/audit?event_id=web-1", headers=hackney).get_json()["records"]
+    assert {r["event_id"] for r in own} == {"web-1"} and len(own) == 4
+    havering = bearer(services, "auditor", HAVERING)
+    assert client.get("/api/v1/audit?event_id=web-1", headers=havering).get_json()["records"] == []
