@@ -60,17 +60,22 @@ def _retrying(services, receiver, event_id: str) -> str:
     return services.store.transfers.view(event_id)["envelope"]["envelope_id"]
 
 
+def _failed_under_an_isp_expiring_today(services, receiver) -> None:
+    """Transfer ``failed``, its delivery refused for good, under an ISP that expires today."""
+    _expiring_today(services)
+    withdrawing.send(services, "failed")
+    receiver.respond_with(400)
+    withdrawing.deliverer(services).deliver_due("test")
+    assert services.store.transfers.view("failed")["state"] == "failed"
+
+
 def test_the_day_after_its_isp_expired_a_failed_transfer_takes_a_judgement_first_thing(
     services, receiver
 ):
     """No delivery worker has claimed yet today (none is running: the web app runs no delivery
     loop). The transfer's ISP has expired, so it needs a judgement: the practitioner is not
     told its basis is already decided, and the judgement sends it on."""
-    _expiring_today(services)
-    withdrawing.send(services, "failed")
-    receiver.respond_with(400)
-    withdrawing.deliverer(services).deliver_due("test")
-    assert services.store.transfers.view("failed")["state"] == "failed"
+    _failed_under_an_isp_expiring_today(services, receiver)
     next_day = _days_later(services, 1)
     judging = Judgements(services.store, Sealer(services.keyring), next_day)
     client = create_app(replace(services, clock=next_day, judgements=judging)).test_client()
@@ -137,11 +142,7 @@ def test_a_failed_transfer_is_parked_once_its_isp_has_expired_and_cannot_be_rede
 ):
     """Whichever comes first after midnight parks it: the web app, which redelivers, runs no
     delivery loop."""
-    _expiring_today(services)
-    withdrawing.send(services, "failed")
-    receiver.respond_with(400)
-    withdrawing.deliverer(services).deliver_due("test")
-    assert services.store.transfers.view("failed")["state"] == "failed"
+    _failed_under_an_isp_expiring_today(services, receiver)
     next_day = _days_later(services, 1)
     if first == "the delivery worker":
         assert withdrawing.deliverer(services, next_day).deliver_due("test") == 0
