@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.api.audit import BASIS_KINDS
+from contracts.api.transfers import MAX_PAGE
 from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
 from service.access import Principal
 from service.child_reads import AUDIT_SEARCH, ChildReads
@@ -26,7 +27,6 @@ from service.store.audit_log import AuditLog, StoredCheckpoint
 from service.store.audit_search import AuditPage, AuditQuery, AuditSearch
 
 CHECKPOINT_TYP = "caf-audit-checkpoint+jws"
-MAX_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def audit_query(params: Mapping[str, Any], child_keys: ChildKeys) -> AuditQuery:
         since=_moment(params, "since"),
         until=_moment(params, "until"),
         after=min(_number(params, "after", 0, minimum=0), LARGEST_SEQ),
-        page_size=min(_number(params, "page_size", 50, minimum=1), MAX_PAGE_SIZE),
+        page_size=_number(params, "page_size", 50, minimum=1, maximum=MAX_PAGE),
     )
 
 
@@ -219,7 +219,17 @@ def _moment(params: Mapping[str, str | None], name: str) -> datetime | None:
     return moment
 
 
-def _number(params: Mapping[str, object], name: str, default: int, *, minimum: int) -> int:
+def _number(
+    params: Mapping[str, object],
+    name: str,
+    default: int,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+) -> int:
+    """The whole number ``params`` give as ``name``, or ValueError saying what it may be: one
+    out of range is refused, never quietly taken as the nearest, so a caller asking for more
+    than a page holds is told so rather than left to think it has them all."""
     text = params.get(name)
     if text is None or text == "":
         return default
@@ -227,6 +237,8 @@ def _number(params: Mapping[str, object], name: str, default: int, *, minimum: i
         number = int(text)
     except ValueError:
         number = minimum - 1
+    if maximum is not None and not minimum <= number <= maximum:
+        raise ValueError(f"{name} is a whole number from {minimum} to {maximum}.")
     if number < minimum:
         raise ValueError(f"{name} is a whole number, at least {minimum}.")
     return number

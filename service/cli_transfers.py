@@ -13,7 +13,6 @@ import click
 from contracts.api.transfers import MAX_PAGE, TRANSFER_STATES
 from contracts.vocabulary import TransferState
 from service.access import OPERATOR
-from service.audit import MAX_PAGE_SIZE
 from service.cli_common import Moment, emit, require_known_authority
 from service.cli_common import load_services as _services
 from service.documents import read_yaml
@@ -85,7 +84,7 @@ def transfer_show(event_id: str, as_json: bool) -> None:
 
 
 def _refusals(event_id: str) -> AuditQuery:
-    return AuditQuery(event_id=event_id, action="rejected", page_size=MAX_PAGE_SIZE)
+    return AuditQuery(event_id=event_id, action="rejected", page_size=MAX_PAGE)
 
 
 def _refused(refusals: AuditPage) -> str:

@@ -7,9 +7,9 @@ read by ``service.audit.audit_query``, shared with the CLI, which says what a ba
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
-from contracts.api.transfers import TIMESTAMP
+from contracts.api.transfers import MAX_PAGE, TIMESTAMP
 
 BASIS_KINDS = ("isp", "judgement", "none")
 MOMENT = {"format": "date-time"}
@@ -43,7 +43,8 @@ class AuditFiltersSchema(Schema):
     since = fields.String(metadata={**MOMENT, "description": f"From this: {MOMENT_TEXT}"})
     until = fields.String(metadata={**MOMENT, "description": f"Before this: {MOMENT_TEXT}"})
     page_size = fields.Integer(
-        metadata={"description": "Records per page: 50 unless given, at most 500."}
+        validate=validate.Range(min=1, max=MAX_PAGE),
+        metadata={"description": f"Records per page: 50 unless given, at most {MAX_PAGE}."},
     )
     after = fields.Integer(metadata={"description": "The next_after of the previous page."})
 

@@ -16,11 +16,11 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import request
 from flask_smorest import abort
-from marshmallow import ValidationError
+from marshmallow import RAISE, ValidationError
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from service.api.bodies import whole_body
@@ -79,15 +79,46 @@ def json_body() -> Any:
         return read_json(request.get_data(cache=True))
 
 
+QUERY = ("query", "querystring")  # webargs' two names for the URL's parameters
+
+
 class StorableArgumentsParser(FlaskParser):
+    """webargs' parser, reading a JSON body with ``json_body`` and refusing what the store
+    could not hold; and a URL's parameters read as strictly as a body's fields: one the
+    operation does not take (a misspelt filter) or one given twice (``state=signed&
+    state=failed``) is a 422 naming it. webargs would ignore the one and read only the first
+    value of the other, answering a question the caller did not ask."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        **dict.fromkeys(QUERY, RAISE),
+    }
+
     def _raw_load_json(self, req) -> Any:
         return json_body()  # no body at all is webargs' missing, as it is for its own parser
+
+    def _handle_invalid_json_error(self, error, req, *args: Any, **kwargs: Any) -> NoReturn:
+        """A 400 saying where the JSON breaks, or which byte is not UTF-8, for a client to
+        fix; webargs' says only that "the browser (or proxy)" sent what was not understood."""
+        abort(
+            HTTPStatus.BAD_REQUEST,
+            message=f"The body is not JSON: {error}.",
+            messages={"json": ["Invalid JSON body."]},
+        )
 
     def pre_load(self, location_data: Any, *, schema, req, location: str) -> Any:
         if location == "json":
             why = unstorable(location_data)
             if why:
                 raise ValidationError(f"Not storable: {why}")
+        if location in QUERY:
+            twice = {
+                name: ["Given more than once; give it once."]
+                for name in req.args
+                if len(req.args.getlist(name)) > 1 and name not in location_data.multiple_keys
+            }
+            if twice:
+                raise ValidationError(twice)
         return location_data
 
 

@@ -8,9 +8,10 @@ chain, since one missing or altered record anywhere breaks it; the answer carrie
 transfer's details.
 
 A child is named only in a ``POST`` body, never in a URL (see ``contracts.api.audit``). An
-unknown or badly typed parameter is a 422 problem from the schema (query parameters are read
-with ``unknown=RAISE``); a well-formed value that makes no sense (refused by ``audit_query`` or
-the subject-access export with a ``ValueError``) is a 400 problem saying which.
+unknown, repeated or badly typed parameter, or a page size out of range, is a 422 problem from
+the schema (``service.api.arguments`` reads query parameters strictly); a well-formed value
+that makes no sense (refused by ``audit_query`` or the subject-access export with a
+``ValueError``) is a 400 problem saying which.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 
 from flask import Response, request, url_for
 from flask_smorest import abort
-from marshmallow import RAISE
 
 from contracts.api.audit import (
     AuditFiltersSchema,
@@ -60,7 +60,7 @@ def _search(params: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/audit")
 @allow(Role.AUDITOR)
-@blp.arguments(AuditFiltersSchema, location="query", unknown=RAISE)
+@blp.arguments(AuditFiltersSchema, location="query")
 @blp.response(HTTPStatus.OK, AuditPageSchema)
 def search(filters: dict[str, Any]):
     """Search the audit records by case, authority, basis and time; to search by child,

@@ -7,7 +7,8 @@ every error an operation really answers is declared there, as ``application/prob
 answers are derived from how it is built, so none is forgotten and no view repeats them:
 
 - every operation: 400 (a NUL character in its URL, ``refuse_nul_in_url``) and 401 (no valid
-  token, ``guard.authenticate``), for every call under ``/api``;
+  token, ``guard.authenticate``; its ``WWW-Authenticate`` challenge is declared with the
+  response, ``problems.ERROR_HEADERS``), for every call under ``/api``;
 - a view guarded by ``guard.allow``: 403 (the wrong role, or another authority);
 - a view with ``@blp.arguments``: 422 (flask-smorest declares it), and for a JSON body also
   ``JSON_BODY_REFUSALS``: 400, 413, 415.

@@ -23,11 +23,27 @@ def problem(status: HTTPStatus, detail: str, **extra) -> Response:
     return response
 
 
+# Headers an error answer always carries, declared with its response so a generated client
+# knows them: a 401's challenge (``guard.authenticate``) says how to authenticate, and whether
+# the token sent is the trouble (RFC 6750).
+ERROR_HEADERS = {
+    HTTPStatus.UNAUTHORIZED: {
+        "WWW-Authenticate": {
+            "description": 'The bearer challenge: Bearer realm="caf-relay", with'
+            ' error="invalid_token" when the token sent is unknown, revoked or expired.',
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+
 class ProblemApi(Api):
     ERROR_SCHEMA = ProblemSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
-        """Errors from webargs (bad parameters, bad bodies) keep their field-level messages."""
+        """Errors from webargs (bad parameters, bad bodies) keep their field-level messages, and
+        every error the headers it is answered with."""
         data = getattr(error, "data", None) or {}
         extra = {}
         errors = data.get("errors") or data.get("messages")
@@ -40,15 +56,23 @@ class ProblemApi(Api):
             extra["rejection"] = data["rejection"]
         detail = data.get("message") or error.description or error.name
         response = problem(HTTPStatus(error.code or 500), detail, **extra)
+        # Werkzeug's own headers for the error (a 405's Allow, which RFC 9110 requires) but
+        # its HTML type, then any a view gave.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers.add(name, value)
         response.headers.update(data.get("headers", {}))
         return response
 
     def _register_responses(self) -> None:
-        """As flask-smorest's, but documents error bodies as problem+json, which they are."""
+        """As flask-smorest's, but documents error bodies as problem+json, which they are, with
+        the headers they carry."""
         for status in http.HTTPStatus:
             response = {"description": status.phrase}
             if not (100 <= status < 200) and status not in (204, 304):
                 response["schema"] = self.ERROR_SCHEMA
+            if status in ERROR_HEADERS:
+                response["headers"] = ERROR_HEADERS[status]
             prepare_response(response, self.spec, PROBLEM_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
         response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}

@@ -22,7 +22,7 @@ from service.api.problems import PROBLEM_TYPE
 from service.senders import EMBEDDED
 from service.web import create_app
 from tests.support import examples
-from tests.support.declared import declared
+from tests.support.declared import AUTOMATIC, declared, required_headers
 from tests.support.isps import NEWHAM, YAML, bilateral
 from tests.support.tokens import bearer
 
@@ -147,3 +147,18 @@ def test_each_error_answered_is_declared_for_its_operation_as_a_problem(services
     assert response.status_code == call.status, response.get_data(as_text=True)
     assert response.mimetype == PROBLEM_TYPE
     assert call.status in declared(call.method, _rule(app, call))
+
+
+def test_every_operation_declares_the_challenge_its_401_carries(services, app):
+    """A client generated from the document may rely on a 401's WWW-Authenticate (RFC 6750:
+    whether to get a new token) only if the document says every 401 has one."""
+    undeclared = [
+        f"{method} {rule.rule}"
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/")
+        for method in sorted(rule.methods - AUTOMATIC)
+        if "WWW-Authenticate" not in required_headers(method, rule.rule, 401)
+    ]
+    assert not undeclared, f"a 401 without its WWW-Authenticate declared: {undeclared}"
+    response = _send(app, services, CALLS["no token"])
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="caf-relay"'

@@ -79,6 +79,25 @@ def test_filters_by_state_authority_and_time_all_apply(services, client):
     assert bad.status_code == 422 and "state" in bad.get_json()["errors"]["query"]
 
 
+@pytest.mark.parametrize(
+    ("query", "named", "why"),
+    [
+        ("state=signed&state=awaiting_judgement", "state", "Given more than once"),
+        ("limit=2&limit=3", "limit", "Given more than once"),
+        ("stat=awaiting_judgement", "stat", "Unknown field"),
+    ],
+)
+def test_a_filter_repeated_or_misspelt_is_a_422_naming_it_not_a_listing_of_something_else(
+    services, client, query, named, why
+):
+    """Read leniently, the first would list the signed transfers only and the last every
+    transfer: an answer to a question the caller did not ask, with nothing to say so."""
+    response = client.get(f"/api/v1/transfers?{query}", headers=bearer(services, "admin"))
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert "transfers" not in response.get_json()
+    assert response.get_json()["errors"]["query"][named][0].startswith(why)
+
+
 def test_pages_follow_one_another_through_the_next_link(services, client):
     admin = bearer(services, "admin")
     first = client.get("/api/v1/transfers?limit=3", headers=admin).get_json()

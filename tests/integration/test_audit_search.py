@@ -113,6 +113,7 @@ def test_nonsense_parameters_are_refused_with_a_reason(populated):
     for params, message in [
         ({"basis": "hunch"}, "basis"),
         ({"page_size": "0"}, "page_size"),
+        ({"page_size": "501"}, "page_size is a whole number from 1 to 500"),
         ({"since": "yesterday"}, "since"),
         ({"until": "2026-11-24T10:00"}, "time zone"),
     ]:

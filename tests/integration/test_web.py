@@ -217,6 +217,45 @@ def test_the_api_refuses_calls_without_the_token(client, headers, challenge):
         assert response.headers["WWW-Authenticate"] == challenge
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/v1/isps", {"GET", "HEAD", "OPTIONS", "POST"}),
+        ("GET", "/api/v1/events", {"OPTIONS", "POST"}),
+        ("POST", "/metrics", {"GET", "HEAD", "OPTIONS"}),
+    ],
+)
+def test_a_method_the_url_does_not_take_is_a_405_problem_saying_which_it_does(
+    services, client, method, path, allowed
+):
+    """RFC 9110 requires a 405 to carry Allow: without it a client has only the status."""
+    response = client.open(path, method=method, headers=bearer(services, "admin"))
+    assert response.status_code == 405
+    assert response.mimetype == "application/problem+json"
+    assert set(response.headers["Allow"].split(", ")) == allowed
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"authority": "E09000012",}', "Expecting property name enclosed in double quotes"),
+        (b'{"case_reference": "CAF-\xff"}', "can't decode byte 0xff in position 24"),
+    ],
+    ids=["broken", "not-utf-8"],
+)
+def test_a_json_body_that_is_not_json_is_a_400_saying_where_it_breaks(services, client, body, why):
+    response = client.post(
+        "/api/v1/audit/search",
+        data=body,
+        content_type="application/json",
+        headers=bearer(services, "auditor", HACKNEY),
+    )
+    assert response.status_code == 400
+    assert response.get_json()["detail"].startswith("The body is not JSON: ")
+    assert why in response.get_json()["detail"]
+    assert response.get_json()["errors"] == {"_schema": ["Invalid JSON body."]}
+
+
 def test_unknown_transfer_is_a_404_with_a_message(auth, client):
     response = client.get("/api/v1/transfers/no-such-event", headers=auth)
     assert response.status_code == 404

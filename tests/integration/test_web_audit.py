@@ -117,6 +117,25 @@ def test_a_bad_search_parameter_is_a_400_saying_which(auth, client):
     assert "since" in response.get_json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "query", "body"),
+    [
+        ("GET", "/api/v1/audit", {"page_size": "501"}, None),
+        ("POST", "/api/v1/audit/search", None, {"page_size": 501}),
+    ],
+)
+def test_a_page_larger_than_the_most_is_a_422_naming_it_not_a_shorter_page(
+    auth, client, method, path, query, body
+):
+    """Cut to 500 without a word, a caller asking for 501 at a time would take a page short
+    of what it asked for as the records there are."""
+    response = client.open(path, method=method, query_string=query, json=body, headers=auth)
+    assert response.status_code == 422, response.get_data(as_text=True)
+    errors = response.get_json()["errors"]
+    why = (errors["query"] if query else errors)["page_size"]
+    assert why == ["Must be greater than or equal to 1 and less than or equal to 500."]
+
+
 def test_an_auditor_reads_only_its_own_authoritys_transfers(services, client):
     islington = bearer(services, "auditor", ISLINGTON)
     body = client.post(
