@@ -325,12 +325,21 @@ FIELD_LIKE = re.compile(r"(?:[a-z_][a-z0-9_]{0,63}|[0-9]{1,4})\Z")  # a name, or
 UNQUOTED_FIELD = "(an unknown field, its name not quoted)"
 
 
+# Keys a refusal for keys given twice names; it counts the rest. Listing every one made the
+# reason of an event at the size limit some 300 KB: too long for its dead letter's frame.
+KEYS_NAMED = 5
+
+
 def _twice(exc: GivenTwice) -> str:
     """Why an event giving a key twice is refused: read as the last, the relay could act on
     another recipient or judgement than its sender's system showed. The keys are quoted only
-    if they could be fields' names, as in ``_summary``."""
-    names = [repr(key) if FIELD_LIKE.match(key) else "(a key not quoted)" for key in exc.keys]
-    return f"{', '.join(names)} given twice in one object."
+    if they could be fields' names, as in ``_summary``, and only the first few."""
+    names = [
+        repr(key) if FIELD_LIKE.match(key) else "(a key not quoted)"
+        for key in exc.keys[:KEYS_NAMED]
+    ]
+    more = f" and {len(exc.keys) - KEYS_NAMED} more" if len(exc.keys) > KEYS_NAMED else ""
+    return f"{', '.join(names)}{more} given twice in one object."
 
 
 def _field_like_keys(messages: Any) -> Any:

@@ -28,7 +28,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
-from service.amqp_headers import dead_letter_properties, read_any_timestamp
+from service.amqp_headers import dead_letter_properties, read_headers_as_sent
 from service.domain.retry import outage_waits
 from service.logs import own_log_context, set_event_id, where_it_failed
 from service.relay import PROCESSING_FAILED, Received, Relay
@@ -150,7 +150,7 @@ class Worker:
         prefetch: int,
         delivery: Delivery | None = None,
     ) -> None:
-        read_any_timestamp()  # a publisher's timestamp header out of range stops no one
+        read_headers_as_sent()  # a timestamp out of range stops no one; a fraction stays one
         self._parameters = pika.URLParameters(broker_url)
         self._relay = relay
         self._senders = senders

@@ -1,8 +1,10 @@
 """The worker on the real RabbitMQ: bad input is dead-lettered with a reason and blocks nothing."""
 
+import itertools
 import json
 import logging
 import socket
+import string
 import threading
 import time
 from urllib.parse import urlsplit
@@ -216,9 +218,10 @@ def test_one_batch_with_bad_input_a_duplicate_and_a_poison_message_loses_nothing
 
 
 # Headers another client library may send: a time in milliseconds where AMQP has seconds (past
-# year 9999), a double pika decodes to an integer it cannot encode again, and headers that
-# leave no room in their frame for the reason. Each with what the dead letter keeps of them
-# and how many it says it left out.
+# year 9999), one so far ahead that pika reads an integer it cannot encode again, fractions
+# (pika 1.4.4 read a float or double as its whole part), and headers that leave no room in
+# their frame for the reason. Each with what the dead letter keeps of them and how many it says
+# it left out.
 ODD_HEADERS = [
     pytest.param(
         {"sent-at": Raw(b"T", ">Q", 1_772_000_000_000)},
@@ -227,10 +230,20 @@ ODD_HEADERS = [
         id="timestamp-in-milliseconds",
     ),
     pytest.param(
-        {"score": Raw(b"d", ">d", 1e300), "trace": "t-1"},
-        {"score": None, "trace": "t-1"},
+        {"sent-at": Raw(b"T", ">Q", 2**64 - 1), "trace": "t-1"},
+        {"sent-at": None, "trace": "t-1"},
         1,
-        id="double-past-2-to-the-63",
+        id="timestamp-past-2-to-the-63",
+    ),
+    pytest.param(
+        {
+            "score": Raw(b"d", ">d", 0.75),
+            "ratio": Raw(b"f", ">f", 2.5),
+            "big": Raw(b"d", ">d", 1e300),
+        },
+        {"score": 0.75, "ratio": 2.5, "big": 1e300},
+        None,
+        id="fractions",
     ),
     pytest.param({"trace": "t" * 131_000}, {"trace": None}, 1, id="headers-filling-the-frame"),
 ]
@@ -258,6 +271,40 @@ def test_a_message_with_odd_headers_is_taken_or_dead_lettered_and_blocks_nothing
         assert services.store.transfers.view(event["id"])["state"] == "delivered"
     rejected = [d["rejection"] for _, a, d in audit_actions(services.store) if a == "rejected"]
     assert rejected == ["not_json"], "refused once, not again on each new connection"
+
+
+def _keys_given_twice(size: int) -> bytes:
+    """A JSON object of about ``size`` bytes giving each of its keys twice: keys that are not
+    fields' names, each refused in as many words as it takes bytes to give it twice."""
+    names = ("".join(letters) for letters in itertools.product(string.ascii_uppercase, repeat=3))
+    pairs = [f'"{name}": 0, "{name}": 0' for name in itertools.islice(names, size // 20)]
+    return ("{" + ", ".join(pairs) + "}").encode()
+
+
+def test_a_message_refused_at_length_is_dead_lettered_once_and_the_window_behind_it_arrives(
+    services, broker_url, inbox
+):
+    """Its reason, which listed every key given twice, outgrew the frame its dead letter had to
+    fit: the broker closed the connection on each try, and at the delivery limit dead-lettered
+    it and the rest of the prefetch window unread, with no reason and nothing audited."""
+    given_twice = _keys_given_twice(services.settings.max_event_bytes - 100)
+    good = [examples.routine(f"behind-a-long-refusal-{i}", case=f"CAF-{i}") for i in range(15)]
+    reset_topology(broker_url)
+    # Published before the worker starts, so that they fill its prefetch window at once.
+    publish(broker_url, given_twice, *map(examples.encode, good))
+    with running_worker(broker_url, services):
+        wait_until(lambda: len(_delivered(inbox, "E09000019")) == len(good), timeout=60)
+        dead = take(broker_url, DEAD_QUEUE, 2, timeout=2)
+
+    [(properties, body)] = dead
+    assert body == given_twice
+    assert properties.headers["x-caf-rejection"] == "not_json"
+    assert properties.headers[REASON_HEADER] == (
+        "Not JSON we accept: (a key not quoted), (a key not quoted), (a key not quoted), "
+        "(a key not quoted), (a key not quoted) and 13097 more given twice in one object."
+    )
+    rejected = [d["reason"] for _, a, d in audit_actions(services.store) if a == "rejected"]
+    assert rejected == [properties.headers[REASON_HEADER]]
 
 
 def test_a_dead_letter_still_reaches_caf_dead_after_its_queue_was_deleted(
