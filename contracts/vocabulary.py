@@ -50,6 +50,27 @@ ISP_STATUSES: tuple[str, ...] = ("draft", "active", "suspended", "retired")
 BASIS_KINDS: tuple[str, ...] = ("isp", "judgement")
 
 
+class IspFinding(StrEnum):
+    """Why an ISP was, or was not, the basis for a transfer: stable codes for the audit, a
+    transfer's decision and the applicability answer (``contracts/api``)."""
+
+    APPLICABLE = "applicable"
+    NOT_ACTIVE = "not_active"
+    SUSPENDED = "suspended"
+    NOT_YET_EFFECTIVE = "not_yet_effective"
+    EXPIRED = "expired"
+    NOT_A_PARTY = "not_a_party"
+    NOT_SIGNED = "not_signed"
+    NOT_CONFIRMED = "not_confirmed"
+    FLOW_NOT_COVERED = "flow_not_covered"
+    PURPOSE_NOT_COVERED = "purpose_not_covered"
+    AD_HOC_MODE = "ad_hoc_mode"
+    # It covers the transfer, but shares none of the categories its case carries: under it the
+    # envelope would carry an empty case, so for this transfer it is no ISP.
+    SHARES_NOTHING_CARRIED = "shares_nothing_carried"
+    OUTRANKED = "outranked"
+
+
 class TransferState(StrEnum):
     """Where a transfer stands; its views and listings show it (``contracts/api``)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from contracts.common import long_text, one_of, org_code
-from contracts.vocabulary import EVENT_TYPE, ISP_STATUSES, PURPOSES
+from contracts.vocabulary import EVENT_TYPE, ISP_STATUSES, PURPOSES, IspFinding
 
 TIMESTAMP = {"format": "date-time"}
 DAY = {"format": "date"}
@@ -91,7 +91,13 @@ class IspReferenceSchema(Schema):
 class IspConsideredSchema(IspReferenceSchema):
     title = fields.String(required=True)
     status = fields.String(required=True)
-    finding = fields.String(required=True)
+    finding = fields.String(
+        required=True,
+        metadata={
+            "enum": [finding.value for finding in IspFinding],
+            "description": "Why it does or does not apply, as a transfer's decision records it.",
+        },
+    )
     reason = fields.String(required=True)
 
 
@@ -105,7 +111,11 @@ class ApplicabilitySchema(Schema):
         IspReferenceSchema,
         required=True,
         allow_none=True,
-        metadata={"description": "The ISP a routine transfer would be shared under, if any."},
+        metadata={
+            "description": "The ISP a routine transfer would be shared under, if any, its case "
+            "carrying every category. A case carrying none of the categories it shares goes "
+            "under the next applicable ISP that shares one, or waits for a judgement."
+        },
     )
     reason = fields.String(required=True)
     considered = fields.List(fields.Nested(IspConsideredSchema), required=True)

@@ -9,6 +9,8 @@ The rules come from the London CAF Protocol, Annex 5, and the guidance it quotes
 - a judgement decides only the transfer it is about: made by the sender's practitioner, for
   this recipient and purpose, and, to share, sharing something the transfer carries (else it
   would send an empty case, a share in name only);
+- an ISP that shares none of the categories the transfer carries is, for it, no ISP (under it
+  the envelope would carry an empty case): another ISP or a judgement decides it;
 - with neither an applicable ISP nor a usable judgement the transfer waits (parked), never dropped.
 Every ISP looked at is recorded with the reason it did or did not apply.
 """
@@ -79,6 +81,8 @@ def assess_isp(isp: IspTerms, request: TransferRequest, on: date) -> IspFinding:
         return IspFinding.PURPOSE_NOT_COVERED
     if request.mode != "routine":
         return IspFinding.AD_HOC_MODE
+    if not isp.data_categories & request.carried:
+        return IspFinding.SHARES_NOTHING_CARRIED
     return IspFinding.APPLICABLE
 
 

@@ -32,8 +32,14 @@ BINDS_NO_ONE = frozenset({SUSPENDED, "retired"})
 
 # What each finding means to someone asking whether an ISP applies; one line each.
 FINDING_REASONS: dict[IspFinding, str] = {
-    IspFinding.APPLICABLE: "Applies: a routine transfer like this one is shared under it.",
-    IspFinding.OUTRANKED: "Applies, but another takes precedence (fewer parties, or newer).",
+    IspFinding.APPLICABLE: (
+        "Applies: a routine transfer like this one is shared under it, if its case carries a "
+        "category it shares."
+    ),
+    IspFinding.OUTRANKED: (
+        "Applies, but another takes precedence (fewer parties, or newer) for a case carrying a "
+        "category that one shares."
+    ),
     IspFinding.NOT_ACTIVE: "Not active (a draft, or retired).",
     IspFinding.SUSPENDED: "Suspended: no transfer is shared under it.",
     IspFinding.NOT_YET_EFFECTIVE: "Not yet in effect on that date.",
@@ -46,6 +52,9 @@ FINDING_REASONS: dict[IspFinding, str] = {
     IspFinding.FLOW_NOT_COVERED: "It does not cover that flow.",
     IspFinding.PURPOSE_NOT_COVERED: "It does not cover that purpose.",
     IspFinding.AD_HOC_MODE: "Ad hoc sharing needs a practitioner judgement, ISP or not.",
+    IspFinding.SHARES_NOTHING_CARRIED: (
+        "It shares none of the categories the case carries: nothing would be sent under it."
+    ),
 }
 
 
@@ -134,10 +143,14 @@ def applicability(
     purpose: str,
     on: date,
 ) -> BasisDecision:
-    """What the relay would decide for a routine transfer with no judgement attached, whatever
-    its case carries.
+    """What the relay would decide for a routine transfer with no judgement attached, whose case
+    carries every category.
 
-    The very decision a transfer gets (``decide_basis``), so the answer cannot drift from it.
+    The very decision a transfer gets (``decide_basis``), so the answer cannot drift from it. A
+    real case may carry less: an ISP sharing none of what it carries is no basis for it (finding
+    ``shares_nothing_carried``), and the next applicable ISP, or a judgement, decides it; so an
+    ``applicable`` ISP applies to a case carrying a category it shares, and an ``outranked`` one
+    may be the basis of a case that carries none of the chosen one's.
     """
     request = TransferRequest(
         flow=flow,

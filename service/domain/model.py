@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from contracts.reference import expand_parties
+from contracts.vocabulary import IspFinding
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ class Judgement:
 class TransferRequest:
     """One requested transfer, reduced to what the basis decision needs.
 
-    ``carried`` are the data categories its case holds as the relay keeps it: a judgement
-    sharing none of them would send an empty case.
+    ``carried`` are the data categories its case holds as the relay keeps it: a judgement or
+    an ISP sharing none of them would send an empty case.
     """
 
     flow: str
@@ -71,23 +72,6 @@ class TransferRequest:
     purpose: str
     judgement: Judgement | None
     carried: frozenset[str]
-
-
-class IspFinding(StrEnum):
-    """Why an ISP was, or was not, the basis for a transfer; stable codes for the audit."""
-
-    APPLICABLE = "applicable"
-    NOT_ACTIVE = "not_active"
-    SUSPENDED = "suspended"
-    NOT_YET_EFFECTIVE = "not_yet_effective"
-    EXPIRED = "expired"
-    NOT_A_PARTY = "not_a_party"
-    NOT_SIGNED = "not_signed"
-    NOT_CONFIRMED = "not_confirmed"
-    FLOW_NOT_COVERED = "flow_not_covered"
-    PURPOSE_NOT_COVERED = "purpose_not_covered"
-    AD_HOC_MODE = "ad_hoc_mode"
-    OUTRANKED = "outranked"
 
 
 @dataclass(frozen=True)

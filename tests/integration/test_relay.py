@@ -5,18 +5,50 @@ import json
 import pytest
 from jwcrypto import jwk, jws
 
+from service.access import Principal, Role
 from service.relay import Rejection, Relay
 from service.sealing import Sealer
 from service.senders import EMBEDDED
 from service.store.store import Store
-from tests.support import examples, malformed
+from tests.support import examples, judgements, malformed, withdrawing
+from tests.support.https_receiver import HttpsReceiver, receive_everything_at
 from tests.support.store_reads import audit_actions, has_transfer, outbound
+
+HACKNEY, ISLINGTON = "E09000012", "E09000019"
+HACKNEY_PRACTITIONER = Principal("Hal Hackney", Role.PRACTITIONER, HACKNEY, "tok-hackney")
 
 
 @pytest.fixture
 def relay(services):
     services.store.add_isp(examples.pan_london_isp())
     return services.relay
+
+
+@pytest.fixture
+def receiver(services, tmp_path):
+    """Every authority's HTTPS endpoint, with no ISP in the register."""
+    with HttpsReceiver(tmp_path / "tls") as running:
+        receive_everything_at(services.store, running)
+        yield running
+
+
+def _education_and_plan_isp() -> dict:
+    """Hackney and Islington's own ISP: more specific than the pan-London one, sharing only
+    the child's education and plan."""
+    isp = examples.pan_london_isp()
+    isp.update(
+        id="hackney-islington-education",
+        parties=[HACKNEY, ISLINGTON],
+        data_categories=["education", "plan"],
+    )
+    return isp
+
+
+def _without_education_or_plan() -> dict:
+    """The routine example from Hackney to Islington, its case holding no education or plan."""
+    event = examples.event(examples.ROUTINE_WITH_ISP)
+    del event["data"]["case"]["education"], event["data"]["case"]["plan"]
+    return event
 
 
 def _actions(services, event_id):
@@ -114,6 +146,64 @@ def test_an_attached_judgement_sharing_nothing_the_case_carries_parks_it_sending
     assert details["judgement_set_aside"]["data_categories"] == ["education"]
     view = services.store.transfers.view(event["id"])
     assert set(view["decision"]["set_aside_judgement"]["data_categories"]) == {"education"}
+
+
+def test_an_isp_sharing_nothing_the_case_carries_sends_nothing_and_a_judgement_sends_it(
+    services, receiver
+):
+    """The only ISP between them covers the flow and purpose but shares only education and
+    plan, which this case lacks: under it the recipient would get an empty case. It is no
+    basis for this transfer, so the transfer waits for a practitioner, whose judgement sends it."""
+    services.store.add_isp(_education_and_plan_isp())
+    event = _without_education_or_plan()
+
+    received = services.relay.receive(examples.encode(event), sender=EMBEDDED)
+
+    assert (received.state, received.rejection) == ("awaiting_judgement", None)
+    assert withdrawing.deliverer(services).deliver_due("test") == 0
+    assert receiver.requests == [] and outbound(services.store, event["id"]) is None
+    decided = dict((a, d) for _, a, d in audit_actions(services.store, event["id"]))
+    assert decided["basis_decided"]["outcome"] == "await_judgement"
+    assert decided["basis_decided"]["considered"] == [
+        {"isp_id": "hackney-islington-education", "version": 1, "finding": "shares_nothing_carried"}
+    ]
+    assert services.store.transfers.view(event["id"])["state"] == "awaiting_judgement"
+
+    share = judgements.share(recipients=[ISLINGTON], purpose="continuity_of_early_help")
+    share["practitioner"]["organisation"] = HACKNEY
+    assert services.judgements.record(event["id"], share, by=HACKNEY_PRACTITIONER) == "signed"
+
+    assert withdrawing.deliverer(services).deliver_due("test") == 1
+    (delivered,) = receiver.requests
+    assert delivered.envelope["basis"]["kind"] == "judgement"
+    assert set(delivered.envelope["event"]["data"]["case"]) == {
+        "child_identity",
+        "lead_professional",
+    }
+
+
+def test_an_isp_sharing_nothing_the_case_carries_gives_way_to_one_that_shares_something(
+    services, relay
+):
+    """The bilateral ISP would outrank the pan-London one, but shares nothing of this case:
+    the transfer goes under the pan-London ISP, with what that ISP allows."""
+    services.store.add_isp(_education_and_plan_isp())
+    event = _without_education_or_plan()
+
+    assert relay.receive(examples.encode(event), sender=EMBEDDED).state == "signed"
+
+    payload = _envelope_payload(services, event["id"])
+    assert payload["basis"]["isp"]["id"] == "pan-london-caf"
+    assert "child_identity" in payload["event"]["data"]["case"]
+    decided = dict(audit_actions(services.store, event["id"])[1][2])
+    assert decided["considered"] == [
+        {
+            "isp_id": "hackney-islington-education",
+            "version": 1,
+            "finding": "shares_nothing_carried",
+        },
+        {"isp_id": "pan-london-caf", "version": 1, "finding": "applicable"},
+    ]
 
 
 def test_a_transfer_with_no_basis_is_parked_not_rejected(services, relay):

@@ -168,6 +168,12 @@ ISP_FINDINGS = [
         TODAY,
         IspFinding.PURPOSE_NOT_COVERED,
     ),
+    (
+        replace(PAN_LONDON, data_categories=frozenset({"education", "family_members"})),
+        REQUEST,
+        TODAY,
+        IspFinding.SHARES_NOTHING_CARRIED,
+    ),
 ]
 ISP_FINDING_IDS = [
     "suspended",
@@ -181,6 +187,7 @@ ISP_FINDING_IDS = [
     "recipient-signature-unconfirmed",
     "flow",
     "purpose",
+    "shares-nothing-carried",
 ]
 
 
@@ -262,6 +269,31 @@ def test_the_most_specific_isp_wins_and_the_other_is_recorded_as_outranked():
         assert findings == {
             ("hackney-islington", IspFinding.APPLICABLE),
             ("pan-london-caf", IspFinding.OUTRANKED),
+        }
+
+
+def test_an_isp_sharing_nothing_the_case_carries_applies_not_even_to_sign_an_empty_case():
+    """Under it the envelope would carry an empty case; for this transfer it is no ISP, so the
+    transfer waits for a judgement rather than being sent a share in name only."""
+    education_only = replace(BILATERAL, data_categories=frozenset({"education"}))
+    decision = decide_basis(REQUEST, [education_only], TODAY)
+    assert (decision.outcome, decision.isp) == (Outcome.AWAIT_JUDGEMENT, None)
+    assert decision.reason == "No applicable ISP; a practitioner judgement is needed to share."
+    carrying_it = replace(REQUEST, carried=REQUEST.carried | {"education"})
+    assert decide_basis(carrying_it, [education_only], TODAY).isp == education_only
+
+
+def test_the_most_specific_isp_that_shares_something_the_case_carries_is_chosen():
+    """The bilateral ISP would outrank the pan-London one, but shares nothing of this case."""
+    education_only = replace(BILATERAL, data_categories=frozenset({"education"}))
+    for order in ([PAN_LONDON, education_only], [education_only, PAN_LONDON]):
+        decision = decide_basis(REQUEST, order, TODAY)
+        assert decision.isp == PAN_LONDON
+        assert decision.permitted_categories == {"child_identity", "plan"}
+        findings = {(c.isp_id, c.finding) for c in decision.considered}
+        assert findings == {
+            ("hackney-islington", IspFinding.SHARES_NOTHING_CARRIED),
+            ("pan-london-caf", IspFinding.APPLICABLE),
         }
 
 
