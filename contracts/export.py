@@ -410,7 +410,8 @@ def asyncapi() -> dict[str, Any]:
                     f"Rejected input, byte for byte as received: caf-relay publishes it to the "
                     f"durable fanout exchange {worker.DEAD_EXCHANGE}, keeping the original routing "
                     f"key, content type, message id and headers, and adds {worker.REASON_HEADER} "
-                    f"and {worker.REJECTION_HEADER}. A publisher's header the copy cannot carry "
+                    f"and {worker.REJECTION_HEADER}, and {worker.EVENT_ID_HEADER} when the event's "
+                    "id could be read. A publisher's header the copy cannot carry "
                     "(one AMQP cannot encode again, or all of them if with the reason they would "
                     f"not fit in one frame) is left out, and {LEFT_OUT_HEADER} counts those left "
                     f"out. A message whose processing failed on each of "
@@ -484,6 +485,13 @@ def asyncapi() -> dict[str, Any]:
                                 "enum": [rejection.value for rejection in Rejection]
                                 + [PROCESSING_FAILED],
                                 "description": "Why the message was refused, as a stable code.",
+                            },
+                            worker.EVENT_ID_HEADER: {
+                                "type": "string",
+                                "maxLength": 128,
+                                "description": "The refused event's id, the one its rejected "
+                                "audit record is under; absent when none could be read (not "
+                                "JSON, too big, no usable id).",
                             },
                             LEFT_OUT_HEADER: {
                                 "type": "integer",

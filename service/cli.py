@@ -18,11 +18,12 @@ from service.cli_audit import audit, retention
 from service.cli_authorities import adapter, authority, secrets
 from service.cli_common import load_services as _services
 from service.cli_common import read_jwks
+from service.cli_dead_letters import dead_letter
 from service.cli_isps import isp
 from service.cli_tokens import token
 from service.cli_transfers import judgement, transfer
 from service.signing import KeyRing, VerificationError, verify, write_new_key
-from service.store.engine import SchemaBehind, SchemaTooNew, StoreUnavailable
+from service.store.engine import SCHEMA_REVISION, SchemaBehind, SchemaTooNew, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,18 @@ def main() -> None:
     """caf-relay: moves CAF case transfers between authorities, lawfully based and signed."""
 
 
-for group in (audit, retention, authority, adapter, secrets, isp, transfer, judgement, token):
+for group in (
+    audit,
+    retention,
+    dead_letter,
+    authority,
+    adapter,
+    secrets,
+    isp,
+    transfer,
+    judgement,
+    token,
+):
     main.add_command(group)
 
 
@@ -193,10 +205,24 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Migrate the database to the newest schema and seed the London authorities."""
+    """Migrate the database to the newest schema and seed the London authorities.
+
+    It says each migration it applied, in a line, and then where the schema is; Alembic's own
+    narration at INFO (plugins set up, DDL assumed transactional) is quieted, not its warnings.
+    """
     services = _services(migrating=True)
-    services.store.initialise()
-    click.echo(f"Database at the newest schema: {services.store.location}")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    applied = services.store.initialise()
+    for migration in applied:
+        click.echo(f"Applied {migration.revision}: {migration.title}")
+    where = services.store.location
+    if applied:
+        count = f"{len(applied)} migration{'s' if len(applied) > 1 else ''} applied"
+        click.echo(f"Database at the newest schema ({SCHEMA_REVISION}), {count}: {where}")
+    else:
+        click.echo(
+            f"Database already at the newest schema ({SCHEMA_REVISION}), nothing to apply: {where}"
+        )
     services.close()
 
 

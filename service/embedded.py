@@ -63,20 +63,21 @@ class InProcessQueue:
             received = _waiting_out_outages(lambda: self._relay.receive(body, sender=EMBEDDED))
         except Exception as exc:
             log.error("embedded queue: processing failed: %s", where_it_failed(exc))
-            self._keep_dead_letter(body, EMBEDDED_PROCESSING_FAILED)
+            event_id = self._relay.readable_event_id(body)
+            self._keep_dead_letter(body, EMBEDDED_PROCESSING_FAILED, event_id)
             self._relay.record_processing_failed(EMBEDDED_PROCESSING_FAILED, EMBEDDED)
             return
         if received.rejection is not None:
-            self._keep_dead_letter(body, received.reason)
+            self._keep_dead_letter(body, received.reason, received.event_id)
 
-    def _keep_dead_letter(self, body: bytes, reason: str) -> None:
+    def _keep_dead_letter(self, body: bytes, reason: str, event_id: str | None) -> None:
         """Store the dead letter, holding the message (those behind it waiting) until the store
         takes it: the body is nowhere else, so giving up would lose it. An outage is waited out
         as everywhere; any other failure (a constraint, a bug) needs a person, and is an ERROR
         each try, with the outage backoff between tries."""
         for wait in outage_waits():
             try:
-                _waiting_out_outages(lambda: self._store.add_dead_letter(body, reason))
+                _waiting_out_outages(lambda: self._store.add_dead_letter(body, reason, event_id))
                 return
             except Exception as exc:
                 log.error(

@@ -138,6 +138,17 @@ class Relay:
         except Exception:
             log.exception("could not audit a message set aside as %s", PROCESSING_FAILED)
 
+    def readable_event_id(self, body: bytes) -> str | None:
+        """The id in ``body``, if it is JSON within the size limit with a usable one: for the
+        dead letter of a message whose processing failed, which has no outcome to name it, as
+        a rejection's does."""
+        if len(body) > self._max_event_bytes:
+            return None
+        try:
+            return _event_id(read_json(body))
+        except (UnicodeDecodeError, ValueError, RecursionError):  # GivenTwice is a ValueError
+            return None
+
     def refuse_oversized(self, size: int | None, sender: Sender) -> Received:
         """Audit a body refused unread for its size (``None``: not declared), as one read and
         found too big is: an HTTP server stops reading at the limit, before ``receive``."""

@@ -46,6 +46,8 @@ DEAD_QUEUE = "caf.dead"
 DELIVERY_LIMIT = 5
 REASON_HEADER = "x-caf-reason"
 REJECTION_HEADER = "x-caf-rejection"
+# The refused event's id, when it could be read: the id its ``rejected`` audit record is under.
+EVENT_ID_HEADER = "x-caf-event-id"
 STOP_CHECK_SECONDS = 0.2  # how often a worker waiting out an outage looks for stop()
 _BROKER_LOST = (
     pika.exceptions.AMQPConnectionError,
@@ -271,7 +273,9 @@ class Worker:
                     continue
                 set_event_id(outcome.event_id)
                 if outcome.rejection is not None:
-                    self._dead_letter(channel, message, outcome.reason, outcome.rejection)
+                    self._dead_letter(
+                        channel, message, outcome.reason, outcome.rejection, outcome.event_id
+                    )
                     log.warning("dead-lettered: %s", outcome.reason)
                 settled.append(message)
         except _Stopping:
@@ -328,7 +332,8 @@ class Worker:
             return False
         reason = f"Processing failed on each of {deliveries} deliveries; last: {exc!r}"[:1000]
         log.error("dead-lettered a message that cannot be processed: %s", where_it_failed(exc))
-        self._dead_letter(channel, message, reason, PROCESSING_FAILED)
+        event_id = self._relay.readable_event_id(message.body)
+        self._dead_letter(channel, message, reason, PROCESSING_FAILED, event_id)
         # The error may quote the event, so the audit, which outlives the dead letter, names
         # where to find it instead.
         self._relay.record_processing_failed(
@@ -338,7 +343,9 @@ class Worker:
         )
         return True
 
-    def _dead_letter(self, channel, message: _Message, reason: str, rejection: str) -> None:
+    def _dead_letter(
+        self, channel, message: _Message, reason: str, rejection: str, event_id: str | None
+    ) -> None:
         """Publish to caf.dead, confirmed by the broker before the original is acknowledged.
 
         Mandatory, so that a confirm means a queue took the copy: if caf.dead lost its queue
@@ -352,8 +359,13 @@ class Worker:
         Dropping the connection instead would hand back the whole prefetch window each time,
         and the broker would dead-letter every message in it, unread, once its deliveries
         reached caf.transfers' delivery limit.
+
+        The copy names ``event_id``, if one could be read, so that an operator can go from the
+        letter to the refusal's audit record and back.
         """
         ours = {REASON_HEADER: reason, REJECTION_HEADER: str(rejection)}
+        if event_id is not None:
+            ours[EVENT_ID_HEADER] = event_id
         copy = dead_letter_properties(message.properties, ours, self._parameters.frame_max)
         route = (DEAD_EXCHANGE, message.method.routing_key, message.body, copy)
         for wait in outage_waits():

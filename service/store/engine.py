@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision. A store already at it needs no migrating, and every process
 # checks that at start-up: without Alembic, which would add about 10 MB to each of them
 # (with Mako, which it imports). tests/integration/test_store.py checks it is Alembic's head.
-SCHEMA_REVISION = "0011"
+SCHEMA_REVISION = "0012"
 
 
 # How long a process tries to switch a SQLite database to WAL while others hold it.
@@ -67,10 +68,19 @@ def _revision(connection: sa.Connection) -> str | None:
     return connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
 
 
-def bring_to_newest_schema(connection: sa.Connection) -> None:
+@dataclass(frozen=True)
+class Migration:
+    """A migration applied: its revision, and what it does (its docstring's first paragraph)."""
+
+    revision: str
+    title: str
+
+
+def bring_to_newest_schema(connection: sa.Connection) -> list[Migration]:
     """Migrate, unless the schema is at the newest revision already (most starts), one process
     at a time: on PostgreSQL under an advisory lock, on SQLite under the write lock that every
-    transaction takes first."""
+    transaction takes first. Returns the migrations applied, oldest first: those from the
+    revision found under the lock, so none another process applied first."""
     if connection.dialect.name == "postgresql":
         # A migration may rewrite a large table (0004), and the processes queued on the lock
         # wait as long: the statement limit of ordinary calls is lifted for them.
@@ -81,8 +91,9 @@ def bring_to_newest_schema(connection: sa.Connection) -> None:
         connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
     revision = _revision(connection)
     _refuse_newer(revision)
-    if revision != SCHEMA_REVISION:
-        _migrate(connection)
+    if revision == SCHEMA_REVISION:
+        return []
+    return _migrate(connection, revision)
 
 
 def _refuse_newer(revision: str | None) -> None:
@@ -112,15 +123,20 @@ def require_migrated(connection: sa.Connection) -> None:
         )
 
 
-def _migrate(connection: sa.Connection) -> None:
-    """Bring the schema to Alembic's head (imported here: most starts have nothing to do)."""
+def _migrate(connection: sa.Connection, revision: str | None) -> list[Migration]:
+    """Bring the schema from ``revision`` to Alembic's head, returning the migrations that took
+    it there (Alembic imported here: most starts have nothing to do)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    due = ScriptDirectory.from_config(config).iterate_revisions("head", revision or "base")
+    applied = [Migration(script.revision, " ".join(script.doc.split())) for script in due]
     command.upgrade(config, "head")
+    return applied[::-1]
 
 
 @contextmanager

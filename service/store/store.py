@@ -34,6 +34,7 @@ from service.store.audit_log import (
 from service.store.audit_search import AuditSearch
 from service.store.dead_letters import DeadLetters
 from service.store.engine import (
+    Migration,
     bring_to_newest_schema,
     make_engine,
     require_migrated,
@@ -172,14 +173,15 @@ class Store:
 
     # -- schema and reference data ------------------------------------------------------------
 
-    def initialise(self) -> None:
+    def initialise(self) -> list[Migration]:
         """Migrate to the newest schema and seed the London authorities; safe to repeat.
+        Returns the migrations this call applied.
 
         Every process calls this at start-up (web workers, relay workers), so they queue (an
         advisory lock on PostgreSQL, the write lock on SQLite) and only the first does any work.
         """
         with unavailable_as_store_error(), self._engine.begin() as connection:
-            bring_to_newest_schema(connection)
+            applied = bring_to_newest_schema(connection)
             known = set(connection.scalars(sa.select(t.Authority.code)))
             missing = [
                 {"code": code, "name": name, "kind": "local_authority"}
@@ -188,6 +190,7 @@ class Store:
             ]
             if missing:
                 connection.execute(sa.insert(t.Authority), missing)
+        return applied
 
     def require_migrated(self) -> None:
         """Raise ``SchemaBehind`` (or ``SchemaTooNew``) unless the schema is this release's: for
@@ -293,9 +296,11 @@ class Store:
         with self._transaction() as session:
             append_audit(session, event_id, action, detail)
 
-    def add_dead_letter(self, body: bytes, reason: str) -> None:
+    def add_dead_letter(self, body: bytes, reason: str, event_id: str | None = None) -> None:
+        """Keep refused input with its reason and, if one could be read, its event id."""
         with self._transaction() as session:
-            session.add(t.DeadLetter(received_at=_now(), reason=reason, body=body))
+            letter = t.DeadLetter(received_at=_now(), reason=reason, event_id=event_id, body=body)
+            session.add(letter)
 
 
 _transfer = t.Transfer.__table__

@@ -248,9 +248,13 @@ class DeadLetter(Base):
     """Rejected input on the embedded queue, kept with its reason as caf.dead keeps it on AMQP."""
 
     __tablename__ = "dead_letters"
+    # An operator finds a refusal's letter by the event id its audit record names (0012).
+    __table_args__ = (sa.Index("ix_dead_letters_event_id", "event_id"),)
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
     received_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(sa.Text)
+    # None: not read (not JSON, too big, no usable id), or kept before 0012.
+    event_id: Mapped[str | None] = mapped_column(sa.String(128))
     body: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 

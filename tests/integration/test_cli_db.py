@@ -1,14 +1,20 @@
 """``caf-relay db ...``, as a deploy pipeline runs it: its output ends up in the pipeline's log."""
 
+import subprocess
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
 from service.cli import main
-from service.store.engine import SCHEMA_REVISION
+from service.store.engine import MIGRATIONS, SCHEMA_REVISION
 from tests.conftest import fresh_database
 from tests.support.cli import runner
+from tests.support.processes import CAF_RELAY
+
+VERSIONS = MIGRATIONS / "versions"
 
 
 def test_db_upgrade_says_where_without_a_password_from_the_url_or_its_query(services):
@@ -22,7 +28,9 @@ def test_db_upgrade_says_where_without_a_password_from_the_url_or_its_query(serv
     )
     assert upgraded.exit_code == 0, upgraded.output
     where = f"{url.drivername}://{url.username}:***@{url.host}:{url.port}/{url.database}"
-    assert upgraded.output == f"Database at the newest schema: {where}\n"
+    assert upgraded.output == (
+        f"Database already at the newest schema ({SCHEMA_REVISION}), nothing to apply: {where}\n"
+    )
     assert "s3cret" not in upgraded.output
 
 
@@ -107,4 +115,49 @@ def test_a_command_on_a_database_an_older_release_migrated_says_to_run_db_upgrad
     assert listed.output == (
         f"Error: The database's schema is at revision 0009, older than this release's "
         f"{SCHEMA_REVISION}: run `caf-relay db upgrade` first.\n"
+    )
+
+
+def _upgrade(url: str, instance: Path) -> subprocess.CompletedProcess:
+    """``caf-relay db upgrade`` as a deploy pipeline or an operator at a terminal runs it."""
+    return subprocess.run(
+        [CAF_RELAY, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "CAF_RELAY_INSTANCE_DIR": str(instance),
+            "CAF_RELAY_DATABASE_URL": url,
+        },
+    )
+
+
+def test_db_upgrade_says_each_migration_it_applied_in_a_line_and_then_where_the_schema_is(
+    tmp_path,
+):
+    """It printed Alembic's narration as ~20 JSON log lines (plugins set up, DDL assumed
+    transactional, a migration's docstring across lines) before its one line of its own."""
+    revisions = [path.name[:4] for path in sorted(VERSIONS.glob("[0-9]*.py"))]
+    with fresh_database(tmp_path) as url:
+        where = make_url(url).render_as_string(hide_password=True)
+        first = _upgrade(url, tmp_path)
+        again = _upgrade(url, tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == ""
+    lines = first.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [f"Applied {r}" for r in revisions]
+    assert lines[1] == (
+        "Applied 0002: Access: hashed API tokens with roles, and the broker users that publish "
+        "for an authority."
+    )
+    assert lines[-1] == (
+        f"Database at the newest schema ({SCHEMA_REVISION}), {len(revisions)} migrations "
+        f"applied: {where}"
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
+    assert again.stdout == (
+        f"Database already at the newest schema ({SCHEMA_REVISION}), nothing to apply: {where}\n"
     )

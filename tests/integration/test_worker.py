@@ -15,7 +15,7 @@ import pytest
 from service import worker as worker_module
 from service.domain import retry
 from service.logs import configure_logging
-from service.worker import DEAD_QUEUE, REASON_HEADER, TRANSFERS_QUEUE, Worker
+from service.worker import DEAD_QUEUE, EVENT_ID_HEADER, REASON_HEADER, TRANSFERS_QUEUE, Worker
 from tests.conftest import BROKER_HOST
 from tests.support import examples
 from tests.support.amqp import (
@@ -87,6 +87,23 @@ def test_bad_input_of_each_kind_is_dead_lettered_and_the_next_event_still_arrive
     assert "E09000099" in by_body[examples.encode(unknown_authority)][REASON_HEADER]
     rejected = [d["rejection"] for _, a, d in audit_actions(services.store) if a == "rejected"]
     assert sorted(rejected) == sorted(bad.values())
+
+
+def test_a_dead_letter_names_the_event_id_its_refusal_is_audited_under(services, broker_url, inbox):
+    """An operator holding a `rejected` audit record could find its letter in caf.dead only by
+    reason and time, and one holding a letter could not search the audit for it."""
+    refused = examples.event(examples.ROUTINE_WITH_ISP, id="refused-on-amqp", colour="red")
+    unread = b'{"id": "not-read", "data": '
+    with running_worker(broker_url, services):
+        publish(broker_url, examples.encode(refused), unread)
+        dead = take(broker_url, DEAD_QUEUE, 2)
+
+    by_body = {body: properties.headers for properties, body in dead}
+    letter = by_body[examples.encode(refused)]
+    assert letter[EVENT_ID_HEADER] == "refused-on-amqp"
+    ((_, action, detail),) = audit_actions(services.store, "refused-on-amqp")
+    assert (action, detail["reason"]) == ("rejected", letter[REASON_HEADER])
+    assert EVENT_ID_HEADER not in by_body[unread]  # not JSON: its refusal names no event id
 
 
 def test_the_same_event_published_twice_is_delivered_once(services, broker_url, inbox):
@@ -165,6 +182,7 @@ def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_l
 
     assert body == examples.encode(poison)
     assert properties.headers["x-caf-rejection"] == "processing_failed"
+    assert properties.headers[EVENT_ID_HEADER] == "poison-message"
     assert properties.headers[REASON_HEADER] == (
         "Processing failed on each of 5 deliveries; last: "
         "RuntimeError('cannot process this message')"

@@ -27,6 +27,9 @@ class CrashesOn:
     def record_processing_failed(self, reason: str, sender: Sender) -> None:
         self._relay.record_processing_failed(reason, sender)
 
+    def readable_event_id(self, body: bytes) -> str | None:
+        return self._relay.readable_event_id(body)
+
     def _crash(self) -> Exception:
         self.attempts += 1
         return RuntimeError("cannot process this message")

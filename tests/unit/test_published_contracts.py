@@ -484,7 +484,12 @@ def test_asyncapi_describes_the_topology_the_worker_declares():
 def test_asyncapi_dead_letter_headers_are_the_ones_the_worker_sends():
     headers = published("asyncapi.json")["components"]["messages"]["deadLetter"]["headers"]
     documented = headers["properties"]
-    assert set(documented) == {worker.REASON_HEADER, worker.REJECTION_HEADER, LEFT_OUT_HEADER}
+    assert set(documented) == {
+        worker.REASON_HEADER,
+        worker.REJECTION_HEADER,
+        worker.EVENT_ID_HEADER,
+        LEFT_OUT_HEADER,
+    }
     assert documented[worker.REJECTION_HEADER]["enum"] == [r.value for r in Rejection] + [
         worker.PROCESSING_FAILED
     ]
