@@ -1,10 +1,11 @@
 """The HTTP entrypoint: builds the Flask app around the ``/api/v1`` blueprints.
 
 Every ``/api`` call is authenticated (``service.api.guard``) and answered in JSON, errors as
-problem details. The OpenAPI document, generated from the marshmallow schemas in
-``contracts.api``, is at ``/openapi.json`` with a browsable page at ``/docs``. Outside ``/api``
-the public keys, the health checks, ``/openapi.json`` and ``/docs`` are open; ``/metrics`` needs
-a token too.
+problem details, those beneath a view too (``service.api.failures``: a 503 while the database
+is unavailable, a 500 with an error id for a fault). The OpenAPI document, generated from the
+marshmallow schemas in ``contracts.api``, is at ``/openapi.json`` with a browsable page at
+``/docs``. Outside ``/api`` the public keys, the health checks, ``/openapi.json`` and ``/docs``
+are open; ``/metrics`` needs a token too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flask import Flask, Response, jsonify, request
 from contracts.function_validators import function_validators
 from service.api import audit, authorities, events, isps, operations, transfers
 from service.api.arguments import refuse_nul_in_url
+from service.api.failures import answer_failures
 from service.api.guard import EXTENSION, app_services, authenticate
 from service.api.problems import ProblemApi
 from service.bootstrap import Services, services_from_env
@@ -69,6 +71,7 @@ def create_app(services: Services | None = None) -> Flask:
     app.before_request(authenticate)
     app.after_request(protect_answer)
     _add_api(app)
+    answer_failures(app)
     app.register_blueprint(operations.blp)
     app.add_url_rule("/.well-known/jwks.json", view_func=jwks)
     return app

@@ -15,3 +15,9 @@ class ProblemSchema(Schema):
     rejection = fields.String(
         metadata={"description": "For a refused event: the reason code, as on caf.dead."}
     )
+    error_id = fields.String(
+        metadata={
+            "description": "For an unexpected error (500): the id to quote when reporting it,"
+            " which the relay's log line about it names too."
+        }
+    )

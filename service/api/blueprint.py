@@ -6,14 +6,17 @@ every error an operation really answers is declared there, as ``application/prob
 (``ProblemApi`` registers a response component per status). Those every operation of a kind
 answers are derived from how it is built, so none is forgotten and no view repeats them:
 
-- every operation: 400 (a NUL character in its URL, ``refuse_nul_in_url``) and 401 (no valid
+- every operation: 400 (a NUL character in its URL, ``refuse_nul_in_url``), 401 (no valid
   token, ``guard.authenticate``; its ``WWW-Authenticate`` challenge is declared with the
-  response, ``problems.ERROR_HEADERS``), for every call under ``/api``;
+  response, ``problems.ERROR_HEADERS``) and 503 (the database unavailable,
+  ``service.api.failures``: every call's token is looked up there), for every call under
+  ``/api``;
 - a view guarded by ``guard.allow``: 403 (the wrong role, or another authority);
 - a view with ``@blp.arguments``: 422 (flask-smorest declares it), and for a JSON body also
   ``JSON_BODY_REFUSALS``: 400, 413, 415.
 
-A view declares what is its own (404, 409, a 422 its handler raises) with ``@blp.refuses``.
+A view declares what is its own (404, 409, a 422 its handler raises) with ``@blp.refuses``. An
+unexpected error (a 500, with an error id) is every operation's ``default``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ import flask_smorest
 from service.api.arguments import JSON_BODY_REFUSALS, StorableArgumentsParser
 from service.api.guard import ROLES_ATTRIBUTE
 
-EVERY_CALL_REFUSALS = (HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED)
+EVERY_CALL_ERRORS = (
+    HTTPStatus.BAD_REQUEST,
+    HTTPStatus.UNAUTHORIZED,
+    HTTPStatus.SERVICE_UNAVAILABLE,
+)
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -58,6 +65,6 @@ class Blueprint(flask_smorest.Blueprint):
 
         def declare_and_register(view: Callable) -> Callable:
             guarded = (HTTPStatus.FORBIDDEN,) if hasattr(view, ROLES_ATTRIBUTE) else ()
-            return register(self.refuses(*EVERY_CALL_REFUSALS, *guarded)(view))
+            return register(self.refuses(*EVERY_CALL_ERRORS, *guarded)(view))
 
         return declare_and_register

@@ -25,7 +25,8 @@ def problem(status: HTTPStatus, detail: str, **extra) -> Response:
 
 # Headers an error answer always carries, declared with its response so a generated client
 # knows them: a 401's challenge (``guard.authenticate``) says how to authenticate, and whether
-# the token sent is the trouble (RFC 6750).
+# the token sent is the trouble (RFC 6750); a 503's (the database unavailable,
+# ``service.api.failures``) when to try again.
 ERROR_HEADERS = {
     HTTPStatus.UNAUTHORIZED: {
         "WWW-Authenticate": {
@@ -33,6 +34,13 @@ ERROR_HEADERS = {
             ' error="invalid_token" when the token sent is unknown, revoked or expired.',
             "required": True,
             "schema": {"type": "string"},
+        }
+    },
+    HTTPStatus.SERVICE_UNAVAILABLE: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying the call again.",
+            "required": True,
+            "schema": {"type": "integer"},
         }
     },
 }
@@ -66,7 +74,8 @@ class ProblemApi(Api):
 
     def _register_responses(self) -> None:
         """As flask-smorest's, but documents error bodies as problem+json, which they are, with
-        the headers they carry."""
+        the headers they carry (``ERROR_HEADERS``), and the default (a 500) as
+        ``service.api.failures`` answers it."""
         for status in http.HTTPStatus:
             response = {"description": status.phrase}
             if not (100 <= status < 200) and status not in (204, 304):
@@ -75,6 +84,9 @@ class ProblemApi(Api):
                 response["headers"] = ERROR_HEADERS[status]
             prepare_response(response, self.spec, PROBLEM_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
-        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        response = {
+            "description": "An unexpected error: its error_id is the one to quote.",
+            "schema": self.ERROR_SCHEMA,
+        }
         prepare_response(response, self.spec, PROBLEM_TYPE)
         self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)

@@ -37,6 +37,7 @@ from service.domain.judgement_digests import JUDGEMENT_SET_ASIDE, StoredJudgemen
 from service.domain.model import SET_ASIDE
 from service.store import tables as t
 from service.store.audit_index import index_problems, index_records
+from service.store.engine import READ_ONLY_SNAPSHOT, unavailable_as_store_error
 from service.store.rows import insert_if_absent
 
 Transaction = Callable[[], AbstractContextManager[Session]]
@@ -205,10 +206,6 @@ class ChainSnapshot:
             yield StoredJudgement(event_id, in_decision or overtook, in_event, aside)
 
 
-# An execution option: the connection's transactions only read (see ``AuditLog.snapshot``).
-READ_ONLY_SNAPSHOT = "caf_read_only_snapshot"
-
-
 class AuditLog:
     def __init__(self, transaction: Transaction, engine: sa.Engine) -> None:
         self._transaction = transaction
@@ -217,8 +214,9 @@ class AuditLog:
     @contextmanager
     def snapshot(self) -> Iterator[ChainSnapshot]:
         """One consistent read of the chain while appends go on: REPEATABLE READ on PostgreSQL,
-        a deferred transaction under WAL on SQLite, neither holding up a writer."""
-        with self._engine.connect() as connection:
+        a deferred transaction under WAL on SQLite, neither holding up a writer. The database
+        gone, at the start or during the walk, is ``StoreUnavailable``, as for every other call."""
+        with unavailable_as_store_error(), self._engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection = connection.execution_options(
                     isolation_level="REPEATABLE READ", postgresql_readonly=True

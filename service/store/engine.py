@@ -22,7 +22,6 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from service.store.audit_log import READ_ONLY_SNAPSHOT
 from service.store.json_text import json_text
 
 if TYPE_CHECKING:
@@ -37,6 +36,9 @@ SCHEMA_REVISION = "0012"
 
 # How long a process tries to switch a SQLite database to WAL while others hold it.
 WAL_SWITCH_SECONDS = 30
+
+# An execution option: the connection's transactions only read (see ``AuditLog.snapshot``).
+READ_ONLY_SNAPSHOT = "caf_read_only_snapshot"
 
 # Any fixed number; the processes of one deployment agree on it to migrate one at a time.
 MIGRATION_LOCK_ID = 0x_CAF_0001

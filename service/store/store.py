@@ -26,7 +26,6 @@ from service.secrets import SecretBox
 from service.store import tables as t
 from service.store.access import Access
 from service.store.audit_log import (
-    READ_ONLY_SNAPSHOT,
     AuditLog,
     append_audit,
     chain_on_commit,
@@ -34,6 +33,7 @@ from service.store.audit_log import (
 from service.store.audit_search import AuditSearch
 from service.store.dead_letters import DeadLetters
 from service.store.engine import (
+    READ_ONLY_SNAPSHOT,
     Migration,
     bring_to_newest_schema,
     make_engine,

@@ -5,7 +5,9 @@ a call that really answers each error status the README's "HTTP API and access" 
 each way an operation comes to declare it: every call (400, 401), ``allow`` (403), a JSON body
 (400, 413, 415), ``@blp.arguments`` (422) and the view's own (404, 409, 413, 422). Every other
 test's calls are checked the same way (``api_answers_only_what_its_document_declares``, in
-tests/conftest.py); these make sure each status is, whatever the other tests call.
+tests/conftest.py); these make sure each status is, whatever the other tests call. The 503
+every call answers while the database is unavailable is tests/integration/test_web_failures.py's,
+which cuts off a database of its own.
 """
 
 from __future__ import annotations
