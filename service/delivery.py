@@ -165,12 +165,20 @@ def _together(
     return list(takewhile(lambda item: item.envelope.to_authority == recipient, items))
 
 
+def _unreceipted(outcome: Settled, exc: Exception) -> Settled:
+    """``outcome``, a delivery whose record the database refused (``exc``), as a delivery
+    without what the refusal may have been about (its receipt and the receipt's check), saying
+    so: the recipient has the envelope, so it stays delivered."""
+    detail = f"{outcome.attempt.detail[:300]}; recorded without its receipt, as the database "
+    attempt = replace(outcome.attempt, receipt=None, detail=f"{detail}refused it ({_why(exc)})")
+    return Settled(outcome.claimed, attempt)
+
+
 def _refused(outcome: Settled, exc: Exception) -> Settled:
     """``outcome``, whose record the database refused (``exc``), as an attempt failed for good
     with why: without what the refusal may have been about (its receipt, the receipt's check,
     its retry), and saying whether the envelope arrived, for it may have."""
-    said = str(getattr(exc, "orig", None) or exc).splitlines()  # not the failing row's values
-    why = storable_text(type(exc).__name__ + (f": {said[0][:300]}" if said else ""))
+    why = _why(exc)
     was = "Delivered" if outcome.attempt.succeeded else "Failed"
     detail = f"{was} ({outcome.attempt.detail[:300]}), but the database refused to record it"
     attempt = replace(
@@ -178,6 +186,12 @@ def _refused(outcome: Settled, exc: Exception) -> Settled:
     )
     gave_up = f"the database refused to record its outcome ({why}); redeliver once that is fixed"
     return Settled(outcome.claimed, attempt, gave_up=gave_up)
+
+
+def _why(exc: Exception) -> str:
+    """What the database said in refusing a record, in a line: not the failing row's values."""
+    said = str(getattr(exc, "orig", None) or exc).splitlines()
+    return storable_text(type(exc).__name__ + (f": {said[0][:300]}" if said else ""))
 
 
 def _attempt_of(tried: TriedDelivery, attempted_at: datetime, adapter_type: str | None) -> Attempt:
@@ -324,8 +338,8 @@ class Deliverer:
         constraint, a value a column cannot hold): left unrecorded, the group's envelopes would
         be sent again each time their leases ran out, forever, with nothing on the record to
         say why. So each outcome is then recorded alone, and one refused alone is recorded
-        instead as an attempt failed for good (``_refused``), for an admin to redeliver once
-        the cause is fixed: the group's other envelopes are not failed with it."""
+        as the most of it the database takes (``_recorded_instead``): the group's other
+        envelopes are not failed with it."""
         try:
             return settled, self._stored(settled, unattempted, stopping)
         except StoreUnavailable:
@@ -345,10 +359,31 @@ class Deliverer:
             except StoreUnavailable:
                 raise
             except Exception as exc:
-                outcome = _refused(outcome, exc)
-                waiting_behind |= self._stored([outcome], (), stopping)
+                outcome, behind = self._recorded_instead(outcome, exc, stopping)
+                waiting_behind |= behind
             recorded.append(outcome)
         return recorded, waiting_behind
+
+    def _recorded_instead(
+        self, outcome: Settled, exc: Exception, stopping: threading.Event
+    ) -> tuple[Settled, bool]:
+        """Record ``outcome``, which the database refused alone (``exc``), as the most of it
+        the database takes; return it as recorded, and whether envelopes may wait behind it.
+
+        A delivery is recorded without its receipt (``_unreceipted``) if the database takes
+        that: its recipient has the envelope, and as a failed transfer a suspension or an expiry
+        would park it, and a redelivery send it again. Anything else, or a delivery refused
+        even so, is an attempt failed for good (``_refused``)."""
+        if outcome.attempt.succeeded:
+            unreceipted = _unreceipted(outcome, exc)
+            try:
+                return unreceipted, self._stored([unreceipted], (), stopping)
+            except StoreUnavailable:
+                raise
+            except Exception as again:
+                exc = again
+        failed = _refused(outcome, exc)
+        return failed, self._stored([failed], (), stopping)
 
     def _stored(
         self, settled: list[Settled], unattempted: Sequence[Claimed], stopping: threading.Event

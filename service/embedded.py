@@ -65,7 +65,7 @@ class InProcessQueue:
             log.error("embedded queue: processing failed: %s", where_it_failed(exc))
             event_id = self._relay.readable_event_id(body)
             self._keep_dead_letter(body, EMBEDDED_PROCESSING_FAILED, event_id)
-            self._relay.record_processing_failed(EMBEDDED_PROCESSING_FAILED, EMBEDDED)
+            self._relay.record_processing_failed(EMBEDDED_PROCESSING_FAILED, EMBEDDED, event_id)
             return
         if received.rejection is not None:
             self._keep_dead_letter(body, received.reason, received.event_id)

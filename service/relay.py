@@ -127,27 +127,33 @@ class Relay:
             raise outcome
         return outcome
 
-    def record_processing_failed(self, reason: str, sender: Sender) -> None:
+    def record_processing_failed(
+        self, reason: str, sender: Sender, event_id: str | None = None
+    ) -> None:
         """Audit a message set aside because processing it kept failing, as rejected input is,
-        so that the audit and the rejection metrics count it. Best effort: what kept failing
-        may be the store, and the message itself is already kept where it was set aside."""
+        so that the audit and the rejection metrics count it, under the ``event_id`` its dead
+        letter names (``readable_event_id``), so that either finds the other. Best effort: what
+        kept failing may be the store, and the message itself is already kept where it was set
+        aside."""
         try:
             self._store.record_intake(
-                [RejectedInput(None, PROCESSING_FAILED, reason, sender.sent_by)]
+                [RejectedInput(event_id, PROCESSING_FAILED, reason, sender.sent_by)]
             )
         except Exception:
             log.exception("could not audit a message set aside as %s", PROCESSING_FAILED)
 
     def readable_event_id(self, body: bytes) -> str | None:
-        """The id in ``body``, if it is JSON within the size limit with a usable one: for the
-        dead letter of a message whose processing failed, which has no outcome to name it, as
-        a rejection's does."""
+        """The id in ``body``, if it is JSON within the size limit with a usable one that the
+        store can hold: for the dead letter and the audit record of a message whose processing
+        failed, which has no outcome to name it, as a rejection's does. One the store cannot
+        hold (a NUL in it) would have both refused on every try, as intake refuses its event."""
         if len(body) > self._max_event_bytes:
             return None
         try:
-            return _event_id(read_json(body))
+            event_id = _event_id(read_json(body))
         except (UnicodeDecodeError, ValueError, RecursionError):  # GivenTwice is a ValueError
             return None
+        return None if event_id is None or unstorable(event_id) else event_id
 
     def refuse_oversized(self, size: int | None, sender: Sender) -> Received:
         """Audit a body refused unread for its size (``None``: not declared), as one read and

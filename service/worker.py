@@ -340,6 +340,7 @@ class Worker:
             f"Processing failed on each of {deliveries} deliveries; the last error is in the "
             "dead letter's reason.",
             self._senders(message.properties.user_id),
+            event_id,
         )
         return True
 

@@ -74,3 +74,21 @@ def test_dead_letters_are_listed_a_page_at_a_time(services):
     assert first.exit_code == 0, first.output
     assert first.output.splitlines()[3] == f"More: --after {last_id}"
     assert [line.split()[2] for line in rest.output.splitlines()] == list(bodies)[3:]
+
+
+def test_a_poison_messages_letter_and_its_audited_refusal_are_found_by_the_same_event_id(
+    services,
+):
+    """The letter of a message whose processing kept failing names the id read from it; its
+    refusal in the audit must be under that id too, or an operator holding the letter finds
+    nothing by it: ``transfer show`` said only that there was no such transfer."""
+    _refused(services)
+    run = runner(services)
+
+    shown = run("transfer", "show", "embedded-poison")
+
+    assert shown.exit_code == 1
+    assert "'embedded-poison': refused 1 time, last at " in shown.output
+    assert f"(processing_failed: {EMBEDDED_PROCESSING_FAILED})" in shown.output
+    (letter,) = run("dead-letter", "list", "--event-id", "embedded-poison").output.splitlines()
+    assert letter.endswith(f"  embedded-poison  {EMBEDDED_PROCESSING_FAILED}")

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -32,7 +33,7 @@ from service.store import tables as t
 from service.store.outbox import Claimed, Lease
 from service.web import create_app
 from tests.conftest import BROKER_HOST
-from tests.support import examples
+from tests.support import examples, withdrawing
 from tests.support.adapter_plugins import install_adapters
 from tests.support.amqp import wait_until
 from tests.support.https_receiver import event_ids, https_recipients
@@ -369,56 +370,89 @@ def test_a_recipients_reason_phrase_and_receipt_time_with_a_nul_are_recorded_rep
 
 
 @pytest.fixture
-def receipts_refused(services):
-    """The store refuses every signed receipt longer than 100 characters: a rule of the
-    database (a constraint here) that the record of a delivery breaks each time it is tried,
-    whatever the recipient does; ``receipts_refused()`` lifts it, as an operator's fix would."""
+def attempts_refused(services):
+    """``attempts_refused(rule)`` has the store refuse every delivery attempt whose row meets
+    ``rule`` (SQL on the row's columns, each written ``{row}column``): a rule of the database
+    (a constraint here) that the record of a delivery breaks each time it is tried, whatever
+    the recipient does. It returns what lifts the rule, as an operator's fix would."""
     engine = sa.create_engine(services.settings.database_url)
     if engine.dialect.name == "postgresql":
-        refuse = (
-            "ALTER TABLE delivery_attempts ADD CONSTRAINT receipt_fits"
-            " CHECK (receipt IS NULL OR length(receipt) <= 100)"
-        )
-        lift = "ALTER TABLE delivery_attempts DROP CONSTRAINT IF EXISTS receipt_fits"
+        refuse = "ALTER TABLE delivery_attempts ADD CONSTRAINT refused CHECK (NOT ({rule}))"
+        lift = "ALTER TABLE delivery_attempts DROP CONSTRAINT IF EXISTS refused"
+        row = ""
     else:
         refuse = (
-            "CREATE TRIGGER receipt_fits BEFORE INSERT ON delivery_attempts"
-            " WHEN length(NEW.receipt) > 100 BEGIN SELECT RAISE(ABORT, 'receipt too long'); END"
+            "CREATE TRIGGER refused BEFORE INSERT ON delivery_attempts"
+            " WHEN {rule} BEGIN SELECT RAISE(ABORT, 'refused by rule'); END"
         )
-        lift = "DROP TRIGGER IF EXISTS receipt_fits"
+        lift = "DROP TRIGGER IF EXISTS refused"
+        row = "NEW."
 
     def lifted() -> None:
         with engine.begin() as conn:
             conn.execute(sa.text(lift))
 
-    with engine.begin() as conn:
-        conn.execute(sa.text(refuse))
+    def refusing(rule: str) -> Callable[[], None]:
+        with engine.begin() as conn:
+            conn.execute(sa.text(refuse.format(rule=rule.format(row=row))))
+        return lifted
+
     try:
-        yield lifted
+        yield refusing
     finally:
         lifted()
         engine.dispose()
 
 
-def test_a_delivery_the_store_will_not_record_is_failed_once_not_sent_again_each_lease(
-    services, receiver, borough_key, receipts_refused
-):
-    # Before, the group's record was refused as a whole, every time: its envelopes were sent
-    # again whenever their leases ran out, forever, with no attempt recorded and nothing on the
-    # audit or /metrics to say why.
-    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
-    signing = _signing_receipts(borough_key)
-    receiver.answer = lambda request: (
-        signing(request) if request.envelope["event_id"] == "unrecordable" else (202, {}, b"")
-    )
-    refused, fine = _send(services, "unrecordable"), _send(services, "recordable", case="B")
-    deliverer = Deliverer(
+def _short_lease_deliverer(services) -> Deliverer:
+    """Leases of 0.2 s, so that a test's passes 0.3 s apart would send again what was left
+    unrecorded."""
+    return Deliverer(
         services.store,
         services.adapters,
         retry=RetryPolicy(),
         lease=timedelta(milliseconds=200),
         clock=services.clock,
     )
+
+
+def test_a_delivery_whose_receipt_the_store_refuses_is_delivered_once_without_it(
+    services, receiver, borough_key, attempts_refused
+):
+    # Before, the group's record was refused as a whole, every time: its envelopes were sent
+    # again whenever their leases ran out, forever, with no attempt recorded and nothing on the
+    # audit or /metrics to say why.
+    attempts_refused("length({row}receipt) > 100")
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
+    signing = _signing_receipts(borough_key)
+    receiver.answer = lambda request: (
+        signing(request) if request.envelope["event_id"] == "unrecordable" else (202, {}, b"")
+    )
+    refused, fine = _send(services, "unrecordable"), _send(services, "recordable", case="B")
+    deliverer = _short_lease_deliverer(services)
+
+    for _ in range(3):
+        deliverer.deliver_due("test")
+        time.sleep(0.3)  # past any lease the first delivery held
+
+    assert sorted(event_ids(receiver.requests)) == [fine, refused]
+    assert services.store.transfers.view(fine)["state"] == "delivered"
+    view = services.store.transfers.view(refused)
+    assert view["state"] == "delivered" and view["outbox"] is None
+    (attempt,) = view["deliveries"]
+    assert attempt["succeeded"] and attempt["receipt"] is None
+    assert attempt["detail"].startswith("HTTP 200 from https://")
+    assert "recorded without its receipt, as the database refused it (" in attempt["detail"]
+    assert _actions(services, refused)[-1] == "delivered"
+
+
+def test_a_delivery_the_store_will_not_record_is_failed_once_not_sent_again_each_lease(
+    services, receiver, attempts_refused
+):
+    refused, fine = _send(services, "unrecordable"), _send(services, "recordable", case="B")
+    envelope_id = services.store.transfers.view(refused)["envelope"]["envelope_id"]
+    lift = attempts_refused(f"{{row}}envelope_id = '{envelope_id}' AND {{row}}succeeded")
+    deliverer = _short_lease_deliverer(services)
 
     for _ in range(3):
         deliverer.deliver_due("test")
@@ -430,7 +464,7 @@ def test_a_delivery_the_store_will_not_record_is_failed_once_not_sent_again_each
     assert view["state"] == "failed" and view["outbox"] is None
     (attempt,) = view["deliveries"]
     assert not attempt["succeeded"] and attempt["receipt"] is None
-    assert attempt["detail"].startswith("Delivered (HTTP 200 from https://")
+    assert attempt["detail"].startswith("Delivered (HTTP 202 from https://")
     assert "but the database refused to record it (IntegrityError" in attempt["detail"]
     _, action, detail = audit_actions(services.store, refused)[-1]
     assert action == "failed"
@@ -439,14 +473,41 @@ def test_a_delivery_the_store_will_not_record_is_failed_once_not_sent_again_each
     metrics = client.get("/metrics", headers=bearer(services, "admin")).get_data(as_text=True)
     assert 'caf_relay_transfers{state="failed"} 1.0' in metrics
 
-    receipts_refused()
+    lift()
     # What ``caf-relay transfer redeliver`` does, on the test's clock.
     auth = bearer(services, "admin", ISLINGTON)
     assert client.post(f"/api/v1/transfers/{refused}/redeliver", headers=auth).status_code == 202
     assert deliverer.deliver_due("test") == 1
     assert services.store.transfers.view(refused)["state"] == "delivered"
     sent = [r.headers["X-Caf-Envelope-Id"] for r in receiver.requests]
-    assert sent.count(view["envelope"]["envelope_id"]) == 2
+    assert sent.count(envelope_id) == 2
+
+
+def test_a_delivery_whose_receipt_the_store_refuses_is_not_parked_when_its_isp_is_suspended(
+    services, receiver, borough_key, attempts_refused
+):
+    """The envelope arrived, in flight when its ISP was suspended, but the database refused its
+    record. Failed, as an attempt in flight that fails is, it was parked: the audit said its
+    basis was withdrawn and a practitioner was asked for a judgement on a case its recipient
+    holds, which, to share, would send it again in a new envelope."""
+    attempts_refused("length({row}receipt) > 100")
+    services.store.organisations.edit(ISLINGTON, {"jwks": borough_key.jwks()}, by=OPERATOR)
+    receiver.answer = _signing_receipts(borough_key)
+    withdrawing.send(services, "arrived-unrecorded")
+    in_flight = withdrawing.claim(services, timedelta(minutes=2))
+    client = create_app(services).test_client()
+    suspended = client.post(
+        "/api/v1/isps/pan-london-caf/suspend",
+        json={"reason": "Breach under investigation."},
+        headers=bearer(services, "admin", "E09000012"),
+    )
+    assert suspended.status_code == 201
+
+    assert withdrawing.deliverer(services).deliver_group(in_flight).results == ["delivered"]
+
+    assert event_ids(receiver.requests) == ["arrived-unrecorded"]
+    assert services.store.transfers.view("arrived-unrecorded")["state"] == "delivered"
+    assert "basis_withdrawn" not in _actions(services, "arrived-unrecorded")
 
 
 def test_an_adapter_changed_by_an_admin_is_used_from_the_next_delivery(

@@ -2,6 +2,7 @@
 once kept block nothing."""
 
 import logging
+import threading
 
 import sqlalchemy as sa
 
@@ -9,22 +10,29 @@ from service.embedded import EMBEDDED_PROCESSING_FAILED, InProcessQueue
 from service.store.engine import StoreUnavailable
 from tests.support import dead_letters, examples
 from tests.support.amqp import wait_until
+from tests.support.cli import runner
 from tests.support.crashing import CrashesOn
 from tests.support.store_reads import audit_actions
+
+
+def _crashing_on_poison(services, tmp_path) -> InProcessQueue:
+    """The embedded queue, delivering to Islington under the ISP, whose processing of any
+    message holding ``embedded-poison`` fails."""
+    services.store.add_isp(examples.pan_london_isp())
+    services.store.organisations.set_adapter(
+        "E09000019", "directory", {"path": str(tmp_path / "islington")}, {}
+    )
+    return InProcessQueue(
+        CrashesOn(services.relay, b"embedded-poison"), services.deliverer, services.store
+    )
 
 
 def test_bad_and_crashing_messages_are_kept_as_dead_letters_and_the_next_is_delivered(
     services, tmp_path
 ):
-    services.store.add_isp(examples.pan_london_isp())
-    services.store.organisations.set_adapter(
-        "E09000019", "directory", {"path": str(tmp_path / "islington")}, {}
-    )
     poison = examples.encode(examples.event(examples.ROUTINE_WITH_ISP, id="embedded-poison"))
     valid = examples.event(examples.ROUTINE_WITH_ISP, id="embedded-valid")
-    queue = InProcessQueue(
-        CrashesOn(services.relay, b"embedded-poison"), services.deliverer, services.store
-    )
+    queue = _crashing_on_poison(services, tmp_path)
     for body in (b"this is not json", poison, examples.encode(valid)):
         queue.publish(body)
     queue.drain()
@@ -39,6 +47,28 @@ def test_bad_and_crashing_messages_are_kept_as_dead_letters_and_the_next_is_deli
     assert [d["rejection"] for d in rejected] == ["not_json", "processing_failed"]
     assert services.store.transfers.view(valid["id"])["state"] == "delivered"
     assert len(list((tmp_path / "islington").glob("*.json"))) == 1
+
+
+def test_a_crashing_message_whose_id_cannot_be_stored_is_kept_and_holds_up_nothing(
+    services, tmp_path
+):
+    """The id read from it, with a NUL, was its dead letter's event id: PostgreSQL refused the
+    letter on every try, and the queue held the message, and every one behind it, for good."""
+    poison = examples.event(examples.ROUTINE_WITH_ISP, id="embedded-poison\u0000")
+    valid = examples.event(examples.ROUTINE_WITH_ISP, id="embedded-valid")
+    queue = _crashing_on_poison(services, tmp_path)
+    for event in (poison, valid):
+        queue.publish(examples.encode(event))
+    draining = threading.Thread(target=queue.drain, daemon=True)
+    draining.start()
+    draining.join(15)
+
+    assert not draining.is_alive(), "the queue is held up"
+    assert services.store.transfers.view(valid["id"])["state"] == "delivered"
+    ((event_id, _, detail),) = [r for r in audit_actions(services.store) if r[1] == "rejected"]
+    assert (event_id, detail["rejection"]) == (None, "processing_failed")
+    listed = runner(services)("dead-letter", "list").output
+    assert listed.splitlines()[0].endswith(f"  -  {EMBEDDED_PROCESSING_FAILED}")
 
 
 class _UnavailableOnce:

@@ -189,7 +189,9 @@ def test_a_message_that_crashes_processing_is_dead_lettered_after_the_delivery_l
     )
     assert relay.attempts == 5
     assert services.store.transfers.view(valid["id"])["state"] == "delivered"
-    ((_, _, detail),) = [r for r in audit_actions(services.store) if r[1] == "rejected"]
+    ((_, _, detail),) = [
+        r for r in audit_actions(services.store, "poison-message") if r[1] == "rejected"
+    ]
     assert detail == {
         "rejection": "processing_failed",
         "reason": "Processing failed on each of 5 deliveries; the last error is in the dead "

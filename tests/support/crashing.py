@@ -24,8 +24,10 @@ class CrashesOn:
     # The relay's own, so that it raises as the real one does, on the receive_many above.
     receive = Relay.receive
 
-    def record_processing_failed(self, reason: str, sender: Sender) -> None:
-        self._relay.record_processing_failed(reason, sender)
+    def record_processing_failed(
+        self, reason: str, sender: Sender, event_id: str | None = None
+    ) -> None:
+        self._relay.record_processing_failed(reason, sender, event_id)
 
     def readable_event_id(self, body: bytes) -> str | None:
         return self._relay.readable_event_id(body)
