@@ -416,6 +416,18 @@ def _short_lease_deliverer(services) -> Deliverer:
     )
 
 
+def _each_sent_once_over_three_leases(services, receiver, refused: str, fine: str) -> Deliverer:
+    """Deliver three times, each past the leases the last held: ``refused`` (whose record the
+    database refuses) and ``fine`` each reach the recipient once, and ``fine`` is delivered."""
+    deliverer = _short_lease_deliverer(services)
+    for _ in range(3):
+        deliverer.deliver_due("test")
+        time.sleep(0.3)  # past any lease the first delivery held
+    assert sorted(event_ids(receiver.requests)) == [fine, refused]
+    assert services.store.transfers.view(fine)["state"] == "delivered"
+    return deliverer
+
+
 def test_a_delivery_whose_receipt_the_store_refuses_is_delivered_once_without_it(
     services, receiver, borough_key, attempts_refused
 ):
@@ -429,14 +441,7 @@ def test_a_delivery_whose_receipt_the_store_refuses_is_delivered_once_without_it
         signing(request) if request.envelope["event_id"] == "unrecordable" else (202, {}, b"")
     )
     refused, fine = _send(services, "unrecordable"), _send(services, "recordable", case="B")
-    deliverer = _short_lease_deliverer(services)
-
-    for _ in range(3):
-        deliverer.deliver_due("test")
-        time.sleep(0.3)  # past any lease the first delivery held
-
-    assert sorted(event_ids(receiver.requests)) == [fine, refused]
-    assert services.store.transfers.view(fine)["state"] == "delivered"
+    _each_sent_once_over_three_leases(services, receiver, refused, fine)
     view = services.store.transfers.view(refused)
     assert view["state"] == "delivered" and view["outbox"] is None
     (attempt,) = view["deliveries"]
@@ -452,14 +457,7 @@ def test_a_delivery_the_store_will_not_record_is_failed_once_not_sent_again_each
     refused, fine = _send(services, "unrecordable"), _send(services, "recordable", case="B")
     envelope_id = services.store.transfers.view(refused)["envelope"]["envelope_id"]
     lift = attempts_refused(f"{{row}}envelope_id = '{envelope_id}' AND {{row}}succeeded")
-    deliverer = _short_lease_deliverer(services)
-
-    for _ in range(3):
-        deliverer.deliver_due("test")
-        time.sleep(0.3)  # past any lease the first delivery held
-
-    assert sorted(event_ids(receiver.requests)) == [fine, refused]
-    assert services.store.transfers.view(fine)["state"] == "delivered"
+    deliverer = _each_sent_once_over_three_leases(services, receiver, refused, fine)
     view = services.store.transfers.view(refused)
     assert view["state"] == "failed" and view["outbox"] is None
     (attempt,) = view["deliveries"]
