@@ -4,9 +4,10 @@ It sets up the 33 authorities, the example pan-London CAF ISP and a directory ad
 receiving authority under the output folder, publishes the example events on the in-process
 queue, and checks the signature of every envelope that arrived.
 
-Each run starts afresh by deleting the database and inbox in its folder, so it runs only in a
-folder a demo made or one holding no caf-relay database: pointed at an instance folder by
-mistake, it would otherwise delete that instance's store. A demo marks its folder with
+Each run starts afresh by deleting the database and inbox in its folder, and signs with the
+folder's key, so it runs only in a folder a demo made or one holding no instance's files:
+pointed at an instance folder by mistake, it would otherwise delete that instance's store, or
+sign example transfers as that authority. A demo marks its folder with
 ``.caf-relay-demo`` (a folder from before the mark has the demo's ``jwks.json`` and ``inbox/``
 beside the database, which an instance folder has not). The mark is also the run's lock, so two
 runs at once in one folder do not delete each other's work.
@@ -33,6 +34,10 @@ from service.signing import VerificationError, verify
 EXAMPLES = files("contracts") / "examples"
 DEMO_MARK = ".caf-relay-demo"
 DATABASE = "caf-relay.sqlite3"
+# What an instance keeps in its folder (``service.config``). A folder holding any of them that
+# no demo made is an instance's, on PostgreSQL too (with no database file there): the demo
+# would delete its store, or sign its example transfers with the authority's own key.
+INSTANCE_FILES = (DATABASE, "signing-key.pem", "secrets.key", "audit.key")
 DEMO_ISP = "isp-pan-london-caf.json"
 # One example of each outcome, in the order the README explains them.
 DEMO_EVENTS = (
@@ -79,10 +84,12 @@ def _afresh(out_dir: Path) -> Iterator[None]:
     """``out_dir`` for this run alone, emptied of the last run but for its keys, so that what
     the run prints is all that happened; ``DemoRefused`` if it cannot be."""
     try:
-        if (out_dir / DATABASE).exists() and not _made_by_a_demo(out_dir):
+        found = [name for name in INSTANCE_FILES if (out_dir / name).exists()]
+        if found and not _made_by_a_demo(out_dir):
             raise DemoRefused(
-                f"{out_dir} holds a caf-relay database the demo did not make, and the demo starts "
-                "by deleting its folder's database; give --dir a new or empty folder."
+                f"{out_dir} holds a caf-relay instance's {', '.join(found)}, which the demo did "
+                "not make; the demo deletes its folder's database and signs with its key, so "
+                "give --dir a new or empty folder."
             )
         out_dir.mkdir(parents=True, exist_ok=True)
         mark = (out_dir / DEMO_MARK).open("a")

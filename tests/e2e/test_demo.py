@@ -164,12 +164,35 @@ def test_the_demo_deletes_no_database_it_did_not_make(tmp_path):
     refused = _run("demo", "--dir", str(instance))
 
     assert refused.returncode == 1
-    assert "holds a caf-relay database the demo did not make" in refused.stderr
+    assert "holds a caf-relay instance's caf-relay.sqlite3" in refused.stderr
     after = subprocess.run(
         [CAF_RELAY, "audit", "verify"], capture_output=True, text=True, timeout=60, env=env
     )
     assert after.returncode == 0, after.stderr
     assert after.stdout == before.stdout
+
+
+def test_the_demo_does_not_sign_with_the_key_of_an_instance_whose_store_is_elsewhere(tmp_path):
+    """An instance on PostgreSQL keeps no database file in its folder, but its signing key:
+    the demo's example transfers, signed with it, would be the authority's own signatures."""
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    key = subprocess.run(
+        [CAF_RELAY, "keys", "generate", str(instance / "signing-key.pem")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert key.returncode == 0, key.stderr
+    kept = (instance / "signing-key.pem").read_bytes()
+
+    refused = _run("demo", "--dir", str(instance))
+
+    assert refused.returncode == 1
+    assert "signing-key.pem" in refused.stderr
+    assert "the demo did not make" in refused.stderr
+    assert not (instance / "inbox").exists()
+    assert (instance / "signing-key.pem").read_bytes() == kept
 
 
 def test_a_folder_an_earlier_demo_left_before_it_was_marked_is_run_again(tmp_path):
