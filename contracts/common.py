@@ -16,6 +16,8 @@ ORG_CODE_PATTERN = r"^[A-Z][A-Z0-9]{2,15}$"
 SHORT_TEXT = 200
 LONG_TEXT = 8000
 MAX_LIST = 50
+# The most items a listing gives in a page, in the API and at the command line alike.
+MAX_PAGE = 500
 
 
 class Pattern(validate.Regexp):

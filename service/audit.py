@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.api.audit import BASIS_KINDS
-from contracts.api.transfers import MAX_PAGE
-from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
+from contracts.common import MAX_PAGE, OUT_OF_UTC_RANGE, has_utc_time
 from service.access import Principal
 from service.child_reads import AUDIT_SEARCH, ChildReads
 from service.domain.audit_chain import Anchor, Verification, timestamp, verify_chain

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import click
 
+from contracts.common import MAX_PAGE
 from service.cli_common import load_services
 from service.domain.isotime import iso
-
-MAX_PAGE = 500
 
 
 @click.group("dead-letter")
@@ -39,7 +38,10 @@ def dead_letter_list(event_id: str | None, page_size: int, after: int) -> None:
     finally:
         services.close()
     if not page.letters and event_id is not None:
-        click.echo(f"No dead letters with event id {event_id}.")
+        click.echo(
+            f"No dead letters with event id {event_id}; retention removes letters "
+            f"{services.settings.dead_letter_retention_days} days after they arrived."
+        )
     for letter in page.letters:
         click.echo(
             f"{letter.id:>8}  {iso(letter.received_at)}  {letter.event_id or '-'}  {letter.reason}"

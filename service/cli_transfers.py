@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from contracts.api.transfers import MAX_PAGE, TRANSFER_STATES
+from contracts.api.transfers import TRANSFER_STATES
+from contracts.common import MAX_PAGE
 from contracts.vocabulary import TransferState
 from service.access import OPERATOR
 from service.cli_common import Moment, emit, require_known_authority

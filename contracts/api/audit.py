@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from contracts.api.transfers import MAX_PAGE, TIMESTAMP
+from contracts.api.transfers import TIMESTAMP
+from contracts.common import MAX_PAGE
 
 BASIS_KINDS = ("isp", "judgement", "none")
 MOMENT = {"format": "date-time"}

@@ -6,12 +6,11 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
-from contracts.common import in_utc_range
+from contracts.common import MAX_PAGE, in_utc_range
 from contracts.vocabulary import TransferState
 
 TIMESTAMP = {"format": "date-time"}
 TRANSFER_STATES = tuple(state.value for state in TransferState)
-MAX_PAGE = 500
 
 
 class EnvelopeSummarySchema(Schema):
