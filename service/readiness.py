@@ -3,9 +3,11 @@
 ``/readyz`` reports each check with the reason it failed, for the operator reading it; a reason
 names the error, never a URL's password (it is masked wherever it would appear). The broker is
 probed with a fresh connection and short timeouts, so a broker that hangs makes the check fail
-in seconds rather than hold the caller. ``/readyz`` needs no token, so its broker check is taken
-at most once every ``BROKER_CHECK_SECONDS`` in a process (``SpacedBrokerCheck``): anyone who
-can reach it could otherwise have the relay open broker connections as fast as they call it.
+in seconds rather than hold the caller; so is the database, where on SQLite the check takes the
+write lock and waits at most ``DATABASE_WRITE_SECONDS`` for it. ``/readyz`` needs no token, so
+its broker check is taken at most once every ``BROKER_CHECK_SECONDS`` in a process
+(``SpacedBrokerCheck``): anyone who can reach it could otherwise have the relay open broker
+connections as fast as they call it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from service.store.store import Store
 from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE
 
 PROBE_TIMEOUT_SECONDS = 3
+# How long the database check waits for SQLite's write lock: a probe must answer within its
+# orchestrator's timeout (Kubernetes' default is 1 s, often raised to a few), where the busy
+# timeout of ordinary calls is 30 s; a database no one can write to for this long is not ready.
+DATABASE_WRITE_SECONDS = 2
 # Shorter than any load balancer's or orchestrator's probe interval (Kubernetes' default is 10 s),
 # so each of their probes still sees the broker as it is.
 BROKER_CHECK_SECONDS = 5
@@ -50,7 +56,7 @@ class Check:
 
 def check_database(store: Store) -> Check:
     try:
-        store.ping()
+        store.ping(within=DATABASE_WRITE_SECONDS)
     except Exception as exc:  # whatever stops the database answering makes this not ready
         return Check(False, _reason(exc, store.url))
     return Check(True, "The database answers.")

@@ -13,7 +13,11 @@ answers are derived from how it is built, so none is forgotten and no view repea
   ``/api``;
 - a view guarded by ``guard.allow``: 403 (the wrong role, or another authority);
 - a view with ``@blp.arguments``: 422 (flask-smorest declares it), and for a JSON body also
-  ``JSON_BODY_REFUSALS``: 400, 413, 415.
+  ``JSON_BODY_REFUSALS``: 400, 413, 415;
+- every view: 422 for a query parameter it does not take. One that declares none takes
+  ``NoQuerySchema``, so that ``?status=x`` is refused there as a misspelt filter is where
+  filters are taken, rather than ignored (an answer to a question the caller did not ask). It is
+  read before the view's role check (``guard.allow``), which the declared ones follow.
 
 A view declares what is its own (404, 409, a 422 its handler raises) with ``@blp.refuses``. An
 unexpected error (a 500, with an error id) is every operation's ``default``.
@@ -26,8 +30,9 @@ from http import HTTPStatus
 from typing import Any
 
 import flask_smorest
+from marshmallow import Schema
 
-from service.api.arguments import JSON_BODY_REFUSALS, StorableArgumentsParser
+from service.api.arguments import JSON_BODY_REFUSALS, QUERY, StorableArgumentsParser
 from service.api.guard import ROLES_ATTRIBUTE
 
 EVERY_CALL_ERRORS = (
@@ -35,6 +40,16 @@ EVERY_CALL_ERRORS = (
     HTTPStatus.UNAUTHORIZED,
     HTTPStatus.SERVICE_UNAVAILABLE,
 )
+
+
+class NoQuerySchema(Schema):
+    """The query of a call that takes no parameters there: any one given is unknown (a 422)."""
+
+
+def _takes_query(view: Callable) -> bool:
+    """Whether ``view`` declares query arguments (flask-smorest notes them on the view)."""
+    declared = getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
+    return any(parameter.get("in") in QUERY for parameter in declared)
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -60,10 +75,13 @@ class Blueprint(flask_smorest.Blueprint):
         return lambda view: self.refuses(*JSON_BODY_REFUSALS)(parse(view))
 
     def route(self, rule: str, **options: Any) -> Callable:
-        """flask-smorest's, declaring what every call may answer, and 403 for a guarded view."""
+        """flask-smorest's, declaring what every call may answer, and 403 for a guarded view;
+        a view that declares no query arguments takes ``NoQuerySchema`` there."""
         register = super().route(rule, **options)
 
         def declare_and_register(view: Callable) -> Callable:
+            if not _takes_query(view):
+                view = self.arguments(NoQuerySchema, location="query", as_kwargs=True)(view)
             guarded = (HTTPStatus.FORBIDDEN,) if hasattr(view, ROLES_ATTRIBUTE) else ()
             return register(self.refuses(*EVERY_CALL_ERRORS, *guarded)(view))
 

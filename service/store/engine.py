@@ -37,6 +37,10 @@ SCHEMA_REVISION = "0012"
 # How long a process tries to switch a SQLite database to WAL while others hold it.
 WAL_SWITCH_SECONDS = 30
 
+# How long a SQLite transaction waits for its turn to write (``WriteTurns``) and then for the
+# write lock itself, before the call gives up as ``StoreUnavailable``.
+BUSY_SECONDS = 30
+
 # An execution option: the connection's transactions only read (see ``AuditLog.snapshot``).
 READ_ONLY_SNAPSHOT = "caf_read_only_snapshot"
 
@@ -181,6 +185,22 @@ def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
         time.sleep(0.01)
 
 
+@contextmanager
+def busy_within(connection: sa.Connection, seconds: float) -> Iterator[None]:
+    """A SQLite ``connection`` waiting at most ``seconds`` for the write lock while the block
+    runs, rather than ``BUSY_SECONDS``; set on the driver's connection, so before the block's
+    first statement begins its transaction. Nothing to bound on PostgreSQL."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    driver.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
+
+
 def make_engine(url: str) -> sa.Engine:
     # hide_parameters: a failing statement's values are a child's data; they stay out of logs.
     if not url.startswith("sqlite"):
@@ -209,7 +229,11 @@ def make_engine(url: str) -> sa.Engine:
         url,
         hide_parameters=True,
         json_serializer=json_text,
-        connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+        connect_args={
+            "check_same_thread": False,
+            "timeout": BUSY_SECONDS,
+            "isolation_level": None,
+        },
     )
 
     @sa.event.listens_for(engine, "connect")

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import (
     IntegrityError,
+    OperationalError,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,7 +36,9 @@ from service.store.dead_letters import DeadLetters
 from service.store.engine import (
     READ_ONLY_SNAPSHOT,
     Migration,
+    StoreUnavailable,
     bring_to_newest_schema,
+    busy_within,
     make_engine,
     require_migrated,
     unavailable_as_store_error,
@@ -200,9 +203,21 @@ class Store:
         with unavailable_as_store_error(), self._engine.connect() as connection:
             require_migrated(connection.execution_options(**{READ_ONLY_SNAPSHOT: True}))
 
-    def ping(self) -> None:
-        with self._engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+    def ping(self, within: float) -> None:
+        """Raise unless the database answers, and on SQLite lets this process write (its ``BEGIN
+        IMMEDIATE``) within ``within`` seconds: another connection's long write would otherwise
+        hold the caller for the whole busy timeout. The driver's error says why, but for that
+        wait, which ``StoreUnavailable`` names."""
+        with self._engine.connect() as connection, busy_within(connection, within):
+            try:
+                connection.execute(sa.text("SELECT 1"))
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig):
+                    raise
+                raise StoreUnavailable(
+                    f"Another connection has held the database's write lock for longer "
+                    f"than {within:g} s ({exc.orig})."
+                ) from exc
 
     def authorities(self) -> dict[str, str]:
         with self._transaction() as session:

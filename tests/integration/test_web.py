@@ -256,6 +256,35 @@ def test_a_json_body_that_is_not_json_is_a_400_saying_where_it_breaks(services, 
     assert response.get_json()["errors"] == {"_schema": ["Invalid JSON body."]}
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "named"),
+    [
+        ("GET", "/api/v1/isps?status=active", "status"),
+        ("GET", "/api/v1/authorities?code=E09000012", "code"),
+        ("GET", "/api/v1/transfers/no-such-event?x=1", "x"),
+        ("GET", "/api/v1/audit/verify?from=1", "from"),
+    ],
+)
+def test_a_parameter_given_to_a_call_that_takes_none_is_a_422_naming_it(
+    services, client, method, path, named
+):
+    """Ignored, ``?status=active`` would list every ISP, suspended ones too, as though filtered:
+    a call taking no query parameters refuses one as a call taking some refuses a misspelt one."""
+    response = client.open(path, method=method, headers=bearer(services, "admin"))
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.get_json()["errors"] == {"query": {named: ["Unknown field."]}}
+
+
+def test_an_event_sent_with_a_parameter_is_refused_not_stored(services, client, auth):
+    """A publisher trying ``?dry_run=1`` learns that there is no such thing before the event is
+    stored and relayed, rather than after."""
+    event = examples.routine("dry-run")
+    response = client.post("/api/v1/events?dry_run=1", data=examples.encode(event), headers=auth)
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.get_json()["errors"] == {"query": {"dry_run": ["Unknown field."]}}
+    assert not has_transfer(services.store, event["id"])
+
+
 def test_unknown_transfer_is_a_404_with_a_message(auth, client):
     response = client.get("/api/v1/transfers/no-such-event", headers=auth)
     assert response.status_code == 404

@@ -5,9 +5,12 @@ nothing else on the server."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -17,7 +20,9 @@ from sqlalchemy.engine import make_url
 
 from service.api.problems import PROBLEM_TYPE
 from service.bootstrap import Services
-from service.store.engine import StoreUnavailable
+from service.readiness import DATABASE_WRITE_SECONDS
+from service.store.engine import BUSY_SECONDS, StoreUnavailable
+from service.store.write_turns import WriteTurns
 from service.web import create_app
 from tests.conftest import fresh_database, services_on
 from tests.support import examples
@@ -138,3 +143,70 @@ def test_an_unexpected_error_is_a_500_with_an_error_id_logged_without_its_messag
     assert line.exc_info is None, "a traceback would quote the error's message"
     secret = auth["Authorization"].removeprefix("Bearer ")
     assert secret not in caplog.text and "Bloggs" not in caplog.text
+
+
+def test_readiness_answers_within_seconds_while_another_connection_holds_a_long_write(own):
+    """A probe must answer within its orchestrator's timeout: on SQLite the check waits for the
+    write lock at most DATABASE_WRITE_SECONDS, not the 30 s busy timeout of ordinary calls, and
+    says why it is not ready."""
+    if own.store.url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL check only reads, which another connection's write allows")
+    client = create_app(own).test_client()
+    with database_unavailable(own.store.url):
+        started = time.monotonic()
+        response = client.get("/readyz")
+        waited = time.monotonic() - started
+    assert response.status_code == 503
+    assert DATABASE_WRITE_SECONDS <= waited < DATABASE_WRITE_SECONDS + 2
+    check = response.get_json()["checks"]["database"]
+    assert check == {
+        "status": "failed",
+        "detail": "StoreUnavailable: Another connection has held the database's write lock for "
+        f"longer than {DATABASE_WRITE_SECONDS} s (database is locked).",
+    }
+    assert client.get("/readyz").status_code == 200, "once the write ends, it is ready again"
+
+
+def _write_as_another_relay_process(name: str, writing, done) -> None:
+    """What a relay process does for a store transaction on SQLite: its turn, then the write lock,
+    here held until the test is done (or a minute and a half has passed)."""
+    turns = WriteTurns(f"sqlite:///{name}")
+    with turns:
+        writer = sqlite3.connect(name, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        writing.set()
+        done.wait(90)
+        writer.rollback()
+        writer.close()
+    turns.close()
+
+
+def test_a_call_waiting_on_another_process_s_long_write_gives_up_after_the_busy_timeout(own):
+    """Another relay process in a long SQLite write holds its turn to write as well as the lock:
+    a call waits for its turn at most BUSY_SECONDS, as for the lock, then answers 503, rather
+    than waiting for as long as the other process writes."""
+    if own.store.url.startswith("postgresql"):
+        pytest.skip("turns to write are SQLite's")
+    context = multiprocessing.get_context("fork")
+    writing, done = context.Event(), context.Event()
+    name = make_url(own.store.url).database
+    other = context.Process(target=_write_as_another_relay_process, args=(name, writing, done))
+    client = create_app(own).test_client()
+    publisher = bearer(own, "publisher", HACKNEY)
+    event = examples.encode(examples.routine("behind-a-long-write"))
+    caller = ThreadPoolExecutor(1)
+    other.start()
+    try:
+        assert writing.wait(10)
+        started = time.monotonic()
+        answer = caller.submit(client.post, "/api/v1/events", data=event, headers=publisher)
+        response = answer.result(timeout=BUSY_SECONDS + 15)
+        waited = time.monotonic() - started
+    finally:
+        done.set()
+        other.join(10)
+        caller.shutdown()
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert int(response.headers["Retry-After"]) > 0
+    assert BUSY_SECONDS <= waited < BUSY_SECONDS + 5
+    assert client.post("/api/v1/events", data=event, headers=publisher).status_code == 202
