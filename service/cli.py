@@ -207,8 +207,9 @@ def db() -> None:
 def db_upgrade() -> None:
     """Migrate the database to the newest schema and seed the London authorities.
 
-    It says each migration it applied, in a line, and then where the schema is; Alembic's own
-    narration at INFO (plugins set up, DDL assumed transactional) is quieted, not its warnings.
+    It prints a line for each migration it applies, then the revision the schema is at and the
+    database's location; Alembic's own narration at INFO (plugins set up, DDL assumed
+    transactional) is left out, not its warnings.
     """
     services = _services(migrating=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)

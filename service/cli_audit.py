@@ -102,7 +102,9 @@ def audit() -> None:
 @click.option("--no-checkpoint", is_flag=True, help="Do not sign a checkpoint of the head.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 def audit_verify(checkpoint_files, jwks_source, no_checkpoint, as_json) -> None:
-    """Walk the chain; exit 1 naming the first bad record. An intact head is checkpointed."""
+    """Walk the chain; exit 1 naming the first bad record, a judgement that no longer matches
+    its digest, or where the search index differs from the records. An intact head is
+    checkpointed."""
     jwks = read_jwks(jwks_source) if jwks_source else None
     kept = [read_text(path, "the checkpoint") for path in checkpoint_files]
     services = load_services()

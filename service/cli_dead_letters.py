@@ -37,9 +37,10 @@ def dead_letter_list(event_id: str | None, page_size: int, after: int) -> None:
         page = services.store.dead_letters.page(event_id, after, page_size)
     finally:
         services.close()
-    if not page.letters and event_id is not None:
+    if not page.letters:
+        which = f" with event id {event_id}" if event_id is not None else ""
         click.echo(
-            f"No dead letters with event id {event_id}; retention removes letters "
+            f"No dead letters{which}; retention removes letters "
             f"{services.settings.dead_letter_retention_days} days after they arrived."
         )
     for letter in page.letters:

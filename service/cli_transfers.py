@@ -57,7 +57,8 @@ def transfer_list(as_json: bool, **filters: Any) -> None:
 @click.argument("event_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def transfer_show(event_id: str, as_json: bool) -> None:
-    """One transfer: its state, basis, deliveries and timeline."""
+    """One transfer: its state, basis, deliveries and timeline; for an event id with no
+    transfer, whether and why the event was refused."""
     services = _services()
     try:
         view = services.store.transfers.view(event_id)

@@ -82,6 +82,12 @@ class Migration:
     title: str
 
 
+def _plain(doc: str) -> str:
+    """A migration's docstring as one line of plain text, for a terminal: reST's ````name````
+    marks a name, which reads better bare there."""
+    return " ".join(doc.replace("``", "").split())
+
+
 def bring_to_newest_schema(connection: sa.Connection) -> list[Migration]:
     """Migrate, unless the schema is at the newest revision already (most starts), one process
     at a time: on PostgreSQL under an advisory lock, on SQLite under the write lock that every
@@ -140,7 +146,7 @@ def _migrate(connection: sa.Connection, revision: str | None) -> list[Migration]
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     due = ScriptDirectory.from_config(config).iterate_revisions("head", revision or "base")
-    applied = [Migration(script.revision, " ".join(script.doc.split())) for script in due]
+    applied = [Migration(script.revision, _plain(script.doc)) for script in due]
     command.upgrade(config, "head")
     return applied[::-1]
 

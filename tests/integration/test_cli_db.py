@@ -152,6 +152,10 @@ def test_db_upgrade_says_each_migration_it_applied_in_a_line_and_then_where_the_
         "Applied 0002: Access: hashed API tokens with roles, and the broker users that publish "
         "for an authority."
     )
+    assert lines[9] == (  # its docstring marks up a column's name, which a terminal shows bare
+        "Applied 0010: How far the audit's recorded_at runs backwards along seq, kept on the "
+        "chain head."
+    )
     assert lines[-1] == (
         f"Database at the newest schema ({SCHEMA_REVISION}), {len(revisions)} migrations "
         f"applied: {where}"

@@ -30,6 +30,13 @@ def _refused(services) -> dict[str, bytes]:
     return bodies
 
 
+def test_no_dead_letters_is_said_not_left_blank(services):
+    listed = runner(services)("dead-letter", "list")
+
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.startswith("No dead letters; retention removes letters ")
+
+
 def test_dead_letters_are_listed_with_the_event_id_their_refusal_is_audited_under(services):
     bodies = _refused(services)
 
