@@ -100,7 +100,7 @@ def index_problems(session: Session) -> Iterator[str]:
     many transfers there are. Problems name records by seq, never transfers by event id, as the
     chain's do (the report is every auditor's).
     """
-    rows = session.execute(_EACH_TRANSFER.execution_options(yield_per=2000))
+    rows = session.execute(_each_transfer().execution_options(yield_per=2000))
     for row in rows:
         differs = _differences(row)
         if differs:
@@ -109,7 +109,7 @@ def index_problems(session: Session) -> Iterator[str]:
                 f"{row.seq} {differs}, so searches may find its records where they should not, "
                 "or miss them."
             )
-    strays = session.scalar(_STRAY_ENTRIES)
+    strays = session.scalar(_stray_entries())
     if strays:
         yield (
             f"The search index holds {strays} entries that no audit record gives: searches may "
@@ -118,7 +118,7 @@ def index_problems(session: Session) -> Iterator[str]:
 
 
 def _differences(row: sa.Row) -> str:
-    """What is wrong with a transfer's stored index entry (``_EACH_TRANSFER``), or ''."""
+    """What is wrong with a transfer's stored index entry (``_each_transfer``), or ''."""
     if row.indexed is None:
         return "is missing"
     received = {
@@ -185,7 +185,3 @@ def _stray_entries() -> sa.ScalarSelect:
         return sa.select(sa.func.count()).select_from(table).where(~arrived).scalar_subquery()
 
     return sa.select(without_record(t.AuditSubject) + without_record(t.AuditChildKey))
-
-
-_EACH_TRANSFER = _each_transfer()
-_STRAY_ENTRIES = _stray_entries()
