@@ -2,7 +2,10 @@
 
 Kept free of Flask and SQLAlchemy so the rules can be read, and tested, on their own. A token is
 a random secret shown once when made; only its SHA-256 is stored, which is enough for a secret
-of 256 random bits (no password-style stretching is needed to stop guessing).
+of 256 random bits (no password-style stretching is needed to stop guessing). A presented token
+is looked up by that digest: how long the lookup takes could tell a caller at most how much of
+the digest of what they sent matches a stored one, which brings them no nearer a secret, so no
+constant-time comparison is needed.
 
 A token expires: one copied into a script, a ticket or a laptop that is then forgotten stops
 working on its own, not only when someone remembers to revoke it. The default of 90 days bounds
@@ -10,7 +13,7 @@ how long a leaked token is good for to a quarter, while leaving a borough's case
 time to fit a new one; a year is the most, for a supplier that cannot deploy more often. No
 token is made that never expires: a case system changes tokens without a gap by being given the
 new one before the old one is revoked (README, "HTTP API and access"). Tokens made before expiry
-existed (migration 0009) have none, so an upgrade locked no one out; ``token list`` shows them.
+existed (migration 0009) were given one by migration 0013, 90 days after that upgrade.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ class TokenExpired(Exception):
         self.expired_at = expired_at
 
 
-def check_not_expired(expires_at: datetime | None, now: datetime) -> None:
-    """Raise TokenExpired from ``expires_at`` on; None (a token older than expiry) never does."""
-    if expires_at is not None and now >= expires_at:
+def check_not_expired(expires_at: datetime, now: datetime) -> None:
+    """Raise TokenExpired from ``expires_at`` on."""
+    if now >= expires_at:
         raise TokenExpired(expires_at)

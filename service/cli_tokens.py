@@ -66,13 +66,10 @@ def token_create(name: str, role: str, authority: str | None, expires_in_days: i
 @token.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def token_list(as_json: bool) -> None:
-    """Every token ever made, with when it expires (never, for one made before tokens expired)
-    and when it was revoked; never a secret."""
+    """Every token ever made, with when it expires and when it was revoked; never a secret."""
     services = _services()
     rows = services.store.access.tokens()
     services.close()
-    if not as_json:
-        rows = [{**row, "expires_at": row["expires_at"] or "never"} for row in rows]
     columns = ["token_id", "name", "role", "authority", "created_at", "expires_at", "revoked_at"]
     emit(rows, as_json, columns)
 

@@ -106,7 +106,7 @@ class Access:
                     "role": row.role,
                     "authority": row.authority_code,
                     "created_at": iso(row.created_at),
-                    "expires_at": iso(row.expires_at) if row.expires_at else None,
+                    "expires_at": iso(row.expires_at),
                     "revoked_at": iso(row.revoked_at) if row.revoked_at else None,
                 }
                 for row in rows

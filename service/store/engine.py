@@ -31,7 +31,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision. A store already at it needs no migrating, and every process
 # checks that at start-up: without Alembic, which would add about 10 MB to each of them
 # (with Mako, which it imports). tests/integration/test_store.py checks it is Alembic's head.
-SCHEMA_REVISION = "0012"
+SCHEMA_REVISION = "0013"
 
 
 # How long a process tries to switch a SQLite database to WAL while others hold it.

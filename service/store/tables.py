@@ -269,8 +269,7 @@ class ApiToken(Base):
     authority_code: Mapped[str | None] = mapped_column(sa.ForeignKey("authorities.code"))
     digest: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime]
-    # None: made before tokens expired (migration 0009), and never expires.
-    expires_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime]  # every token's, since migration 0013
     revoked_at: Mapped[datetime | None]
 
 
