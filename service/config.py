@@ -31,11 +31,17 @@ MIN_AUDIT_KEY_LENGTH = 32
 # The worker stores up to half its prefetch window per transaction (``service.worker``). Batches
 # of 32 rather than 16 took a sixth less CPU per event through the whole pipeline and delivered
 # 13-42% more per second in paired bench runs on 2 cores; batches of 64 saved nothing more.
-# A window of 64 events of at most ``MAX_EVENT_BYTES`` each holds at most 16 MiB unacknowledged;
-# with events near that limit a worker's peak PSS was the same as with a window of 32 (about
-# 115 MB, ``bench/relay.py --large``).
+# A window of 64 events of at most ``MAX_EVENT_BYTES`` each holds 16 MiB unacknowledged; with
+# events near that limit a worker's peak PSS was the same as with a window of 32 (about 115 MB,
+# ``bench/relay.py --large``).
 DEFAULT_PREFETCH = 64
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+# The most a worker's window may hold of events it would take, against a target of 150 MB a
+# worker: raising MAX_EVENT_BYTES alone, to its ceiling, would make it 512 MiB. What the window
+# holds of larger bodies, refused only once delivered whole, the broker's max_message_size
+# bounds (README, "Message size and the worker's memory"); 70 bodies of 1 MiB queued for a
+# worker with the default window took it from 68 to 102 MB.
+MAX_WINDOW_BYTES = 64 * 1024 * 1024
 # An event's envelope is its base64url (4/3 of it) with the basis around it: half the payload
 # the relay verifies (``signing``) leaves it room, so the relay can verify what it signs.
 MAX_EVENT_BYTES_CEILING = MAX_PAYLOAD_CHARACTERS // 2
@@ -80,6 +86,13 @@ class Settings:
             return value or default
 
         instance = Path(get("INSTANCE_DIR", "instance")).resolve()
+        max_event_bytes = _at_most(
+            _positive_int(get("MAX_EVENT_BYTES", str(DEFAULT_MAX_EVENT_BYTES)), "MAX_EVENT_BYTES"),
+            MAX_EVENT_BYTES_CEILING,
+            "MAX_EVENT_BYTES",
+        )
+        prefetch = _positive_int(get("PREFETCH", str(DEFAULT_PREFETCH)), "PREFETCH")
+        _check_window(prefetch, max_event_bytes)
         return cls(
             instance_dir=instance,
             database_url=_database_url(get("DATABASE_URL") or _sqlite_url(instance)),
@@ -92,14 +105,8 @@ class Settings:
             trusted_broker_users=tuple(
                 u.strip() for u in (get("TRUSTED_BROKER_USERS") or "").split(",") if u.strip()
             ),
-            max_event_bytes=_at_most(
-                _positive_int(
-                    get("MAX_EVENT_BYTES", str(DEFAULT_MAX_EVENT_BYTES)), "MAX_EVENT_BYTES"
-                ),
-                MAX_EVENT_BYTES_CEILING,
-                "MAX_EVENT_BYTES",
-            ),
-            prefetch=_positive_int(get("PREFETCH", str(DEFAULT_PREFETCH)), "PREFETCH"),
+            max_event_bytes=max_event_bytes,
+            prefetch=prefetch,
             log_level=_choice(get("LOG_LEVEL", "INFO").upper(), "LOG_LEVEL", LEVELS),
             log_format=_choice(get("LOG_FORMAT", "json"), "LOG_FORMAT", FORMATS),
             worker_name=get("WORKER_NAME", socket.gethostname()),
@@ -234,6 +241,20 @@ def _at_most(number: int, ceiling: int, name: str) -> int:
     if number > ceiling:
         raise ValueError(f"{PREFIX}{name} is at most {ceiling}, not {number}.")
     return number
+
+
+def _check_window(prefetch: int, max_event_bytes: int) -> None:
+    """Refuse a prefetch window that could hold more than ``MAX_WINDOW_BYTES`` of events: a
+    worker holds all of it in memory at once. Every process reads these settings, so the web
+    app refuses them too, as one deployment's processes share them."""
+    if prefetch * max_event_bytes > MAX_WINDOW_BYTES:
+        mib = 1024 * 1024
+        raise ValueError(
+            f"{PREFIX}PREFETCH ({prefetch}) messages of {PREFIX}MAX_EVENT_BYTES"
+            f" ({max_event_bytes}) each are {prefetch * max_event_bytes / mib:g} MiB in a"
+            f" worker's window; at most {MAX_WINDOW_BYTES // mib} MiB: set {PREFIX}PREFETCH to"
+            f" {MAX_WINDOW_BYTES // max_event_bytes} or less."
+        )
 
 
 def _positive_int(value: str, name: str) -> int:

@@ -46,6 +46,19 @@ def test_a_wrong_setting_is_named_and_no_password_is_repeated(name, value, said)
     assert "s3cret" not in str(refused.value)
 
 
+def test_a_window_of_events_too_big_for_a_worker_is_refused_saying_what_would_fit():
+    """Raising the event limit alone would let a worker hold 64 of them unacknowledged: at the
+    ceiling, 512 MiB against a target of 150 MB a worker."""
+    with pytest.raises(ValueError) as refused:
+        _settings(MAX_EVENT_BYTES="8388608")
+    assert str(refused.value) == (
+        "CAF_RELAY_PREFETCH (64) messages of CAF_RELAY_MAX_EVENT_BYTES (8388608) each are"
+        " 512 MiB in a worker's window; at most 64 MiB: set CAF_RELAY_PREFETCH to 8 or less."
+    )
+    assert _settings(MAX_EVENT_BYTES="8388608", PREFETCH="8").prefetch == 8
+    assert _settings(MAX_EVENT_BYTES="1048576").prefetch == 64
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
