@@ -130,10 +130,11 @@ class StrictFloat(fields.Float):
 
 
 # What JSON Schema's "date" and "date-time" formats take (RFC 3339), where Python's fromisoformat
-# also reads 20261120, 2026-W47-5 or a space for the T.
+# also reads 20261120, 2026-W47-5 or a space for the T, and an offset's minutes past 59 (it
+# reads "+01:60" as two hours, which a receiver's schema check refuses in the envelope).
 DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DATE_TIME_TEXT = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-5][0-9])"
 )
 
 

@@ -42,7 +42,8 @@ def read_json(data: bytes | str) -> Any:
 @functools.cache
 def yaml_loader() -> type:
     """YAML's safe loader, refusing a key given twice in one mapping as ``read_json`` does
-    (a ``yaml.constructor.ConstructorError``); a merge (``<<``) may still be overridden.
+    (a ``yaml.constructor.ConstructorError``), and so a date or time that is no day of the
+    calendar; a merge (``<<``) may still be overridden.
     YAML is imported only when a document comes as YAML: not in every worker process."""
     import yaml
 
@@ -62,6 +63,17 @@ def yaml_loader() -> type:
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+        def construct_yaml_timestamp(self, node):
+            """A date or time, or a ``ConstructorError`` saying where the text names none of
+            the calendar (2027-02-29): PyYAML raises a bare ValueError, naming no line."""
+            try:
+                return super().construct_yaml_timestamp(node)
+            except ValueError as exc:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{node.value!r} is no date or time: {exc}", node.start_mark
+                ) from exc
+
+    Loader.add_constructor("tag:yaml.org,2002:timestamp", Loader.construct_yaml_timestamp)
     return Loader
 
 

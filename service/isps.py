@@ -200,7 +200,9 @@ def confirm(
     confirmed = store.isps.confirm(isp_id, version, chosen, now=now, by=by)
     if confirmed is None:
         raise UnknownIsp(isp_id, version)
-    return summary(confirmed, decision_day(now))
+    today = decision_day(now)
+    speaking = in_force([r.document for r in recorded.values()], today)["version"]
+    return summary(confirmed, today, replaced=version < speaking)
 
 
 def import_isps(
@@ -315,12 +317,13 @@ def history(store: Store, isp_id: str, today: date) -> dict[str, Any]:
     versions = store.isps.versions(isp_id)
     if not versions:
         raise UnknownIsp(isp_id)
+    speaking = in_force([v.document for v in versions], today)["version"]
     return {
         "isp_id": isp_id,
         "current": summary(versions[-1], today),
         "versions": [
             {
-                **summary(v, today),
+                **summary(v, today, replaced=v.document["version"] < speaking),
                 "confirmations": [
                     {"party": c.party, "confirmed_at": iso(c.confirmed_at), "by": c.by}
                     for c in v.confirmations
@@ -378,11 +381,13 @@ def applicable(
     }
 
 
-def summary(recorded: RecordedIsp, today: date) -> dict[str, Any]:
-    """What the register shows of one version; ``today`` (a London day) for its review date.
+def summary(recorded: RecordedIsp, today: date, *, replaced: bool = False) -> dict[str, Any]:
+    """What the register shows of one version; ``today`` (a London day) for its review date;
+    ``replaced`` if a later version is in force that day.
 
     A version in force past its ``review_by`` still applies: the date asks its parties to review
-    it, it does not end it (``expires_on`` does). It is flagged ``review_overdue`` for them.
+    it, it does not end it (``expires_on`` does). It is flagged ``review_overdue`` for them; one
+    a later version has replaced is not, as it is the later one's review they are asked for.
     """
     document = recorded.document
     return {
@@ -394,13 +399,14 @@ def summary(recorded: RecordedIsp, today: date) -> dict[str, Any]:
         "effective_from": document["effective_from"],
         "expires_on": document.get("expires_on"),
         "unconfirmed": sorted(recorded.unconfirmed),
-        "review_overdue": _review_overdue(document, today),
+        "review_overdue": not replaced and _review_overdue(document, today),
         "recorded_at": iso(recorded.recorded_at),
     }
 
 
 def _review_overdue(document: dict[str, Any], today: date) -> bool:
-    """True for an active version in force ``today`` whose review date has passed."""
+    """True for an active version in effect ``today``, not expired, whose review date has
+    passed; whether a later version has replaced it, ``summary`` is told."""
     expires = document.get("expires_on")
     return (
         document["status"] == "active"

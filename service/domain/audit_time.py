@@ -39,10 +39,15 @@ class TimeOrder:
                 lag = max(lag, latest - moment)
         return TimeOrder(latest, lag)
 
-    def past(self, until: datetime) -> datetime:
+    def past(self, until: datetime) -> datetime | None:
         """The time whose first record, in seq order, ends a search up to ``until``: from it
-        on, every record is at or after ``until`` (module docstring)."""
-        return until + self.lag
+        on, every record is at or after ``until`` (module docstring). None if that time is past
+        the end of the calendar (``until`` late in year 9999): no record is that late, so the
+        search reads on to the last."""
+        try:
+            return until + self.lag
+        except OverflowError:
+            return None
 
     def first_span(self, earliest: datetime) -> datetime:
         """The end of the span of times in which the first record from a time lies, given

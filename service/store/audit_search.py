@@ -155,7 +155,8 @@ class AuditSearch:
                 statement = statement.where(record.recorded_at < query.until)
                 # From the first record at or after ``until`` and the lag, every record is at
                 # or after ``until``: the last page need not read on to the end of the log.
-                beyond = _first_record_from(session, order.past(query.until), order)
+                past = order.past(query.until)
+                beyond = None if past is None else _first_record_from(session, past, order)
                 if beyond is not None:
                     statement = statement.where(record.seq < beyond)
             rows = session.scalars(statement.order_by(record.seq).limit(query.page_size + 1)).all()

@@ -179,6 +179,29 @@ def test_an_isp_past_its_review_date_still_applies_and_is_flagged_for_review(ser
     assert suspended.get_json()["review_overdue"] is False, "a suspended one binds no one"
 
 
+def test_only_the_version_in_force_is_flagged_for_review_not_one_an_amendment_replaced(
+    services, client
+):
+    """Version 1's review date has passed, but version 2, in force since yesterday, replaced
+    it: it is version 2's review that the parties are asked for, in the history and in what a
+    confirmation of version 1 answers."""
+    admin = bearer(services, "admin")
+    today = decision_day(services.clock())
+    month_ago, yesterday, next_year = (
+        (today + timedelta(days=days)).isoformat() for days in (-30, -1, 365)
+    )
+    v1 = bilateral(effective_from=month_ago, review_by=yesterday)
+    v2 = bilateral(version=2, effective_from=yesterday, review_by=next_year)
+    assert client.post("/api/v1/isps", json=v1, headers=admin).status_code == 201
+    assert client.post(f"{ISP}/versions", json=v2, headers=admin).status_code == 201
+
+    shown = client.get(ISP, headers=admin).get_json()
+    confirmed = client.post(f"{ISP}/versions/1/confirm", headers=admin).get_json()
+
+    assert [v["review_overdue"] for v in shown["versions"]] == [False, False]
+    assert confirmed["review_overdue"] is False
+
+
 def test_an_isp_a_global_admin_records_binds_every_party_signed_for(services, client):
     created = client.post("/api/v1/isps", json=bilateral(), headers=bearer(services, "admin"))
     assert created.get_json()["unconfirmed"] == []

@@ -233,3 +233,15 @@ def _time_order(engine) -> tuple:
     head = AuditChainHead.__table__
     with engine.connect() as conn:
         return tuple(conn.execute(sa.select(head.c.latest_recorded_at, head.c.max_lag_us)).one())
+
+
+def test_a_search_up_to_the_end_of_the_calendar_finds_every_record(out_of_time_order):
+    """An ``until`` late in year 9999, as a caller may write for "no end": the time from which
+    the search could stop lies past the calendar, so it reads on to the last record (it was a
+    server error once the records' times had run backwards)."""
+    services, _ = out_of_time_order
+    everything = _search(services, page_size="500").records
+
+    found = _search(services, page_size="500", until="9999-12-31T23:59:59.999999Z").records
+
+    assert found == everything

@@ -186,6 +186,25 @@ def test_judgement_record_says_a_file_not_in_utf8_cannot_be_read(services, run, 
     assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
 
 
+def test_judgement_record_says_where_a_yaml_file_dates_it_on_a_day_that_does_not_exist(
+    services, run, tmp_path
+):
+    """YAML reads 2027-02-29T10:00:00Z as a time, and 2027 has no 29 February."""
+    path = tmp_path / "judgement.yaml"
+    text = yaml.safe_dump({**judgements.share(), "decided_at": "DECIDED"})
+    path.write_text(text.replace("decided_at: DECIDED", "decided_at: 2027-02-29T10:00:00Z"))
+    line = text.splitlines().index("decided_at: DECIDED") + 1
+
+    result = run("judgement", "record", PARKED, str(path))
+
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), "no traceback"
+    assert "judgement.yaml cannot be read as JSON or YAML" in result.output, result.output
+    assert "'2027-02-29T10:00:00Z' is no date or time: day is out of range" in result.output
+    assert f"line {line}," in result.output
+    assert services.store.transfers.view(PARKED)["state"] == "awaiting_judgement"
+
+
 def test_judgement_record_refuses_a_transfer_already_decided(run, tmp_path):
     path = tmp_path / "judgement.json"
     path.write_text(json.dumps(judgements.not_share()))

@@ -315,6 +315,15 @@ EVENT_MUTATIONS: dict[str, tuple[str, Mutation]] = {
         examples.AD_HOC_WITH_JUDGEMENT,
         lambda d: judgement_of(d)["lawful_basis"].update(article_6="6(1)(a)"),
     ),
+    # RFC 3339's offset minute runs to 59: Python reads "+01:60" as two hours.
+    "event time with an offset of 60 minutes": (
+        examples.ROUTINE_WITH_ISP,
+        lambda d: d.update(time="2026-11-20T10:15:00+01:60"),
+    ),
+    "judgement dated with an offset of 99 minutes": (
+        examples.AD_HOC_WITH_JUDGEMENT,
+        lambda d: judgement_of(d).update(decided_at="2026-11-20T09:40:00+00:99"),
+    ),
     "shared although the refusal of consent is said to be respected": (
         examples.AD_HOC_WITH_JUDGEMENT,
         lambda d: judgement_of(d).update(consent={"status": "refused", "explanation": "Refused."}),
