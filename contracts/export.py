@@ -336,7 +336,7 @@ def asyncapi() -> dict[str, Any]:
     """AsyncAPI 3.0: the exchange case systems publish to, and the dead letters caf-relay writes."""
     # Imported here: the topology belongs to the worker; contracts must not need service to load.
     from service import worker
-    from service.amqp_headers import LEFT_OUT_HEADER
+    from service.amqp_headers import EXPIRATION_HEADER, LEFT_OUT_HEADER, USER_ID_HEADER
     from service.relay import PROCESSING_FAILED, Rejection
 
     amqp_server = [{"$ref": "#/servers/rabbitmq"}]
@@ -408,13 +408,15 @@ def asyncapi() -> dict[str, Any]:
                 "title": "Dead letters",
                 "description": (
                     f"Rejected input, byte for byte as received: caf-relay publishes it to the "
-                    f"durable fanout exchange {worker.DEAD_EXCHANGE}, keeping the original routing "
-                    f"key, content type, message id and headers, and adds {worker.REASON_HEADER} "
-                    f"and {worker.REJECTION_HEADER}, and {worker.EVENT_ID_HEADER} when the event's "
-                    "id could be read. A publisher's header the copy cannot carry "
-                    "(one AMQP cannot encode again, or all of them if with the reason they would "
-                    f"not fit in one frame) is left out, and {LEFT_OUT_HEADER} counts those left "
-                    f"out. A message whose processing failed on each of "
+                    f"durable fanout exchange {worker.DEAD_EXCHANGE}, persistent, keeping the "
+                    "original routing key, properties and headers but for user_id and "
+                    f"expiration, which it carries as {USER_ID_HEADER} and {EXPIRATION_HEADER}, "
+                    f"and adds {worker.REASON_HEADER} and {worker.REJECTION_HEADER}, and "
+                    f"{worker.EVENT_ID_HEADER} when the event's id could be read. A publisher's "
+                    "header the copy cannot carry (one named x-caf-..., which only caf-relay "
+                    "writes; one AMQP cannot encode again; or all of them if with the reason "
+                    f"they would not fit in one frame) is left out, and {LEFT_OUT_HEADER} counts "
+                    "those left out. A message whose processing failed on each of "
                     f"{worker.DELIVERY_LIMIT} deliveries comes here too, with rejection "
                     f"{PROCESSING_FAILED} and the last error as the reason."
                 ),
@@ -492,6 +494,16 @@ def asyncapi() -> dict[str, Any]:
                                 "description": "The refused event's id, the one its rejected "
                                 "audit record is under; absent when none could be read (not "
                                 "JSON, too big, no usable id).",
+                            },
+                            USER_ID_HEADER: {
+                                "type": "string",
+                                "description": "The user_id the message was sent with, as the "
+                                "broker checked it; absent when it had none.",
+                            },
+                            EXPIRATION_HEADER: {
+                                "type": "string",
+                                "description": "The expiration the message was sent with; "
+                                "absent when it had none.",
                             },
                             LEFT_OUT_HEADER: {
                                 "type": "integer",

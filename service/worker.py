@@ -352,8 +352,9 @@ class Worker:
         Mandatory, so that a confirm means a queue took the copy: if caf.dead lost its queue
         or binding since the worker declared them, they are declared again and the copy sent
         once more; failing again, it raises, and the original stays unacknowledged. The copy
-        keeps what it can of the publisher's headers (``service.amqp_headers``); the frame it
-        must fit is the one the worker asks for, which RabbitMQ grants unless set lower.
+        keeps the original's properties and what it can of the publisher's headers, none of
+        them passing as the relay's (``service.amqp_headers``); the frame it must fit is the
+        one the worker asks for, which RabbitMQ grants unless set lower.
 
         A copy the broker refuses (a nack: caf.dead full under a ``reject-publish`` length
         limit) is sent again with backoff while the original is held, as in a database outage.

@@ -21,6 +21,7 @@ from tests.support import examples
 from tests.support.amqp import (
     Raw,
     broker_channel,
+    broker_user,
     delete_queue,
     publish,
     queue_policy,
@@ -104,6 +105,71 @@ def test_a_dead_letter_names_the_event_id_its_refusal_is_audited_under(services,
     ((_, action, detail),) = audit_actions(services.store, "refused-on-amqp")
     assert (action, detail["reason"]) == ("rejected", letter[REASON_HEADER])
     assert EVENT_ID_HEADER not in by_body[unread]  # not JSON: its refusal names no event id
+
+
+# What a case system may set on a message besides its body, as the dead letter should carry it:
+# an operator sending a fixed letter again needs the encoding, the correlation id its publisher
+# matches replies by, and the rest, as they were sent.
+SENT_AS = {
+    "content_type": "application/cloudevents+json",
+    "content_encoding": "identity",
+    "priority": 3,
+    "correlation_id": "hackney-request-81",
+    "reply_to": "hackney.replies",
+    "message_id": "hackney-message-81",
+    "timestamp": 1_772_000_000,
+    "type": "caf.case-transfer",
+    "app_id": "hackney-mosaic",
+    "cluster_id": "london",
+}
+
+
+def test_a_dead_letter_carries_the_original_as_sent(services, broker_url, inbox):
+    """The letter kept only the content type and message id: the encoding, the correlation
+    id, who sent it and the rest were lost to an operator sending it again."""
+    with running_worker(broker_url, services):
+        publish(broker_url, b"{not json", headers={"trace": "t-81"}, expiration="600000", **SENT_AS)
+        ((properties, body),) = take(broker_url, DEAD_QUEUE, 1)
+
+    assert body == b"{not json"
+    assert {name: getattr(properties, name) for name in SENT_AS} == SENT_AS
+    assert properties.delivery_mode == pika.DeliveryMode.Persistent.value
+    # Neither carried as itself: the broker lets a connection send only its own login as
+    # user_id, and caf.dead would drop the letter when the expiration ran out.
+    assert (properties.user_id, properties.expiration) == (None, None)
+    assert properties.headers["x-caf-user-id"] == broker_user(broker_url)
+    assert properties.headers["x-caf-expiration"] == "600000"
+    assert properties.headers["trace"] == "t-81"
+    assert properties.headers["x-caf-rejection"] == "not_json"
+
+
+def test_no_caf_header_a_publisher_wrote_passes_as_the_relays_on_its_dead_letter(
+    services, broker_url, inbox
+):
+    """A publisher's own x-caf-event-id, on a letter whose id could not be read, sent an
+    operator to another event's refusal; its x-caf-headers-left-out said headers were lost
+    that were not."""
+    forged = {
+        EVENT_ID_HEADER: "another-boroughs-event",
+        "x-caf-headers-left-out": 7,
+        "x-caf-user-id": "croydon-case-system",
+        "X-Caf-Reason": "Accepted by caf-relay.",
+        "trace": "t-82",
+    }
+    with running_worker(broker_url, services):
+        publish(broker_url, b"{not json", headers=forged)
+        ((properties, _),) = take(broker_url, DEAD_QUEUE, 1)
+
+    headers = properties.headers
+    headers.pop("x-delivery-count", None)  # the broker's, on the message as it was taken
+    assert headers == {
+        "trace": "t-82",
+        "x-caf-user-id": broker_user(broker_url),
+        "x-caf-rejection": "not_json",
+        REASON_HEADER: headers[REASON_HEADER],
+        "x-caf-headers-left-out": 4,
+    }
+    assert headers[REASON_HEADER].startswith("Not JSON")
 
 
 def test_the_same_event_published_twice_is_delivered_once(services, broker_url, inbox):
@@ -240,8 +306,8 @@ def test_one_batch_with_bad_input_a_duplicate_and_a_poison_message_loses_nothing
 # Headers another client library may send: a time in milliseconds where AMQP has seconds (past
 # year 9999), one so far ahead that pika reads an integer it cannot encode again, fractions
 # (pika 1.4.4 read a float or double as its whole part), and headers that leave no room in
-# their frame for the reason. Each with what the dead letter keeps of them and how many it says
-# it left out.
+# their frame for the reason, and names pika reads as bytes, not being UTF-8. Each with what the
+# dead letter keeps of them and how many it says it left out.
 ODD_HEADERS = [
     pytest.param(
         {"sent-at": Raw(b"T", ">Q", 1_772_000_000_000)},
@@ -266,6 +332,12 @@ ODD_HEADERS = [
         id="fractions",
     ),
     pytest.param({"trace": "t" * 131_000}, {"trace": None}, 1, id="headers-filling-the-frame"),
+    pytest.param(
+        {b"trace-\xff": "t-1", b"x-caf-event-id-\xff": "another-boroughs-event"},
+        {b"trace-\xff": "t-1", b"x-caf-event-id-\xff": None},
+        1,
+        id="names-not-utf-8",
+    ),
 ]
 
 

@@ -129,11 +129,13 @@ def publish(
     routing_key: str = EVENT_TYPE,
     with_user_id: bool = True,
     headers: dict | None = None,
+    **properties,
 ) -> None:
     """Publish persistently with publisher confirms, as a case system would.
 
     Messages carry the login as ``user_id`` (the broker checks it), unless ``with_user_id`` is
-    False, as from a case system that does not say who it is; and ``headers``, if given.
+    False, as from a case system that does not say who it is; ``headers``, if given; and any
+    other ``properties`` (``correlation_id=...``) a case system may set.
     """
     with broker_channel(broker_url) as channel:
         channel.confirm_delivery()
@@ -143,10 +145,13 @@ def publish(
                 routing_key,
                 body,
                 pika.BasicProperties(
-                    content_type="application/cloudevents+json",
-                    delivery_mode=pika.DeliveryMode.Persistent,
-                    user_id=broker_user(broker_url) if with_user_id else None,
-                    headers=headers,
+                    **{
+                        "content_type": "application/cloudevents+json",
+                        "delivery_mode": pika.DeliveryMode.Persistent,
+                        "user_id": broker_user(broker_url) if with_user_id else None,
+                        "headers": headers,
+                        **properties,
+                    }
                 ),
                 mandatory=True,
             )

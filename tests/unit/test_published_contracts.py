@@ -27,7 +27,7 @@ from contracts.judgement import JudgementSchema
 from contracts.reference import LONDON_AUTHORITIES
 from contracts.vocabulary import EVENT_DATASCHEMA, EVENT_TYPE
 from service import worker
-from service.amqp_headers import LEFT_OUT_HEADER
+from service.amqp_headers import EXPIRATION_HEADER, LEFT_OUT_HEADER, USER_ID_HEADER
 from service.domain.basis import decide_basis
 from service.domain.envelope import Organisation, build_envelope
 from service.domain.minimise import minimise
@@ -497,6 +497,8 @@ def test_asyncapi_dead_letter_headers_are_the_ones_the_worker_sends():
         worker.REASON_HEADER,
         worker.REJECTION_HEADER,
         worker.EVENT_ID_HEADER,
+        USER_ID_HEADER,
+        EXPIRATION_HEADER,
         LEFT_OUT_HEADER,
     }
     assert documented[worker.REJECTION_HEADER]["enum"] == [r.value for r in Rejection] + [
