@@ -219,17 +219,30 @@ class AdapterCache:
         self._adapters: dict[str, tuple[datetime, str, Adapter]] = {}
         self._lock = threading.Lock()
 
-    def get(self, store: Store, authority: str, updated_at: datetime | None) -> tuple[str, Adapter]:
-        """The authority's adapter, current if its setting was last changed at ``updated_at``
-        (as read when its envelopes were claimed); its secrets are decrypted only when it was
-        changed since it was built. A claim read before the last change finds the adapter
-        built since, not a new one in place of the one other threads are using."""
+    def get(self, store: Store, authority: str) -> tuple[str, Adapter]:
+        """The authority's adapter as it is set now; its secrets are decrypted only when it
+        was changed since it was built.
+
+        Each delivery group asks as it starts, however long ago its envelopes were claimed or
+        handed over: an admin who moves a recipient's endpoint, or removes its adapter, has no
+        envelope sent the old way after that. While the database cannot say, the adapter
+        already built is used, as its deliveries will be recorded once it is back."""
+        try:
+            updated_at = store.adapter_updated_at(authority)
+        except StoreUnavailable:
+            with self._lock:
+                cached = self._adapters.get(authority)
+            if cached is None:
+                raise
+            return cached[1], cached[2]
         replaced = None
         try:
             with self._lock:
                 cached = self._adapters.get(authority)
-                if cached is not None and updated_at is not None and cached[0] == updated_at:
+                if cached is not None and cached[0] == updated_at:
                     return cached[1], cached[2]
+                # Read again: changed once more since, it is built as it stands, and a thread
+                # that read before another's change does not replace the adapter built since.
                 setting = store.organisations.adapter_setting(authority)
                 if cached is not None and setting is not None and cached[0] == setting.updated_at:
                     return cached[1], cached[2]
@@ -416,9 +429,7 @@ class Deliverer:
         recipient = claimed.envelope.to_authority
         if recipient not in adapters:
             try:
-                adapters[recipient] = self._adapters.get(
-                    self._store, recipient, claimed.adapter_updated_at
-                )
+                adapters[recipient] = self._adapters.get(self._store, recipient)
             except Exception as exc:
                 return exc
         return adapters[recipient]

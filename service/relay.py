@@ -181,17 +181,22 @@ class Relay:
         transaction fails, other than for the database being unavailable, each message is
         stored on its own.
         ``StoreUnavailable`` propagates, with nothing stored. With a ``lease``, the envelopes
-        that can be delivered at once are stored under it, each in its message's ``held``.
+        that can be delivered at once are stored under it, each in its message's ``held``
+        (but on the last try, which does not check the reference, and those decided on a day
+        that has ended since: they are claimed instead).
         """
         for tries_left in reversed(range(REFERENCE_TRIES)):
-            # The last try stores without the check, on a reference read moments before.
+            # The last try stores without the check, on a reference read moments before, and
+            # holds nothing under the lease: an ISP suspended since then would not see its
+            # envelopes to withdraw them, so they go through a claim, which does
+            # (``service.store.ended_isps``).
             reference = self._store.intake_reference()
             outcomes = self._decide_all(messages, reference)
             decided = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, _Decided)]
             try:
                 stored = self._store.record_intake(
                     [o.stored for _, o in decided],
-                    lease=lease,
+                    lease=lease if tries_left else None,
                     reference=reference if tries_left else None,
                 )
                 break
@@ -207,10 +212,37 @@ class Relay:
                     for i, outcome in decided:
                         outcomes[i] = self._store_alone(outcome)
                 return outcomes  # type: ignore[return-value]
-        held = {claimed.envelope.event_id: claimed for claimed in stored.held}
+        held = self._held_to_hand_over(stored.held, [o.stored for _, o in decided])
         for (i, outcome), repeat in zip(decided, stored.repeats, strict=True):
             outcomes[i] = outcome.after_storing(repeat, held.get(outcome.received.event_id))
         return outcomes  # type: ignore[return-value]
+
+    def _held_to_hand_over(
+        self, held: Sequence[Claimed], stored: Sequence[NewTransfer | RejectedInput]
+    ) -> dict[str, Claimed]:
+        """The envelopes stored under the lease, by event id, to deliver without a claim; but
+        those decided on a London day that has ended since are given back, for a claim to take.
+        An ISP may have expired at midnight, and the new day's first claim withdrawn what waited
+        under it before they were stored: the claim that takes them looks at their ISP
+        (``service.store.ended_isps``), as it does for a batch stored unheld."""
+        if not held:
+            return {}
+        today = decision_day(self._clock())
+        decided_on = {
+            new.event["id"]: decision_day(new.received_at)
+            for new in stored
+            if isinstance(new, NewTransfer)
+        }
+        late = [c for c in held if decided_on[c.envelope.event_id] < today]
+        if late:
+            try:
+                self._store.outbox.record([], late)
+            except Exception:
+                log.exception(
+                    "envelopes decided before midnight not given back; their leases will run out",
+                    extra={"event_id": ",".join(c.envelope.event_id for c in late)},
+                )
+        return {c.envelope.event_id: c for c in held if decided_on[c.envelope.event_id] >= today}
 
     def _decide_all(
         self, messages: Sequence[tuple[bytes, Sender]], reference: IntakeReference

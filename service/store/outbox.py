@@ -62,9 +62,6 @@ class Claimed:
     attempts_before: int
     enqueued_at: datetime
     retry: dict[str, Any] | None
-    # When the recipient's adapter was last set, as of the claim: enough to tell a cached
-    # adapter is current without another transaction per delivery group.
-    adapter_updated_at: datetime | None
     lease: Lease  # tells this claim from a later one on the item
 
 
@@ -86,9 +83,9 @@ _WAITING_STREAMS = sa.select(_item.c.to_authority, _item.c.case_reference).where
 )
 _INSERT_ITEMS = sa.insert(_item)
 _INSERT_ITEMS_RETURNING_IDS = sa.insert(_item).returning(_item.c.id, sort_by_parameter_order=True)
-_ADAPTER_SETTINGS = sa.select(
-    _adapter.c.authority_code, _adapter.c.retry, _adapter.c.updated_at
-).where(_adapter.c.authority_code.in_(sa.bindparam("codes", expanding=True)))
+_ADAPTER_SETTINGS = sa.select(_adapter.c.authority_code, _adapter.c.retry).where(
+    _adapter.c.authority_code.in_(sa.bindparam("codes", expanding=True))
+)
 # The items that would send envelopes now delivered: by envelope, not by item id, which SQLite
 # hands out again once the newest item is gone (to a judgement's new envelope for the same
 # transfer, say, or to another transfer's), and which a redelivery of the same envelope changes.
@@ -569,13 +566,9 @@ def insert_items(
     if not held:
         return []
     codes = list({row["to_authority"] for _, row, _ in held})
-    settings = {
-        code: (retry, updated_at)
-        for code, retry, updated_at in session.execute(_ADAPTER_SETTINGS, {"codes": codes})
-    }
+    retries = dict(session.execute(_ADAPTER_SETTINGS, {"codes": codes}).all())
     claimed = []
     for item_id, row, envelope in held:
-        retry, adapter_updated_at = settings.get(row["to_authority"], (None, None))
         claimed.append(
             Claimed(
                 item_id=item_id,
@@ -583,8 +576,7 @@ def insert_items(
                 case_reference=row["case_reference"],
                 attempts_before=0,
                 enqueued_at=row["enqueued_at"],
-                retry=retry,
-                adapter_updated_at=adapter_updated_at,
+                retry=retries.get(row["to_authority"]),
                 lease=lease,
             )
         )
@@ -596,7 +588,7 @@ def _claimed_by(session: Session, lease: Lease, which: sa.ColumnElement[bool]) -
     order."""
     item = t.OutboxItem
     rows = session.execute(
-        sa.select(item, t.Envelope, t.AdapterConfig.retry, t.AdapterConfig.updated_at)
+        sa.select(item, t.Envelope, t.AdapterConfig.retry)
         .join(t.Envelope, sa.and_(t.Envelope.event_id == item.event_id, NOT_WITHDRAWN))
         .outerjoin(t.AdapterConfig, t.AdapterConfig.authority_code == item.to_authority)
         .where(which)
@@ -618,8 +610,7 @@ def _claimed_by(session: Session, lease: Lease, which: sa.ColumnElement[bool]) -
             attempts_before=row.attempts,
             enqueued_at=row.enqueued_at,
             retry=retry,
-            adapter_updated_at=adapter_updated_at,
             lease=lease,
         )
-        for row, envelope, retry, adapter_updated_at in rows
+        for row, envelope, retry in rows
     ]

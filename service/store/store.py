@@ -239,6 +239,18 @@ class Store:
 
     # -- adapters -----------------------------------------------------------------------------
 
+    def adapter_updated_at(self, authority: str) -> datetime | None:
+        """When ``authority``'s adapter was last set (None: it has none), as committed now; for
+        a delivery group to check, as it starts, that the adapter it has is still the one set.
+        One statement, outside any transaction on PostgreSQL, and a snapshot on SQLite, which
+        queues for no write turn: it costs a delivery group a round trip, not a transaction."""
+        with unavailable_as_store_error(), self._engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                connection = connection.execution_options(**{READ_ONLY_SNAPSHOT: True})
+            return connection.scalar(_ADAPTER_UPDATED_AT, {"authority": authority})
+
     def authority_keys(self, authority: str) -> dict[str, Any] | None:
         with self._transaction() as session:
             return session.scalar(sa.select(t.Authority.jwks).where(t.Authority.code == authority))
@@ -325,6 +337,10 @@ _STORED_SENDERS = sa.select(_transfer.c.event_id, _transfer.c.from_authority).wh
 )
 _INSERT_TRANSFERS = sa.insert(_transfer)
 _INSERT_ENVELOPES = sa.insert(t.Envelope.__table__)
+# Every delivery group runs it (``Store.adapter_updated_at``), so it too is built once.
+_ADAPTER_UPDATED_AT = sa.select(t.AdapterConfig.__table__.c.updated_at).where(
+    t.AdapterConfig.__table__.c.authority_code == sa.bindparam("authority")
+)
 
 
 def _authorities(session: Session) -> dict[str, str]:

@@ -36,7 +36,7 @@ from tests.conftest import BROKER_HOST
 from tests.support import examples, withdrawing
 from tests.support.adapter_plugins import install_adapters
 from tests.support.amqp import wait_until
-from tests.support.https_receiver import event_ids, https_recipients
+from tests.support.https_receiver import HttpsReceiver, event_ids, https_recipients
 from tests.support.store_reads import audit_actions, outbound
 from tests.support.tcp_proxy import tcp_proxy
 from tests.support.tokens import bearer
@@ -861,10 +861,6 @@ def test_an_envelope_handed_over_at_intake_follows_its_recipients_own_retry_sett
 
     (outcome,) = services.relay.receive_many([(body, EMBEDDED)], lease=lease)
 
-    assert (
-        outcome.held.adapter_updated_at
-        == services.store.organisations.adapter_setting(ISLINGTON).updated_at
-    )
     # The service's default allows 3 attempts; Islington's own setting allows 1.
     assert _deliverer(services).deliver_group([outcome.held]).results == ["failed"]
     assert services.store.transfers.view("own-retry")["state"] == "failed"
@@ -1149,24 +1145,59 @@ def _claim(services, *event_ids):
     return [item for item in claimed if item.envelope.event_id in event_ids]
 
 
-def test_a_claim_made_before_its_adapter_changed_does_not_close_the_new_one_in_use(
-    services, camden_on_amqp
+def test_a_group_that_read_its_adapter_before_it_changed_does_not_close_the_new_one_in_use(
+    services, camden_on_amqp, monkeypatch
 ):
-    """Two delivery threads: one took Camden's new adapter, the other holds a claim read
-    before the change. The stale claim must not replace (and close) the adapter the first is
-    about to publish on."""
+    """Two delivery threads: one took Camden's new adapter, the other read when Camden's adapter
+    was set just before the change, and asks the cache after the first. It must not replace
+    (and close) the adapter the first is about to publish on."""
     _, settings = camden_on_amqp
-    _send(services, "stale", case="C-1", to=CAMDEN)
-    (stale,) = _claim(services, "stale")
+    before = services.store.adapter_updated_at(CAMDEN)
     services.store.organisations.set_adapter(CAMDEN, "amqp", settings, GUEST)  # e.g. a rotation
     _send(services, "fresh", case="C-2", to=CAMDEN)
     (fresh,) = _claim(services, "fresh")
-    assert stale.adapter_updated_at != fresh.adapter_updated_at
 
-    _, in_use = services.adapters.get(services.store, CAMDEN, fresh.adapter_updated_at)
-    _, for_stale = services.adapters.get(services.store, CAMDEN, stale.adapter_updated_at)
+    _, in_use = services.adapters.get(services.store, CAMDEN)
+    monkeypatch.setattr(services.store, "adapter_updated_at", lambda authority: before)
+    _, for_stale = services.adapters.get(services.store, CAMDEN)
     assert isinstance(in_use.deliver(fresh.envelope), Receipt)
     assert for_stale is in_use
+
+
+@pytest.mark.parametrize("change", ["moved", "removed"])
+def test_an_envelope_claimed_before_its_recipients_adapter_changed_is_not_sent_the_old_way(
+    services, receiver, tmp_path, change
+):
+    """Islington's admin moves its endpoint, or removes its adapter, while an envelope to it is
+    claimed (or handed over at intake) and the old adapter is in use: a delivery that starts
+    after the change must not go to the old endpoint."""
+    _send(services, "before", case="C-1")
+    assert _deliverer(services).deliver_due("test") == 1  # Islington's adapter, built, in use
+    _send(services, "claimed", case="C-2")
+    claimed = _claim(services, "claimed")
+
+    with HttpsReceiver(tmp_path / "moved") as moved:
+        if change == "moved":
+            services.store.organisations.set_adapter(
+                ISLINGTON,
+                "https",
+                {"url": f"{moved.url}/{ISLINGTON}", "ca_bundle": str(moved.ca_bundle)},
+                {"bearer_token": "token-for-the-new-endpoint"},
+                by=OPERATOR,
+            )
+        else:
+            services.store.organisations.remove_adapter(ISLINGTON, by=OPERATOR)
+        outcome = _deliverer(services).deliver_group(claimed).results
+
+    assert event_ids(receiver.requests) == ["before"], "nothing sent the old way"
+    (attempt,) = services.store.transfers.view("claimed")["deliveries"]
+    if change == "moved":
+        assert outcome == ["delivered"]
+        assert event_ids(moved.requests) == ["claimed"]
+        assert attempt["detail"] == f"HTTP 202 from {moved.url}/{ISLINGTON}"
+    else:
+        assert outcome == ["retry"]
+        assert attempt["detail"] == f"Adapter not usable: No adapter is configured for {ISLINGTON}."
 
 
 def test_replacing_an_adapter_whose_broker_is_stuck_holds_up_no_other_recipient(

@@ -11,9 +11,11 @@ import pytest
 from service.access import OPERATOR
 from service.domain.basis import decision_day
 from service.judgements import Judgements
+from service.relay import Relay
 from service.sealing import Sealer
+from service.senders import EMBEDDED
 from service.store.isps import IspChange
-from service.store.outbox import IN_FLIGHT_THEN_FAILED
+from service.store.outbox import IN_FLIGHT_THEN_FAILED, Lease
 from service.web import create_app
 from tests.support import examples, judgements, withdrawing
 from tests.support.https_receiver import event_ids, https_recipients
@@ -254,6 +256,39 @@ def test_a_transfer_decided_on_the_last_day_and_stored_after_the_new_days_sweep_
     withdrawing.send(services, "just-before-midnight")
 
     assert withdrawing.deliverer(services, next_day).deliver_due("test") == 0
+
+    assert receiver.requests == [], "nothing sent under the expired ISP"
+    view = services.store.transfers.view("just-before-midnight")
+    assert view["state"] == "awaiting_judgement"
+    (withdrawn,) = withdrawing.withdrawn(services, "just-before-midnight")
+    assert (withdrawn["status"], withdrawn["ended_by_version"]) == ("expired", 2)
+
+
+def test_a_batch_a_worker_decided_on_the_last_day_and_stored_after_midnight_is_not_sent(
+    services, receiver
+):
+    """As above, but stored by a worker, which holds what a claim could take at once for its
+    own delivery process to send without a claim: decided just before midnight, the batch is
+    stored after it, and what it holds must not go out under the expired ISP either."""
+    _expiring_today(services)
+    next_day = _days_later(services, 1)
+    assert withdrawing.deliverer(services, next_day).deliver_due("test") == 0
+    decided_at = iter([services.clock()])  # then it is the next day
+    relay = Relay(
+        services.store,
+        Sealer(services.keyring),
+        child_keys=services.child_keys,
+        max_event_bytes=services.settings.max_event_bytes,
+        clock=lambda: next(decided_at, None) or next_day(),
+    )
+    body = examples.encode(examples.routine("just-before-midnight", case="just-before-midnight"))
+    lease = Lease("worker", next_day() + timedelta(minutes=2))
+
+    (outcome,) = relay.receive_many([(body, EMBEDDED)], lease=lease)
+    assert outcome.state == "signed"
+    if outcome.held is not None:  # as the worker's delivery process would deliver it
+        withdrawing.deliverer(services, next_day).deliver_group([outcome.held])
+    withdrawing.deliverer(services, next_day).deliver_due("test")
 
     assert receiver.requests == [], "nothing sent under the expired ISP"
     view = services.store.transfers.view("just-before-midnight")

@@ -13,6 +13,8 @@ from html import escape
 
 import pytest
 
+from service.access import OPERATOR
+from service.relay import REFERENCE_TRIES
 from service.senders import EMBEDDED
 from service.store.outbox import Lease
 from service.subject_access import render_html
@@ -582,3 +584,39 @@ def test_a_late_delivery_after_a_judgement_to_share_leaves_the_judgements_envelo
     withdrawing.deliverer(services).deliver_due("test")
     assert event_ids(receiver.requests) == ["late-shared", "late-shared"]
     assert services.store.transfers.view("late-shared")["state"] == "delivered"
+
+
+def test_a_batch_decided_again_as_the_register_changes_is_not_sent_under_an_isp_suspended_meanwhile(
+    services, receiver, client, monkeypatch
+):
+    """Admins are busy: the register changes while a worker's batch is decided, again and
+    again, until the batch is stored on its last try without checking the register; the ISP is
+    suspended between that decision and the storing. The worker's delivery process must not
+    send the envelope under the suspended ISP."""
+    read = services.store.intake_reference
+    tries = []
+
+    def read_as_admins_change_the_register():
+        reference = read()
+        tries.append(reference.version)
+        if len(tries) < REFERENCE_TRIES:
+            services.store.access.set_broker_publisher(
+                f"camden-cms-{len(tries)}", "E09000007", by=OPERATOR
+            )
+        else:
+            _suspend(services, client)
+        return reference
+
+    monkeypatch.setattr(services.store, "intake_reference", read_as_admins_change_the_register)
+    lease = Lease("worker", services.clock() + timedelta(minutes=2))
+    outcome = withdrawing.send(services, "decided-thrice", lease=lease)
+    assert len(tries) == REFERENCE_TRIES
+
+    if outcome.held is not None:  # as the worker's delivery process would deliver it
+        withdrawing.deliverer(services).deliver_group([outcome.held])
+    withdrawing.deliverer(services).deliver_due("test")
+
+    assert receiver.requests == [], "nothing sent under the suspended ISP"
+    assert services.store.transfers.view("decided-thrice")["state"] == "awaiting_judgement"
+    (withdrawn,) = withdrawing.withdrawn(services, "decided-thrice")
+    assert withdrawn["status"] == "suspended"
