@@ -14,14 +14,17 @@ signing (when it entered the outbox) to the end of the attempt that delivered it
 Whose figures: a global scrape (the operator's Prometheus, with a global monitor token, or a
 global admin) gets the whole deployment's; an auditor's or an authority's monitor's, its own
 authority's, as everywhere else in the API: the transfers it sent, and those to it once sent
-(``seen_by``). Another borough's volumes, outcomes and failing recipients are that borough's
-business. The figures no one authority owns, the deployment's rejected input and the broker,
-are the operator's alone, so an authority's scrape leaves them out.
+(``seen_by``); and of failed deliveries, every attempt on a transfer it sent or that was sent to
+it, even one parked again since, as a counter must never fall. Another borough's volumes,
+outcomes and failing recipients are that borough's business. The figures no one authority owns,
+the deployment's rejected input and the broker, are the operator's alone, so an authority's
+scrape leaves them out.
 
 Metrics:
 - ``caf_relay_transfers{state}``: transfers by outcome (awaiting_judgement, withheld, signed,
   delivered, failed); ``caf_relay_transfers_by_basis{basis}``: by isp, judgement or none;
-- ``caf_relay_events_rejected_total{rejection}``: inbound events refused, by reason;
+- ``caf_relay_events_rejected_total{rejection}``: inbound events refused, by reason, each reason
+  from 0 (``REJECTIONS``);
 - ``caf_relay_delivery_latency_seconds``: histogram of the times from signing (entering the
   outbox) to delivered; a redelivered transfer counts from its first signing;
 - ``caf_relay_delivery_failures_total{adapter_type,authority}``: failed delivery attempts
@@ -30,7 +33,10 @@ Metrics:
   how long its oldest envelope has waited (queue lag);
 - with a broker configured, ``caf_relay_broker_up``, ``caf_relay_broker_queue_messages{queue}``
   (messages ready in caf.transfers, i.e. not yet taken in, and in caf.dead) and
-  ``caf_relay_broker_queue_consumers{queue}`` (on caf.transfers, the workers taking events in).
+  ``caf_relay_broker_queue_consumers{queue}`` (on caf.transfers, the workers taking events in),
+  from the app's ``BrokerProbe`` (``service.broker_probe``): on the one connection the process
+  keeps, at most a few seconds old, and waited for a few seconds at most, so that a broker down
+  or silent is ``caf_relay_broker_up 0``, not a failed or hung scrape.
 
 Alert on ``caf_relay_transfers{state="failed"} > 0`` (someone must redeliver), on a growing
 ``caf_relay_outbox_oldest_seconds`` (a recipient has been unreachable for that long), on a
@@ -55,9 +61,11 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from contracts.api.transfers import TRANSFER_STATES
 from service.audit import BASIS_KINDS
-from service.readiness import broker_queues
+from service.broker_probe import BrokerProbe
+from service.relay import PROCESSING_FAILED, Rejection
 from service.store.store import Store
 
+REJECTIONS = (*(rejection.value for rejection in Rejection), PROCESSING_FAILED)
 # Seconds; from a delivery made at once to one that waited out a recipient's day-long outage.
 LATENCY_BOUNDS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 
@@ -67,13 +75,13 @@ class StoreCollector(Collector):
         self,
         store: Store,
         clock: Callable[[], datetime],
-        broker_url: str | None = None,
+        broker: BrokerProbe | None = None,
         viewer: str | None = None,
     ) -> None:
         """``viewer``: the authority whose figures to give; None for the whole deployment's."""
         self._store = store
         self._clock = clock
-        self._broker_url = broker_url
+        self._broker = broker
         self._viewer = viewer
 
     def collect(self) -> Iterator[Metric]:
@@ -90,8 +98,8 @@ class StoreCollector(Collector):
             failures.add_metric([row.adapter_type or "none", row.authority], row.failures)
         yield failures
         yield from self._outbox()
-        if self._broker_url and self._viewer is None:
-            yield from self._broker(self._broker_url)
+        if self._broker and self._viewer is None:
+            yield from self._broker_queues(self._broker)
 
     def _transfers(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily("caf_relay_transfers", "Transfers by state.", labels=["state"])
@@ -113,7 +121,10 @@ class StoreCollector(Collector):
         rejected = CounterMetricFamily(
             "caf_relay_events_rejected", "Inbound events refused, by reason.", labels=["rejection"]
         )
-        for rejection, count in sorted(self._store.operations.rejections().items()):
+        # Each reason from 0, so that the first of one is an increase: a series that first
+        # appears at 1 is no increase to rate() and increase(), and an alert on them misses it.
+        counts = dict.fromkeys(REJECTIONS, 0) | self._store.operations.rejections()
+        for rejection, count in sorted(counts.items()):
             rejected.add_metric([rejection], count)
         return rejected
 
@@ -145,13 +156,14 @@ class StoreCollector(Collector):
         )
 
     @staticmethod
-    def _broker(broker_url: str) -> Iterator[Metric]:
-        try:
-            queues = broker_queues(broker_url)
-        except Exception:  # an unreachable broker is a metric, not a failed scrape
-            queues = None
-        up = 0 if queues is None else 1
-        yield GaugeMetricFamily("caf_relay_broker_up", "1 if the broker answered.", value=up)
+    def _broker_queues(probe: BrokerProbe) -> Iterator[Metric]:
+        # None when the broker did not answer: a metric, not a failed scrape.
+        queues = probe.reading().queues
+        yield GaugeMetricFamily(
+            "caf_relay_broker_up",
+            "Whether the broker answered its last reading (1) or not (0).",
+            value=0 if queues is None else 1,
+        )
         depth = GaugeMetricFamily(
             "caf_relay_broker_queue_messages", "Messages ready in a queue.", labels=["queue"]
         )
@@ -171,10 +183,10 @@ class StoreCollector(Collector):
 def registry_for(
     store: Store,
     clock: Callable[[], datetime],
-    broker_url: str | None = None,
+    broker: BrokerProbe | None = None,
     viewer: str | None = None,
 ) -> CollectorRegistry:
     """The metrics of the whole deployment, or (``viewer``) of one authority's transfers."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store, clock, broker_url, viewer))
+    registry.register(StoreCollector(store, clock, broker, viewer))
     return registry

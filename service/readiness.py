@@ -1,48 +1,29 @@
 """Whether this process can do its work now: the database answers and, if it uses one, the broker.
 
 ``/readyz`` reports each check with the reason it failed, for the operator reading it; a reason
-names the error, never a URL's password (it is masked wherever it would appear). The broker is
-probed with a fresh connection and short timeouts, so a broker that hangs makes the check fail
-in seconds rather than hold the caller; so is the database, where on SQLite the check takes the
-write lock and waits at most ``DATABASE_WRITE_SECONDS`` for it. ``/readyz`` needs no token, so
-its broker check is taken at most once every ``BROKER_CHECK_SECONDS`` in a process
-(``SpacedBrokerCheck``): anyone who can reach it could otherwise have the relay open broker
-connections as fast as they call it.
+names the error, never a URL's password (it is masked wherever it would appear). The broker's
+answer is the app's ``BrokerProbe``'s last reading (``service.broker_probe``: one connection
+kept, a reading at most every few seconds, none waited for longer than a few seconds), so
+calling ``/readyz``, which needs no token, cannot have the relay open broker connections; the
+database is asked at each call, where on SQLite the check takes the write lock and waits at most
+``DATABASE_WRITE_SECONDS`` for it.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-import pika
-import pika.exceptions
-
 from adapters.pika_errors import socket_error
+from service.broker_probe import BrokerReading
 from service.store.store import Store
-from service.worker import DEAD_QUEUE, TRANSFERS_QUEUE
 
-PROBE_TIMEOUT_SECONDS = 3
 # How long the database check waits for SQLite's write lock: a probe must answer within its
 # orchestrator's timeout (Kubernetes' default is 1 s, often raised to a few), where the busy
 # timeout of ordinary calls is 30 s; a database no one can write to for this long is not ready.
 DATABASE_WRITE_SECONDS = 2
-# Shorter than any load balancer's or orchestrator's probe interval (Kubernetes' default is 10 s),
-# so each of their probes still sees the broker as it is.
-BROKER_CHECK_SECONDS = 5
-QUEUES = (TRANSFERS_QUEUE, DEAD_QUEUE)
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*):[^@\s]*@")
-
-
-@dataclass(frozen=True)
-class QueueState:
-    """What the broker says of a queue when it is declared passively."""
-
-    messages: int  # ready, not yet taken by a consumer
-    consumers: int
 
 
 @dataclass(frozen=True)
@@ -62,61 +43,10 @@ def check_database(store: Store) -> Check:
     return Check(True, "The database answers.")
 
 
-def check_broker(broker_url: str) -> Check:
-    try:
-        broker_queues(broker_url)
-    except Exception as exc:  # any failure to reach the broker makes this not ready
-        return Check(False, _reason(exc, broker_url))
-    return Check(True, "The broker accepts connections.")
-
-
-class SpacedBrokerCheck:
-    """``check_broker`` taken at most once every ``BROKER_CHECK_SECONDS``: a caller within them
-    gets the last result, and callers who come while it is being taken wait for it rather than each
-    opening a connection of their own."""
-
-    def __init__(self, broker_url: str) -> None:
-        self._broker_url = broker_url
-        self._lock = threading.Lock()
-        self._last: tuple[float, Check] | None = None
-
-    def check(self) -> Check:
-        with self._lock:
-            if self._last is None or time.monotonic() - self._last[0] >= BROKER_CHECK_SECONDS:
-                checked = check_broker(self._broker_url)
-                self._last = (time.monotonic(), checked)
-            return self._last[1]
-
-
-def broker_queues(broker_url: str) -> dict[str, QueueState | None]:
-    """Each of the relay's queues as the broker sees it (None for one not declared yet).
-
-    Raises whatever pika raises when the broker cannot be reached or refuses the login.
-    """
-    parameters = pika.URLParameters(broker_url)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = PROBE_TIMEOUT_SECONDS
-    parameters.stack_timeout = PROBE_TIMEOUT_SECONDS
-    parameters.blocked_connection_timeout = PROBE_TIMEOUT_SECONDS
-    connection = pika.BlockingConnection(parameters)
-    try:
-        return {queue: _queue_state(connection, queue) for queue in QUEUES}
-    finally:
-        connection.close()
-
-
-def _queue_state(connection: pika.BlockingConnection, queue: str) -> QueueState | None:
-    channel = connection.channel()
-    try:
-        declared = channel.queue_declare(queue, passive=True).method
-        return QueueState(declared.message_count, declared.consumer_count)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == 404:  # the worker declares it when it first starts
-            return None
-        raise
-    finally:
-        if channel.is_open:
-            channel.close()
+def check_broker(reading: BrokerReading, broker_url: str) -> Check:
+    if reading.error is not None:  # whatever kept the broker from answering makes this not ready
+        return Check(False, _reason(reading.error, broker_url))
+    return Check(True, "The broker answers.")
 
 
 def _reason(exc: Exception, url: str) -> str:

@@ -19,6 +19,7 @@ from service.api.failures import answer_failures
 from service.api.guard import EXTENSION, app_services, authenticate
 from service.api.problems import ProblemApi
 from service.bootstrap import Services, services_from_env
+from service.broker_probe import BrokerProbe
 
 API_BLUEPRINTS = (events.blp, transfers.blp, audit.blp, authorities.blp, isps.blp)
 
@@ -67,6 +68,8 @@ def create_app(services: Services | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_event_bytes
     app.extensions[EXTENSION] = services
+    if services.settings.broker_url:
+        app.extensions[operations.BROKER_PROBE] = BrokerProbe(services.settings.broker_url)
     app.before_request(refuse_nul_in_url)
     app.before_request(authenticate)
     app.after_request(protect_answer)

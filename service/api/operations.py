@@ -9,12 +9,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.access import Role
 from service.api.guard import allow, app_services, principal
+from service.broker_probe import BrokerProbe
 from service.metrics import registry_for
-from service.readiness import SpacedBrokerCheck, check_database
+from service.readiness import check_broker, check_database
 
 blp = Blueprint("operations", __name__)
-# The app's own broker check for /readyz (``service.readiness.SpacedBrokerCheck``).
-BROKER_CHECK = "caf_relay.broker_check"
+# Where ``web.create_app`` keeps the app's ``BrokerProbe``, when the app uses a broker.
+BROKER_PROBE = "caf_relay.broker_probe"
 
 
 @blp.get("/metrics")
@@ -23,9 +24,7 @@ def metrics() -> Response:
     """Prometheus metrics; counts only, never personal data. A global monitor's or admin's are
     the whole deployment's; an auditor's or an authority's monitor's, its authority's."""
     services = app_services()
-    registry = registry_for(
-        services.store, services.clock, services.settings.broker_url, principal().authority
-    )
+    registry = registry_for(services.store, services.clock, _broker(), principal().authority)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -39,18 +38,19 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, HTTPStatus]:
     """200 when the database (and the broker, if one is configured) answer; else 503 saying
     which check failed and why. Open like ``/healthz``: it says nothing but that, and its
-    broker check is taken at most every few seconds, so that calling it cannot have the relay
-    open a broker connection each time."""
+    broker check is the app's ``BrokerProbe``'s reading, so that calling it cannot have the
+    relay open a broker connection."""
     services = app_services()
     checks = {"database": check_database(services.store)}
-    if services.settings.broker_url:
-        broker = current_app.extensions.setdefault(
-            BROKER_CHECK, SpacedBrokerCheck(services.settings.broker_url)
-        )
-        checks["broker"] = broker.check()
+    if broker := _broker():
+        checks["broker"] = check_broker(broker.reading(), services.settings.broker_url)
     ready = all(check.ok for check in checks.values())
     body = {
         "status": "ready" if ready else "not_ready",
         "checks": {name: check.as_dict() for name, check in checks.items()},
     }
     return jsonify(body), HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def _broker() -> BrokerProbe | None:
+    return current_app.extensions.get(BROKER_PROBE)

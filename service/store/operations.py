@@ -90,7 +90,13 @@ class OperationsCounts:
             return {kind: count for kind, count in rows}
 
     def delivery_failures(self, viewer: str | None = None) -> list[FailureCount]:
-        """Failed delivery attempts by adapter type and receiving authority."""
+        """Failed delivery attempts by adapter type and receiving authority.
+
+        A viewer's count takes in the attempts on every transfer it sent or that was sent to it,
+        not only on those it sees now: one parked again since its attempts (its ISP suspended)
+        would otherwise take them out, and a counter that falls is, to Prometheus, a restart,
+        after which all it counts is counted again as new.
+        """
         attempt = t.DeliveryAttempt
         statement = (
             sa.select(attempt.adapter_type, t.Transfer.to_authority, sa.func.count())
@@ -100,7 +106,10 @@ class OperationsCounts:
             .group_by(attempt.adapter_type, t.Transfer.to_authority)
         )
         if viewer:
-            statement = statement.where(seen_by(viewer))
+            transfer = t.Transfer
+            statement = statement.where(
+                sa.or_(transfer.from_authority == viewer, transfer.to_authority == viewer)
+            )
         with self._transaction() as session:
             return [FailureCount(*row) for row in session.execute(statement)]
 

@@ -8,13 +8,14 @@ import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.readiness import BROKER_CHECK_SECONDS
+from service.broker_probe import BROKER_CHECK_SECONDS, PROBE_TIMEOUT_SECONDS
 from service.secrets import SecretBox
 from service.store.store import Store
 from service.web import create_app
@@ -134,9 +135,74 @@ def test_metrics_say_whether_a_worker_takes_events_in(services, broker_url):
     wait_until(lambda: _scrape(services, broker_url)[consumers] == 0)
 
 
+def test_scrapes_and_readiness_checks_keep_one_broker_connection_and_see_the_queues_now(
+    services, broker_url
+):
+    """Two Prometheus servers scraping and an orchestrator probing ``/readyz`` have the web
+    process open no broker connection of their own: it keeps one, opening another only when
+    the broker has dropped it, and every figure is at most one interval old."""
+    reset_topology(broker_url)
+    waiting = ("caf_relay_broker_queue_messages", ("queue", TRANSFERS_QUEUE))
+    up = ("caf_relay_broker_up",)
+    with _proxied(broker_url) as (proxy, url):
+        client = create_app(_with(services, broker_url=url)).test_client()
+        with ThreadPoolExecutor(4) as callers:
+            scrapes = list(callers.map(lambda _: _read(client, services), range(8)))
+            ready = list(callers.map(lambda _: client.get("/readyz").status_code, range(8)))
+        assert [(s[up], s[waiting]) for s in scrapes] == [(1, 0)] * 8
+        assert ready == [200] * 8
+
+        publish(broker_url, *(examples.encode(examples.routine(f"queued-{n}")) for n in range(2)))
+        time.sleep(BROKER_CHECK_SECONDS)
+        assert client.get("/readyz").status_code == 200
+        assert _read(client, services)[waiting] == 2
+        assert proxy.accepted == 1
+
+        proxy.cut()  # the broker dropped the connection between two scrapes: not a broker down
+        time.sleep(BROKER_CHECK_SECONDS)
+        after = _read(client, services)
+        assert (after[up], after[waiting]) == (1, 2)
+        assert proxy.accepted == 2
+
+
+def test_a_scrape_answers_within_seconds_when_the_broker_stops_answering(services, broker_url):
+    """A broker that keeps the connection but answers nothing (overloaded, or cut off beyond
+    the network's next hop) would hold a scrape until pika's heartbeat gave up, two minutes,
+    past any Prometheus scrape timeout and gunicorn's worker timeout: it is a broker down."""
+    with _proxied(broker_url) as (proxy, url):
+        client = create_app(_with(services, broker_url=url)).test_client()
+        assert _read(client, services)[("caf_relay_broker_up",)] == 1
+        proxy.hold_answers()
+        time.sleep(BROKER_CHECK_SECONDS)
+
+        started = time.monotonic()
+        metrics = _read(client, services)
+        assert time.monotonic() - started < PROBE_TIMEOUT_SECONDS + 1
+        assert metrics[("caf_relay_broker_up",)] == 0
+        assert not any(name.startswith("caf_relay_broker_queue") for name, *_ in metrics)
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.get_json()["checks"]["broker"]["detail"] == (
+            f"TimeoutError: The broker did not answer within {PROBE_TIMEOUT_SECONDS} seconds."
+        )
+
+
+@contextmanager
+def _proxied(broker_url):
+    """A proxy in front of the test broker, and the test vhost's URL through it."""
+    parts = urlsplit(broker_url)
+    with tcp_proxy(BROKER_HOST, parts.port or 5672) as proxy:
+        yield proxy, f"amqp://guest:guest@127.0.0.1:{proxy.port}{parts.path}"
+
+
 def _scrape(services, broker_url) -> dict[tuple, float]:
-    app = create_app(_with(services, broker_url=broker_url))
-    text = app.test_client().get("/metrics", headers=bearer(services, "admin")).get_data(True)
+    return _read(create_app(_with(services, broker_url=broker_url)).test_client(), services)
+
+
+def _read(client, services) -> dict[tuple, float]:
+    response = client.get("/metrics", headers=bearer(services, "admin"))
+    assert response.status_code == 200
+    text = response.get_data(True)
     return {
         (sample.name, *sorted(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)

@@ -186,3 +186,58 @@ def test_an_auditor_sees_only_its_own_authoritys_envelopes_waiting(services):
     assert islington[("caf_relay_outbox_pending",)] == 0
     assert islington[("caf_relay_outbox_oldest_seconds",)] == 0
     assert _scrape(services, "auditor", CAMDEN)[("caf_relay_outbox_pending",)] == 1
+
+
+def test_an_authoritys_failed_deliveries_stay_counted_when_its_transfer_is_parked_again(
+    services, receiver
+):
+    """A counter that falls is, to Prometheus, a restart, and what it counts next is all counted
+    again as new: the attempts that failed to reach Islington stay in its figures after the
+    ISP's suspension parks the transfer, which Islington no longer sees."""
+    receiver.respond_with(503, 503)
+    assert _receive(services, examples.routine("to-islington", case="C-1")) == "signed"
+    _deliver_due(services)
+    failed = (
+        "caf_relay_delivery_failures_total",
+        ("adapter_type", "https"),
+        ("authority", ISLINGTON),
+    )
+    assert _scrape(services, "auditor", ISLINGTON)[failed] == 2
+
+    suspended = (
+        create_app(services)
+        .test_client()
+        .post(
+            "/api/v1/isps/pan-london-caf/suspend",
+            json={"reason": "Breach under investigation."},
+            headers=bearer(services, "admin", HACKNEY),
+        )
+    )
+    assert suspended.status_code == 201
+    assert services.store.transfers.view("to-islington")["state"] == "awaiting_judgement"
+
+    assert _scrape(services, "auditor", ISLINGTON)[failed] == 2
+    assert _scrape(services, "auditor", HACKNEY)[failed] == 2
+
+
+def test_every_reason_for_refusing_an_event_is_counted_from_zero(services):
+    """So that the first event refused for a reason is an increase to Prometheus, and an alert
+    on ``increase(caf_relay_events_rejected_total[5m]) > 0`` fires for it; a series that first
+    appears at 1 is no increase."""
+    rejected = {
+        dict(k[1:])["rejection"]: v
+        for k, v in _scrape(services).items()
+        if k[0] == "caf_relay_events_rejected_total"
+    }
+    assert rejected == {
+        "oversized": 0,
+        "not_json": 0,
+        "contract_violation": 0,
+        "unknown_authority": 0,
+        "forged_sender": 0,
+        "id_conflict": 0,
+        "processing_failed": 0,
+    }
+
+    services.relay.receive(b"not json", sender=EMBEDDED)
+    assert _scrape(services)[("caf_relay_events_rejected_total", ("rejection", "not_json"))] == 1
