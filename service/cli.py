@@ -23,19 +23,25 @@ from service.cli_isps import isp
 from service.cli_tokens import token
 from service.cli_transfers import judgement, transfer
 from service.signing import KeyRing, VerificationError, verify, write_new_key
-from service.store.engine import SCHEMA_REVISION, SchemaBehind, SchemaTooNew, StoreUnavailable
+from service.store.engine import (
+    SCHEMA_REVISION,
+    MigrationFailed,
+    SchemaBehind,
+    SchemaTooNew,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
 
 class _Commands(click.Group):
     """Every command: a database that cannot be reached, whose schema a newer release made, or
-    that has yet to be migrated, is a one-line error (exit 1)."""
+    that has yet to be migrated, or a migration that fails, is a one-line error (exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (StoreUnavailable, SchemaTooNew, SchemaBehind) as exc:
+        except (StoreUnavailable, SchemaTooNew, SchemaBehind, MigrationFailed) as exc:
             raise click.ClickException(str(exc)) from exc
 
 
@@ -218,13 +224,51 @@ def db_upgrade() -> None:
         click.echo(f"Applied {migration.revision}: {migration.title}")
     where = services.store.location
     if applied:
-        count = f"{len(applied)} migration{'s' if len(applied) > 1 else ''} applied"
-        click.echo(f"Database at the newest schema ({SCHEMA_REVISION}), {count}: {where}")
+        count = _migrations(len(applied))
+        click.echo(f"Database at the newest schema ({SCHEMA_REVISION}), {count} applied: {where}")
     else:
         click.echo(
             f"Database already at the newest schema ({SCHEMA_REVISION}), nothing to apply: {where}"
         )
     services.close()
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.option("--yes", is_flag=True, help="Undo the migrations without asking first.")
+def db_downgrade(revision: str, yes: bool) -> None:
+    """Take the database's schema back to REVISION, before rolling back to the earlier release
+    whose schema that is (the one its processes name when they refuse the database).
+
+    Run it with this release, the one that migrated the database, with every process stopped:
+    the earlier release does not know how to undo this one's migrations. It lists each migration
+    it would undo, newest first, with what undoing it loses, and asks before undoing them, in
+    one transaction: one that fails leaves the database as it was.
+    """
+    services = _services(migrating=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        due = services.store.downgrade_plan(revision)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'REVISION'") from exc
+    where = services.store.location
+    if not due:
+        click.echo(f"Database already at revision {revision}, nothing to undo: {where}")
+        services.close()
+        return
+    for migration in due:
+        click.echo(f"Undo {migration.revision}: {migration.title}")
+        if migration.downgrading:
+            click.echo(f"  {migration.downgrading}")
+    if not yes:
+        click.confirm(f"Undo {_migrations(len(due))}, back to {revision}?", abort=True)
+    undone = services.store.downgrade(revision)
+    click.echo(f"Database at revision {revision}, {_migrations(len(undone))} undone: {where}")
+    services.close()
+
+
+def _migrations(count: int) -> str:
+    return f"{count} migration{'s' if count > 1 else ''}"
 
 
 @main.group()

@@ -76,10 +76,17 @@ def _revision(connection: sa.Connection) -> str | None:
 
 @dataclass(frozen=True)
 class Migration:
-    """A migration applied: its revision, and what it does (its docstring's first paragraph)."""
+    """A migration: its revision, what it does (its docstring's first paragraph), and what
+    undoing it loses (its paragraph that begins "Downgrading", if it has one)."""
 
     revision: str
     title: str
+    downgrading: str = ""
+
+
+class MigrationFailed(Exception):
+    """A migration failed; the transaction it ran in, and with it every migration of the same
+    upgrade or downgrade, was rolled back."""
 
 
 def _plain(doc: str) -> str:
@@ -88,11 +95,16 @@ def _plain(doc: str) -> str:
     return " ".join(doc.replace("``", "").split())
 
 
-def bring_to_newest_schema(connection: sa.Connection) -> list[Migration]:
-    """Migrate, unless the schema is at the newest revision already (most starts), one process
-    at a time: on PostgreSQL under an advisory lock, on SQLite under the write lock that every
-    transaction takes first. Returns the migrations applied, oldest first: those from the
-    revision found under the lock, so none another process applied first."""
+def _migration(script) -> Migration:
+    """A migration as its Alembic script's docstring describes it."""
+    paragraphs = script.longdoc.split("\n\n")
+    downgrading = [p for p in paragraphs if p.startswith("Downgrading")]
+    return Migration(script.revision, _plain(paragraphs[0]), _plain("".join(downgrading[:1])))
+
+
+def _lock_for_migrating(connection: sa.Connection) -> None:
+    """Migrate one process at a time: on PostgreSQL under an advisory lock, on SQLite under the
+    write lock that every transaction takes first."""
     if connection.dialect.name == "postgresql":
         # A migration may rewrite a large table (0004), and the processes queued on the lock
         # wait as long: the statement limit of ordinary calls is lifted for them.
@@ -101,11 +113,20 @@ def bring_to_newest_schema(connection: sa.Connection) -> list[Migration]:
         # But a table another release's workers are using is not waited for without end, as
         # their statements would then queue behind the migration's lock.
         connection.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+
+
+def bring_to_newest_schema(connection: sa.Connection) -> list[Migration]:
+    """Migrate, unless the schema is at the newest revision already (most starts), one process
+    at a time. Returns the migrations applied, oldest first: those from the revision found
+    under the lock, so none another process applied first."""
+    _lock_for_migrating(connection)
     revision = _revision(connection)
     _refuse_newer(revision)
     if revision == SCHEMA_REVISION:
         return []
-    return _migrate(connection, revision)
+    config = _alembic(connection)  # Alembic imported here: most starts have nothing to do
+    due = [_migration(s) for s in _scripts(config).iterate_revisions("head", revision or "base")]
+    return _run(config, "upgrade", "head", due[::-1], revision)
 
 
 def _refuse_newer(revision: str | None) -> None:
@@ -113,8 +134,8 @@ def _refuse_newer(revision: str | None) -> None:
     if revision is not None and revision > SCHEMA_REVISION:  # revisions are zero-padded numbers
         raise SchemaTooNew(
             f"The database's schema is at revision {revision}, newer than this release's "
-            f"{SCHEMA_REVISION}: run the release that migrated it, or first downgrade the "
-            f"database to {SCHEMA_REVISION} with that release's Alembic migrations."
+            f"{SCHEMA_REVISION}: run the release that migrated it, or first take the database "
+            f"back with that release's `caf-relay db downgrade {SCHEMA_REVISION}`."
         )
 
 
@@ -135,20 +156,77 @@ def require_migrated(connection: sa.Connection) -> None:
         )
 
 
-def _migrate(connection: sa.Connection, revision: str | None) -> list[Migration]:
-    """Bring the schema from ``revision`` to Alembic's head, returning the migrations that took
-    it there (Alembic imported here: most starts have nothing to do)."""
-    from alembic import command
+def downgrade_plan(connection: sa.Connection, target: str) -> list[Migration]:
+    """The migrations that taking the schema back to revision ``target`` undoes, newest first;
+    ``ValueError`` if ``target`` is not one of this release's revisions, or not behind the
+    schema. Only this release, or a newer one, knows how to undo its migrations."""
+    revision = _revision(connection)
+    _refuse_newer(revision)
+    if revision is None:
+        raise SchemaBehind("The database has no caf-relay schema: there is nothing to downgrade.")
+    scripts = _scripts(_alembic(connection))
+    if target not in {script.revision for script in scripts.walk_revisions()}:
+        raise ValueError(
+            f"{target!r} is not a revision of this release: give one from 0001 to "
+            f"{SCHEMA_REVISION}, the revision the release rolled back to needs."
+        )
+    if target > revision:
+        raise ValueError(
+            f"The database's schema is at revision {revision}, behind {target}: "
+            "there is nothing to downgrade."
+        )
+    return [_migration(script) for script in scripts.iterate_revisions(revision, target)]
+
+
+def take_schema_back_to(connection: sa.Connection, target: str) -> list[Migration]:
+    """Undo the migrations after revision ``target``, one process at a time and in one
+    transaction, as an upgrade applies them. Returns the migrations undone, newest first."""
+    _lock_for_migrating(connection)
+    due = downgrade_plan(connection, target)
+    if not due:
+        return []
+    return _run(_alembic(connection), "downgrade", target, due, due[0].revision)
+
+
+def _alembic(connection: sa.Connection):
+    """Alembic's configuration for this release's migrations, run on ``connection``."""
     from alembic.config import Config
-    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    due = ScriptDirectory.from_config(config).iterate_revisions("head", revision or "base")
-    applied = [Migration(script.revision, _plain(script.doc)) for script in due]
-    command.upgrade(config, "head")
-    return applied[::-1]
+    return config
+
+
+def _scripts(config):
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(config)
+
+
+def _run(
+    config, direction: str, target: str, due: list[Migration], revision: str | None
+) -> list[Migration]:
+    """Run Alembic's ``direction`` (upgrade or downgrade) to ``target`` through ``due``, the
+    migrations in the order it takes them. One that fails is ``MigrationFailed``, naming it and
+    the revision the database is left at: the caller's transaction is rolled back, not
+    committed, so none of ``due`` stays done."""
+    from alembic import command
+
+    done: list[object] = []
+    config.attributes["on_version_apply"] = lambda **step: done.append(step)
+    try:
+        getattr(command, direction)(config, target)
+    except Exception as exc:
+        failed = due[len(done)]
+        # The driver's first line: PostgreSQL's DETAIL, on the next, may quote a row's values.
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0].rstrip(".")
+        left = f"revision {revision}" if revision else "no schema"
+        raise MigrationFailed(
+            f"Migration {failed.revision} ({failed.title}) failed to {direction}: {cause}. "
+            f"The database is left at {left}, as it was before this {direction}."
+        ) from exc
+    return due
 
 
 @contextmanager

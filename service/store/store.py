@@ -39,8 +39,10 @@ from service.store.engine import (
     StoreUnavailable,
     bring_to_newest_schema,
     busy_within,
+    downgrade_plan,
     make_engine,
     require_migrated,
+    take_schema_back_to,
     unavailable_as_store_error,
 )
 from service.store.isps import IspChange, Isps
@@ -194,6 +196,19 @@ class Store:
             if missing:
                 connection.execute(sa.insert(t.Authority), missing)
         return applied
+
+    def downgrade_plan(self, revision: str) -> list[Migration]:
+        """The migrations ``downgrade(revision)`` would undo, newest first; it only reads."""
+        with unavailable_as_store_error(), self._engine.connect() as connection:
+            return downgrade_plan(
+                connection.execution_options(**{READ_ONLY_SNAPSHOT: True}), revision
+            )
+
+    def downgrade(self, revision: str) -> list[Migration]:
+        """Take the schema back to ``revision``, for an earlier release to run on, in one
+        transaction under the lock an upgrade takes. Returns the migrations undone."""
+        with unavailable_as_store_error(), self._engine.begin() as connection:
+            return take_schema_back_to(connection, revision)
 
     def require_migrated(self) -> None:
         """Raise ``SchemaBehind`` (or ``SchemaTooNew``) unless the schema is this release's: for

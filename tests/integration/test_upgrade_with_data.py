@@ -23,13 +23,13 @@ from service.bootstrap import build_services
 from service.senders import EMBEDDED
 from service.signing import verify
 from service.store import tables as t
-from service.store.engine import SCHEMA_REVISION, make_engine
+from service.store.engine import SCHEMA_REVISION, MigrationFailed, make_engine
 from service.web import create_app
 from tests.conftest import fixed_clock, fresh_database, services_on
 from tests.support import examples, judgements, tokens
 from tests.support.https_receiver import https_recipients
 from tests.support.isps import NEWHAM
-from tests.support.migrations import migrate
+from tests.support.migrations import REFUSING_HEAD_UPDATES, migrate
 
 ISLINGTON = "E09000019"
 # The recipients of the routine example, of the ad hoc one, and of the one parked.
@@ -158,27 +158,6 @@ def test_a_populated_store_upgraded_from_each_earlier_revision_keeps_its_data_an
     assert [letter.reason for letter in letters.letters] == ["malformed JSON"]
 
 
-# A trigger that fails any change to the audit's chain head, as migration 0010 makes one.
-REFUSING_HEAD_UPDATES = {
-    "sqlite": (
-        [
-            "CREATE TRIGGER refuse_head BEFORE UPDATE ON audit_chain_head"
-            " BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
-        ],
-        "DROP TRIGGER refuse_head",
-    ),
-    "postgresql": (
-        [
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
-            " AS $$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$",
-            "CREATE TRIGGER refuse_head BEFORE UPDATE ON audit_chain_head"
-            " FOR EACH ROW EXECUTE FUNCTION refuse()",
-        ],
-        "DROP TRIGGER refuse_head ON audit_chain_head",
-    ),
-}
-
-
 def test_an_upgrade_that_fails_part_way_leaves_the_store_as_it_was(tmp_path):
     """From 0007, 0008 rebuilds envelopes and delivery attempts (on SQLite) and 0009 adds a
     column before 0010 fails on the chain head: the store is left at 0007, schema and rows,
@@ -196,7 +175,7 @@ def test_an_upgrade_that_fails_part_way_leaves_the_store_as_it_was(tmp_path):
                 for statement in create:
                     connection.execute(sa.text(statement))
             before, schema = _rows(engine), _schema(engine)
-            with pytest.raises(sa.exc.DBAPIError, match="refused for the test"):
+            with pytest.raises(MigrationFailed, match="refused for the test"):
                 services.store.initialise()
             after, schema_after = _rows(engine), _schema(engine)
             with engine.begin() as connection:

@@ -15,6 +15,8 @@ def run(conn) -> None:
         target_metadata=Base.metadata,
         render_as_batch=conn.dialect.name == "sqlite",
         compare_type=True,
+        # The store's count of the migrations done, to name the one that fails.
+        on_version_apply=config.attributes.get("on_version_apply"),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,5 +1,8 @@
 """Access: hashed API tokens with roles, and the broker users that publish for an authority.
 
+Downgrading drops every API token and broker publisher: no one can call the API, nor
+publish for an authority, until they are set up again.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-25 11:00:00

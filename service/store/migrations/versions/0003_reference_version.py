@@ -4,6 +4,8 @@ Intake keeps the authorities, the ISPs and the broker publishers in memory betwe
 checks, in the transaction that stores a batch, that this counter still reads what it read with
 them. Database triggers move it, so a change made by any process, or by hand in SQL, is seen.
 
+Downgrading drops the counter and its triggers; nothing else is lost.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01 18:50:00

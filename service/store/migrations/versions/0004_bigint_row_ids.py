@@ -9,6 +9,9 @@ would fail. Both the columns and their sequences become 64-bit. SQLite needs no 
 ``ALTER COLUMN ... TYPE`` rewrites each table under an exclusive lock, so on a large store run
 ``caf-relay db upgrade`` while the workers are stopped.
 
+Downgrading narrows the ids to 32 bits again on PostgreSQL, and fails if any is beyond
+2,147,483,647; on SQLite it changes nothing.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-04 04:00:00

@@ -12,6 +12,7 @@ and ones already purged, are not touched.
 
 It reads and rewrites the shared transfers 500 at a time, one transaction in all: on a large
 table, run ``caf-relay db upgrade`` before starting the new release, not at a worker's start.
+
 Downgrading changes nothing: the case data removed is not restored.
 
 Revision ID: 0006

@@ -4,6 +4,8 @@
 order every page read and sorted the whole table (a sequential scan of 200,000 transfers took
 about 140-190 ms a page on PostgreSQL, growing with the table).
 
+Downgrading drops the index; nothing else is lost.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-08 09:00:00

@@ -9,6 +9,9 @@ only the records within that lag of it (``service.domain.audit_time``).
 
 The upgrade reads every record's seq and time once, in seq order (a few seconds a million).
 
+Downgrading drops the two columns; upgrading again computes them from the log, so nothing
+is lost.
+
 Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-10 09:00:00

@@ -6,6 +6,8 @@ for a rare one, or one not there at all, the whole log (93-300 ms at 1M records 
 growing with it; with the index about 1 ms). The index costs about 3 microseconds an appended
 record and 36 MB a million records; building it reads the log once (about 2 s a million).
 
+Downgrading drops the index; nothing else is lost.
+
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-07 23:10:00

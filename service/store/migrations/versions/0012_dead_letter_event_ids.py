@@ -5,6 +5,8 @@ time. The column is nullable: a letter whose body could not be read for an id (n
 big, no usable ``id``), or kept before this migration, has none. Adding a nullable column
 rewrites nothing; the index reads the table once, which retention keeps small.
 
+Downgrading drops the index and the column, and with it every dead letter's event id.
+
 Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-07 23:30:00
