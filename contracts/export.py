@@ -411,7 +411,9 @@ def asyncapi() -> dict[str, Any]:
                     f"durable fanout exchange {worker.DEAD_EXCHANGE}, persistent, keeping the "
                     "original routing key, properties and headers but for user_id and "
                     f"expiration, which it carries as {USER_ID_HEADER} and {EXPIRATION_HEADER}, "
-                    f"and adds {worker.REASON_HEADER} and {worker.REJECTION_HEADER}, and "
+                    f"and adds {worker.REASON_HEADER}, {worker.REJECTION_HEADER} and "
+                    f"{worker.EXCHANGE_HEADER}, the exchange the message came through (empty for "
+                    "the default exchange), and "
                     f"{worker.EVENT_ID_HEADER} when the event's id could be read. A publisher's "
                     "header the copy cannot carry (one named x-caf-..., which only caf-relay "
                     "writes; one AMQP cannot encode again; or all of them if with the reason "
@@ -487,6 +489,12 @@ def asyncapi() -> dict[str, Any]:
                                 "enum": [rejection.value for rejection in Rejection]
                                 + [PROCESSING_FAILED],
                                 "description": "Why the message was refused, as a stable code.",
+                            },
+                            worker.EXCHANGE_HEADER: {
+                                "type": "string",
+                                "description": "The exchange the message was published to, "
+                                "empty when sent straight to the queue through the default "
+                                "exchange: with the routing key, where to send it again.",
                             },
                             worker.EVENT_ID_HEADER: {
                                 "type": "string",

@@ -48,6 +48,9 @@ REASON_HEADER = "x-caf-reason"
 REJECTION_HEADER = "x-caf-rejection"
 # The refused event's id, when it could be read: the id its ``rejected`` audit record is under.
 EVENT_ID_HEADER = "x-caf-event-id"
+# The exchange the original was published to ("" for the default exchange, straight to the
+# queue): with the routing key, what an operator needs to send a fixed letter again.
+EXCHANGE_HEADER = "x-caf-exchange"
 STOP_CHECK_SECONDS = 0.2  # how often a worker waiting out an outage looks for stop()
 _BROKER_LOST = (
     pika.exceptions.AMQPConnectionError,
@@ -135,7 +138,8 @@ class _Message:
 def _earlier_deliveries(message: _Message) -> int:
     """How often the broker delivered the message before. On a first delivery the publisher's
     own x-delivery-count header comes through as it was sent, which could crash the worker or
-    spend the message's retries at once; RabbitMQ sets its own only on a redelivery."""
+    spend the message's retries at once; RabbitMQ (3.10) sets its own on a consumer's
+    redelivery only. A basic.get, which the worker does not use, shows 0 on a first one."""
     count = (message.properties.headers or {}).get("x-delivery-count")
     if not message.method.redelivered or not isinstance(count, int) or isinstance(count, bool):
         return 0
@@ -363,9 +367,15 @@ class Worker:
         reached caf.transfers' delivery limit.
 
         The copy names ``event_id``, if one could be read, so that an operator can go from the
-        letter to the refusal's audit record and back.
+        letter to the refusal's audit record and back; and the exchange the original came
+        through, which its routing key alone does not tell (the queue's name, for one sent
+        straight to it).
         """
-        ours = {REASON_HEADER: reason, REJECTION_HEADER: str(rejection)}
+        ours = {
+            REASON_HEADER: reason,
+            REJECTION_HEADER: str(rejection),
+            EXCHANGE_HEADER: message.method.exchange,
+        }
         if event_id is not None:
             ours[EVENT_ID_HEADER] = event_id
         copy = dead_letter_properties(message.properties, ours, self._parameters.frame_max)

@@ -20,7 +20,7 @@ from adapters.base import Adapter, DeliveryFailed, OutboundEnvelope, Receipt
 from adapters.registry import AdapterConfigError, adapter_type, build_adapter
 from service.logs import configure_logging
 from service.signing import KeyRing, verify
-from tests.conftest import BROKER_HOST
+from tests.conftest import BROKER_HOST, rabbitmqctl
 from tests.support.https_receiver import HttpsReceiver
 from tests.support.tcp_proxy import tcp_proxy
 
@@ -360,6 +360,34 @@ def test_amqp_to_an_exchange_that_is_not_there_says_what_the_broker_said(borough
         adapter.close()
     assert all(isinstance(outcome, DeliveryFailed) for outcome in outcomes)
     assert all("closed the channel: 404 NOT_FOUND" in outcome.reason for outcome in outcomes)
+    assert all(outcome.retryable for outcome in outcomes)  # the borough may declare it yet
+
+
+def test_amqp_not_let_write_to_the_exchange_says_what_the_broker_said(keyring):
+    """The broker closes the channel on a publish the user may not make (403), as on one to an
+    exchange not there: the failure quotes it, and goes again on the outbox's schedule, as the
+    borough's admin may grant the right."""
+    vhost = f"caf-test-{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", "^$", ".*")  # writes nowhere
+        settings = {
+            "url": f"amqp://{BROKER_HOST}:5672/{vhost}",
+            "exchange": "x",
+            "routing_key": "k",
+        }
+        adapter = build_adapter("amqp", settings, GUEST)
+        try:
+            outcomes = adapter.deliver_group(_envelopes(keyring, 2))
+        finally:
+            adapter.close()
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+    said = (
+        f"Broker {BROKER_HOST}:5672 closed the channel: 403 ACCESS_REFUSED - access to exchange "
+        f"'x' in vhost '{vhost}' refused for user 'guest'"
+    )
+    assert [(str(outcome), outcome.retryable) for outcome in outcomes] == [(said, True)] * 2
 
 
 def test_amqp_declares_its_exchange_when_asked_before_it_publishes(borough_broker, envelope):

@@ -15,7 +15,15 @@ import pytest
 from service import worker as worker_module
 from service.domain import retry
 from service.logs import configure_logging
-from service.worker import DEAD_QUEUE, EVENT_ID_HEADER, REASON_HEADER, TRANSFERS_QUEUE, Worker
+from service.worker import (
+    DEAD_QUEUE,
+    EVENT_ID_HEADER,
+    EVENTS_EXCHANGE,
+    EXCHANGE_HEADER,
+    REASON_HEADER,
+    TRANSFERS_QUEUE,
+    Worker,
+)
 from tests.conftest import BROKER_HOST
 from tests.support import examples
 from tests.support.amqp import (
@@ -154,6 +162,7 @@ def test_no_caf_header_a_publisher_wrote_passes_as_the_relays_on_its_dead_letter
         "x-caf-headers-left-out": 7,
         "x-caf-user-id": "croydon-case-system",
         "X-Caf-Reason": "Accepted by caf-relay.",
+        "x-caf-exchange": "caf.dead",
         "trace": "t-82",
     }
     with running_worker(broker_url, services):
@@ -167,9 +176,28 @@ def test_no_caf_header_a_publisher_wrote_passes_as_the_relays_on_its_dead_letter
         "x-caf-user-id": broker_user(broker_url),
         "x-caf-rejection": "not_json",
         REASON_HEADER: headers[REASON_HEADER],
-        "x-caf-headers-left-out": 4,
+        EXCHANGE_HEADER: EVENTS_EXCHANGE,
+        "x-caf-headers-left-out": 5,
     }
     assert headers[REASON_HEADER].startswith("Not JSON")
+
+
+def test_a_dead_letter_names_the_exchange_its_original_was_published_to(
+    services, broker_url, inbox
+):
+    """A letter kept only the routing key: one sent straight to caf.transfers through the
+    default exchange has the queue's name for it, which routes nothing sent again to
+    caf.events, and the operator could not tell."""
+    with running_worker(broker_url, services):
+        publish(broker_url, b"{via caf.events")
+        with broker_channel(broker_url) as channel:
+            channel.confirm_delivery()
+            channel.basic_publish("", TRANSFERS_QUEUE, b"{straight to the queue", mandatory=True)
+        dead = take(broker_url, DEAD_QUEUE, 2)
+
+    by_body = {body: properties.headers for properties, body in dead}
+    assert by_body[b"{via caf.events"][EXCHANGE_HEADER] == EVENTS_EXCHANGE
+    assert by_body[b"{straight to the queue"][EXCHANGE_HEADER] == ""
 
 
 def test_the_same_event_published_twice_is_delivered_once(services, broker_url, inbox):

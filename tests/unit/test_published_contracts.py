@@ -497,6 +497,7 @@ def test_asyncapi_dead_letter_headers_are_the_ones_the_worker_sends():
         worker.REASON_HEADER,
         worker.REJECTION_HEADER,
         worker.EVENT_ID_HEADER,
+        worker.EXCHANGE_HEADER,
         USER_ID_HEADER,
         EXPIRATION_HEADER,
         LEFT_OUT_HEADER,
