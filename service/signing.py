@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
@@ -85,7 +86,10 @@ class KeyRing:
         signed = jws.serialize_json(
             {"protected": header}, canonical_json(payload), self._signing_key, registry=_REGISTRY
         )
-        return json.dumps(signed, separators=(",", ":"))
+        # Its members are base64url text, which orjson writes as the standard library's compact
+        # form does, about twenty times as fast: the standard library's escaping of the payload
+        # was about 2% of intake's instructions.
+        return orjson.dumps(signed).decode()
 
 
 def _private_key(data: bytes) -> OKPKey:

@@ -33,6 +33,14 @@ def test_jwcrypto_verifies_what_the_relay_signs(keyring):
     assert token.jose_header["alg"] == "EdDSA"
 
 
+def test_the_jws_text_is_the_standard_librarys_compact_json_of_its_members(keyring):
+    # What is stored, sent and hashed into the audit: written by orjson, it must stay the text
+    # the standard library wrote, so that envelopes signed before and after read alike.
+    signed = keyring.sign({"envelope_id": "e", "note": 'é\u2028"\\', "n": 1.5e-05})
+    assert signed == json.dumps(json.loads(signed), separators=(",", ":"))
+    assert set(json.loads(signed)) == {"payload", "protected", "signature"}
+
+
 def test_an_envelope_of_an_event_at_the_size_limit_verifies_here_and_with_joserfc(keyring):
     envelope = {"envelope_id": "e", "event": {"note": "é" * DEFAULT_MAX_EVENT_BYTES}}
     signed = keyring.sign(envelope)
