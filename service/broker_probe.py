@@ -74,12 +74,19 @@ class BrokerProbe:
         with self._lock:
             if self._last and time.monotonic() - self._last[0] < BROKER_CHECK_SECONDS:
                 return self._last[1]
-            if self._taking is None:
-                self._taking = Future()
-                threading.Thread(
-                    target=self._take, args=(self._taking,), name="broker-probe", daemon=True
-                ).start()
             taking = self._taking
+            if taking is None:
+                taking = Future()
+                try:
+                    threading.Thread(
+                        target=self._take, args=(taking,), name="broker-probe", daemon=True
+                    ).start()
+                except RuntimeError as exc:
+                    # No thread to be had (a container's pids limit): this reading fails,
+                    # saying so, and is not left the one being taken, which no thread would end.
+                    taking.set_result(BrokerReading(None, exc))
+                else:
+                    self._taking = taking
         try:
             reading = taking.result(timeout=PROBE_TIMEOUT_SECONDS)
         except TimeoutError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -185,6 +186,30 @@ def test_a_scrape_answers_within_seconds_when_the_broker_stops_answering(service
         assert response.get_json()["checks"]["broker"]["detail"] == (
             f"TimeoutError: The broker did not answer within {PROBE_TIMEOUT_SECONDS} seconds."
         )
+
+
+def test_a_reading_that_gets_no_thread_fails_saying_why_and_the_next_reads_the_broker(
+    services, broker_url, monkeypatch
+):
+    """A web process at its thread limit (a container's pids limit) cannot start a reading's
+    thread. That reading fails, saying why; the next, once a thread can be had, reads the
+    broker. Not a 500, then every reading a timeout for good, waiting on one that never ran."""
+    client = create_app(_with(services, broker_url=broker_url)).test_client()
+    start = threading.Thread.start
+
+    def no_thread(thread):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    refused = client.get("/readyz")
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+    assert refused.status_code == 503
+    assert refused.get_json()["checks"]["broker"]["detail"] == (
+        "RuntimeError: can't start new thread"
+    )
+    time.sleep(BROKER_CHECK_SECONDS)
+    assert client.get("/readyz").status_code == 200
 
 
 @contextmanager
