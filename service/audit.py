@@ -16,6 +16,7 @@ from typing import Any
 
 from contracts.api.audit import BASIS_KINDS
 from contracts.common import MAX_PAGE, OUT_OF_UTC_RANGE, has_utc_time
+from contracts.rfc3339 import rfc3339_moment
 from service.access import Principal
 from service.child_reads import AUDIT_SEARCH, ChildReads
 from service.domain.audit_chain import Anchor, Verification, timestamp, verify_chain
@@ -206,11 +207,11 @@ def _moment(params: Mapping[str, str | None], name: str) -> datetime | None:
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text)
+        moment = rfc3339_moment(text)
     except ValueError as exc:
         raise ValueError(f"{name} is an ISO 8601 date or time.") from exc
     if moment.tzinfo is None:
-        if "T" in text or " " in text:
+        if "T" in text.upper() or " " in text:
             raise ValueError(f"{name} needs a time zone, e.g. 2026-11-24T09:00:00Z.")
         moment = moment.replace(tzinfo=UTC)  # a date: from midnight UTC
     if not has_utc_time(moment):

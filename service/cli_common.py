@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import click
 
 from contracts.common import OUT_OF_UTC_RANGE, has_utc_time
+from contracts.rfc3339 import rfc3339_moment
 from service.bootstrap import Services, services_from_env
 from service.documents import read_json
 
@@ -42,7 +43,7 @@ class Moment(click.ParamType):
         if isinstance(value, datetime):
             return value
         try:
-            moment = datetime.fromisoformat(value)
+            moment = rfc3339_moment(value)
         except ValueError:
             self.fail(f"{value!r} is not an ISO 8601 date or time, e.g. 2026-11-24T09:00:00Z.")
         moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

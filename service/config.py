@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from adapters.base import LONGEST_ATTEMPT_SECONDS
 from adapters.urls import readable_url
@@ -25,6 +26,7 @@ from service.key_files import read_key_file
 from service.logs import FORMATS, LEVELS
 from service.secrets import SecretBox
 from service.signing import MAX_PAYLOAD_CHARACTERS, KeyRing, read_retired_keys
+from service.store.tables import WORKER_NAME_LENGTH
 
 PREFIX = "CAF_RELAY_"
 MIN_AUDIT_KEY_LENGTH = 32
@@ -50,6 +52,16 @@ MAX_EVENT_BYTES_CEILING = MAX_PAYLOAD_CHARACTERS // 2
 # noticing a refusal (``caf_relay_events_rejected_total``), a month-end or a holiday, and the
 # exchange with the sending authority; the refusal itself, with its reason, stays in the audit.
 DEFAULT_DEAD_LETTER_RETENTION_DAYS = 30
+# AMQP's basic.qos carries the prefetch count in 16 bits.
+MAX_PREFETCH = 65535
+# Threads a delivery loop runs, and of them one recipient's: far more than one process's
+# interpreter lock and database connections keep busy, and a bound on what a claim asks the
+# database for (16 items a free thread), which must fit its integers.
+MAX_DELIVERY_THREADS = 1000
+# A dead loop's claims wait out their lease before another loop takes them: a day is already
+# long to leave a transfer so, and a lease of years would end past year 9999, failing every
+# claim (or, past what a timedelta holds, start-up).
+MAX_LEASE_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,11 @@ class Settings:
             MAX_EVENT_BYTES_CEILING,
             "MAX_EVENT_BYTES",
         )
-        prefetch = _positive_int(get("PREFETCH", str(DEFAULT_PREFETCH)), "PREFETCH")
+        prefetch = _at_most(
+            _positive_int(get("PREFETCH", str(DEFAULT_PREFETCH)), "PREFETCH"),
+            MAX_PREFETCH,
+            "PREFETCH",
+        )
         _check_window(prefetch, max_event_bytes)
         return cls(
             instance_dir=instance,
@@ -109,9 +125,9 @@ class Settings:
             prefetch=prefetch,
             log_level=_choice(get("LOG_LEVEL", "INFO").upper(), "LOG_LEVEL", LEVELS),
             log_format=_choice(get("LOG_FORMAT", "json"), "LOG_FORMAT", FORMATS),
-            worker_name=get("WORKER_NAME", socket.gethostname()),
-            delivery_threads=_positive_int(get("DELIVERY_THREADS", "8"), "DELIVERY_THREADS"),
-            delivery_per_recipient=_positive_int(
+            worker_name=_worker_name(get("WORKER_NAME", socket.gethostname())),
+            delivery_threads=_threads(get("DELIVERY_THREADS", "8"), "DELIVERY_THREADS"),
+            delivery_per_recipient=_threads(
                 get("DELIVERY_PER_RECIPIENT", "2"), "DELIVERY_PER_RECIPIENT"
             ),
             delivery_lease=_lease(get("DELIVERY_LEASE_SECONDS", "120")),
@@ -136,7 +152,7 @@ class Settings:
 
     def secret_box(self) -> SecretBox:
         if self.secrets_keys:
-            return SecretBox(list(self.secrets_keys))
+            return SecretBox(list(self.secrets_keys), f"{PREFIX}SECRETS_KEYS")
         return SecretBox.from_file(self.instance_dir / "secrets.key", create=True)
 
     def child_keys(self) -> ChildKeys:
@@ -159,9 +175,24 @@ def _audit_key(key: str, where: str) -> bytes:
     return key.encode()
 
 
+def _worker_name(name: str) -> str:
+    """The name claims are stored under: on PostgreSQL a longer one would fail every claim."""
+    if len(name) > WORKER_NAME_LENGTH:
+        raise ValueError(
+            f"{PREFIX}WORKER_NAME is at most {WORKER_NAME_LENGTH} characters, not {len(name)}."
+        )
+    return name
+
+
+def _threads(value: str, name: str) -> int:
+    return _at_most(_positive_int(value, name), MAX_DELIVERY_THREADS, name)
+
+
 def _lease(value: str) -> timedelta:
     """A claim must outlast any attempt, or a second worker would send while the first still is."""
-    seconds = _positive_int(value, "DELIVERY_LEASE_SECONDS")
+    seconds = _at_most(
+        _positive_int(value, "DELIVERY_LEASE_SECONDS"), MAX_LEASE_SECONDS, "DELIVERY_LEASE_SECONDS"
+    )
     if seconds <= LONGEST_ATTEMPT_SECONDS:
         raise ValueError(
             f"{PREFIX}DELIVERY_LEASE_SECONDS must be more than {LONGEST_ATTEMPT_SECONDS}, the"
@@ -187,7 +218,7 @@ def _database_url(url: str) -> str:
         if url.startswith(plain):
             url = "postgresql+psycopg://" + url.removeprefix(plain)
     if url.startswith("sqlite:"):
-        return url
+        return _sqlite_file_url(url)
     if not url.startswith("postgresql+psycopg:"):
         raise ValueError(
             f"{PREFIX}DATABASE_URL must be a sqlite:/// or postgresql:// URL, not "
@@ -201,6 +232,21 @@ def _database_url(url: str) -> str:
         host_in_place = False
     if not host_in_place:
         raise _unreadable("DATABASE_URL")
+    return url
+
+
+def _sqlite_file_url(url: str) -> str:
+    """``url``, if SQLAlchemy reads it as a SQLite file's: it would otherwise refuse it only as
+    the store opens, with a traceback."""
+    try:
+        a_file = not make_url(url).host
+    except ArgumentError:
+        a_file = False
+    if not a_file:
+        raise ValueError(
+            f"{PREFIX}DATABASE_URL names a SQLite file as sqlite:///relative/path or"
+            " sqlite:////absolute/path, with no host."
+        )
     return url
 
 

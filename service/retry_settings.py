@@ -40,19 +40,21 @@ def policy(defaults: RetryPolicy, overrides: dict[str, Any] | None) -> RetryPoli
 
 
 def from_environment(get: Callable[[str], str | None]) -> RetryPolicy:
-    """The service-wide defaults, from CAF_RELAY_RETRY_<FIELD> (``get`` adds the prefix)."""
+    """The service-wide defaults, from CAF_RELAY_RETRY_<FIELD> (``get`` adds the prefix). One
+    out of its field's range is refused at start-up, named, with the range it may be in."""
+    schema = RetrySettingsSchema()
     given: dict[str, Any] = {}
-    for name, field in RetrySettingsSchema().fields.items():
+    for name, field in schema.fields.items():
         value = get(f"RETRY_{name.upper()}")
         if value is None:
             continue
+        whole = isinstance(field, fields.Integer)
         try:
-            given[name] = int(value) if isinstance(field, fields.Integer) else float(value)
-        except ValueError:
+            given[name] = schema.load({name: int(value) if whole else float(value)})[name]
+        except (ValueError, ValidationError):
+            (limits,) = (v for v in field.validators if isinstance(v, validate.Range))
             raise ValueError(
-                f"CAF_RELAY_RETRY_{name.upper()} must be a number, not {value!r}."
+                f"CAF_RELAY_RETRY_{name.upper()} is {'a whole number' if whole else 'a number'}"
+                f" from {limits.min} to {limits.max}, not {value!r}."
             ) from None
-    try:
-        return policy(RetryPolicy(), RetrySettingsSchema().load(given))
-    except ValidationError as exc:
-        raise ValueError(f"CAF_RELAY_RETRY_* settings are invalid: {exc.messages}") from exc
+    return policy(RetryPolicy(), given)

@@ -23,20 +23,23 @@ class SecretsKeyError(ValueError):
 
 
 class SecretBox:
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], source: str = "The secrets keys") -> None:
+        """``source`` names where the keys came from, for an operator told one is wrong."""
         if not keys:
             raise SecretsKeyError("At least one Fernet key is needed to encrypt adapter secrets.")
         try:
             self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
         except ValueError as exc:
-            raise SecretsKeyError(f"A secrets key is not a valid Fernet key: {exc}") from exc
+            raise SecretsKeyError(
+                f"{source} holds a key that is not a valid Fernet key: {exc}"
+            ) from exc
 
     @classmethod
     def from_file(cls, path: Path, *, create: bool = False) -> SecretBox:
         """Keys from a file, one a line; with ``create``, a new file with one key if absent."""
         new = (lambda: Fernet.generate_key() + b"\n") if create else None
         lines = read_key_file(path, "Secrets key", new).decode().splitlines()
-        return cls([line.strip() for line in lines if line.strip()])
+        return cls([line.strip() for line in lines if line.strip()], f"Secrets key file {path}")
 
     def seal(self, secrets: dict[str, Any]) -> str:
         return self._fernet.encrypt(json.dumps(secrets).encode()).decode()

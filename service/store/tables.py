@@ -15,6 +15,9 @@ JsonDocument = sa.JSON().with_variant(JSONB(), "postgresql")
 # SQLite hands out ids only for a column declared INTEGER, which is already its 64-bit rowid.
 RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+# The longest worker name a claim is stored under (``CAF_RELAY_WORKER_NAME``).
+WORKER_NAME_LENGTH = 128
+
 
 class UtcDateTime(sa.TypeDecorator):
     """Timestamps go in and come out as aware UTC, on SQLite as on PostgreSQL."""
@@ -161,7 +164,7 @@ class OutboxItem(Base):
     enqueued_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime] = mapped_column(index=True)
     attempts: Mapped[int]
-    claimed_by: Mapped[str | None] = mapped_column(sa.String(128))
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(WORKER_NAME_LENGTH))
     claimed_until: Mapped[datetime | None]
 
 

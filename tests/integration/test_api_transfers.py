@@ -75,6 +75,8 @@ def test_filters_by_state_authority_and_time_all_apply(services, client):
     assert listed(state="withheld") == []
     assert listed(since=received["hk-1"], until=received[PARKED]) == ["hk-1", "hk-2"]
     assert listed(since=received["hk-2"].removesuffix("Z")) == ["hk-2", PARKED], "UTC if no zone"
+    lower = received["hk-2"].replace("T", "t").replace("Z", "z")  # as RFC 3339 allows
+    assert listed(since=lower) == ["hk-2", PARKED]
     bad = client.get("/api/v1/transfers", query_string={"state": "lost"}, headers=admin)
     assert bad.status_code == 422 and "state" in bad.get_json()["errors"]["query"]
 

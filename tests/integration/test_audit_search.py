@@ -94,6 +94,8 @@ def test_search_by_time_range(populated):
     assert _search(populated, since=(now - timedelta(hours=1)).isoformat()).records
     assert not _search(populated, since=(now + timedelta(hours=1)).isoformat()).records
     assert not _search(populated, until=(now - timedelta(hours=1)).isoformat()).records
+    hour_ago = (now - timedelta(hours=1)).strftime("%Y-%m-%dt%H:%M:%Sz")  # RFC 3339 allows it
+    assert _search(populated, since=hour_ago).records
 
 
 def test_pages_follow_on_from_each_other_without_gaps_or_repeats(populated):
@@ -116,6 +118,7 @@ def test_nonsense_parameters_are_refused_with_a_reason(populated):
         ({"page_size": "501"}, "page_size is a whole number from 1 to 500"),
         ({"since": "yesterday"}, "since"),
         ({"until": "2026-11-24T10:00"}, "time zone"),
+        ({"until": "2026-11-24t10:00"}, "time zone"),  # not taken as a date, midnight UTC
     ]:
         with pytest.raises(ValueError, match=message):
             audit_query(params, populated.child_keys)

@@ -32,18 +32,51 @@ def test_a_trailing_comma_in_the_secrets_keys_is_not_a_key():
         ("BROKER_URL", "http://guest:s3cret@rabbit:5672/", "CAF_RELAY_BROKER_URL must be an amqp"),
         ("DATABASE_URL", "mysql://caf:s3cret@db/caf", "CAF_RELAY_DATABASE_URL must be a sqlite"),
         ("PREFETCH", "many", "CAF_RELAY_PREFETCH must be a positive integer"),
+        # SQLAlchemy would refuse these only when the store opens, with a traceback.
+        ("DATABASE_URL", "sqlite:", "CAF_RELAY_DATABASE_URL names a SQLite file as sqlite:///"),
+        ("DATABASE_URL", "sqlite://db/caf", "CAF_RELAY_DATABASE_URL names a SQLite file as"),
         ("MAX_EVENT_BYTES", "8388609", "CAF_RELAY_MAX_EVENT_BYTES is at most 8388608, not"),
         (
             "DEAD_LETTER_RETENTION_DAYS",
             "0",
             "CAF_RELAY_DEAD_LETTER_RETENTION_DAYS must be a positive integer",
         ),
+        # A claim lasting years (or past what a timedelta holds) would end after year 9999,
+        # failing every claim, or crash start-up with an OverflowError.
+        ("DELIVERY_LEASE_SECONDS", "9" * 30, "CAF_RELAY_DELIVERY_LEASE_SECONDS is at most 86400"),
+        ("DELIVERY_LEASE_SECONDS", "315360000000", "CAF_RELAY_DELIVERY_LEASE_SECONDS is at most"),
+        # Each retry setting is named, with what it may be, not as a dict of all of them.
+        (
+            "RETRY_MAX_ATTEMPTS",
+            "0",
+            r"^CAF_RELAY_RETRY_MAX_ATTEMPTS is a whole number from 1 to 1000, not '0'\.$",
+        ),
+        ("RETRY_MAX_ATTEMPTS", "1.5", "^CAF_RELAY_RETRY_MAX_ATTEMPTS is a whole number from 1"),
+        (
+            "RETRY_MAX_AGE_SECONDS",
+            "nan",
+            r"^CAF_RELAY_RETRY_MAX_AGE_SECONDS is a number from 1 to 7776000, not 'nan'\.$",
+        ),
+        ("RETRY_MAX_DELAY_SECONDS", "0", "^CAF_RELAY_RETRY_MAX_DELAY_SECONDS is a number from"),
+        # A claim asks the database for 16 items a free thread: 10**30 threads would fail every
+        # claim, with an integer the database cannot hold.
+        ("DELIVERY_THREADS", "9" * 30, "CAF_RELAY_DELIVERY_THREADS is at most 1000, not"),
+        ("DELIVERY_PER_RECIPIENT", "1001", "CAF_RELAY_DELIVERY_PER_RECIPIENT is at most 1000"),
+        # Claims are stored under the name, in 128 characters: on PostgreSQL a longer name would
+        # fail every claim.
+        ("WORKER_NAME", "w" * 129, "CAF_RELAY_WORKER_NAME is at most 128 characters, not 129"),
+        # AMQP carries the prefetch count in 16 bits: pika would refuse it only in the worker.
+        ("PREFETCH", "65536", "CAF_RELAY_PREFETCH is at most 65535, not 65536"),
     ],
 )
 def test_a_wrong_setting_is_named_and_no_password_is_repeated(name, value, said):
     with pytest.raises(ValueError, match=said) as refused:
         _settings(**{name: value})
     assert "s3cret" not in str(refused.value)
+
+
+def test_a_small_enough_prefetch_window_of_small_events_is_taken():
+    assert _settings(PREFETCH="65535", MAX_EVENT_BYTES="1024").prefetch == 65535
 
 
 def test_a_window_of_events_too_big_for_a_worker_is_refused_saying_what_would_fit():
@@ -96,11 +129,19 @@ def test_a_url_with_its_password_encoded_is_taken(name, value):
     assert setting.endswith(value.split("://", 1)[1])
 
 
-def test_the_command_line_says_which_setting_is_wrong_in_one_line(tmp_path):
-    env = {"CAF_RELAY_INSTANCE_DIR": str(tmp_path), "CAF_RELAY_LOG_LEVEL": "LOUD"}
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("LOG_LEVEL", "LOUD", "Error: CAF_RELAY_LOG_LEVEL is one of DEBUG"),
+        ("DELIVERY_LEASE_SECONDS", "9" * 30, "Error: CAF_RELAY_DELIVERY_LEASE_SECONDS is at most"),
+        ("SECRETS_KEYS", "not-a-key", "Error: CAF_RELAY_SECRETS_KEYS holds a key that is not a"),
+    ],
+)
+def test_the_command_line_says_which_setting_is_wrong_in_one_line(tmp_path, name, value, said):
+    env = {"CAF_RELAY_INSTANCE_DIR": str(tmp_path), f"CAF_RELAY_{name}": value}
     result = CliRunner().invoke(main, ["transfer", "list"], env=env)
     assert result.exit_code == 1
-    assert result.output.strip().startswith("Error: CAF_RELAY_LOG_LEVEL is one of DEBUG")
+    assert result.output.startswith(said) and result.output.count("\n") == 1
     assert "Traceback" not in result.output
 
 
