@@ -121,11 +121,6 @@ def worker() -> None:
             "CAF_RELAY_BROKER_URL is not set. Without a broker, events come in over HTTP "
             "(caf-relay serve) or through the embedded queue (caf-relay demo)."
         )
-    if services.store.in_memory:
-        raise click.UsageError(
-            "CAF_RELAY_DATABASE_URL names an in-memory SQLite database, which the worker's "
-            "delivery process could not share (and which is lost when it stops); name a file."
-        )
     services.store.initialise()
     services.store.drop_connections()  # none of them goes with the fork
     delivery = DeliveryProcess(services.settings, clock=services.clock)

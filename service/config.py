@@ -236,16 +236,20 @@ def _database_url(url: str) -> str:
 
 
 def _sqlite_file_url(url: str) -> str:
-    """``url``, if SQLAlchemy reads it as a SQLite file's: it would otherwise refuse it only as
-    the store opens, with a traceback."""
+    """``url``, if SQLAlchemy reads it as a SQLite file's. One with a host it would refuse only
+    as the store opens, with a traceback; and one naming no file is a database in memory, which
+    each process, and each thread of the web app, would open empty, and which is lost when it
+    stops."""
     try:
-        a_file = not make_url(url).host
+        parsed = make_url(url)
+        a_file = not parsed.host and parsed.database not in (None, "", ":memory:")
     except ArgumentError:
         a_file = False
     if not a_file:
         raise ValueError(
             f"{PREFIX}DATABASE_URL names a SQLite file as sqlite:///relative/path or"
-            " sqlite:////absolute/path, with no host."
+            " sqlite:////absolute/path, with no host; sqlite:// alone would be a database in"
+            " memory, empty in each process and lost when it stops."
         )
     return url
 

@@ -165,12 +165,6 @@ class Store:
         if self._write_turns is not None:
             self._write_turns.close()
 
-    @property
-    def in_memory(self) -> bool:
-        """Whether the database lives in this process alone (SQLite ``:memory:``)."""
-        url = self._engine.url
-        return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-
     def drop_connections(self) -> None:
         """Close the pooled connections, to be opened again when next needed: before a fork,
         so that no connection is shared with the child."""

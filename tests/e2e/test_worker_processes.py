@@ -108,9 +108,15 @@ def _leased_to_worker(services) -> int:
     return leased
 
 
-def test_a_worker_on_an_in_memory_database_is_refused_with_the_reason(services, broker_url):
+@pytest.mark.parametrize("command", ["worker", "deliver", "serve"])
+def test_a_process_on_an_in_memory_database_is_refused_with_the_reason(
+    services, broker_url, command
+):
+    """Each process, and each of the web app's threads, would open its own empty database, and
+    lose it on stopping: the worker refused one, but ``serve`` started on it, its delivery
+    thread finding no tables."""
     result = runner(services)(
-        "worker", CAF_RELAY_DATABASE_URL="sqlite://", CAF_RELAY_BROKER_URL=broker_url
+        command, CAF_RELAY_DATABASE_URL="sqlite://", CAF_RELAY_BROKER_URL=broker_url
     )
-    assert result.exit_code == 2
-    assert "in-memory SQLite database" in result.output
+    assert result.exit_code == 1
+    assert "sqlite:// alone would be a database in memory, empty in each process" in result.output

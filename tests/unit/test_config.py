@@ -35,6 +35,8 @@ def test_a_trailing_comma_in_the_secrets_keys_is_not_a_key():
         # SQLAlchemy would refuse these only when the store opens, with a traceback.
         ("DATABASE_URL", "sqlite:", "CAF_RELAY_DATABASE_URL names a SQLite file as sqlite:///"),
         ("DATABASE_URL", "sqlite://db/caf", "CAF_RELAY_DATABASE_URL names a SQLite file as"),
+        ("DATABASE_URL", "sqlite://", "sqlite:// alone would be a database in memory, empty in"),
+        ("DATABASE_URL", "sqlite:///:memory:", "sqlite:// alone would be a database in memory"),
         ("MAX_EVENT_BYTES", "8388609", "CAF_RELAY_MAX_EVENT_BYTES is at most 8388608, not"),
         (
             "DEAD_LETTER_RETENTION_DAYS",
