@@ -154,7 +154,17 @@ class StrictDate(fields.Date):
         return parsed
 
 
-class StrictAwareDateTime(fields.AwareDateTime):
+class AwareDateTimeAnyZ(fields.AwareDateTime):
+    """marshmallow's aware date-time, taking a zone written ``z`` as well as ``Z``, as RFC 3339
+    allows and Python's reader does not."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = upper_z(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictAwareDateTime(AwareDateTimeAnyZ):
     """An RFC 3339 date-time with its offset (``Z``, ``z`` or ``+01:00``), and a time in UTC.
 
     A moment such as 0001-01-01T00:00:00+01:00 is year 0 in UTC: signed and forwarded, it could
@@ -166,8 +176,6 @@ class StrictAwareDateTime(fields.AwareDateTime):
         self.validators.insert(0, in_utc_range)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str):
-            value = upper_z(value)
         parsed = super()._deserialize(value, attr, data, **kwargs)  # says if the offset is missing
         if isinstance(value, str) and DATE_TIME_TEXT.fullmatch(value) is None:
             raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)

@@ -6,8 +6,7 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
-from contracts.common import MAX_PAGE, in_utc_range
-from contracts.rfc3339 import upper_z
+from contracts.common import MAX_PAGE, AwareDateTimeAnyZ, in_utc_range
 from contracts.vocabulary import TransferState
 
 TIMESTAMP = {"format": "date-time"}
@@ -75,15 +74,6 @@ class TransferViewSchema(_TransferSchema):
     duplicate = fields.Boolean(metadata={"description": "Only on POST /events: seen before."})
 
 
-class _Moment(fields.AwareDateTime):
-    """A moment as marshmallow reads it, with its zone written ``z`` too, as RFC 3339 allows."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(
-            upper_z(value) if isinstance(value, str) else value, attr, data, **kwargs
-        )
-
-
 class TransferListQuerySchema(Schema):
     state = fields.String(
         validate=validate.OneOf(TRANSFER_STATES), metadata={"description": "Only in this state."}
@@ -91,12 +81,12 @@ class TransferListQuerySchema(Schema):
     authority = fields.String(
         metadata={"description": "Only transfers from or to this authority (a GSS code)."}
     )
-    since = _Moment(
+    since = AwareDateTimeAnyZ(
         default_timezone=UTC,
         validate=in_utc_range,
         metadata={"description": "Received at or after (UTC if no zone)."},
     )
-    until = _Moment(
+    until = AwareDateTimeAnyZ(
         default_timezone=UTC,
         validate=in_utc_range,
         metadata={"description": "Received before (UTC if no zone)."},

@@ -106,7 +106,10 @@ def _down_and_up(engine: sa.Engine, revision: str) -> set[str]:
     return held
 
 
-def test_a_populated_store_upgraded_from_each_earlier_revision_keeps_its_data_and_works(tmp_path):
+@pytest.fixture
+def populated(tmp_path):
+    """A store filled at the newest revision (``_populate``): its engine, the relay's parts on
+    it, and the recipients' HTTPS server."""
     with fresh_database(tmp_path) as url:
         engine = make_engine(url)
         services = services_on(url, tmp_path)
@@ -114,77 +117,78 @@ def test_a_populated_store_upgraded_from_each_earlier_revision_keeps_its_data_an
         try:
             with https_recipients(services, tmp_path, *RECIPIENTS) as receiver:
                 _populate(services, receiver)
-                services.close()
-                before = _rows(engine)
-                # Newest first: each round trip keeps every table the next one starts from.
-                for revision in reversed(EARLIER):
-                    held = _down_and_up(engine, revision) & set(before)
-                    after = _rows(engine)
-                    kept = {n: after[n] for n in held}
-                    assert kept == {n: before[n] for n in held}, f"upgrading from {revision}"
-                    with engine.connect() as connection:
-                        context = MigrationContext.configure(connection)
-                        assert compare_metadata(context, t.Base.metadata) == [], revision
-
-                # A process of this release, started on the store last upgraded from 0001.
-                services = build_services(services.settings, clock=fixed_clock)
-                services.store.initialise()
-                assert services.audit.verify().intact
-                judged = services.judgements.record("parked", judgements.share(), by=PRACTITIONER)
-                assert judged == "signed"
-                assert services.deliverer.deliver_due("test") == 3
-                delivered = [verify(r.body, services.keyring.jwks())[1] for r in receiver.requests]
-                with engine.connect() as connection:
-                    signed = connection.scalars(sa.select(t.Envelope.jws)).all()
-                stored = [verify(jws, services.keyring.jwks())[1]["event_id"] for jws in signed]
-                assert services.store.organisations.adapter_setting(ISLINGTON).secrets == {
-                    "bearer_token": "a-token-of-sixteen-or-more"
-                }
-                # The token made before is gone with 0001's round trip (the rows above kept it
-                # through every later one): the API is called with one made since.
-                listed = (
-                    create_app(services)
-                    .test_client()
-                    .get("/api/v1/transfers", headers=tokens.bearer(services, "admin", ISLINGTON))
-                )
-                letters = services.store.dead_letters.page(None, after=0, size=10)
-                assert services.audit.verify().intact
+                yield engine, services, receiver
         finally:
             services.close()
             engine.dispose()
+
+
+def test_a_populated_store_upgraded_from_each_earlier_revision_keeps_its_data_and_works(
+    populated,
+):
+    engine, populating, receiver = populated
+    populating.close()
+    before = _rows(engine)
+    # Newest first: each round trip keeps every table the next one starts from.
+    for revision in reversed(EARLIER):
+        held = _down_and_up(engine, revision) & set(before)
+        after = _rows(engine)
+        kept = {n: after[n] for n in held}
+        assert kept == {n: before[n] for n in held}, f"upgrading from {revision}"
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection)
+            assert compare_metadata(context, t.Base.metadata) == [], revision
+
+    # A process of this release, started on the store last upgraded from 0001.
+    services = build_services(populating.settings, clock=fixed_clock)
+    try:
+        services.store.initialise()
+        assert services.audit.verify().intact
+        judged = services.judgements.record("parked", judgements.share(), by=PRACTITIONER)
+        assert judged == "signed"
+        assert services.deliverer.deliver_due("test") == 3
+        delivered = [verify(r.body, services.keyring.jwks())[1] for r in receiver.requests]
+        with engine.connect() as connection:
+            signed = connection.scalars(sa.select(t.Envelope.jws)).all()
+        stored = [verify(jws, services.keyring.jwks())[1]["event_id"] for jws in signed]
+        assert services.store.organisations.adapter_setting(ISLINGTON).secrets == {
+            "bearer_token": "a-token-of-sixteen-or-more"
+        }
+        # The token made before is gone with 0001's round trip (the rows above kept it
+        # through every later one): the API is called with one made since.
+        listed = (
+            create_app(services)
+            .test_client()
+            .get("/api/v1/transfers", headers=tokens.bearer(services, "admin", ISLINGTON))
+        )
+        letters = services.store.dead_letters.page(None, after=0, size=10)
+        assert services.audit.verify().intact
+    finally:
+        services.close()
     assert {p["event_id"] for p in delivered[-3:]} == {"signed", AD_HOC, "parked"}
     assert sorted(stored) == sorted(["failed", "delivered", "signed", AD_HOC, "parked"])
     assert listed.status_code == 200
     assert [letter.reason for letter in letters.letters] == ["malformed JSON"]
 
 
-def test_an_upgrade_that_fails_part_way_leaves_the_store_as_it_was(tmp_path):
+def test_an_upgrade_that_fails_part_way_leaves_the_store_as_it_was(populated):
     """From 0007, 0008 rebuilds envelopes and delivery attempts (on SQLite) and 0009 adds a
     column before 0010 fails on the chain head: the store is left at 0007, schema and rows,
     and upgrades once what failed it is put right."""
-    with fresh_database(tmp_path) as url:
-        engine = make_engine(url)
-        services = services_on(url, tmp_path)
+    engine, services, _ = populated
+    migrate(engine, command.downgrade, "0007")
+    create, drop = REFUSING_HEAD_UPDATES[engine.dialect.name]
+    with engine.begin() as connection:
+        for statement in create:
+            connection.execute(sa.text(statement))
+    before, schema = _rows(engine), _schema(engine)
+    with pytest.raises(MigrationFailed, match="refused for the test"):
         services.store.initialise()
-        try:
-            with https_recipients(services, tmp_path, *RECIPIENTS) as receiver:
-                _populate(services, receiver)
-            migrate(engine, command.downgrade, "0007")
-            create, drop = REFUSING_HEAD_UPDATES[engine.dialect.name]
-            with engine.begin() as connection:
-                for statement in create:
-                    connection.execute(sa.text(statement))
-            before, schema = _rows(engine), _schema(engine)
-            with pytest.raises(MigrationFailed, match="refused for the test"):
-                services.store.initialise()
-            after, schema_after = _rows(engine), _schema(engine)
-            with engine.begin() as connection:
-                connection.execute(sa.text(drop))
-            applied = [migration.revision for migration in services.store.initialise()]
-            assert services.audit.verify().intact
-        finally:
-            services.close()
-            engine.dispose()
+    after, schema_after = _rows(engine), _schema(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text(drop))
+    applied = [migration.revision for migration in services.store.initialise()]
+    assert services.audit.verify().intact
     assert after["alembic_version"] == [("0007",)]
     assert (after, schema_after) == (before, schema)
     assert applied == [*EARLIER[EARLIER.index("0008") :], SCHEMA_REVISION]
